@@ -1,0 +1,20 @@
+/*
+ * autodiff.h - the umbrella header of unroll's reverse-mode engine.
+ *
+ *     #include <unroll/autodiff/autodiff.h>
+ *
+ * brings in tensors and parameters (tensor.h), the tape and backward
+ * (tape.h), the ops (ops.h), the random generator (rng.h), status codes
+ * (status.h), gradient checking (gradcheck.h), DOT export (dot.h) and .npy
+ * files (npy.h). See docs/guide.md for a tour.
+ */
+#ifndef UNROLL_AD_AUTODIFF_H
+#define UNROLL_AD_AUTODIFF_H
+
+#include "status.h"
+#include "rng.h"
+#include "tensor.h"
+#include "tape.h"
+#include "ops.h"
+
+#endif

@@ -1,0 +1,267 @@
+/*
+ * internal.h - what the autodiff files share with each other. Never installed.
+ *
+ * Cross-file internals are prefixed ad__. The layout of a node, the op table
+ * and the one gate every op goes through (ad__record) live here.
+ */
+#ifndef UNROLL_AD_INTERNAL_H
+#define UNROLL_AD_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ops.h"
+#include "status.h"
+#include "tape.h"
+#include "tensor.h"
+
+/* ---- tensors and parameters ---------------------------------------------------- */
+
+typedef struct ad_node ad_node;
+
+struct ad_tensor {
+    ad_dtype dtype;
+    ad_shape shape;
+    size_t numel;
+    void *data;
+    /* Tape tensors: arena gradient, valid only while grad_pass equals the
+     * tape's pass (so each backward starts from zero without a sweep).
+     * Parameter views: the parameter's gradient buffer. */
+    void *grad;
+    unsigned grad_pass;
+    ad_tape *tape;     /* NULL for heap tensors and parameter views */
+    ad_node *node;     /* the node that produced it (tape tensors) */
+    ad_param *param;   /* set on temporal copies */
+    unsigned char requires_grad;
+    unsigned char owns_data; /* heap tensor whose data must be freed */
+    unsigned char is_heap;   /* heap tensor header that ad_tensor_free may free */
+};
+
+struct ad_param {
+    char name[AD_NAME_SIZE];
+    ad_tensor value; /* views: data -> values */
+    ad_tensor grad;  /* data -> gradient */
+    int owns_storage;
+};
+
+/* ---- ops ------------------------------------------------------------------------- */
+
+typedef enum ad__op {
+    AD_OP_CONST,
+    AD_OP_VARIABLE,
+    AD_OP_PARAM,
+    AD_OP_DETACH,
+    AD_OP_MATMUL,
+    AD_OP_ADD,
+    AD_OP_SUB,
+    AD_OP_MUL,
+    AD_OP_DIV,
+    AD_OP_ADD_SCALAR,
+    AD_OP_MUL_SCALAR,
+    AD_OP_POW_SCALAR,
+    AD_OP_NEG,
+    AD_OP_EXP,
+    AD_OP_LOG,
+    AD_OP_SQRT,
+    AD_OP_ABS,
+    AD_OP_TANH,
+    AD_OP_SIGMOID,
+    AD_OP_RELU,
+    AD_OP_SUM,
+    AD_OP_MEAN,
+    AD_OP_SOFTMAX,
+    AD_OP_LOG_SOFTMAX,
+    AD_OP_RESHAPE,
+    AD_OP_PERMUTE,
+    AD_OP_CONCAT,
+    AD_OP_SLICE,
+    AD_OP_GATHER_ROWS,
+    AD_OP_WHERE,
+    AD_OP_DROPOUT,
+    AD_OP_CROSS_ENTROPY,
+    AD_OP_BCE_WITH_LOGITS,
+    AD_OP_BCE,
+    AD_OP_MSE,
+    AD_OP_CUSTOM,
+    AD_OP_COUNT
+} ad__op;
+
+/* Arguments an op keeps for forward and backward; each op uses a few fields. */
+typedef struct ad__args {
+    int axis;
+    int keepdim;
+    int flags;     /* matmul transposes; dropout train flag */
+    int reduction; /* ad_reduction */
+    double scalar; /* scalar ops, dropout p */
+    int64_t start; /* slice */
+    int64_t len;
+    int perm[AD_MAX_RANK];
+    ad_shape shape;     /* leaves, reshape */
+    const int64_t *idx; /* gather indices / CE targets, copied into the arena */
+    int64_t n_idx;
+    int64_t ignore_index;
+    ad_rng *rng; /* dropout; only used during forward */
+    const ad_custom_op *custom;
+    void *custom_ctx;
+} ad__args;
+
+/* Inputs are kept inline when few; concat may have many (arena array). */
+#define AD__INLINE_IN 3
+
+struct ad_node {
+    ad__op op;
+    int n_in;
+    ad_tensor **in; /* points to in_inline or an arena array */
+    ad_tensor *in_inline[AD__INLINE_IN];
+    ad_tensor *out;
+    ad__args a;
+    void *saved;       /* what backward needs beyond inputs and output */
+    const char *label; /* arena copy of the tape label at record time, or NULL */
+    size_t index;      /* position on the tape */
+};
+
+/*
+ * One row per op. shape: writes the output shape or fails the tape with a
+ * message naming the op and shapes. forward: computes n->out (already
+ * allocated) and may allocate n->saved. backward: adds gradients of the
+ * inputs that need them (ad__grad) given n->out->grad.
+ */
+typedef struct ad__op_def {
+    const char *name;
+    int arity; /* -1: any number >= 1 */
+    ad_status (*shape)(ad_tape *t, ad_node *n, ad_shape *out);
+    ad_status (*forward)(ad_tape *t, ad_node *n);
+    void (*backward)(ad_tape *t, ad_node *n);
+} ad__op_def;
+
+extern const ad__op_def ad__ops[AD_OP_COUNT];
+
+/* The gate: validates, shapes, allocates, runs forward, checks anomalies and
+ * appends the node. Returns NULL (tape in error) on any failure. */
+ad_tensor *ad__record(ad_tape *t, ad__op op, ad_tensor *const *in, int n_in, const ad__args *args);
+
+/* Records a leaf of the given kind with uninitialised data. */
+ad_tensor *ad__leaf(ad_tape *t, ad__op op, ad_dtype dtype, ad_shape shape);
+
+/* ---- tape internals ----------------------------------------------------------------- */
+
+/* Sets the tape's error unless one is set; returns the tape's status. */
+ad_status ad__fail(ad_tape *t, ad_status code, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+
+/* Fills err (may be NULL) and returns code. */
+ad_status ad__set_error(ad_error *err, ad_status code, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+
+/* Arena allocation, 64-byte aligned; NULL after failing the tape with AD_ERR_NOMEM. */
+void *ad__alloc(ad_tape *t, size_t bytes);
+void *ad__alloc_zero(ad_tape *t, size_t bytes);
+/* count * size with overflow check; fails the tape on overflow. */
+void *ad__alloc_array(ad_tape *t, size_t count, size_t size);
+
+/* The gradient buffer of x for the current backward pass, allocated and
+ * zeroed on first use; NULL if x needs no gradient or on failure (tape set). */
+void *ad__grad(ad_tape *t, ad_tensor *x);
+
+/* Current backward pass number (for grad validity), and the start of a new one. */
+unsigned ad__tape_pass(const ad_tape *t);
+unsigned ad__tape_next_pass(ad_tape *t);
+
+/* Whether x's gradient is valid for the latest backward pass of its tape. */
+int ad__has_grad(const ad_tensor *x);
+
+/* Anomaly check of n elements of dtype; returns 1 when all are finite. */
+int ad__all_finite(ad_dtype dtype, const void *data, size_t n);
+
+/* Formats a shape into a static-size buffer for messages. */
+#define AD__SHAPE_BUF 64
+const char *ad__shape_str(ad_shape s, char buf[AD__SHAPE_BUF]);
+
+/* Overflow-checked size product; returns 0 on overflow. */
+int ad__mul_size(size_t a, size_t b, size_t *out);
+
+/* Normalises a possibly negative axis for a given rank; -1 if out of range. */
+int ad__axis(int axis, int rank);
+
+/* Shape rule of ops whose output has the shape of input 0 (unary, scalar, dropout). */
+ad_status ad__shape_same(ad_tape *t, ad_node *n, ad_shape *out);
+
+/* The node list of a tape (for backward, DOT export). */
+ad_node *const *ad__tape_nodes(const ad_tape *t, size_t *count);
+
+/* Per-tape settings used by ad__record and backward. */
+int ad__tape_anomaly(const ad_tape *t);
+int ad__tape_grad_enabled(const ad_tape *t);
+
+/* Runs the anomaly check of backward over node n's input gradients. */
+void ad__check_backward_anomaly(ad_tape *t, ad_node *n);
+
+/* Runs the anomaly check of forward over node n's output. */
+void ad__check_forward_anomaly(ad_tape *t, ad_node *n);
+
+/* ---- op family entry points (referenced by the table in op_table.c) -------------------- */
+
+#define AD__DECLARE_OP(name)                            \
+    ad_status ad__##name##_fwd(ad_tape *t, ad_node *n); \
+    void ad__##name##_bwd(ad_tape *t, ad_node *n);
+
+#define AD__DECLARE_SHAPE(name) ad_status ad__shape_##name(ad_tape *t, ad_node *n, ad_shape *out);
+
+AD__DECLARE_SHAPE(leaf)
+AD__DECLARE_SHAPE(matmul)
+AD__DECLARE_SHAPE(broadcast)
+AD__DECLARE_SHAPE(reduce)
+AD__DECLARE_SHAPE(softmax)
+AD__DECLARE_SHAPE(reshape)
+AD__DECLARE_SHAPE(permute)
+AD__DECLARE_SHAPE(concat)
+AD__DECLARE_SHAPE(slice)
+AD__DECLARE_SHAPE(gather_rows)
+AD__DECLARE_SHAPE(where)
+AD__DECLARE_SHAPE(cross_entropy)
+AD__DECLARE_SHAPE(pair_loss)
+AD__DECLARE_SHAPE(custom)
+
+AD__DECLARE_OP(leaf)
+AD__DECLARE_OP(param)
+AD__DECLARE_OP(detach)
+AD__DECLARE_OP(matmul)
+AD__DECLARE_OP(add)
+AD__DECLARE_OP(sub)
+AD__DECLARE_OP(mul)
+AD__DECLARE_OP(div)
+AD__DECLARE_OP(add_scalar)
+AD__DECLARE_OP(mul_scalar)
+AD__DECLARE_OP(pow_scalar)
+AD__DECLARE_OP(neg)
+AD__DECLARE_OP(exp)
+AD__DECLARE_OP(log)
+AD__DECLARE_OP(sqrt)
+AD__DECLARE_OP(abs)
+AD__DECLARE_OP(tanh)
+AD__DECLARE_OP(sigmoid)
+AD__DECLARE_OP(relu)
+AD__DECLARE_OP(sum)
+AD__DECLARE_OP(mean)
+AD__DECLARE_OP(softmax)
+AD__DECLARE_OP(log_softmax)
+AD__DECLARE_OP(reshape)
+AD__DECLARE_OP(permute)
+AD__DECLARE_OP(concat)
+AD__DECLARE_OP(slice)
+AD__DECLARE_OP(gather_rows)
+AD__DECLARE_OP(where)
+AD__DECLARE_OP(dropout)
+AD__DECLARE_OP(cross_entropy)
+AD__DECLARE_OP(bce_with_logits)
+AD__DECLARE_OP(bce)
+AD__DECLARE_OP(mse)
+AD__DECLARE_OP(custom)
+
+#endif

@@ -1,0 +1,210 @@
+/*
+ * ops.h - the differentiable operations.
+ *
+ * Every op takes the tape first, checks its inputs (one shared gate), computes
+ * its result eagerly into the tape's arena and records a node for backward.
+ * On bad input an op returns NULL and records a sticky error on the tape
+ * naming the op and the shapes, e.g.
+ *     matmul: [2,3] x [4,5]: inner dimensions 3 and 4 differ
+ * An op given a NULL input returns NULL, so a chain of ops is checked once:
+ *
+ *     ad_tensor *h = ad_tanh(t, ad_add(t, ad_matmul(t, x, wx, 0),
+ *                                       ad_matmul(t, hprev, wh, 0)));
+ *     if (!h) fprintf(stderr, "%s\n", ad_tape_message(t));
+ *
+ * All inputs of an op share one dtype. Binary elementwise ops broadcast as
+ * NumPy does (align trailing axes; a size of 1 stretches). Negative axes
+ * count from the end. Results are valid until the tape is reset.
+ */
+#ifndef UNROLL_AD_OPS_H
+#define UNROLL_AD_OPS_H
+
+#include <stdint.h>
+
+#include "rng.h"
+#include "tape.h"
+#include "tensor.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/** Axis value meaning "all axes" for ad_sum() and ad_mean(). */
+#define AD_AXIS_ALL (-1000)
+
+/** Flags of ad_matmul(). */
+enum {
+    AD_TRANS_A = 1, /**< use the transpose of a */
+    AD_TRANS_B = 2  /**< use the transpose of b */
+};
+
+/** How a loss reduces its per-element terms. */
+typedef enum ad_reduction {
+    AD_REDUCE_MEAN = 0, /**< mean over counted elements (PyTorch's default) */
+    AD_REDUCE_SUM = 1,  /**< sum; a scalar */
+    AD_REDUCE_NONE = 2  /**< no reduction: one loss per element or row */
+} ad_reduction;
+
+/* ---- linear algebra ---------------------------------------------------------- */
+
+/** C = op(a) op(b) with op = transpose where `flags` has AD_TRANS_A / AD_TRANS_B; 2-D: [m,k] x [k,n] -> [m,n]. */
+ad_tensor *ad_matmul(ad_tape *t, ad_tensor *a, ad_tensor *b, int flags);
+
+/* ---- elementwise, broadcasting ----------------------------------------------- */
+
+/** a + b, broadcast. */
+ad_tensor *ad_add(ad_tape *t, ad_tensor *a, ad_tensor *b);
+/** a - b, broadcast. */
+ad_tensor *ad_sub(ad_tape *t, ad_tensor *a, ad_tensor *b);
+/** a * b elementwise (Hadamard), broadcast; with a 0/1 constant b this is a mask. */
+ad_tensor *ad_mul(ad_tape *t, ad_tensor *a, ad_tensor *b);
+/** a / b elementwise, broadcast. */
+ad_tensor *ad_div(ad_tape *t, ad_tensor *a, ad_tensor *b);
+
+/** x + c for a scalar c. */
+ad_tensor *ad_add_scalar(ad_tape *t, ad_tensor *x, double c);
+/** x * c for a scalar c. */
+ad_tensor *ad_mul_scalar(ad_tape *t, ad_tensor *x, double c);
+/** x ^ p elementwise for a scalar exponent p; d/dx = p x^(p-1). */
+ad_tensor *ad_pow_scalar(ad_tape *t, ad_tensor *x, double p);
+
+/* ---- elementwise, unary ------------------------------------------------------ */
+
+/** -x. */
+ad_tensor *ad_neg(ad_tape *t, ad_tensor *x);
+/** e^x. */
+ad_tensor *ad_exp(ad_tape *t, ad_tensor *x);
+/** ln x (x <= 0 gives -inf/NaN, caught by anomaly mode). */
+ad_tensor *ad_log(ad_tape *t, ad_tensor *x);
+/** sqrt x. */
+ad_tensor *ad_sqrt(ad_tape *t, ad_tensor *x);
+/** |x|; the gradient at 0 is 0, as in PyTorch. */
+ad_tensor *ad_abs(ad_tape *t, ad_tensor *x);
+/** tanh x; d/dx = 1 - tanh^2 x. */
+ad_tensor *ad_tanh(ad_tape *t, ad_tensor *x);
+/** 1 / (1 + e^-x), computed in the two-branch stable form; d/dx = s (1 - s). */
+ad_tensor *ad_sigmoid(ad_tape *t, ad_tensor *x);
+/** max(x, 0); the gradient at 0 is 0. */
+ad_tensor *ad_relu(ad_tape *t, ad_tensor *x);
+
+/* ---- reductions and normalisations ------------------------------------------- */
+
+/** Sum over `axis`, or over everything with AD_AXIS_ALL; keepdim keeps the axis with size 1. */
+ad_tensor *ad_sum(ad_tape *t, ad_tensor *x, int axis, int keepdim);
+/** Mean over `axis` (or AD_AXIS_ALL); the mean of nothing is an AD_ERR_EMPTY error. */
+ad_tensor *ad_mean(ad_tape *t, ad_tensor *x, int axis, int keepdim);
+/** softmax along `axis`: e^(x_i - max) / sum_j e^(x_j - max). */
+ad_tensor *ad_softmax(ad_tape *t, ad_tensor *x, int axis);
+/** log-softmax along `axis`: x_i - max - log sum_j e^(x_j - max). */
+ad_tensor *ad_log_softmax(ad_tape *t, ad_tensor *x, int axis);
+
+/* ---- shape ------------------------------------------------------------------- */
+
+/** The same elements with shape `shape` (equal numel); one size may be -1 (inferred). */
+ad_tensor *ad_reshape(ad_tape *t, ad_tensor *x, ad_shape shape);
+/** Swaps axes `a0` and `a1`. */
+ad_tensor *ad_transpose(ad_tape *t, ad_tensor *x, int a0, int a1);
+/** Output axis i is input axis perm[i]; `perm` has rank(x) entries, a permutation. */
+ad_tensor *ad_permute(ad_tape *t, ad_tensor *x, const int *perm);
+/** Joins `n` tensors along `axis`; all other sizes must agree. */
+ad_tensor *ad_concat(ad_tape *t, ad_tensor *const *xs, int n, int axis);
+/** The `len` entries from `start` along `axis`. */
+ad_tensor *ad_slice(ad_tape *t, ad_tensor *x, int axis, int64_t start, int64_t len);
+/**
+ * Splits `x` along `axis` into `n` consecutive pieces of sizes `sizes[i]`
+ * (which must add up to the axis size), written to `out[0..n-1]`. Returns the
+ * tape's status.
+ */
+ad_status ad_split(ad_tape *t, ad_tensor *x, int axis, int n, const int64_t *sizes,
+                   ad_tensor **out);
+
+/**
+ * Row gather (embedding lookup): out[i, :] = table[idx[i], :] for table
+ * [V, D] and n indices (copied) -> [n, D]. Backward scatter-adds into the
+ * rows of table. Indices outside [0, V) are an AD_ERR_ARG error.
+ */
+ad_tensor *ad_gather_rows(ad_tape *t, ad_tensor *table, const int64_t *idx, int64_t n);
+
+/**
+ * out = cond != 0 ? a : b. `a` and `b` have one shape; `cond` is a constant
+ * that broadcasts to it (e.g. [B,1] over [B,H]); no gradient flows to cond.
+ */
+ad_tensor *ad_where(ad_tape *t, ad_tensor *cond, ad_tensor *a, ad_tensor *b);
+
+/**
+ * Inverted dropout: with `train` set, each element is zeroed with probability
+ * p and the others are scaled by 1/(1-p), using draws from `rng`; without
+ * `train` (or with p = 0) the output equals x. p must lie in [0, 1).
+ */
+ad_tensor *ad_dropout(ad_tape *t, ad_tensor *x, double p, int train, ad_rng *rng);
+
+/** A copy of x that does not require gradients: backward stops here. */
+ad_tensor *ad_detach(ad_tape *t, ad_tensor *x);
+
+/* ---- losses ------------------------------------------------------------------ */
+
+/**
+ * Cross-entropy of logits [N, C] with integer class targets (n = N entries,
+ * copied): l_i = -log softmax(x_i)[c_i], fused and max-shifted; the gradient is
+ * softmax(x_i) - onehot(c_i). Rows whose target equals `ignore_index` count
+ * neither in the loss nor in the mean. Targets outside [0, C) that are not
+ * ignore_index are an AD_ERR_ARG error. NONE returns [N] (0 for ignored rows).
+ */
+ad_tensor *ad_cross_entropy(ad_tape *t, ad_tensor *logits, const int64_t *targets, int64_t n,
+                            int64_t ignore_index, ad_reduction reduction);
+
+/**
+ * Binary cross-entropy with logits: l = max(x,0) - x y + log1p(e^-|x|),
+ * stable for any x; d/dx = sigmoid(x) - y. `targets` (same shape, constant)
+ * hold y in [0, 1].
+ */
+ad_tensor *ad_bce_with_logits(ad_tape *t, ad_tensor *logits, ad_tensor *targets,
+                              ad_reduction reduction);
+
+/**
+ * Binary cross-entropy on probabilities: l = -(y log p + (1-y) log(1-p)) with
+ * each log clamped at -100 as PyTorch does; `targets` are constants.
+ */
+ad_tensor *ad_bce(ad_tape *t, ad_tensor *probs, ad_tensor *targets, ad_reduction reduction);
+
+/** Mean squared error (pred - target)^2, same shapes; gradients flow to both. */
+ad_tensor *ad_mse(ad_tape *t, ad_tensor *pred, ad_tensor *target, ad_reduction reduction);
+
+/* ---- user-defined ops -------------------------------------------------------- */
+
+/**
+ * A user-defined op. The caller keeps this description alive while tapes use
+ * it (a static const struct is typical) and calls it with ad_custom(). The
+ * callbacks see ordinary tensors, so ad_tensor_f64() etc. give their data:
+ * - shape: the output shape for inputs `in` (all of one dtype, already
+ *   checked non-NULL and on this tape); return AD_OK, or an error code after
+ *   writing a message to msg (msg_size bytes);
+ * - forward: fill `out` (allocated by the engine with that shape);
+ * - backward: add (+=) dL/din[i] into gin[i] given gout = dL/dout; gin[i] is
+ *   NULL when input i needs no gradient.
+ * gradcheck and anomaly mode treat custom ops like built-ins.
+ */
+typedef struct ad_custom_op {
+    const char *name; /**< shown in errors and DOT output */
+    int arity;        /**< number of inputs, 1..AD_CUSTOM_MAX_IN */
+    ad_status (*shape)(void *ctx, ad_tensor *const *in, int n, ad_shape *out, char *msg,
+                       size_t msg_size);
+    void (*forward)(void *ctx, ad_tensor *const *in, int n, ad_tensor *out);
+    void (*backward)(void *ctx, ad_tensor *const *in, int n, ad_tensor *out, ad_tensor *gout,
+                     ad_tensor *const *gin);
+} ad_custom_op;
+
+/** The largest arity of a custom op. */
+#define AD_CUSTOM_MAX_IN 8
+
+/**
+ * Applies the custom op `op` to `n` inputs (n must equal op->arity), passing
+ * `ctx` to each callback. Errors: AD_ERR_NULL (op or a callback missing),
+ * AD_ERR_ARG (arity), and whatever the shape callback returns.
+ */
+ad_tensor *ad_custom(ad_tape *t, const ad_custom_op *op, void *ctx, ad_tensor *const *in, int n);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,408 @@
+/*
+ * tape.c - the tape: arena, node list, sticky error and the op gate.
+ */
+#include "tape.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+#define DEFAULT_CHUNK ((size_t)1 << 20)
+#define ALIGN 64
+#define LABEL_SIZE 64
+#define MSG_SIZE 512
+
+/* A chunk of arena memory; chunks form a list kept across resets. */
+typedef struct chunk {
+    struct chunk *next;
+    void *raw; /* what the allocator returned */
+    unsigned char *base;
+    size_t cap;
+    size_t used;
+} chunk;
+
+struct ad_tape {
+    void *(*alloc)(void *ctx, size_t n);
+    void (*free)(void *ctx, void *ptr);
+    void *alloc_ctx;
+    size_t chunk_bytes;
+    chunk *first;
+    chunk *cur;
+    size_t reserved;
+    size_t used_before_cur; /* bytes used in chunks before cur */
+    ad_node **nodes;
+    size_t n_nodes;
+    size_t cap_nodes;
+    ad_status status;
+    char msg[MSG_SIZE];
+    unsigned pass;
+    int grad_enabled;
+    int anomaly;
+    char label[LABEL_SIZE];
+    const char *label_copy; /* arena copy of label, shared by nodes until it changes */
+};
+
+static void *default_alloc(void *ctx, size_t n)
+{
+    (void)ctx;
+    return malloc(n);
+}
+
+static void default_free(void *ctx, void *p)
+{
+    (void)ctx;
+    free(p);
+}
+
+ad_tape *ad_tape_new(const ad_tape_options *opts)
+{
+    ad_tape_options o = {0};
+    if (opts) o = *opts;
+    if ((o.alloc == NULL) != (o.free == NULL)) return NULL;
+    if (!o.alloc) {
+        o.alloc = default_alloc;
+        o.free = default_free;
+    }
+    ad_tape *t = o.alloc(o.alloc_ctx, sizeof *t);
+    if (!t) return NULL;
+    memset(t, 0, sizeof *t);
+    t->alloc = o.alloc;
+    t->free = o.free;
+    t->alloc_ctx = o.alloc_ctx;
+    t->chunk_bytes = o.chunk_bytes ? o.chunk_bytes : DEFAULT_CHUNK;
+    t->grad_enabled = 1;
+    t->anomaly = o.anomaly != 0;
+    return t;
+}
+
+void ad_tape_free(ad_tape *t)
+{
+    if (!t) return;
+    chunk *c = t->first;
+    while (c) {
+        chunk *next = c->next;
+        t->free(t->alloc_ctx, c->raw);
+        c = next;
+    }
+    if (t->nodes) t->free(t->alloc_ctx, t->nodes);
+    t->free(t->alloc_ctx, t);
+}
+
+void ad_tape_reset(ad_tape *t)
+{
+    if (!t) return;
+    for (chunk *c = t->first; c; c = c->next) c->used = 0;
+    t->cur = t->first;
+    t->used_before_cur = 0;
+    t->n_nodes = 0;
+    t->status = AD_OK;
+    t->msg[0] = '\0';
+    t->label[0] = '\0';
+    t->label_copy = NULL;
+    t->pass++; /* invalidates every gradient of the old tensors */
+}
+
+ad_status ad_tape_status(const ad_tape *t) { return t ? t->status : AD_ERR_NULL; }
+
+const char *ad_tape_message(const ad_tape *t) { return t ? t->msg : "tape is NULL"; }
+
+size_t ad_tape_size(const ad_tape *t) { return t ? t->n_nodes : 0; }
+
+size_t ad_tape_bytes_used(const ad_tape *t)
+{
+    return (t && t->cur) ? t->used_before_cur + t->cur->used : 0;
+}
+
+size_t ad_tape_bytes_reserved(const ad_tape *t) { return t ? t->reserved : 0; }
+
+int ad_tape_set_grad_enabled(ad_tape *t, int enabled)
+{
+    if (!t) return 0;
+    int was = t->grad_enabled;
+    t->grad_enabled = enabled != 0;
+    return was;
+}
+
+int ad_tape_set_anomaly(ad_tape *t, int enabled)
+{
+    if (!t) return 0;
+    int was = t->anomaly;
+    t->anomaly = enabled != 0;
+    return was;
+}
+
+int ad__tape_anomaly(const ad_tape *t) { return t->anomaly; }
+
+int ad__tape_grad_enabled(const ad_tape *t) { return t->grad_enabled; }
+
+unsigned ad__tape_pass(const ad_tape *t) { return t->pass; }
+
+unsigned ad__tape_next_pass(ad_tape *t) { return ++t->pass; }
+
+void ad_tape_set_label(ad_tape *t, const char *label)
+{
+    if (!t) return;
+    if (!label) label = "";
+    snprintf(t->label, sizeof t->label, "%s", label);
+    t->label_copy = NULL; /* copied into the arena when the next node needs it */
+}
+
+ad_node *const *ad__tape_nodes(const ad_tape *t, size_t *count)
+{
+    *count = t->n_nodes;
+    return t->nodes;
+}
+
+ad_status ad__fail(ad_tape *t, ad_status code, const char *fmt, ...)
+{
+    if (t->status != AD_OK) return t->status;
+    t->status = code;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(t->msg, sizeof t->msg, fmt, ap);
+    va_end(ap);
+    return code;
+}
+
+/* ---- arena ------------------------------------------------------------------------ */
+
+/* Inserts a new chunk of at least `bytes` after cur (or first). */
+static chunk *new_chunk(ad_tape *t, size_t bytes)
+{
+    size_t cap = bytes > t->chunk_bytes ? bytes : t->chunk_bytes;
+    size_t total;
+    if (cap > SIZE_MAX - sizeof(chunk) - ALIGN) return NULL;
+    total = sizeof(chunk) + ALIGN + cap;
+    void *raw = t->alloc(t->alloc_ctx, total);
+    if (!raw) return NULL;
+    chunk *c = raw;
+    c->raw = raw;
+    uintptr_t p = (uintptr_t)((unsigned char *)raw + sizeof(chunk));
+    c->base = (unsigned char *)((p + ALIGN - 1) & ~(uintptr_t)(ALIGN - 1));
+    c->cap = cap;
+    c->used = 0;
+    if (!t->cur) {
+        c->next = t->first;
+        t->first = c;
+    } else {
+        c->next = t->cur->next;
+        t->cur->next = c;
+    }
+    t->reserved += cap;
+    return c;
+}
+
+void *ad__alloc(ad_tape *t, size_t bytes)
+{
+    if (bytes > SIZE_MAX - ALIGN) {
+        ad__fail(t, AD_ERR_OVERFLOW, "arena: request of %zu bytes overflows", bytes);
+        return NULL;
+    }
+    size_t need = (bytes + ALIGN - 1) & ~(size_t)(ALIGN - 1);
+    if (need == 0) need = ALIGN;
+    if (t->cur && t->cur->cap - t->cur->used >= need) {
+        void *p = t->cur->base + t->cur->used;
+        t->cur->used += need;
+        return p;
+    }
+    /* Move on to the next kept chunk if it fits; identical steps then take
+     * identical paths, so a warmed-up loop never allocates. */
+    chunk *next = t->cur ? t->cur->next : t->first;
+    if (!next || next->cap < need) {
+        next = new_chunk(t, need);
+        if (!next) {
+            ad__fail(t, AD_ERR_NOMEM, "arena: cannot allocate a chunk for %zu bytes", bytes);
+            return NULL;
+        }
+    }
+    if (t->cur) t->used_before_cur += t->cur->used;
+    t->cur = next;
+    next->used = need;
+    return next->base;
+}
+
+void *ad__alloc_zero(ad_tape *t, size_t bytes)
+{
+    void *p = ad__alloc(t, bytes);
+    if (p) memset(p, 0, bytes);
+    return p;
+}
+
+void *ad__alloc_array(ad_tape *t, size_t count, size_t size)
+{
+    size_t bytes;
+    if (!ad__mul_size(count, size, &bytes)) {
+        ad__fail(t, AD_ERR_OVERFLOW, "arena: %zu x %zu bytes overflows", count, size);
+        return NULL;
+    }
+    return ad__alloc(t, bytes);
+}
+
+void *ad__grad(ad_tape *t, ad_tensor *x)
+{
+    if (!x->requires_grad) return NULL;
+    if (x->grad_pass == t->pass && x->grad) return x->grad;
+    x->grad = ad__alloc_zero(t, x->numel * ad_dtype_size(x->dtype));
+    if (!x->grad) return NULL;
+    x->grad_pass = t->pass;
+    return x->grad;
+}
+
+/* ---- nodes ------------------------------------------------------------------------ */
+
+static int push_node(ad_tape *t, ad_node *n)
+{
+    if (t->n_nodes == t->cap_nodes) {
+        size_t cap = t->cap_nodes ? t->cap_nodes * 2 : 256;
+        size_t bytes;
+        if (!ad__mul_size(cap, sizeof *t->nodes, &bytes)) {
+            ad__fail(t, AD_ERR_OVERFLOW, "tape: node list of %zu entries overflows", cap);
+            return 0;
+        }
+        ad_node **nodes = t->alloc(t->alloc_ctx, bytes);
+        if (!nodes) {
+            ad__fail(t, AD_ERR_NOMEM, "tape: cannot grow the node list to %zu entries", cap);
+            return 0;
+        }
+        if (t->n_nodes) memcpy(nodes, t->nodes, t->n_nodes * sizeof *nodes);
+        if (t->nodes) t->free(t->alloc_ctx, t->nodes);
+        t->nodes = nodes;
+        t->cap_nodes = cap;
+    }
+    n->index = t->n_nodes;
+    t->nodes[t->n_nodes++] = n;
+    return 1;
+}
+
+static const char *node_label(ad_tape *t)
+{
+    if (!t->label[0]) return NULL;
+    if (!t->label_copy) {
+        size_t len = strlen(t->label) + 1;
+        char *copy = ad__alloc(t, len);
+        if (!copy) return NULL;
+        memcpy(copy, t->label, len);
+        t->label_copy = copy;
+    }
+    return t->label_copy;
+}
+
+/* A node and its output tensor, with data of the given shape. */
+static ad_node *new_node(ad_tape *t, ad__op op, ad_dtype dtype, ad_shape shape)
+{
+    size_t numel;
+    ad_status st = ad_shape_numel(shape, &numel);
+    if (st != AD_OK) {
+        char b[AD__SHAPE_BUF];
+        ad__fail(t, st, "%s: invalid shape %s: %s", ad__ops[op].name, ad__shape_str(shape, b),
+                 ad_status_str(st));
+        return NULL;
+    }
+    if (ad_dtype_size(dtype) == 0) {
+        ad__fail(t, AD_ERR_DTYPE, "%s: invalid dtype %d", ad__ops[op].name, (int)dtype);
+        return NULL;
+    }
+    ad_node *n = ad__alloc(t, sizeof *n);
+    ad_tensor *out = ad__alloc(t, sizeof *out);
+    void *data = ad__alloc(t, numel * ad_dtype_size(dtype));
+    const char *label = node_label(t);
+    if (!n || !out || !data) return NULL;
+    memset(n, 0, sizeof *n);
+    memset(out, 0, sizeof *out);
+    out->dtype = dtype;
+    out->shape = shape;
+    out->numel = numel;
+    out->data = data;
+    out->tape = t;
+    out->node = n;
+    n->op = op;
+    n->out = out;
+    n->in = n->in_inline;
+    n->label = label;
+    n->index = t->n_nodes; /* its place once appended; anomaly messages name it */
+    return n;
+}
+
+ad_tensor *ad__leaf(ad_tape *t, ad__op op, ad_dtype dtype, ad_shape shape)
+{
+    if (!t || t->status != AD_OK) return NULL;
+    ad_node *n = new_node(t, op, dtype, shape);
+    if (!n) return NULL;
+    n->a.shape = shape;
+    n->out->requires_grad = (op == AD_OP_VARIABLE) && t->grad_enabled;
+    if (!push_node(t, n)) return NULL;
+    return n->out;
+}
+
+/* Checks the inputs of an op: non-NULL, on this tape, one dtype. */
+static int check_inputs(ad_tape *t, ad__op op, ad_tensor *const *in, int n_in)
+{
+    const char *name = ad__ops[op].name;
+    for (int i = 0; i < n_in; i++) {
+        if (!in[i]) {
+            ad__fail(t, AD_ERR_NULL, "%s: input %d is NULL", name, i);
+            return 0;
+        }
+        if (in[i]->tape != t) {
+            ad__fail(t, AD_ERR_FOREIGN, "%s: input %d is not a tensor of this tape%s", name, i,
+                     in[i]->tape ? "" : " (copy heap tensors in with ad_constant)");
+            return 0;
+        }
+        if (in[i]->dtype != in[0]->dtype) {
+            ad__fail(t, AD_ERR_DTYPE, "%s: input %d is %s but input 0 is %s", name, i,
+                     ad_dtype_name(in[i]->dtype), ad_dtype_name(in[0]->dtype));
+            return 0;
+        }
+    }
+    return 1;
+}
+
+ad_tensor *ad__record(ad_tape *t, ad__op op, ad_tensor *const *in, int n_in, const ad__args *args)
+{
+    if (!t || t->status != AD_OK) return NULL;
+    if (!in && n_in > 0) {
+        ad__fail(t, AD_ERR_NULL, "%s: input list is NULL", ad__ops[op].name);
+        return NULL;
+    }
+    if (n_in < 1) {
+        ad__fail(t, AD_ERR_EMPTY, "%s: no inputs", ad__ops[op].name);
+        return NULL;
+    }
+    if (!check_inputs(t, op, in, n_in)) return NULL;
+
+    /* The shape rule sees a provisional node on the stack. */
+    ad_node probe;
+    memset(&probe, 0, sizeof probe);
+    probe.op = op;
+    probe.n_in = n_in;
+    probe.in = (ad_tensor **)in;
+    if (args) probe.a = *args;
+    ad_shape shape;
+    if (ad__ops[op].shape(t, &probe, &shape) != AD_OK) return NULL;
+
+    ad_node *n = new_node(t, op, in[0]->dtype, shape);
+    if (!n) return NULL;
+    n->a = probe.a;
+    n->n_in = n_in;
+    if (n_in > AD__INLINE_IN) {
+        n->in = ad__alloc_array(t, (size_t)n_in, sizeof *n->in);
+        if (!n->in) return NULL;
+    }
+    int needs_grad = 0;
+    for (int i = 0; i < n_in; i++) {
+        n->in[i] = in[i];
+        needs_grad |= in[i]->requires_grad;
+    }
+    n->out->requires_grad = (unsigned char)(needs_grad && t->grad_enabled);
+    if (ad__ops[op].forward(t, n) != AD_OK || t->status != AD_OK) return NULL;
+    n->a.rng = NULL; /* only forward may draw */
+    if (t->anomaly) {
+        ad__check_forward_anomaly(t, n);
+        if (t->status != AD_OK) return NULL;
+    }
+    if (!push_node(t, n)) return NULL;
+    return n->out;
+}

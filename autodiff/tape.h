@@ -1,0 +1,177 @@
+/*
+ * tape.h - the explicit context that records operations and owns their memory.
+ *
+ * Every op takes the tape first, computes its result at once and appends a
+ * node to the tape. ad_backward() walks the nodes in reverse. The tape owns an
+ * arena: every tensor an op makes lives there until ad_tape_reset(), which
+ * frees them all in O(1) while keeping the memory, so a training loop that has
+ * warmed up performs no allocation at all.
+ *
+ * Errors are sticky: the first failing call records a status and a message on
+ * the tape; from then on every op returns NULL, so a caller checks once.
+ *
+ *     ad_tape *t = ad_tape_new(NULL);
+ *     for (int step = 0; step < n_steps; step++) {
+ *         ad_tensor *w = ad_use(t, W);                 // temporal copy of W
+ *         ad_tensor *x = ad_from_data(t, AD_F32, ad_shape2(1, 3), xs);
+ *         ad_tensor *loss = ad_sum(t, ad_tanh(t, ad_matmul(t, x, w, 0)), AD_AXIS_ALL, 0);
+ *         if (ad_backward(t, loss, NULL) != AD_OK)
+ *             fprintf(stderr, "%s\n", ad_tape_message(t));
+ *         ...                                          // optimizer step on W
+ *         ad_tape_reset(t);
+ *     }
+ *     ad_tape_free(t);
+ */
+#ifndef UNROLL_AD_TAPE_H
+#define UNROLL_AD_TAPE_H
+
+#include <stddef.h>
+
+#include "rng.h"
+#include "tensor.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/** A tape: records ops, owns an arena. Not thread-safe; use one per thread. */
+typedef struct ad_tape ad_tape;
+
+/**
+ * Options for ad_tape_new(); a zero-filled struct (or NULL) means defaults.
+ * The allocator hooks serve all the tape's own memory (arena chunks and the
+ * node list); both or neither must be set.
+ */
+typedef struct ad_tape_options {
+    size_t chunk_bytes;                  /**< arena chunk size; 0 means 1 MiB */
+    void *(*alloc)(void *ctx, size_t n); /**< NULL means malloc */
+    void (*free)(void *ctx, void *ptr);  /**< NULL means free */
+    void *alloc_ctx;                     /**< passed to alloc and free */
+    int anomaly;                         /**< start with anomaly detection on */
+} ad_tape_options;
+
+/**
+ * A new empty tape, or NULL when `opts` is inconsistent (only one hook set)
+ * or the first allocation fails. Free with ad_tape_free().
+ */
+ad_tape *ad_tape_new(const ad_tape_options *opts);
+
+/** Frees the tape and every tensor on it; NULL is ignored. */
+void ad_tape_free(ad_tape *t);
+
+/**
+ * Forgets every node and tensor in O(1), keeping the arena's memory for
+ * reuse, and clears the error. Parameters keep their accumulated gradients.
+ * Labels, grad mode and anomaly mode keep their settings.
+ */
+void ad_tape_reset(ad_tape *t);
+
+/** The first error recorded since the last reset (AD_OK if none; AD_ERR_NULL for NULL). */
+ad_status ad_tape_status(const ad_tape *t);
+
+/** The message of the first error ("" if none). Valid until the next reset. */
+const char *ad_tape_message(const ad_tape *t);
+
+/** Number of nodes recorded since the last reset. */
+size_t ad_tape_size(const ad_tape *t);
+
+/** Bytes of arena memory handed out since the last reset. */
+size_t ad_tape_bytes_used(const ad_tape *t);
+
+/** Bytes of arena memory the tape holds (kept across resets). */
+size_t ad_tape_bytes_reserved(const ad_tape *t);
+
+/**
+ * Turns gradient recording on (1) or off (0) for the ops that follow and
+ * returns the previous setting. With recording off, results do not require
+ * gradients (a no_grad region):
+ *     int was = ad_tape_set_grad_enabled(t, 0); ...; ad_tape_set_grad_enabled(t, was);
+ */
+int ad_tape_set_grad_enabled(ad_tape *t, int enabled);
+
+/**
+ * Turns anomaly detection on or off and returns the previous setting. When
+ * on, the first op whose forward output or backward input-gradient holds NaN
+ * or Inf sets AD_ERR_NONFINITE with a message naming the op, the node index,
+ * the pass (forward/backward) and the node's label.
+ */
+int ad_tape_set_anomaly(ad_tape *t, int enabled);
+
+/**
+ * Sets the label attached to the nodes recorded from now on (e.g.
+ * "lstm.cell t=17"; NULL or "" for none). The text is copied onto the tape;
+ * at most 63 bytes are kept. The label is cleared by ad_tape_reset().
+ */
+void ad_tape_set_label(ad_tape *t, const char *label);
+
+/* ---- leaves: tensors with no inputs ---------------------------------------- */
+
+/** A constant tensor of zeros on `t`. Shapes may be empty (numel 0). */
+ad_tensor *ad_zeros(ad_tape *t, ad_dtype dtype, ad_shape shape);
+
+/** A constant tensor of ones on `t`. */
+ad_tensor *ad_ones(ad_tape *t, ad_dtype dtype, ad_shape shape);
+
+/** A constant tensor on `t` with every element `value`. */
+ad_tensor *ad_full(ad_tape *t, ad_dtype dtype, ad_shape shape, double value);
+
+/** A constant tensor on `t` holding a copy of `data` (numel elements of `dtype`). */
+ad_tensor *ad_from_data(ad_tape *t, ad_dtype dtype, ad_shape shape, const void *data);
+
+/** A constant tensor on `t` converted from `data` (numel doubles) to `dtype`. */
+ad_tensor *ad_from_f64(ad_tape *t, ad_dtype dtype, ad_shape shape, const double *data);
+
+/** A copy on `t` of any tensor (heap, parameter view or another tape's) as a constant. */
+ad_tensor *ad_constant(ad_tape *t, const ad_tensor *x);
+
+/**
+ * A leaf on `t` holding a copy of `data` that does require gradients, so that
+ * dL/dx can be read with ad_tensor_grad_f64() after backward (e.g. the
+ * gradient with respect to an input or an initial state).
+ */
+ad_tensor *ad_variable(ad_tape *t, ad_dtype dtype, ad_shape shape, const void *data);
+
+/** A constant tensor of independent uniform draws in [lo, hi) from `rng`. */
+ad_tensor *ad_rand_uniform(ad_tape *t, ad_rng *rng, ad_dtype dtype, ad_shape shape, double lo,
+                           double hi);
+
+/** A constant tensor of independent normal draws N(mean, std^2) from `rng`. */
+ad_tensor *ad_rand_normal(ad_tape *t, ad_rng *rng, ad_dtype dtype, ad_shape shape, double mean,
+                          double std);
+
+/**
+ * A temporal copy of parameter `p`: a leaf that aliases the parameter's
+ * storage (no copy). Each call records a new copy; ad_backward() gives each
+ * copy its own gradient (readable with ad_tensor_grad_f32/f64 until the next
+ * reset) and adds it into the parameter's gradient, so the parameter's
+ * gradient is the sum of its copies' gradients.
+ */
+ad_tensor *ad_use(ad_tape *t, ad_param *p);
+
+/** The parameter `x` is a temporal copy of, or NULL. */
+ad_param *ad_tensor_param(const ad_tensor *x);
+
+/**
+ * Writes up to `cap` temporal copies of `p` recorded on `t`, in recording
+ * order, to `out` (may be NULL when cap is 0) and returns how many there are.
+ */
+size_t ad_tape_copies(const ad_tape *t, const ad_param *p, ad_tensor **out, size_t cap);
+
+/* ---- backward ---------------------------------------------------------------- */
+
+/**
+ * Reverse sweep from `root`. With `upstream` NULL, root must have one element
+ * and is seeded with 1; otherwise `upstream` (same shape and dtype as root,
+ * on any tape or the heap) is the seed dL/droot. Fresh gradients are computed
+ * for every tape tensor (readable until reset); parameters' gradients are
+ * accumulated (+=) until ad_param_zero_grad(). Iterative, so chains of any
+ * length work. Returns the tape's status; errors: AD_ERR_NULL, AD_ERR_FOREIGN,
+ * AD_ERR_NOT_SCALAR, AD_ERR_SHAPE, AD_ERR_DTYPE, AD_ERR_STATE (root does not
+ * require gradients), AD_ERR_NOMEM, AD_ERR_NONFINITE (anomaly mode).
+ */
+ad_status ad_backward(ad_tape *t, ad_tensor *root, const ad_tensor *upstream);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

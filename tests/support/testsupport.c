@@ -1,0 +1,107 @@
+#include "testsupport.h"
+
+#include <math.h>
+#include <stdlib.h>
+
+void *__real_malloc(size_t n);
+void *__real_calloc(size_t n, size_t size);
+void *__real_realloc(void *p, size_t n);
+void __real_free(void *p);
+void *__wrap_malloc(size_t n);
+void *__wrap_calloc(size_t n, size_t size);
+void *__wrap_realloc(void *p, size_t n);
+void __wrap_free(void *p);
+
+static long live, total, fail_at, fired;
+
+/* Decides whether this allocation is the one to fail. */
+static int should_fail(void)
+{
+    if (fail_at <= 0) return 0;
+    if (--fail_at == 0) {
+        fired = 1;
+        return 1;
+    }
+    return 0;
+}
+
+void *__wrap_malloc(size_t n)
+{
+    if (should_fail()) return NULL;
+    void *p = __real_malloc(n);
+    if (p) live++, total++;
+    return p;
+}
+
+void *__wrap_calloc(size_t n, size_t size)
+{
+    if (should_fail()) return NULL;
+    void *p = __real_calloc(n, size);
+    if (p) live++, total++;
+    return p;
+}
+
+void *__wrap_realloc(void *p, size_t n)
+{
+    if (should_fail()) return NULL;
+    void *q = __real_realloc(p, n);
+    if (q && !p) live++, total++;
+    return q;
+}
+
+void __wrap_free(void *p)
+{
+    if (p) live--;
+    __real_free(p);
+}
+
+long ts_live_allocs(void) { return live; }
+long ts_total_allocs(void) { return total; }
+
+void ts_fail_alloc_at(long n)
+{
+    fail_at = n;
+    fired = 0;
+}
+
+int ts_fail_alloc_fired(void) { return (int)fired; }
+
+void *ts_counting_alloc_fn(void *ctx, size_t n)
+{
+    ts_counting_alloc *c = ctx;
+    c->attempts++;
+    if (c->fail_at && c->attempts == c->fail_at) return NULL;
+    void *p = malloc(n);
+    if (p) c->calls++;
+    return p;
+}
+
+void ts_counting_free_fn(void *ctx, void *p)
+{
+    ts_counting_alloc *c = ctx;
+    if (p) c->frees++;
+    free(p);
+}
+
+ad_tape_options ts_counting_options(ts_counting_alloc *c)
+{
+    ad_tape_options o = {0};
+    o.alloc = ts_counting_alloc_fn;
+    o.free = ts_counting_free_fn;
+    o.alloc_ctx = c;
+    return o;
+}
+
+double ts_rel_diff(double a, double b)
+{
+    double m = fmax(fabs(a), fabs(b));
+    if (m < 1e-300) return 0.0;
+    return fabs(a - b) / m;
+}
+
+void ts_fill_uniform(double *x, size_t n, uint64_t seed, double lo, double hi)
+{
+    ad_rng r;
+    ad_rng_seed(&r, seed, 7);
+    for (size_t i = 0; i < n; i++) x[i] = lo + (hi - lo) * ad_rng_uniform(&r);
+}

@@ -1,0 +1,49 @@
+/*
+ * testsupport.h - helpers shared by the test files.
+ *
+ * The test binaries are linked with --wrap for malloc, calloc, realloc and
+ * free, so every allocation the library makes passes through here. Tests use
+ * this to prove there is no leak (live count back to its start value) and to
+ * make the n-th allocation fail.
+ */
+#ifndef UNROLL_TESTSUPPORT_H
+#define UNROLL_TESTSUPPORT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "autodiff/autodiff.h"
+
+/* Allocations made through malloc/calloc/realloc and not yet freed. */
+long ts_live_allocs(void);
+
+/* Total successful allocations since the process started. */
+long ts_total_allocs(void);
+
+/* Makes the n-th allocation from now fail (1 = the next one); 0 disables. */
+void ts_fail_alloc_at(long n);
+
+/* Whether an injected failure has happened since the last ts_fail_alloc_at. */
+int ts_fail_alloc_fired(void);
+
+/* A tape allocator hook that counts calls and can fail the n-th. */
+typedef struct ts_counting_alloc {
+    long calls;   /* successful allocations */
+    long frees;
+    long fail_at; /* 0: never fail; n: fail the n-th call */
+    long attempts;
+} ts_counting_alloc;
+
+void *ts_counting_alloc_fn(void *ctx, size_t n);
+void ts_counting_free_fn(void *ctx, void *p);
+
+/* Tape options that route all tape memory through `c`. */
+ad_tape_options ts_counting_options(ts_counting_alloc *c);
+
+/* Relative difference |a-b| / max(|a|,|b|,tiny). */
+double ts_rel_diff(double a, double b);
+
+/* Fills an f64 buffer with uniform values in [lo, hi) from a seed. */
+void ts_fill_uniform(double *x, size_t n, uint64_t seed, double lo, double hi);
+
+#endif

@@ -1,0 +1,202 @@
+/*
+ * test_tape.c - the tape: arena, op table, temporal copies, backward mechanics.
+ */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <string.h>
+
+#include "internal.h"
+#include "testsupport.h"
+
+Test(tape, op_table_rows_are_complete)
+{
+    for (int op = 0; op < AD_OP_COUNT; op++) {
+        const ad__op_def *d = &ad__ops[op];
+        cr_assert_not_null(d->name, "op %d has no name", op);
+        cr_assert_not_null(d->shape, "op %s has no shape rule", d->name);
+        cr_assert_not_null(d->forward, "op %s has no forward", d->name);
+        cr_assert_not_null(d->backward, "op %s has no backward", d->name);
+        cr_assert(d->arity >= -1 && d->arity <= 3, "op %s has arity %d", d->name, d->arity);
+        for (int other = 0; other < op; other++)
+            cr_assert_str_neq(d->name, ad__ops[other].name, "two ops are named %s", d->name);
+    }
+}
+
+Test(tape, new_free_reset_no_leak)
+{
+    long before = ts_live_allocs();
+    ad_tape *t = ad_tape_new(NULL);
+    cr_assert_not_null(t);
+    cr_assert_eq(ad_tape_status(t), AD_OK);
+    cr_assert_str_eq(ad_tape_message(t), "");
+    ad_tensor *x = ad_zeros(t, AD_F32, ad_shape2(3, 4));
+    cr_assert_not_null(x);
+    cr_assert_eq(ad_tape_size(t), 1);
+    cr_assert_eq(ad_tensor_numel(x), 12);
+    cr_assert(ad_tape_bytes_used(t) >= 48);
+    ad_tape_reset(t);
+    cr_assert_eq(ad_tape_size(t), 0);
+    cr_assert_eq(ad_tape_bytes_used(t), 0);
+    cr_assert(ad_tape_bytes_reserved(t) > 0);
+    ad_tape_free(t);
+    cr_assert_eq(ts_live_allocs(), before);
+}
+
+Test(tape, options_need_both_hooks)
+{
+    ad_tape_options o = {0};
+    o.alloc = ts_counting_alloc_fn;
+    cr_assert_null(ad_tape_new(&o));
+}
+
+Test(tape, leaves_hold_values)
+{
+    ad_tape *t = ad_tape_new(NULL);
+    double d[6] = {1, 2, 3, 4, 5, 6};
+    ad_tensor *a = ad_from_f64(t, AD_F32, ad_shape2(2, 3), d);
+    ad_tensor *b = ad_full(t, AD_F64, ad_shape1(4), 2.5);
+    ad_tensor *c = ad_ones(t, AD_F64, ad_shape0());
+    cr_assert_float_eq(ad_tensor_f32(a)[5], 6.0f, 0);
+    cr_assert_null(ad_tensor_f64(a));
+    cr_assert_float_eq(ad_tensor_get(b, 3), 2.5, 0);
+    cr_assert_float_eq(ad_tensor_item(c), 1.0, 0);
+    cr_assert(isnan(ad_tensor_item(b)));
+    cr_assert_eq(ad_tensor_dim(a, -1), 3);
+    ad_rng r;
+    ad_rng_seed(&r, 1, 0);
+    ad_tensor *u = ad_rand_uniform(t, &r, AD_F64, ad_shape1(1000), -2, 3);
+    double lo = 1e9, hi = -1e9, mean = 0;
+    for (size_t i = 0; i < 1000; i++) {
+        double v = ad_tensor_get(u, i);
+        lo = fmin(lo, v), hi = fmax(hi, v), mean += v / 1000;
+    }
+    cr_assert(lo >= -2 && hi < 3);
+    cr_assert(fabs(mean - 0.5) < 0.2, "mean %g", mean);
+    ad_tensor *z = ad_rand_normal(t, &r, AD_F64, ad_shape1(4000), 1, 2);
+    double m = 0, v2 = 0;
+    for (size_t i = 0; i < 4000; i++) m += ad_tensor_get(z, i) / 4000;
+    for (size_t i = 0; i < 4000; i++) v2 += pow(ad_tensor_get(z, i) - m, 2) / 4000;
+    cr_assert(fabs(m - 1) < 0.15 && fabs(sqrt(v2) - 2) < 0.15, "mean %g std %g", m, sqrt(v2));
+    ad_tape_free(t);
+}
+
+/* The matmul chain W^(1..T) of one parameter: copies' gradients sum to the parameter's. */
+Test(tape, copies_sum_to_parameter_gradient)
+{
+    long before = ts_live_allocs();
+    ad_error err;
+    ad_param *w = ad_param_new("W", AD_F64, ad_shape2(3, 3), &err);
+    cr_assert_not_null(w);
+    ts_fill_uniform(ad_tensor_f64(ad_param_value(w)), 9, 3, -0.9, 0.9);
+    ad_tape *t = ad_tape_new(NULL);
+    double x0[3] = {0.3, -0.2, 0.5};
+    ad_tensor *h = ad_from_data(t, AD_F64, ad_shape2(1, 3), x0);
+    enum { T = 6 };
+    for (int i = 0; i < T; i++) h = ad_matmul(t, h, ad_use(t, w), 0);
+    ad_tensor *up = ad_ones(t, AD_F64, ad_shape2(1, 3));
+    cr_assert_eq(ad_backward(t, h, up), AD_OK, "%s", ad_tape_message(t));
+    ad_tensor *copies[T];
+    cr_assert_eq(ad_tape_copies(t, w, copies, T), T);
+    double *gp = ad_tensor_f64(ad_param_grad(w));
+    for (int e = 0; e < 9; e++) {
+        /* Backward adds the copies in reverse recording order; summing in
+         * that order gives the parameter's gradient to the last bit. */
+        double s = 0;
+        for (int i = T; i-- > 0;) s += ad_tensor_grad_f64(copies[i])[e];
+        cr_assert_eq(s, gp[e], "element %d: sum of copies %.17g, parameter %.17g", e, s, gp[e]);
+    }
+    /* The copies differ: the gradient depends on the step. */
+    cr_assert_neq(ad_tensor_grad_f64(copies[0])[0], ad_tensor_grad_f64(copies[T - 1])[0]);
+    ad_tape_free(t);
+    ad_param_free(w);
+    cr_assert_eq(ts_live_allocs(), before);
+}
+
+Test(tape, gradients_accumulate_until_zeroed)
+{
+    ad_param *w = ad_param_new("w", AD_F64, ad_shape2(1, 1), NULL);
+    ad_tensor_f64(ad_param_value(w))[0] = 3;
+    ad_tape *t = ad_tape_new(NULL);
+    double one = 2;
+    for (int k = 1; k <= 3; k++) {
+        ad_tensor *x = ad_from_data(t, AD_F64, ad_shape2(1, 1), &one);
+        ad_tensor *y = ad_matmul(t, x, ad_use(t, w), 0);
+        cr_assert_eq(ad_backward(t, y, NULL), AD_OK);
+        cr_assert_float_eq(ad_tensor_f64(ad_param_grad(w))[0], 2.0 * k, 0);
+        ad_tape_reset(t);
+    }
+    ad_param_zero_grad(w);
+    cr_assert_float_eq(ad_tensor_f64(ad_param_grad(w))[0], 0.0, 0);
+    ad_tape_free(t);
+    ad_param_free(w);
+}
+
+Test(tape, backward_twice_recomputes_intermediates)
+{
+    ad_param *w = ad_param_new("w", AD_F64, ad_shape2(1, 1), NULL);
+    ad_tensor_f64(ad_param_value(w))[0] = 3;
+    ad_tape *t = ad_tape_new(NULL);
+    double two = 2;
+    ad_tensor *x = ad_from_data(t, AD_F64, ad_shape2(1, 1), &two);
+    ad_tensor *wu = ad_use(t, w);
+    ad_tensor *y = ad_matmul(t, ad_matmul(t, x, wu, 0), wu, 0); /* 2 w^2 */
+    cr_assert_eq(ad_backward(t, y, NULL), AD_OK);
+    cr_assert_float_eq(ad_tensor_grad_f64(wu)[0], 12.0, 1e-12);
+    cr_assert_eq(ad_backward(t, y, NULL), AD_OK);
+    cr_assert_float_eq(ad_tensor_grad_f64(wu)[0], 12.0, 1e-12); /* fresh per pass */
+    cr_assert_float_eq(ad_tensor_f64(ad_param_grad(w))[0], 24.0, 1e-12); /* accumulates */
+    ad_tape_free(t);
+    ad_param_free(w);
+}
+
+Test(tape, no_grad_and_detach_stop_gradients)
+{
+    ad_param *w = ad_param_new("w", AD_F64, ad_shape2(1, 1), NULL);
+    ad_tensor_f64(ad_param_value(w))[0] = 3;
+    ad_tape *t = ad_tape_new(NULL);
+    double two = 2;
+    ad_tensor *x = ad_from_data(t, AD_F64, ad_shape2(1, 1), &two);
+    int was = ad_tape_set_grad_enabled(t, 0);
+    cr_assert_eq(was, 1);
+    ad_tensor *y = ad_matmul(t, x, ad_use(t, w), 0);
+    ad_tape_set_grad_enabled(t, 1);
+    cr_assert_eq(ad_backward(t, y, NULL), AD_ERR_STATE);
+    ad_tape_reset(t);
+    ad_tensor *wu = ad_use(t, w);
+    x = ad_from_data(t, AD_F64, ad_shape2(1, 1), &two);
+    ad_tensor *h = ad_detach(t, ad_matmul(t, x, wu, 0));
+    ad_tensor *z = ad_matmul(t, h, wu, 0); /* gradient reaches w only through the second use */
+    cr_assert_eq(ad_backward(t, z, NULL), AD_OK);
+    cr_assert_float_eq(ad_tensor_f64(ad_param_grad(w))[0], 6.0, 1e-12);
+    cr_assert_null(ad_tensor_grad_f64(h));
+    ad_tape_free(t);
+    ad_param_free(w);
+}
+
+/* 100,000 nodes in one chain: backward is a loop, not recursion. */
+Test(tape, long_chain_backward)
+{
+    ad_param *w = ad_param_new("w", AD_F64, ad_shape2(1, 1), NULL);
+    ad_tensor_f64(ad_param_value(w))[0] = 1.0;
+    ad_tape *t = ad_tape_new(NULL);
+    double one = 1;
+    ad_tensor *h = ad_from_data(t, AD_F64, ad_shape2(1, 1), &one);
+    ad_tensor *wu = ad_use(t, w);
+    for (int i = 0; i < 100000; i++) h = ad_matmul(t, h, wu, 0);
+    cr_assert_eq(ad_backward(t, h, NULL), AD_OK, "%s", ad_tape_message(t));
+    cr_assert_float_eq(ad_tensor_f64(ad_param_grad(w))[0], 100000.0, 1e-6);
+    ad_tape_free(t);
+    ad_param_free(w);
+}
+
+Test(tape, labels_are_kept_per_node)
+{
+    ad_tape *t = ad_tape_new(NULL);
+    ad_tape_set_label(t, "cell t=3");
+    ad_tensor *a = ad_zeros(t, AD_F32, ad_shape1(2));
+    ad_tape_set_label(t, NULL);
+    ad_tensor *b = ad_zeros(t, AD_F32, ad_shape1(2));
+    cr_assert_str_eq(a->node->label, "cell t=3");
+    cr_assert_null(b->node->label);
+    ad_tape_free(t);
+}
