@@ -16,5 +16,6 @@
 #include "tensor.h"
 #include "tape.h"
 #include "ops.h"
+#include "gradcheck.h"
 
 #endif

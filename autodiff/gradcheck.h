@@ -1,0 +1,88 @@
+/*
+ * gradcheck.h - compare backward's gradients with central finite differences.
+ *
+ * The graph to check is a function that records ops on a tape from temporal
+ * copies of the parameters (ad_use) and returns its output. gradcheck runs it
+ * once for backward, then again with each parameter element nudged by +-eps,
+ * and compares. A non-scalar output is reduced to a scalar with fixed random
+ * weights v (the check then covers v^T J, a random mix of every output).
+ * Only f64 parameters are accepted: f32 central differences hide errors of
+ * several percent.
+ *
+ *     static ad_tensor *graph(ad_tape *t, void *ctx) {
+ *         ad_param **p = ctx;
+ *         return ad_tanh(t, ad_matmul(t, ad_use(t, p[0]), ad_use(t, p[1]), 0));
+ *     }
+ *     ad_gradcheck_report rep;
+ *     ad_status st = ad_gradcheck(graph, params, params, 2, NULL, &rep, &err);
+ *     if (st == AD_ERR_MISMATCH) ad_gradcheck_print(&rep, stderr);
+ */
+#ifndef UNROLL_AD_GRADCHECK_H
+#define UNROLL_AD_GRADCHECK_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "status.h"
+#include "tape.h"
+#include "tensor.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/** The most parameters one gradcheck call reports on. */
+#define AD_GRADCHECK_MAX_PARAMS 32
+
+/** Records the graph on `t` (already reset) and returns its output, or NULL on error. */
+typedef ad_tensor *(*ad_graph_fn)(ad_tape *t, void *ctx);
+
+/** Options; zero fields take the defaults in brackets (PyTorch's gradcheck defaults). */
+typedef struct ad_gradcheck_options {
+    double eps;       /**< finite-difference step [1e-6] */
+    double atol;      /**< absolute tolerance [1e-5] */
+    double rtol;      /**< relative tolerance [1e-3]: pass when |a-n| <= atol + rtol |n| */
+    int fast;         /**< 1: check random projections v^T J u instead of every element */
+    int projections;  /**< fast mode: projections per parameter [4] */
+    uint64_t seed;    /**< seed of v (and u in fast mode) [0 is a valid seed] */
+} ad_gradcheck_options;
+
+/** The worst element of one parameter (in fast mode, the worst projection). */
+typedef struct ad_gradcheck_entry {
+    char name[AD_NAME_SIZE]; /**< the parameter's name */
+    size_t worst_index;      /**< flat index of the worst element (projection number in fast mode) */
+    double analytic;         /**< backward's value there */
+    double numerical;        /**< central difference there */
+    double abs_err;          /**< |analytic - numerical| */
+    double rel_err;          /**< abs_err / max(|numerical|, tiny) */
+    int passed;              /**< every element within tolerance */
+} ad_gradcheck_entry;
+
+/** Result of a check: one entry per parameter, in the order given. */
+typedef struct ad_gradcheck_report {
+    int passed;   /**< all entries passed */
+    size_t count; /**< entries used */
+    size_t evaluations; /**< forward evaluations performed */
+    ad_gradcheck_entry entries[AD_GRADCHECK_MAX_PARAMS];
+} ad_gradcheck_report;
+
+/**
+ * Checks the gradients of graph(ctx) with respect to `params[0..n-1]` (f64,
+ * 1 <= n <= AD_GRADCHECK_MAX_PARAMS). Parameter values are restored and
+ * parameter gradients left as they were. `opts` may be NULL; `report` is
+ * required; `err` may be NULL. Returns AD_OK when every element is within
+ * tolerance, AD_ERR_MISMATCH when not, or the error of the graph (its tape
+ * message is copied to err), AD_ERR_NULL, AD_ERR_ARG, AD_ERR_DTYPE (an f32
+ * parameter or output), AD_ERR_NOMEM.
+ */
+ad_status ad_gradcheck(ad_graph_fn graph, void *ctx, ad_param *const *params, size_t n,
+                       const ad_gradcheck_options *opts, ad_gradcheck_report *report,
+                       ad_error *err);
+
+/** Prints one line per parameter (name, status, worst element) and a verdict. */
+void ad_gradcheck_print(const ad_gradcheck_report *report, FILE *out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
