@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Installs what is missing, builds unroll and runs the main demo.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/deps.sh
+cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo
+cmake --build build -j "$(nproc 2>/dev/null || echo 2)"
+./build/fit_sine
