@@ -1,0 +1,253 @@
+/*
+ * op_elementwise.c - elementwise ops: broadcasting binary ops, scalar ops and
+ * unary functions.
+ *
+ * Broadcasting follows NumPy: shapes are aligned at their last axis, and an
+ * axis of size 1 (or a missing one) stretches to the other operand's size.
+ * Backward sums the gradient over the stretched axes.
+ */
+#include <math.h>
+
+#include "internal.h"
+
+/* ---- broadcasting ----------------------------------------------------------------- */
+
+/* Four axes (left-padded with 1) and each operand's strides, 0 where it stretches. */
+typedef struct bcast {
+    int64_t dim[AD_MAX_RANK];
+    int64_t sa[AD_MAX_RANK];
+    int64_t sb[AD_MAX_RANK];
+} bcast;
+
+static int64_t padded(ad_shape s, int axis)
+{
+    int off = AD_MAX_RANK - s.rank;
+    return axis < off ? 1 : s.dim[axis - off];
+}
+
+static void strides_of(ad_shape s, const int64_t *dim, int64_t *st)
+{
+    int64_t acc = 1;
+    for (int i = AD_MAX_RANK - 1; i >= 0; i--) {
+        int64_t d = padded(s, i);
+        st[i] = (d == 1 && dim[i] != 1) ? 0 : acc;
+        acc *= d;
+    }
+}
+
+static void bcast_make(ad_shape out, ad_shape a, ad_shape b, bcast *bc)
+{
+    for (int i = 0; i < AD_MAX_RANK; i++) bc->dim[i] = padded(out, i);
+    strides_of(a, bc->dim, bc->sa);
+    strides_of(b, bc->dim, bc->sb);
+}
+
+ad_status ad__shape_broadcast(ad_tape *t, ad_node *n, ad_shape *out)
+{
+    ad_shape a = n->in[0]->shape, b = n->in[1]->shape;
+    int rank = a.rank > b.rank ? a.rank : b.rank;
+    out->rank = rank;
+    for (int i = 0; i < AD_MAX_RANK; i++) out->dim[i] = 0;
+    for (int i = 0; i < rank; i++) {
+        int axis = AD_MAX_RANK - rank + i;
+        int64_t da = padded(a, axis), db = padded(b, axis);
+        if (da != db && da != 1 && db != 1) {
+            char sa[AD__SHAPE_BUF], sb[AD__SHAPE_BUF];
+            return ad__fail(t, AD_ERR_SHAPE, "%s: %s and %s: shapes do not broadcast",
+                            ad__ops[n->op].name, ad__shape_str(a, sa), ad__shape_str(b, sb));
+        }
+        out->dim[i] = da == 1 ? db : da;
+    }
+    return AD_OK;
+}
+
+/*
+ * FOR_BCAST walks the four broadcast axes with flat indices o (output), ia and
+ * ib (operands) and runs BODY for each element.
+ */
+#define FOR_BCAST(bc, ...)                                                          \
+    do {                                                                            \
+        size_t o = 0;                                                               \
+        for (int64_t i0 = 0; i0 < (bc).dim[0]; i0++)                                \
+            for (int64_t i1 = 0; i1 < (bc).dim[1]; i1++)                            \
+                for (int64_t i2 = 0; i2 < (bc).dim[2]; i2++) {                      \
+                    int64_t ba = i0 * (bc).sa[0] + i1 * (bc).sa[1] + i2 * (bc).sa[2]; \
+                    int64_t bb = i0 * (bc).sb[0] + i1 * (bc).sb[1] + i2 * (bc).sb[2]; \
+                    for (int64_t i3 = 0; i3 < (bc).dim[3]; i3++, o++) {             \
+                        int64_t ia = ba + i3 * (bc).sa[3];                          \
+                        int64_t ib = bb + i3 * (bc).sb[3];                          \
+                        __VA_ARGS__;                                                \
+                    }                                                               \
+                }                                                                   \
+    } while (0)
+
+/*
+ * One forward and one backward per binary op and dtype, from the formula.
+ * DA and DB are the partial derivatives with respect to a and b, in terms of
+ * x = a[ia], y = b[ib].
+ */
+#define DEFINE_BINARY(NAME, T, EXPR, DA, DB)                                            \
+    static void NAME##_fwd_##T(const bcast *bc, const T *a, const T *b, T *out)        \
+    {                                                                                  \
+        FOR_BCAST(*bc, { T x = a[ia], y = b[ib]; out[o] = (EXPR); });                   \
+    }                                                                                  \
+    static void NAME##_bwd_##T(const bcast *bc, const T *a, const T *b, const T *g,    \
+                               T *ga, T *gb)                                           \
+    {                                                                                  \
+        if (ga) FOR_BCAST(*bc, { T x = a[ia], y = b[ib]; (void)x; (void)y; ga[ia] += g[o] * (DA); }); \
+        if (gb) FOR_BCAST(*bc, { T x = a[ia], y = b[ib]; (void)x; (void)y; gb[ib] += g[o] * (DB); }); \
+    }
+
+#define DEFINE_BINARY_BOTH(NAME, EXPR, DA, DB)    \
+    DEFINE_BINARY(NAME, float, EXPR, DA, DB)      \
+    DEFINE_BINARY(NAME, double, EXPR, DA, DB)
+
+/* d(x+y) = dx + dy; d(x-y) = dx - dy; d(xy) = y dx + x dy; d(x/y) = dx/y - x dy/y^2 */
+DEFINE_BINARY_BOTH(add, x + y, 1, 1)
+DEFINE_BINARY_BOTH(sub, x - y, 1, -1)
+DEFINE_BINARY_BOTH(mul, x * y, y, x)
+DEFINE_BINARY_BOTH(div, x / y, 1 / y, -x / (y * y))
+
+#define BINARY_ENTRY(NAME)                                                              \
+    ad_status ad__##NAME##_fwd(ad_tape *t, ad_node *n)                                  \
+    {                                                                                   \
+        (void)t;                                                                        \
+        bcast bc;                                                                       \
+        bcast_make(n->out->shape, n->in[0]->shape, n->in[1]->shape, &bc);               \
+        if (n->out->dtype == AD_F32)                                                    \
+            NAME##_fwd_float(&bc, n->in[0]->data, n->in[1]->data, n->out->data);        \
+        else                                                                            \
+            NAME##_fwd_double(&bc, n->in[0]->data, n->in[1]->data, n->out->data);       \
+        return AD_OK;                                                                   \
+    }                                                                                   \
+    void ad__##NAME##_bwd(ad_tape *t, ad_node *n)                                       \
+    {                                                                                   \
+        bcast bc;                                                                       \
+        bcast_make(n->out->shape, n->in[0]->shape, n->in[1]->shape, &bc);               \
+        void *ga = ad__grad(t, n->in[0]), *gb = ad__grad(t, n->in[1]);                  \
+        if (n->out->dtype == AD_F32)                                                    \
+            NAME##_bwd_float(&bc, n->in[0]->data, n->in[1]->data, n->out->grad, ga, gb); \
+        else                                                                            \
+            NAME##_bwd_double(&bc, n->in[0]->data, n->in[1]->data, n->out->grad, ga, gb); \
+    }                                                                                   \
+    ad_tensor *ad_##NAME(ad_tape *t, ad_tensor *a, ad_tensor *b)                        \
+    {                                                                                   \
+        ad_tensor *in[2] = {a, b};                                                      \
+        return ad__record(t, AD_OP_##NAME##_ID, in, 2, NULL);                           \
+    }
+
+#define AD_OP_add_ID AD_OP_ADD
+#define AD_OP_sub_ID AD_OP_SUB
+#define AD_OP_mul_ID AD_OP_MUL
+#define AD_OP_div_ID AD_OP_DIV
+
+BINARY_ENTRY(add)
+BINARY_ENTRY(sub)
+BINARY_ENTRY(mul)
+BINARY_ENTRY(div)
+
+/* ---- unary and scalar ops --------------------------------------------------------- */
+
+/*
+ * One forward and one backward per unary op and dtype. FWD computes y from x
+ * (and the scalar c); DX is dy/dx in terms of x, y and c.
+ */
+#define DEFINE_UNARY(NAME, T, FWD, DX)                                                  \
+    static void NAME##_fwd_##T(size_t len, const T *in, T *out, T c)                    \
+    {                                                                                   \
+        (void)c;                                                                        \
+        for (size_t i = 0; i < len; i++) {                                              \
+            T x = in[i];                                                                \
+            out[i] = (FWD);                                                             \
+        }                                                                               \
+    }                                                                                   \
+    static void NAME##_bwd_##T(size_t len, const T *in, const T *out, const T *g, T *gx, T c) \
+    {                                                                                   \
+        (void)c;                                                                        \
+        for (size_t i = 0; i < len; i++) {                                              \
+            T x = in[i], y = out[i];                                                    \
+            (void)x;                                                                    \
+            (void)y;                                                                    \
+            gx[i] += g[i] * (DX);                                                       \
+        }                                                                               \
+    }
+
+#define UNARY_ENTRY(NAME, OP)                                                          \
+    ad_status ad__##NAME##_fwd(ad_tape *t, ad_node *n)                                 \
+    {                                                                                  \
+        (void)t;                                                                       \
+        if (n->out->dtype == AD_F32)                                                   \
+            NAME##_fwd_float(n->out->numel, n->in[0]->data, n->out->data,              \
+                             (float)n->a.scalar);                                      \
+        else                                                                           \
+            NAME##_fwd_double(n->out->numel, n->in[0]->data, n->out->data, n->a.scalar); \
+        return AD_OK;                                                                  \
+    }                                                                                  \
+    void ad__##NAME##_bwd(ad_tape *t, ad_node *n)                                      \
+    {                                                                                  \
+        void *gx = ad__grad(t, n->in[0]);                                              \
+        if (!gx) return;                                                               \
+        if (n->out->dtype == AD_F32)                                                   \
+            NAME##_bwd_float(n->out->numel, n->in[0]->data, n->out->data, n->out->grad, gx, \
+                             (float)n->a.scalar);                                      \
+        else                                                                           \
+            NAME##_bwd_double(n->out->numel, n->in[0]->data, n->out->data, n->out->grad, gx, \
+                              n->a.scalar);                                            \
+    }
+
+#define DEFINE_UNARY_OP(NAME, OP, FWD_F, FWD_D, DX)  \
+    DEFINE_UNARY(NAME, float, FWD_F, DX)             \
+    DEFINE_UNARY(NAME, double, FWD_D, DX)            \
+    UNARY_ENTRY(NAME, OP)
+
+/* Two-branch logistic: never evaluates e^x for a large positive x. */
+static inline float sigmoid_f(float x)
+{
+    if (x >= 0) return 1.0f / (1.0f + expf(-x));
+    float e = expf(x);
+    return e / (1.0f + e);
+}
+
+static inline double sigmoid_d(double x)
+{
+    if (x >= 0) return 1.0 / (1.0 + exp(-x));
+    double e = exp(x);
+    return e / (1.0 + e);
+}
+
+/* d(x+c) = dx;  d(cx) = c dx;  d(x^c) = c x^(c-1) dx */
+DEFINE_UNARY_OP(add_scalar, ADD_SCALAR, x + c, x + c, 1)
+DEFINE_UNARY_OP(mul_scalar, MUL_SCALAR, x * c, x * c, c)
+DEFINE_UNARY_OP(pow_scalar, POW_SCALAR, powf(x, c), pow(x, c), c * pow(x, c - 1))
+/* d(-x) = -dx;  d e^x = e^x dx = y dx;  d ln x = dx / x;  d sqrt x = dx / (2 y) */
+DEFINE_UNARY_OP(neg, NEG, -x, -x, -1)
+DEFINE_UNARY_OP(exp, EXP, expf(x), exp(x), y)
+DEFINE_UNARY_OP(log, LOG, logf(x), log(x), 1 / x)
+DEFINE_UNARY_OP(sqrt, SQRT, sqrtf(x), sqrt(x), 1 / (2 * y))
+/* d|x| = sign(x) dx, taken as 0 at 0 (PyTorch's choice) */
+DEFINE_UNARY_OP(abs, ABS, fabsf(x), fabs(x), (x > 0) - (x < 0))
+/* d tanh x = (1 - tanh^2 x) dx: reuse the saved output */
+DEFINE_UNARY_OP(tanh, TANH, tanhf(x), tanh(x), 1 - y * y)
+/* d s(x) = s (1 - s) dx */
+DEFINE_UNARY_OP(sigmoid, SIGMOID, sigmoid_f(x), sigmoid_d(x), y * (1 - y))
+/* d relu = [x > 0] dx (0 at 0) */
+DEFINE_UNARY_OP(relu, RELU, x > 0 ? x : 0, x > 0 ? x : 0, x > 0)
+
+static ad_tensor *unary(ad_tape *t, ad__op op, ad_tensor *x, double c)
+{
+    ad__args args = {0};
+    args.scalar = c;
+    return ad__record(t, op, &x, 1, &args);
+}
+
+ad_tensor *ad_add_scalar(ad_tape *t, ad_tensor *x, double c) { return unary(t, AD_OP_ADD_SCALAR, x, c); }
+ad_tensor *ad_mul_scalar(ad_tape *t, ad_tensor *x, double c) { return unary(t, AD_OP_MUL_SCALAR, x, c); }
+ad_tensor *ad_pow_scalar(ad_tape *t, ad_tensor *x, double p) { return unary(t, AD_OP_POW_SCALAR, x, p); }
+ad_tensor *ad_neg(ad_tape *t, ad_tensor *x) { return unary(t, AD_OP_NEG, x, 0); }
+ad_tensor *ad_exp(ad_tape *t, ad_tensor *x) { return unary(t, AD_OP_EXP, x, 0); }
+ad_tensor *ad_log(ad_tape *t, ad_tensor *x) { return unary(t, AD_OP_LOG, x, 0); }
+ad_tensor *ad_sqrt(ad_tape *t, ad_tensor *x) { return unary(t, AD_OP_SQRT, x, 0); }
+ad_tensor *ad_abs(ad_tape *t, ad_tensor *x) { return unary(t, AD_OP_ABS, x, 0); }
+ad_tensor *ad_tanh(ad_tape *t, ad_tensor *x) { return unary(t, AD_OP_TANH, x, 0); }
+ad_tensor *ad_sigmoid(ad_tape *t, ad_tensor *x) { return unary(t, AD_OP_SIGMOID, x, 0); }
+ad_tensor *ad_relu(ad_tape *t, ad_tensor *x) { return unary(t, AD_OP_RELU, x, 0); }

@@ -1,0 +1,269 @@
+/*
+ * test_ops_math.c - elementwise, scalar and reduction ops: forward values by
+ * hand, and an f64 gradient check of every op over several shapes,
+ * broadcasting patterns and axes.
+ */
+#include <criterion/criterion.h>
+#include <criterion/parameterized.h>
+#include <math.h>
+#include <string.h>
+
+#include "testsupport.h"
+
+typedef enum op_id {
+    OP_ADD, OP_SUB, OP_MUL, OP_DIV, OP_ADD_SCALAR, OP_MUL_SCALAR, OP_POW_SCALAR, OP_NEG,
+    OP_EXP, OP_LOG, OP_SQRT, OP_ABS, OP_TANH, OP_SIGMOID, OP_RELU, OP_SUM, OP_MEAN,
+    OP_SOFTMAX, OP_LOG_SOFTMAX
+} op_id;
+
+/* One gradcheck case: plain data only (see STYLE.md). */
+typedef struct gc_row {
+    op_id op;
+    int ra;
+    int64_t sa[4];
+    int rb; /* 0 with nb == 0: unary */
+    int64_t sb[4];
+    int nb; /* number of inputs beyond the first */
+    int axis;
+    int keepdim;
+    double lo, hi; /* range of input values */
+    uint64_t seed;
+} gc_row;
+
+typedef struct gc_ctx {
+    const gc_row *row;
+    ad_param *p[2];
+} gc_ctx;
+
+static ad_tensor *graph(ad_tape *t, void *vctx)
+{
+    gc_ctx *c = vctx;
+    const gc_row *r = c->row;
+    ad_tensor *a = ad_use(t, c->p[0]);
+    ad_tensor *b = r->nb ? ad_use(t, c->p[1]) : NULL;
+    switch (r->op) {
+    case OP_ADD: return ad_add(t, a, b);
+    case OP_SUB: return ad_sub(t, a, b);
+    case OP_MUL: return ad_mul(t, a, b);
+    case OP_DIV: return ad_div(t, a, b);
+    case OP_ADD_SCALAR: return ad_add_scalar(t, a, 1.5);
+    case OP_MUL_SCALAR: return ad_mul_scalar(t, a, -2.5);
+    case OP_POW_SCALAR: return ad_pow_scalar(t, a, 2.7);
+    case OP_NEG: return ad_neg(t, a);
+    case OP_EXP: return ad_exp(t, a);
+    case OP_LOG: return ad_log(t, a);
+    case OP_SQRT: return ad_sqrt(t, a);
+    case OP_ABS: return ad_abs(t, a);
+    case OP_TANH: return ad_tanh(t, a);
+    case OP_SIGMOID: return ad_sigmoid(t, a);
+    case OP_RELU: return ad_relu(t, a);
+    case OP_SUM: return ad_sum(t, a, r->axis, r->keepdim);
+    case OP_MEAN: return ad_mean(t, a, r->axis, r->keepdim);
+    case OP_SOFTMAX: return ad_softmax(t, a, r->axis);
+    case OP_LOG_SOFTMAX: return ad_log_softmax(t, a, r->axis);
+    }
+    return NULL;
+}
+
+#define S(...) {__VA_ARGS__}
+#define BIN(op, ra, sa, rb, sb, lo, hi) {op, ra, S sa, rb, S sb, 1, 0, 0, lo, hi, 11}
+#define UN(op, ra, sa, lo, hi) {op, ra, S sa, 0, {0}, 0, 0, 0, lo, hi, 12}
+#define RED(op, ra, sa, axis, keep) {op, ra, S sa, 0, {0}, 0, axis, keep, -2, 2, 13}
+
+static gc_row rows[] = {
+    /* broadcasting in both operand orders, for each binary op */
+    BIN(OP_ADD, 2, (2, 3), 2, (2, 3), -2, 2), BIN(OP_ADD, 2, (2, 3), 1, (3), -2, 2),
+    BIN(OP_ADD, 1, (3), 2, (2, 3), -2, 2), BIN(OP_ADD, 2, (2, 1), 2, (1, 3), -2, 2),
+    BIN(OP_ADD, 3, (4, 1, 3), 2, (2, 1), -2, 2), BIN(OP_ADD, 0, (0), 2, (2, 2), -2, 2),
+    BIN(OP_ADD, 4, (2, 1, 3, 1), 4, (1, 2, 1, 2), -2, 2),
+    BIN(OP_SUB, 2, (2, 3), 1, (3), -2, 2), BIN(OP_SUB, 1, (3), 2, (2, 3), -2, 2),
+    BIN(OP_SUB, 2, (2, 1), 2, (1, 3), -2, 2), BIN(OP_SUB, 2, (2, 2), 0, (0), -2, 2),
+    BIN(OP_MUL, 2, (2, 3), 2, (2, 3), -2, 2), BIN(OP_MUL, 2, (2, 3), 1, (3), -2, 2),
+    BIN(OP_MUL, 1, (3), 2, (2, 3), -2, 2), BIN(OP_MUL, 2, (2, 1), 2, (1, 3), -2, 2),
+    BIN(OP_MUL, 3, (4, 1, 3), 2, (2, 1), -2, 2), BIN(OP_MUL, 0, (0), 2, (2, 2), -2, 2),
+    BIN(OP_DIV, 2, (2, 3), 2, (2, 3), 0.5, 2), BIN(OP_DIV, 2, (2, 3), 1, (3), 0.5, 2),
+    BIN(OP_DIV, 1, (3), 2, (2, 3), 0.5, 2), BIN(OP_DIV, 2, (2, 1), 2, (1, 3), 0.5, 2),
+    BIN(OP_DIV, 3, (4, 1, 3), 2, (2, 1), 0.5, 2),
+    /* unary and scalar ops; log/sqrt/pow on positive inputs */
+    UN(OP_ADD_SCALAR, 2, (2, 3), -2, 2), UN(OP_MUL_SCALAR, 3, (2, 1, 3), -2, 2),
+    UN(OP_POW_SCALAR, 2, (3, 2), 0.3, 2), UN(OP_NEG, 1, (5), -2, 2),
+    UN(OP_EXP, 2, (2, 3), -2, 2), UN(OP_LOG, 2, (2, 3), 0.2, 3), UN(OP_SQRT, 1, (4), 0.2, 3),
+    UN(OP_ABS, 2, (3, 3), 0.1, 2), UN(OP_TANH, 4, (2, 1, 2, 3), -2, 2),
+    UN(OP_TANH, 0, (0), -2, 2), UN(OP_SIGMOID, 2, (2, 3), -4, 4),
+    UN(OP_RELU, 2, (2, 3), 0.1, 2),
+    /* reductions: every axis, negative axes, keepdim both ways, all axes */
+    RED(OP_SUM, 2, (2, 3), 0, 0), RED(OP_SUM, 2, (2, 3), 1, 1), RED(OP_SUM, 3, (2, 3, 4), -1, 0),
+    RED(OP_SUM, 3, (2, 3, 4), 1, 0), RED(OP_SUM, 4, (2, 1, 3, 2), AD_AXIS_ALL, 0),
+    RED(OP_SUM, 2, (2, 3), AD_AXIS_ALL, 1), RED(OP_MEAN, 2, (2, 3), 0, 1),
+    RED(OP_MEAN, 3, (2, 3, 4), -2, 0), RED(OP_MEAN, 2, (3, 2), AD_AXIS_ALL, 0),
+    RED(OP_SOFTMAX, 2, (2, 5), 1, 0), RED(OP_SOFTMAX, 2, (4, 3), 0, 0),
+    RED(OP_SOFTMAX, 3, (2, 3, 4), 1, 0), RED(OP_LOG_SOFTMAX, 2, (2, 5), -1, 0),
+    RED(OP_LOG_SOFTMAX, 3, (2, 3, 4), 0, 0), RED(OP_LOG_SOFTMAX, 1, (6), 0, 0),
+};
+
+static ad_shape shape_of(int rank, const int64_t *d)
+{
+    ad_shape s = {rank, {d[0], d[1], d[2], d[3]}};
+    return s;
+}
+
+ParameterizedTestParameters(ops_math, gradcheck)
+{
+    return cr_make_param_array(gc_row, rows, sizeof rows / sizeof rows[0]);
+}
+
+ParameterizedTest(gc_row *row, ops_math, gradcheck)
+{
+    long before = ts_live_allocs();
+    gc_ctx c = {row, {NULL, NULL}};
+    c.p[0] = ad_param_new("a", AD_F64, shape_of(row->ra, row->sa), NULL);
+    ts_fill_uniform(ad_tensor_f64(ad_param_value(c.p[0])), ad_tensor_numel(ad_param_value(c.p[0])),
+                    row->seed, row->lo, row->hi);
+    if (row->nb) {
+        c.p[1] = ad_param_new("b", AD_F64, shape_of(row->rb, row->sb), NULL);
+        ts_fill_uniform(ad_tensor_f64(ad_param_value(c.p[1])),
+                        ad_tensor_numel(ad_param_value(c.p[1])), row->seed + 1, row->lo, row->hi);
+    }
+    ad_gradcheck_report rep;
+    ad_error err;
+    ad_status st = ad_gradcheck(graph, &c, c.p, row->nb ? 2 : 1, NULL, &rep, &err);
+    if (st != AD_OK) ad_gradcheck_print(&rep, stderr);
+    cr_assert_eq(st, AD_OK, "op %d: %s", (int)row->op, err.msg);
+    ad_gradcheck_options fast = {0};
+    fast.fast = 1;
+    cr_assert_eq(ad_gradcheck(graph, &c, c.p, row->nb ? 2 : 1, &fast, &rep, &err), AD_OK,
+                 "fast mode, op %d: %s", (int)row->op, err.msg);
+    ad_param_free(c.p[0]);
+    ad_param_free(c.p[1]);
+    cr_assert_eq(ts_live_allocs(), before);
+}
+
+/* ---- forward values ------------------------------------------------------------ */
+
+static void assert_values(ad_tensor *x, const double *want, size_t n, double tol)
+{
+    cr_assert_not_null(x);
+    cr_assert_eq(ad_tensor_numel(x), n);
+    for (size_t i = 0; i < n; i++)
+        cr_assert(fabs(ad_tensor_get(x, i) - want[i]) <= tol, "element %zu: %.17g, want %.17g", i,
+                  ad_tensor_get(x, i), want[i]);
+}
+
+Test(ops_math, broadcast_values)
+{
+    ad_tape *t = ad_tape_new(NULL);
+    double a[6] = {1, 2, 3, 4, 5, 6}, b[3] = {10, 20, 30}, col[2] = {2, 4};
+    ad_tensor *ta = ad_from_data(t, AD_F64, ad_shape2(2, 3), a);
+    ad_tensor *tb = ad_from_data(t, AD_F64, ad_shape1(3), b);
+    ad_tensor *tc = ad_from_data(t, AD_F64, ad_shape2(2, 1), col);
+    assert_values(ad_add(t, ta, tb), (double[]){11, 22, 33, 14, 25, 36}, 6, 0);
+    assert_values(ad_sub(t, tb, ta), (double[]){9, 18, 27, 6, 15, 24}, 6, 0);
+    assert_values(ad_mul(t, tc, tb), (double[]){20, 40, 60, 40, 80, 120}, 6, 0);
+    assert_values(ad_div(t, ta, tc), (double[]){0.5, 1, 1.5, 1, 1.25, 1.5}, 6, 0);
+    ad_tensor *out = ad_mul(t, ad_ones(t, AD_F32, ad_shape3(4, 1, 3)), ad_ones(t, AD_F32, ad_shape2(2, 1)));
+    cr_assert_eq(ad_tensor_rank(out), 3);
+    cr_assert_eq(ad_tensor_dim(out, 0), 4);
+    cr_assert_eq(ad_tensor_dim(out, 1), 2);
+    cr_assert_eq(ad_tensor_dim(out, 2), 3);
+    ad_tensor *s = ad_add(t, ad_full(t, AD_F64, ad_shape0(), 0.5), ta);
+    assert_values(s, (double[]){1.5, 2.5, 3.5, 4.5, 5.5, 6.5}, 6, 0);
+    ad_tape_free(t);
+}
+
+Test(ops_math, unary_values)
+{
+    ad_tape *t = ad_tape_new(NULL);
+    double x[4] = {-2, -0.5, 0, 1.5};
+    for (int dt = 0; dt < 2; dt++) {
+        ad_dtype d = dt ? AD_F64 : AD_F32;
+        double tol = dt ? 1e-15 : 1e-6;
+        ad_tensor *v = ad_from_f64(t, d, ad_shape1(4), x);
+        assert_values(ad_neg(t, v), (double[]){2, 0.5, 0, -1.5}, 4, 0);
+        assert_values(ad_abs(t, v), (double[]){2, 0.5, 0, 1.5}, 4, 0);
+        assert_values(ad_relu(t, v), (double[]){0, 0, 0, 1.5}, 4, 0);
+        assert_values(ad_tanh(t, v), (double[]){tanh(-2), tanh(-0.5), 0, tanh(1.5)}, 4, tol);
+        assert_values(ad_exp(t, v), (double[]){exp(-2), exp(-0.5), 1, exp(1.5)}, 4, tol * 5);
+        assert_values(ad_sigmoid(t, v),
+                      (double[]){1 / (1 + exp(2)), 1 / (1 + exp(0.5)), 0.5, 1 / (1 + exp(-1.5))}, 4,
+                      tol);
+        assert_values(ad_add_scalar(t, v, 1), (double[]){-1, 0.5, 1, 2.5}, 4, 0);
+        assert_values(ad_mul_scalar(t, v, 2), (double[]){-4, -1, 0, 3}, 4, 0);
+        ad_tensor *p = ad_from_f64(t, d, ad_shape1(3), (double[]){1, 4, 9});
+        assert_values(ad_sqrt(t, p), (double[]){1, 2, 3}, 3, 0);
+        assert_values(ad_log(t, p), (double[]){0, log(4), log(9)}, 3, tol * 10);
+        assert_values(ad_pow_scalar(t, p, 1.5), (double[]){1, 8, 27}, 3, tol * 30);
+        /* the two-branch sigmoid never overflows */
+        ad_tensor *big = ad_from_f64(t, d, ad_shape1(2), (double[]){-800, 800});
+        assert_values(ad_sigmoid(t, big), (double[]){0, 1}, 2, 0);
+    }
+    cr_assert_eq(ad_tape_status(t), AD_OK, "%s", ad_tape_message(t));
+    ad_tape_free(t);
+}
+
+Test(ops_math, reduction_values)
+{
+    ad_tape *t = ad_tape_new(NULL);
+    double a[6] = {1, 2, 3, 4, 5, 6};
+    ad_tensor *x = ad_from_data(t, AD_F64, ad_shape2(2, 3), a);
+    assert_values(ad_sum(t, x, 0, 0), (double[]){5, 7, 9}, 3, 0);
+    assert_values(ad_sum(t, x, -1, 0), (double[]){6, 15}, 2, 0);
+    assert_values(ad_mean(t, x, 1, 1), (double[]){2, 5}, 2, 0);
+    ad_tensor *all = ad_sum(t, x, AD_AXIS_ALL, 0);
+    cr_assert_eq(ad_tensor_rank(all), 0);
+    cr_assert_float_eq(ad_tensor_item(all), 21, 0);
+    ad_tensor *allk = ad_mean(t, x, AD_AXIS_ALL, 1);
+    cr_assert_eq(ad_tensor_rank(allk), 2);
+    cr_assert_float_eq(ad_tensor_item(allk), 3.5, 0);
+    ad_tensor *sm = ad_softmax(t, x, 1);
+    double e = exp(1) + exp(2) + exp(3);
+    assert_values(sm, (double[]){exp(1) / e, exp(2) / e, exp(3) / e, exp(1) / e, exp(2) / e, exp(3) / e},
+                  6, 1e-15);
+    /* max-shifted: huge logits stay finite */
+    ad_tensor *big = ad_from_f64(t, AD_F32, ad_shape2(1, 2), (double[]){1000, 0});
+    assert_values(ad_log_softmax(t, big, 1), (double[]){0, -1000}, 2, 1e-3);
+    assert_values(ad_softmax(t, big, 1), (double[]){1, 0}, 2, 0);
+    cr_assert_eq(ad_tape_status(t), AD_OK);
+    ad_tape_free(t);
+}
+
+Test(ops_math, bad_inputs)
+{
+    long before = ts_live_allocs();
+    ad_tape *t = ad_tape_new(NULL);
+    ad_tensor *a = ad_ones(t, AD_F64, ad_shape2(2, 3));
+    ad_tensor *b = ad_ones(t, AD_F64, ad_shape1(4));
+    cr_assert_null(ad_add(t, a, b));
+    cr_assert_eq(ad_tape_status(t), AD_ERR_SHAPE);
+    cr_assert_str_eq(ad_tape_message(t), "add: [2,3] and [4]: shapes do not broadcast");
+    ad_tape_reset(t);
+    a = ad_ones(t, AD_F64, ad_shape2(2, 3));
+    b = ad_ones(t, AD_F32, ad_shape2(2, 3));
+    cr_assert_null(ad_mul(t, a, b));
+    cr_assert_eq(ad_tape_status(t), AD_ERR_DTYPE);
+    ad_tape_reset(t);
+    cr_assert_null(ad_tanh(t, NULL));
+    cr_assert_eq(ad_tape_status(t), AD_ERR_NULL);
+    cr_assert(strstr(ad_tape_message(t), "tanh") != NULL);
+    ad_tape_reset(t);
+    a = ad_ones(t, AD_F64, ad_shape2(2, 3));
+    cr_assert_null(ad_sum(t, a, 2, 0));
+    cr_assert_eq(ad_tape_status(t), AD_ERR_ARG);
+    cr_assert(strstr(ad_tape_message(t), "axis 2") != NULL, "%s", ad_tape_message(t));
+    ad_tape_reset(t);
+    a = ad_ones(t, AD_F64, ad_shape2(2, 3));
+    cr_assert_null(ad_softmax(t, a, -3));
+    cr_assert_eq(ad_tape_status(t), AD_ERR_ARG);
+    ad_tape_reset(t);
+    a = ad_ones(t, AD_F64, ad_shape2(2, 3));
+    cr_assert_null(ad_softmax(t, a, AD_AXIS_ALL));
+    cr_assert_eq(ad_tape_status(t), AD_ERR_ARG);
+    ad_tape_reset(t);
+    a = ad_ones(t, AD_F64, ad_shape2(0, 3));
+    cr_assert_null(ad_mean(t, a, 0, 0));
+    cr_assert_eq(ad_tape_status(t), AD_ERR_EMPTY);
+    ad_tape_reset(t);
+    a = ad_ones(t, AD_F64, ad_shape2(0, 3));
+    cr_assert_not_null(ad_sum(t, a, 0, 0), "the sum of nothing is 0");
+    ad_tape_free(t);
+    cr_assert_eq(ts_live_allocs(), before);
+}
