@@ -338,9 +338,8 @@ ad_tensor *ad__leaf(ad_tape *t, ad__op op, ad_dtype dtype, ad_shape shape)
 }
 
 /* Checks the inputs of an op: non-NULL, on this tape, one dtype. */
-static int check_inputs(ad_tape *t, ad__op op, ad_tensor *const *in, int n_in)
+static int check_inputs(ad_tape *t, const char *name, ad_tensor *const *in, int n_in)
 {
-    const char *name = ad__ops[op].name;
     for (int i = 0; i < n_in; i++) {
         if (!in[i]) {
             ad__fail(t, AD_ERR_NULL, "%s: input %d is NULL", name, i);
@@ -371,7 +370,9 @@ ad_tensor *ad__record(ad_tape *t, ad__op op, ad_tensor *const *in, int n_in, con
         ad__fail(t, AD_ERR_EMPTY, "%s: no inputs", ad__ops[op].name);
         return NULL;
     }
-    if (!check_inputs(t, op, in, n_in)) return NULL;
+    const char *name = (args && args->custom && args->custom->name) ? args->custom->name
+                                                                    : ad__ops[op].name;
+    if (!check_inputs(t, name, in, n_in)) return NULL;
 
     /* The shape rule sees a provisional node on the stack. */
     ad_node probe;
