@@ -189,6 +189,10 @@ int ad__mul_size(size_t a, size_t b, size_t *out);
 /* Normalises a possibly negative axis for a given rank; -1 if out of range. */
 int ad__axis(int axis, int rank);
 
+/* Copies n->a.idx (n->a.n_idx caller indices) into the arena, so the caller's
+ * buffer may change after the op returns. */
+ad_status ad__keep_indices(ad_tape *t, ad_node *n);
+
 /* Shape rule of ops whose output has the shape of input 0 (unary, scalar, dropout). */
 ad_status ad__shape_same(ad_tape *t, ad_node *n, ad_shape *out);
 

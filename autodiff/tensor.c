@@ -101,7 +101,7 @@ static ad_status check_new(const char *fn, ad_dtype dtype, ad_shape shape, size_
 
 ad_tensor *ad_tensor_new(ad_dtype dtype, ad_shape shape, ad_error *err)
 {
-    size_t numel, bytes;
+    size_t numel = 0, bytes = 0;
     if (check_new("tensor_new", dtype, shape, &numel, &bytes, err) != AD_OK) return NULL;
     ad_tensor *x = calloc(1, sizeof *x);
     void *data = calloc(bytes ? bytes : 1, 1);
@@ -194,7 +194,7 @@ double ad_tensor_item(const ad_tensor *x)
 static ad_param *param_make(const char *fn, const char *name, ad_dtype dtype, ad_shape shape,
                             void *data, void *grad, ad_error *err)
 {
-    size_t numel, bytes;
+    size_t numel = 0, bytes = 0;
     if (!name) {
         ad__set_error(err, AD_ERR_NULL, "%s: name is NULL", fn);
         return NULL;

@@ -1,0 +1,277 @@
+/*
+ * op_loss.c - losses: cross-entropy on logits with integer targets, binary
+ * cross-entropy (on logits and on probabilities) and mean squared error.
+ *
+ * Each computes per-element (or per-row) terms l_i and reduces them: SUM
+ * gives sum_i l_i, MEAN divides by the number of counted terms, NONE keeps
+ * them. Backward scales the per-term gradient by the upstream gradient (and
+ * 1/count for MEAN).
+ */
+#include <inttypes.h>
+#include <math.h>
+#include <string.h>
+
+#include "internal.h"
+
+static ad_status check_reduction(ad_tape *t, const ad_node *n)
+{
+    int r = n->a.reduction;
+    if (r != AD_REDUCE_MEAN && r != AD_REDUCE_SUM && r != AD_REDUCE_NONE)
+        return ad__fail(t, AD_ERR_ARG, "%s: unknown reduction %d", ad__ops[n->op].name, r);
+    return AD_OK;
+}
+
+/* The upstream gradient of term i: g[i] for NONE, g[0] * scale otherwise. */
+static double upstream(const ad_node *n, size_t i, double scale)
+{
+    int none = n->a.reduction == AD_REDUCE_NONE;
+    size_t j = none ? i : 0;
+    double g = n->out->dtype == AD_F32 ? ((const float *)n->out->grad)[j]
+                                       : ((const double *)n->out->grad)[j];
+    return none ? g : g * scale;
+}
+
+static double load(ad_dtype d, const void *p, size_t i)
+{
+    return d == AD_F32 ? (double)((const float *)p)[i] : ((const double *)p)[i];
+}
+
+static void store(ad_dtype d, void *p, size_t i, double v)
+{
+    if (d == AD_F32) ((float *)p)[i] = (float)v;
+    else ((double *)p)[i] = v;
+}
+
+static void add_at(ad_dtype d, void *p, size_t i, double v)
+{
+    if (d == AD_F32) ((float *)p)[i] += (float)v;
+    else ((double *)p)[i] += v;
+}
+
+/* ---- cross-entropy ------------------------------------------------------------------ */
+
+ad_status ad__shape_cross_entropy(ad_tape *t, ad_node *n, ad_shape *out)
+{
+    ad_shape in = n->in[0]->shape;
+    char s[AD__SHAPE_BUF];
+    if (check_reduction(t, n) != AD_OK) return ad_tape_status(t);
+    if (in.rank != 2)
+        return ad__fail(t, AD_ERR_RANK, "cross_entropy: logits must be [N, C], got %s",
+                        ad__shape_str(in, s));
+    if (!n->a.idx) return ad__fail(t, AD_ERR_NULL, "cross_entropy: targets are NULL");
+    if (n->a.n_idx != in.dim[0])
+        return ad__fail(t, AD_ERR_SHAPE, "cross_entropy: %" PRId64 " targets for logits %s",
+                        n->a.n_idx, ad__shape_str(in, s));
+    if (in.dim[0] == 0 || in.dim[1] == 0)
+        return ad__fail(t, AD_ERR_EMPTY, "cross_entropy: logits %s are empty",
+                        ad__shape_str(in, s));
+    int64_t counted = 0;
+    for (int64_t i = 0; i < n->a.n_idx; i++) {
+        int64_t c = n->a.idx[i];
+        if (c == n->a.ignore_index) continue;
+        if (c < 0 || c >= in.dim[1])
+            return ad__fail(t, AD_ERR_ARG, "cross_entropy: target %" PRId64 " of row %" PRId64
+                            " is outside the %" PRId64 " classes", c, i, in.dim[1]);
+        counted++;
+    }
+    if (counted == 0 && n->a.reduction == AD_REDUCE_MEAN)
+        return ad__fail(t, AD_ERR_EMPTY, "cross_entropy: every target is ignore_index %" PRId64
+                        ", the mean is undefined", n->a.ignore_index);
+    n->a.len = counted; /* MEAN divides by the counted rows */
+    *out = n->a.reduction == AD_REDUCE_NONE ? ad_shape1(in.dim[0]) : ad_shape0();
+    return AD_OK;
+}
+
+/*
+ * Per row: m = max x, lse = m + log sum e^(x - m), l = lse - x_c. saved keeps
+ * softmax(x) per row (p = e^(x - lse)); backward gives dx = g (p - onehot(c)).
+ */
+#define DEFINE_CE(T, EXP, LOG)                                                          \
+    static double ce_fwd_##T(const T *x, T *p, const int64_t *tg, int64_t ig,          \
+                             size_t rows, size_t cls, T *per_row)                      \
+    {                                                                                  \
+        double total = 0;                                                              \
+        for (size_t r = 0; r < rows; r++) {                                            \
+            const T *xr = x + r * cls;                                                 \
+            T *pr = p + r * cls;                                                       \
+            T m = xr[0], s = 0;                                                        \
+            for (size_t k = 1; k < cls; k++) if (xr[k] > m) m = xr[k];                 \
+            for (size_t k = 0; k < cls; k++) s += EXP(xr[k] - m);                      \
+            T lse = m + LOG(s);                                                        \
+            for (size_t k = 0; k < cls; k++) pr[k] = EXP(xr[k] - lse);                 \
+            T l = tg[r] == ig ? 0 : lse - xr[tg[r]];                                   \
+            if (per_row) per_row[r] = l;                                               \
+            total += l;                                                                \
+        }                                                                              \
+        return total;                                                                  \
+    }
+
+DEFINE_CE(float, expf, logf)
+DEFINE_CE(double, exp, log)
+
+ad_status ad__cross_entropy_fwd(ad_tape *t, ad_node *n)
+{
+    if (ad__keep_indices(t, n) != AD_OK) return ad_tape_status(t);
+    size_t rows = (size_t)n->in[0]->shape.dim[0], cls = (size_t)n->in[0]->shape.dim[1];
+    int none = n->a.reduction == AD_REDUCE_NONE;
+    n->saved = ad__alloc_array(t, n->in[0]->numel, n->out->dtype == AD_F32 ? 4 : 8);
+    if (!n->saved) return ad_tape_status(t);
+    double total;
+    if (n->out->dtype == AD_F32)
+        total = ce_fwd_float(n->in[0]->data, n->saved, n->a.idx, n->a.ignore_index, rows, cls,
+                             none ? n->out->data : NULL);
+    else
+        total = ce_fwd_double(n->in[0]->data, n->saved, n->a.idx, n->a.ignore_index, rows, cls,
+                              none ? n->out->data : NULL);
+    if (!none)
+        store(n->out->dtype, n->out->data, 0,
+              n->a.reduction == AD_REDUCE_MEAN ? total / (double)n->a.len : total);
+    return AD_OK;
+}
+
+void ad__cross_entropy_bwd(ad_tape *t, ad_node *n)
+{
+    void *gx = ad__grad(t, n->in[0]);
+    if (!gx) return;
+    size_t rows = (size_t)n->in[0]->shape.dim[0], cls = (size_t)n->in[0]->shape.dim[1];
+    double scale = n->a.reduction == AD_REDUCE_MEAN ? 1.0 / (double)n->a.len : 1.0;
+    ad_dtype d = n->out->dtype;
+    for (size_t r = 0; r < rows; r++) {
+        int64_t c = n->a.idx[r];
+        if (c == n->a.ignore_index) continue;
+        double g = upstream(n, r, scale);
+        for (size_t k = 0; k < cls; k++) {
+            double p = load(d, n->saved, r * cls + k);
+            add_at(d, gx, r * cls + k, g * (p - ((int64_t)k == c ? 1.0 : 0.0)));
+        }
+    }
+}
+
+ad_tensor *ad_cross_entropy(ad_tape *t, ad_tensor *logits, const int64_t *targets, int64_t n,
+                            int64_t ignore_index, ad_reduction reduction)
+{
+    ad__args args = {0};
+    args.idx = targets;
+    args.n_idx = n;
+    args.ignore_index = ignore_index;
+    args.reduction = (int)reduction;
+    return ad__record(t, AD_OP_CROSS_ENTROPY, &logits, 1, &args);
+}
+
+/* ---- elementwise losses: bce_with_logits, bce, mse --------------------------------------- */
+
+ad_status ad__shape_pair_loss(ad_tape *t, ad_node *n, ad_shape *out)
+{
+    ad_shape a = n->in[0]->shape, b = n->in[1]->shape;
+    char sa[AD__SHAPE_BUF], sb[AD__SHAPE_BUF];
+    const char *name = ad__ops[n->op].name;
+    if (check_reduction(t, n) != AD_OK) return ad_tape_status(t);
+    if (!ad_shape_equal(a, b))
+        return ad__fail(t, AD_ERR_SHAPE, "%s: input %s and target %s differ", name,
+                        ad__shape_str(a, sa), ad__shape_str(b, sb));
+    if (n->in[0]->numel == 0 && n->a.reduction == AD_REDUCE_MEAN)
+        return ad__fail(t, AD_ERR_EMPTY, "%s: the mean of %s (no elements) is undefined", name,
+                        ad__shape_str(a, sa));
+    if (n->op != AD_OP_MSE && n->in[1]->requires_grad)
+        return ad__fail(t, AD_ERR_ARG, "%s: targets must be constants (no gradient)", name);
+    *out = n->a.reduction == AD_REDUCE_NONE ? a : ad_shape0();
+    return AD_OK;
+}
+
+/* The loss term and its derivatives with respect to x (and y, for mse). */
+typedef struct term {
+    double l, dx, dy;
+} term;
+
+static term bce_logits_term(double x, double y)
+{
+    double s = x >= 0 ? 1.0 / (1.0 + exp(-x)) : exp(x) / (1.0 + exp(x));
+    term r = {fmax(x, 0.0) - x * y + log1p(exp(-fabs(x))), s - y, 0.0};
+    return r;
+}
+
+/* PyTorch clamps each log at -100 and bounds the backward denominator by 1e-12. */
+static term bce_term(double p, double y)
+{
+    double lp = fmax(log(p), -100.0), l1p = fmax(log1p(-p), -100.0);
+    term r = {-(y * lp + (1.0 - y) * l1p), (p - y) / fmax((1.0 - p) * p, 1e-12), 0.0};
+    return r;
+}
+
+static term mse_term(double x, double y)
+{
+    term r = {(x - y) * (x - y), 2.0 * (x - y), -2.0 * (x - y)};
+    return r;
+}
+
+static term pair_term(ad__op op, double x, double y)
+{
+    switch (op) {
+    case AD_OP_BCE_WITH_LOGITS: return bce_logits_term(x, y);
+    case AD_OP_BCE: return bce_term(x, y);
+    default: return mse_term(x, y);
+    }
+}
+
+static ad_status pair_fwd(ad_tape *t, ad_node *n)
+{
+    (void)t;
+    ad_dtype d = n->out->dtype;
+    size_t count = n->in[0]->numel;
+    double total = 0;
+    for (size_t i = 0; i < count; i++) {
+        term r = pair_term(n->op, load(d, n->in[0]->data, i), load(d, n->in[1]->data, i));
+        if (n->a.reduction == AD_REDUCE_NONE) store(d, n->out->data, i, r.l);
+        total += r.l;
+    }
+    if (n->a.reduction == AD_REDUCE_MEAN) total /= (double)count;
+    if (n->a.reduction != AD_REDUCE_NONE) store(d, n->out->data, 0, total);
+    return AD_OK;
+}
+
+static void pair_bwd(ad_tape *t, ad_node *n)
+{
+    void *gx = ad__grad(t, n->in[0]);
+    void *gy = n->op == AD_OP_MSE ? ad__grad(t, n->in[1]) : NULL;
+    if (!gx && !gy) return;
+    ad_dtype d = n->out->dtype;
+    size_t count = n->in[0]->numel;
+    double scale = n->a.reduction == AD_REDUCE_MEAN ? 1.0 / (double)count : 1.0;
+    for (size_t i = 0; i < count; i++) {
+        term r = pair_term(n->op, load(d, n->in[0]->data, i), load(d, n->in[1]->data, i));
+        double g = upstream(n, i, scale);
+        if (gx) add_at(d, gx, i, g * r.dx);
+        if (gy) add_at(d, gy, i, g * r.dy);
+    }
+}
+
+ad_status ad__bce_with_logits_fwd(ad_tape *t, ad_node *n) { return pair_fwd(t, n); }
+void ad__bce_with_logits_bwd(ad_tape *t, ad_node *n) { pair_bwd(t, n); }
+ad_status ad__bce_fwd(ad_tape *t, ad_node *n) { return pair_fwd(t, n); }
+void ad__bce_bwd(ad_tape *t, ad_node *n) { pair_bwd(t, n); }
+ad_status ad__mse_fwd(ad_tape *t, ad_node *n) { return pair_fwd(t, n); }
+void ad__mse_bwd(ad_tape *t, ad_node *n) { pair_bwd(t, n); }
+
+static ad_tensor *pair_loss(ad_tape *t, ad__op op, ad_tensor *x, ad_tensor *y, ad_reduction r)
+{
+    ad_tensor *in[2] = {x, y};
+    ad__args args = {0};
+    args.reduction = (int)r;
+    return ad__record(t, op, in, 2, &args);
+}
+
+ad_tensor *ad_bce_with_logits(ad_tape *t, ad_tensor *logits, ad_tensor *targets,
+                              ad_reduction reduction)
+{
+    return pair_loss(t, AD_OP_BCE_WITH_LOGITS, logits, targets, reduction);
+}
+
+ad_tensor *ad_bce(ad_tape *t, ad_tensor *probs, ad_tensor *targets, ad_reduction reduction)
+{
+    return pair_loss(t, AD_OP_BCE, probs, targets, reduction);
+}
+
+ad_tensor *ad_mse(ad_tape *t, ad_tensor *pred, ad_tensor *target, ad_reduction reduction)
+{
+    return pair_loss(t, AD_OP_MSE, pred, target, reduction);
+}

@@ -1,0 +1,579 @@
+/*
+ * op_shape.c - ops that move elements without arithmetic: reshape, permute
+ * (transpose), concat, slice (split), row gather; plus where and dropout,
+ * which select elements.
+ *
+ * Backward of each is the same movement in reverse, adding into the input
+ * gradient (a row gathered twice receives both rows' gradients).
+ */
+#include <inttypes.h>
+#include <string.h>
+
+#include "internal.h"
+
+/* ---- reshape ---------------------------------------------------------------------- */
+
+ad_status ad__shape_reshape(ad_tape *t, ad_node *n, ad_shape *out)
+{
+    ad_shape in = n->in[0]->shape, want = n->a.shape;
+    char si[AD__SHAPE_BUF], sw[AD__SHAPE_BUF];
+    if (want.rank < 0 || want.rank > AD_MAX_RANK)
+        return ad__fail(t, AD_ERR_RANK, "reshape: rank %d is outside 0..%d", want.rank,
+                        AD_MAX_RANK);
+    int infer = -1;
+    size_t known = 1;
+    for (int i = 0; i < want.rank; i++) {
+        if (want.dim[i] == -1 && infer < 0) {
+            infer = i;
+            continue;
+        }
+        if (want.dim[i] < 0 || !ad__mul_size(known, (size_t)want.dim[i], &known))
+            return ad__fail(t, AD_ERR_ARG, "reshape: %s to %s: bad size %" PRId64,
+                            ad__shape_str(in, si), ad__shape_str(want, sw), want.dim[i]);
+    }
+    size_t numel = n->in[0]->numel;
+    if (infer >= 0) {
+        if (known == 0 || numel % known != 0)
+            return ad__fail(t, AD_ERR_SHAPE, "reshape: %s to %s: cannot infer the -1 size",
+                            ad__shape_str(in, si), ad__shape_str(want, sw));
+        want.dim[infer] = (int64_t)(numel / known);
+        known = numel;
+    }
+    if (known != numel)
+        return ad__fail(t, AD_ERR_SHAPE, "reshape: %s to %s: %zu elements cannot become %zu",
+                        ad__shape_str(in, si), ad__shape_str(want, sw), numel, known);
+    for (int i = want.rank; i < AD_MAX_RANK; i++) want.dim[i] = 0;
+    n->a.shape = want;
+    *out = want;
+    return AD_OK;
+}
+
+static size_t elem_size(ad_dtype d) { return d == AD_F32 ? sizeof(float) : sizeof(double); }
+
+ad_status ad__reshape_fwd(ad_tape *t, ad_node *n)
+{
+    (void)t;
+    memcpy(n->out->data, n->in[0]->data, n->out->numel * elem_size(n->out->dtype));
+    return AD_OK;
+}
+
+/* Adds src into dst over n elements of the given dtype. */
+static void add_into(ad_dtype d, void *dst, const void *src, size_t n)
+{
+    if (d == AD_F32) {
+        float *y = dst;
+        const float *x = src;
+        for (size_t i = 0; i < n; i++) y[i] += x[i];
+    } else {
+        double *y = dst;
+        const double *x = src;
+        for (size_t i = 0; i < n; i++) y[i] += x[i];
+    }
+}
+
+void ad__reshape_bwd(ad_tape *t, ad_node *n)
+{
+    void *gx = ad__grad(t, n->in[0]);
+    if (gx) add_into(n->out->dtype, gx, n->out->grad, n->out->numel);
+}
+
+ad_tensor *ad_reshape(ad_tape *t, ad_tensor *x, ad_shape shape)
+{
+    ad__args args = {0};
+    args.shape = shape;
+    return ad__record(t, AD_OP_RESHAPE, &x, 1, &args);
+}
+
+/* ---- permute -------------------------------------------------------------------------- */
+
+ad_status ad__shape_permute(ad_tape *t, ad_node *n, ad_shape *out)
+{
+    ad_shape in = n->in[0]->shape;
+    int seen[AD_MAX_RANK] = {0};
+    char s[AD__SHAPE_BUF];
+    for (int i = 0; i < in.rank; i++) {
+        int p = n->a.perm[i];
+        if (p < 0 || p >= in.rank || seen[p])
+            return ad__fail(t, AD_ERR_ARG, "permute: %s: the axis order is not a permutation of 0..%d",
+                            ad__shape_str(in, s), in.rank - 1);
+        seen[p] = 1;
+    }
+    ad_shape o = in;
+    for (int i = 0; i < in.rank; i++) o.dim[i] = in.dim[n->a.perm[i]];
+    *out = o;
+    return AD_OK;
+}
+
+/*
+ * Output strides expressed in input elements: walking the output in order,
+ * axis i of the output steps the input by in_stride[perm[i]]. Padded to four
+ * axes (size 1) so one loop nest serves every rank.
+ */
+typedef struct walk4 {
+    int64_t dim[AD_MAX_RANK];
+    int64_t step[AD_MAX_RANK];
+} walk4;
+
+static walk4 permute_walk(ad_shape in, const int *perm)
+{
+    int64_t stride[AD_MAX_RANK];
+    int64_t acc = 1;
+    for (int i = in.rank - 1; i >= 0; i--) {
+        stride[i] = acc;
+        acc *= in.dim[i];
+    }
+    walk4 w;
+    int off = AD_MAX_RANK - in.rank;
+    for (int i = 0; i < AD_MAX_RANK; i++) {
+        w.dim[i] = 1;
+        w.step[i] = 0;
+    }
+    for (int i = 0; i < in.rank; i++) {
+        w.dim[off + i] = in.dim[perm[i]];
+        w.step[off + i] = stride[perm[i]];
+    }
+    return w;
+}
+
+/* BODY sees o (flat output index) and s (flat input index). */
+#define FOR_WALK(w, BODY)                                                          \
+    do {                                                                           \
+        size_t o = 0;                                                              \
+        for (int64_t i0 = 0; i0 < (w).dim[0]; i0++)                                \
+            for (int64_t i1 = 0; i1 < (w).dim[1]; i1++)                            \
+                for (int64_t i2 = 0; i2 < (w).dim[2]; i2++)                        \
+                    for (int64_t i3 = 0; i3 < (w).dim[3]; i3++, o++) {             \
+                        int64_t s = i0 * (w).step[0] + i1 * (w).step[1] +          \
+                                    i2 * (w).step[2] + i3 * (w).step[3];           \
+                        BODY;                                                      \
+                    }                                                              \
+    } while (0)
+
+ad_status ad__permute_fwd(ad_tape *t, ad_node *n)
+{
+    (void)t;
+    walk4 w = permute_walk(n->in[0]->shape, n->a.perm);
+    if (n->out->dtype == AD_F32) {
+        const float *x = n->in[0]->data;
+        float *y = n->out->data;
+        FOR_WALK(w, y[o] = x[s]);
+    } else {
+        const double *x = n->in[0]->data;
+        double *y = n->out->data;
+        FOR_WALK(w, y[o] = x[s]);
+    }
+    return AD_OK;
+}
+
+void ad__permute_bwd(ad_tape *t, ad_node *n)
+{
+    void *gx = ad__grad(t, n->in[0]);
+    if (!gx) return;
+    walk4 w = permute_walk(n->in[0]->shape, n->a.perm);
+    if (n->out->dtype == AD_F32) {
+        const float *g = n->out->grad;
+        float *gi = gx;
+        FOR_WALK(w, gi[s] += g[o]);
+    } else {
+        const double *g = n->out->grad;
+        double *gi = gx;
+        FOR_WALK(w, gi[s] += g[o]);
+    }
+}
+
+ad_tensor *ad_permute(ad_tape *t, ad_tensor *x, const int *perm)
+{
+    if (!t || !x) return ad__record(t, AD_OP_PERMUTE, &x, 1, NULL); /* reports the NULL */
+    if (!perm) {
+        ad__fail(t, AD_ERR_NULL, "permute: perm is NULL");
+        return NULL;
+    }
+    ad__args args = {0};
+    for (int i = 0; i < x->shape.rank && i < AD_MAX_RANK; i++) args.perm[i] = perm[i];
+    return ad__record(t, AD_OP_PERMUTE, &x, 1, &args);
+}
+
+ad_tensor *ad_transpose(ad_tape *t, ad_tensor *x, int a0, int a1)
+{
+    if (!t || ad_tape_status(t) != AD_OK) return NULL;
+    if (!x) return ad__record(t, AD_OP_PERMUTE, &x, 1, NULL);
+    int rank = x->shape.rank;
+    int i0 = ad__axis(a0, rank), i1 = ad__axis(a1, rank);
+    if (i0 < 0 || i1 < 0) {
+        char s[AD__SHAPE_BUF];
+        ad__fail(t, AD_ERR_ARG, "transpose: axes %d and %d are out of range for %s", a0, a1,
+                 ad__shape_str(x->shape, s));
+        return NULL;
+    }
+    int perm[AD_MAX_RANK] = {0, 1, 2, 3};
+    perm[i0] = i1;
+    perm[i1] = i0;
+    return ad_permute(t, x, perm);
+}
+
+/* ---- concat and slice: [outer, len, inner] blocks ----------------------------------------- */
+
+static void outer_inner(ad_shape s, int axis, size_t *outer, size_t *inner)
+{
+    *outer = 1;
+    *inner = 1;
+    for (int i = 0; i < axis; i++) *outer *= (size_t)s.dim[i];
+    for (int i = axis + 1; i < s.rank; i++) *inner *= (size_t)s.dim[i];
+}
+
+ad_status ad__shape_concat(ad_tape *t, ad_node *n, ad_shape *out)
+{
+    ad_shape first = n->in[0]->shape;
+    char s0[AD__SHAPE_BUF], si[AD__SHAPE_BUF];
+    int axis = ad__axis(n->a.axis, first.rank);
+    if (axis < 0)
+        return ad__fail(t, AD_ERR_ARG, "concat: axis %d is out of range for %s", n->a.axis,
+                        ad__shape_str(first, s0));
+    ad_shape o = first;
+    for (int k = 1; k < n->n_in; k++) {
+        ad_shape s = n->in[k]->shape;
+        int ok = s.rank == first.rank;
+        for (int i = 0; ok && i < s.rank; i++) ok = i == axis || s.dim[i] == first.dim[i];
+        if (!ok)
+            return ad__fail(t, AD_ERR_SHAPE, "concat: input %d %s does not match input 0 %s "
+                            "outside axis %d", k, ad__shape_str(s, si), ad__shape_str(first, s0), axis);
+        o.dim[axis] += s.dim[axis];
+    }
+    n->a.axis = axis;
+    *out = o;
+    return AD_OK;
+}
+
+ad_status ad__concat_fwd(ad_tape *t, ad_node *n)
+{
+    (void)t;
+    size_t es = elem_size(n->out->dtype), outer, inner, off = 0;
+    outer_inner(n->out->shape, n->a.axis, &outer, &inner);
+    size_t row = (size_t)n->out->shape.dim[n->a.axis] * inner * es;
+    for (int k = 0; k < n->n_in; k++) {
+        size_t piece = (size_t)n->in[k]->shape.dim[n->a.axis] * inner * es;
+        const char *x = n->in[k]->data;
+        char *y = n->out->data;
+        for (size_t o = 0; o < outer; o++) memcpy(y + o * row + off, x + o * piece, piece);
+        off += piece;
+    }
+    return AD_OK;
+}
+
+void ad__concat_bwd(ad_tape *t, ad_node *n)
+{
+    size_t es = elem_size(n->out->dtype), outer, inner, off = 0;
+    outer_inner(n->out->shape, n->a.axis, &outer, &inner);
+    size_t row = (size_t)n->out->shape.dim[n->a.axis] * inner;
+    for (int k = 0; k < n->n_in; k++) {
+        size_t piece = (size_t)n->in[k]->shape.dim[n->a.axis] * inner;
+        char *gx = ad__grad(t, n->in[k]);
+        if (gx) {
+            const char *g = n->out->grad;
+            for (size_t o = 0; o < outer; o++)
+                add_into(n->out->dtype, gx + o * piece * es, g + (o * row + off) * es, piece);
+        }
+        off += piece;
+    }
+}
+
+ad_tensor *ad_concat(ad_tape *t, ad_tensor *const *xs, int n, int axis)
+{
+    ad__args args = {0};
+    args.axis = axis;
+    return ad__record(t, AD_OP_CONCAT, xs, n, &args);
+}
+
+ad_status ad__shape_slice(ad_tape *t, ad_node *n, ad_shape *out)
+{
+    ad_shape in = n->in[0]->shape;
+    char s[AD__SHAPE_BUF];
+    int axis = ad__axis(n->a.axis, in.rank);
+    if (axis < 0)
+        return ad__fail(t, AD_ERR_ARG, "slice: axis %d is out of range for %s", n->a.axis,
+                        ad__shape_str(in, s));
+    if (n->a.start < 0 || n->a.len < 0 || n->a.start > in.dim[axis] ||
+        n->a.len > in.dim[axis] - n->a.start)
+        return ad__fail(t, AD_ERR_ARG, "slice: [%" PRId64 ", %" PRId64 ") is outside axis %d of %s",
+                        n->a.start, n->a.start + n->a.len, axis, ad__shape_str(in, s));
+    n->a.axis = axis;
+    *out = in;
+    out->dim[axis] = n->a.len;
+    return AD_OK;
+}
+
+ad_status ad__slice_fwd(ad_tape *t, ad_node *n)
+{
+    (void)t;
+    size_t es = elem_size(n->out->dtype), outer, inner;
+    outer_inner(n->in[0]->shape, n->a.axis, &outer, &inner);
+    size_t row = (size_t)n->in[0]->shape.dim[n->a.axis] * inner * es;
+    size_t piece = (size_t)n->a.len * inner * es, off = (size_t)n->a.start * inner * es;
+    const char *x = n->in[0]->data;
+    char *y = n->out->data;
+    for (size_t o = 0; o < outer; o++) memcpy(y + o * piece, x + o * row + off, piece);
+    return AD_OK;
+}
+
+void ad__slice_bwd(ad_tape *t, ad_node *n)
+{
+    char *gx = ad__grad(t, n->in[0]);
+    if (!gx) return;
+    size_t es = elem_size(n->out->dtype), outer, inner;
+    outer_inner(n->in[0]->shape, n->a.axis, &outer, &inner);
+    size_t row = (size_t)n->in[0]->shape.dim[n->a.axis] * inner;
+    size_t piece = (size_t)n->a.len * inner, off = (size_t)n->a.start * inner;
+    const char *g = n->out->grad;
+    for (size_t o = 0; o < outer; o++)
+        add_into(n->out->dtype, gx + (o * row + off) * es, g + o * piece * es, piece);
+}
+
+ad_tensor *ad_slice(ad_tape *t, ad_tensor *x, int axis, int64_t start, int64_t len)
+{
+    ad__args args = {0};
+    args.axis = axis;
+    args.start = start;
+    args.len = len;
+    return ad__record(t, AD_OP_SLICE, &x, 1, &args);
+}
+
+ad_status ad_split(ad_tape *t, ad_tensor *x, int axis, int n, const int64_t *sizes,
+                   ad_tensor **out)
+{
+    if (!t) return AD_ERR_NULL;
+    if (ad_tape_status(t) != AD_OK) return ad_tape_status(t);
+    if (!x || !sizes || !out)
+        return ad__fail(t, AD_ERR_NULL, "split: %s is NULL", !x ? "x" : !sizes ? "sizes" : "out");
+    if (n < 1) return ad__fail(t, AD_ERR_EMPTY, "split: no pieces requested");
+    int ax = ad__axis(axis, x->shape.rank);
+    char s[AD__SHAPE_BUF];
+    if (ax < 0)
+        return ad__fail(t, AD_ERR_ARG, "split: axis %d is out of range for %s", axis,
+                        ad__shape_str(x->shape, s));
+    int64_t total = 0;
+    for (int i = 0; i < n; i++) {
+        if (sizes[i] < 0 || sizes[i] > x->shape.dim[ax] - total)
+            return ad__fail(t, AD_ERR_SHAPE, "split: sizes exceed axis %d of %s", ax,
+                            ad__shape_str(x->shape, s));
+        total += sizes[i];
+    }
+    if (total != x->shape.dim[ax])
+        return ad__fail(t, AD_ERR_SHAPE, "split: sizes add up to %" PRId64 ", axis %d of %s has %" PRId64,
+                        total, ax, ad__shape_str(x->shape, s), x->shape.dim[ax]);
+    int64_t start = 0;
+    for (int i = 0; i < n; i++) {
+        out[i] = ad_slice(t, x, ax, start, sizes[i]);
+        if (!out[i]) return ad_tape_status(t);
+        start += sizes[i];
+    }
+    return AD_OK;
+}
+
+/* ---- gather_rows ------------------------------------------------------------------------- */
+
+ad_status ad__shape_gather_rows(ad_tape *t, ad_node *n, ad_shape *out)
+{
+    ad_shape in = n->in[0]->shape;
+    char s[AD__SHAPE_BUF];
+    if (in.rank != 2)
+        return ad__fail(t, AD_ERR_RANK, "gather_rows: the table must be [V, D], got %s",
+                        ad__shape_str(in, s));
+    if (!n->a.idx) return ad__fail(t, AD_ERR_NULL, "gather_rows: indices are NULL");
+    if (n->a.n_idx < 1) return ad__fail(t, AD_ERR_EMPTY, "gather_rows: no indices");
+    for (int64_t i = 0; i < n->a.n_idx; i++)
+        if (n->a.idx[i] < 0 || n->a.idx[i] >= in.dim[0])
+            return ad__fail(t, AD_ERR_ARG, "gather_rows: index %" PRId64 " at position %" PRId64
+                            " is outside the %" PRId64 " rows of %s", n->a.idx[i], i, in.dim[0],
+                            ad__shape_str(in, s));
+    *out = ad_shape2(n->a.n_idx, in.dim[1]);
+    return AD_OK;
+}
+
+
+ad_status ad__keep_indices(ad_tape *t, ad_node *n)
+{
+    int64_t *idx = ad__alloc_array(t, (size_t)n->a.n_idx, sizeof *idx);
+    if (!idx) return ad_tape_status(t);
+    memcpy(idx, n->a.idx, (size_t)n->a.n_idx * sizeof *idx);
+    n->a.idx = idx;
+    return AD_OK;
+}
+
+ad_status ad__gather_rows_fwd(ad_tape *t, ad_node *n)
+{
+    if (ad__keep_indices(t, n) != AD_OK) return ad_tape_status(t);
+    size_t row = (size_t)n->out->shape.dim[1] * elem_size(n->out->dtype);
+    const char *x = n->in[0]->data;
+    char *y = n->out->data;
+    for (int64_t i = 0; i < n->a.n_idx; i++)
+        memcpy(y + (size_t)i * row, x + (size_t)n->a.idx[i] * row, row);
+    return AD_OK;
+}
+
+void ad__gather_rows_bwd(ad_tape *t, ad_node *n)
+{
+    char *gx = ad__grad(t, n->in[0]);
+    if (!gx) return;
+    size_t d = (size_t)n->out->shape.dim[1], es = elem_size(n->out->dtype);
+    const char *g = n->out->grad;
+    for (int64_t i = 0; i < n->a.n_idx; i++)
+        add_into(n->out->dtype, gx + (size_t)n->a.idx[i] * d * es, g + (size_t)i * d * es, d);
+}
+
+ad_tensor *ad_gather_rows(ad_tape *t, ad_tensor *table, const int64_t *idx, int64_t n)
+{
+    ad__args args = {0};
+    args.idx = idx;
+    args.n_idx = n;
+    return ad__record(t, AD_OP_GATHER_ROWS, &table, 1, &args);
+}
+
+/* ---- where ------------------------------------------------------------------------------- */
+
+/* cond broadcasts to a's shape: cond's strides over a's four padded axes. */
+static walk4 cond_walk(ad_shape cond, ad_shape out)
+{
+    walk4 w;
+    int oc = AD_MAX_RANK - cond.rank, oo = AD_MAX_RANK - out.rank;
+    int64_t acc = 1;
+    for (int i = AD_MAX_RANK - 1; i >= 0; i--) {
+        int64_t dc = i < oc ? 1 : cond.dim[i - oc];
+        w.dim[i] = i < oo ? 1 : out.dim[i - oo];
+        w.step[i] = dc == 1 ? 0 : acc;
+        acc *= dc;
+    }
+    return w;
+}
+
+ad_status ad__shape_where(ad_tape *t, ad_node *n, ad_shape *out)
+{
+    ad_shape c = n->in[0]->shape, a = n->in[1]->shape, b = n->in[2]->shape;
+    char sc[AD__SHAPE_BUF], sa[AD__SHAPE_BUF], sb[AD__SHAPE_BUF];
+    if (!ad_shape_equal(a, b))
+        return ad__fail(t, AD_ERR_SHAPE, "where: a %s and b %s differ", ad__shape_str(a, sa),
+                        ad__shape_str(b, sb));
+    int ok = c.rank <= a.rank;
+    for (int i = 0; ok && i < c.rank; i++) {
+        int64_t dc = c.dim[c.rank - 1 - i], da = a.dim[a.rank - 1 - i];
+        ok = dc == 1 || dc == da;
+    }
+    if (!ok)
+        return ad__fail(t, AD_ERR_SHAPE, "where: cond %s does not broadcast to %s",
+                        ad__shape_str(c, sc), ad__shape_str(a, sa));
+    if (n->in[0]->requires_grad)
+        return ad__fail(t, AD_ERR_ARG, "where: cond must be a constant (no gradient)");
+    *out = a;
+    return AD_OK;
+}
+
+#define WHERE_LOOP(T, BODY)                                      \
+    do {                                                         \
+        const T *c = n->in[0]->data;                             \
+        walk4 w = cond_walk(n->in[0]->shape, n->out->shape);     \
+        FOR_WALK(w, BODY);                                       \
+    } while (0)
+
+ad_status ad__where_fwd(ad_tape *t, ad_node *n)
+{
+    (void)t;
+    if (n->out->dtype == AD_F32) {
+        const float *a = n->in[1]->data, *b = n->in[2]->data;
+        float *y = n->out->data;
+        WHERE_LOOP(float, y[o] = c[s] != 0 ? a[o] : b[o]);
+    } else {
+        const double *a = n->in[1]->data, *b = n->in[2]->data;
+        double *y = n->out->data;
+        WHERE_LOOP(double, y[o] = c[s] != 0 ? a[o] : b[o]);
+    }
+    return AD_OK;
+}
+
+void ad__where_bwd(ad_tape *t, ad_node *n)
+{
+    for (int k = 1; k <= 2; k++) {
+        void *gk = ad__grad(t, n->in[k]);
+        if (!gk) continue;
+        int take = k == 1; /* a receives where cond holds, b elsewhere */
+        if (n->out->dtype == AD_F32) {
+            const float *g = n->out->grad;
+            float *gi = gk;
+            WHERE_LOOP(float, if ((c[s] != 0) == take) gi[o] += g[o]);
+        } else {
+            const double *g = n->out->grad;
+            double *gi = gk;
+            WHERE_LOOP(double, if ((c[s] != 0) == take) gi[o] += g[o]);
+        }
+    }
+}
+
+ad_tensor *ad_where(ad_tape *t, ad_tensor *cond, ad_tensor *a, ad_tensor *b)
+{
+    ad_tensor *in[3] = {cond, a, b};
+    return ad__record(t, AD_OP_WHERE, in, 3, NULL);
+}
+
+/* ---- dropout ---------------------------------------------------------------------------- */
+
+/* saved: the per-element factor (0 or 1/(1-p)) in the tensor's dtype, NULL when identity. */
+ad_status ad__dropout_fwd(ad_tape *t, ad_node *n)
+{
+    size_t count = n->out->numel;
+    double p = n->a.scalar;
+    if (!n->a.flags || p == 0.0) {
+        memcpy(n->out->data, n->in[0]->data, count * elem_size(n->out->dtype));
+        return AD_OK;
+    }
+    n->saved = ad__alloc_array(t, count, elem_size(n->out->dtype));
+    if (!n->saved) return ad_tape_status(t);
+    double keep = 1.0 / (1.0 - p);
+    for (size_t i = 0; i < count; i++) {
+        double f = ad_rng_uniform(n->a.rng) < p ? 0.0 : keep;
+        if (n->out->dtype == AD_F32) {
+            ((float *)n->saved)[i] = (float)f;
+            ((float *)n->out->data)[i] = ((const float *)n->in[0]->data)[i] * (float)f;
+        } else {
+            ((double *)n->saved)[i] = f;
+            ((double *)n->out->data)[i] = ((const double *)n->in[0]->data)[i] * f;
+        }
+    }
+    return AD_OK;
+}
+
+void ad__dropout_bwd(ad_tape *t, ad_node *n)
+{
+    void *gx = ad__grad(t, n->in[0]);
+    if (!gx) return;
+    size_t count = n->out->numel;
+    if (!n->saved) {
+        add_into(n->out->dtype, gx, n->out->grad, count);
+        return;
+    }
+    if (n->out->dtype == AD_F32) {
+        const float *g = n->out->grad, *f = n->saved;
+        float *gi = gx;
+        for (size_t i = 0; i < count; i++) gi[i] += g[i] * f[i];
+    } else {
+        const double *g = n->out->grad, *f = n->saved;
+        double *gi = gx;
+        for (size_t i = 0; i < count; i++) gi[i] += g[i] * f[i];
+    }
+}
+
+ad_tensor *ad_dropout(ad_tape *t, ad_tensor *x, double p, int train, ad_rng *rng)
+{
+    if (!t || ad_tape_status(t) != AD_OK) return NULL;
+    if (!x) return ad__record(t, AD_OP_DROPOUT, &x, 1, NULL);
+    if (!(p >= 0.0 && p < 1.0)) {
+        ad__fail(t, AD_ERR_ARG, "dropout: p = %g is outside [0, 1)", p);
+        return NULL;
+    }
+    if (train && p > 0.0 && !rng) {
+        ad__fail(t, AD_ERR_NULL, "dropout: training needs an rng");
+        return NULL;
+    }
+    ad__args args = {0};
+    args.scalar = p;
+    args.flags = train != 0;
+    args.rng = rng;
+    return ad__record(t, AD_OP_DROPOUT, &x, 1, &args);
+}
