@@ -17,5 +17,8 @@
 #include "tape.h"
 #include "ops.h"
 #include "gradcheck.h"
+#include "fileio.h"
+#include "npy.h"
+#include "dot.h"
 
 #endif

@@ -1,0 +1,39 @@
+/*
+ * fileio.h - whole-file reads with a size bound, and crash-safe writes.
+ *
+ * ad_file_write_atomic() writes to a temporary file in the same folder,
+ * flushes it to disk, renames it over the target and flushes the folder, so
+ * a crash leaves either the old file or the new one, never a mix. .npy files
+ * and checkpoints are saved through it.
+ */
+#ifndef UNROLL_AD_FILEIO_H
+#define UNROLL_AD_FILEIO_H
+
+#include <stddef.h>
+
+#include "status.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/**
+ * Reads the whole file at `path` into a new malloc'd buffer (*data, to be
+ * freed by the caller) of *size bytes. Files larger than `max_bytes` are an
+ * AD_ERR_FORMAT error before anything is allocated. Errors: AD_ERR_NULL,
+ * AD_ERR_IO (cannot open or read), AD_ERR_FORMAT, AD_ERR_NOMEM.
+ */
+ad_status ad_file_read_all(const char *path, size_t max_bytes, void **data, size_t *size,
+                           ad_error *err);
+
+/**
+ * Replaces the file at `path` with `size` bytes of `data` atomically (see the
+ * top of this header). On failure the previous file is untouched and no
+ * temporary file is left behind. Errors: AD_ERR_NULL, AD_ERR_IO.
+ */
+ad_status ad_file_write_atomic(const char *path, const void *data, size_t size, ad_error *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

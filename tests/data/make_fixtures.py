@@ -1,0 +1,122 @@
+#!/usr/bin/env python3
+"""Writes the reference fixtures under tests/data (run from anywhere).
+
+    /usr/bin/python3 tests/data/make_fixtures.py
+
+npy/  files written by NumPy (good ones, and ones the reader must refuse).
+ops/  for each op case: its inputs in0.npy, in1.npy (when binary), the
+      output out.npy computed by PyTorch in float64, an upstream gradient
+      up.npy and the inputs' gradients g0.npy, g1.npy given that upstream.
+Needs NumPy and PyTorch; the test suite only reads the files.
+"""
+import os
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+rng = np.random.default_rng(20261124)
+
+
+def save(path, arr, version=None, c_order=True):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    if c_order:
+        arr = np.asarray(arr).copy(order="C")
+    with open(path, "wb") as f:
+        np.lib.format.write_array(f, arr, version=version, allow_pickle=False)
+
+
+def npy_fixtures():
+    d = os.path.join(HERE, "npy")
+    # Values the C test recomputes: v[i] = 0.5 * i - 1.
+    def ramp(shape, dtype):
+        n = int(np.prod(shape)) if shape else 1
+        return (0.5 * np.arange(n) - 1).astype(dtype).reshape(shape)
+    save(f"{d}/f32_2x3.npy", ramp((2, 3), "<f4"))
+    save(f"{d}/f64_2x1x3x2.npy", ramp((2, 1, 3, 2), "<f8"))
+    save(f"{d}/f64_scalar.npy", ramp((), "<f8"))
+    save(f"{d}/f64_5.npy", ramp((5,), "<f8"))
+    save(f"{d}/f32_0x3.npy", ramp((0, 3), "<f4"))
+    save(f"{d}/f64_3x2_v2.npy", ramp((3, 2), "<f8"), version=(2, 0))
+    # Refused: big-endian, Fortran order, an integer dtype, rank 5.
+    save(f"{d}/bad_big_endian.npy", ramp((2, 2), ">f8"))
+    save(f"{d}/bad_fortran.npy", np.asfortranarray(ramp((2, 3), "<f8")), c_order=False)
+    save(f"{d}/bad_int32.npy", np.arange(4, dtype="<i4"))
+    save(f"{d}/bad_rank5.npy", ramp((1, 2, 1, 2, 1), "<f8"))
+
+
+def t(a, grad=True):
+    return torch.tensor(a, dtype=torch.float64, requires_grad=grad)
+
+
+def rand(*shape, lo=-2.0, hi=2.0):
+    return rng.uniform(lo, hi, size=shape)
+
+
+def op_case(name, fn, inputs, grads=None):
+    """Runs fn on float64 tensors, backward with a random upstream, saves it all."""
+    d = os.path.join(HERE, "ops", name)
+    grads = grads if grads is not None else [True] * len(inputs)
+    ts = [t(x, g) for x, g in zip(inputs, grads)]
+    out = fn(*ts)
+    up = rand(*out.shape) if out.dim() > 0 else np.array(rng.uniform(0.5, 2.0))
+    out.backward(torch.tensor(up, dtype=torch.float64))
+    for i, x in enumerate(inputs):
+        save(f"{d}/in{i}.npy", np.asarray(x, dtype="<f8"))
+        if grads[i]:
+            save(f"{d}/g{i}.npy", ts[i].grad.numpy().astype("<f8"))
+    save(f"{d}/out.npy", out.detach().numpy().astype("<f8"))
+    save(f"{d}/up.npy", np.asarray(up, dtype="<f8"))
+
+
+def op_fixtures():
+    op_case("matmul", lambda a, b: a @ b, [rand(3, 4), rand(4, 2)])
+    op_case("matmul_ta", lambda a, b: a.T @ b, [rand(4, 3), rand(4, 2)])
+    op_case("matmul_tb", lambda a, b: a @ b.T, [rand(3, 4), rand(2, 4)])
+    op_case("add", torch.add, [rand(2, 3), rand(3)])
+    op_case("sub", torch.sub, [rand(2, 1), rand(1, 3)])
+    op_case("mul", torch.mul, [rand(4, 1, 3), rand(2, 1)])
+    op_case("div", torch.div, [rand(2, 3), rand(2, 3, lo=0.5, hi=2)])
+    op_case("add_scalar", lambda x: x + 1.5, [rand(2, 3)])
+    op_case("mul_scalar", lambda x: x * -2.5, [rand(2, 3)])
+    op_case("pow_scalar", lambda x: x ** 2.7, [rand(3, 2, lo=0.3, hi=2)])
+    op_case("neg", torch.neg, [rand(5)])
+    op_case("exp", torch.exp, [rand(2, 3)])
+    op_case("log", torch.log, [rand(2, 3, lo=0.2, hi=3)])
+    op_case("sqrt", torch.sqrt, [rand(4, lo=0.2, hi=3)])
+    op_case("abs", torch.abs, [rand(3, 3)])
+    op_case("tanh", torch.tanh, [rand(2, 1, 2, 3)])
+    op_case("sigmoid", torch.sigmoid, [np.array([[-40.0, -3, -0.5], [0.0, 2, 40]])])
+    op_case("relu", torch.relu, [rand(2, 3)])
+    op_case("sum_axis1", lambda x: x.sum(1), [rand(2, 3, 4)])
+    op_case("mean_all", lambda x: x.mean(), [rand(3, 2)])
+    op_case("softmax", lambda x: torch.softmax(x, 1), [rand(2, 5) * 10])
+    op_case("log_softmax", lambda x: torch.log_softmax(x, 0), [rand(3, 4) * 10])
+    op_case("reshape", lambda x: x.reshape(-1, 2), [rand(3, 4)])
+    op_case("transpose", lambda x: x.transpose(0, 2), [rand(2, 3, 4)])
+    op_case("permute", lambda x: x.permute(2, 0, 1, 3), [rand(2, 3, 1, 2)])
+    op_case("concat", lambda a, b: torch.cat([a, b], 1), [rand(2, 3), rand(2, 2)])
+    op_case("slice", lambda x: x[:, 1:3], [rand(4, 5)])
+    idx = np.array([2, 0, 2, 1], dtype=np.int64)
+    op_case("gather_rows", lambda w: F.embedding(torch.tensor(idx), w), [rand(3, 4)])
+    cond = np.array([1.0, 0.0, 1.0])
+    op_case("where", lambda a, b: torch.where(torch.tensor(cond) != 0, a, b),
+            [rand(2, 3), rand(2, 3)])
+    targets = np.array([1, -100, 4, 0], dtype=np.int64)
+    op_case("cross_entropy", lambda x: F.cross_entropy(x, torch.tensor(targets),
+                                                       ignore_index=-100), [rand(4, 5) * 3])
+    op_case("cross_entropy_sum", lambda x: F.cross_entropy(x, torch.tensor(targets),
+                                                           ignore_index=-100, reduction="sum"),
+            [rand(4, 5) * 3])
+    y = rng.uniform(0, 1, size=(3, 4))
+    op_case("bce_with_logits", lambda x, yy: F.binary_cross_entropy_with_logits(x, yy),
+            [rand(3, 4) * 5, y], grads=[True, False])
+    op_case("bce", lambda p, yy: F.binary_cross_entropy(p, yy, reduction="sum"),
+            [rand(3, 4, lo=0.02, hi=0.98), y], grads=[True, False])
+    op_case("mse", lambda a, b: F.mse_loss(a, b), [rand(2, 3), rand(2, 3)])
+
+
+if __name__ == "__main__":
+    npy_fixtures()
+    op_fixtures()
+    print("fixtures written under", HERE)
