@@ -1,7 +1,9 @@
 #include "testsupport.h"
 
+#include <criterion/criterion.h>
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 void *__real_malloc(size_t n);
 void *__real_calloc(size_t n, size_t size);
@@ -104,4 +106,17 @@ void ts_fill_uniform(double *x, size_t n, uint64_t seed, double lo, double hi)
     ad_rng r;
     ad_rng_seed(&r, seed, 7);
     for (size_t i = 0; i < n; i++) x[i] = lo + (hi - lo) * ad_rng_uniform(&r);
+}
+
+void ts_expect_tape_errors(ad_tensor *(*call)(ad_tape *t, int i), const ts_bad_case *cases, int n)
+{
+    for (int i = 0; i < n; i++) {
+        ad_tape *t = ad_tape_new(NULL);
+        cr_assert_null(call(t, i), "%s: returned a tensor", cases[i].name);
+        cr_assert_eq(ad_tape_status(t), cases[i].want, "%s: status %s (%s)", cases[i].name,
+                     ad_status_name(ad_tape_status(t)), ad_tape_message(t));
+        cr_assert(strstr(ad_tape_message(t), cases[i].fragment), "%s: message '%s'",
+                  cases[i].name, ad_tape_message(t));
+        ad_tape_free(t);
+    }
 }

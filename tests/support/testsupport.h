@@ -46,4 +46,18 @@ double ts_rel_diff(double a, double b);
 /* Fills an f64 buffer with uniform values in [lo, hi) from a seed. */
 void ts_fill_uniform(double *x, size_t n, uint64_t seed, double lo, double hi);
 
+/* One bad-input case of a tape op: what the tape's status and message must be. */
+typedef struct ts_bad_case {
+    const char *name;
+    ad_status want;
+    const char *fragment; /* must occur in the tape's message */
+} ts_bad_case;
+
+/*
+ * For each case i, calls call(t, i) on a fresh tape and asserts that it
+ * returned NULL with status cases[i].want and a message holding
+ * cases[i].fragment.
+ */
+void ts_expect_tape_errors(ad_tensor *(*call)(ad_tape *t, int i), const ts_bad_case *cases, int n);
+
 #endif
