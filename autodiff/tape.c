@@ -156,6 +156,18 @@ ad_node *const *ad__tape_nodes(const ad_tape *t, size_t *count)
     return t->nodes;
 }
 
+ad_status ad_tape_fail(ad_tape *t, ad_status code, const char *fmt, ...)
+{
+    if (!t) return AD_ERR_NULL;
+    if (t->status != AD_OK) return t->status;
+    t->status = code;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(t->msg, sizeof t->msg, fmt, ap);
+    va_end(ap);
+    return code;
+}
+
 ad_status ad__fail(ad_tape *t, ad_status code, const char *fmt, ...)
 {
     if (t->status != AD_OK) return t->status;

@@ -72,6 +72,18 @@ ad_status ad_tape_status(const ad_tape *t);
 /** The message of the first error ("" if none). Valid until the next reset. */
 const char *ad_tape_message(const ad_tape *t);
 
+/**
+ * Records an error on the tape as an op would (the first error wins; later
+ * ops return NULL). For code built on the engine (layers, custom cells) that
+ * detects bad input itself. Returns the tape's status afterwards; a NULL tape
+ * returns AD_ERR_NULL.
+ */
+ad_status ad_tape_fail(ad_tape *t, ad_status code, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+
 /** Number of nodes recorded since the last reset. */
 size_t ad_tape_size(const ad_tape *t);
 

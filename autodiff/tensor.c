@@ -254,6 +254,20 @@ ad_param *ad_param_view(const char *name, ad_dtype dtype, ad_shape shape, void *
     return param_make("param_view", name, dtype, shape, data, grad, err);
 }
 
+ad_status ad_param_rebind(ad_param *p, void *data, void *grad, ad_error *err)
+{
+    if (!p || !data || !grad)
+        return ad__set_error(err, AD_ERR_NULL, "param_rebind: %s is NULL",
+                             !p ? "parameter" : !data ? "data" : "grad");
+    if (p->owns_storage)
+        return ad__set_error(err, AD_ERR_STATE, "param_rebind: '%s' owns its storage (not a view)",
+                             p->name);
+    p->value.data = data;
+    p->value.grad = grad;
+    p->grad.data = grad;
+    return ad__set_error(err, AD_OK, NULL);
+}
+
 void ad_param_free(ad_param *p)
 {
     if (!p) return;

@@ -166,6 +166,15 @@ ad_param *ad_param_new(const char *name, ad_dtype dtype, ad_shape shape, ad_erro
 ad_param *ad_param_view(const char *name, ad_dtype dtype, ad_shape shape, void *data,
                         void *grad, ad_error *err);
 
+/**
+ * Points a view parameter (ad_param_view()) at new storage, keeping the
+ * parameter itself, so a model can grow or move its one parameter block
+ * while cells keep their ad_param pointers. Tapes must not hold temporal
+ * copies of p across the call. Errors: AD_ERR_NULL, AD_ERR_STATE (p owns its
+ * storage).
+ */
+ad_status ad_param_rebind(ad_param *p, void *data, void *grad, ad_error *err);
+
 /** Frees a parameter (and its storage unless it is a view); NULL is ignored. */
 void ad_param_free(ad_param *p);
 

@@ -116,7 +116,49 @@ def op_fixtures():
     op_case("mse", lambda a, b: F.mse_loss(a, b), [rand(2, 3), rand(2, 3)])
 
 
+def rnn_case(name, module, prefix, batch=2, steps=5, inp=3):
+    """A PyTorch recurrent module in float64: parameters as <prefix>.<key>.npy,
+    input x [B, T, I], initial state h0 (c0), output weights u; out.npy the
+    output, loss = sum(out * u), and g.<prefix>.<key>.npy the gradients."""
+    d = os.path.join(HERE, "rnn", name)
+    torch.manual_seed(7)
+    m = module.double()
+    dirs = 2 if m.bidirectional else 1
+    x = t(rand(batch, steps, inp))
+    h0 = t(rand(m.num_layers * dirs, batch, m.hidden_size))
+    c0 = t(rand(m.num_layers * dirs, batch, m.hidden_size))
+    u = rand(batch, steps, dirs * m.hidden_size)
+    if isinstance(m, torch.nn.LSTM):
+        out, (hn, cn) = m(x, (h0, c0))
+        save(f"{d}/c0.npy", c0.detach().numpy())
+    else:
+        out, hn = m(x, h0)
+    loss = (out * torch.tensor(u)).sum()
+    loss.backward()
+    for key, p in m.named_parameters():
+        save(f"{d}/{prefix}.{key}.npy", p.detach().numpy())
+        save(f"{d}/g.{prefix}.{key}.npy", p.grad.numpy())
+    save(f"{d}/x.npy", x.detach().numpy())
+    save(f"{d}/gx.npy", x.grad.numpy())
+    save(f"{d}/h0.npy", h0.detach().numpy())
+    save(f"{d}/u.npy", u)
+    save(f"{d}/out.npy", out.detach().numpy())
+    save(f"{d}/loss.npy", np.array(loss.item()))
+
+
+def rnn_fixtures():
+    nn = torch.nn
+    rnn_case("rnn_tanh", nn.RNN(3, 4, num_layers=2, batch_first=True), "rnn")
+    rnn_case("rnn_relu", nn.RNN(3, 4, nonlinearity="relu", batch_first=True), "rnn")
+    rnn_case("lstm", nn.LSTM(3, 4, num_layers=2, batch_first=True), "lstm")
+    rnn_case("gru", nn.GRU(3, 4, num_layers=2, batch_first=True), "gru")
+    rnn_case("gru_bidir", nn.GRU(3, 4, batch_first=True, bidirectional=True), "gru")
+    rnn_case("lstm_nobias_b1", nn.LSTM(3, 2, bias=False, batch_first=True), "lstm", batch=1,
+             steps=7)
+
+
 if __name__ == "__main__":
     npy_fixtures()
     op_fixtures()
+    rnn_fixtures()
     print("fixtures written under", HERE)

@@ -1,0 +1,174 @@
+/*
+ * cell.c - built-in recurrent cells (Elman, LSTM, GRU) with PyTorch's
+ * equations, and the checks every step goes through.
+ */
+#include "cell.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+static int gates_of(nn_cell_kind kind)
+{
+    return kind == NN_CELL_LSTM ? 4 : kind == NN_CELL_GRU ? 3 : 1;
+}
+
+static ad_status set_err(ad_error *err, ad_status code, const char *msg)
+{
+    if (err) {
+        err->code = code;
+        snprintf(err->msg, sizeof err->msg, "%s", msg);
+    }
+    return code;
+}
+
+ad_status nn_cell_create(nn_cell *cell, nn_cell_kind kind, nn_params *ps, const char *prefix,
+                         int layer, int reverse, int input_size, int hidden_size, int bias,
+                         ad_error *err)
+{
+    if (!cell || !ps || !prefix) return set_err(err, AD_ERR_NULL, "cell_create: an argument is NULL");
+    if (kind < NN_CELL_RNN_TANH || kind > NN_CELL_GRU)
+        return set_err(err, AD_ERR_ARG, "cell_create: unknown cell kind");
+    if (input_size < 1 || hidden_size < 1 || layer < 0)
+        return set_err(err, AD_ERR_ARG, "cell_create: sizes must be >= 1 and layer >= 0");
+    memset(cell, 0, sizeof *cell);
+    cell->kind = kind;
+    cell->input_size = input_size;
+    cell->hidden_size = hidden_size;
+    cell->has_c = kind == NN_CELL_LSTM;
+    cell->step = kind == NN_CELL_LSTM ? nn_lstm_step : kind == NN_CELL_GRU ? nn_gru_step : nn_rnn_step;
+    const char *rev = reverse ? "_reverse" : "";
+    snprintf(cell->name, sizeof cell->name, "%s.l%d%s", prefix, layer, rev);
+    int64_t g = (int64_t)gates_of(kind) * hidden_size;
+    ad_shape shapes[4] = {ad_shape2(g, input_size), ad_shape2(g, hidden_size), ad_shape1(g),
+                          ad_shape1(g)};
+    const char *names[4] = {"weight_ih", "weight_hh", "bias_ih", "bias_hh"};
+    int n = bias ? 4 : 2;
+    for (int i = 0; i < n; i++) {
+        char full[AD_NAME_SIZE];
+        int len = snprintf(full, sizeof full, "%s.%s_l%d%s", prefix, names[i], layer, rev);
+        if (len < 0 || len >= (int)sizeof full)
+            return set_err(err, AD_ERR_ARG, "cell_create: parameter name too long");
+        cell->w[i] = nn_params_add(ps, full, shapes[i], err);
+        if (!cell->w[i]) return err ? err->code : AD_ERR_ARG;
+    }
+    cell->n_w = n;
+    return set_err(err, AD_OK, "");
+}
+
+void nn_cell_init_pytorch(nn_cell *cell, ad_rng *rng)
+{
+    if (!cell || !rng || cell->hidden_size < 1) return;
+    double k = 1.0 / sqrt((double)cell->hidden_size);
+    for (int i = 0; i < cell->n_w; i++) nn_init_uniform(cell->w[i], rng, -k, k);
+}
+
+static ad_dtype cell_dtype(const nn_cell *cell)
+{
+    return cell->n_w > 0 ? ad_tensor_dtype(ad_param_value(cell->w[0])) : AD_F64;
+}
+
+/* Checks that s is [B, n] of the cell's dtype. */
+static int check_2d(ad_tape *t, const nn_cell *cell, const char *what, ad_tensor *s, int64_t b,
+                    int64_t n)
+{
+    if (!s) return ad_tape_fail(t, AD_ERR_NULL, "%s: %s is NULL", cell->name, what) == AD_OK;
+    if (cell->n_w > 0 && ad_tensor_dtype(s) != cell_dtype(cell))
+        return ad_tape_fail(t, AD_ERR_DTYPE, "%s: %s is %s, the cell's weights are %s", cell->name,
+                            what, ad_dtype_name(ad_tensor_dtype(s)),
+                            ad_dtype_name(cell_dtype(cell))) == AD_OK;
+    if (ad_tensor_rank(s) != 2 || (b >= 0 && ad_tensor_dim(s, 0) != b) || ad_tensor_dim(s, 1) != n) {
+        char rows[24] = "B";
+        if (b >= 0) snprintf(rows, sizeof rows, "%lld", (long long)b);
+        return ad_tape_fail(t, AD_ERR_SHAPE, "%s: %s must be [%s, %lld], got rank %d [%lld, %lld]",
+                            cell->name, what, rows, (long long)n, ad_tensor_rank(s),
+                            (long long)ad_tensor_dim(s, 0), (long long)ad_tensor_dim(s, 1)) == AD_OK;
+    }
+    return 1;
+}
+
+ad_status nn_cell_step(ad_tape *t, const nn_cell *cell, ad_tensor *x, const nn_state *prev,
+                       nn_state *next)
+{
+    if (!t) return AD_ERR_NULL;
+    if (ad_tape_status(t) != AD_OK) return ad_tape_status(t);
+    if (!cell || !cell->step || !prev || !next)
+        return ad_tape_fail(t, AD_ERR_NULL, "cell step: %s is NULL",
+                            !cell ? "cell" : !cell->step ? "cell->step" : !prev ? "prev" : "next");
+    if (!check_2d(t, cell, "x", x, -1, cell->input_size)) return ad_tape_status(t);
+    int64_t b = ad_tensor_dim(x, 0);
+    if (!check_2d(t, cell, "h", prev->h, b, cell->hidden_size)) return ad_tape_status(t);
+    if (cell->has_c && !check_2d(t, cell, "c", prev->c, b, cell->hidden_size))
+        return ad_tape_status(t);
+    next->h = next->c = NULL;
+    ad_status st = cell->step(t, cell, x, prev, next);
+    if (st == AD_OK && !next->h) st = ad_tape_fail(t, AD_ERR_STATE, "%s: step gave no h", cell->name);
+    return st;
+}
+
+ad_status nn_cell_zero_state(ad_tape *t, const nn_cell *cell, int64_t batch, nn_state *out)
+{
+    if (!t) return AD_ERR_NULL;
+    if (!cell || !out) return ad_tape_fail(t, AD_ERR_NULL, "zero_state: %s is NULL", !cell ? "cell" : "out");
+    if (batch < 1) return ad_tape_fail(t, AD_ERR_EMPTY, "%s: batch size %lld", cell->name, (long long)batch);
+    ad_shape s = ad_shape2(batch, cell->hidden_size);
+    out->h = ad_zeros(t, cell_dtype(cell), s);
+    out->c = cell->has_c ? ad_zeros(t, cell_dtype(cell), s) : NULL;
+    return ad_tape_status(t);
+}
+
+/* x W_ih^T (+ b_ih) and h W_hh^T (+ b_hh): the two projections every cell starts from. */
+static void projections(ad_tape *t, const nn_cell *cell, ad_tensor *x, ad_tensor *h,
+                        ad_tensor **gx, ad_tensor **gh)
+{
+    *gx = ad_matmul(t, x, ad_use(t, cell->w[0]), AD_TRANS_B);
+    *gh = ad_matmul(t, h, ad_use(t, cell->w[1]), AD_TRANS_B);
+    if (cell->n_w >= 4) {
+        *gx = ad_add(t, *gx, ad_use(t, cell->w[2]));
+        *gh = ad_add(t, *gh, ad_use(t, cell->w[3]));
+    }
+}
+
+ad_status nn_rnn_step(ad_tape *t, const nn_cell *cell, ad_tensor *x, const nn_state *prev,
+                      nn_state *next)
+{
+    ad_tensor *gx, *gh;
+    projections(t, cell, x, prev->h, &gx, &gh);
+    ad_tensor *pre = ad_add(t, gx, gh);
+    next->h = cell->kind == NN_CELL_RNN_RELU ? ad_relu(t, pre) : ad_tanh(t, pre);
+    next->c = NULL;
+    return ad_tape_status(t);
+}
+
+ad_status nn_lstm_step(ad_tape *t, const nn_cell *cell, ad_tensor *x, const nn_state *prev,
+                       nn_state *next)
+{
+    ad_tensor *gx, *gh, *q[4];
+    int64_t hs = cell->hidden_size;
+    int64_t sizes[4] = {hs, hs, hs, hs};
+    projections(t, cell, x, prev->h, &gx, &gh);
+    if (ad_split(t, ad_add(t, gx, gh), 1, 4, sizes, q) != AD_OK) return ad_tape_status(t);
+    ad_tensor *i = ad_sigmoid(t, q[0]), *f = ad_sigmoid(t, q[1]);
+    ad_tensor *g = ad_tanh(t, q[2]), *o = ad_sigmoid(t, q[3]);
+    next->c = ad_add(t, ad_mul(t, f, prev->c), ad_mul(t, i, g));
+    next->h = ad_mul(t, o, ad_tanh(t, next->c));
+    return ad_tape_status(t);
+}
+
+ad_status nn_gru_step(ad_tape *t, const nn_cell *cell, ad_tensor *x, const nn_state *prev,
+                      nn_state *next)
+{
+    ad_tensor *gx, *gh, *a[3], *b[3];
+    int64_t hs = cell->hidden_size;
+    int64_t sizes[3] = {hs, hs, hs};
+    projections(t, cell, x, prev->h, &gx, &gh);
+    if (ad_split(t, gx, 1, 3, sizes, a) != AD_OK || ad_split(t, gh, 1, 3, sizes, b) != AD_OK)
+        return ad_tape_status(t);
+    ad_tensor *r = ad_sigmoid(t, ad_add(t, a[0], b[0]));
+    ad_tensor *z = ad_sigmoid(t, ad_add(t, a[1], b[1]));
+    ad_tensor *n = ad_tanh(t, ad_add(t, a[2], ad_mul(t, r, b[2])));
+    /* (1 - z) n + z h  ==  n + z (h - n) */
+    next->h = ad_add(t, n, ad_mul(t, z, ad_sub(t, prev->h, n)));
+    next->c = NULL;
+    return ad_tape_status(t);
+}

@@ -1,0 +1,18 @@
+/*
+ * nn.h - the umbrella header of unroll's network layer.
+ *
+ *     #include <unroll/nn/nn.h>
+ *
+ * brings in the engine (autodiff/autodiff.h), named parameter sets
+ * (params.h), recurrent cells (cell.h), the unroller (unroll.h) and the
+ * hand-derived BPTT reference (bptt_ref.h). See docs/guide.md.
+ */
+#ifndef UNROLL_NN_NN_H
+#define UNROLL_NN_NN_H
+
+#include "autodiff/autodiff.h"
+#include "params.h"
+#include "cell.h"
+#include "unroll.h"
+
+#endif

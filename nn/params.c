@@ -1,0 +1,333 @@
+/*
+ * params.c - named parameter set: uthash index over an ordered array of
+ * parameters that are views into two growable blocks (values, gradients).
+ */
+#include "params.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define HASH_NONFATAL_OOM 1
+#include <uthash.h>
+
+typedef struct entry {
+    char name[AD_NAME_SIZE];
+    ad_param *param;
+    size_t offset; /* in elements, into both blocks */
+    size_t numel;
+    UT_hash_handle hh;
+} entry;
+
+struct nn_params {
+    ad_dtype dtype;
+    entry **order; /* registration order */
+    size_t count, cap;
+    entry *index; /* uthash head, keyed by name */
+    char *values, *grads;
+    size_t numel;
+    int oom; /* set by uthash when it cannot grow */
+};
+
+#undef uthash_nonfatal_oom
+#define uthash_nonfatal_oom(e) (ps->oom = 1)
+
+#if defined(__GNUC__)
+__attribute__((format(printf, 3, 4)))
+#endif
+static ad_status fail(ad_error *err, ad_status code, const char *fmt, ...)
+{
+    if (err) {
+        va_list ap;
+        va_start(ap, fmt);
+        err->code = code;
+        vsnprintf(err->msg, sizeof err->msg, fmt, ap);
+        va_end(ap);
+    }
+    return code;
+}
+
+static void ok(ad_error *err)
+{
+    if (err) {
+        err->code = AD_OK;
+        err->msg[0] = '\0';
+    }
+}
+
+nn_params *nn_params_new(ad_dtype dtype, ad_error *err)
+{
+    if (ad_dtype_size(dtype) == 0) {
+        fail(err, AD_ERR_DTYPE, "params: invalid dtype");
+        return NULL;
+    }
+    nn_params *ps = calloc(1, sizeof *ps);
+    if (!ps) {
+        fail(err, AD_ERR_NOMEM, "params: out of memory");
+        return NULL;
+    }
+    ps->dtype = dtype;
+    ok(err);
+    return ps;
+}
+
+void nn_params_free(nn_params *ps)
+{
+    if (!ps) return;
+    HASH_CLEAR(hh, ps->index);
+    for (size_t i = 0; i < ps->count; i++) {
+        ad_param_free(ps->order[i]->param);
+        free(ps->order[i]);
+    }
+    free(ps->order);
+    free(ps->values);
+    free(ps->grads);
+    free(ps);
+}
+
+/* Moves both blocks to new storage of `numel` elements (zero-filled beyond the
+ * old end) and re-points every parameter; on failure nothing changes. */
+static int grow_blocks(nn_params *ps, size_t numel)
+{
+    size_t es = ad_dtype_size(ps->dtype), bytes;
+    if (__builtin_mul_overflow(numel, es, &bytes)) return 0;
+    char *v = calloc(bytes ? bytes : 1, 1), *g = calloc(bytes ? bytes : 1, 1);
+    if (!v || !g) {
+        free(v);
+        free(g);
+        return 0;
+    }
+    if (ps->numel) {
+        memcpy(v, ps->values, ps->numel * es);
+        memcpy(g, ps->grads, ps->numel * es);
+    }
+    for (size_t i = 0; i < ps->count; i++) {
+        entry *e = ps->order[i];
+        ad_param_rebind(e->param, v + e->offset * es, g + e->offset * es, NULL);
+    }
+    free(ps->values);
+    free(ps->grads);
+    ps->values = v;
+    ps->grads = g;
+    return 1;
+}
+
+ad_param *nn_params_add(nn_params *ps, const char *name, ad_shape shape, ad_error *err)
+{
+    if (!ps || !name) {
+        fail(err, AD_ERR_NULL, "params_add: %s is NULL", !ps ? "set" : "name");
+        return NULL;
+    }
+    if (strlen(name) >= AD_NAME_SIZE || name[0] == '\0') {
+        fail(err, AD_ERR_ARG, "params_add: name '%.40s' is empty or too long", name);
+        return NULL;
+    }
+    if (nn_params_get(ps, name)) {
+        fail(err, AD_ERR_DUPLICATE, "params_add: '%s' is already registered", name);
+        return NULL;
+    }
+    size_t numel, total;
+    ad_status st = ad_shape_numel(shape, &numel);
+    if (st != AD_OK || __builtin_add_overflow(ps->numel, numel, &total)) {
+        fail(err, st != AD_OK ? st : AD_ERR_OVERFLOW, "params_add: '%s': invalid shape", name);
+        return NULL;
+    }
+    entry *e = calloc(1, sizeof *e);
+    if (ps->count == ps->cap) {
+        size_t cap = ps->cap ? ps->cap * 2 : 16;
+        entry **o = realloc(ps->order, cap * sizeof *o);
+        if (o) {
+            ps->order = o;
+            ps->cap = cap;
+        }
+    }
+    if (!e || ps->count == ps->cap || !grow_blocks(ps, total)) {
+        free(e);
+        fail(err, AD_ERR_NOMEM, "params_add: out of memory adding '%s'", name);
+        return NULL;
+    }
+    size_t es = ad_dtype_size(ps->dtype);
+    e->param = ad_param_view(name, ps->dtype, shape, ps->values + ps->numel * es,
+                             ps->grads + ps->numel * es, err);
+    if (!e->param) {
+        free(e);
+        return NULL;
+    }
+    memcpy(e->name, name, strlen(name) + 1);
+    e->offset = ps->numel;
+    e->numel = numel;
+    ps->oom = 0;
+    HASH_ADD_STR(ps->index, name, e);
+    if (ps->oom) {
+        ad_param_free(e->param);
+        free(e);
+        fail(err, AD_ERR_NOMEM, "params_add: out of memory indexing '%s'", name);
+        return NULL;
+    }
+    ps->order[ps->count++] = e;
+    ps->numel = total;
+    ok(err);
+    return e->param;
+}
+
+ad_param *nn_params_get(const nn_params *ps, const char *name)
+{
+    if (!ps || !name) return NULL;
+    entry *e = NULL;
+    HASH_FIND_STR(ps->index, name, e);
+    return e ? e->param : NULL;
+}
+
+static void shape_text(ad_shape s, char *buf, size_t cap)
+{
+    size_t n = (size_t)snprintf(buf, cap, "[");
+    for (int i = 0; i < s.rank && n < cap; i++)
+        n += (size_t)snprintf(buf + n, cap - n, i ? ",%lld" : "%lld", (long long)s.dim[i]);
+    if (n < cap) snprintf(buf + n, cap - n, "]");
+}
+
+ad_param *nn_params_find(const nn_params *ps, const char *name, ad_shape shape, ad_error *err)
+{
+    if (!ps || !name) {
+        fail(err, AD_ERR_NULL, "params_find: %s is NULL", !ps ? "set" : "name");
+        return NULL;
+    }
+    ad_param *p = nn_params_get(ps, name);
+    if (!p) {
+        fail(err, AD_ERR_NOT_FOUND, "params_find: no parameter '%s'", name);
+        return NULL;
+    }
+    ad_shape have = ad_tensor_shape(ad_param_value(p));
+    if (!ad_shape_equal(have, shape)) {
+        char a[64], b[64], msg[160];
+        shape_text(have, a, sizeof a);
+        shape_text(shape, b, sizeof b);
+        snprintf(msg, sizeof msg, "has shape %s, expected %s", a, b);
+        fail(err, AD_ERR_SHAPE, "params_find: '%s' %s", name, msg);
+        return NULL;
+    }
+    ok(err);
+    return p;
+}
+
+size_t nn_params_count(const nn_params *ps) { return ps ? ps->count : 0; }
+
+ad_param *nn_params_at(const nn_params *ps, size_t i)
+{
+    return ps && i < ps->count ? ps->order[i]->param : NULL;
+}
+
+ad_dtype nn_params_dtype(const nn_params *ps) { return ps ? ps->dtype : AD_F32; }
+
+void *nn_params_values(nn_params *ps, size_t *numel)
+{
+    if (numel) *numel = ps ? ps->numel : 0;
+    return ps ? ps->values : NULL;
+}
+
+void *nn_params_grads(nn_params *ps, size_t *numel)
+{
+    if (numel) *numel = ps ? ps->numel : 0;
+    return ps ? ps->grads : NULL;
+}
+
+void nn_params_zero_grad(nn_params *ps)
+{
+    if (ps && ps->grads) memset(ps->grads, 0, ps->numel * ad_dtype_size(ps->dtype));
+}
+
+/* ---- initialisation ---------------------------------------------------------------- */
+
+static void fill(ad_param *p, ad_rng *rng, int normal, double a, double b)
+{
+    if (!p || !rng) return;
+    ad_tensor *v = ad_param_value(p);
+    for (size_t i = 0; i < ad_tensor_numel(v); i++) {
+        double x = normal ? ad_rng_normal(rng) * a : a + (b - a) * ad_rng_uniform(rng);
+        if (ad_tensor_dtype(v) == AD_F32) ad_tensor_f32(v)[i] = (float)x;
+        else ad_tensor_f64(v)[i] = x;
+    }
+}
+
+void nn_init_uniform(ad_param *p, ad_rng *rng, double lo, double hi) { fill(p, rng, 0, lo, hi); }
+
+void nn_init_normal(ad_param *p, ad_rng *rng, double std) { fill(p, rng, 1, std, 0); }
+
+void nn_init_xavier_uniform(ad_param *p, ad_rng *rng)
+{
+    ad_tensor *v = ad_param_value(p);
+    if (!v || ad_tensor_rank(v) != 2) return;
+    double b = sqrt(6.0 / (double)(ad_tensor_dim(v, 0) + ad_tensor_dim(v, 1)));
+    fill(p, rng, 0, -b, b);
+}
+
+void nn_params_init_uniform(nn_params *ps, ad_rng *rng, double lo, double hi)
+{
+    for (size_t i = 0; i < nn_params_count(ps); i++) nn_init_uniform(nn_params_at(ps, i), rng, lo, hi);
+}
+
+/* ---- .npy folders ------------------------------------------------------------------- */
+
+static int npy_path(char *buf, size_t cap, const char *dir, const char *name)
+{
+    return snprintf(buf, cap, "%s/%s.npy", dir, name) < (int)cap;
+}
+
+/* Copies src into dst converting between f32 and f64. */
+static void convert(ad_tensor *dst, ad_tensor *src)
+{
+    for (size_t i = 0; i < ad_tensor_numel(src); i++) {
+        double x = ad_tensor_get(src, i);
+        if (ad_tensor_dtype(dst) == AD_F32) ad_tensor_f32(dst)[i] = (float)x;
+        else ad_tensor_f64(dst)[i] = x;
+    }
+}
+
+ad_status nn_params_load_npy_dir(nn_params *ps, const char *dir, ad_error *err)
+{
+    if (!ps || !dir) return fail(err, AD_ERR_NULL, "params_load: %s is NULL", !ps ? "set" : "dir");
+    ad_tensor **loaded = calloc(ps->count ? ps->count : 1, sizeof *loaded);
+    if (!loaded) return fail(err, AD_ERR_NOMEM, "params_load: out of memory");
+    ad_status st = AD_OK;
+    for (size_t i = 0; i < ps->count && st == AD_OK; i++) {
+        char path[4096];
+        ad_tensor *want = ad_param_value(ps->order[i]->param);
+        if (!npy_path(path, sizeof path, dir, ps->order[i]->name)) {
+            st = fail(err, AD_ERR_ARG, "params_load: path of '%s' in '%s' is too long", ps->order[i]->name, dir);
+            break;
+        }
+        loaded[i] = ad_npy_load(path, err);
+        if (!loaded[i]) {
+            st = err ? err->code : AD_ERR_IO;
+        } else if (!ad_shape_equal(ad_tensor_shape(loaded[i]), ad_tensor_shape(want))) {
+            char a[64], b[64], msg[160];
+            shape_text(ad_tensor_shape(loaded[i]), a, sizeof a);
+            shape_text(ad_tensor_shape(want), b, sizeof b);
+            snprintf(msg, sizeof msg, "file has shape %s, the model %s", a, b);
+            st = fail(err, AD_ERR_SHAPE, "params_load: '%s': %s", ps->order[i]->name, msg);
+        }
+    }
+    if (st == AD_OK)
+        for (size_t i = 0; i < ps->count; i++) convert(ad_param_value(ps->order[i]->param), loaded[i]);
+    for (size_t i = 0; i < ps->count; i++) ad_tensor_free(loaded[i]);
+    free(loaded);
+    if (st == AD_OK) ok(err);
+    return st;
+}
+
+ad_status nn_params_save_npy_dir(const nn_params *ps, const char *dir, ad_error *err)
+{
+    if (!ps || !dir) return fail(err, AD_ERR_NULL, "params_save: %s is NULL", !ps ? "set" : "dir");
+    for (size_t i = 0; i < ps->count; i++) {
+        char path[4096];
+        if (!npy_path(path, sizeof path, dir, ps->order[i]->name))
+            return fail(err, AD_ERR_ARG, "params_save: path of '%s' in '%s' is too long",
+                        ps->order[i]->name, dir);
+        ad_status st = ad_npy_save(path, ad_param_value(ps->order[i]->param), err);
+        if (st != AD_OK) return st;
+    }
+    ok(err);
+    return AD_OK;
+}

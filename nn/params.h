@@ -1,0 +1,104 @@
+/*
+ * params.h - a model's named parameter set.
+ *
+ * Parameters are registered by name ("rnn.weight_hh_l0"), iterated in
+ * registration order, and looked up by name in O(1). All values live in one
+ * contiguous block and all gradients in another, so optimizers and clipping
+ * run one flat loop over nn_params_values() / nn_params_grads(), and
+ * checkpoints save the set by name.
+ *
+ *     nn_params *ps = nn_params_new(AD_F64, &err);
+ *     ad_param *w = nn_params_add(ps, "lin.weight", ad_shape2(3, 4), &err);
+ *     ad_rng rng;
+ *     ad_rng_seed(&rng, 42, 0);
+ *     nn_params_init_uniform(ps, &rng, -0.5, 0.5);
+ *     ...
+ *     nn_params_free(ps);   // frees every parameter it holds
+ *
+ * Register every parameter before recording tapes that use them: adding one
+ * may move the blocks (the ad_param pointers stay valid).
+ */
+#ifndef UNROLL_NN_PARAMS_H
+#define UNROLL_NN_PARAMS_H
+
+#include <stddef.h>
+
+#include "autodiff/autodiff.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/** A named parameter set of one dtype. */
+typedef struct nn_params nn_params;
+
+/** An empty set whose parameters will have `dtype`. NULL and err filled on failure. */
+nn_params *nn_params_new(ad_dtype dtype, ad_error *err);
+
+/** Frees the set and every parameter in it; NULL is ignored. */
+void nn_params_free(nn_params *ps);
+
+/**
+ * Registers a zero-filled parameter `name` of `shape`. Returns NULL with err
+ * set on AD_ERR_NULL, AD_ERR_DUPLICATE (name taken), AD_ERR_ARG (name too
+ * long), an invalid shape, or AD_ERR_NOMEM (the set is unchanged then).
+ */
+ad_param *nn_params_add(nn_params *ps, const char *name, ad_shape shape, ad_error *err);
+
+/** The parameter called `name`, or NULL. */
+ad_param *nn_params_get(const nn_params *ps, const char *name);
+
+/**
+ * The parameter called `name`, which must have `shape`: AD_ERR_NOT_FOUND or
+ * AD_ERR_SHAPE (message with both shapes) otherwise.
+ */
+ad_param *nn_params_find(const nn_params *ps, const char *name, ad_shape shape, ad_error *err);
+
+/** Number of parameters. */
+size_t nn_params_count(const nn_params *ps);
+
+/** The i-th parameter in registration order, or NULL past the end. */
+ad_param *nn_params_at(const nn_params *ps, size_t i);
+
+/** The dtype of the set. */
+ad_dtype nn_params_dtype(const nn_params *ps);
+
+/** All values, one block of *numel elements (float or double), in registration order. */
+void *nn_params_values(nn_params *ps, size_t *numel);
+
+/** All gradients, laid out as nn_params_values(). */
+void *nn_params_grads(nn_params *ps, size_t *numel);
+
+/** Zeroes every gradient. */
+void nn_params_zero_grad(nn_params *ps);
+
+/** Fills every parameter with uniform draws from [lo, hi) in registration order. */
+void nn_params_init_uniform(nn_params *ps, ad_rng *rng, double lo, double hi);
+
+/** Fills one parameter with uniform draws from [lo, hi). */
+void nn_init_uniform(ad_param *p, ad_rng *rng, double lo, double hi);
+
+/** Fills one parameter with normal draws of mean 0 and deviation `std`. */
+void nn_init_normal(ad_param *p, ad_rng *rng, double std);
+
+/**
+ * Xavier/Glorot uniform for a [fan_out, fan_in] weight: bound
+ * sqrt(6 / (fan_in + fan_out)). Rank-2 parameters only (others are left alone).
+ */
+void nn_init_xavier_uniform(ad_param *p, ad_rng *rng);
+
+/**
+ * Loads every parameter from `<dir>/<name>.npy` (a PyTorch state dict saved
+ * with numpy.save per entry). Everything is read and checked first; on any
+ * error (missing file, shape or dtype mismatch, corrupt file) no parameter
+ * is changed. Errors name the parameter.
+ */
+ad_status nn_params_load_npy_dir(nn_params *ps, const char *dir, ad_error *err);
+
+/** Saves every parameter to `<dir>/<name>.npy` (each file written atomically). */
+ad_status nn_params_save_npy_dir(const nn_params *ps, const char *dir, ad_error *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,138 @@
+/*
+ * unroll.c - the generic unroller, stacked and bidirectional layers.
+ */
+#include "unroll.h"
+
+#include <stdio.h>
+
+/* [B, 1] constant: 1 where step `step` is valid for the row, 0 where padded;
+ * NULL (and *all_valid set) when every row is valid. */
+static ad_tensor *step_mask(ad_tape *t, ad_dtype dtype, const int64_t *lengths, int64_t batch,
+                            int step, int *all_valid)
+{
+    *all_valid = 1;
+    for (int64_t b = 0; b < batch; b++)
+        if (step >= lengths[b]) *all_valid = 0;
+    if (*all_valid) return NULL;
+    ad_tensor *m = ad_zeros(t, dtype, ad_shape2(batch, 1));
+    if (!m) return NULL;
+    for (int64_t b = 0; b < batch; b++) {
+        double v = step < lengths[b] ? 1.0 : 0.0;
+        if (dtype == AD_F32) ad_tensor_f32(m)[b] = (float)v;
+        else ad_tensor_f64(m)[b] = v;
+    }
+    return m;
+}
+
+/* The input at step k: xs[k], or the previous layer's state in outs[k].h. */
+static ad_tensor *input_at(ad_tensor *const *xs, const nn_state *outs, int k)
+{
+    return xs ? xs[k] : outs[k].h;
+}
+
+static ad_status check_args(ad_tape *t, const nn_cell *cell, ad_tensor *const *xs,
+                            const nn_state *from, int T, const nn_unroll_options *o)
+{
+    if (!cell || (!xs && !from))
+        return ad_tape_fail(t, AD_ERR_NULL, "unroll: %s is NULL", !cell ? "cell" : "xs");
+    if (T < 1) return ad_tape_fail(t, AD_ERR_EMPTY, "unroll %s: empty sequence (T = %d)", cell->name, T);
+    for (int k = 0; k < T; k++)
+        if (!input_at(xs, from, k))
+            return ad_tape_fail(t, AD_ERR_NULL, "unroll %s: input at t=%d is NULL", cell->name, k);
+    ad_tensor *x0 = input_at(xs, from, 0);
+    if (ad_tensor_rank(x0) != 2)
+        return ad_tape_fail(t, AD_ERR_SHAPE, "unroll %s: inputs must be [B, %d], got rank %d",
+                            cell->name, cell->input_size, ad_tensor_rank(x0));
+    if (o->lengths)
+        for (int64_t b = 0; b < ad_tensor_dim(x0, 0); b++)
+            if (o->lengths[b] < 1 || o->lengths[b] > T)
+                return ad_tape_fail(t, AD_ERR_ARG, "unroll %s: length %lld of row %lld is outside 1..%d",
+                                    cell->name, (long long)o->lengths[b], (long long)b, T);
+    return AD_OK;
+}
+
+/*
+ * The unroller. Inputs come from xs, or (stacked layers) from outs[k].h,
+ * which step k reads before it overwrites outs[k] with its own state.
+ */
+static ad_status run(ad_tape *t, const nn_cell *cell, ad_tensor *const *xs, int T,
+                     const nn_unroll_options *opts, nn_state *outs, nn_state *last)
+{
+    if (!t) return AD_ERR_NULL;
+    if (ad_tape_status(t) != AD_OK) return ad_tape_status(t);
+    nn_unroll_options o = {0};
+    if (opts) o = *opts;
+    if (check_args(t, cell, xs, outs, T, &o) != AD_OK) return ad_tape_status(t);
+    int64_t batch = ad_tensor_dim(input_at(xs, outs, 0), 0);
+    nn_state h;
+    if (o.h0) h = *o.h0;
+    else if (nn_cell_zero_state(t, cell, batch, &h) != AD_OK) return ad_tape_status(t);
+    for (int k = 0; k < T; k++) {
+        int step = o.reverse ? T - 1 - k : k;
+        char label[AD_NAME_SIZE + 16];
+        snprintf(label, sizeof label, "%s t=%d", cell->name, step);
+        ad_tape_set_label(t, label);
+        nn_state next;
+        if (nn_cell_step(t, cell, input_at(xs, outs, step), &h, &next) != AD_OK) break;
+        int all_valid = 1;
+        ad_tensor *m = o.lengths ? step_mask(t, ad_tensor_dtype(next.h), o.lengths, batch, step,
+                                             &all_valid) : NULL;
+        if (!all_valid) {
+            next.h = ad_where(t, m, next.h, h.h);
+            if (next.c) next.c = ad_where(t, m, next.c, h.c);
+        }
+        h = next;
+        if (outs) outs[step] = h;
+    }
+    ad_tape_set_label(t, NULL);
+    if (last && ad_tape_status(t) == AD_OK) *last = h;
+    return ad_tape_status(t);
+}
+
+ad_status nn_unroll(ad_tape *t, const nn_cell *cell, ad_tensor *const *xs, int T,
+                    const nn_unroll_options *opts, nn_state *outs, nn_state *last)
+{
+    if (t && !xs) return ad_tape_fail(t, AD_ERR_NULL, "unroll: xs is NULL");
+    return run(t, cell, xs, T, opts, outs, last);
+}
+
+ad_status nn_unroll_layers(ad_tape *t, const nn_cell *cells, int n_layers, ad_tensor *const *xs,
+                           int T, const nn_unroll_options *opts, nn_state *outs, nn_state *lasts)
+{
+    if (!t) return AD_ERR_NULL;
+    if (!cells || !outs || !xs)
+        return ad_tape_fail(t, AD_ERR_NULL, "unroll_layers: %s is NULL",
+                            !cells ? "cells" : !outs ? "outs" : "xs");
+    if (n_layers < 1) return ad_tape_fail(t, AD_ERR_EMPTY, "unroll_layers: no layers");
+    for (int l = 0; l < n_layers; l++) {
+        nn_unroll_options o = {0};
+        if (opts) o = *opts;
+        o.h0 = opts && opts->h0 ? &opts->h0[l] : NULL;
+        nn_state last;
+        if (run(t, &cells[l], l == 0 ? xs : NULL, T, &o, outs, &last) != AD_OK) break;
+        if (lasts) lasts[l] = last;
+    }
+    return ad_tape_status(t);
+}
+
+ad_status nn_unroll_bidirectional(ad_tape *t, const nn_cell *fwd, const nn_cell *bwd,
+                                  ad_tensor *const *xs, int T, const nn_unroll_options *opts,
+                                  nn_state *outs_fwd, nn_state *outs_bwd, ad_tensor **cat)
+{
+    if (!t) return AD_ERR_NULL;
+    if (!outs_fwd || !outs_bwd || !cat || !xs)
+        return ad_tape_fail(t, AD_ERR_NULL, "unroll_bidirectional: an output array or xs is NULL");
+    nn_unroll_options o = {0};
+    if (opts) o = *opts;
+    o.reverse = 0;
+    o.h0 = opts && opts->h0 ? &opts->h0[0] : NULL;
+    if (run(t, fwd, xs, T, &o, outs_fwd, NULL) != AD_OK) return ad_tape_status(t);
+    o.reverse = 1;
+    o.h0 = opts && opts->h0 ? &opts->h0[1] : NULL;
+    if (run(t, bwd, xs, T, &o, outs_bwd, NULL) != AD_OK) return ad_tape_status(t);
+    for (int k = 0; k < T; k++) {
+        ad_tensor *pair[2] = {outs_fwd[k].h, outs_bwd[k].h};
+        cat[k] = ad_concat(t, pair, 2, 1);
+    }
+    return ad_tape_status(t);
+}

@@ -1,0 +1,73 @@
+/*
+ * unroll.h - run a cell over T time steps.
+ *
+ * One generic unroller for every cell, built-in or custom. Each step calls
+ * the cell's step function, which records a fresh temporal copy of every
+ * weight it uses, so after backward the per-step gradients dL/dW^(t) are
+ * readable (ad_tape_copies()) and the parameters hold their sum. Each step's
+ * nodes carry the tape label "<cell name> t=<step>", which anomaly mode and
+ * the DOT export show.
+ *
+ *     nn_state outs[T], last;
+ *     nn_unroll_options o = {0};            // zero initial state, all steps valid
+ *     if (nn_unroll(t, &cell, xs, T, &o, outs, &last) != AD_OK) ...error on the tape
+ *     // many-to-many: outs[k].h is h_k;  many-to-one: last.h
+ *
+ * Variable-length batches: with `lengths`, row b is valid for steps
+ * 0..lengths[b]-1; at padded steps its state is carried unchanged (ad_where),
+ * so padded steps change neither the state nor, through it, the loss, and
+ * last.h holds each row's state at its own last valid step. Outputs at padded
+ * steps repeat the carried state: leave them out of the loss (e.g. with
+ * ad_cross_entropy's ignore_index).
+ */
+#ifndef UNROLL_NN_UNROLL_H
+#define UNROLL_NN_UNROLL_H
+
+#include "autodiff/autodiff.h"
+#include "cell.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/** Options of the unrollers; zero-initialise for the defaults. */
+typedef struct nn_unroll_options {
+    const nn_state *h0;     /**< initial state; NULL: zeros. Per layer for nn_unroll_layers(). */
+    const int64_t *lengths; /**< per batch row, in 1..T; NULL: every step valid */
+    int reverse;            /**< process t = T-1 down to 0 (a backward direction) */
+} nn_unroll_options;
+
+/**
+ * Runs `cell` over xs[0..T-1] (each [B, I]). Writes the state after each step
+ * to outs[t] (outs may be NULL) in time order, also when reversed, and the
+ * final state to *last (may be NULL). Returns the tape's status; errors:
+ * AD_ERR_NULL, AD_ERR_EMPTY (T < 1), AD_ERR_ARG (a length outside 1..T),
+ * AD_ERR_SHAPE / AD_ERR_DTYPE (input or state not matching the cell), and
+ * those of the cell's ops.
+ */
+ad_status nn_unroll(ad_tape *t, const nn_cell *cell, ad_tensor *const *xs, int T,
+                    const nn_unroll_options *opts, nn_state *outs, nn_state *last);
+
+/**
+ * Stacked layers: layer 0 reads xs, layer k reads layer k-1's outputs. outs
+ * (T entries, required) ends with the top layer's states; lasts (n_layers
+ * entries, may be NULL) gets each layer's final state. opts->h0, when given,
+ * holds one state per layer.
+ */
+ad_status nn_unroll_layers(ad_tape *t, const nn_cell *cells, int n_layers, ad_tensor *const *xs,
+                           int T, const nn_unroll_options *opts, nn_state *outs, nn_state *lasts);
+
+/**
+ * A bidirectional layer, as PyTorch's bidirectional=True: `fwd` runs forward
+ * into outs_fwd, `bwd` runs reversed into outs_bwd (both T entries), and
+ * cat[t] = [h_fwd(t), h_bwd(t)] along the last axis ([B, 2H]). opts->h0, when
+ * given, holds two states (forward, backward).
+ */
+ad_status nn_unroll_bidirectional(ad_tape *t, const nn_cell *fwd, const nn_cell *bwd,
+                                  ad_tensor *const *xs, int T, const nn_unroll_options *opts,
+                                  nn_state *outs_fwd, nn_state *outs_bwd, ad_tensor **cat);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,296 @@
+/*
+ * test_nn_rnn.c - Elman, LSTM and GRU cells and the unroller against
+ * PyTorch's nn.RNN / nn.LSTM / nn.GRU (tests/data/rnn, written by
+ * tests/data/make_fixtures.py): the state dict loads from .npy files and
+ * outputs, input gradients and parameter gradients agree to 1e-10 relative
+ * in f64. Also: masking, per-copy gradients, bad inputs.
+ */
+#include <criterion/criterion.h>
+#include <criterion/parameterized.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "nn/nn.h"
+#include "testsupport.h"
+
+typedef struct rnn_case {
+    const char *dir;
+    const char *prefix;
+    nn_cell_kind kind;
+    int layers, bidir, bias;
+} rnn_case;
+
+static const rnn_case cases[] = {
+    {"rnn_tanh", "rnn", NN_CELL_RNN_TANH, 2, 0, 1}, {"rnn_relu", "rnn", NN_CELL_RNN_RELU, 1, 0, 1},
+    {"lstm", "lstm", NN_CELL_LSTM, 2, 0, 1},         {"gru", "gru", NN_CELL_GRU, 2, 0, 1},
+    {"gru_bidir", "gru", NN_CELL_GRU, 1, 1, 1},      {"lstm_nobias_b1", "lstm", NN_CELL_LSTM, 1, 0, 0},
+};
+
+static ad_tensor *load(const char *dir, const char *file)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/rnn/%s/%s.npy", UNROLL_TEST_DATA, dir, file);
+    ad_error err;
+    ad_tensor *x = ad_npy_load(path, &err);
+    cr_assert_not_null(x, "%s", err.msg);
+    return x;
+}
+
+static void expect_close(const char *what, const double *got, ad_tensor *want, double rtol)
+{
+    const double *w = ad_tensor_f64(want);
+    for (size_t i = 0; i < ad_tensor_numel(want); i++)
+        cr_assert(fabs(got[i] - w[i]) <= rtol * fabs(w[i]) + 1e-13, "%s[%zu]: %.17g, PyTorch %.17g",
+                  what, i, got[i], w[i]);
+}
+
+/* Step k of a [B, T, F] tensor as [B, F]. */
+static ad_tensor *step_of(ad_tape *t, ad_tensor *x, int k)
+{
+    int64_t b = ad_tensor_dim(x, 0), f = ad_tensor_dim(x, 2);
+    return ad_reshape(t, ad_slice(t, x, 1, k, 1), ad_shape2(b, f));
+}
+
+/* Stacks T states [B, H] into [B, T, H]. */
+static ad_tensor *stack(ad_tape *t, ad_tensor **hs, int T)
+{
+    ad_tensor *parts[64];
+    for (int k = 0; k < T; k++) {
+        int64_t b = ad_tensor_dim(hs[k], 0), h = ad_tensor_dim(hs[k], 1);
+        parts[k] = ad_reshape(t, hs[k], ad_shape3(b, 1, h));
+    }
+    return ad_concat(t, parts, T, 1);
+}
+
+static int case_ids[sizeof cases / sizeof cases[0]];
+
+ParameterizedTestParameters(nn_rnn, matches_pytorch)
+{
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) case_ids[i] = (int)i;
+    return cr_make_param_array(int, case_ids, sizeof cases / sizeof cases[0]);
+}
+
+ParameterizedTest(int *id, nn_rnn, matches_pytorch)
+{
+    const rnn_case *c = &cases[*id];
+    long before = ts_live_allocs();
+    ad_error err;
+    ad_tensor *xh = load(c->dir, "x"), *h0h = load(c->dir, "h0"), *uh = load(c->dir, "u");
+    ad_tensor *c0h = c->kind == NN_CELL_LSTM ? load(c->dir, "c0") : NULL;
+    int B = (int)ad_tensor_dim(xh, 0), T = (int)ad_tensor_dim(xh, 1), I = (int)ad_tensor_dim(xh, 2);
+    int H = (int)ad_tensor_dim(h0h, 2);
+    nn_params *ps = nn_params_new(AD_F64, &err);
+    nn_cell cells[4];
+    int n_cells = c->bidir ? 2 : c->layers;
+    for (int l = 0; l < n_cells; l++) {
+        int layer = c->bidir ? 0 : l, in = (l == 0 || c->bidir) ? I : H;
+        cr_assert_eq(nn_cell_create(&cells[l], c->kind, ps, c->prefix, layer, c->bidir && l == 1,
+                                    in, H, c->bias, &err), AD_OK, "%s", err.msg);
+    }
+    char dir[512];
+    snprintf(dir, sizeof dir, "%s/rnn/%s", UNROLL_TEST_DATA, c->dir);
+    cr_assert_eq(nn_params_load_npy_dir(ps, dir, &err), AD_OK, "%s", err.msg);
+
+    ad_tape *t = ad_tape_new(NULL);
+    ad_tensor *x = ad_variable(t, AD_F64, ad_tensor_shape(xh), ad_tensor_data(xh));
+    ad_tensor *h0 = ad_constant(t, h0h), *c0 = c0h ? ad_constant(t, c0h) : NULL;
+    ad_tensor *xs[16];
+    nn_state init[4], outs[16], outs_b[16];
+    for (int k = 0; k < T; k++) xs[k] = step_of(t, x, k);
+    for (int l = 0; l < n_cells; l++) {
+        init[l].h = ad_reshape(t, ad_slice(t, h0, 0, l, 1), ad_shape2(B, H));
+        init[l].c = c0 ? ad_reshape(t, ad_slice(t, c0, 0, l, 1), ad_shape2(B, H)) : NULL;
+    }
+    nn_unroll_options o = {0};
+    o.h0 = init;
+    ad_tensor *hs[16];
+    if (c->bidir) {
+        cr_assert_eq(nn_unroll_bidirectional(t, &cells[0], &cells[1], xs, T, &o, outs, outs_b, hs),
+                     AD_OK, "%s", ad_tape_message(t));
+    } else {
+        cr_assert_eq(nn_unroll_layers(t, cells, n_cells, xs, T, &o, outs, NULL), AD_OK, "%s",
+                     ad_tape_message(t));
+        for (int k = 0; k < T; k++) hs[k] = outs[k].h;
+    }
+    ad_tensor *out = stack(t, hs, T);
+    ad_tensor *loss = ad_sum(t, ad_mul(t, out, ad_constant(t, uh)), AD_AXIS_ALL, 0);
+    cr_assert_not_null(loss, "%s", ad_tape_message(t));
+    ad_tensor *want_out = load(c->dir, "out"), *want_loss = load(c->dir, "loss");
+    expect_close("output", ad_tensor_f64(out), want_out, 1e-10);
+    expect_close("loss", ad_tensor_f64(loss), want_loss, 1e-10);
+    cr_assert_eq(ad_backward(t, loss, NULL), AD_OK, "%s", ad_tape_message(t));
+    ad_tensor *gx = load(c->dir, "gx");
+    expect_close("dL/dx", ad_tensor_grad_f64(x), gx, 1e-10);
+    for (size_t i = 0; i < nn_params_count(ps); i++) {
+        ad_param *p = nn_params_at(ps, i);
+        char file[128];
+        snprintf(file, sizeof file, "g.%s", ad_param_name(p));
+        ad_tensor *g = load(c->dir, file);
+        expect_close(ad_param_name(p), ad_tensor_f64(ad_param_grad(p)), g, 1e-10);
+        ad_tensor_free(g);
+    }
+    ad_tensor *tensors[] = {xh, h0h, uh, c0h, want_out, want_loss, gx};
+    for (size_t i = 0; i < sizeof tensors / sizeof tensors[0]; i++) ad_tensor_free(tensors[i]);
+    ad_tape_free(t);
+    nn_params_free(ps);
+    cr_assert_eq(ts_live_allocs(), before);
+}
+
+/* ---- masking and per-copy gradients ----------------------------------------------------- */
+
+/* sum over steps of sum(h_t * w_t) restricted to valid steps, for the given rows. */
+static double masked_run(nn_cell_kind kind, const double *xdata, int B, int T, const int64_t *len,
+                         int row, double *grads_out, size_t *n_grads)
+{
+    const int I = 2, H = 3;
+    nn_params *ps = nn_params_new(AD_F64, NULL);
+    nn_cell cell;
+    nn_cell_create(&cell, kind, ps, "m", 0, 0, I, H, 1, NULL);
+    ad_rng rng;
+    ad_rng_seed(&rng, 3, 0);
+    nn_cell_init_pytorch(&cell, &rng);
+    ad_tape *t = ad_tape_new(NULL);
+    int b0 = row < 0 ? 0 : row, nb = row < 0 ? B : 1;
+    ad_tensor *xs[8];
+    for (int k = 0; k < T; k++) {
+        double buf[16];
+        for (int b = 0; b < nb; b++)
+            for (int i = 0; i < I; i++) buf[b * I + i] = xdata[((b0 + b) * T + k) * I + i];
+        xs[k] = ad_from_data(t, AD_F64, ad_shape2(nb, I), buf);
+    }
+    nn_unroll_options o = {0};
+    int64_t lens[8];
+    for (int b = 0; b < nb; b++) lens[b] = len[b0 + b];
+    o.lengths = lens;
+    nn_state outs[8], last;
+    cr_assert_eq(nn_unroll(t, &cell, xs, row < 0 ? T : (int)len[row], &o, outs, &last), AD_OK,
+                 "%s", ad_tape_message(t));
+    ad_tensor *loss = ad_sum(t, ad_tanh(t, last.h), AD_AXIS_ALL, 0);
+    cr_assert_eq(ad_backward(t, loss, NULL), AD_OK, "%s", ad_tape_message(t));
+    double l = ad_tensor_item(loss);
+    size_t n;
+    const double *g = nn_params_grads(ps, &n);
+    memcpy(grads_out, g, n * sizeof *g);
+    *n_grads = n;
+    ad_tape_free(t);
+    nn_params_free(ps);
+    return l;
+}
+
+Test(nn_rnn, padded_steps_change_nothing)
+{
+    long before = ts_live_allocs();
+    enum { B = 3, T = 5, I = 2 };
+    double x[B * T * I];
+    ts_fill_uniform(x, B * T * I, 17, -1, 1);
+    int64_t len[B] = {5, 2, 4};
+    nn_cell_kind kinds[3] = {NN_CELL_RNN_TANH, NN_CELL_LSTM, NN_CELL_GRU};
+    for (int k = 0; k < 3; k++) {
+        double g_batch[256], g_sum[256] = {0}, g_one[256];
+        size_t n;
+        double l_batch = masked_run(kinds[k], x, B, T, len, -1, g_batch, &n);
+        double l_sum = 0;
+        for (int b = 0; b < B; b++) {
+            l_sum += masked_run(kinds[k], x, B, T, len, b, g_one, &n);
+            for (size_t i = 0; i < n; i++) g_sum[i] += g_one[i];
+        }
+        cr_assert_float_eq(l_batch, l_sum, 1e-12, "kind %d", k);
+        for (size_t i = 0; i < n; i++)
+            cr_assert(fabs(g_batch[i] - g_sum[i]) <= 1e-12 * fabs(g_sum[i]) + 1e-15,
+                      "kind %d grad %zu: batch %.17g, rows alone %.17g", k, i, g_batch[i], g_sum[i]);
+    }
+    cr_assert_eq(ts_live_allocs(), before);
+}
+
+Test(nn_rnn, copies_sum_to_the_parameter_gradient)
+{
+    long before = ts_live_allocs();
+    nn_params *ps = nn_params_new(AD_F64, NULL);
+    nn_cell cell;
+    cr_assert_eq(nn_cell_create(&cell, NN_CELL_LSTM, ps, "lstm", 0, 0, 2, 3, 1, NULL), AD_OK);
+    ad_rng rng;
+    ad_rng_seed(&rng, 9, 0);
+    nn_cell_init_pytorch(&cell, &rng);
+    ad_tape *t = ad_tape_new(NULL);
+    enum { T = 6 };
+    ad_tensor *xs[T];
+    for (int k = 0; k < T; k++) xs[k] = ad_rand_normal(t, &rng, AD_F64, ad_shape2(2, 2), 0, 1);
+    nn_state last;
+    cr_assert_eq(nn_unroll(t, &cell, xs, T, NULL, NULL, &last), AD_OK);
+    cr_assert_eq(ad_backward(t, ad_sum(t, last.h, AD_AXIS_ALL, 0), NULL), AD_OK);
+    for (int w = 0; w < cell.n_w; w++) {
+        ad_tensor *copies[T + 1];
+        cr_assert_eq(ad_tape_copies(t, cell.w[w], copies, T + 1), T, "one copy per step");
+        ad_tensor *g = ad_param_grad(cell.w[w]);
+        for (size_t i = 0; i < ad_tensor_numel(g); i++) {
+            double s = 0;
+            /* backward adds the copies into the parameter in reverse recording order */
+            for (int k = T - 1; k >= 0; k--) s += ad_tensor_grad_f64(copies[k])[i];
+            cr_assert_eq(s, ad_tensor_f64(g)[i], "%s[%zu]", ad_param_name(cell.w[w]), i);
+        }
+    }
+    ad_tape_free(t);
+    nn_params_free(ps);
+    cr_assert_eq(ts_live_allocs(), before);
+}
+
+/* ---- bad inputs ------------------------------------------------------------------------- */
+
+static nn_params *bad_ps;
+static nn_cell bad_cell;
+
+static ad_tensor *call_bad(ad_tape *t, int which)
+{
+    if (!bad_ps) {
+        bad_ps = nn_params_new(AD_F64, NULL);
+        nn_cell_create(&bad_cell, NN_CELL_GRU, bad_ps, "gru", 0, 0, 2, 3, 1, NULL);
+    }
+    ad_tensor *x = ad_zeros(t, AD_F64, ad_shape2(4, 2));
+    ad_tensor *xs[3] = {x, x, x};
+    nn_state h = {ad_zeros(t, AD_F64, ad_shape2(4, 5)), NULL}, out;
+    nn_unroll_options o = {0};
+    int64_t len[4] = {1, 2, 9, 1};
+    switch (which) {
+    case 0: nn_unroll(t, &bad_cell, xs, 0, NULL, NULL, &out); break;
+    case 1: nn_unroll(t, NULL, xs, 3, NULL, NULL, &out); break;
+    case 2: nn_unroll(t, &bad_cell, NULL, 3, NULL, NULL, &out); break;
+    case 3: o.h0 = &h; nn_unroll(t, &bad_cell, xs, 3, &o, NULL, &out); break;
+    case 4: {
+        ad_tensor *f = ad_zeros(t, AD_F32, ad_shape2(4, 2));
+        ad_tensor *fs[1] = {f};
+        nn_unroll(t, &bad_cell, fs, 1, NULL, NULL, &out);
+        break;
+    }
+    case 5: {
+        ad_tensor *w = ad_zeros(t, AD_F64, ad_shape2(4, 3));
+        ad_tensor *ws[1] = {w};
+        nn_unroll(t, &bad_cell, ws, 1, NULL, NULL, &out);
+        break;
+    }
+    case 6: o.lengths = len; nn_unroll(t, &bad_cell, xs, 3, &o, NULL, &out); break;
+    case 7: xs[1] = NULL; nn_unroll(t, &bad_cell, xs, 3, NULL, NULL, &out); break;
+    case 8: nn_unroll_layers(t, &bad_cell, 0, xs, 3, NULL, &out, NULL); break;
+    }
+    return NULL;
+}
+
+static const ts_bad_case bad[] = {
+    {"T = 0", AD_ERR_EMPTY, "empty sequence (T = 0)"},
+    {"NULL cell", AD_ERR_NULL, "cell is NULL"},
+    {"NULL inputs", AD_ERR_NULL, "xs is NULL"},
+    {"hidden size", AD_ERR_SHAPE, "gru.l0: h must be [4, 3]"},
+    {"dtype", AD_ERR_DTYPE, "x is f32, the cell's weights are f64"},
+    {"input size", AD_ERR_SHAPE, "x must be [B, 2]"},
+    {"length", AD_ERR_ARG, "length 9 of row 2 is outside 1..3"},
+    {"NULL step input", AD_ERR_NULL, "input at t=1 is NULL"},
+    {"no layers", AD_ERR_EMPTY, "no layers"},
+};
+
+Test(nn_rnn, bad_inputs)
+{
+    ts_expect_tape_errors(call_bad, bad, (int)(sizeof bad / sizeof bad[0]));
+    nn_params_free(bad_ps);
+    bad_ps = NULL;
+    cr_assert_eq(nn_unroll(NULL, NULL, NULL, 1, NULL, NULL, NULL), AD_ERR_NULL);
+}
