@@ -14,5 +14,7 @@
 #include "params.h"
 #include "cell.h"
 #include "unroll.h"
+#include "bptt_ref.h"
+#include "textbook.h"
 
 #endif

@@ -1,0 +1,82 @@
+/*
+ * textbook.h - the two textbook models built with engine ops, exactly as
+ * bptt_ref.h writes them, and the checker that compares the engine's
+ * gradients with the hand-derived reference.
+ *
+ * The checker is a tool for anyone deriving gradients by hand: it runs both
+ * and reports, per weight, the element where they differ most.
+ *
+ *     nn_check_report rep;
+ *     nn_check_case1(W_i, W_h, W_o, x, T, y, &rep, &err);
+ *     nn_check_print(&rep, stdout);   // max |engine - reference| = ...
+ */
+#ifndef UNROLL_NN_TEXTBOOK_H
+#define UNROLL_NN_TEXTBOOK_H
+
+#include <stdio.h>
+
+#include "autodiff/autodiff.h"
+#include "bptt_ref.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/**
+ * Case 1 on tape t: x [T, V] one-hot rows (f64 data, copied), label y.
+ * W_i [V, H], W_h [H, H], W_o [H, 1]; every step uses fresh temporal copies
+ * of W_i and W_h. Returns the scalar BCE loss or NULL (tape error).
+ */
+ad_tensor *nn_case1_loss(ad_tape *t, ad_param *W_i, ad_param *W_h, ad_param *W_o, const double *x,
+                         int T, double y);
+
+/** Case 2 parameters: W_xh [H, V], W_hh [H, H], W_hy [V, H], b_h [H, 1], b_y [V, 1]. */
+typedef struct nn_case2_params {
+    ad_param *W_xh, *W_hh, *W_hy, *b_h, *b_y;
+} nn_case2_params;
+
+/**
+ * Case 2 on tape t in column form, the loss summed over the T steps.
+ * h0 ([H, 1] on t, e.g. an ad_variable to read dL/dh0) may be NULL (zeros);
+ * *h_last (may be NULL) receives the last state. Returns the loss or NULL.
+ */
+ad_tensor *nn_case2_loss(ad_tape *t, const nn_case2_params *p, const int *inputs,
+                         const int *targets, int T, ad_tensor *h0, ad_tensor **h_last);
+
+/** One weight's worst disagreement between engine and reference. */
+typedef struct nn_check_entry {
+    char name[AD_NAME_SIZE];
+    size_t worst_index; /**< flat index of the worst element */
+    double engine, reference;
+    double abs_err, rel_err;
+} nn_check_entry;
+
+/** The checker's result. */
+typedef struct nn_check_report {
+    size_t count;
+    nn_check_entry entries[8];
+    double max_abs_err; /**< over all weights and elements */
+    double max_rel_err;
+    double engine_loss, reference_loss;
+} nn_check_report;
+
+/**
+ * Compares the engine's case 1 gradients with nn_ref_case1 for f64 weights
+ * (left with their values and gradients unchanged). Errors: AD_ERR_NULL,
+ * AD_ERR_DTYPE (f32 weights), AD_ERR_SHAPE (weights that do not fit
+ * together), AD_ERR_EMPTY, AD_ERR_NOMEM, and engine errors.
+ */
+ad_status nn_check_case1(ad_param *W_i, ad_param *W_h, ad_param *W_o, const double *x, int T,
+                         double y, nn_check_report *report, ad_error *err);
+
+/** The same for case 2 (h0 zero), including dL/dh0 as the entry "h0". */
+ad_status nn_check_case2(const nn_case2_params *p, const int *inputs, const int *targets, int T,
+                         nn_check_report *report, ad_error *err);
+
+/** Prints one line per weight and a last line "max |engine - reference| = <value>". */
+void nn_check_print(const nn_check_report *report, FILE *out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

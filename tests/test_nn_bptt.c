@@ -1,0 +1,242 @@
+/*
+ * test_nn_bptt.c - the engine against the hand-derived BPTT reference
+ * (nn/bptt_ref.c) in f64: the two textbook cases, truncated BPTT and a
+ * batched Elman layer, for T from 1 to several hundred; the checker's
+ * report; bad inputs.
+ */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "nn/nn.h"
+#include "testsupport.h"
+
+/*
+ * Engine and reference agree to 1e-12 relative to the largest element of the
+ * gradient: an element that is a sum of hundreds of per-step terms with
+ * cancellation can be far smaller than its terms, and the two sides add the
+ * terms in different orders.
+ */
+static void expect_agree(const char *what, const double *engine, const double *ref, size_t n)
+{
+    double scale = 0;
+    for (size_t i = 0; i < n; i++) scale = fmax(scale, fabs(ref[i]));
+    for (size_t i = 0; i < n; i++) {
+        double a = fabs(engine[i] - ref[i]);
+        cr_assert(a <= 1e-12 * scale || a <= 1e-18, "%s[%zu]: engine %.17g reference %.17g",
+                  what, i, engine[i], ref[i]);
+    }
+}
+
+static void expect_report(const nn_check_report *r, const char *what)
+{
+    for (size_t i = 0; i < r->count; i++)
+        cr_assert(r->entries[i].rel_err <= 1e-12 || r->entries[i].abs_err <= 1e-18,
+                  "%s %s: rel %.3g abs %.3g", what, r->entries[i].name, r->entries[i].rel_err,
+                  r->entries[i].abs_err);
+    cr_assert(fabs(r->engine_loss - r->reference_loss) <= 1e-12 * fabs(r->reference_loss) + 1e-15);
+}
+
+Test(nn_bptt, case1_many_to_one)
+{
+    long before = ts_live_allocs();
+    enum { V = 3, H = 3 };
+    int lengths[] = {1, 2, 7, 50, 300};
+    nn_params *ps = nn_params_new(AD_F64, NULL);
+    ad_param *W_i = nn_params_add(ps, "W_i", ad_shape2(V, H), NULL);
+    ad_param *W_h = nn_params_add(ps, "W_h", ad_shape2(H, H), NULL);
+    ad_param *W_o = nn_params_add(ps, "W_o", ad_shape2(H, 1), NULL);
+    ad_rng rng;
+    ad_rng_seed(&rng, 11, 0);
+    nn_params_init_uniform(ps, &rng, -0.9, 0.9);
+    double *x = calloc(300 * V, sizeof *x);
+    for (int t = 0; t < 300; t++) x[t * V + ad_rng_below(&rng, V)] = 1;
+    for (size_t k = 0; k < sizeof lengths / sizeof lengths[0]; k++)
+        for (int y = 0; y <= 1; y++) {
+            nn_check_report rep;
+            ad_error err;
+            cr_assert_eq(nn_check_case1(W_i, W_h, W_o, x, lengths[k], y, &rep, &err), AD_OK, "%s",
+                         err.msg);
+            cr_assert_eq(rep.count, 3);
+            expect_report(&rep, "case 1");
+        }
+    free(x);
+    nn_params_free(ps);
+    cr_assert_eq(ts_live_allocs(), before);
+}
+
+static nn_params *case2_model(int V, int H, nn_case2_params *p, uint64_t seed)
+{
+    nn_params *ps = nn_params_new(AD_F64, NULL);
+    p->W_xh = nn_params_add(ps, "W_xh", ad_shape2(H, V), NULL);
+    p->W_hh = nn_params_add(ps, "W_hh", ad_shape2(H, H), NULL);
+    p->W_hy = nn_params_add(ps, "W_hy", ad_shape2(V, H), NULL);
+    p->b_h = nn_params_add(ps, "b_h", ad_shape2(H, 1), NULL);
+    p->b_y = nn_params_add(ps, "b_y", ad_shape2(V, 1), NULL);
+    ad_rng rng;
+    ad_rng_seed(&rng, seed, 0);
+    nn_params_init_uniform(ps, &rng, -0.6, 0.6);
+    return ps;
+}
+
+Test(nn_bptt, case2_many_to_many_with_initial_state)
+{
+    long before = ts_live_allocs();
+    enum { V = 5, H = 4, MAXT = 200 };
+    nn_case2_params p;
+    nn_params *ps = case2_model(V, H, &p, 12);
+    int in[MAXT], tg[MAXT];
+    ad_rng rng;
+    ad_rng_seed(&rng, 13, 0);
+    for (int t = 0; t < MAXT; t++) in[t] = (int)ad_rng_below(&rng, V), tg[t] = (int)ad_rng_below(&rng, V);
+    int lengths[] = {1, 5, 25, 200};
+    for (size_t k = 0; k < sizeof lengths / sizeof lengths[0]; k++) {
+        nn_check_report rep;
+        ad_error err;
+        cr_assert_eq(nn_check_case2(&p, in, tg, lengths[k], &rep, &err), AD_OK, "%s", err.msg);
+        cr_assert_eq(rep.count, 6, "five weights and h0");
+        cr_assert_str_eq(rep.entries[5].name, "h0");
+        expect_report(&rep, "case 2");
+    }
+    nn_params_free(ps);
+    cr_assert_eq(ts_live_allocs(), before);
+}
+
+Test(nn_bptt, case2_truncated_segments)
+{
+    long before = ts_live_allocs();
+    enum { V = 4, H = 3, T = 10, K = 3 };
+    nn_case2_params p;
+    nn_params *ps = case2_model(V, H, &p, 14);
+    int in[T] = {0, 1, 2, 3, 0, 1, 3, 2, 2, 1}, tg[T] = {1, 2, 3, 0, 1, 3, 2, 2, 1, 0};
+    /* Reference. */
+    size_t n;
+    double *ref = calloc(2 * H * V + H * H + H + V, sizeof *ref), ref_loss, ref_dh0[H];
+    nn_case2_weights w = {ad_tensor_f64(ad_param_value(p.W_xh)), ad_tensor_f64(ad_param_value(p.W_hh)),
+                          ad_tensor_f64(ad_param_value(p.W_hy)), ad_tensor_f64(ad_param_value(p.b_h)),
+                          ad_tensor_f64(ad_param_value(p.b_y))};
+    nn_case2_weights g = {ref, ref + H * V, ref + H * V + H * H, ref + 2 * H * V + H * H,
+                          ref + 2 * H * V + H * H + H};
+    cr_assert_eq(nn_ref_case2_truncated(V, H, &w, in, tg, T, K, NULL, &ref_loss, &g, ref_dh0, NULL),
+                 AD_OK);
+    /* Engine: one tape per segment; the state is carried as a detached constant. */
+    ad_tape *t = ad_tape_new(NULL);
+    double h[H] = {0}, loss = 0;
+    for (int s = 0; s < T; s += K) {
+        int len = T - s < K ? T - s : K;
+        ad_tape_reset(t);
+        ad_tensor *h0 = ad_from_data(t, AD_F64, ad_shape2(H, 1), h), *hl;
+        ad_tensor *l = nn_case2_loss(t, &p, in + s, tg + s, len, h0, &hl);
+        cr_assert_eq(ad_backward(t, l, NULL), AD_OK, "%s", ad_tape_message(t));
+        loss += ad_tensor_item(l);
+        memcpy(h, ad_tensor_f64(hl), sizeof h);
+    }
+    cr_assert(fabs(loss - ref_loss) <= 1e-12 * ref_loss);
+    const double *eng = nn_params_grads(ps, &n);
+    /* The set's block is W_xh, W_hh, W_hy, b_h, b_y in order, as the reference layout. */
+    expect_agree("truncated grads", eng, ref, n);
+    ad_tape_free(t);
+    free(ref);
+    nn_params_free(ps);
+    cr_assert_eq(ts_live_allocs(), before);
+}
+
+/* Batched Elman: nn_unroll with a tanh cell vs nn_ref_elman, B = 1 and 3. */
+static void elman_case(int B, int T)
+{
+    enum { I = 3, H = 4 };
+    nn_params *ps = nn_params_new(AD_F64, NULL);
+    nn_cell cell;
+    cr_assert_eq(nn_cell_create(&cell, NN_CELL_RNN_TANH, ps, "rnn", 0, 0, I, H, 1, NULL), AD_OK);
+    ad_rng rng;
+    ad_rng_seed(&rng, (uint64_t)(B * 1000 + T), 0);
+    nn_cell_init_pytorch(&cell, &rng);
+    size_t nx = (size_t)T * B * I, nh = (size_t)B * H;
+    double *x = malloc(nx * sizeof *x), *U = malloc((size_t)T * nh * sizeof *U), *h0 = malloc(nh * sizeof *h0);
+    ts_fill_uniform(x, nx, 1, -1, 1);
+    ts_fill_uniform(U, (size_t)T * nh, 2, -1, 1);
+    ts_fill_uniform(h0, nh, 3, -0.5, 0.5);
+    size_t n;
+    nn_params_values(ps, &n);
+    double *ref = malloc(n * sizeof *ref), *rdx = malloc(nx * sizeof *rdx), rdh0[64], rloss;
+    nn_elman_weights w = {ad_tensor_f64(ad_param_value(cell.w[0])), ad_tensor_f64(ad_param_value(cell.w[1])),
+                          ad_tensor_f64(ad_param_value(cell.w[2])), ad_tensor_f64(ad_param_value(cell.w[3]))};
+    nn_elman_weights g = {ref, ref + H * I, ref + H * I + H * H, ref + H * I + H * H + H};
+    cr_assert_eq(nn_ref_elman(B, I, H, &w, x, T, h0, U, &rloss, &g, rdh0, rdx, NULL), AD_OK);
+
+    ad_tape *t = ad_tape_new(NULL);
+    ad_tensor **xs = malloc((size_t)T * sizeof *xs);
+    nn_state *outs = malloc((size_t)T * sizeof *outs);
+    for (int k = 0; k < T; k++) xs[k] = ad_variable(t, AD_F64, ad_shape2(B, I), x + (size_t)k * B * I);
+    nn_state init = {ad_variable(t, AD_F64, ad_shape2(B, H), h0), NULL};
+    nn_unroll_options o = {0};
+    o.h0 = &init;
+    cr_assert_eq(nn_unroll(t, &cell, xs, T, &o, outs, NULL), AD_OK, "%s", ad_tape_message(t));
+    ad_tensor *loss = NULL;
+    for (int k = 0; k < T; k++) {
+        ad_tensor *uk = ad_from_data(t, AD_F64, ad_shape2(B, H), U + (size_t)k * nh);
+        ad_tensor *lk = ad_sum(t, ad_mul(t, outs[k].h, uk), AD_AXIS_ALL, 0);
+        loss = loss ? ad_add(t, loss, lk) : lk;
+    }
+    cr_assert_eq(ad_backward(t, loss, NULL), AD_OK, "%s", ad_tape_message(t));
+    cr_assert(fabs(ad_tensor_item(loss) - rloss) <= 1e-12 * fabs(rloss) + 1e-15);
+    expect_agree("elman weights", nn_params_grads(ps, &n), ref, n);
+    expect_agree("elman h0", ad_tensor_grad_f64(init.h), rdh0, nh);
+    for (int k = 0; k < T; k++)
+        expect_agree("elman x", ad_tensor_grad_f64(xs[k]), rdx + (size_t)k * B * I, (size_t)B * I);
+    ad_tape_free(t);
+    free(xs), free(outs), free(x), free(U), free(h0), free(ref), free(rdx);
+    nn_params_free(ps);
+}
+
+Test(nn_bptt, batched_elman)
+{
+    long before = ts_live_allocs();
+    int Ts[] = {1, 4, 100, 300};
+    for (size_t k = 0; k < sizeof Ts / sizeof Ts[0]; k++) {
+        elman_case(1, Ts[k]);
+        elman_case(3, Ts[k]);
+    }
+    cr_assert_eq(ts_live_allocs(), before);
+}
+
+Test(nn_bptt, bad_inputs)
+{
+    long before = ts_live_allocs();
+    ad_error err;
+    double loss, x[3] = {1, 0, 0};
+    nn_case1_weights w1 = {x, x, x};
+    cr_assert_eq(nn_ref_case1(3, 1, NULL, x, 1, 1, &loss, NULL, &err), AD_ERR_NULL);
+    cr_assert_eq(nn_ref_case1(3, 1, &w1, x, 0, 1, &loss, NULL, &err), AD_ERR_EMPTY);
+    cr_assert_eq(nn_ref_case1(0, 1, &w1, x, 1, 1, &loss, NULL, &err), AD_ERR_ARG);
+    nn_case2_weights w2 = {x, x, x, x, x};
+    int in[1] = {3}, tg[1] = {0};
+    cr_assert_eq(nn_ref_case2(3, 1, &w2, in, tg, 1, NULL, &loss, NULL, NULL, NULL, &err), AD_ERR_ARG);
+    cr_assert(strstr(err.msg, "outside 0..V-1"));
+    cr_assert_eq(nn_ref_case2(3, 1, &w2, in, tg, 0, NULL, &loss, NULL, NULL, NULL, &err), AD_ERR_EMPTY);
+    in[0] = 0;
+    cr_assert_eq(nn_ref_case2_truncated(3, 1, &w2, in, tg, 1, 0, NULL, &loss, NULL, NULL, &err), AD_ERR_ARG);
+    nn_elman_weights we = {x, x, x, x};
+    cr_assert_eq(nn_ref_elman(1, 1, 1, &we, x, 0, x, x, &loss, NULL, NULL, NULL, &err), AD_ERR_EMPTY);
+    cr_assert_eq(nn_ref_elman(1, 1, 1, &we, NULL, 1, x, x, &loss, NULL, NULL, NULL, &err), AD_ERR_NULL);
+
+    /* The checker refuses f32 weights and weights that do not fit together. */
+    nn_params *ps = nn_params_new(AD_F32, NULL);
+    ad_param *a = nn_params_add(ps, "a", ad_shape2(3, 2), NULL);
+    nn_check_report rep;
+    cr_assert_eq(nn_check_case1(a, a, a, x, 1, 1, &rep, &err), AD_ERR_DTYPE);
+    nn_params *pd = nn_params_new(AD_F64, NULL);
+    ad_param *b = nn_params_add(pd, "b", ad_shape2(3, 2), NULL);
+    cr_assert_eq(nn_check_case1(b, b, b, x, 1, 1, &rep, &err), AD_ERR_SHAPE);
+    cr_assert_eq(nn_check_case1(b, NULL, b, x, 1, 1, &rep, &err), AD_ERR_NULL);
+    nn_case2_params p2 = {b, b, b, b, NULL};
+    cr_assert_eq(nn_check_case2(&p2, in, tg, 1, &rep, &err), AD_ERR_NULL);
+    ad_tape *t = ad_tape_new(NULL);
+    cr_assert_null(nn_case1_loss(t, b, b, b, x, 0, 1));
+    cr_assert_eq(ad_tape_status(t), AD_ERR_EMPTY);
+    ad_tape_free(t);
+    nn_params_free(ps);
+    nn_params_free(pd);
+    cr_assert_eq(ts_live_allocs(), before);
+}

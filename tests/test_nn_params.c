@@ -1,0 +1,158 @@
+/*
+ * test_nn_params.c - named parameter sets: order, lookup, one contiguous
+ * block that may move while ad_param pointers stay valid, seeded
+ * initialisation, .npy folders, and bad inputs.
+ */
+#define _POSIX_C_SOURCE 200809L
+#include <criterion/criterion.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "nn/nn.h"
+#include "testsupport.h"
+
+Test(nn_params, order_lookup_and_one_block)
+{
+    long before = ts_live_allocs();
+    ad_error err;
+    nn_params *ps = nn_params_new(AD_F64, &err);
+    const char *names[40];
+    char buf[40][16];
+    ad_param *ptr[40];
+    for (int i = 0; i < 40; i++) { /* enough to move the blocks several times */
+        snprintf(buf[i], sizeof buf[i], "layer%d.w", i);
+        names[i] = buf[i];
+        ptr[i] = nn_params_add(ps, names[i], ad_shape2(2, i + 1), &err);
+        cr_assert_not_null(ptr[i], "%s", err.msg);
+        ad_tensor_f64(ad_param_value(ptr[i]))[0] = i;
+    }
+    cr_assert_eq(nn_params_count(ps), 40);
+    size_t n, off = 0;
+    double *v = nn_params_values(ps, &n);
+    cr_assert_eq(n, (size_t)(2 * 40 * 41 / 2));
+    for (int i = 0; i < 40; i++) {
+        cr_assert_eq(nn_params_at(ps, (size_t)i), ptr[i], "registration order");
+        cr_assert_eq(nn_params_get(ps, names[i]), ptr[i]);
+        cr_assert_eq(ad_tensor_f64(ad_param_value(ptr[i])), v + off, "views into the one block");
+        cr_assert_eq(v[off], (double)i, "values survive the block moving");
+        off += (size_t)(2 * (i + 1));
+    }
+    cr_assert_null(nn_params_get(ps, "nope"));
+    cr_assert_null(nn_params_at(ps, 40));
+    cr_assert_not_null(nn_params_find(ps, "layer2.w", ad_shape2(2, 3), &err));
+    cr_assert_null(nn_params_find(ps, "layer2.w", ad_shape2(3, 2), &err));
+    cr_assert_eq(err.code, AD_ERR_SHAPE);
+    cr_assert(strstr(err.msg, "has shape [2,3], expected [3,2]"), "%s", err.msg);
+    cr_assert_null(nn_params_find(ps, "missing", ad_shape2(1, 1), &err));
+    cr_assert_eq(err.code, AD_ERR_NOT_FOUND);
+    cr_assert_null(nn_params_add(ps, "layer3.w", ad_shape1(1), &err));
+    cr_assert_eq(err.code, AD_ERR_DUPLICATE);
+    cr_assert_eq(nn_params_count(ps), 40, "a failed add changes nothing");
+    double *g = nn_params_grads(ps, &n);
+    g[5] = 3;
+    nn_params_zero_grad(ps);
+    cr_assert_eq(g[5], 0.0);
+    nn_params_free(ps);
+    cr_assert_eq(ts_live_allocs(), before);
+}
+
+Test(nn_params, seeded_init_is_reproducible)
+{
+    long before = ts_live_allocs();
+    double first[12];
+    for (int run = 0; run < 2; run++) {
+        nn_params *ps = nn_params_new(AD_F32, NULL);
+        nn_cell cell;
+        cr_assert_eq(nn_cell_create(&cell, NN_CELL_GRU, ps, "gru", 0, 0, 1, 4, 1, NULL), AD_OK);
+        ad_rng rng;
+        ad_rng_seed(&rng, 5, 0);
+        nn_cell_init_pytorch(&cell, &rng);
+        size_t n;
+        float *v = nn_params_values(ps, &n);
+        for (size_t i = 0; i < n; i++) cr_assert(v[i] >= -0.5f && v[i] < 0.5f, "1/sqrt(H) = 0.5");
+        for (int i = 0; i < 12; i++) {
+            if (run == 0) first[i] = v[i];
+            else cr_assert_eq(first[i], v[i]);
+        }
+        cr_assert_not_null(nn_params_get(ps, "gru.bias_hh_l0"));
+        nn_params_free(ps);
+    }
+    cr_assert_eq(ts_live_allocs(), before);
+}
+
+Test(nn_params, npy_folder_round_trip_and_atomic_failure)
+{
+    long before = ts_live_allocs();
+    char dir[] = "/tmp/unroll_params_XXXXXX";
+    cr_assert_not_null(mkdtemp(dir));
+    ad_error err;
+    nn_params *a = nn_params_new(AD_F64, NULL);
+    ad_param *w = nn_params_add(a, "lin.weight", ad_shape2(2, 2), NULL);
+    nn_params_add(a, "lin.bias", ad_shape1(2), NULL);
+    ad_rng rng;
+    ad_rng_seed(&rng, 1, 0);
+    nn_params_init_uniform(a, &rng, -1, 1);
+    cr_assert_eq(nn_params_save_npy_dir(a, dir, &err), AD_OK, "%s", err.msg);
+    /* An f32 set loads the f64 files, converting. */
+    nn_params *b = nn_params_new(AD_F32, NULL);
+    ad_param *wb = nn_params_add(b, "lin.weight", ad_shape2(2, 2), NULL);
+    nn_params_add(b, "lin.bias", ad_shape1(2), NULL);
+    cr_assert_eq(nn_params_load_npy_dir(b, dir, &err), AD_OK, "%s", err.msg);
+    cr_assert_eq(ad_tensor_f32(ad_param_value(wb))[3], (float)ad_tensor_f64(ad_param_value(w))[3]);
+    /* A set with one more parameter fails on the missing file and changes nothing. */
+    nn_params *c = nn_params_new(AD_F64, NULL);
+    ad_param *wc = nn_params_add(c, "lin.weight", ad_shape2(2, 2), NULL);
+    nn_params_add(c, "lin.extra", ad_shape1(1), NULL);
+    cr_assert_eq(nn_params_load_npy_dir(c, dir, &err), AD_ERR_IO);
+    cr_assert(strstr(err.msg, "lin.extra"), "%s", err.msg);
+    cr_assert_eq(ad_tensor_f64(ad_param_value(wc))[0], 0.0, "nothing loaded");
+    /* A shape that differs is reported with both shapes. */
+    nn_params *d = nn_params_new(AD_F64, NULL);
+    nn_params_add(d, "lin.weight", ad_shape2(4, 1), NULL);
+    cr_assert_eq(nn_params_load_npy_dir(d, dir, &err), AD_ERR_SHAPE);
+    cr_assert(strstr(err.msg, "'lin.weight': file has shape [2,2], the model [4,1]"), "%s", err.msg);
+    char path[128];
+    snprintf(path, sizeof path, "%s/lin.weight.npy", dir);
+    unlink(path);
+    snprintf(path, sizeof path, "%s/lin.bias.npy", dir);
+    unlink(path);
+    rmdir(dir);
+    nn_params_free(a), nn_params_free(b), nn_params_free(c), nn_params_free(d);
+    cr_assert_eq(ts_live_allocs(), before);
+}
+
+Test(nn_params, bad_inputs)
+{
+    long before = ts_live_allocs();
+    ad_error err;
+    cr_assert_null(nn_params_new((ad_dtype)9, &err));
+    cr_assert_eq(err.code, AD_ERR_DTYPE);
+    nn_params *ps = nn_params_new(AD_F64, &err);
+    cr_assert_null(nn_params_add(NULL, "a", ad_shape1(1), &err));
+    cr_assert_eq(err.code, AD_ERR_NULL);
+    cr_assert_null(nn_params_add(ps, NULL, ad_shape1(1), &err));
+    cr_assert_eq(err.code, AD_ERR_NULL);
+    cr_assert_null(nn_params_add(ps, "", ad_shape1(1), &err));
+    cr_assert_eq(err.code, AD_ERR_ARG);
+    char longname[100];
+    memset(longname, 'a', 99);
+    longname[99] = '\0';
+    cr_assert_null(nn_params_add(ps, longname, ad_shape1(1), &err));
+    cr_assert_eq(err.code, AD_ERR_ARG);
+    ad_shape r5 = {5, {1, 1, 1, 1}};
+    cr_assert_null(nn_params_add(ps, "rank5", r5, &err));
+    cr_assert_eq(err.code, AD_ERR_RANK);
+    cr_assert_eq(nn_params_load_npy_dir(ps, NULL, &err), AD_ERR_NULL);
+    cr_assert_eq(nn_params_save_npy_dir(NULL, "/tmp", &err), AD_ERR_NULL);
+    nn_cell cell;
+    cr_assert_eq(nn_cell_create(&cell, NN_CELL_LSTM, ps, "l", 0, 0, 0, 3, 1, &err), AD_ERR_ARG);
+    cr_assert_eq(nn_cell_create(&cell, (nn_cell_kind)42, ps, "l", 0, 0, 1, 3, 1, &err), AD_ERR_ARG);
+    cr_assert_eq(nn_cell_create(NULL, NN_CELL_LSTM, ps, "l", 0, 0, 1, 3, 1, &err), AD_ERR_NULL);
+    cr_assert_eq(nn_cell_create(&cell, NN_CELL_LSTM, ps, "l", 0, 0, 1, 3, 1, &err), AD_OK);
+    cr_assert_eq(nn_cell_create(&cell, NN_CELL_LSTM, ps, "l", 0, 0, 1, 3, 1, &err), AD_ERR_DUPLICATE);
+    nn_params_free(ps);
+    nn_params_free(NULL);
+    cr_assert_eq(nn_params_count(NULL), 0);
+    cr_assert_eq(ts_live_allocs(), before);
+}
