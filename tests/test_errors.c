@@ -231,3 +231,62 @@ Test(errors, backward_bad_inputs)
     ad_tape_free(other);
     ad_param_free(w);
 }
+
+/* Every op given a NULL input returns NULL with AD_ERR_NULL naming the op. */
+static ad_tensor *null_input(ad_tape *t, int i)
+{
+    ad_tensor *x = ad_ones(t, AD_F64, ad_shape2(2, 2));
+    int64_t idx[1] = {0};
+    switch (i) {
+    case 0: return ad_matmul(t, x, NULL, 0);
+    case 1: return ad_add(t, NULL, x);
+    case 2: return ad_sub(t, x, NULL);
+    case 3: return ad_mul(t, NULL, x);
+    case 4: return ad_div(t, x, NULL);
+    case 5: return ad_add_scalar(t, NULL, 1);
+    case 6: return ad_mul_scalar(t, NULL, 1);
+    case 7: return ad_pow_scalar(t, NULL, 2);
+    case 8: return ad_neg(t, NULL);
+    case 9: return ad_exp(t, NULL);
+    case 10: return ad_log(t, NULL);
+    case 11: return ad_sqrt(t, NULL);
+    case 12: return ad_abs(t, NULL);
+    case 13: return ad_sigmoid(t, NULL);
+    case 14: return ad_relu(t, NULL);
+    case 15: return ad_sum(t, NULL, 0, 0);
+    case 16: return ad_mean(t, NULL, AD_AXIS_ALL, 0);
+    case 17: return ad_log_softmax(t, NULL, 0);
+    case 18: return ad_slice(t, NULL, 0, 0, 1);
+    case 19: return ad_gather_rows(t, NULL, idx, 1);
+    case 20: return ad_where(t, x, NULL, x);
+    case 21: return ad_cross_entropy(t, NULL, idx, 1, -100, AD_REDUCE_SUM);
+    case 22: return ad_bce_with_logits(t, x, NULL, AD_REDUCE_SUM);
+    case 23: return ad_bce(t, NULL, x, AD_REDUCE_SUM);
+    case 24: return ad_concat(t, (ad_tensor *[]){x, NULL}, 2, 0);
+    case 25: return ad_permute(t, NULL, (int[]){1, 0});
+    }
+    return NULL;
+}
+
+static const ts_bad_case null_cases[] = {
+    {"matmul", AD_ERR_NULL, "matmul: input 1 is NULL"}, {"add", AD_ERR_NULL, "add: input 0"},
+    {"sub", AD_ERR_NULL, "sub: input 1"}, {"mul", AD_ERR_NULL, "mul: input 0"},
+    {"div", AD_ERR_NULL, "div: input 1"}, {"add_scalar", AD_ERR_NULL, "add_scalar: input 0"},
+    {"mul_scalar", AD_ERR_NULL, "mul_scalar: input 0"}, {"pow_scalar", AD_ERR_NULL, "pow_scalar: input 0"},
+    {"neg", AD_ERR_NULL, "neg: input 0"}, {"exp", AD_ERR_NULL, "exp: input 0"},
+    {"log", AD_ERR_NULL, "log: input 0"}, {"sqrt", AD_ERR_NULL, "sqrt: input 0"},
+    {"abs", AD_ERR_NULL, "abs: input 0"}, {"sigmoid", AD_ERR_NULL, "sigmoid: input 0"},
+    {"relu", AD_ERR_NULL, "relu: input 0"}, {"sum", AD_ERR_NULL, "sum: input 0"},
+    {"mean", AD_ERR_NULL, "mean: input 0"}, {"log_softmax", AD_ERR_NULL, "log_softmax: input 0"},
+    {"slice", AD_ERR_NULL, "slice: input 0"}, {"gather_rows", AD_ERR_NULL, "gather_rows: input 0"},
+    {"where", AD_ERR_NULL, "where: input 1"}, {"cross_entropy", AD_ERR_NULL, "cross_entropy: input 0"},
+    {"bce_with_logits", AD_ERR_NULL, "bce_with_logits: input 1"}, {"bce", AD_ERR_NULL, "bce: input 0"},
+    {"concat", AD_ERR_NULL, "concat: input 1"}, {"permute", AD_ERR_NULL, "permute: input 0"},
+};
+
+Test(errors, every_op_refuses_null_inputs)
+{
+    long before = ts_live_allocs();
+    ts_expect_tape_errors(null_input, null_cases, (int)(sizeof null_cases / sizeof null_cases[0]));
+    cr_assert_eq(ts_live_allocs(), before);
+}
