@@ -16,5 +16,6 @@
 #include "unroll.h"
 #include "bptt_ref.h"
 #include "textbook.h"
+#include "gradflow.h"
 
 #endif
