@@ -79,6 +79,19 @@ ad_status ad_gradcheck(ad_graph_fn graph, void *ctx, ad_param *const *params, si
                        const ad_gradcheck_options *opts, ad_gradcheck_report *report,
                        ad_error *err);
 
+/**
+ * Per-copy gradient check: finite differences on one temporal copy alone.
+ * The copy-th ad_use() of `param` in graph (0 = the first recorded, e.g. the
+ * weight at step 0 of an unroll) is perturbed element by element while every
+ * other use keeps the parameter's value, and the central difference is
+ * compared with backward's gradient of that copy (dL/dW^(t)). Same options
+ * and tolerances as ad_gradcheck(); the result goes to `entry`. Errors as
+ * ad_gradcheck(), plus AD_ERR_ARG when the graph records fewer copies.
+ */
+ad_status ad_gradcheck_copy(ad_graph_fn graph, void *ctx, ad_param *param, size_t copy,
+                            const ad_gradcheck_options *opts, ad_gradcheck_entry *entry,
+                            ad_error *err);
+
 /** Prints one line per parameter (name, status, worst element) and a verdict. */
 void ad_gradcheck_print(const ad_gradcheck_report *report, FILE *out);
 

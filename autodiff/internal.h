@@ -199,6 +199,16 @@ ad_status ad__shape_same(ad_tape *t, ad_node *n, ad_shape *out);
 /* The node list of a tape (for backward, DOT export). */
 ad_node *const *ad__tape_nodes(const ad_tape *t, size_t *count);
 
+/*
+ * Per-copy gradient checks: from now on (until changed; reset restarts the
+ * count), the copy-th ad_use() of p on t gets a private copy of p's values
+ * with element `index` shifted by delta. p NULL turns this off.
+ */
+void ad__tape_set_probe(ad_tape *t, const ad_param *p, size_t copy, size_t index, double delta);
+
+/* The perturbed values for this use of p, or NULL when this use is not probed. */
+void *ad__tape_probe(ad_tape *t, const ad_param *p);
+
 /* Per-tape settings used by ad__record and backward. */
 int ad__tape_anomaly(const ad_tape *t);
 int ad__tape_grad_enabled(const ad_tape *t);

@@ -206,7 +206,9 @@ ad_tensor *ad_use(ad_tape *t, ad_param *p)
     x->shape = p->value.shape;
     x->numel = p->value.numel;
     x->node->a.shape = x->shape;
-    x->data = p->value.data;
+    void *probed = ad__tape_probe(t, p);
+    if (ad_tape_status(t) != AD_OK) return NULL;
+    x->data = probed ? probed : p->value.data;
     x->param = p;
     x->requires_grad = (unsigned char)ad__tape_grad_enabled(t);
     return x;

@@ -43,6 +43,12 @@ struct ad_tape {
     int anomaly;
     char label[LABEL_SIZE];
     const char *label_copy; /* arena copy of label, shared by nodes until it changes */
+    /* Per-copy gradient checks: the `probe_copy`-th use of `probe_param`
+     * (counted from the last reset) sees element probe_index shifted by
+     * probe_delta; every other use sees the parameter unchanged. */
+    const ad_param *probe_param;
+    size_t probe_copy, probe_index, probe_seen;
+    double probe_delta;
 };
 
 static void *default_alloc(void *ctx, size_t n)
@@ -102,10 +108,35 @@ void ad_tape_reset(ad_tape *t)
     t->msg[0] = '\0';
     t->label[0] = '\0';
     t->label_copy = NULL;
+    t->probe_seen = 0;
     t->pass++; /* invalidates every gradient of the old tensors */
 }
 
 ad_status ad_tape_status(const ad_tape *t) { return t ? t->status : AD_ERR_NULL; }
+
+void ad__tape_set_probe(ad_tape *t, const ad_param *p, size_t copy, size_t index, double delta)
+{
+    t->probe_param = p;
+    t->probe_copy = copy;
+    t->probe_index = index;
+    t->probe_delta = delta;
+    t->probe_seen = 0;
+}
+
+void *ad__tape_probe(ad_tape *t, const ad_param *p)
+{
+    if (t->probe_param != p || t->probe_seen++ != t->probe_copy) return NULL;
+    size_t es = ad_dtype_size(p->value.dtype);
+    size_t bytes = p->value.numel * es;
+    void *d = ad__alloc(t, bytes ? bytes : 1);
+    if (!d) return NULL;
+    memcpy(d, p->value.data, p->value.numel * es);
+    if (t->probe_index < p->value.numel) {
+        if (p->value.dtype == AD_F32) ((float *)d)[t->probe_index] += (float)t->probe_delta;
+        else ((double *)d)[t->probe_index] += t->probe_delta;
+    }
+    return d;
+}
 
 const char *ad_tape_message(const ad_tape *t) { return t ? t->msg : "tape is NULL"; }
 

@@ -17,5 +17,6 @@
 #include "bptt_ref.h"
 #include "textbook.h"
 #include "gradflow.h"
+#include "layers.h"
 
 #endif

@@ -1,0 +1,98 @@
+/*
+ * layers.c - Linear and Embedding.
+ */
+#include "layers.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+static ad_status set_err(ad_error *err, ad_status code, const char *msg)
+{
+    if (err) {
+        err->code = code;
+        snprintf(err->msg, sizeof err->msg, "%s", msg);
+    }
+    return code;
+}
+
+/* Registers "<prefix>.<what>". */
+static ad_param *add(nn_params *ps, const char *prefix, const char *what, ad_shape s, ad_error *err)
+{
+    char name[AD_NAME_SIZE];
+    int n = snprintf(name, sizeof name, "%s.%s", prefix, what);
+    if (n < 0 || n >= (int)sizeof name) {
+        set_err(err, AD_ERR_ARG, "layer: parameter name too long");
+        return NULL;
+    }
+    return nn_params_add(ps, name, s, err);
+}
+
+ad_status nn_linear_create(nn_linear *lin, nn_params *ps, const char *prefix, int in_features,
+                           int out_features, int bias, ad_error *err)
+{
+    if (!lin || !ps || !prefix) return set_err(err, AD_ERR_NULL, "linear_create: an argument is NULL");
+    if (in_features < 1 || out_features < 1)
+        return set_err(err, AD_ERR_ARG, "linear_create: sizes must be >= 1");
+    memset(lin, 0, sizeof *lin);
+    lin->in_features = in_features;
+    lin->out_features = out_features;
+    lin->weight = add(ps, prefix, "weight", ad_shape2(out_features, in_features), err);
+    if (!lin->weight) return err ? err->code : AD_ERR_ARG;
+    if (bias) {
+        lin->bias = add(ps, prefix, "bias", ad_shape1(out_features), err);
+        if (!lin->bias) return err ? err->code : AD_ERR_ARG;
+    }
+    return set_err(err, AD_OK, "");
+}
+
+void nn_linear_init_pytorch(nn_linear *lin, ad_rng *rng)
+{
+    if (!lin || !rng) return;
+    double k = 1.0 / sqrt((double)lin->in_features);
+    nn_init_uniform(lin->weight, rng, -k, k);
+    if (lin->bias) nn_init_uniform(lin->bias, rng, -k, k);
+}
+
+ad_tensor *nn_linear_forward(ad_tape *t, const nn_linear *lin, ad_tensor *x)
+{
+    if (!t) return NULL;
+    if (!lin || !lin->weight) {
+        ad_tape_fail(t, AD_ERR_NULL, "linear: layer is NULL");
+        return NULL;
+    }
+    if (x && (ad_tensor_rank(x) != 2 || ad_tensor_dim(x, 1) != lin->in_features)) {
+        ad_tape_fail(t, AD_ERR_SHAPE, "linear %s: input must be [B, %d], got rank %d with %lld columns",
+                     ad_param_name(lin->weight), lin->in_features, ad_tensor_rank(x),
+                     (long long)(ad_tensor_rank(x) >= 2 ? ad_tensor_dim(x, 1) : -1));
+        return NULL;
+    }
+    ad_tensor *y = ad_matmul(t, x, ad_use(t, lin->weight), AD_TRANS_B);
+    return lin->bias ? ad_add(t, y, ad_use(t, lin->bias)) : y;
+}
+
+ad_status nn_embedding_create(nn_embedding *e, nn_params *ps, const char *prefix, int num, int dim,
+                              ad_error *err)
+{
+    if (!e || !ps || !prefix) return set_err(err, AD_ERR_NULL, "embedding_create: an argument is NULL");
+    if (num < 1 || dim < 1) return set_err(err, AD_ERR_ARG, "embedding_create: sizes must be >= 1");
+    e->num = num;
+    e->dim = dim;
+    e->weight = add(ps, prefix, "weight", ad_shape2(num, dim), err);
+    return e->weight ? set_err(err, AD_OK, "") : (err ? err->code : AD_ERR_ARG);
+}
+
+void nn_embedding_init_pytorch(nn_embedding *e, ad_rng *rng)
+{
+    if (e && rng) nn_init_normal(e->weight, rng, 1.0);
+}
+
+ad_tensor *nn_embedding_forward(ad_tape *t, const nn_embedding *e, const int64_t *ids, int64_t n)
+{
+    if (!t) return NULL;
+    if (!e || !e->weight) {
+        ad_tape_fail(t, AD_ERR_NULL, "embedding: layer is NULL");
+        return NULL;
+    }
+    return ad_gather_rows(t, ad_use(t, e->weight), ids, n);
+}
