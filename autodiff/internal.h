@@ -145,12 +145,9 @@ ad_tensor *ad__leaf(ad_tape *t, ad__op op, ad_dtype dtype, ad_shape shape);
 
 /* ---- tape internals ----------------------------------------------------------------- */
 
-/* Sets the tape's error unless one is set; returns the tape's status. */
-ad_status ad__fail(ad_tape *t, ad_status code, const char *fmt, ...)
-#if defined(__GNUC__)
-    __attribute__((format(printf, 3, 4)))
-#endif
-    ;
+/* Sets the tape's error unless one is set; returns the tape's status (the
+ * public ad_tape_fail, under the name the op files use). */
+#define ad__fail ad_tape_fail
 
 /* Fills err (may be NULL) and returns code. */
 ad_status ad__set_error(ad_error *err, ad_status code, const char *fmt, ...)

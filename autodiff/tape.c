@@ -199,17 +199,6 @@ ad_status ad_tape_fail(ad_tape *t, ad_status code, const char *fmt, ...)
     return code;
 }
 
-ad_status ad__fail(ad_tape *t, ad_status code, const char *fmt, ...)
-{
-    if (t->status != AD_OK) return t->status;
-    t->status = code;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(t->msg, sizeof t->msg, fmt, ap);
-    va_end(ap);
-    return code;
-}
-
 /* ---- arena ------------------------------------------------------------------------ */
 
 /* Inserts a new chunk of at least `bytes` after cur (or first). */
