@@ -209,8 +209,8 @@ ad_status nn_ref_case2_truncated(int V, int H, const nn_case2_weights *w, const 
 
 /* ---- batched Elman (section 3) --------------------------------------------------------- */
 
-ad_status nn_ref_elman(int B, int I, int H, const nn_elman_weights *w, const double *x, int T,
-                       const double *h0, const double *U, double *loss, nn_elman_weights *g,
+ad_status nn_ref_elman(int B, int I, int H, const nn_ref_weights *w, const double *x, int T,
+                       const double *h0, const double *U, double *loss, nn_ref_weights *g,
                        double *dh0, double *dx, ad_error *err)
 {
     if (!w || !w->W_ih || !w->W_hh || !w->b_ih || !w->b_hh || !x || !h0 || !U || !loss)

@@ -15,6 +15,7 @@
  *     p_t = softmax(y_t),  L = -sum_t log p_t[c_t]
  * Batched Elman (PyTorch layout; section 3):
  *     h_t = tanh(x_t W_ih^T + b_ih + h_{t-1} W_hh^T + b_hh),  L = sum_t sum(h_t * U_t)
+ * Batched LSTM and GRU (PyTorch's equations, nn/cell.h; section 4), same loss.
  */
 #ifndef UNROLL_NN_BPTT_REF_H
 #define UNROLL_NN_BPTT_REF_H
@@ -65,19 +66,37 @@ ad_status nn_ref_case2_truncated(int V, int H, const nn_case2_weights *w, const 
                                  double *loss, nn_case2_weights *grads, double *dh0,
                                  ad_error *err);
 
-/** Batched Elman weights (or gradients) in PyTorch's layout: W_ih [H, I], W_hh [H, H], b_ih [H], b_hh [H]. */
-typedef struct nn_elman_weights {
+/**
+ * Weights (or gradients) of a recurrent layer in PyTorch's layout: W_ih
+ * [G H, I], W_hh [G H, H], b_ih [G H], b_hh [G H], with G = 1 (Elman),
+ * 4 (LSTM, gates i f g o) or 3 (GRU, gates r z n).
+ */
+typedef struct nn_ref_weights {
     double *W_ih, *W_hh, *b_ih, *b_hh;
-} nn_elman_weights;
+} nn_ref_weights;
 
 /**
  * Batched tanh Elman layer over x [T, B, I] from h0 [B, H] with loss
  * L = sum_t sum(h_t * U_t), U [T, B, H] (any upstream weighting). Writes the
  * loss, gradients, dL/dh0 (may be NULL) and dL/dx (dx may be NULL, [T, B, I]).
  */
-ad_status nn_ref_elman(int B, int I, int H, const nn_elman_weights *w, const double *x, int T,
-                       const double *h0, const double *U, double *loss, nn_elman_weights *grads,
+ad_status nn_ref_elman(int B, int I, int H, const nn_ref_weights *w, const double *x, int T,
+                       const double *h0, const double *U, double *loss, nn_ref_weights *grads,
                        double *dh0, double *dx, ad_error *err);
+
+/**
+ * Batched LSTM layer (derivations.md section 4) over x [T, B, I] from h0, c0
+ * [B, H], loss L = sum_t sum(h_t * U_t). Writes the loss, gradients, and
+ * dL/dh0, dL/dc0, dL/dx (each may be NULL).
+ */
+ad_status nn_ref_lstm(int B, int I, int H, const nn_ref_weights *w, const double *x, int T,
+                      const double *h0, const double *c0, const double *U, double *loss,
+                      nn_ref_weights *grads, double *dh0, double *dc0, double *dx, ad_error *err);
+
+/** Batched GRU layer (section 4), as nn_ref_lstm() without the cell state. */
+ad_status nn_ref_gru(int B, int I, int H, const nn_ref_weights *w, const double *x, int T,
+                     const double *h0, const double *U, double *loss, nn_ref_weights *grads,
+                     double *dh0, double *dx, ad_error *err);
 
 #ifdef __cplusplus
 }

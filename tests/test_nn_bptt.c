@@ -142,34 +142,43 @@ Test(nn_bptt, case2_truncated_segments)
     cr_assert_eq(ts_live_allocs(), before);
 }
 
-/* Batched Elman: nn_unroll with a tanh cell vs nn_ref_elman, B = 1 and 3. */
-static void elman_case(int B, int T)
+/* A batched layer: nn_unroll with a built-in cell vs its plain-loop reference, B = 1 and 3. */
+static void layer_case(nn_cell_kind kind, int B, int T)
 {
     enum { I = 3, H = 4 };
+    int G = kind == NN_CELL_LSTM ? 4 : kind == NN_CELL_GRU ? 3 : 1;
     nn_params *ps = nn_params_new(AD_F64, NULL);
     nn_cell cell;
-    cr_assert_eq(nn_cell_create(&cell, NN_CELL_RNN_TANH, ps, "rnn", 0, 0, I, H, 1, NULL), AD_OK);
+    cr_assert_eq(nn_cell_create(&cell, kind, ps, "rnn", 0, 0, I, H, 1, NULL), AD_OK);
     ad_rng rng;
-    ad_rng_seed(&rng, (uint64_t)(B * 1000 + T), 0);
+    ad_rng_seed(&rng, (uint64_t)(B * 1000 + T + 7 * G), 0);
     nn_cell_init_pytorch(&cell, &rng);
     size_t nx = (size_t)T * B * I, nh = (size_t)B * H;
-    double *x = malloc(nx * sizeof *x), *U = malloc((size_t)T * nh * sizeof *U), *h0 = malloc(nh * sizeof *h0);
+    double *x = malloc(nx * sizeof *x), *U = malloc((size_t)T * nh * sizeof *U);
+    double h0[64], c0[64], rdh0[64], rdc0[64], rloss;
     ts_fill_uniform(x, nx, 1, -1, 1);
     ts_fill_uniform(U, (size_t)T * nh, 2, -1, 1);
     ts_fill_uniform(h0, nh, 3, -0.5, 0.5);
+    ts_fill_uniform(c0, nh, 4, -0.5, 0.5);
     size_t n;
     nn_params_values(ps, &n);
-    double *ref = malloc(n * sizeof *ref), *rdx = malloc(nx * sizeof *rdx), rdh0[64], rloss;
-    nn_elman_weights w = {ad_tensor_f64(ad_param_value(cell.w[0])), ad_tensor_f64(ad_param_value(cell.w[1])),
-                          ad_tensor_f64(ad_param_value(cell.w[2])), ad_tensor_f64(ad_param_value(cell.w[3]))};
-    nn_elman_weights g = {ref, ref + H * I, ref + H * I + H * H, ref + H * I + H * H + H};
-    cr_assert_eq(nn_ref_elman(B, I, H, &w, x, T, h0, U, &rloss, &g, rdh0, rdx, NULL), AD_OK);
+    double *ref = malloc(n * sizeof *ref), *rdx = malloc(nx * sizeof *rdx);
+    nn_ref_weights w = {ad_tensor_f64(ad_param_value(cell.w[0])), ad_tensor_f64(ad_param_value(cell.w[1])),
+                        ad_tensor_f64(ad_param_value(cell.w[2])), ad_tensor_f64(ad_param_value(cell.w[3]))};
+    size_t gh = (size_t)G * H;
+    nn_ref_weights g = {ref, ref + gh * I, ref + gh * I + gh * H, ref + gh * I + gh * H + gh};
+    ad_status st = kind == NN_CELL_LSTM
+                       ? nn_ref_lstm(B, I, H, &w, x, T, h0, c0, U, &rloss, &g, rdh0, rdc0, rdx, NULL)
+                   : kind == NN_CELL_GRU ? nn_ref_gru(B, I, H, &w, x, T, h0, U, &rloss, &g, rdh0, rdx, NULL)
+                                         : nn_ref_elman(B, I, H, &w, x, T, h0, U, &rloss, &g, rdh0, rdx, NULL);
+    cr_assert_eq(st, AD_OK);
 
     ad_tape *t = ad_tape_new(NULL);
     ad_tensor **xs = malloc((size_t)T * sizeof *xs);
     nn_state *outs = malloc((size_t)T * sizeof *outs);
     for (int k = 0; k < T; k++) xs[k] = ad_variable(t, AD_F64, ad_shape2(B, I), x + (size_t)k * B * I);
-    nn_state init = {ad_variable(t, AD_F64, ad_shape2(B, H), h0), NULL};
+    nn_state init = {ad_variable(t, AD_F64, ad_shape2(B, H), h0),
+                     kind == NN_CELL_LSTM ? ad_variable(t, AD_F64, ad_shape2(B, H), c0) : NULL};
     nn_unroll_options o = {0};
     o.h0 = &init;
     cr_assert_eq(nn_unroll(t, &cell, xs, T, &o, outs, NULL), AD_OK, "%s", ad_tape_message(t));
@@ -181,23 +190,30 @@ static void elman_case(int B, int T)
     }
     cr_assert_eq(ad_backward(t, loss, NULL), AD_OK, "%s", ad_tape_message(t));
     cr_assert(fabs(ad_tensor_item(loss) - rloss) <= 1e-12 * fabs(rloss) + 1e-15);
-    expect_agree("elman weights", nn_params_grads(ps, &n), ref, n);
-    expect_agree("elman h0", ad_tensor_grad_f64(init.h), rdh0, nh);
+    const double *eg = nn_params_grads(ps, &n);
+    expect_agree("W_ih", eg, g.W_ih, gh * I);
+    expect_agree("W_hh", eg + gh * I, g.W_hh, gh * H);
+    expect_agree("b_ih", eg + gh * I + gh * H, g.b_ih, gh);
+    expect_agree("b_hh", eg + gh * I + gh * H + gh, g.b_hh, gh);
+    expect_agree("h0", ad_tensor_grad_f64(init.h), rdh0, nh);
+    if (init.c) expect_agree("c0", ad_tensor_grad_f64(init.c), rdc0, nh);
     for (int k = 0; k < T; k++)
-        expect_agree("elman x", ad_tensor_grad_f64(xs[k]), rdx + (size_t)k * B * I, (size_t)B * I);
+        expect_agree("x", ad_tensor_grad_f64(xs[k]), rdx + (size_t)k * B * I, (size_t)B * I);
     ad_tape_free(t);
-    free(xs), free(outs), free(x), free(U), free(h0), free(ref), free(rdx);
+    free(xs), free(outs), free(x), free(U), free(ref), free(rdx);
     nn_params_free(ps);
 }
 
-Test(nn_bptt, batched_elman)
+Test(nn_bptt, batched_layers_elman_lstm_gru)
 {
     long before = ts_live_allocs();
     int Ts[] = {1, 4, 100, 300};
-    for (size_t k = 0; k < sizeof Ts / sizeof Ts[0]; k++) {
-        elman_case(1, Ts[k]);
-        elman_case(3, Ts[k]);
-    }
+    nn_cell_kind kinds[3] = {NN_CELL_RNN_TANH, NN_CELL_LSTM, NN_CELL_GRU};
+    for (int k = 0; k < 3; k++)
+        for (size_t i = 0; i < sizeof Ts / sizeof Ts[0]; i++) {
+            layer_case(kinds[k], 1, Ts[i]);
+            layer_case(kinds[k], 3, Ts[i]);
+        }
     cr_assert_eq(ts_live_allocs(), before);
 }
 
@@ -217,9 +233,12 @@ Test(nn_bptt, bad_inputs)
     cr_assert_eq(nn_ref_case2(3, 1, &w2, in, tg, 0, NULL, &loss, NULL, NULL, NULL, &err), AD_ERR_EMPTY);
     in[0] = 0;
     cr_assert_eq(nn_ref_case2_truncated(3, 1, &w2, in, tg, 1, 0, NULL, &loss, NULL, NULL, &err), AD_ERR_ARG);
-    nn_elman_weights we = {x, x, x, x};
+    nn_ref_weights we = {x, x, x, x};
     cr_assert_eq(nn_ref_elman(1, 1, 1, &we, x, 0, x, x, &loss, NULL, NULL, NULL, &err), AD_ERR_EMPTY);
     cr_assert_eq(nn_ref_elman(1, 1, 1, &we, NULL, 1, x, x, &loss, NULL, NULL, NULL, &err), AD_ERR_NULL);
+    cr_assert_eq(nn_ref_lstm(1, 1, 1, &we, x, 1, x, NULL, x, &loss, NULL, NULL, NULL, NULL, &err), AD_ERR_NULL);
+    cr_assert_eq(nn_ref_lstm(1, 1, 1, &we, x, 0, x, x, x, &loss, NULL, NULL, NULL, NULL, &err), AD_ERR_EMPTY);
+    cr_assert_eq(nn_ref_gru(1, 0, 1, &we, x, 1, x, x, &loss, NULL, NULL, NULL, &err), AD_ERR_ARG);
 
     /* The checker refuses f32 weights and weights that do not fit together. */
     nn_params *ps = nn_params_new(AD_F32, NULL);
