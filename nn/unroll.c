@@ -89,6 +89,28 @@ static ad_status run(ad_tape *t, const nn_cell *cell, ad_tensor *const *xs, int 
     return ad_tape_status(t);
 }
 
+/* [batch, H]: zeros, plus the [1, H] parameter p broadcast over the rows. */
+static ad_tensor *broadcast_state(ad_tape *t, const nn_cell *cell, ad_tensor *zeros, ad_param *p)
+{
+    if (!p) return zeros;
+    ad_shape s = ad_tensor_shape(ad_param_value(p));
+    if (s.rank != 2 || s.dim[0] != 1 || s.dim[1] != cell->hidden_size) {
+        ad_tape_fail(t, AD_ERR_SHAPE, "%s: learnable initial state '%s' must be [1, %d]", cell->name,
+                     ad_param_name(p), cell->hidden_size);
+        return NULL;
+    }
+    return ad_add(t, zeros, ad_use(t, p));
+}
+
+ad_status nn_initial_state(ad_tape *t, const nn_cell *cell, int64_t batch, ad_param *h0,
+                           ad_param *c0, nn_state *out)
+{
+    if (nn_cell_zero_state(t, cell, batch, out) != AD_OK) return ad_tape_status(t);
+    out->h = broadcast_state(t, cell, out->h, h0);
+    if (cell->has_c) out->c = broadcast_state(t, cell, out->c, c0);
+    return ad_tape_status(t);
+}
+
 ad_status nn_unroll(ad_tape *t, const nn_cell *cell, ad_tensor *const *xs, int T,
                     const nn_unroll_options *opts, nn_state *outs, nn_state *last)
 {

@@ -38,6 +38,15 @@ typedef struct nn_unroll_options {
 } nn_unroll_options;
 
 /**
+ * A learnable initial state: parameters h0 (and c0 for an LSTM) of shape
+ * [1, H], broadcast to [batch, H] on tape t, so backward sums dL/dh0 over the
+ * batch into them. A NULL parameter gives zeros. Errors: AD_ERR_NULL,
+ * AD_ERR_SHAPE (not [1, H]), AD_ERR_EMPTY (batch < 1).
+ */
+ad_status nn_initial_state(ad_tape *t, const nn_cell *cell, int64_t batch, ad_param *h0,
+                           ad_param *c0, nn_state *out);
+
+/**
  * Runs `cell` over xs[0..T-1] (each [B, I]). Writes the state after each step
  * to outs[t] (outs may be NULL) in time order, also when reversed, and the
  * final state to *last (may be NULL). Returns the tape's status; errors:

@@ -294,3 +294,58 @@ Test(nn_rnn, bad_inputs)
     bad_ps = NULL;
     cr_assert_eq(nn_unroll(NULL, NULL, NULL, 1, NULL, NULL, NULL), AD_ERR_NULL);
 }
+
+/* A learnable initial state receives the batch sum of dL/dh0. */
+Test(nn_rnn, learnable_initial_state)
+{
+    long before = ts_live_allocs();
+    nn_params *ps = nn_params_new(AD_F64, NULL);
+    nn_cell cell;
+    nn_cell_create(&cell, NN_CELL_LSTM, ps, "lstm", 0, 0, 2, 3, 1, NULL);
+    ad_param *h0 = nn_params_add(ps, "lstm.h0", ad_shape2(1, 3), NULL);
+    ad_param *c0 = nn_params_add(ps, "lstm.c0", ad_shape2(1, 3), NULL);
+    ad_rng rng;
+    ad_rng_seed(&rng, 12, 0);
+    nn_params_init_uniform(ps, &rng, -0.5, 0.5);
+    double xs_data[4 * 3 * 2];
+    ts_fill_uniform(xs_data, 24, 13, -1, 1);
+    ad_tape *t = ad_tape_new(NULL);
+    ad_tensor *xs[4];
+    for (int k = 0; k < 4; k++) xs[k] = ad_from_data(t, AD_F64, ad_shape2(3, 2), xs_data + k * 6);
+    nn_state init, last;
+    cr_assert_eq(nn_initial_state(t, &cell, 3, h0, c0, &init), AD_OK, "%s", ad_tape_message(t));
+    nn_unroll_options o = {0};
+    o.h0 = &init;
+    cr_assert_eq(nn_unroll(t, &cell, xs, 4, &o, NULL, &last), AD_OK);
+    cr_assert_eq(ad_backward(t, ad_sum(t, last.h, AD_AXIS_ALL, 0), NULL), AD_OK);
+    /* The same run from variables holding the broadcast values. */
+    ad_tape *v = ad_tape_new(NULL);
+    double hb[9], cb[9];
+    for (int b = 0; b < 3; b++)
+        for (int j = 0; j < 3; j++) {
+            hb[b * 3 + j] = ad_tensor_f64(ad_param_value(h0))[j];
+            cb[b * 3 + j] = ad_tensor_f64(ad_param_value(c0))[j];
+        }
+    for (int k = 0; k < 4; k++) xs[k] = ad_from_data(v, AD_F64, ad_shape2(3, 2), xs_data + k * 6);
+    nn_state vinit = {ad_variable(v, AD_F64, ad_shape2(3, 3), hb), ad_variable(v, AD_F64, ad_shape2(3, 3), cb)};
+    o.h0 = &vinit;
+    cr_assert_eq(nn_unroll(v, &cell, xs, 4, &o, NULL, &last), AD_OK);
+    cr_assert_eq(ad_backward(v, ad_sum(v, last.h, AD_AXIS_ALL, 0), NULL), AD_OK);
+    for (int j = 0; j < 3; j++) {
+        double sh = 0, sc = 0;
+        for (int b = 0; b < 3; b++) {
+            sh += ad_tensor_grad_f64(vinit.h)[b * 3 + j];
+            sc += ad_tensor_grad_f64(vinit.c)[b * 3 + j];
+        }
+        cr_assert_float_eq(ad_tensor_f64(ad_param_grad(h0))[j], sh, 1e-14);
+        cr_assert_float_eq(ad_tensor_f64(ad_param_grad(c0))[j], sc, 1e-14);
+    }
+    ad_tape_reset(t);
+    ad_param *wrong = nn_params_add(ps, "wrong", ad_shape2(2, 3), NULL);
+    cr_assert_eq(nn_initial_state(t, &cell, 3, wrong, NULL, &init), AD_ERR_SHAPE);
+    cr_assert(strstr(ad_tape_message(t), "must be [1, 3]"), "%s", ad_tape_message(t));
+    ad_tape_free(t);
+    ad_tape_free(v);
+    nn_params_free(ps);
+    cr_assert_eq(ts_live_allocs(), before);
+}
