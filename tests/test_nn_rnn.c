@@ -349,3 +349,25 @@ Test(nn_rnn, learnable_initial_state)
     nn_params_free(ps);
     cr_assert_eq(ts_live_allocs(), before);
 }
+
+/* Anomaly mode names the cell and the time step of the first non-finite value. */
+Test(nn_rnn, anomaly_names_cell_and_step)
+{
+    long before = ts_live_allocs();
+    nn_params *ps = nn_params_new(AD_F64, NULL);
+    nn_cell cell;
+    nn_cell_create(&cell, NN_CELL_GRU, ps, "gru", 0, 0, 1, 2, 1, NULL);
+    ad_tape *t = ad_tape_new(NULL);
+    ad_tape_set_anomaly(t, 1);
+    ad_tensor *xs[6];
+    for (int k = 0; k < 6; k++) {
+        double v = k == 4 ? NAN : 0.5;
+        xs[k] = ad_from_data(t, AD_F64, ad_shape2(1, 1), &v);
+    }
+    nn_state last;
+    cr_assert_eq(nn_unroll(t, &cell, xs, 6, NULL, NULL, &last), AD_ERR_NONFINITE);
+    cr_assert(strstr(ad_tape_message(t), "gru.l0 t=4"), "%s", ad_tape_message(t));
+    ad_tape_free(t);
+    nn_params_free(ps);
+    cr_assert_eq(ts_live_allocs(), before);
+}
