@@ -18,5 +18,6 @@
 #include "textbook.h"
 #include "gradflow.h"
 #include "layers.h"
+#include "optim.h"
 
 #endif

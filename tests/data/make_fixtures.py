@@ -116,13 +116,13 @@ def op_fixtures():
     op_case("mse", lambda a, b: F.mse_loss(a, b), [rand(2, 3), rand(2, 3)])
 
 
-def rnn_case(name, module, prefix, batch=2, steps=5, inp=3):
+def rnn_case(name, make, prefix, batch=2, steps=5, inp=3):
     """A PyTorch recurrent module in float64: parameters as <prefix>.<key>.npy,
     input x [B, T, I], initial state h0 (c0), output weights u; out.npy the
     output, loss = sum(out * u), and g.<prefix>.<key>.npy the gradients."""
     d = os.path.join(HERE, "rnn", name)
-    torch.manual_seed(7)
-    m = module.double()
+    torch.manual_seed(7)  # before building the module: its initial weights come from here
+    m = make().double()
     dirs = 2 if m.bidirectional else 1
     x = t(rand(batch, steps, inp))
     h0 = t(rand(m.num_layers * dirs, batch, m.hidden_size))
@@ -148,17 +148,75 @@ def rnn_case(name, module, prefix, batch=2, steps=5, inp=3):
 
 def rnn_fixtures():
     nn = torch.nn
-    rnn_case("rnn_tanh", nn.RNN(3, 4, num_layers=2, batch_first=True), "rnn")
-    rnn_case("rnn_relu", nn.RNN(3, 4, nonlinearity="relu", batch_first=True), "rnn")
-    rnn_case("lstm", nn.LSTM(3, 4, num_layers=2, batch_first=True), "lstm")
-    rnn_case("gru", nn.GRU(3, 4, num_layers=2, batch_first=True), "gru")
-    rnn_case("gru_bidir", nn.GRU(3, 4, batch_first=True, bidirectional=True), "gru")
-    rnn_case("lstm_nobias_b1", nn.LSTM(3, 2, bias=False, batch_first=True), "lstm", batch=1,
-             steps=7)
+    rnn_case("rnn_tanh", lambda: nn.RNN(3, 4, num_layers=2, batch_first=True), "rnn")
+    rnn_case("rnn_relu", lambda: nn.RNN(3, 4, nonlinearity="relu", batch_first=True), "rnn")
+    rnn_case("lstm", lambda: nn.LSTM(3, 4, num_layers=2, batch_first=True), "lstm")
+    rnn_case("gru", lambda: nn.GRU(3, 4, num_layers=2, batch_first=True), "gru")
+    rnn_case("gru_bidir", lambda: nn.GRU(3, 4, batch_first=True, bidirectional=True), "gru")
+    rnn_case("lstm_nobias_b1", lambda: nn.LSTM(3, 2, bias=False, batch_first=True), "lstm",
+             batch=1, steps=7)
+
+
+def optim_case(name, make, steps=6):
+    """Parameters w [3, 4] and b [5] with gradient a * (p - c) each step;
+    traj.npy holds the flat parameters [w, b] after every step."""
+    d = os.path.join(HERE, "optim")
+    r = np.random.default_rng(99)
+    a, c = r.uniform(0.5, 2.0, 17), r.uniform(-1, 1, 17)
+    p0 = r.uniform(-1, 1, 17)
+    w = torch.tensor(p0[:12].reshape(3, 4), requires_grad=True)
+    b = torch.tensor(p0[12:].copy(), requires_grad=True)
+    opt = make([w, b])
+    traj = []
+    for _ in range(steps):
+        flat = torch.cat([w.detach().reshape(-1), b.detach()])
+        g = torch.tensor(a) * (flat - torch.tensor(c))
+        w.grad = g[:12].reshape(3, 4).clone()
+        b.grad = g[12:].clone()
+        opt.step()
+        traj.append(torch.cat([w.detach().reshape(-1), b.detach()]).numpy().copy())
+    save(f"{d}/{name}.npy", np.array(traj))
+    save(f"{d}/a.npy", a)
+    save(f"{d}/c.npy", c)
+    save(f"{d}/p0.npy", p0)
+
+
+def optim_fixtures():
+    o = torch.optim
+    optim_case("sgd", lambda p: o.SGD(p, lr=0.1))
+    optim_case("sgd_momentum", lambda p: o.SGD(p, lr=0.1, momentum=0.9, dampening=0.1,
+                                               weight_decay=0.01))
+    optim_case("sgd_nesterov", lambda p: o.SGD(p, lr=0.05, momentum=0.9, nesterov=True))
+    optim_case("adagrad", lambda p: o.Adagrad(p, lr=0.1, lr_decay=0.01, weight_decay=0.01,
+                                              initial_accumulator_value=0.1))
+    optim_case("rmsprop", lambda p: o.RMSprop(p, lr=0.01))
+    optim_case("rmsprop_centered", lambda p: o.RMSprop(p, lr=0.01, momentum=0.9, centered=True,
+                                                       weight_decay=0.01))
+    optim_case("adam", lambda p: o.Adam(p, lr=0.01, weight_decay=0.01))
+    optim_case("adamw", lambda p: o.AdamW(p, lr=0.01, weight_decay=0.1))
+    # Schedules: the learning rate before each of 12 steps, base 0.1.
+    d = os.path.join(HERE, "optim")
+    scheds = {
+        "sched_step": lambda op: o.lr_scheduler.StepLR(op, step_size=3, gamma=0.5),
+        "sched_cosine": lambda op: o.lr_scheduler.CosineAnnealingLR(op, T_max=10, eta_min=0.001),
+        "sched_warmup": lambda op: o.lr_scheduler.LinearLR(op, start_factor=1 / 3, total_iters=4),
+    }
+    for name, make in scheds.items():
+        op = o.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
+        sch = make(op)
+        lrs = []
+        for _ in range(12):
+            lrs.append(op.param_groups[0]["lr"])
+            op.step()
+            sch.step()
+        save(f"{d}/{name}.npy", np.array(lrs))
 
 
 if __name__ == "__main__":
+    torch.manual_seed(0)  # this build of PyTorch starts from a random seed
+    torch.set_num_threads(1)
     npy_fixtures()
     op_fixtures()
     rnn_fixtures()
+    optim_fixtures()
     print("fixtures written under", HERE)

@@ -1,0 +1,191 @@
+/*
+ * test_nn_optim.c - optimizers against PyTorch trajectories (f64, 1e-12
+ * relative; tests/data/optim from tests/data/make_fixtures.py), schedules
+ * against PyTorch's schedulers, clipping, and refusals.
+ */
+#include <criterion/criterion.h>
+#include <criterion/parameterized.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "nn/nn.h"
+#include "testsupport.h"
+
+static ad_tensor *load(const char *name)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/optim/%s.npy", UNROLL_TEST_DATA, name);
+    ad_error err;
+    ad_tensor *x = ad_npy_load(path, &err);
+    cr_assert_not_null(x, "%s", err.msg);
+    return x;
+}
+
+typedef struct optim_case {
+    const char *name;
+    nn_optim_kind kind;
+    double lr, momentum, dampening, weight_decay, lr_decay, init_acc;
+    int nesterov, centered;
+} optim_case;
+
+static const optim_case cases[] = {
+    {"sgd", NN_OPTIM_SGD, 0.1, 0, 0, 0, 0, 0, 0, 0},
+    {"sgd_momentum", NN_OPTIM_SGD, 0.1, 0.9, 0.1, 0.01, 0, 0, 0, 0},
+    {"sgd_nesterov", NN_OPTIM_SGD, 0.05, 0.9, 0, 0, 0, 0, 1, 0},
+    {"adagrad", NN_OPTIM_ADAGRAD, 0.1, 0, 0, 0.01, 0.01, 0.1, 0, 0},
+    {"rmsprop", NN_OPTIM_RMSPROP, 0.01, 0, 0, 0, 0, 0, 0, 0},
+    {"rmsprop_centered", NN_OPTIM_RMSPROP, 0.01, 0.9, 0, 0.01, 0, 0, 0, 1},
+    {"adam", NN_OPTIM_ADAM, 0.01, 0, 0, 0.01, 0, 0, 0, 0},
+    {"adamw", NN_OPTIM_ADAMW, 0.01, 0, 0, 0.1, 0, 0, 0, 0},
+};
+
+static int ids[sizeof cases / sizeof cases[0]];
+
+ParameterizedTestParameters(nn_optim, matches_pytorch)
+{
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) ids[i] = (int)i;
+    return cr_make_param_array(int, ids, sizeof cases / sizeof cases[0]);
+}
+
+ParameterizedTest(int *id, nn_optim, matches_pytorch)
+{
+    const optim_case *c = &cases[*id];
+    long before = ts_live_allocs();
+    ad_tensor *a = load("a"), *cc = load("c"), *p0 = load("p0"), *traj = load(c->name);
+    nn_params *ps = nn_params_new(AD_F64, NULL);
+    nn_params_add(ps, "w", ad_shape2(3, 4), NULL);
+    nn_params_add(ps, "b", ad_shape1(5), NULL);
+    size_t n;
+    double *p = nn_params_values(ps, &n), *g = nn_params_grads(ps, &n);
+    cr_assert_eq(n, 17);
+    memcpy(p, ad_tensor_f64(p0), n * sizeof *p);
+    nn_optim_config cfg = nn_optim_defaults(c->kind);
+    cfg.lr = c->lr, cfg.momentum = c->momentum, cfg.dampening = c->dampening;
+    cfg.weight_decay = c->weight_decay, cfg.lr_decay = c->lr_decay;
+    cfg.initial_accumulator_value = c->init_acc, cfg.nesterov = c->nesterov, cfg.centered = c->centered;
+    ad_error err;
+    nn_optim *opt = nn_optim_new(ps, &cfg, &err);
+    cr_assert_not_null(opt, "%s", err.msg);
+    int steps = (int)ad_tensor_dim(traj, 0);
+    for (int s = 0; s < steps; s++) {
+        for (size_t i = 0; i < n; i++) g[i] = ad_tensor_f64(a)[i] * (p[i] - ad_tensor_f64(cc)[i]);
+        cr_assert_eq(nn_optim_step(opt, &err), AD_OK, "%s", err.msg);
+        const double *want = ad_tensor_f64(traj) + (size_t)s * n;
+        for (size_t i = 0; i < n; i++)
+            cr_assert(fabs(p[i] - want[i]) <= 1e-12 * fabs(want[i]) + 1e-15,
+                      "%s step %d [%zu]: %.17g, PyTorch %.17g", c->name, s + 1, i, p[i], want[i]);
+    }
+    cr_assert_eq(nn_optim_steps(opt), steps);
+    nn_optim_free(opt);
+    nn_params_free(ps);
+    ad_tensor *all[] = {a, cc, p0, traj};
+    for (int i = 0; i < 4; i++) ad_tensor_free(all[i]);
+    cr_assert_eq(ts_live_allocs(), before);
+}
+
+Test(nn_optim, schedules_match_pytorch)
+{
+    nn_schedule st = {NN_SCHEDULE_STEP, 0.1, 3, 0.5, 0, 0, 0, 0};
+    nn_schedule co = {NN_SCHEDULE_COSINE, 0.1, 0, 0, 10, 0.001, 0, 0};
+    nn_schedule wu = {NN_SCHEDULE_WARMUP, 0.1, 0, 0, 0, 0, 4, 1.0 / 3.0};
+    const nn_schedule *s[3] = {&st, &co, &wu};
+    const char *names[3] = {"sched_step", "sched_cosine", "sched_warmup"};
+    for (int k = 0; k < 3; k++) {
+        ad_tensor *want = load(names[k]);
+        for (int64_t t = 0; t < (int64_t)ad_tensor_numel(want); t++) {
+            double w = ad_tensor_f64(want)[t], got = nn_schedule_lr(s[k], t);
+            cr_assert(fabs(got - w) <= 1e-12 * w, "%s t=%lld: %.17g, PyTorch %.17g", names[k],
+                      (long long)t, got, w);
+        }
+        ad_tensor_free(want);
+    }
+}
+
+Test(nn_optim, clip_by_norm_and_value)
+{
+    long before = ts_live_allocs();
+    nn_params *ps = nn_params_new(AD_F64, NULL);
+    nn_params_add(ps, "a", ad_shape1(2), NULL);
+    nn_params_add(ps, "b", ad_shape1(1), NULL);
+    size_t n;
+    double *g = nn_params_grads(ps, &n);
+    g[0] = 3, g[1] = 4, g[2] = 12; /* norm 13 */
+    double norm;
+    ad_error err;
+    cr_assert_eq(nn_clip_grad_norm(ps, 6.5, &norm, &err), AD_OK);
+    cr_assert_eq(norm, 13.0);
+    cr_assert_float_eq(sqrt(g[0] * g[0] + g[1] * g[1] + g[2] * g[2]), 6.5, 1e-15);
+    cr_assert_eq(g[0], 1.5);
+    cr_assert_eq(nn_clip_grad_norm(ps, 100, &norm, &err), AD_OK);
+    cr_assert_eq(g[0], 1.5, "below max_norm: unchanged");
+    cr_assert_eq(nn_clip_grad_value(ps, 2, &err), AD_OK);
+    cr_assert_eq(g[2], 2.0);
+    cr_assert_eq(g[1], 2.0);
+    cr_assert_eq(g[0], 1.5);
+    g[1] = INFINITY;
+    cr_assert_eq(nn_clip_grad_norm(ps, 1, &norm, &err), AD_ERR_NONFINITE);
+    cr_assert_eq(g[0], 1.5, "refused: gradients untouched");
+    g[1] = NAN;
+    cr_assert_eq(nn_clip_grad_value(ps, 1, &err), AD_ERR_NONFINITE);
+    cr_assert_eq(nn_clip_grad_norm(ps, 0, &norm, &err), AD_ERR_ARG);
+    cr_assert_eq(nn_clip_grad_norm(NULL, 1, &norm, &err), AD_ERR_NULL);
+    nn_params_free(ps);
+    cr_assert_eq(ts_live_allocs(), before);
+}
+
+Test(nn_optim, non_finite_gradient_refuses_the_update)
+{
+    long before = ts_live_allocs();
+    nn_params *ps = nn_params_new(AD_F32, NULL);
+    nn_params_add(ps, "w", ad_shape1(3), NULL);
+    size_t n;
+    float *p = nn_params_values(ps, &n), *g = nn_params_grads(ps, &n);
+    p[0] = 1, p[1] = 2, p[2] = 3;
+    g[0] = 0.5f, g[1] = NAN, g[2] = 1;
+    nn_optim_config cfg = nn_optim_defaults(NN_OPTIM_ADAM);
+    ad_error err;
+    nn_optim *opt = nn_optim_new(ps, &cfg, &err);
+    cr_assert_eq(nn_optim_step(opt, &err), AD_ERR_NONFINITE);
+    cr_assert(strstr(err.msg, "update refused"), "%s", err.msg);
+    cr_assert_eq(p[0], 1.0f);
+    cr_assert_eq(nn_optim_steps(opt), 0);
+    int count;
+    double *m = nn_optim_state(opt, 0, &n, &count);
+    cr_assert_eq(count, 2);
+    cr_assert_eq(m[0], 0.0, "state untouched");
+    g[1] = 0;
+    cr_assert_eq(nn_optim_step(opt, &err), AD_OK);
+    cr_assert(p[0] < 1.0f);
+    nn_optim_free(opt);
+    nn_params_free(ps);
+    cr_assert_eq(ts_live_allocs(), before);
+}
+
+Test(nn_optim, bad_configs)
+{
+    nn_params *ps = nn_params_new(AD_F64, NULL);
+    nn_params_add(ps, "w", ad_shape1(3), NULL);
+    ad_error err;
+    nn_optim_config c = nn_optim_defaults(NN_OPTIM_SGD);
+    c.nesterov = 1;
+    cr_assert_null(nn_optim_new(ps, &c, &err));
+    cr_assert_eq(err.code, AD_ERR_ARG);
+    cr_assert(strstr(err.msg, "Nesterov"), "%s", err.msg);
+    c = nn_optim_defaults(NN_OPTIM_ADAM);
+    c.beta2 = 1.0;
+    cr_assert_null(nn_optim_new(ps, &c, &err));
+    cr_assert_eq(err.code, AD_ERR_ARG);
+    c.beta2 = 0.999;
+    c.lr = -1;
+    cr_assert_null(nn_optim_new(ps, &c, &err));
+    cr_assert_null(nn_optim_new(NULL, &c, &err));
+    cr_assert_eq(err.code, AD_ERR_NULL);
+    c.lr = 0.1;
+    nn_optim *opt = nn_optim_new(ps, &c, &err);
+    nn_params_add(ps, "late", ad_shape1(1), NULL);
+    cr_assert_eq(nn_optim_step(opt, &err), AD_ERR_STATE);
+    cr_assert_eq(nn_optim_step(NULL, &err), AD_ERR_NULL);
+    nn_optim_free(opt);
+    nn_params_free(ps);
+}
