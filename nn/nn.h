@@ -19,5 +19,6 @@
 #include "gradflow.h"
 #include "layers.h"
 #include "optim.h"
+#include "checkpoint.h"
 
 #endif

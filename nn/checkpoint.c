@@ -1,0 +1,457 @@
+/*
+ * checkpoint.c - the checkpoint format of docs/formats.md: write into a
+ * buffer and replace the file atomically; read the whole file, check every
+ * CRC and every size, match names and shapes, and only then copy.
+ */
+#include "checkpoint.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char magic[8] = {'U', 'N', 'R', 'L', 'C', 'K', 'P', 'T'};
+enum { HEADER_SIZE = 32, TAG_PARAMS = 0x4D524150, TAG_OPTIM = 0x4D54504F, TAG_TRAIN = 0x54535254 };
+
+static ad_status set_err(ad_error *err, ad_status code, const char *msg)
+{
+    if (err) {
+        err->code = code;
+        size_t pre = strlen("checkpoint: ");
+        memcpy(err->msg, "checkpoint: ", pre);
+        size_t n = strlen(msg);
+        if (n > sizeof err->msg - pre - 1) n = sizeof err->msg - pre - 1; /* truncate */
+        memcpy(err->msg + pre, msg, n);
+        err->msg[pre + n] = '\0';
+    }
+    return code;
+}
+
+uint32_t nn_crc32(uint32_t crc, const void *data, size_t n)
+{
+    const unsigned char *p = data;
+    crc = ~crc;
+    for (size_t i = 0; i < n; i++) {
+        crc ^= p[i];
+        for (int k = 0; k < 8; k++) crc = (crc >> 1) ^ (0xEDB88320u & (0u - (crc & 1u)));
+    }
+    return ~crc;
+}
+
+/* ---- writing: a growing little-endian buffer ------------------------------------------- */
+
+typedef struct buf {
+    unsigned char *p;
+    size_t len, cap;
+    int failed;
+} buf;
+
+static void put(buf *b, const void *src, size_t n)
+{
+    if (b->failed) return;
+    if (b->len + n > b->cap) {
+        size_t cap = b->cap ? b->cap : 4096;
+        while (cap < b->len + n) cap *= 2;
+        unsigned char *q = realloc(b->p, cap);
+        if (!q) {
+            b->failed = 1;
+            return;
+        }
+        b->p = q;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->len, src, n);
+    b->len += n;
+}
+
+/* Integers are written byte by byte, little-endian whatever the host. */
+static void put_uint(buf *b, uint64_t v, int bytes)
+{
+    unsigned char tmp[8];
+    for (int i = 0; i < bytes; i++) tmp[i] = (unsigned char)(v >> (8 * i));
+    put(b, tmp, (size_t)bytes);
+}
+
+static void put_f64(buf *b, double v)
+{
+    uint64_t u;
+    memcpy(&u, &v, sizeof u);
+    put_uint(b, u, 8);
+}
+
+/* Section framing: tag, reserved, payload length (patched), payload, CRC. */
+static size_t begin_section(buf *b, uint32_t tag)
+{
+    put_uint(b, tag, 4);
+    put_uint(b, 0, 4);
+    put_uint(b, 0, 8);
+    return b->len;
+}
+
+static void end_section(buf *b, size_t start)
+{
+    if (b->failed) return;
+    uint64_t len = b->len - start;
+    for (int i = 0; i < 8; i++) b->p[start - 8 + i] = (unsigned char)(len >> (8 * i));
+    put_uint(b, nn_crc32(0, b->p + start, b->len - start), 4);
+}
+
+/* Tensor elements as little-endian bytes. */
+static void put_elements(buf *b, ad_tensor *v)
+{
+    size_t n = ad_tensor_numel(v);
+    for (size_t i = 0; i < n; i++) {
+        if (ad_tensor_dtype(v) == AD_F32) {
+            uint32_t u;
+            memcpy(&u, &ad_tensor_f32(v)[i], 4);
+            put_uint(b, u, 4);
+        } else {
+            put_f64(b, ad_tensor_f64(v)[i]);
+        }
+    }
+}
+
+static void write_params(buf *b, nn_params *ps)
+{
+    size_t s = begin_section(b, TAG_PARAMS);
+    put_uint(b, nn_params_count(ps), 4);
+    for (size_t i = 0; i < nn_params_count(ps); i++) {
+        ad_param *p = nn_params_at(ps, i);
+        ad_tensor *v = ad_param_value(p);
+        size_t len = strlen(ad_param_name(p));
+        put_uint(b, len, 2);
+        put(b, ad_param_name(p), len);
+        put_uint(b, (uint64_t)ad_tensor_dtype(v), 1);
+        put_uint(b, (uint64_t)ad_tensor_rank(v), 1);
+        for (int d = 0; d < ad_tensor_rank(v); d++) put_uint(b, (uint64_t)ad_tensor_dim(v, d), 8);
+        put_elements(b, v);
+    }
+    end_section(b, s);
+}
+
+static void write_optim(buf *b, const nn_optim *opt)
+{
+    nn_optim *o = (nn_optim *)opt; /* nn_optim_state only reads here */
+    int count;
+    size_t numel;
+    nn_optim_state(o, 0, &numel, &count);
+    size_t s = begin_section(b, TAG_OPTIM);
+    put_uint(b, (uint64_t)nn_optim_config_of(o)->kind, 4);
+    put_f64(b, nn_optim_config_of(o)->lr);
+    put_uint(b, (uint64_t)nn_optim_steps(o), 8);
+    put_uint(b, (uint64_t)count, 4);
+    put_uint(b, numel, 8);
+    for (int k = 0; k < count; k++) {
+        const double *st = nn_optim_state(o, k, NULL, NULL);
+        for (size_t i = 0; i < numel; i++) put_f64(b, st[i]);
+    }
+    end_section(b, s);
+}
+
+static void write_train(buf *b, const nn_train_state *ts)
+{
+    size_t s = begin_section(b, TAG_TRAIN);
+    put_uint(b, (uint64_t)ts->step, 8);
+    put_uint(b, ts->has_rng != 0, 1);
+    put_uint(b, ts->rng.state, 8);
+    put_uint(b, ts->rng.inc, 8);
+    put_uint(b, ts->has_schedule != 0, 1);
+    const nn_schedule *sc = &ts->schedule;
+    put_uint(b, (uint64_t)sc->kind, 4);
+    put_f64(b, sc->base_lr);
+    put_uint(b, (uint64_t)sc->step_size, 8);
+    put_f64(b, sc->gamma);
+    put_uint(b, (uint64_t)sc->t_max, 8);
+    put_f64(b, sc->eta_min);
+    put_uint(b, (uint64_t)sc->warmup, 8);
+    put_f64(b, sc->start_factor);
+    end_section(b, s);
+}
+
+ad_status nn_checkpoint_save(const char *path, nn_params *ps, const nn_optim *opt,
+                             const nn_train_state *ts, ad_error *err)
+{
+    if (!path || !ps) return set_err(err, AD_ERR_NULL, "save: path or parameter set is NULL");
+    buf b = {NULL, 0, 0, 0};
+    put(&b, magic, sizeof magic);
+    put_uint(&b, NN_CHECKPOINT_VERSION, 4);
+    put_uint(&b, 1u + (opt != NULL) + (ts != NULL), 4);
+    put_uint(&b, 0, 8); /* total size, patched below */
+    put_uint(&b, 0, 4);
+    put_uint(&b, 0, 4); /* header CRC, patched below */
+    write_params(&b, ps);
+    if (opt) write_optim(&b, opt);
+    if (ts) write_train(&b, ts);
+    put_uint(&b, 0, 4); /* whole-file CRC, patched below */
+    if (b.failed) {
+        free(b.p);
+        return set_err(err, AD_ERR_NOMEM, "save: out of memory");
+    }
+    for (int i = 0; i < 8; i++) b.p[16 + i] = (unsigned char)((uint64_t)b.len >> (8 * i));
+    uint32_t hc = nn_crc32(0, b.p, 28), fc;
+    for (int i = 0; i < 4; i++) b.p[28 + i] = (unsigned char)(hc >> (8 * i));
+    fc = nn_crc32(0, b.p, b.len - 4);
+    for (int i = 0; i < 4; i++) b.p[b.len - 4 + i] = (unsigned char)(fc >> (8 * i));
+    ad_status st = ad_file_write_atomic(path, b.p, b.len, err);
+    free(b.p);
+    return st;
+}
+
+/* ---- reading: a bounds-checked cursor ------------------------------------------------------ */
+
+typedef struct cur {
+    const unsigned char *p, *end;
+    int bad; /* read past the end */
+} cur;
+
+static uint64_t get_uint(cur *c, int bytes)
+{
+    if (c->bad || (size_t)(c->end - c->p) < (size_t)bytes) {
+        c->bad = 1;
+        return 0;
+    }
+    uint64_t v = 0;
+    for (int i = 0; i < bytes; i++) v |= (uint64_t)c->p[i] << (8 * i);
+    c->p += bytes;
+    return v;
+}
+
+static double get_f64(cur *c)
+{
+    uint64_t u = get_uint(c, 8);
+    double v;
+    memcpy(&v, &u, sizeof v);
+    return v;
+}
+
+static const unsigned char *get_bytes(cur *c, uint64_t n)
+{
+    if (c->bad || (uint64_t)(c->end - c->p) < n) {
+        c->bad = 1;
+        return NULL;
+    }
+    const unsigned char *q = c->p;
+    c->p += n;
+    return q;
+}
+
+/* The sections found in a validated file. */
+typedef struct plan {
+    cur params, optim, train;
+    int has_params, has_optim, has_train;
+} plan;
+
+static ad_status read_frame(const unsigned char *data, size_t size, plan *pl, ad_error *err)
+{
+    if (size < HEADER_SIZE + 4) return set_err(err, AD_ERR_FORMAT, "file too short to be a checkpoint");
+    if (memcmp(data, magic, sizeof magic) != 0) return set_err(err, AD_ERR_FORMAT, "not a checkpoint (bad magic)");
+    cur h = {data + 8, data + HEADER_SIZE, 0};
+    uint32_t version = (uint32_t)get_uint(&h, 4), sections = (uint32_t)get_uint(&h, 4);
+    uint64_t total = get_uint(&h, 8);
+    get_uint(&h, 4);
+    uint32_t hcrc = (uint32_t)get_uint(&h, 4);
+    if (hcrc != nn_crc32(0, data, 28)) return set_err(err, AD_ERR_FORMAT, "header checksum mismatch (corrupt file)");
+    if (version != NN_CHECKPOINT_VERSION) {
+        char m[96];
+        snprintf(m, sizeof m, "format version %u is not supported (this library reads %d)", version,
+                 NN_CHECKPOINT_VERSION);
+        return set_err(err, AD_ERR_FORMAT, m);
+    }
+    if (total != size) {
+        char m[128];
+        snprintf(m, sizeof m, "file has %zu bytes, its header says %llu (truncated or extended)", size,
+                 (unsigned long long)total);
+        return set_err(err, AD_ERR_FORMAT, m);
+    }
+    cur f = {data + size - 4, data + size, 0};
+    if ((uint32_t)get_uint(&f, 4) != nn_crc32(0, data, size - 4))
+        return set_err(err, AD_ERR_FORMAT, "file checksum mismatch (corrupt file)");
+    if (sections < 1 || sections > 3) return set_err(err, AD_ERR_FORMAT, "bad section count");
+    cur c = {data + HEADER_SIZE, data + size - 4, 0};
+    memset(pl, 0, sizeof *pl);
+    for (uint32_t s = 0; s < sections; s++) {
+        uint32_t tag = (uint32_t)get_uint(&c, 4);
+        get_uint(&c, 4);
+        uint64_t len = get_uint(&c, 8);
+        const unsigned char *payload = get_bytes(&c, len);
+        uint32_t crc = (uint32_t)get_uint(&c, 4);
+        if (c.bad) return set_err(err, AD_ERR_FORMAT, "a section runs past the end of the file");
+        if (crc != nn_crc32(0, payload, len)) return set_err(err, AD_ERR_FORMAT, "section checksum mismatch");
+        cur body = {payload, payload + len, 0};
+        int *seen = tag == TAG_PARAMS ? &pl->has_params : tag == TAG_OPTIM ? &pl->has_optim
+                  : tag == TAG_TRAIN ? &pl->has_train : NULL;
+        if (!seen || *seen) return set_err(err, AD_ERR_FORMAT, "unknown or repeated section");
+        *seen = 1;
+        if (tag == TAG_PARAMS) pl->params = body;
+        else if (tag == TAG_OPTIM) pl->optim = body;
+        else pl->train = body;
+    }
+    if (c.p != c.end) return set_err(err, AD_ERR_FORMAT, "unexpected bytes after the last section");
+    if (!pl->has_params) return set_err(err, AD_ERR_FORMAT, "no parameter section");
+    return AD_OK;
+}
+
+/* Appends one difference to the mismatch message (the first few are kept). */
+static void note_diff(char *msg, size_t cap, int *count, const char *what)
+{
+    if (*count < 6) {
+        size_t len = strlen(msg);
+        snprintf(msg + len, cap - len, "%s%s", *count ? "; " : "", what);
+    }
+    (*count)++;
+}
+
+/* Matches the file's tensors with the model: every name, dtype and shape. Copies when `apply`. */
+static ad_status match_params(cur c, nn_params *ps, int apply, ad_error *err)
+{
+    char diffs[200] = "";
+    int n_diffs = 0;
+    uint32_t count = (uint32_t)get_uint(&c, 4);
+    if (count > nn_params_count(ps) + (uint64_t)(c.end - c.p)) return set_err(err, AD_ERR_FORMAT, "bad tensor count");
+    unsigned char *found = calloc(nn_params_count(ps) + 1, 1);
+    if (!found) return set_err(err, AD_ERR_NOMEM, "out of memory");
+    for (uint32_t i = 0; i < count && !c.bad; i++) {
+        char name[AD_NAME_SIZE + 1], what[AD_NAME_SIZE + 64];
+        uint64_t len = get_uint(&c, 2);
+        const unsigned char *nm = get_bytes(&c, len);
+        unsigned dtype = (unsigned)get_uint(&c, 1), rank = (unsigned)get_uint(&c, 1);
+        if (c.bad || len == 0 || len > AD_NAME_SIZE - 1 || dtype > AD_F64 || rank > AD_MAX_RANK) {
+            c.bad = 1;
+            break;
+        }
+        memcpy(name, nm, len);
+        name[len] = '\0';
+        ad_shape shape = {(int)rank, {0, 0, 0, 0}};
+        for (unsigned d = 0; d < rank; d++) shape.dim[d] = (int64_t)get_uint(&c, 8);
+        size_t numel;
+        if (c.bad || ad_shape_numel(shape, &numel) != AD_OK) {
+            c.bad = 1;
+            break;
+        }
+        size_t es = dtype == AD_F32 ? 4 : 8;
+        if (numel > (size_t)(c.end - c.p) / es) {
+            c.bad = 1;
+            break;
+        }
+        const unsigned char *data = get_bytes(&c, numel * es);
+        ad_param *p = nn_params_get(ps, name);
+        if (!p) {
+            snprintf(what, sizeof what, "'%s' is in the file, not in the model", name);
+            note_diff(diffs, sizeof diffs, &n_diffs, what);
+            continue;
+        }
+        for (size_t k = 0; k < nn_params_count(ps); k++)
+            if (nn_params_at(ps, k) == p) found[k] = 1;
+        ad_tensor *v = ad_param_value(p);
+        if ((ad_dtype)dtype != ad_tensor_dtype(v) || !ad_shape_equal(shape, ad_tensor_shape(v))) {
+            snprintf(what, sizeof what, "'%s' differs in shape or dtype", name);
+            note_diff(diffs, sizeof diffs, &n_diffs, what);
+            continue;
+        }
+        if (apply) {
+            cur e = {data, data + numel * es, 0};
+            for (size_t k = 0; k < numel; k++) {
+                uint64_t u = get_uint(&e, (int)es);
+                if (es == 4) {
+                    uint32_t u32 = (uint32_t)u;
+                    memcpy(&ad_tensor_f32(v)[k], &u32, 4);
+                } else {
+                    memcpy(&ad_tensor_f64(v)[k], &u, 8);
+                }
+            }
+        }
+    }
+    if (!c.bad && c.p != c.end) c.bad = 1;
+    for (size_t k = 0; k < nn_params_count(ps) && !c.bad; k++)
+        if (!found[k]) {
+            char what[AD_NAME_SIZE + 64];
+            snprintf(what, sizeof what, "'%s' is in the model, not in the file", ad_param_name(nn_params_at(ps, k)));
+            note_diff(diffs, sizeof diffs, &n_diffs, what);
+        }
+    free(found);
+    if (c.bad) return set_err(err, AD_ERR_FORMAT, "malformed parameter section");
+    if (n_diffs) {
+        char m[256];
+        snprintf(m, sizeof m, "%d difference(s) from the model: %s", n_diffs, diffs);
+        return set_err(err, AD_ERR_MISMATCH, m);
+    }
+    return AD_OK;
+}
+
+static ad_status match_optim(cur c, nn_optim *opt, int apply, ad_error *err)
+{
+    uint32_t kind = (uint32_t)get_uint(&c, 4);
+    double lr = get_f64(&c);
+    int64_t steps = (int64_t)get_uint(&c, 8);
+    uint32_t count = (uint32_t)get_uint(&c, 4);
+    uint64_t numel = get_uint(&c, 8);
+    int have;
+    size_t want_numel;
+    nn_optim_state(opt, 0, &want_numel, &have);
+    if (c.bad || steps < 0 || count > 3 || numel > (uint64_t)(c.end - c.p) / 8 ||
+        (uint64_t)(c.end - c.p) != (uint64_t)count * numel * 8)
+        return set_err(err, AD_ERR_FORMAT, "malformed optimizer section");
+    if (kind != (uint32_t)nn_optim_config_of(opt)->kind || count != (uint32_t)have || numel != want_numel)
+        return set_err(err, AD_ERR_MISMATCH, "the optimizer in the file differs (kind or size) from the one given");
+    if (apply) {
+        for (uint32_t k = 0; k < count; k++) {
+            double *st = nn_optim_state(opt, (int)k, NULL, NULL);
+            for (uint64_t i = 0; i < numel; i++) st[i] = get_f64(&c);
+        }
+        nn_optim_set_steps(opt, steps);
+        nn_optim_set_lr(opt, lr);
+    }
+    return AD_OK;
+}
+
+static ad_status match_train(cur c, nn_train_state *ts, int apply, ad_error *err)
+{
+    nn_train_state t;
+    memset(&t, 0, sizeof t);
+    t.step = (int64_t)get_uint(&c, 8);
+    t.has_rng = (int)get_uint(&c, 1);
+    t.rng.state = get_uint(&c, 8);
+    t.rng.inc = get_uint(&c, 8);
+    t.has_schedule = (int)get_uint(&c, 1);
+    t.schedule.kind = (nn_schedule_kind)get_uint(&c, 4);
+    t.schedule.base_lr = get_f64(&c);
+    t.schedule.step_size = (int64_t)get_uint(&c, 8);
+    t.schedule.gamma = get_f64(&c);
+    t.schedule.t_max = (int64_t)get_uint(&c, 8);
+    t.schedule.eta_min = get_f64(&c);
+    t.schedule.warmup = (int64_t)get_uint(&c, 8);
+    t.schedule.start_factor = get_f64(&c);
+    if (c.bad || c.p != c.end || t.step < 0 || t.has_rng > 1 || t.has_schedule > 1 ||
+        t.schedule.kind > NN_SCHEDULE_WARMUP)
+        return set_err(err, AD_ERR_FORMAT, "malformed training-state section");
+    if (apply) *ts = t;
+    return AD_OK;
+}
+
+ad_status nn_checkpoint_load(const char *path, nn_params *ps, nn_optim *opt, nn_train_state *ts,
+                             ad_error *err)
+{
+    if (!path || !ps) return set_err(err, AD_ERR_NULL, "load: path or parameter set is NULL");
+    void *data;
+    size_t size;
+    ad_status st = ad_file_read_all(path, (size_t)1 << 40, &data, &size, err);
+    if (st != AD_OK) return st;
+    plan pl;
+    st = read_frame(data, size, &pl, err);
+    if (st == AD_OK && opt && !pl.has_optim)
+        st = set_err(err, AD_ERR_MISMATCH, "the file holds no optimizer state");
+    if (st == AD_OK && ts && !pl.has_train)
+        st = set_err(err, AD_ERR_MISMATCH, "the file holds no training state");
+    /* Two passes: validate everything, then apply. */
+    for (int apply = 0; apply <= 1 && st == AD_OK; apply++) {
+        st = match_params(pl.params, ps, apply, err);
+        if (st == AD_OK && opt) st = match_optim(pl.optim, opt, apply, err);
+        if (st == AD_OK && ts) st = match_train(pl.train, ts, apply, err);
+    }
+    free(data);
+    if (st == AD_OK && err) {
+        err->code = AD_OK;
+        err->msg[0] = '\0';
+    }
+    return st;
+}
