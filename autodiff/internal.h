@@ -149,12 +149,8 @@ ad_tensor *ad__leaf(ad_tape *t, ad__op op, ad_dtype dtype, ad_shape shape);
  * public ad_tape_fail, under the name the op files use). */
 #define ad__fail ad_tape_fail
 
-/* Fills err (may be NULL) and returns code. */
-ad_status ad__set_error(ad_error *err, ad_status code, const char *fmt, ...)
-#if defined(__GNUC__)
-    __attribute__((format(printf, 3, 4)))
-#endif
-    ;
+/* Fills err (may be NULL) and returns code: the public ad_error_set. */
+#define ad__set_error ad_error_set
 
 /* Arena allocation, 64-byte aligned; NULL after failing the tape with AD_ERR_NOMEM. */
 void *ad__alloc(ad_tape *t, size_t bytes);

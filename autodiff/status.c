@@ -27,7 +27,7 @@ const char *ad_status_str(ad_status s)
     }
 }
 
-ad_status ad__set_error(ad_error *err, ad_status code, const char *fmt, ...)
+ad_status ad_error_set(ad_error *err, ad_status code, const char *fmt, ...)
 {
     if (err) {
         err->code = code;

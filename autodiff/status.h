@@ -68,6 +68,17 @@ const char *ad_status_name(ad_status s);
 /** A one-line description of a code, as listed in docs/errors.md. */
 const char *ad_status_str(ad_status s);
 
+/**
+ * Fills `err` (may be NULL) with `code` and a printf-style message (fmt may
+ * be NULL for none) and returns `code`. For code built on the library that
+ * reports errors the way the library does.
+ */
+ad_status ad_error_set(ad_error *err, ad_status code, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+
 #ifdef __cplusplus
 }
 #endif

@@ -9,15 +9,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static ad_status set_err(ad_error *err, ad_status code, const char *msg)
-{
-    if (err) {
-        err->code = code;
-        snprintf(err->msg, sizeof err->msg, "%s", msg);
-    }
-    return code;
-}
-
 static double sigmoid(double z)
 {
     return z >= 0 ? 1.0 / (1.0 + exp(-z)) : exp(z) / (1.0 + exp(z));
@@ -29,15 +20,15 @@ ad_status nn_ref_case1(int V, int H, const nn_case1_weights *w, const double *x,
                        double *loss, nn_case1_weights *grads, ad_error *err)
 {
     if (!w || !w->W_i || !w->W_h || !w->W_o || !x || !loss)
-        return set_err(err, AD_ERR_NULL, "ref_case1: a required argument is NULL");
-    if (T < 1) return set_err(err, AD_ERR_EMPTY, "ref_case1: empty sequence");
-    if (V < 1 || H < 1) return set_err(err, AD_ERR_ARG, "ref_case1: sizes must be >= 1");
+        return ad_error_set(err, AD_ERR_NULL, "ref_case1: a required argument is NULL");
+    if (T < 1) return ad_error_set(err, AD_ERR_EMPTY, "ref_case1: empty sequence");
+    if (V < 1 || H < 1) return ad_error_set(err, AD_ERR_ARG, "ref_case1: sizes must be >= 1");
     /* O[t*H + j], t = 0..T; O_0 = 0 */
     double *O = calloc((size_t)(T + 1) * (size_t)H, sizeof *O);
     double *dO = calloc((size_t)H, sizeof *dO), *dprev = calloc((size_t)H, sizeof *dprev);
     if (!O || !dO || !dprev) {
         free(O), free(dO), free(dprev);
-        return set_err(err, AD_ERR_NOMEM, "ref_case1: out of memory");
+        return ad_error_set(err, AD_ERR_NOMEM, "ref_case1: out of memory");
     }
     /* Forward (1.1): O_t = tanh(x_t W_i + O_{t-1} W_h). */
     for (int t = 1; t <= T; t++)
@@ -79,7 +70,7 @@ ad_status nn_ref_case1(int V, int H, const nn_case1_weights *w, const double *x,
         }
     }
     free(O), free(dO), free(dprev);
-    return set_err(err, AD_OK, "");
+    return ad_error_set(err, AD_OK, NULL);
 }
 
 /* ---- case 2: many-to-many, min-char-rnn form (section 2) --------------------------------- */
@@ -103,7 +94,7 @@ static ad_status case2_segment(int V, int H, const nn_case2_weights *w, const in
     double *dh = calloc((size_t)H, sizeof *dh), *dnext = calloc((size_t)H, sizeof *dnext);
     if (!h || !p || !dh || !dnext) {
         free(h), free(p), free(dh), free(dnext);
-        return set_err(err, AD_ERR_NOMEM, "ref_case2: out of memory");
+        return ad_error_set(err, AD_ERR_NOMEM, "ref_case2: out of memory");
     }
     if (h0) memcpy(h, h0, sizeof(double) * (size_t)H);
     double total = 0;
@@ -156,19 +147,19 @@ static ad_status case2_segment(int V, int H, const nn_case2_weights *w, const in
     }
     if (dh0) memcpy(dh0, dnext, sizeof(double) * (size_t)H);
     free(h), free(p), free(dh), free(dnext);
-    return set_err(err, AD_OK, "");
+    return ad_error_set(err, AD_OK, NULL);
 }
 
 static ad_status check_case2(int V, int H, const nn_case2_weights *w, const int *in, const int *tg,
                              int T, const double *loss, ad_error *err)
 {
     if (!w || !w->W_xh || !w->W_hh || !w->W_hy || !w->b_h || !w->b_y || !in || !tg || !loss)
-        return set_err(err, AD_ERR_NULL, "ref_case2: a required argument is NULL");
-    if (T < 1) return set_err(err, AD_ERR_EMPTY, "ref_case2: empty sequence");
-    if (V < 1 || H < 1) return set_err(err, AD_ERR_ARG, "ref_case2: sizes must be >= 1");
+        return ad_error_set(err, AD_ERR_NULL, "ref_case2: a required argument is NULL");
+    if (T < 1) return ad_error_set(err, AD_ERR_EMPTY, "ref_case2: empty sequence");
+    if (V < 1 || H < 1) return ad_error_set(err, AD_ERR_ARG, "ref_case2: sizes must be >= 1");
     for (int t = 0; t < T; t++)
         if (in[t] < 0 || in[t] >= V || tg[t] < 0 || tg[t] >= V)
-            return set_err(err, AD_ERR_ARG, "ref_case2: an input or target is outside 0..V-1");
+            return ad_error_set(err, AD_ERR_ARG, "ref_case2: an input or target is outside 0..V-1");
     return AD_OK;
 }
 
@@ -189,9 +180,9 @@ ad_status nn_ref_case2_truncated(int V, int H, const nn_case2_weights *w, const 
 {
     ad_status st = check_case2(V, H, w, inputs, targets, T, loss, err);
     if (st != AD_OK) return st;
-    if (k < 1) return set_err(err, AD_ERR_ARG, "ref_case2_truncated: segment length must be >= 1");
+    if (k < 1) return ad_error_set(err, AD_ERR_ARG, "ref_case2_truncated: segment length must be >= 1");
     double *h = calloc((size_t)H, sizeof *h);
-    if (!h) return set_err(err, AD_ERR_NOMEM, "ref_case2_truncated: out of memory");
+    if (!h) return ad_error_set(err, AD_ERR_NOMEM, "ref_case2_truncated: out of memory");
     if (h0) memcpy(h, h0, sizeof(double) * (size_t)H);
     if (grads) zero_case2(grads, V, H);
     *loss = 0;
@@ -214,15 +205,15 @@ ad_status nn_ref_elman(int B, int I, int H, const nn_ref_weights *w, const doubl
                        double *dh0, double *dx, ad_error *err)
 {
     if (!w || !w->W_ih || !w->W_hh || !w->b_ih || !w->b_hh || !x || !h0 || !U || !loss)
-        return set_err(err, AD_ERR_NULL, "ref_elman: a required argument is NULL");
-    if (T < 1) return set_err(err, AD_ERR_EMPTY, "ref_elman: empty sequence");
-    if (B < 1 || I < 1 || H < 1) return set_err(err, AD_ERR_ARG, "ref_elman: sizes must be >= 1");
+        return ad_error_set(err, AD_ERR_NULL, "ref_elman: a required argument is NULL");
+    if (T < 1) return ad_error_set(err, AD_ERR_EMPTY, "ref_elman: empty sequence");
+    if (B < 1 || I < 1 || H < 1) return ad_error_set(err, AD_ERR_ARG, "ref_elman: sizes must be >= 1");
     size_t bh = (size_t)B * H;
     double *h = calloc((size_t)(T + 1) * bh, sizeof *h);
     double *dh = calloc(bh, sizeof *dh), *dnext = calloc(bh, sizeof *dnext);
     if (!h || !dh || !dnext) {
         free(h), free(dh), free(dnext);
-        return set_err(err, AD_ERR_NOMEM, "ref_elman: out of memory");
+        return ad_error_set(err, AD_ERR_NOMEM, "ref_elman: out of memory");
     }
     memcpy(h, h0, sizeof(double) * bh);
     if (dx) memset(dx, 0, sizeof(double) * (size_t)T * B * I);
@@ -270,5 +261,5 @@ ad_status nn_ref_elman(int B, int I, int H, const nn_ref_weights *w, const doubl
     }
     if (dh0) memcpy(dh0, dnext, sizeof(double) * bh);
     free(h), free(dh), free(dnext);
-    return set_err(err, AD_OK, "");
+    return ad_error_set(err, AD_OK, NULL);
 }

@@ -14,15 +14,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static ad_status set_err(ad_error *err, ad_status code, const char *msg)
-{
-    if (err) {
-        err->code = code;
-        snprintf(err->msg, sizeof err->msg, "%s", msg);
-    }
-    return code;
-}
-
 static double sigm(double z) { return z >= 0 ? 1.0 / (1.0 + exp(-z)) : exp(z) / (1.0 + exp(z)); }
 
 /* out[j] = b[j] + sum_i W[j][i] in[i] for j < rows (W is [rows, cols]). */
@@ -52,9 +43,9 @@ static ad_status check(int B, int I, int H, const nn_ref_weights *w, const doubl
                        const double *h0, const double *U, const double *loss, ad_error *err)
 {
     if (!w || !w->W_ih || !w->W_hh || !w->b_ih || !w->b_hh || !x || !h0 || !U || !loss)
-        return set_err(err, AD_ERR_NULL, "ref: a required argument is NULL");
-    if (T < 1) return set_err(err, AD_ERR_EMPTY, "ref: empty sequence");
-    if (B < 1 || I < 1 || H < 1) return set_err(err, AD_ERR_ARG, "ref: sizes must be >= 1");
+        return ad_error_set(err, AD_ERR_NULL, "ref: a required argument is NULL");
+    if (T < 1) return ad_error_set(err, AD_ERR_EMPTY, "ref: empty sequence");
+    if (B < 1 || I < 1 || H < 1) return ad_error_set(err, AD_ERR_ARG, "ref: sizes must be >= 1");
     return AD_OK;
 }
 
@@ -75,14 +66,14 @@ ad_status nn_ref_lstm(int B, int I, int H, const nn_ref_weights *w, const double
 {
     ad_status st = check(B, I, H, w, x, T, h0, U, loss, err);
     if (st != AD_OK) return st;
-    if (!c0) return set_err(err, AD_ERR_NULL, "ref_lstm: c0 is NULL");
+    if (!c0) return ad_error_set(err, AD_ERR_NULL, "ref_lstm: c0 is NULL");
     size_t bh = (size_t)B * H, G = 4 * (size_t)H;
     double *h = calloc((size_t)(T + 1) * bh, sizeof *h), *c = calloc((size_t)(T + 1) * bh, sizeof *c);
     double *gates = calloc((size_t)T * B * G, sizeof *gates); /* i f g o after activation */
     double *tmp = calloc(G, sizeof *tmp), *da = calloc(G, sizeof *da);
     double *dh = calloc(bh, sizeof *dh), *dc = calloc(bh, sizeof *dc), *dhp = calloc((size_t)H, sizeof *dhp);
     if (!h || !c || !gates || !tmp || !da || !dh || !dc || !dhp) {
-        st = set_err(err, AD_ERR_NOMEM, "ref_lstm: out of memory");
+        st = ad_error_set(err, AD_ERR_NOMEM, "ref_lstm: out of memory");
         goto done;
     }
     memcpy(h, h0, sizeof(double) * bh);
@@ -138,7 +129,7 @@ ad_status nn_ref_lstm(int B, int I, int H, const nn_ref_weights *w, const double
         }
     if (dh0) memcpy(dh0, dh, sizeof(double) * bh);
     if (dc0) memcpy(dc0, dc, sizeof(double) * bh);
-    set_err(err, AD_OK, "");
+    ad_error_set(err, AD_OK, NULL);
 done:
     free(h), free(c), free(gates), free(tmp), free(da), free(dh), free(dc), free(dhp);
     return st;
@@ -160,7 +151,7 @@ ad_status nn_ref_gru(int B, int I, int H, const nn_ref_weights *w, const double 
     double *dgi = calloc(G, sizeof *dgi), *dgh = calloc(G, sizeof *dgh);
     double *dh = calloc(bh, sizeof *dh), *dhp = calloc((size_t)H, sizeof *dhp);
     if (!h || !keep || !gi || !gh || !dgi || !dgh || !dh || !dhp) {
-        st = set_err(err, AD_ERR_NOMEM, "ref_gru: out of memory");
+        st = ad_error_set(err, AD_ERR_NOMEM, "ref_gru: out of memory");
         goto done;
     }
     memcpy(h, h0, sizeof(double) * bh);
@@ -206,7 +197,7 @@ ad_status nn_ref_gru(int B, int I, int H, const nn_ref_weights *w, const double 
             memcpy(dhb, dhp, sizeof(double) * (size_t)H);
         }
     if (dh0) memcpy(dh0, dh, sizeof(double) * bh);
-    set_err(err, AD_OK, "");
+    ad_error_set(err, AD_OK, NULL);
 done:
     free(h), free(keep), free(gi), free(gh), free(dgi), free(dgh), free(dh), free(dhp);
     return st;

@@ -13,24 +13,15 @@ static int gates_of(nn_cell_kind kind)
     return kind == NN_CELL_LSTM ? 4 : kind == NN_CELL_GRU ? 3 : 1;
 }
 
-static ad_status set_err(ad_error *err, ad_status code, const char *msg)
-{
-    if (err) {
-        err->code = code;
-        snprintf(err->msg, sizeof err->msg, "%s", msg);
-    }
-    return code;
-}
-
 ad_status nn_cell_create(nn_cell *cell, nn_cell_kind kind, nn_params *ps, const char *prefix,
                          int layer, int reverse, int input_size, int hidden_size, int bias,
                          ad_error *err)
 {
-    if (!cell || !ps || !prefix) return set_err(err, AD_ERR_NULL, "cell_create: an argument is NULL");
+    if (!cell || !ps || !prefix) return ad_error_set(err, AD_ERR_NULL, "cell_create: an argument is NULL");
     if (kind < NN_CELL_RNN_TANH || kind > NN_CELL_GRU)
-        return set_err(err, AD_ERR_ARG, "cell_create: unknown cell kind");
+        return ad_error_set(err, AD_ERR_ARG, "cell_create: unknown cell kind");
     if (input_size < 1 || hidden_size < 1 || layer < 0)
-        return set_err(err, AD_ERR_ARG, "cell_create: sizes must be >= 1 and layer >= 0");
+        return ad_error_set(err, AD_ERR_ARG, "cell_create: sizes must be >= 1 and layer >= 0");
     memset(cell, 0, sizeof *cell);
     cell->kind = kind;
     cell->input_size = input_size;
@@ -48,12 +39,12 @@ ad_status nn_cell_create(nn_cell *cell, nn_cell_kind kind, nn_params *ps, const 
         char full[AD_NAME_SIZE];
         int len = snprintf(full, sizeof full, "%s.%s_l%d%s", prefix, names[i], layer, rev);
         if (len < 0 || len >= (int)sizeof full)
-            return set_err(err, AD_ERR_ARG, "cell_create: parameter name too long");
+            return ad_error_set(err, AD_ERR_ARG, "cell_create: parameter name too long");
         cell->w[i] = nn_params_add(ps, full, shapes[i], err);
         if (!cell->w[i]) return err ? err->code : AD_ERR_ARG;
     }
     cell->n_w = n;
-    return set_err(err, AD_OK, "");
+    return ad_error_set(err, AD_OK, NULL);
 }
 
 void nn_cell_init_pytorch(nn_cell *cell, ad_rng *rng)

@@ -13,20 +13,6 @@
 static const char magic[8] = {'U', 'N', 'R', 'L', 'C', 'K', 'P', 'T'};
 enum { HEADER_SIZE = 32, TAG_PARAMS = 0x4D524150, TAG_OPTIM = 0x4D54504F, TAG_TRAIN = 0x54535254 };
 
-static ad_status set_err(ad_error *err, ad_status code, const char *msg)
-{
-    if (err) {
-        err->code = code;
-        size_t pre = strlen("checkpoint: ");
-        memcpy(err->msg, "checkpoint: ", pre);
-        size_t n = strlen(msg);
-        if (n > sizeof err->msg - pre - 1) n = sizeof err->msg - pre - 1; /* truncate */
-        memcpy(err->msg + pre, msg, n);
-        err->msg[pre + n] = '\0';
-    }
-    return code;
-}
-
 uint32_t nn_crc32(uint32_t crc, const void *data, size_t n)
 {
     const unsigned char *p = data;
@@ -171,7 +157,7 @@ static void write_train(buf *b, const nn_train_state *ts)
 ad_status nn_checkpoint_save(const char *path, nn_params *ps, const nn_optim *opt,
                              const nn_train_state *ts, ad_error *err)
 {
-    if (!path || !ps) return set_err(err, AD_ERR_NULL, "save: path or parameter set is NULL");
+    if (!path || !ps) return ad_error_set(err, AD_ERR_NULL, "checkpoint: save: path or parameter set is NULL");
     buf b = {NULL, 0, 0, 0};
     put(&b, magic, sizeof magic);
     put_uint(&b, NN_CHECKPOINT_VERSION, 4);
@@ -185,7 +171,7 @@ ad_status nn_checkpoint_save(const char *path, nn_params *ps, const nn_optim *op
     put_uint(&b, 0, 4); /* whole-file CRC, patched below */
     if (b.failed) {
         free(b.p);
-        return set_err(err, AD_ERR_NOMEM, "save: out of memory");
+        return ad_error_set(err, AD_ERR_NOMEM, "checkpoint: save: out of memory");
     }
     for (int i = 0; i < 8; i++) b.p[16 + i] = (unsigned char)((uint64_t)b.len >> (8 * i));
     uint32_t hc = nn_crc32(0, b.p, 28), fc;
@@ -243,30 +229,30 @@ typedef struct plan {
 
 static ad_status read_frame(const unsigned char *data, size_t size, plan *pl, ad_error *err)
 {
-    if (size < HEADER_SIZE + 4) return set_err(err, AD_ERR_FORMAT, "file too short to be a checkpoint");
-    if (memcmp(data, magic, sizeof magic) != 0) return set_err(err, AD_ERR_FORMAT, "not a checkpoint (bad magic)");
+    if (size < HEADER_SIZE + 4) return ad_error_set(err, AD_ERR_FORMAT, "checkpoint: file too short to be a checkpoint");
+    if (memcmp(data, magic, sizeof magic) != 0) return ad_error_set(err, AD_ERR_FORMAT, "checkpoint: not a checkpoint (bad magic)");
     cur h = {data + 8, data + HEADER_SIZE, 0};
     uint32_t version = (uint32_t)get_uint(&h, 4), sections = (uint32_t)get_uint(&h, 4);
     uint64_t total = get_uint(&h, 8);
     get_uint(&h, 4);
     uint32_t hcrc = (uint32_t)get_uint(&h, 4);
-    if (hcrc != nn_crc32(0, data, 28)) return set_err(err, AD_ERR_FORMAT, "header checksum mismatch (corrupt file)");
+    if (hcrc != nn_crc32(0, data, 28)) return ad_error_set(err, AD_ERR_FORMAT, "checkpoint: header checksum mismatch (corrupt file)");
     if (version != NN_CHECKPOINT_VERSION) {
         char m[96];
         snprintf(m, sizeof m, "format version %u is not supported (this library reads %d)", version,
                  NN_CHECKPOINT_VERSION);
-        return set_err(err, AD_ERR_FORMAT, m);
+        return ad_error_set(err, AD_ERR_FORMAT, "checkpoint: %s", m);
     }
     if (total != size) {
         char m[128];
         snprintf(m, sizeof m, "file has %zu bytes, its header says %llu (truncated or extended)", size,
                  (unsigned long long)total);
-        return set_err(err, AD_ERR_FORMAT, m);
+        return ad_error_set(err, AD_ERR_FORMAT, "checkpoint: %s", m);
     }
     cur f = {data + size - 4, data + size, 0};
     if ((uint32_t)get_uint(&f, 4) != nn_crc32(0, data, size - 4))
-        return set_err(err, AD_ERR_FORMAT, "file checksum mismatch (corrupt file)");
-    if (sections < 1 || sections > 3) return set_err(err, AD_ERR_FORMAT, "bad section count");
+        return ad_error_set(err, AD_ERR_FORMAT, "checkpoint: file checksum mismatch (corrupt file)");
+    if (sections < 1 || sections > 3) return ad_error_set(err, AD_ERR_FORMAT, "checkpoint: bad section count");
     cur c = {data + HEADER_SIZE, data + size - 4, 0};
     memset(pl, 0, sizeof *pl);
     for (uint32_t s = 0; s < sections; s++) {
@@ -275,19 +261,19 @@ static ad_status read_frame(const unsigned char *data, size_t size, plan *pl, ad
         uint64_t len = get_uint(&c, 8);
         const unsigned char *payload = get_bytes(&c, len);
         uint32_t crc = (uint32_t)get_uint(&c, 4);
-        if (c.bad) return set_err(err, AD_ERR_FORMAT, "a section runs past the end of the file");
-        if (crc != nn_crc32(0, payload, len)) return set_err(err, AD_ERR_FORMAT, "section checksum mismatch");
+        if (c.bad) return ad_error_set(err, AD_ERR_FORMAT, "checkpoint: a section runs past the end of the file");
+        if (crc != nn_crc32(0, payload, len)) return ad_error_set(err, AD_ERR_FORMAT, "checkpoint: section checksum mismatch");
         cur body = {payload, payload + len, 0};
         int *seen = tag == TAG_PARAMS ? &pl->has_params : tag == TAG_OPTIM ? &pl->has_optim
                   : tag == TAG_TRAIN ? &pl->has_train : NULL;
-        if (!seen || *seen) return set_err(err, AD_ERR_FORMAT, "unknown or repeated section");
+        if (!seen || *seen) return ad_error_set(err, AD_ERR_FORMAT, "checkpoint: unknown or repeated section");
         *seen = 1;
         if (tag == TAG_PARAMS) pl->params = body;
         else if (tag == TAG_OPTIM) pl->optim = body;
         else pl->train = body;
     }
-    if (c.p != c.end) return set_err(err, AD_ERR_FORMAT, "unexpected bytes after the last section");
-    if (!pl->has_params) return set_err(err, AD_ERR_FORMAT, "no parameter section");
+    if (c.p != c.end) return ad_error_set(err, AD_ERR_FORMAT, "checkpoint: unexpected bytes after the last section");
+    if (!pl->has_params) return ad_error_set(err, AD_ERR_FORMAT, "checkpoint: no parameter section");
     return AD_OK;
 }
 
@@ -307,9 +293,9 @@ static ad_status match_params(cur c, nn_params *ps, int apply, ad_error *err)
     char diffs[200] = "";
     int n_diffs = 0;
     uint32_t count = (uint32_t)get_uint(&c, 4);
-    if (count > nn_params_count(ps) + (uint64_t)(c.end - c.p)) return set_err(err, AD_ERR_FORMAT, "bad tensor count");
+    if (count > nn_params_count(ps) + (uint64_t)(c.end - c.p)) return ad_error_set(err, AD_ERR_FORMAT, "checkpoint: bad tensor count");
     unsigned char *found = calloc(nn_params_count(ps) + 1, 1);
-    if (!found) return set_err(err, AD_ERR_NOMEM, "out of memory");
+    if (!found) return ad_error_set(err, AD_ERR_NOMEM, "checkpoint: out of memory");
     for (uint32_t i = 0; i < count && !c.bad; i++) {
         char name[AD_NAME_SIZE + 1], what[AD_NAME_SIZE + 64];
         uint64_t len = get_uint(&c, 2);
@@ -369,11 +355,11 @@ static ad_status match_params(cur c, nn_params *ps, int apply, ad_error *err)
             note_diff(diffs, sizeof diffs, &n_diffs, what);
         }
     free(found);
-    if (c.bad) return set_err(err, AD_ERR_FORMAT, "malformed parameter section");
+    if (c.bad) return ad_error_set(err, AD_ERR_FORMAT, "checkpoint: malformed parameter section");
     if (n_diffs) {
         char m[256];
         snprintf(m, sizeof m, "%d difference(s) from the model: %s", n_diffs, diffs);
-        return set_err(err, AD_ERR_MISMATCH, m);
+        return ad_error_set(err, AD_ERR_MISMATCH, "checkpoint: %s", m);
     }
     return AD_OK;
 }
@@ -390,9 +376,9 @@ static ad_status match_optim(cur c, nn_optim *opt, int apply, ad_error *err)
     nn_optim_state(opt, 0, &want_numel, &have);
     if (c.bad || steps < 0 || count > 3 || numel > (uint64_t)(c.end - c.p) / 8 ||
         (uint64_t)(c.end - c.p) != (uint64_t)count * numel * 8)
-        return set_err(err, AD_ERR_FORMAT, "malformed optimizer section");
+        return ad_error_set(err, AD_ERR_FORMAT, "checkpoint: malformed optimizer section");
     if (kind != (uint32_t)nn_optim_config_of(opt)->kind || count != (uint32_t)have || numel != want_numel)
-        return set_err(err, AD_ERR_MISMATCH, "the optimizer in the file differs (kind or size) from the one given");
+        return ad_error_set(err, AD_ERR_MISMATCH, "checkpoint: the optimizer in the file differs (kind or size) from the one given");
     if (apply) {
         for (uint32_t k = 0; k < count; k++) {
             double *st = nn_optim_state(opt, (int)k, NULL, NULL);
@@ -423,7 +409,7 @@ static ad_status match_train(cur c, nn_train_state *ts, int apply, ad_error *err
     t.schedule.start_factor = get_f64(&c);
     if (c.bad || c.p != c.end || t.step < 0 || t.has_rng > 1 || t.has_schedule > 1 ||
         t.schedule.kind > NN_SCHEDULE_WARMUP)
-        return set_err(err, AD_ERR_FORMAT, "malformed training-state section");
+        return ad_error_set(err, AD_ERR_FORMAT, "checkpoint: malformed training-state section");
     if (apply) *ts = t;
     return AD_OK;
 }
@@ -431,7 +417,7 @@ static ad_status match_train(cur c, nn_train_state *ts, int apply, ad_error *err
 ad_status nn_checkpoint_load(const char *path, nn_params *ps, nn_optim *opt, nn_train_state *ts,
                              ad_error *err)
 {
-    if (!path || !ps) return set_err(err, AD_ERR_NULL, "load: path or parameter set is NULL");
+    if (!path || !ps) return ad_error_set(err, AD_ERR_NULL, "checkpoint: load: path or parameter set is NULL");
     void *data;
     size_t size;
     ad_status st = ad_file_read_all(path, (size_t)1 << 40, &data, &size, err);
@@ -439,9 +425,9 @@ ad_status nn_checkpoint_load(const char *path, nn_params *ps, nn_optim *opt, nn_
     plan pl;
     st = read_frame(data, size, &pl, err);
     if (st == AD_OK && opt && !pl.has_optim)
-        st = set_err(err, AD_ERR_MISMATCH, "the file holds no optimizer state");
+        st = ad_error_set(err, AD_ERR_MISMATCH, "checkpoint: the file holds no optimizer state");
     if (st == AD_OK && ts && !pl.has_train)
-        st = set_err(err, AD_ERR_MISMATCH, "the file holds no training state");
+        st = ad_error_set(err, AD_ERR_MISMATCH, "checkpoint: the file holds no training state");
     /* Two passes: validate everything, then apply. */
     for (int apply = 0; apply <= 1 && st == AD_OK; apply++) {
         st = match_params(pl.params, ps, apply, err);

@@ -7,15 +7,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static ad_status set_err(ad_error *err, ad_status code, const char *msg)
-{
-    if (err) {
-        err->code = code;
-        snprintf(err->msg, sizeof err->msg, "%s", msg);
-    }
-    return code;
-}
-
 static double grad_norm(const ad_tensor *x)
 {
     double s = 0;
@@ -44,8 +35,8 @@ static double group_norm(ad_tensor *const *copies, size_t m)
 ad_status nn_grad_flow_collect(const ad_tape *t, const nn_cell *cell, const nn_state *outs, int T,
                                const nn_unroll_options *opts, nn_grad_flow *out, ad_error *err)
 {
-    if (!t || !cell || !outs || !out) return set_err(err, AD_ERR_NULL, "grad_flow: an argument is NULL");
-    if (T < 1) return set_err(err, AD_ERR_EMPTY, "grad_flow: no steps");
+    if (!t || !cell || !outs || !out) return ad_error_set(err, AD_ERR_NULL, "grad_flow: an argument is NULL");
+    if (T < 1) return ad_error_set(err, AD_ERR_EMPTY, "grad_flow: no steps");
     memset(out, 0, sizeof *out);
     int reverse = opts && opts->reverse;
     out->rows = calloc((size_t)T, sizeof *out->rows);
@@ -54,7 +45,7 @@ ad_status nn_grad_flow_collect(const ad_tape *t, const nn_cell *cell, const nn_s
     if (!out->rows || !copies) {
         free(copies);
         nn_grad_flow_free(out);
-        return set_err(err, AD_ERR_NOMEM, "grad_flow: out of memory");
+        return ad_error_set(err, AD_ERR_NOMEM, "grad_flow: out of memory");
     }
     out->steps = T;
     out->n_w = cell->n_w;
@@ -71,7 +62,7 @@ ad_status nn_grad_flow_collect(const ad_tape *t, const nn_cell *cell, const nn_s
                      "not a multiple of %d steps (up to 4 uses per step)", out->names[w], n, T);
             free(copies);
             nn_grad_flow_free(out);
-            return set_err(err, AD_ERR_MISMATCH, msg);
+            return ad_error_set(err, AD_ERR_MISMATCH, "%s", msg);
         }
         size_t m = n / (size_t)T;
         for (int k = 0; k < T; k++) {
@@ -80,7 +71,7 @@ ad_status nn_grad_flow_collect(const ad_tape *t, const nn_cell *cell, const nn_s
         }
     }
     free(copies);
-    return set_err(err, AD_OK, "");
+    return ad_error_set(err, AD_OK, NULL);
 }
 
 void nn_grad_flow_free(nn_grad_flow *flow)

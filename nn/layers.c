@@ -7,22 +7,13 @@
 #include <stdio.h>
 #include <string.h>
 
-static ad_status set_err(ad_error *err, ad_status code, const char *msg)
-{
-    if (err) {
-        err->code = code;
-        snprintf(err->msg, sizeof err->msg, "%s", msg);
-    }
-    return code;
-}
-
 /* Registers "<prefix>.<what>". */
 static ad_param *add(nn_params *ps, const char *prefix, const char *what, ad_shape s, ad_error *err)
 {
     char name[AD_NAME_SIZE];
     int n = snprintf(name, sizeof name, "%s.%s", prefix, what);
     if (n < 0 || n >= (int)sizeof name) {
-        set_err(err, AD_ERR_ARG, "layer: parameter name too long");
+        ad_error_set(err, AD_ERR_ARG, "layer: parameter name too long");
         return NULL;
     }
     return nn_params_add(ps, name, s, err);
@@ -31,9 +22,9 @@ static ad_param *add(nn_params *ps, const char *prefix, const char *what, ad_sha
 ad_status nn_linear_create(nn_linear *lin, nn_params *ps, const char *prefix, int in_features,
                            int out_features, int bias, ad_error *err)
 {
-    if (!lin || !ps || !prefix) return set_err(err, AD_ERR_NULL, "linear_create: an argument is NULL");
+    if (!lin || !ps || !prefix) return ad_error_set(err, AD_ERR_NULL, "linear_create: an argument is NULL");
     if (in_features < 1 || out_features < 1)
-        return set_err(err, AD_ERR_ARG, "linear_create: sizes must be >= 1");
+        return ad_error_set(err, AD_ERR_ARG, "linear_create: sizes must be >= 1");
     memset(lin, 0, sizeof *lin);
     lin->in_features = in_features;
     lin->out_features = out_features;
@@ -43,7 +34,7 @@ ad_status nn_linear_create(nn_linear *lin, nn_params *ps, const char *prefix, in
         lin->bias = add(ps, prefix, "bias", ad_shape1(out_features), err);
         if (!lin->bias) return err ? err->code : AD_ERR_ARG;
     }
-    return set_err(err, AD_OK, "");
+    return ad_error_set(err, AD_OK, NULL);
 }
 
 void nn_linear_init_pytorch(nn_linear *lin, ad_rng *rng)
@@ -74,12 +65,12 @@ ad_tensor *nn_linear_forward(ad_tape *t, const nn_linear *lin, ad_tensor *x)
 ad_status nn_embedding_create(nn_embedding *e, nn_params *ps, const char *prefix, int num, int dim,
                               ad_error *err)
 {
-    if (!e || !ps || !prefix) return set_err(err, AD_ERR_NULL, "embedding_create: an argument is NULL");
-    if (num < 1 || dim < 1) return set_err(err, AD_ERR_ARG, "embedding_create: sizes must be >= 1");
+    if (!e || !ps || !prefix) return ad_error_set(err, AD_ERR_NULL, "embedding_create: an argument is NULL");
+    if (num < 1 || dim < 1) return ad_error_set(err, AD_ERR_ARG, "embedding_create: sizes must be >= 1");
     e->num = num;
     e->dim = dim;
     e->weight = add(ps, prefix, "weight", ad_shape2(num, dim), err);
-    return e->weight ? set_err(err, AD_OK, "") : (err ? err->code : AD_ERR_ARG);
+    return e->weight ? ad_error_set(err, AD_OK, NULL) : (err ? err->code : AD_ERR_ARG);
 }
 
 void nn_embedding_init_pytorch(nn_embedding *e, ad_rng *rng)

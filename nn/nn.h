@@ -20,5 +20,6 @@
 #include "layers.h"
 #include "optim.h"
 #include "checkpoint.h"
+#include "tbptt.h"
 
 #endif

@@ -24,15 +24,6 @@ struct nn_optim {
     double *state[NN_OPTIM_MAX_STATE]; /* meaning per kind, see state_count() */
 };
 
-static ad_status set_err(ad_error *err, ad_status code, const char *msg)
-{
-    if (err) {
-        err->code = code;
-        snprintf(err->msg, sizeof err->msg, "%s", msg);
-    }
-    return code;
-}
-
 nn_optim_config nn_optim_defaults(nn_optim_kind kind)
 {
     nn_optim_config c;
@@ -88,19 +79,19 @@ static const char *check_config(const nn_optim_config *c)
 nn_optim *nn_optim_new(nn_params *ps, const nn_optim_config *cfg, ad_error *err)
 {
     if (!ps || !cfg) {
-        set_err(err, AD_ERR_NULL, "optim_new: parameter set or config is NULL");
+        ad_error_set(err, AD_ERR_NULL, "optim_new: parameter set or config is NULL");
         return NULL;
     }
     const char *bad = check_config(cfg);
     if (bad) {
         char msg[128];
         snprintf(msg, sizeof msg, "optim_new: %s", bad);
-        set_err(err, AD_ERR_ARG, msg);
+        ad_error_set(err, AD_ERR_ARG, "%s", msg);
         return NULL;
     }
     nn_optim *o = calloc(1, sizeof *o);
     if (!o) {
-        set_err(err, AD_ERR_NOMEM, "optim_new: out of memory");
+        ad_error_set(err, AD_ERR_NOMEM, "optim_new: out of memory");
         return NULL;
     }
     o->ps = ps;
@@ -111,13 +102,13 @@ nn_optim *nn_optim_new(nn_params *ps, const nn_optim_config *cfg, ad_error *err)
         o->state[i] = calloc(o->numel ? o->numel : 1, sizeof(double));
         if (!o->state[i]) {
             nn_optim_free(o);
-            set_err(err, AD_ERR_NOMEM, "optim_new: out of memory");
+            ad_error_set(err, AD_ERR_NOMEM, "optim_new: out of memory");
             return NULL;
         }
     }
     if (cfg->kind == NN_OPTIM_ADAGRAD)
         for (size_t i = 0; i < o->numel; i++) o->state[0][i] = cfg->initial_accumulator_value;
-    set_err(err, AD_OK, "");
+    ad_error_set(err, AD_OK, NULL);
     return o;
 }
 
@@ -226,16 +217,16 @@ static double grad_at(const void *g, ad_dtype d, size_t i)
 
 ad_status nn_optim_step(nn_optim *o, ad_error *err)
 {
-    if (!o) return set_err(err, AD_ERR_NULL, "optim_step: optimizer is NULL");
+    if (!o) return ad_error_set(err, AD_ERR_NULL, "optim_step: optimizer is NULL");
     size_t n;
     void *v = nn_params_values(o->ps, &n);
     const void *g = nn_params_grads(o->ps, &n);
     if (n != o->numel)
-        return set_err(err, AD_ERR_STATE, "optim_step: parameters were added after the optimizer was made");
+        return ad_error_set(err, AD_ERR_STATE, "optim_step: parameters were added after the optimizer was made");
     ad_dtype d = nn_params_dtype(o->ps);
     for (size_t i = 0; i < n; i++)
         if (!isfinite(grad_at(g, d, i)))
-            return set_err(err, AD_ERR_NONFINITE, "optim_step: a gradient is NaN or infinite; "
+            return ad_error_set(err, AD_ERR_NONFINITE, "optim_step: a gradient is NaN or infinite; "
                            "update refused, parameters and state unchanged");
     int64_t t = ++o->steps;
     for (size_t i = 0; i < n; i++) {
@@ -247,7 +238,7 @@ ad_status nn_optim_step(nn_optim *o, ad_error *err)
             p[i] = update(o, i, p[i], grad_at(g, d, i), t);
         }
     }
-    return set_err(err, AD_OK, "");
+    return ad_error_set(err, AD_OK, NULL);
 }
 
 /* ---- schedules ---------------------------------------------------------------------------- */
@@ -277,8 +268,8 @@ double nn_schedule_lr(const nn_schedule *s, int64_t t)
 
 ad_status nn_clip_grad_norm(nn_params *ps, double max_norm, double *norm, ad_error *err)
 {
-    if (!ps) return set_err(err, AD_ERR_NULL, "clip_grad_norm: parameter set is NULL");
-    if (!(max_norm > 0)) return set_err(err, AD_ERR_ARG, "clip_grad_norm: max_norm must be > 0");
+    if (!ps) return ad_error_set(err, AD_ERR_NULL, "clip_grad_norm: parameter set is NULL");
+    if (!(max_norm > 0)) return ad_error_set(err, AD_ERR_ARG, "clip_grad_norm: max_norm must be > 0");
     size_t n;
     void *g = nn_params_grads(ps, &n);
     ad_dtype d = nn_params_dtype(ps);
@@ -287,7 +278,7 @@ ad_status nn_clip_grad_norm(nn_params *ps, double max_norm, double *norm, ad_err
     double total = sqrt(s);
     if (norm) *norm = total;
     if (!isfinite(total))
-        return set_err(err, AD_ERR_NONFINITE, "clip_grad_norm: the gradient norm is not finite; "
+        return ad_error_set(err, AD_ERR_NONFINITE, "clip_grad_norm: the gradient norm is not finite; "
                        "gradients left unchanged");
     if (total > max_norm) {
         double scale = max_norm / total;
@@ -296,23 +287,23 @@ ad_status nn_clip_grad_norm(nn_params *ps, double max_norm, double *norm, ad_err
             else ((double *)g)[i] *= scale;
         }
     }
-    return set_err(err, AD_OK, "");
+    return ad_error_set(err, AD_OK, NULL);
 }
 
 ad_status nn_clip_grad_value(nn_params *ps, double clip, ad_error *err)
 {
-    if (!ps) return set_err(err, AD_ERR_NULL, "clip_grad_value: parameter set is NULL");
-    if (!(clip > 0)) return set_err(err, AD_ERR_ARG, "clip_grad_value: clip must be > 0");
+    if (!ps) return ad_error_set(err, AD_ERR_NULL, "clip_grad_value: parameter set is NULL");
+    if (!(clip > 0)) return ad_error_set(err, AD_ERR_ARG, "clip_grad_value: clip must be > 0");
     size_t n;
     void *g = nn_params_grads(ps, &n);
     ad_dtype d = nn_params_dtype(ps);
     for (size_t i = 0; i < n; i++)
         if (isnan(grad_at(g, d, i)))
-            return set_err(err, AD_ERR_NONFINITE, "clip_grad_value: a gradient is NaN; gradients left unchanged");
+            return ad_error_set(err, AD_ERR_NONFINITE, "clip_grad_value: a gradient is NaN; gradients left unchanged");
     for (size_t i = 0; i < n; i++) {
         double v = fmin(fmax(grad_at(g, d, i), -clip), clip);
         if (d == AD_F32) ((float *)g)[i] = (float)v;
         else ((double *)g)[i] = v;
     }
-    return set_err(err, AD_OK, "");
+    return ad_error_set(err, AD_OK, NULL);
 }

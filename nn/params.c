@@ -34,42 +34,19 @@ struct nn_params {
 #undef uthash_nonfatal_oom
 #define uthash_nonfatal_oom(e) (ps->oom = 1)
 
-#if defined(__GNUC__)
-__attribute__((format(printf, 3, 4)))
-#endif
-static ad_status fail(ad_error *err, ad_status code, const char *fmt, ...)
-{
-    if (err) {
-        va_list ap;
-        va_start(ap, fmt);
-        err->code = code;
-        vsnprintf(err->msg, sizeof err->msg, fmt, ap);
-        va_end(ap);
-    }
-    return code;
-}
-
-static void ok(ad_error *err)
-{
-    if (err) {
-        err->code = AD_OK;
-        err->msg[0] = '\0';
-    }
-}
-
 nn_params *nn_params_new(ad_dtype dtype, ad_error *err)
 {
     if (ad_dtype_size(dtype) == 0) {
-        fail(err, AD_ERR_DTYPE, "params: invalid dtype");
+        ad_error_set(err, AD_ERR_DTYPE, "params: invalid dtype");
         return NULL;
     }
     nn_params *ps = calloc(1, sizeof *ps);
     if (!ps) {
-        fail(err, AD_ERR_NOMEM, "params: out of memory");
+        ad_error_set(err, AD_ERR_NOMEM, "params: out of memory");
         return NULL;
     }
     ps->dtype = dtype;
-    ok(err);
+    ad_error_set(err, AD_OK, NULL);
     return ps;
 }
 
@@ -117,21 +94,21 @@ static int grow_blocks(nn_params *ps, size_t numel)
 ad_param *nn_params_add(nn_params *ps, const char *name, ad_shape shape, ad_error *err)
 {
     if (!ps || !name) {
-        fail(err, AD_ERR_NULL, "params_add: %s is NULL", !ps ? "set" : "name");
+        ad_error_set(err, AD_ERR_NULL, "params_add: %s is NULL", !ps ? "set" : "name");
         return NULL;
     }
     if (strlen(name) >= AD_NAME_SIZE || name[0] == '\0') {
-        fail(err, AD_ERR_ARG, "params_add: name '%.40s' is empty or too long", name);
+        ad_error_set(err, AD_ERR_ARG, "params_add: name '%.40s' is empty or too long", name);
         return NULL;
     }
     if (nn_params_get(ps, name)) {
-        fail(err, AD_ERR_DUPLICATE, "params_add: '%s' is already registered", name);
+        ad_error_set(err, AD_ERR_DUPLICATE, "params_add: '%s' is already registered", name);
         return NULL;
     }
     size_t numel, total;
     ad_status st = ad_shape_numel(shape, &numel);
     if (st != AD_OK || __builtin_add_overflow(ps->numel, numel, &total)) {
-        fail(err, st != AD_OK ? st : AD_ERR_OVERFLOW, "params_add: '%s': invalid shape", name);
+        ad_error_set(err, st != AD_OK ? st : AD_ERR_OVERFLOW, "params_add: '%s': invalid shape", name);
         return NULL;
     }
     entry *e = calloc(1, sizeof *e);
@@ -145,7 +122,7 @@ ad_param *nn_params_add(nn_params *ps, const char *name, ad_shape shape, ad_erro
     }
     if (!e || ps->count == ps->cap || !grow_blocks(ps, total)) {
         free(e);
-        fail(err, AD_ERR_NOMEM, "params_add: out of memory adding '%s'", name);
+        ad_error_set(err, AD_ERR_NOMEM, "params_add: out of memory adding '%s'", name);
         return NULL;
     }
     size_t es = ad_dtype_size(ps->dtype);
@@ -163,12 +140,12 @@ ad_param *nn_params_add(nn_params *ps, const char *name, ad_shape shape, ad_erro
     if (ps->oom) {
         ad_param_free(e->param);
         free(e);
-        fail(err, AD_ERR_NOMEM, "params_add: out of memory indexing '%s'", name);
+        ad_error_set(err, AD_ERR_NOMEM, "params_add: out of memory indexing '%s'", name);
         return NULL;
     }
     ps->order[ps->count++] = e;
     ps->numel = total;
-    ok(err);
+    ad_error_set(err, AD_OK, NULL);
     return e->param;
 }
 
@@ -191,12 +168,12 @@ static void shape_text(ad_shape s, char *buf, size_t cap)
 ad_param *nn_params_find(const nn_params *ps, const char *name, ad_shape shape, ad_error *err)
 {
     if (!ps || !name) {
-        fail(err, AD_ERR_NULL, "params_find: %s is NULL", !ps ? "set" : "name");
+        ad_error_set(err, AD_ERR_NULL, "params_find: %s is NULL", !ps ? "set" : "name");
         return NULL;
     }
     ad_param *p = nn_params_get(ps, name);
     if (!p) {
-        fail(err, AD_ERR_NOT_FOUND, "params_find: no parameter '%s'", name);
+        ad_error_set(err, AD_ERR_NOT_FOUND, "params_find: no parameter '%s'", name);
         return NULL;
     }
     ad_shape have = ad_tensor_shape(ad_param_value(p));
@@ -205,10 +182,10 @@ ad_param *nn_params_find(const nn_params *ps, const char *name, ad_shape shape, 
         shape_text(have, a, sizeof a);
         shape_text(shape, b, sizeof b);
         snprintf(msg, sizeof msg, "has shape %s, expected %s", a, b);
-        fail(err, AD_ERR_SHAPE, "params_find: '%s' %s", name, msg);
+        ad_error_set(err, AD_ERR_SHAPE, "params_find: '%s' %s", name, msg);
         return NULL;
     }
-    ok(err);
+    ad_error_set(err, AD_OK, NULL);
     return p;
 }
 
@@ -287,15 +264,15 @@ static void convert(ad_tensor *dst, ad_tensor *src)
 
 ad_status nn_params_load_npy_dir(nn_params *ps, const char *dir, ad_error *err)
 {
-    if (!ps || !dir) return fail(err, AD_ERR_NULL, "params_load: %s is NULL", !ps ? "set" : "dir");
+    if (!ps || !dir) return ad_error_set(err, AD_ERR_NULL, "params_load: %s is NULL", !ps ? "set" : "dir");
     ad_tensor **loaded = calloc(ps->count ? ps->count : 1, sizeof *loaded);
-    if (!loaded) return fail(err, AD_ERR_NOMEM, "params_load: out of memory");
+    if (!loaded) return ad_error_set(err, AD_ERR_NOMEM, "params_load: out of memory");
     ad_status st = AD_OK;
     for (size_t i = 0; i < ps->count && st == AD_OK; i++) {
         char path[4096];
         ad_tensor *want = ad_param_value(ps->order[i]->param);
         if (!npy_path(path, sizeof path, dir, ps->order[i]->name)) {
-            st = fail(err, AD_ERR_ARG, "params_load: path of '%s' in '%s' is too long", ps->order[i]->name, dir);
+            st = ad_error_set(err, AD_ERR_ARG, "params_load: path of '%s' in '%s' is too long", ps->order[i]->name, dir);
             break;
         }
         loaded[i] = ad_npy_load(path, err);
@@ -306,28 +283,28 @@ ad_status nn_params_load_npy_dir(nn_params *ps, const char *dir, ad_error *err)
             shape_text(ad_tensor_shape(loaded[i]), a, sizeof a);
             shape_text(ad_tensor_shape(want), b, sizeof b);
             snprintf(msg, sizeof msg, "file has shape %s, the model %s", a, b);
-            st = fail(err, AD_ERR_SHAPE, "params_load: '%s': %s", ps->order[i]->name, msg);
+            st = ad_error_set(err, AD_ERR_SHAPE, "params_load: '%s': %s", ps->order[i]->name, msg);
         }
     }
     if (st == AD_OK)
         for (size_t i = 0; i < ps->count; i++) convert(ad_param_value(ps->order[i]->param), loaded[i]);
     for (size_t i = 0; i < ps->count; i++) ad_tensor_free(loaded[i]);
     free(loaded);
-    if (st == AD_OK) ok(err);
+    if (st == AD_OK) ad_error_set(err, AD_OK, NULL);
     return st;
 }
 
 ad_status nn_params_save_npy_dir(const nn_params *ps, const char *dir, ad_error *err)
 {
-    if (!ps || !dir) return fail(err, AD_ERR_NULL, "params_save: %s is NULL", !ps ? "set" : "dir");
+    if (!ps || !dir) return ad_error_set(err, AD_ERR_NULL, "params_save: %s is NULL", !ps ? "set" : "dir");
     for (size_t i = 0; i < ps->count; i++) {
         char path[4096];
         if (!npy_path(path, sizeof path, dir, ps->order[i]->name))
-            return fail(err, AD_ERR_ARG, "params_save: path of '%s' in '%s' is too long",
+            return ad_error_set(err, AD_ERR_ARG, "params_save: path of '%s' in '%s' is too long",
                         ps->order[i]->name, dir);
         ad_status st = ad_npy_save(path, ad_param_value(ps->order[i]->param), err);
         if (st != AD_OK) return st;
     }
-    ok(err);
+    ad_error_set(err, AD_OK, NULL);
     return AD_OK;
 }

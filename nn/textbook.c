@@ -99,15 +99,6 @@ static void compare(nn_check_report *r, const char *name, const double *engine,
     if (e->rel_err > r->max_rel_err) r->max_rel_err = e->rel_err;
 }
 
-static ad_status fail(ad_error *err, ad_status code, const char *msg)
-{
-    if (err) {
-        err->code = code;
-        snprintf(err->msg, sizeof err->msg, "%s", msg);
-    }
-    return code;
-}
-
 /* Saves the weights' gradients to `saved` and zeroes them; restore puts them back. */
 static int stash_grads(ad_param *const *ws, int n, double **saved, int restore)
 {
@@ -133,9 +124,9 @@ static int stash_grads(ad_param *const *ws, int n, double **saved, int restore)
 static ad_status check_f64(ad_param *const *ws, int n, ad_error *err)
 {
     for (int i = 0; i < n; i++) {
-        if (!ws[i]) return fail(err, AD_ERR_NULL, "check: a weight is NULL");
+        if (!ws[i]) return ad_error_set(err, AD_ERR_NULL, "check: a weight is NULL");
         if (ad_tensor_dtype(ad_param_value(ws[i])) != AD_F64)
-            return fail(err, AD_ERR_DTYPE, "check: weights must be f64 (the reference is f64)");
+            return ad_error_set(err, AD_ERR_DTYPE, "check: weights must be f64 (the reference is f64)");
     }
     return AD_OK;
 }
@@ -147,32 +138,32 @@ static ad_status run_engine(ad_tape *t, ad_tensor *loss, double *value, ad_error
         *value = ad_tensor_item(loss);
         return AD_OK;
     }
-    return fail(err, ad_tape_status(t), ad_tape_message(t));
+    return ad_error_set(err, ad_tape_status(t), "%s", ad_tape_message(t));
 }
 
 ad_status nn_check_case1(ad_param *W_i, ad_param *W_h, ad_param *W_o, const double *x, int T,
                          double y, nn_check_report *report, ad_error *err)
 {
     ad_param *ws[3] = {W_i, W_h, W_o};
-    if (!report || !x) return fail(err, AD_ERR_NULL, "check_case1: report or x is NULL");
+    if (!report || !x) return ad_error_set(err, AD_ERR_NULL, "check_case1: report or x is NULL");
     ad_status st = check_f64(ws, 3, err);
     if (st != AD_OK) return st;
     int64_t V = dim(W_i, 0), H = dim(W_i, 1);
     if (dim(W_h, 0) != H || dim(W_h, 1) != H || dim(W_o, 0) != H || dim(W_o, 1) != 1)
-        return fail(err, AD_ERR_SHAPE, "check_case1: W_i [V,H], W_h [H,H], W_o [H,1] do not fit together");
+        return ad_error_set(err, AD_ERR_SHAPE, "check_case1: W_i [V,H], W_h [H,H], W_o [H,1] do not fit together");
     memset(report, 0, sizeof *report);
     size_t n = (size_t)(V * H + H * H + H);
     double *ref = malloc(n * sizeof *ref), *saved[3];
     if (!ref || !stash_grads(ws, 3, saved, 0)) {
         free(ref);
-        return fail(err, AD_ERR_NOMEM, "check_case1: out of memory");
+        return ad_error_set(err, AD_ERR_NOMEM, "check_case1: out of memory");
     }
     nn_case1_weights w = {ad_tensor_f64(ad_param_value(W_i)), ad_tensor_f64(ad_param_value(W_h)),
                           ad_tensor_f64(ad_param_value(W_o))};
     nn_case1_weights g = {ref, ref + V * H, ref + V * H + H * H};
     st = nn_ref_case1((int)V, (int)H, &w, x, T, y, &report->reference_loss, &g, err);
     ad_tape *t = ad_tape_new(NULL);
-    if (st == AD_OK && !t) st = fail(err, AD_ERR_NOMEM, "check_case1: out of memory");
+    if (st == AD_OK && !t) st = ad_error_set(err, AD_ERR_NOMEM, "check_case1: out of memory");
     if (st == AD_OK)
         st = run_engine(t, nn_case1_loss(t, W_i, W_h, W_o, x, T, y), &report->engine_loss, err);
     if (st == AD_OK) {
@@ -190,20 +181,20 @@ ad_status nn_check_case2(const nn_case2_params *p, const int *inputs, const int 
                          nn_check_report *report, ad_error *err)
 {
     if (!p || !report || !inputs || !targets)
-        return fail(err, AD_ERR_NULL, "check_case2: an argument is NULL");
+        return ad_error_set(err, AD_ERR_NULL, "check_case2: an argument is NULL");
     ad_param *ws[5] = {p->W_xh, p->W_hh, p->W_hy, p->b_h, p->b_y};
     ad_status st = check_f64(ws, 5, err);
     if (st != AD_OK) return st;
     int64_t H = dim(p->W_xh, 0), V = dim(p->W_xh, 1);
     if (dim(p->W_hh, 0) != H || dim(p->W_hh, 1) != H || dim(p->W_hy, 0) != V ||
         dim(p->W_hy, 1) != H || dim(p->b_h, 0) != H || dim(p->b_y, 0) != V)
-        return fail(err, AD_ERR_SHAPE, "check_case2: weight shapes do not fit together");
+        return ad_error_set(err, AD_ERR_SHAPE, "check_case2: weight shapes do not fit together");
     memset(report, 0, sizeof *report);
     size_t n = (size_t)(2 * H * V + H * H + H + V + H);
     double *ref = malloc(n * sizeof *ref), *saved[5];
     if (!ref || !stash_grads(ws, 5, saved, 0)) {
         free(ref);
-        return fail(err, AD_ERR_NOMEM, "check_case2: out of memory");
+        return ad_error_set(err, AD_ERR_NOMEM, "check_case2: out of memory");
     }
     nn_case2_weights w = {ad_tensor_f64(ad_param_value(p->W_xh)), ad_tensor_f64(ad_param_value(p->W_hh)),
                           ad_tensor_f64(ad_param_value(p->W_hy)), ad_tensor_f64(ad_param_value(p->b_h)),
@@ -214,7 +205,7 @@ ad_status nn_check_case2(const nn_case2_params *p, const int *inputs, const int 
     st = nn_ref_case2((int)V, (int)H, &w, inputs, targets, T, NULL, &report->reference_loss, &g,
                       dh0, NULL, err);
     ad_tape *t = ad_tape_new(NULL);
-    if (st == AD_OK && !t) st = fail(err, AD_ERR_NOMEM, "check_case2: out of memory");
+    if (st == AD_OK && !t) st = ad_error_set(err, AD_ERR_NOMEM, "check_case2: out of memory");
     ad_tensor *h0 = NULL;
     if (st == AD_OK) {
         h0 = ad_variable(t, AD_F64, ad_shape2(H, 1), dh0); /* a buffer of the right size... */

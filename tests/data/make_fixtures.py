@@ -212,6 +212,51 @@ def optim_fixtures():
         save(f"{d}/{name}.npy", np.array(lrs))
 
 
+def tbptt_case(name, k1, k2, steps=11, B=2, I=3, H=4, V=3):
+    """TBPTT(k1, k2) with SGD on an RNNCell + Linear head, cross-entropy summed
+    over the k1 newest steps of each segment; the recorded segment starts
+    from the state k2 steps back as a constant. Saves the initial and final
+    weights (as <dir>/init and <dir>/final folders of .npy files named as in
+    unroll), the inputs, targets and the loss of every segment."""
+    d = os.path.join(HERE, "tbptt", name)
+    torch.manual_seed(11)
+    cell = torch.nn.RNNCell(I, H).double()
+    head = torch.nn.Linear(H, V).double()
+    names = {"rnn.weight_ih_l0": cell.weight_ih, "rnn.weight_hh_l0": cell.weight_hh,
+             "rnn.bias_ih_l0": cell.bias_ih, "rnn.bias_hh_l0": cell.bias_hh,
+             "head.weight": head.weight, "head.bias": head.bias}
+    for n, p in names.items():
+        save(f"{d}/init/{n}.npy", p.detach().numpy())
+    r = np.random.default_rng(5)
+    xs = r.uniform(-1, 1, (steps, B, I))
+    tg = r.integers(0, V, (steps, B))
+    save(f"{d}/x.npy", xs)
+    save(f"{d}/targets.npy", tg.astype("<f8"))
+    opt = torch.optim.SGD(list(cell.parameters()) + list(head.parameters()), lr=0.1)
+    hist = {0: torch.zeros(B, H, dtype=torch.float64)}
+    losses, seg, e = [], 0, min(k1, steps)
+    while True:
+        first = seg * k1
+        s0 = max(first + k1 - k2, 0)
+        h, total = hist[s0].clone(), None
+        for s in range(s0, e):
+            h = cell(torch.tensor(xs[s]), h)
+            hist[s + 1] = h.detach().clone()
+            if s >= first:
+                l = F.cross_entropy(head(h), torch.tensor(tg[s]), reduction="sum")
+                total = l if total is None else total + l
+        opt.zero_grad()
+        total.backward()
+        opt.step()
+        losses.append(total.item())
+        if e == steps:
+            break
+        e, seg = min(e + k1, steps), seg + 1
+    for n, p in names.items():
+        save(f"{d}/final/{n}.npy", p.detach().numpy())
+    save(f"{d}/losses.npy", np.array(losses))
+
+
 if __name__ == "__main__":
     torch.manual_seed(0)  # this build of PyTorch starts from a random seed
     torch.set_num_threads(1)
@@ -219,4 +264,6 @@ if __name__ == "__main__":
     op_fixtures()
     rnn_fixtures()
     optim_fixtures()
+    tbptt_case("k3_k3", 3, 3)
+    tbptt_case("k2_k4", 2, 4)
     print("fixtures written under", HERE)

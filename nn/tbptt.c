@@ -1,0 +1,122 @@
+/*
+ * tbptt.c - the TBPTT(k1, k2) driver.
+ *
+ * State S_s is the state after s steps (S_0 the initial state). The driver
+ * keeps the values of the last k2 + 1 states in a ring (host memory, f64),
+ * so the segment ending at step e can start from S_{e-k2} as a constant.
+ */
+#include "tbptt.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct ring {
+    double *v;      /* (k2 + 1) slots of `per` values: h then c */
+    size_t per;     /* batch * H * (1 or 2) */
+    int slots;
+} ring;
+
+static double *slot(ring *r, int64_t s) { return r->v + (size_t)(s % r->slots) * r->per; }
+
+/* Copies the state's values (f32 or f64) into a ring slot. */
+static void keep_state(ring *r, int64_t s, const nn_state *st, size_t bh)
+{
+    double *d = slot(r, s);
+    ad_tensor *parts[2] = {st->h, st->c};
+    for (int k = 0; k < 2 && parts[k]; k++)
+        for (size_t i = 0; i < bh; i++) d[k * bh + i] = ad_tensor_get(parts[k], i);
+}
+
+/* S_s as constants on the tape. */
+static ad_status load_state(ad_tape *t, const nn_cell *cell, ring *r, int64_t s, int64_t batch,
+                            nn_state *out)
+{
+    ad_dtype dt = ad_tensor_dtype(ad_param_value(cell->w[0]));
+    size_t bh = (size_t)batch * (size_t)cell->hidden_size;
+    ad_shape sh = ad_shape2(batch, cell->hidden_size);
+    out->h = ad_from_f64(t, dt, sh, slot(r, s));
+    out->c = cell->has_c ? ad_from_f64(t, dt, sh, slot(r, s) + bh) : NULL;
+    return ad_tape_status(t);
+}
+
+static ad_status tape_err(ad_tape *t, ad_error *err)
+{
+    ad_status st = ad_tape_status(t);
+    if (st == AD_OK) st = AD_ERR_STATE;
+    char msg[300];
+    snprintf(msg, sizeof msg, "tbptt: %s", ad_tape_message(t));
+    return ad_error_set(err, st, "%s", msg);
+}
+
+/* One segment: steps [s0, e) from S_{s0}; losses of steps >= first_loss. */
+static ad_status segment(ad_tape *t, const nn_cell *cell, nn_params *ps, const nn_tbptt_options *o,
+                         ring *r, int64_t s0, int64_t e, int64_t first_loss,
+                         nn_tbptt_input_fn input, nn_tbptt_loss_fn loss, void *ctx, double *value,
+                         ad_error *err)
+{
+    size_t bh = (size_t)o->batch * (size_t)cell->hidden_size;
+    ad_tape_reset(t);
+    nn_state h;
+    if (load_state(t, cell, r, s0, o->batch, &h) != AD_OK) return tape_err(t, err);
+    ad_tensor *total = NULL;
+    for (int64_t s = s0; s < e; s++) {
+        char label[AD_NAME_SIZE + 24];
+        snprintf(label, sizeof label, "%s t=%lld", cell->name, (long long)s);
+        ad_tape_set_label(t, label);
+        nn_state next;
+        ad_tensor *x = input(t, s, ctx);
+        if (!x && ad_tape_status(t) == AD_OK) ad_tape_fail(t, AD_ERR_NULL, "input of step %lld is NULL", (long long)s);
+        if (!x || nn_cell_step(t, cell, x, &h, &next) != AD_OK) return tape_err(t, err);
+        h = next;
+        keep_state(r, s + 1, &h, bh);
+        if (s < first_loss) continue;
+        ad_tensor *l = loss(t, &h, s, ctx);
+        if (ad_tape_status(t) != AD_OK) return tape_err(t, err);
+        if (l) total = total ? ad_add(t, total, l) : l;
+    }
+    ad_tape_set_label(t, NULL);
+    *value = 0;
+    if (!total) return AD_OK; /* no loss in this segment: nothing to backpropagate */
+    if (ps) nn_params_zero_grad(ps);
+    if (ad_backward(t, total, NULL) != AD_OK) return tape_err(t, err);
+    *value = ad_tensor_item(total);
+    return AD_OK;
+}
+
+ad_status nn_tbptt_run(ad_tape *t, const nn_cell *cell, nn_params *ps, const nn_tbptt_options *o,
+                       nn_tbptt_input_fn input, nn_tbptt_loss_fn loss, nn_tbptt_update_fn update,
+                       void *ctx, ad_error *err)
+{
+    if (!t || !cell || !o || !input || !loss)
+        return ad_error_set(err, AD_ERR_NULL, "tbptt: tape, cell, options, input or loss is NULL");
+    if (o->k1 < 1 || o->k2 < o->k1)
+        return ad_error_set(err, AD_ERR_ARG, "tbptt: needs k2 >= k1 >= 1");
+    if (o->steps < 1) return ad_error_set(err, AD_ERR_EMPTY, "tbptt: empty sequence");
+    if (o->batch < 1 || cell->n_w < 1) return ad_error_set(err, AD_ERR_ARG, "tbptt: batch must be >= 1 and the cell must have weights");
+    size_t bh = (size_t)o->batch * (size_t)cell->hidden_size;
+    ring r = {NULL, bh * (cell->has_c ? 2 : 1), o->k2 + 1};
+    r.v = calloc((size_t)r.slots * r.per, sizeof *r.v);
+    if (!r.v) return ad_error_set(err, AD_ERR_NOMEM, "tbptt: out of memory");
+    if (o->h0) memcpy(r.v, o->h0, bh * sizeof *r.v);
+    if (o->c0 && cell->has_c) memcpy(r.v + bh, o->c0, bh * sizeof *r.v);
+    ad_status st = AD_OK;
+    int64_t seg = 0;
+    for (int64_t e = o->k1 < o->steps ? o->k1 : o->steps; st == AD_OK; seg++) {
+        int64_t first_loss = seg * (int64_t)o->k1; /* the steps new to this segment */
+        /* k2 steps back from the segment's nominal end (first_loss + k1), so a
+         * short last segment with k1 = k2 is just the remaining steps */
+        int64_t s0 = first_loss + o->k1 - o->k2 > 0 ? first_loss + o->k1 - o->k2 : 0;
+        double value = 0;
+        st = segment(t, cell, ps, o, &r, s0, e, first_loss, input, loss, ctx, &value, err);
+        if (st == AD_OK && update) {
+            st = update(seg, value, ctx);
+            if (st != AD_OK) ad_error_set(err, st, "tbptt: the update callback stopped the run");
+        }
+        if (e == o->steps) break;
+        e = e + o->k1 < o->steps ? e + o->k1 : o->steps;
+    }
+    free(r.v);
+    if (st == AD_OK) ad_error_set(err, AD_OK, NULL);
+    return st;
+}
