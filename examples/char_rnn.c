@@ -429,37 +429,36 @@ int main(int argc, char **argv)
         return 0;
     }
     if (r < 0) return 2;
-    int ok;
+    int ok, status = 1;
     nn_optim_kind kind = optim_kind(o.optim, &ok);
     if (!ok) {
         fprintf(stderr, "char_rnn: unknown optimizer '%s' (sgd|adagrad|rmsprop|adam|adamw)\n", o.optim);
         return 2;
     }
-    corpus c;
-    if (!load_corpus(o.data, &c)) return 1;
+    corpus c = {0};
+    model m = {0};
+    trainer tr = {.o = &o, .c = &c, .m = &m, .tty = isatty(2)};
+    ad_tape *t = NULL;
+    ad_error err;
+    if (!load_corpus(o.data, &c)) goto done;
     if (c.n_train < (size_t)o.batch * ((size_t)o.seq + 1)) {
         fprintf(stderr, "char_rnn: '%s' is too short for --batch %d --seq %d\n", o.data, o.batch, o.seq);
-        free(c.ids);
-        return 1;
+        goto done;
     }
-    trainer tr = {.o = &o, .c = &c, .tty = isatty(2)};
     ad_rng_seed(&tr.rng, o.seed, 0);
-    model m;
-    if (!build_model(&m, &o, c.vocab, &tr.rng)) return 1;
-    tr.m = &m;
+    if (!build_model(&m, &o, c.vocab, &tr.rng)) goto done;
     nn_optim_config cfg = nn_optim_defaults(kind);
     cfg.lr = o.lr;
-    ad_error err;
     tr.opt = nn_optim_new(m.ps, &cfg, &err);
     if (!tr.opt) {
         fprintf(stderr, "char_rnn: %s\n", err.msg);
-        return 1;
+        goto done;
     }
     if (o.resume && access(o.checkpoint, F_OK) == 0) {
         nn_train_state ts;
         if (nn_checkpoint_load(o.checkpoint, m.ps, tr.opt, &ts, &err) != AD_OK) {
             fprintf(stderr, "char_rnn: cannot resume from '%s': %s\n", o.checkpoint, err.msg);
-            return 1;
+            goto done;
         }
         tr.step = (long)ts.step;
         if (ts.has_rng) tr.rng = ts.rng;
@@ -469,7 +468,7 @@ int main(int argc, char **argv)
         tr.csv = fopen(o.csv, "w");
         if (!tr.csv) {
             fprintf(stderr, "char_rnn: cannot write '%s'\n", o.csv);
-            return 1;
+            goto done;
         }
         fprintf(tr.csv, "step,loss,val_loss,lr,tokens_per_s\n");
     }
@@ -478,28 +477,28 @@ int main(int argc, char **argv)
     printf("corpus %s: %zu characters (%zu for training), vocabulary %d\n", o.data, c.n, c.n_train, c.vocab);
     printf("model: %d x %s(%d), %zu parameters; TBPTT(%d, %d), batch %d, %s lr %g\n", o.layers,
            o.cell, o.hidden, n_params, o.seq, o.seq, o.batch, o.optim, o.lr);
-    ad_tape *t = ad_tape_new(NULL);
+    t = ad_tape_new(NULL);
     tr.stream_len = c.n_train / (size_t)o.batch;
     tr.t0 = now();
     nn_tbptt_options to = {.k1 = o.seq, .k2 = o.seq, .steps = (int64_t)tr.stream_len - 1, .batch = o.batch};
-    ad_status st = AD_OK;
+    ad_status st = t ? AD_OK : AD_ERR_NOMEM;
     while (tr.step < o.steps && st == AD_OK) { /* one pass over the streams per call */
         st = nn_tbptt_run(t, &m.stack, m.ps, &to, input_fn, loss_fn, update_fn, &tr, &err);
         if (st == AD_ERR_STATE && tr.step >= o.steps) st = AD_OK;
     }
     if (tr.tty) fputc('\n', stderr);
-    int status = 0;
     if (st != AD_OK) {
         fprintf(stderr, "char_rnn: %s\n", err.msg);
-        status = 1;
-    } else {
-        double secs = now() - tr.t0, val = validate(&tr, t);
-        printf("trained %ld steps in %.1f s (%.0f chars/s); train loss %.4f, validation loss %.4f\n",
-               tr.step, secs, tr.tokens / fmax(secs, 1e-9), tr.loss_avg, val);
-        if (tr.csv) fprintf(tr.csv, "%ld,%.6f,%.6f,%.6g,\n", tr.step, tr.loss_avg, val, cfg.lr);
-        if (o.checkpoint && save_checkpoint(&tr) != AD_OK) status = 1;
-        if (o.sample > 0) sample_text(&tr, t, o.sample);
+        goto done;
     }
+    double secs = now() - tr.t0, val = validate(&tr, t);
+    printf("trained %ld steps in %.1f s (%.0f chars/s); train loss %.4f, validation loss %.4f\n",
+           tr.step, secs, tr.tokens / fmax(secs, 1e-9), tr.loss_avg, val);
+    if (tr.csv) fprintf(tr.csv, "%ld,%.6f,%.6f,%.6g,\n", tr.step, tr.loss_avg, val, cfg.lr);
+    if (o.checkpoint && save_checkpoint(&tr) != AD_OK) goto done;
+    if (o.sample > 0) sample_text(&tr, t, o.sample);
+    status = 0;
+done:
     if (tr.csv) {
         fclose(tr.csv);
         if (status == 0) plot(o.csv);
