@@ -43,6 +43,15 @@ ad_status ad_backward(ad_tape *t, ad_tensor *root, const ad_tensor *upstream)
     if (check_root(t, root, upstream) != AD_OK) return ad_tape_status(t);
 
     ad__tape_next_pass(t);
+    if (root->param && ad__tape_lean_copies(t)) { /* the loss is a copy itself: add into p */
+        ad_tensor *g = &root->param->grad;
+        for (size_t i = 0; i < root->numel; i++) {
+            double v = upstream ? ad_tensor_get(upstream, i) : 1.0;
+            if (g->dtype == AD_F32) ((float *)g->data)[i] += (float)v;
+            else ((double *)g->data)[i] += v;
+        }
+        return AD_OK;
+    }
     void *seed = ad__grad(t, root);
     if (!seed) return ad_tape_status(t);
     size_t esize = ad_dtype_size(root->dtype);

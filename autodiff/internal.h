@@ -204,6 +204,7 @@ void *ad__tape_probe(ad_tape *t, const ad_param *p);
 
 /* Per-tape settings used by ad__record and backward. */
 int ad__tape_anomaly(const ad_tape *t);
+int ad__tape_lean_copies(const ad_tape *t);
 int ad__tape_grad_enabled(const ad_tape *t);
 
 /* Runs the anomaly check of backward over node n's input gradients. */

@@ -45,7 +45,7 @@ ad_status ad__param_fwd(ad_tape *t, ad_node *n)
 /* Temporal copy: dL/dW += dL/dW^(t). The copy's own gradient stays readable. */
 void ad__param_bwd(ad_tape *t, ad_node *n)
 {
-    (void)t;
+    if (ad__tape_lean_copies(t)) return; /* already added into the parameter */
     ad_tensor *copy = n->out;
     ad_param *p = copy->param;
     if (copy->dtype == AD_F32) {

@@ -41,6 +41,7 @@ struct ad_tape {
     unsigned pass;
     int grad_enabled;
     int anomaly;
+    int lean_copies; /* copies' gradients go straight into their parameters */
     char label[LABEL_SIZE];
     const char *label_copy; /* arena copy of label, shared by nodes until it changes */
     /* Per-copy gradient checks: the `probe_copy`-th use of `probe_param`
@@ -81,6 +82,7 @@ ad_tape *ad_tape_new(const ad_tape_options *opts)
     t->chunk_bytes = o.chunk_bytes ? o.chunk_bytes : DEFAULT_CHUNK;
     t->grad_enabled = 1;
     t->anomaly = o.anomaly != 0;
+    t->lean_copies = o.lean_copies != 0;
     return t;
 }
 
@@ -166,6 +168,8 @@ int ad_tape_set_anomaly(ad_tape *t, int enabled)
 }
 
 int ad__tape_anomaly(const ad_tape *t) { return t->anomaly; }
+
+int ad__tape_lean_copies(const ad_tape *t) { return t->lean_copies; }
 
 int ad__tape_grad_enabled(const ad_tape *t) { return t->grad_enabled; }
 
@@ -276,6 +280,7 @@ void *ad__alloc_array(ad_tape *t, size_t count, size_t size)
 void *ad__grad(ad_tape *t, ad_tensor *x)
 {
     if (!x->requires_grad) return NULL;
+    if (x->param && t->lean_copies) return x->param->grad.data; /* no per-copy buffer */
     if (x->grad_pass == t->pass && x->grad) return x->grad;
     x->grad = ad__alloc_zero(t, x->numel * ad_dtype_size(x->dtype));
     if (!x->grad) return NULL;

@@ -48,6 +48,14 @@ typedef struct ad_tape_options {
     void (*free)(void *ctx, void *ptr);  /**< NULL means free */
     void *alloc_ctx;                     /**< passed to alloc and free */
     int anomaly;                         /**< start with anomaly detection on */
+    /**
+     * 1: backward adds each temporal copy's gradient straight into its
+     * parameter's gradient instead of keeping a buffer per copy. Saves a
+     * parameter-sized buffer per use (memory and time in long unrolls); the
+     * parameters' gradients are the same up to summation order, but the
+     * per-copy gradients (and reports built on them) are not available.
+     */
+    int lean_copies;
 } ad_tape_options;
 
 /**

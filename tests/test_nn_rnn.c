@@ -371,3 +371,58 @@ Test(nn_rnn, anomaly_names_cell_and_step)
     nn_params_free(ps);
     cr_assert_eq(ts_live_allocs(), before);
 }
+
+/* Lean copies: the same parameter gradients without per-copy buffers. */
+Test(nn_rnn, lean_copies_give_the_same_gradients_in_less_memory)
+{
+    long before = ts_live_allocs();
+    nn_params *ps = nn_params_new(AD_F64, NULL);
+    nn_cell cell;
+    nn_cell_create(&cell, NN_CELL_LSTM, ps, "lstm", 0, 0, 3, 8, 1, NULL);
+    ad_rng rng;
+    ad_rng_seed(&rng, 14, 0);
+    nn_cell_init_pytorch(&cell, &rng);
+    double x[20 * 2 * 3];
+    ts_fill_uniform(x, 120, 15, -1, 1);
+    size_t n;
+    double full[2000], used[2];
+    for (int lean = 0; lean < 2; lean++) {
+        ad_tape_options o = {0};
+        o.lean_copies = lean;
+        ad_tape *t = ad_tape_new(&o);
+        ad_tensor *xs[20];
+        for (int k = 0; k < 20; k++) xs[k] = ad_from_data(t, AD_F64, ad_shape2(2, 3), x + k * 6);
+        nn_state last;
+        nn_params_zero_grad(ps);
+        cr_assert_eq(nn_unroll(t, &cell, xs, 20, NULL, NULL, &last), AD_OK);
+        cr_assert_eq(ad_backward(t, ad_sum(t, ad_mul(t, last.h, last.c), AD_AXIS_ALL, 0), NULL), AD_OK);
+        const double *g = nn_params_grads(ps, &n);
+        cr_assert_leq(n, 2000);
+        for (size_t i = 0; i < n; i++) {
+            if (!lean) full[i] = g[i];
+            else cr_assert(fabs(g[i] - full[i]) <= 1e-13 * fabs(full[i]) + 1e-16, "grad %zu", i);
+        }
+        ad_tensor *copies[20];
+        cr_assert_eq(ad_tape_copies(t, cell.w[1], copies, 20), 20);
+        if (lean) cr_assert_null(ad_tensor_grad_f64(copies[3]), "no per-copy gradient in lean mode");
+        else cr_assert_not_null(ad_tensor_grad_f64(copies[3]));
+        used[lean] = (double)ad_tape_bytes_used(t);
+        ad_tape_free(t);
+    }
+    /* one parameter-sized buffer per copy saved: 20 steps x all four weights */
+    cr_assert(used[0] - used[1] >= 20.0 * (double)(n * sizeof(double)), "lean %.0f bytes vs %.0f",
+              used[1], used[0]);
+    /* a loss that is itself a copy */
+    ad_tape_options o = {0};
+    o.lean_copies = 1;
+    ad_tape *t = ad_tape_new(&o);
+    nn_params_zero_grad(ps);
+    ad_param *b = cell.w[2];
+    double g0 = ad_tensor_f64(ad_param_grad(b))[0];
+    ad_tensor *up = ad_ones(t, AD_F64, ad_shape1(32));
+    cr_assert_eq(ad_backward(t, ad_use(t, b), up), AD_OK);
+    cr_assert_eq(ad_tensor_f64(ad_param_grad(b))[0], g0 + 1.0);
+    ad_tape_free(t);
+    nn_params_free(ps);
+    cr_assert_eq(ts_live_allocs(), before);
+}

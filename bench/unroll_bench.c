@@ -1,0 +1,424 @@
+/*
+ * unroll_bench.c - the benchmark workloads of bench/README.md (W1 tiny, W2
+ * char-rnn, W3/W4/W4g batched Elman/LSTM/GRU, W6 memory), one CSV row per
+ * measurement:
+ *
+ *     workload,variant,dtype,threads,median_us_per_step,tokens_per_s,peak_mib
+ *
+ * "One step" is forward over the unrolled sequence, backward and the
+ * optimizer update. Each measurement warms up, then times single steps until
+ * --repeat steps or --seconds have passed, and reports the median.
+ * peak_mib is the peak resident set from the first step on minus the
+ * resident set before it (VmHWM after writing 5 to /proc/self/clear_refs),
+ * so it includes the tape's arena.
+ *
+ *     ./build/bench/unroll_bench --data ../shared/data/tinyshakespeare.txt
+ *     ./build/bench/unroll_bench --workload W4 --dtype f64 --repeat 20
+ */
+#define _POSIX_C_SOURCE 200809L
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "nn/nn.h"
+
+typedef struct opts {
+    const char *workload, *data;
+    ad_dtype dtype;
+    int threads, repeat;
+    double seconds;
+} opts;
+
+/* ---- timing and memory ------------------------------------------------------------------ */
+
+static double now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return 1e6 * (double)ts.tv_sec + 1e-3 * (double)ts.tv_nsec;
+}
+
+/* VmRSS or VmHWM from /proc/self/status in KiB; 0 when unavailable. */
+static long proc_kib(const char *key)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    long v = 0;
+    size_t n = strlen(key);
+    while (f && fgets(line, sizeof line, f))
+        if (!strncmp(line, key, n)) v = strtol(line + n + 1, NULL, 10);
+    if (f) fclose(f);
+    return v;
+}
+
+static void reset_peak(void)
+{
+    FILE *f = fopen("/proc/self/clear_refs", "w");
+    if (f) {
+        fputs("5", f);
+        fclose(f);
+    }
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* A workload: `step` runs one training step and returns 0 on success. */
+typedef struct workload {
+    const char *name, *variant;
+    double tokens; /* tokens per step (T * B) */
+    int (*step)(void *ctx);
+    void *ctx;
+} workload;
+
+static int measure(const workload *w, const opts *o)
+{
+    int cap = o->repeat > 0 ? o->repeat : 100000;
+    double *t = malloc((size_t)cap * sizeof *t);
+    if (!t) return 1;
+    /* Memory counts from before the first step, so the tape's arena is in it. */
+    long rss0 = proc_kib("VmRSS:");
+    reset_peak();
+    for (int i = 0; i < 3; i++) /* warm-up: the tape reaches its steady size */
+        if (w->step(w->ctx) != 0) {
+            free(t);
+            return 1;
+        }
+    double start = now_us();
+    int n = 0;
+    while (n < cap && (n < 3 || now_us() - start < o->seconds * 1e6)) {
+        double t0 = now_us();
+        if (w->step(w->ctx) != 0) {
+            free(t);
+            return 1;
+        }
+        t[n++] = now_us() - t0;
+    }
+    long peak = proc_kib("VmHWM:");
+    qsort(t, (size_t)n, sizeof *t, cmp_double);
+    double med = n % 2 ? t[n / 2] : 0.5 * (t[n / 2 - 1] + t[n / 2]);
+    printf("%s,%s,%s,%d,%.2f,%.0f,%.1f\n", w->name, w->variant, o->dtype == AD_F32 ? "f32" : "f64",
+           o->threads, med, w->tokens / (med * 1e-6), peak > rss0 ? (double)(peak - rss0) / 1024.0 : 0.0);
+    fflush(stdout);
+    free(t);
+    return 0;
+}
+
+/* ---- the data ----------------------------------------------------------------------------- */
+
+typedef struct text {
+    int64_t *ids;
+    size_t n;
+    int vocab;
+} text;
+
+/* Token id = rank of the byte value among the bytes present. A missing file
+ * gives a synthetic text of 65 symbols so the bench still runs. */
+static int load_text(const char *path, text *tx)
+{
+    void *buf = NULL;
+    size_t size = 0;
+    int rank[256], seen[256] = {0};
+    if (path && ad_file_read_all(path, (size_t)1 << 31, &buf, &size, NULL) != AD_OK) {
+        fprintf(stderr, "unroll_bench: cannot read '%s'\n", path);
+        return 0;
+    }
+    if (!buf) {
+        size = 1 << 20;
+        buf = malloc(size);
+        if (!buf) return 0;
+        ad_rng r;
+        ad_rng_seed(&r, 7, 0);
+        for (size_t i = 0; i < size; i++) ((unsigned char *)buf)[i] = (unsigned char)(32 + ad_rng_below(&r, 65));
+    }
+    const unsigned char *b = buf;
+    for (size_t i = 0; i < size; i++) seen[b[i]] = 1;
+    tx->vocab = 0;
+    for (int c = 0; c < 256; c++) rank[c] = seen[c] ? tx->vocab++ : -1;
+    tx->ids = malloc(size * sizeof *tx->ids);
+    if (!tx->ids) {
+        free(buf);
+        return 0;
+    }
+    for (size_t i = 0; i < size; i++) tx->ids[i] = rank[b[i]];
+    tx->n = size;
+    free(buf);
+    return 1;
+}
+
+/* ---- a row-form recurrent layer: x_t W_x + h W_h + b, as the workloads define it ---------- */
+
+typedef struct rnet {
+    nn_params *ps;
+    ad_param *Wx, *Wh, *b, *bhn, *Wy, *by; /* bhn: GRU's b_hn */
+    nn_cell_kind kind;
+    int V, H, T, B, gather;
+    ad_tape *tape;
+    nn_optim *opt;
+    ad_rng rng;
+    const text *tx;
+    size_t pos; /* W2: the pointer into the text */
+    double *hcarry; /* W2: the carried state */
+    int64_t *ids;
+    int clip_value, bce;
+} rnet;
+
+static int gates(nn_cell_kind k) { return k == NN_CELL_LSTM ? 4 : k == NN_CELL_GRU ? 3 : 1; }
+
+/* x_t W_x for one-hot ids: a dense [B,V] x [V,GH] product, or a row gather. */
+static ad_tensor *input_proj(rnet *r, const int64_t *ids)
+{
+    ad_tape *t = r->tape;
+    if (r->gather) return ad_gather_rows(t, ad_use(t, r->Wx), ids, r->B);
+    ad_tensor *x = ad_zeros(t, nn_params_dtype(r->ps), ad_shape2(r->B, r->V));
+    if (!x) return NULL;
+    for (int b = 0; b < r->B; b++) {
+        if (nn_params_dtype(r->ps) == AD_F32) ad_tensor_f32(x)[b * r->V + ids[b]] = 1.0f;
+        else ad_tensor_f64(x)[b * r->V + ids[b]] = 1.0;
+    }
+    return ad_matmul(t, x, ad_use(t, r->Wx), 0);
+}
+
+static nn_state step(rnet *r, const int64_t *ids, nn_state s)
+{
+    ad_tape *t = r->tape;
+    int64_t H = r->H, sz[4] = {H, H, H, H};
+    ad_tensor *gx = input_proj(r, ids), *gh = ad_matmul(t, s.h, ad_use(t, r->Wh), 0), *q[4], *p[3];
+    nn_state n = {NULL, NULL};
+    if (r->kind == NN_CELL_RNN_TANH) {
+        n.h = ad_tanh(t, ad_add(t, ad_add(t, gx, gh), ad_use(t, r->b)));
+    } else if (r->kind == NN_CELL_LSTM) {
+        if (ad_split(t, ad_add(t, ad_add(t, gx, gh), ad_use(t, r->b)), 1, 4, sz, q) != AD_OK) return n;
+        n.c = ad_add(t, ad_mul(t, ad_sigmoid(t, q[1]), s.c), ad_mul(t, ad_sigmoid(t, q[0]), ad_tanh(t, q[2])));
+        n.h = ad_mul(t, ad_sigmoid(t, q[3]), ad_tanh(t, n.c));
+    } else { /* GRU, b holds b_x for [r z n] and b_h for r, z; bhn is b_hn */
+        if (ad_split(t, ad_add(t, gx, ad_use(t, r->b)), 1, 3, sz, q) != AD_OK ||
+            ad_split(t, gh, 1, 3, sz, p) != AD_OK)
+            return n;
+        ad_tensor *rr = ad_sigmoid(t, ad_add(t, q[0], p[0])), *z = ad_sigmoid(t, ad_add(t, q[1], p[1]));
+        ad_tensor *nn = ad_tanh(t, ad_add(t, q[2], ad_mul(t, rr, ad_add(t, p[2], ad_use(t, r->bhn)))));
+        n.h = ad_add(t, nn, ad_mul(t, z, ad_sub(t, s.h, nn)));
+    }
+    return n;
+}
+
+static int rnet_init(rnet *r, nn_cell_kind kind, int V, int H, int T, int B, int n_out, ad_dtype dt)
+{
+    memset(r, 0, sizeof *r);
+    r->kind = kind, r->V = V, r->H = H, r->T = T, r->B = B;
+    int64_t G = gates(kind) * (int64_t)H;
+    r->ps = nn_params_new(dt, NULL);
+    r->Wx = nn_params_add(r->ps, "W_x", ad_shape2(V, G), NULL);
+    r->Wh = nn_params_add(r->ps, "W_h", ad_shape2(H, G), NULL);
+    r->b = nn_params_add(r->ps, "b", ad_shape1(G), NULL);
+    if (kind == NN_CELL_GRU) r->bhn = nn_params_add(r->ps, "b_hn", ad_shape1(H), NULL);
+    r->Wy = nn_params_add(r->ps, "W_y", ad_shape2(H, n_out), NULL);
+    r->by = nn_params_add(r->ps, "b_y", ad_shape1(n_out), NULL);
+    ad_rng_seed(&r->rng, 1, 0);
+    double k = 1.0 / sqrt((double)H);
+    nn_params_init_uniform(r->ps, &r->rng, -k, k);
+    ad_tape_options to = {0};
+    to.lean_copies = 1; /* a training loop that does not read per-copy gradients */
+    r->tape = ad_tape_new(&to);
+    r->ids = malloc((size_t)(T + 1) * (size_t)B * sizeof *r->ids);
+    return r->ps && r->by && r->tape && r->ids;
+}
+
+static void rnet_free(rnet *r)
+{
+    ad_tape_free(r->tape);
+    nn_optim_free(r->opt);
+    nn_params_free(r->ps);
+    free(r->ids);
+    free(r->hcarry);
+}
+
+/* Forward over T steps from ids [(T+1) x B] (targets are the next row), backward, update. */
+static int train_step(rnet *r, const double *targets_bce)
+{
+    ad_tape *t = r->tape;
+    ad_dtype dt = nn_params_dtype(r->ps);
+    ad_tape_reset(t);
+    nn_params_zero_grad(r->ps);
+    ad_shape hs = ad_shape2(r->B, r->H);
+    nn_state s = {r->hcarry ? ad_from_f64(t, dt, hs, r->hcarry) : ad_zeros(t, dt, hs),
+                  r->kind == NN_CELL_LSTM ? ad_zeros(t, dt, hs) : NULL};
+    ad_tensor *loss = NULL;
+    for (int k = 0; k < r->T; k++) {
+        s = step(r, r->ids + (size_t)k * r->B, s);
+        ad_tensor *z = ad_add(t, ad_matmul(t, s.h, ad_use(t, r->Wy), 0), ad_use(t, r->by));
+        ad_tensor *l;
+        if (r->bce) {
+            double d = targets_bce[k];
+            l = ad_bce(t, ad_sigmoid(t, z), ad_from_f64(t, dt, ad_shape2(1, 1), &d), AD_REDUCE_SUM);
+        } else {
+            l = ad_cross_entropy(t, z, r->ids + (size_t)(k + 1) * r->B, r->B, -1,
+                                 r->B == 1 ? AD_REDUCE_SUM : AD_REDUCE_MEAN);
+        }
+        loss = loss ? ad_add(t, loss, l) : l;
+    }
+    if (!loss) return 1;
+    if (r->B > 1) loss = ad_mul_scalar(t, loss, 1.0 / r->T); /* mean over T * B tokens */
+    if (ad_backward(t, loss, NULL) != AD_OK) {
+        fprintf(stderr, "unroll_bench: %s\n", ad_tape_message(t));
+        return 1;
+    }
+    if (r->hcarry)
+        for (size_t i = 0; i < (size_t)r->H; i++) r->hcarry[i] = ad_tensor_get(s.h, i);
+    if (r->clip_value) nn_clip_grad_value(r->ps, 5.0, NULL);
+    return nn_optim_step(r->opt, NULL) != AD_OK;
+}
+
+/* ---- the workloads ------------------------------------------------------------------------- */
+
+static const double w1_targets[3] = {1, 0, 1};
+
+static int w1_step(void *ctx) { return train_step(ctx, w1_targets); }
+
+static int w2_step(void *ctx)
+{
+    rnet *r = ctx;
+    if (r->pos + (size_t)r->T + 1 > r->tx->n) { /* wrap: back to the start, state reset */
+        r->pos = 0;
+        memset(r->hcarry, 0, (size_t)r->H * sizeof *r->hcarry);
+    }
+    memcpy(r->ids, r->tx->ids + r->pos, (size_t)(r->T + 1) * sizeof *r->ids);
+    r->pos += (size_t)r->T;
+    return train_step(r, NULL);
+}
+
+static int batched_step(void *ctx)
+{
+    rnet *r = ctx;
+    for (int b = 0; b < r->B; b++) {
+        size_t o = (size_t)ad_rng_below(&r->rng, (uint32_t)(r->tx->n - (size_t)r->T - 1));
+        for (int k = 0; k <= r->T; k++) r->ids[(size_t)k * r->B + b] = r->tx->ids[o + (size_t)k];
+    }
+    return train_step(r, NULL);
+}
+
+static int run_one(const char *name, const opts *o, const text *tx)
+{
+    rnet r;
+    int gather_variants = 1, rc = 0;
+    nn_optim_config cfg;
+    if (!strcmp(name, "W1")) {
+        if (!rnet_init(&r, NN_CELL_RNN_TANH, 3, 3, 3, 1, 1, o->dtype)) return 1;
+        r.bce = 1;
+        for (int k = 0; k <= 3; k++) r.ids[k] = k % 3; /* inputs 0, 1, 2 */
+        cfg = nn_optim_defaults(NN_OPTIM_SGD);
+        cfg.lr = 0.1;
+        r.opt = nn_optim_new(r.ps, &cfg, NULL);
+        workload w = {"W1", "dense-onehot", 3, w1_step, &r};
+        rc = measure(&w, o);
+        rnet_free(&r);
+        return rc;
+    }
+    if (!strcmp(name, "W2")) gather_variants = 2;
+    else if (strcmp(name, "W3") && strcmp(name, "W4") && strcmp(name, "W4g")) return 2;
+    else gather_variants = 2;
+    for (int g = 0; g < gather_variants && rc == 0; g++) {
+        int w2 = !strcmp(name, "W2");
+        nn_cell_kind kind = !strcmp(name, "W4") ? NN_CELL_LSTM : !strcmp(name, "W4g") ? NN_CELL_GRU : NN_CELL_RNN_TANH;
+        int H = w2 ? 100 : 256, T = w2 ? 25 : 64, B = w2 ? 1 : 32;
+        if (!rnet_init(&r, kind, tx->vocab, H, T, B, tx->vocab, o->dtype)) return 1;
+        r.gather = g;
+        r.tx = tx;
+        if (w2) {
+            r.hcarry = calloc((size_t)H, sizeof *r.hcarry);
+            r.clip_value = 1;
+            cfg = nn_optim_defaults(NN_OPTIM_ADAGRAD);
+            cfg.lr = 0.1;
+            cfg.eps = 1e-8;
+        } else {
+            cfg = nn_optim_defaults(NN_OPTIM_ADAM);
+            cfg.lr = 2e-3;
+        }
+        r.opt = nn_optim_new(r.ps, &cfg, NULL);
+        workload w = {name, g ? "gather" : "dense-onehot", (double)T * B, w2 ? w2_step : batched_step, &r};
+        rc = measure(&w, o);
+        rnet_free(&r);
+    }
+    return rc;
+}
+
+/* W6: one forward + backward of W3 and W4 at T = 100 and 1000; peak memory is the metric. */
+static int run_w6(const opts *o, const text *tx)
+{
+    nn_cell_kind kinds[2] = {NN_CELL_RNN_TANH, NN_CELL_LSTM};
+    int Ts[2] = {100, 1000};
+    for (int k = 0; k < 2; k++)
+        for (int i = 0; i < 2; i++) {
+            rnet r;
+            if (!rnet_init(&r, kinds[k], tx->vocab, 256, Ts[i], 32, tx->vocab, o->dtype)) return 1;
+            r.tx = tx;
+            nn_optim_config cfg = nn_optim_defaults(NN_OPTIM_SGD);
+            r.opt = nn_optim_new(r.ps, &cfg, NULL);
+            char variant[32];
+            snprintf(variant, sizeof variant, "%s-T%d", k ? "lstm" : "rnn", Ts[i]);
+            workload w = {"W6", variant, (double)Ts[i] * 32, batched_step, &r};
+            opts one = *o;
+            if (one.repeat <= 0 || one.repeat > 3) one.repeat = 3;
+            int rc = measure(&w, &one);
+            rnet_free(&r);
+            if (rc) return rc;
+        }
+    return 0;
+}
+
+static void usage(void)
+{
+    fprintf(stderr, "usage: unroll_bench [--workload W1|W2|W3|W4|W4g|W6|all] [--dtype f32|f64]\n"
+                    "                    [--threads N] [--data PATH] [--repeat N] [--seconds S]\n");
+}
+
+int main(int argc, char **argv)
+{
+    opts o = {"all", NULL, AD_F32, 1, 0, 2.0};
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!v) {
+            usage();
+            return 2;
+        }
+        if (!strcmp(a, "--workload")) o.workload = v;
+        else if (!strcmp(a, "--dtype") && (!strcmp(v, "f32") || !strcmp(v, "f64"))) o.dtype = strcmp(v, "f32") ? AD_F64 : AD_F32;
+        else if (!strcmp(a, "--threads")) o.threads = atoi(v);
+        else if (!strcmp(a, "--data")) o.data = v;
+        else if (!strcmp(a, "--repeat")) o.repeat = atoi(v);
+        else if (!strcmp(a, "--seconds")) o.seconds = atof(v);
+        else {
+            usage();
+            return 2;
+        }
+        i++;
+    }
+    if (o.threads != 1) {
+        fprintf(stderr, "unroll_bench: this build runs 1 thread (configure with UNROLL_WITH_OPENMP=ON for more)\n");
+        o.threads = 1;
+    }
+    const char *known[] = {"all", "W1", "W2", "W3", "W4", "W4g", "W6"};
+    int valid = 0;
+    for (int i = 0; i < 7; i++) valid |= !strcmp(o.workload, known[i]);
+    if (!valid) {
+        fprintf(stderr, "unroll_bench: unknown workload '%s'\n", o.workload);
+        usage();
+        return 2;
+    }
+    text tx;
+    if (!load_text(o.data, &tx)) return 1;
+    if (!o.data) fprintf(stderr, "unroll_bench: no --data, using a synthetic text of 65 symbols\n");
+    printf("workload,variant,dtype,threads,median_us_per_step,tokens_per_s,peak_mib\n");
+    const char *all[5] = {"W1", "W2", "W3", "W4", "W4g"};
+    int rc = 0;
+    for (int i = 0; i < 5 && rc == 0; i++)
+        if (!strcmp(o.workload, "all") || !strcmp(o.workload, all[i])) rc = run_one(all[i], &o, &tx);
+    if (rc == 0 && (!strcmp(o.workload, "all") || !strcmp(o.workload, "W6"))) rc = run_w6(&o, &tx);
+    free(tx.ids);
+    return rc;
+}
