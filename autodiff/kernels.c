@@ -3,10 +3,12 @@
  *
  * GEMM: C[m,n] (+)= op(A) op(B), blocked so that a panel of B (KC rows by
  * NC columns) stays in cache while every row of A streams past it, with a
- * register micro-kernel of MR rows by NR columns whose inner loop the
- * compiler vectorises (built with -O3; -march=native with UNROLL_NATIVE).
- * A transposed B is packed into a row-major panel on the stack first, so
- * every case runs the same micro-kernel with unit-stride loads.
+ * register micro-kernel of MR = 6 rows by NR columns (two SIMD vectors,
+ * written with GCC/Clang vector extensions; a plain-array version elsewhere).
+ * Built with -O3, -march=native under UNROLL_NATIVE, and FMA contraction for
+ * this file only. A transposed B is packed (in 8x8 tiles) into a row-major
+ * panel on the stack, so every case runs the same micro-kernel with
+ * unit-stride loads.
  *
  * Each C element is the sum over p in increasing order, block by block:
  * the order depends only on the shapes, never on timing or threads.
@@ -15,33 +17,70 @@
 
 #include <string.h>
 
-enum { KC = 64, NC = 256, MR = 4 };
+enum { KC = 128, NC = 256, MR = 6 };
 
 /*
  * The micro-kernel: C[0..MR, 0..NR) += A[0..MR, 0..kc) B[0..kc, 0..NR), with
  * A read through (lda_row, lda_col) strides and B row-major with stride ldb.
  * The accumulators live in a local array the compiler keeps in registers.
  */
-#define DEFINE_GEMM(NAME, T, NR)                                                              \
+#if defined(__GNUC__)
+/* GCC/Clang vector extensions: NR = 2 vectors of VL lanes, MR = 6 rows, the
+ * 12 accumulators in registers. */
+#define DEFINE_MICRO(NAME, T, NR)                                                             \
+    typedef T NAME##_vec __attribute__((vector_size(NR / 2 * sizeof(T))));                    \
     static void NAME##_micro(size_t kc, const T *restrict a, size_t ar, size_t ac,            \
                              const T *restrict b, size_t ldb, T *restrict c, size_t ldc)      \
     {                                                                                         \
-        T c0[NR], c1[NR], c2[NR], c3[NR];                                                     \
+        enum { VL = NR / 2 };                                                                 \
+        NAME##_vec acc[MR][2];                                                                \
+        for (int r = 0; r < MR; r++) {                                                        \
+            __builtin_memcpy(&acc[r][0], c + r * ldc, sizeof acc[r][0]);                      \
+            __builtin_memcpy(&acc[r][1], c + r * ldc + VL, sizeof acc[r][1]);                 \
+        }                                                                                     \
+        for (size_t p = 0; p < kc; p++) {                                                     \
+            NAME##_vec b0, b1;                                                                \
+            __builtin_memcpy(&b0, b + p * ldb, sizeof b0);                                    \
+            __builtin_memcpy(&b1, b + p * ldb + VL, sizeof b1);                               \
+            for (int r = 0; r < MR; r++) {                                                    \
+                T ar_p = a[r * ar + p * ac];                                                  \
+                acc[r][0] += ar_p * b0;                                                       \
+                acc[r][1] += ar_p * b1;                                                       \
+            }                                                                                 \
+        }                                                                                     \
+        for (int r = 0; r < MR; r++) {                                                        \
+            __builtin_memcpy(c + r * ldc, &acc[r][0], sizeof acc[r][0]);                      \
+            __builtin_memcpy(c + r * ldc + VL, &acc[r][1], sizeof acc[r][1]);                 \
+        }                                                                                     \
+    }
+#else
+#define DEFINE_MICRO_PORTABLE(NAME, T, NR)                                                              \
+    static void NAME##_micro(size_t kc, const T *restrict a, size_t ar, size_t ac,            \
+                             const T *restrict b, size_t ldb, T *restrict c, size_t ldc)      \
+    {                                                                                         \
+        T c0[NR], c1[NR], c2[NR], c3[NR], c4[NR], c5[NR];                                     \
         for (int j = 0; j < NR; j++) {                                                        \
             c0[j] = c[j], c1[j] = c[ldc + j], c2[j] = c[2 * ldc + j], c3[j] = c[3 * ldc + j]; \
+            c4[j] = c[4 * ldc + j], c5[j] = c[5 * ldc + j];                                   \
         }                                                                                     \
         for (size_t p = 0; p < kc; p++) {                                                     \
             const T *restrict bp = b + p * ldb;                                               \
             T a0 = a[p * ac], a1 = a[ar + p * ac], a2 = a[2 * ar + p * ac], a3 = a[3 * ar + p * ac]; \
+            T a4 = a[4 * ar + p * ac], a5 = a[5 * ar + p * ac];                               \
             for (int j = 0; j < NR; j++) {                                                    \
                 T bj = bp[j];                                                                 \
                 c0[j] += a0 * bj, c1[j] += a1 * bj, c2[j] += a2 * bj, c3[j] += a3 * bj;       \
+                c4[j] += a4 * bj, c5[j] += a5 * bj;                                           \
             }                                                                                 \
         }                                                                                     \
         for (int j = 0; j < NR; j++) {                                                        \
             c[j] = c0[j], c[ldc + j] = c1[j], c[2 * ldc + j] = c2[j], c[3 * ldc + j] = c3[j]; \
+            c[4 * ldc + j] = c4[j], c[5 * ldc + j] = c5[j];                                   \
         }                                                                                     \
-    }                                                                                         \
+    }
+#endif
+
+#define DEFINE_GEMM(NAME, T, NR)                                                              \
     /* The same for the edges (fewer rows or columns), one row at a time. */                 \
     static void NAME##_edge(size_t mr, size_t nr, size_t kc, const T *a, size_t ar,           \
                             size_t ac, const T *b, size_t ldb, T *c, size_t ldc)              \
@@ -94,10 +133,12 @@ enum { KC = 64, NC = 256, MR = 4 };
                 size_t kc = k - p0 < KC ? k - p0 : KC;                                        \
                 const T *bp;                                                                  \
                 size_t ldb;                                                                   \
-                if (trans_b) { /* B stored [n,k]: pack B(p0.., j0..) row-major */             \
-                    for (size_t j = 0; j < nc; j++)                                           \
-                        for (size_t p = 0; p < kc; p++)                                       \
-                            panel[p * nc + j] = b[(j0 + j) * k + p0 + p];                     \
+                if (trans_b) { /* B stored [n,k]: pack B(p0.., j0..) row-major, 8x8 tiles */  \
+                    for (size_t jj = 0; jj < nc; jj += 8)                                     \
+                        for (size_t pp = 0; pp < kc; pp += 8)                                 \
+                            for (size_t j = jj; j < jj + 8 && j < nc; j++)                    \
+                                for (size_t p = pp; p < pp + 8 && p < kc; p++)                \
+                                    panel[p * nc + j] = b[(j0 + j) * k + p0 + p];             \
                     bp = panel, ldb = nc;                                                     \
                 } else {                                                                      \
                     bp = b + p0 * n + j0, ldb = n;                                            \
@@ -117,5 +158,21 @@ enum { KC = 64, NC = 256, MR = 4 };
         }                                                                                     \
     }
 
-DEFINE_GEMM(ad__gemm_f32, float, 16)
-DEFINE_GEMM(ad__gemm_f64, double, 8)
+/* Two vectors per row of the micro-kernel: 256-bit with AVX, 128-bit otherwise. */
+#if defined(__AVX__)
+#define VEC_BYTES 32
+#else
+#define VEC_BYTES 16
+#endif
+#define NR_F32 (2 * VEC_BYTES / 4)
+#define NR_F64 (2 * VEC_BYTES / 8)
+
+#if defined(__GNUC__)
+DEFINE_MICRO(ad__gemm_f32, float, NR_F32)
+DEFINE_MICRO(ad__gemm_f64, double, NR_F64)
+#else
+DEFINE_MICRO_PORTABLE(ad__gemm_f32, float, NR_F32)
+DEFINE_MICRO_PORTABLE(ad__gemm_f64, double, NR_F64)
+#endif
+DEFINE_GEMM(ad__gemm_f32, float, NR_F32)
+DEFINE_GEMM(ad__gemm_f64, double, NR_F64)

@@ -170,25 +170,26 @@ typedef struct rnet {
 
 static int gates(nn_cell_kind k) { return k == NN_CELL_LSTM ? 4 : k == NN_CELL_GRU ? 3 : 1; }
 
-/* x_t W_x for one-hot ids: a dense [B,V] x [V,GH] product, or a row gather. */
-static ad_tensor *input_proj(rnet *r, const int64_t *ids)
+/* X W_x for n one-hot rows: a dense [n,V] x [V,GH] product, or a row gather. */
+static ad_tensor *input_proj(rnet *r, const int64_t *ids, int64_t n)
 {
     ad_tape *t = r->tape;
-    if (r->gather) return ad_gather_rows(t, ad_use(t, r->Wx), ids, r->B);
-    ad_tensor *x = ad_zeros(t, nn_params_dtype(r->ps), ad_shape2(r->B, r->V));
+    if (r->gather) return ad_gather_rows(t, ad_use(t, r->Wx), ids, n);
+    ad_tensor *x = ad_zeros(t, nn_params_dtype(r->ps), ad_shape2(n, r->V));
     if (!x) return NULL;
-    for (int b = 0; b < r->B; b++) {
+    for (int64_t b = 0; b < n; b++) {
         if (nn_params_dtype(r->ps) == AD_F32) ad_tensor_f32(x)[b * r->V + ids[b]] = 1.0f;
         else ad_tensor_f64(x)[b * r->V + ids[b]] = 1.0;
     }
     return ad_matmul(t, x, ad_use(t, r->Wx), 0);
 }
 
-static nn_state step(rnet *r, const int64_t *ids, nn_state s)
+/* One step from gx = x_t W_x (the rows of step t of the hoisted projection). */
+static nn_state step(rnet *r, ad_tensor *gx, nn_state s)
 {
     ad_tape *t = r->tape;
     int64_t H = r->H, sz[4] = {H, H, H, H};
-    ad_tensor *gx = input_proj(r, ids), *gh = ad_matmul(t, s.h, ad_use(t, r->Wh), 0), *q[4], *p[3];
+    ad_tensor *gh = ad_matmul(t, s.h, ad_use(t, r->Wh), 0), *q[4], *p[3];
     nn_state n = {NULL, NULL};
     if (r->kind == NN_CELL_RNN_TANH) {
         n.h = ad_tanh(t, ad_add(t, ad_add(t, gx, gh), ad_use(t, r->b)));
@@ -239,6 +240,12 @@ static void rnet_free(rnet *r)
 }
 
 /* Forward over T steps from ids [(T+1) x B] (targets are the next row), backward, update. */
+/*
+ * Forward over T steps from ids [(T+1) x B] (targets are the next row),
+ * backward, update. The input projection of all T*B tokens is one product
+ * (or gather) and the output projection and loss one more, so only h W_h
+ * and the gates run per step.
+ */
 static int train_step(rnet *r, const double *targets_bce)
 {
     ad_tape *t = r->tape;
@@ -248,23 +255,22 @@ static int train_step(rnet *r, const double *targets_bce)
     ad_shape hs = ad_shape2(r->B, r->H);
     nn_state s = {r->hcarry ? ad_from_f64(t, dt, hs, r->hcarry) : ad_zeros(t, dt, hs),
                   r->kind == NN_CELL_LSTM ? ad_zeros(t, dt, hs) : NULL};
-    ad_tensor *loss = NULL;
+    int64_t TB = (int64_t)r->T * r->B;
+    ad_tensor *gx = input_proj(r, r->ids, TB), *all_h[1024];
     for (int k = 0; k < r->T; k++) {
-        s = step(r, r->ids + (size_t)k * r->B, s);
-        ad_tensor *z = ad_add(t, ad_matmul(t, s.h, ad_use(t, r->Wy), 0), ad_use(t, r->by));
-        ad_tensor *l;
-        if (r->bce) {
-            double d = targets_bce[k];
-            l = ad_bce(t, ad_sigmoid(t, z), ad_from_f64(t, dt, ad_shape2(1, 1), &d), AD_REDUCE_SUM);
-        } else {
-            l = ad_cross_entropy(t, z, r->ids + (size_t)(k + 1) * r->B, r->B, -1,
-                                 r->B == 1 ? AD_REDUCE_SUM : AD_REDUCE_MEAN);
-        }
-        loss = loss ? ad_add(t, loss, l) : l;
+        s = step(r, ad_slice(t, gx, 0, (int64_t)k * r->B, r->B), s);
+        all_h[k] = s.h;
     }
-    if (!loss) return 1;
-    if (r->B > 1) loss = ad_mul_scalar(t, loss, 1.0 / r->T); /* mean over T * B tokens */
-    if (ad_backward(t, loss, NULL) != AD_OK) {
+    ad_tensor *hcat = ad_concat(t, all_h, r->T, 0); /* [T*B, H], step-major */
+    ad_tensor *z = ad_add(t, ad_matmul(t, hcat, ad_use(t, r->Wy), 0), ad_use(t, r->by));
+    ad_tensor *loss;
+    if (r->bce) {
+        ad_tensor *d = ad_from_f64(t, dt, ad_shape2(r->T, 1), targets_bce);
+        loss = ad_bce(t, ad_sigmoid(t, z), d, AD_REDUCE_SUM);
+    } else {
+        loss = ad_cross_entropy(t, z, r->ids + r->B, TB, -1, r->B == 1 ? AD_REDUCE_SUM : AD_REDUCE_MEAN);
+    }
+    if (!loss || ad_backward(t, loss, NULL) != AD_OK) {
         fprintf(stderr, "unroll_bench: %s\n", ad_tape_message(t));
         return 1;
     }

@@ -19,6 +19,7 @@ struct nn_optim {
     nn_params *ps;
     nn_optim_config cfg;
     int64_t steps;
+    double bc1, bc2; /* Adam's bias corrections 1 - beta^t of the current step */
     size_t numel;
     int n_state;
     double *state[NN_OPTIM_MAX_STATE]; /* meaning per kind, see state_count() */
@@ -193,9 +194,9 @@ static double adam(nn_optim *o, size_t i, double p, double g, int64_t t)
     double *m = &o->state[0][i], *v = &o->state[1][i];
     *m = c->beta1 * *m + (1 - c->beta1) * g;
     *v = c->beta2 * *v + (1 - c->beta2) * g * g;
-    double bc1 = 1 - pow(c->beta1, (double)t), bc2 = 1 - pow(c->beta2, (double)t);
-    double step_size = c->lr / bc1;
-    double denom = sqrt(*v) / sqrt(bc2) + c->eps;
+    (void)t;
+    double step_size = c->lr / o->bc1;
+    double denom = sqrt(*v) / sqrt(o->bc2) + c->eps;
     return p - step_size * (*m / denom);
 }
 
@@ -229,6 +230,8 @@ ad_status nn_optim_step(nn_optim *o, ad_error *err)
             return ad_error_set(err, AD_ERR_NONFINITE, "optim_step: a gradient is NaN or infinite; "
                            "update refused, parameters and state unchanged");
     int64_t t = ++o->steps;
+    o->bc1 = 1 - pow(o->cfg.beta1, (double)t); /* once per step, not per element */
+    o->bc2 = 1 - pow(o->cfg.beta2, (double)t);
     for (size_t i = 0; i < n; i++) {
         if (d == AD_F32) {
             float *p = v;
