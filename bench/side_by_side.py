@@ -1,0 +1,214 @@
+#!/usr/bin/env python3
+"""Runs the benchmark workloads in unroll and in PyTorch, interleaved, and
+prints a markdown table of medians and ratios.
+
+    /usr/bin/python3 bench/side_by_side.py --data ../shared/data/tinyshakespeare.txt
+
+unroll's figures come from build/bench/unroll_bench. PyTorch runs in the same
+machine with 1 intra-op thread, twice per workload: an op-by-op loop that
+mirrors the workload's equations ("torch-ops") and, for W3/W4/W4g, the
+library's nn.RNN/LSTM/GRU + Linear ("torch-nn"). Each measurement is a fresh
+process: 3 warm-up steps, then single steps timed for --seconds, median. The
+whole round is repeated --rounds times and the medians of the rounds are
+reported. PyTorch is optional: without it the script says so and exits 0.
+"""
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+WORKLOADS = ["W1", "W2", "W3", "W4", "W4g"]
+
+
+# ---- the PyTorch side (run in a child process) ---------------------------------------------
+
+def load_ids(path):
+    data = open(path, "rb").read()
+    vocab = sorted(set(data))
+    rank = {b: i for i, b in enumerate(vocab)}
+    return [rank[b] for b in data], len(vocab)
+
+
+def torch_worker(workload, variant, data, seconds):
+    import torch
+    import torch.nn.functional as F
+    torch.set_num_threads(1)
+    torch.manual_seed(1)
+    ids, V = load_ids(data)
+    ids_t = torch.tensor(ids)
+    kind = {"W1": "rnn", "W2": "rnn", "W3": "rnn", "W4": "lstm", "W4g": "gru"}[workload]
+    G = {"rnn": 1, "lstm": 4, "gru": 3}[kind]
+    if workload == "W1":
+        V, H, T, B, n_out = 3, 3, 3, 1, 1
+    elif workload == "W2":
+        H, T, B, n_out = 100, 25, 1, V
+    else:
+        H, T, B, n_out = 256, 64, 32, V
+    k = 1 / H ** 0.5
+
+    def param(*shape):
+        return torch.empty(*shape).uniform_(-k, k).requires_grad_()
+
+    if variant == "torch-nn":
+        rnn = {"rnn": torch.nn.RNN, "lstm": torch.nn.LSTM, "gru": torch.nn.GRU}[kind](V, H)
+        head = torch.nn.Linear(H, n_out)
+        params = list(rnn.parameters()) + list(head.parameters())
+    else:
+        Wx, Wh, b = param(V, G * H), param(H, G * H), param(G * H)
+        bhn = param(H) if kind == "gru" else None
+        Wy, by = param(H, n_out), param(n_out)
+        params = [p for p in (Wx, Wh, b, bhn, Wy, by) if p is not None]
+    if workload == "W1":
+        opt = torch.optim.SGD(params, lr=0.1)
+    elif workload == "W2":
+        opt = torch.optim.Adagrad(params, lr=0.1, eps=1e-8)
+    else:
+        opt = torch.optim.Adam(params, lr=2e-3)
+
+    def cell(x, h, c):
+        gx, gh = x @ Wx, h @ Wh
+        if kind == "rnn":
+            return torch.tanh(gx + gh + b), None
+        if kind == "lstm":
+            i, f, g, o = (gx + gh + b).chunk(4, 1)
+            c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+            return torch.sigmoid(o) * torch.tanh(c), c
+        xr, xz, xn = (gx + b).chunk(3, 1)
+        hr, hz, hn = gh.chunk(3, 1)
+        r, z = torch.sigmoid(xr + hr), torch.sigmoid(xz + hz)
+        n = torch.tanh(xn + r * (hn + bhn))
+        return n + z * (h - n), None
+
+    state = {"pos": 0, "h": torch.zeros(1, H)}
+
+    def batch():
+        if workload == "W1":
+            return torch.tensor([[0], [1], [2], [0]])
+        if workload == "W2":
+            if state["pos"] + T + 1 > len(ids):
+                state["pos"], state["h"] = 0, torch.zeros(1, H)
+            seq = ids_t[state["pos"]:state["pos"] + T + 1].view(T + 1, 1)
+            state["pos"] += T
+            return seq
+        offs = torch.randint(0, len(ids) - T - 1, (B,))
+        return torch.stack([ids_t[o:o + T + 1] for o in offs.tolist()], 1)  # [T+1, B]
+
+    def step():
+        seq = batch()
+        x = F.one_hot(seq[:T], V).float()  # [T, B, V]
+        opt.zero_grad()
+        if variant == "torch-nn":
+            h0 = state["h"].view(1, 1, H) if workload == "W2" else None
+            out, hT = rnn(x, h0) if kind != "lstm" else rnn(x)
+            z = head(out.reshape(T * B, H))
+            if workload == "W2":
+                state["h"] = hT.detach().view(1, H)
+        else:
+            h = state["h"] if workload == "W2" else torch.zeros(B, H)
+            c = torch.zeros(B, H) if kind == "lstm" else None
+            hs = []
+            for t in range(T):
+                h, c = cell(x[t], h, c)
+                hs.append(h)
+            z = torch.cat(hs, 0) @ Wy + by
+            if workload == "W2":
+                state["h"] = h.detach()
+        if workload == "W1":
+            loss = F.binary_cross_entropy(torch.sigmoid(z), torch.tensor([[1.0], [0.0], [1.0]]),
+                                          reduction="sum")
+        else:
+            tg = seq[1:].reshape(T * B)
+            loss = F.cross_entropy(z, tg, reduction="sum" if workload == "W2" else "mean")
+        loss.backward()
+        if workload == "W2":
+            for p in params:
+                p.grad.clamp_(-5, 5)
+        opt.step()
+
+    for _ in range(3):
+        step()
+    times, start = [], time.perf_counter()
+    while len(times) < 3 or time.perf_counter() - start < seconds:
+        t0 = time.perf_counter()
+        step()
+        times.append((time.perf_counter() - t0) * 1e6)
+    med = statistics.median(times)
+    print(f"{workload},{variant},f32,1,{med:.2f},{T * B / (med * 1e-6):.0f},0")
+
+
+# ---- the driver ----------------------------------------------------------------------------
+
+# One thread everywhere: PyTorch's intra-op pool and the BLAS it loads.
+ONE_THREAD = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
+
+
+def run(cmd):
+    out = subprocess.run(cmd, capture_output=True, text=True, env=ONE_THREAD)
+    if out.returncode != 0:
+        sys.stderr.write(out.stderr)
+        return []
+    return [line.split(",") for line in out.stdout.splitlines() if line and not line.startswith("workload")]
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--data", required=True)
+    ap.add_argument("--bench", default=os.path.join(HERE, "..", "build", "bench", "unroll_bench"))
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--seconds", type=float, default=2.0)
+    ap.add_argument("--workloads", default=",".join(WORKLOADS))
+    ap.add_argument("--torch-worker", nargs=2, metavar=("WORKLOAD", "VARIANT"), help=argparse.SUPPRESS)
+    a = ap.parse_args()
+    if a.torch_worker:
+        torch_worker(a.torch_worker[0], a.torch_worker[1], a.data, a.seconds)
+        return 0
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        print("side_by_side: PyTorch is not installed (Debian: python3-torch); nothing to compare.")
+        return 0
+    if not os.path.exists(a.bench):
+        print(f"side_by_side: {a.bench} not found; build unroll first (cmake --build build)")
+        return 1
+    results = {}
+    for _ in range(a.rounds):
+        for w in a.workloads.split(","):
+            rows = run([a.bench, "--workload", w, "--data", a.data, "--seconds", str(a.seconds)])
+            variants = ["torch-ops"] + (["torch-nn"] if w not in ("W1",) else [])
+            for v in variants:
+                rows += run([sys.executable, __file__, "--data", a.data, "--seconds", str(a.seconds),
+                             "--torch-worker", w, v])
+            for r in rows:
+                results.setdefault((r[0], r[1]), []).append((float(r[4]), float(r[5])))
+    med = {k: (statistics.median(x[0] for x in v), statistics.median(x[1] for x in v))
+           for k, v in results.items()}
+    import torch
+    import re
+    blas = re.findall(r"BLAS_INFO=\w+", torch.__config__.show())
+    libblas = os.path.realpath("/usr/lib/x86_64-linux-gnu/libblas.so.3")
+    print(f"\n{time.strftime('%Y-%m-%d')}, {a.rounds} rounds, {a.seconds} s per measurement, f32, 1 thread; "
+          f"PyTorch {torch.__version__} ({blas[0] if blas else 'BLAS_INFO=?'}, libblas.so.3 -> {libblas})\n")
+    print("| workload | unroll (best variant) | torch-ops | torch-nn | unroll / torch-ops | unroll / torch-nn |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for w in a.workloads.split(","):
+        ours = [v for (wl, var), v in med.items() if wl == w and not var.startswith("torch")]
+        if not ours:
+            continue
+        best = min(ours, key=lambda x: x[0])
+        unit = "µs/step" if w == "W1" else "tokens/s"
+        fmt = (lambda x: f"{x[0]:.2f} µs") if w == "W1" else (lambda x: f"{x[1]:,.0f}")
+        cells = [fmt(best)]
+        ratios = []
+        for v in ("torch-ops", "torch-nn"):
+            t = med.get((w, v))
+            cells.append(fmt(t) if t else "–")
+            ratios.append(f"{t[0] / best[0]:.2f}×" if t else "–")
+        print(f"| {w} ({unit}) | " + " | ".join(cells + ratios) + " |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
