@@ -27,14 +27,14 @@ enum { KC = 128, NC = 256, MR = 6 };
 #if defined(__GNUC__)
 /* GCC/Clang vector extensions: NR = 2 vectors of VL lanes, MR = 6 rows, the
  * 12 accumulators in registers. */
-#define DEFINE_MICRO(NAME, T, NR)                                                             \
-    typedef T NAME##_vec __attribute__((vector_size(NR / 2 * sizeof(T))));                    \
-    static void NAME##_micro(size_t kc, const T *restrict a, size_t ar, size_t ac,            \
-                             const T *restrict b, size_t ldb, T *restrict c, size_t ldc)      \
+#define DEFINE_VEC(NAME, T, NR) typedef T NAME##_vec __attribute__((vector_size(NR / 2 * sizeof(T))));
+#define DEFINE_MICRO(NAME, T, NR, ROWS)                                                       \
+    static void NAME##_micro##ROWS(size_t kc, const T *restrict a, size_t ar, size_t ac,      \
+                                   const T *restrict b, size_t ldb, T *restrict c, size_t ldc) \
     {                                                                                         \
         enum { VL = NR / 2 };                                                                 \
-        NAME##_vec acc[MR][2];                                                                \
-        for (int r = 0; r < MR; r++) {                                                        \
+        NAME##_vec acc[ROWS][2];                                                              \
+        for (int r = 0; r < ROWS; r++) {                                                      \
             __builtin_memcpy(&acc[r][0], c + r * ldc, sizeof acc[r][0]);                      \
             __builtin_memcpy(&acc[r][1], c + r * ldc + VL, sizeof acc[r][1]);                 \
         }                                                                                     \
@@ -42,20 +42,20 @@ enum { KC = 128, NC = 256, MR = 6 };
             NAME##_vec b0, b1;                                                                \
             __builtin_memcpy(&b0, b + p * ldb, sizeof b0);                                    \
             __builtin_memcpy(&b1, b + p * ldb + VL, sizeof b1);                               \
-            for (int r = 0; r < MR; r++) {                                                    \
+            for (int r = 0; r < ROWS; r++) {                                                  \
                 T ar_p = a[r * ar + p * ac];                                                  \
                 acc[r][0] += ar_p * b0;                                                       \
                 acc[r][1] += ar_p * b1;                                                       \
             }                                                                                 \
         }                                                                                     \
-        for (int r = 0; r < MR; r++) {                                                        \
+        for (int r = 0; r < ROWS; r++) {                                                      \
             __builtin_memcpy(c + r * ldc, &acc[r][0], sizeof acc[r][0]);                      \
             __builtin_memcpy(c + r * ldc + VL, &acc[r][1], sizeof acc[r][1]);                 \
         }                                                                                     \
     }
 #else
-#define DEFINE_MICRO_PORTABLE(NAME, T, NR)                                                              \
-    static void NAME##_micro(size_t kc, const T *restrict a, size_t ar, size_t ac,            \
+#define DEFINE_MICRO_PORTABLE(NAME, T, NR)                                                    \
+    static void NAME##_micro6(size_t kc, const T *restrict a, size_t ar, size_t ac,            \
                              const T *restrict b, size_t ldb, T *restrict c, size_t ldc)      \
     {                                                                                         \
         T c0[NR], c1[NR], c2[NR], c3[NR], c4[NR], c5[NR];                                     \
@@ -78,6 +78,28 @@ enum { KC = 128, NC = 256, MR = 6 };
             c[4 * ldc + j] = c4[j], c[5 * ldc + j] = c5[j];                                   \
         }                                                                                     \
     }
+#endif
+
+/* R rows of C from row i: full NR-column tiles through the micro-kernel, the
+ * last columns through the edge loop. Used inside DEFINE_GEMM. */
+#define ROW_BLOCK(NAME, NR, R)                                                                    \
+    do {                                                                                      \
+        size_t j = 0;                                                                         \
+        for (; j + NR <= nc; j += NR)                                                         \
+            NAME##_micro##R(kc, ap + i * ar, ar, ac, bp + j, ldb, c + i * n + j0 + j, n);     \
+        if (j < nc) NAME##_edge(R, nc - j, kc, ap + i * ar, ar, ac, bp + j, ldb, c + i * n + j0 + j, n); \
+    } while (0)
+
+#if defined(__GNUC__)
+/* The rows left after the blocks of 6: vector micro-kernels of 4, 2 and 1 rows. */
+#define REMAINDER_ROWS(NAME, NR)                                                              \
+    do {                                                                                      \
+        if (m - i >= 4) { ROW_BLOCK(NAME, NR, 4); i += 4; }                                   \
+        if (m - i >= 2) { ROW_BLOCK(NAME, NR, 2); i += 2; }                                   \
+        if (m - i >= 1) { ROW_BLOCK(NAME, NR, 1); i += 1; }                                   \
+    } while (0)
+#else
+#define REMAINDER_ROWS(NAME, NR) ((void)0)
 #endif
 
 #define DEFINE_GEMM(NAME, T, NR)                                                              \
@@ -145,14 +167,8 @@ enum { KC = 128, NC = 256, MR = 6 };
                 }                                                                             \
                 const T *ap = a + p0 * ac;                                                    \
                 size_t i = 0;                                                                 \
-                for (; i + MR <= m; i += MR) {                                                \
-                    size_t j = 0;                                                             \
-                    for (; j + NR <= nc; j += NR)                                             \
-                        NAME##_micro(kc, ap + i * ar, ar, ac, bp + j, ldb, c + i * n + j0 + j, n); \
-                    if (j < nc)                                                               \
-                        NAME##_edge(MR, nc - j, kc, ap + i * ar, ar, ac, bp + j, ldb,         \
-                                    c + i * n + j0 + j, n);                                   \
-                }                                                                             \
+                for (; i + MR <= m; i += MR) ROW_BLOCK(NAME, NR, 6);                              \
+                REMAINDER_ROWS(NAME, NR);                                                     \
                 if (i < m) NAME##_edge(m - i, nc, kc, ap + i * ar, ar, ac, bp, ldb, c + i * n + j0, n); \
             }                                                                                 \
         }                                                                                     \
@@ -168,8 +184,16 @@ enum { KC = 128, NC = 256, MR = 6 };
 #define NR_F64 (2 * VEC_BYTES / 8)
 
 #if defined(__GNUC__)
-DEFINE_MICRO(ad__gemm_f32, float, NR_F32)
-DEFINE_MICRO(ad__gemm_f64, double, NR_F64)
+DEFINE_VEC(ad__gemm_f32, float, NR_F32)
+DEFINE_VEC(ad__gemm_f64, double, NR_F64)
+DEFINE_MICRO(ad__gemm_f32, float, NR_F32, 6)
+DEFINE_MICRO(ad__gemm_f32, float, NR_F32, 4)
+DEFINE_MICRO(ad__gemm_f32, float, NR_F32, 2)
+DEFINE_MICRO(ad__gemm_f32, float, NR_F32, 1)
+DEFINE_MICRO(ad__gemm_f64, double, NR_F64, 6)
+DEFINE_MICRO(ad__gemm_f64, double, NR_F64, 4)
+DEFINE_MICRO(ad__gemm_f64, double, NR_F64, 2)
+DEFINE_MICRO(ad__gemm_f64, double, NR_F64, 1)
 #else
 DEFINE_MICRO_PORTABLE(ad__gemm_f32, float, NR_F32)
 DEFINE_MICRO_PORTABLE(ad__gemm_f64, double, NR_F64)

@@ -184,7 +184,7 @@ static ad_tensor *input_proj(rnet *r, const int64_t *ids, int64_t n)
     return ad_matmul(t, x, ad_use(t, r->Wx), 0);
 }
 
-/* One step from gx = x_t W_x (the rows of step t of the hoisted projection). */
+/* One step from gx = x_t W_x + b (the rows of step t of the hoisted projection). */
 static nn_state step(rnet *r, ad_tensor *gx, nn_state s)
 {
     ad_tape *t = r->tape;
@@ -192,13 +192,13 @@ static nn_state step(rnet *r, ad_tensor *gx, nn_state s)
     ad_tensor *gh = ad_matmul(t, s.h, ad_use(t, r->Wh), 0), *q[4], *p[3];
     nn_state n = {NULL, NULL};
     if (r->kind == NN_CELL_RNN_TANH) {
-        n.h = ad_tanh(t, ad_add(t, ad_add(t, gx, gh), ad_use(t, r->b)));
+        n.h = ad_tanh(t, ad_add(t, gx, gh));
     } else if (r->kind == NN_CELL_LSTM) {
-        if (ad_split(t, ad_add(t, ad_add(t, gx, gh), ad_use(t, r->b)), 1, 4, sz, q) != AD_OK) return n;
+        if (ad_split(t, ad_add(t, gx, gh), 1, 4, sz, q) != AD_OK) return n;
         n.c = ad_add(t, ad_mul(t, ad_sigmoid(t, q[1]), s.c), ad_mul(t, ad_sigmoid(t, q[0]), ad_tanh(t, q[2])));
         n.h = ad_mul(t, ad_sigmoid(t, q[3]), ad_tanh(t, n.c));
     } else { /* GRU, b holds b_x for [r z n] and b_h for r, z; bhn is b_hn */
-        if (ad_split(t, ad_add(t, gx, ad_use(t, r->b)), 1, 3, sz, q) != AD_OK ||
+        if (ad_split(t, gx, 1, 3, sz, q) != AD_OK ||
             ad_split(t, gh, 1, 3, sz, p) != AD_OK)
             return n;
         ad_tensor *rr = ad_sigmoid(t, ad_add(t, q[0], p[0])), *z = ad_sigmoid(t, ad_add(t, q[1], p[1]));
@@ -256,7 +256,9 @@ static int train_step(rnet *r, const double *targets_bce)
     nn_state s = {r->hcarry ? ad_from_f64(t, dt, hs, r->hcarry) : ad_zeros(t, dt, hs),
                   r->kind == NN_CELL_LSTM ? ad_zeros(t, dt, hs) : NULL};
     int64_t TB = (int64_t)r->T * r->B;
-    ad_tensor *gx = input_proj(r, r->ids, TB), *all_h[1024];
+    /* x W_x + b for all T*B tokens at once: the bias is added once, not per step */
+    ad_tensor *gx = ad_add(t, input_proj(r, r->ids, TB), ad_use(t, r->b)), *all_h[1024];
+    if (r->T > 1024) return 1;
     for (int k = 0; k < r->T; k++) {
         s = step(r, ad_slice(t, gx, 0, (int64_t)k * r->B, r->B), s);
         all_h[k] = s.h;
