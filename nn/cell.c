@@ -108,58 +108,77 @@ ad_status nn_cell_zero_state(ad_tape *t, const nn_cell *cell, int64_t batch, nn_
     return ad_tape_status(t);
 }
 
-/* x W_ih^T (+ b_ih) and h W_hh^T (+ b_hh): the two projections every cell starts from. */
-static void projections(ad_tape *t, const nn_cell *cell, ad_tensor *x, ad_tensor *h,
-                        ad_tensor **gx, ad_tensor **gh)
+ad_tensor *nn_cell_input_projection(ad_tape *t, const nn_cell *cell, ad_tensor *x)
 {
-    *gx = ad_matmul(t, x, ad_use(t, cell->w[0]), AD_TRANS_B);
-    *gh = ad_matmul(t, h, ad_use(t, cell->w[1]), AD_TRANS_B);
-    if (cell->n_w >= 4) {
-        *gx = ad_add(t, *gx, ad_use(t, cell->w[2]));
-        *gh = ad_add(t, *gh, ad_use(t, cell->w[3]));
+    if (!t) return NULL;
+    if (!cell || cell->kind == NN_CELL_CUSTOM || cell->n_w < 2) {
+        ad_tape_fail(t, AD_ERR_ARG, "input_projection: needs a built-in cell");
+        return NULL;
     }
+    ad_tensor *gx = ad_matmul(t, x, ad_use(t, cell->w[0]), AD_TRANS_B);
+    return cell->n_w >= 4 ? ad_add(t, gx, ad_use(t, cell->w[2])) : gx;
+}
+
+/* h W_hh^T (+ b_hh). */
+static ad_tensor *hidden_projection(ad_tape *t, const nn_cell *cell, ad_tensor *h)
+{
+    ad_tensor *gh = ad_matmul(t, h, ad_use(t, cell->w[1]), AD_TRANS_B);
+    return cell->n_w >= 4 ? ad_add(t, gh, ad_use(t, cell->w[3])) : gh;
+}
+
+ad_status nn_cell_step_projected(ad_tape *t, const nn_cell *cell, ad_tensor *gx,
+                                 const nn_state *prev, nn_state *next)
+{
+    if (!t) return AD_ERR_NULL;
+    if (!cell || !prev || !next || !gx)
+        return ad_tape_fail(t, AD_ERR_NULL, "step_projected: an argument is NULL");
+    int64_t hs = cell->hidden_size, sizes[4] = {hs, hs, hs, hs};
+    ad_tensor *gh = hidden_projection(t, cell, prev->h), *q[4], *b[3];
+    next->c = NULL;
+    switch (cell->kind) {
+    case NN_CELL_RNN_TANH:
+    case NN_CELL_RNN_RELU: {
+        ad_tensor *pre = ad_add(t, gx, gh);
+        next->h = cell->kind == NN_CELL_RNN_RELU ? ad_relu(t, pre) : ad_tanh(t, pre);
+        break;
+    }
+    case NN_CELL_LSTM: {
+        if (ad_split(t, ad_add(t, gx, gh), 1, 4, sizes, q) != AD_OK) return ad_tape_status(t);
+        ad_tensor *i = ad_sigmoid(t, q[0]), *f = ad_sigmoid(t, q[1]);
+        ad_tensor *g = ad_tanh(t, q[2]), *o = ad_sigmoid(t, q[3]);
+        next->c = ad_add(t, ad_mul(t, f, prev->c), ad_mul(t, i, g));
+        next->h = ad_mul(t, o, ad_tanh(t, next->c));
+        break;
+    }
+    case NN_CELL_GRU: {
+        if (ad_split(t, gx, 1, 3, sizes, q) != AD_OK || ad_split(t, gh, 1, 3, sizes, b) != AD_OK)
+            return ad_tape_status(t);
+        ad_tensor *r = ad_sigmoid(t, ad_add(t, q[0], b[0]));
+        ad_tensor *z = ad_sigmoid(t, ad_add(t, q[1], b[1]));
+        ad_tensor *n = ad_tanh(t, ad_add(t, q[2], ad_mul(t, r, b[2])));
+        /* (1 - z) n + z h  ==  n + z (h - n) */
+        next->h = ad_add(t, n, ad_mul(t, z, ad_sub(t, prev->h, n)));
+        break;
+    }
+    default: return ad_tape_fail(t, AD_ERR_ARG, "%s: not a built-in cell", cell->name);
+    }
+    return ad_tape_status(t);
 }
 
 ad_status nn_rnn_step(ad_tape *t, const nn_cell *cell, ad_tensor *x, const nn_state *prev,
                       nn_state *next)
 {
-    ad_tensor *gx, *gh;
-    projections(t, cell, x, prev->h, &gx, &gh);
-    ad_tensor *pre = ad_add(t, gx, gh);
-    next->h = cell->kind == NN_CELL_RNN_RELU ? ad_relu(t, pre) : ad_tanh(t, pre);
-    next->c = NULL;
-    return ad_tape_status(t);
+    return nn_cell_step_projected(t, cell, nn_cell_input_projection(t, cell, x), prev, next);
 }
 
 ad_status nn_lstm_step(ad_tape *t, const nn_cell *cell, ad_tensor *x, const nn_state *prev,
                        nn_state *next)
 {
-    ad_tensor *gx, *gh, *q[4];
-    int64_t hs = cell->hidden_size;
-    int64_t sizes[4] = {hs, hs, hs, hs};
-    projections(t, cell, x, prev->h, &gx, &gh);
-    if (ad_split(t, ad_add(t, gx, gh), 1, 4, sizes, q) != AD_OK) return ad_tape_status(t);
-    ad_tensor *i = ad_sigmoid(t, q[0]), *f = ad_sigmoid(t, q[1]);
-    ad_tensor *g = ad_tanh(t, q[2]), *o = ad_sigmoid(t, q[3]);
-    next->c = ad_add(t, ad_mul(t, f, prev->c), ad_mul(t, i, g));
-    next->h = ad_mul(t, o, ad_tanh(t, next->c));
-    return ad_tape_status(t);
+    return nn_cell_step_projected(t, cell, nn_cell_input_projection(t, cell, x), prev, next);
 }
 
 ad_status nn_gru_step(ad_tape *t, const nn_cell *cell, ad_tensor *x, const nn_state *prev,
                       nn_state *next)
 {
-    ad_tensor *gx, *gh, *a[3], *b[3];
-    int64_t hs = cell->hidden_size;
-    int64_t sizes[3] = {hs, hs, hs};
-    projections(t, cell, x, prev->h, &gx, &gh);
-    if (ad_split(t, gx, 1, 3, sizes, a) != AD_OK || ad_split(t, gh, 1, 3, sizes, b) != AD_OK)
-        return ad_tape_status(t);
-    ad_tensor *r = ad_sigmoid(t, ad_add(t, a[0], b[0]));
-    ad_tensor *z = ad_sigmoid(t, ad_add(t, a[1], b[1]));
-    ad_tensor *n = ad_tanh(t, ad_add(t, a[2], ad_mul(t, r, b[2])));
-    /* (1 - z) n + z h  ==  n + z (h - n) */
-    next->h = ad_add(t, n, ad_mul(t, z, ad_sub(t, prev->h, n)));
-    next->c = NULL;
-    return ad_tape_status(t);
+    return nn_cell_step_projected(t, cell, nn_cell_input_projection(t, cell, x), prev, next);
 }

@@ -98,6 +98,22 @@ ad_status nn_cell_step(ad_tape *t, const nn_cell *cell, ad_tensor *x, const nn_s
 /** Zero initial state for batch size B (c too for an LSTM), on tape t. */
 ad_status nn_cell_zero_state(ad_tape *t, const nn_cell *cell, int64_t batch, nn_state *out);
 
+/**
+ * x W_ih^T + b_ih of a built-in cell for any number of rows: x [N, I] ->
+ * [N, G H]. With all T steps' inputs stacked (N = T B), this is the input
+ * projection of the whole sequence in one product (nn_unroll's hoist_input).
+ * Custom cells: AD_ERR_ARG on the tape.
+ */
+ad_tensor *nn_cell_input_projection(ad_tape *t, const nn_cell *cell, ad_tensor *x);
+
+/**
+ * One step of a built-in cell from its input projection gx = x W_ih^T + b_ih
+ * ([B, G H]) instead of x. nn_cell_step(x) equals this with
+ * gx = nn_cell_input_projection(x).
+ */
+ad_status nn_cell_step_projected(ad_tape *t, const nn_cell *cell, ad_tensor *gx,
+                                 const nn_state *prev, nn_state *next);
+
 /* The built-in step functions (usable directly as nn_cell.step). */
 ad_status nn_rnn_step(ad_tape *t, const nn_cell *cell, ad_tensor *x, const nn_state *prev,
                       nn_state *next);

@@ -51,6 +51,35 @@ static ad_status check_args(ad_tape *t, const nn_cell *cell, ad_tensor *const *x
     return AD_OK;
 }
 
+/* x W_ih^T + b_ih of every step at once: the inputs stacked into [T B, I]. */
+static ad_tensor *hoisted_projection(ad_tape *t, const nn_cell *cell, ad_tensor *const *xs,
+                                     const nn_state *from, int T, int64_t batch)
+{
+    for (int k = 0; k < T; k++) {
+        ad_tensor *x = input_at(xs, from, k);
+        if (ad_tensor_rank(x) != 2 || ad_tensor_dim(x, 0) != batch || ad_tensor_dim(x, 1) != cell->input_size) {
+            ad_tape_fail(t, AD_ERR_SHAPE, "%s: x must be [B, %d] at every step (t=%d differs)", cell->name,
+                         cell->input_size, k);
+            return NULL;
+        }
+    }
+    ad_tensor *stacked;
+    if (xs) {
+        stacked = ad_concat(t, xs, T, 0);
+    } else {
+        ad_tensor *parts[256], *all = NULL;
+        /* stacked in groups (concat takes an array), then joined */
+        for (int k0 = 0; k0 < T; k0 += 256) {
+            int n = T - k0 < 256 ? T - k0 : 256;
+            for (int k = 0; k < n; k++) parts[k] = from[k0 + k].h;
+            ad_tensor *g = ad_concat(t, parts, n, 0);
+            all = all ? ad_concat(t, (ad_tensor *[]){all, g}, 2, 0) : g;
+        }
+        stacked = all;
+    }
+    return nn_cell_input_projection(t, cell, stacked);
+}
+
 /*
  * The unroller. Inputs come from xs, or (stacked layers) from outs[k].h,
  * which step k reads before it overwrites outs[k] with its own state.
@@ -67,13 +96,18 @@ static ad_status run(ad_tape *t, const nn_cell *cell, ad_tensor *const *xs, int 
     nn_state h;
     if (o.h0) h = *o.h0;
     else if (nn_cell_zero_state(t, cell, batch, &h) != AD_OK) return ad_tape_status(t);
+    ad_tensor *gx_all = o.hoist_input && cell->kind != NN_CELL_CUSTOM
+                            ? hoisted_projection(t, cell, xs, outs, T, batch) : NULL;
+    if (ad_tape_status(t) != AD_OK) return ad_tape_status(t);
     for (int k = 0; k < T; k++) {
         int step = o.reverse ? T - 1 - k : k;
         char label[AD_NAME_SIZE + 16];
         snprintf(label, sizeof label, "%s t=%d", cell->name, step);
         ad_tape_set_label(t, label);
         nn_state next;
-        if (nn_cell_step(t, cell, input_at(xs, outs, step), &h, &next) != AD_OK) break;
+        ad_status st = gx_all ? nn_cell_step_projected(t, cell, ad_slice(t, gx_all, 0, step * batch, batch), &h, &next)
+                              : nn_cell_step(t, cell, input_at(xs, outs, step), &h, &next);
+        if (st != AD_OK) break;
         int all_valid = 1;
         ad_tensor *m = o.lengths ? step_mask(t, ad_tensor_dtype(next.h), o.lengths, batch, step,
                                              &all_valid) : NULL;

@@ -35,6 +35,14 @@ typedef struct nn_unroll_options {
     const nn_state *h0;     /**< initial state; NULL: zeros. Per layer for nn_unroll_layers(). */
     const int64_t *lengths; /**< per batch row, in 1..T; NULL: every step valid */
     int reverse;            /**< process t = T-1 down to 0 (a backward direction) */
+    /**
+     * Built-in cells: compute the input projection of all T steps in one
+     * product before the loop (faster for large batches or sequences). The
+     * results and gradients equal the step-by-step unroll up to rounding
+     * (tested); W_ih and b_ih then have one temporal copy for the whole
+     * sequence instead of one per step. Ignored for custom cells.
+     */
+    int hoist_input;
 } nn_unroll_options;
 
 /**

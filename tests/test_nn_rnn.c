@@ -426,3 +426,54 @@ Test(nn_rnn, lean_copies_give_the_same_gradients_in_less_memory)
     nn_params_free(ps);
     cr_assert_eq(ts_live_allocs(), before);
 }
+
+/* Hoisting the input projection changes nothing but the order of sums. */
+Test(nn_rnn, hoisted_input_projection_equals_step_by_step)
+{
+    long before = ts_live_allocs();
+    nn_cell_kind kinds[3] = {NN_CELL_RNN_TANH, NN_CELL_LSTM, NN_CELL_GRU};
+    enum { T = 9, B = 3, I = 4, H = 5 };
+    double x[T * B * I];
+    ts_fill_uniform(x, T * B * I, 31, -1, 1);
+    int64_t lengths[B] = {9, 4, 7};
+    for (int k = 0; k < 3; k++) {
+        nn_params *ps = nn_params_new(AD_F64, NULL);
+        nn_cell cells[2];
+        nn_cell_create(&cells[0], kinds[k], ps, "l", 0, 0, I, H, 1, NULL);
+        nn_cell_create(&cells[1], kinds[k], ps, "l", 1, 0, H, H, 1, NULL);
+        ad_rng rng;
+        ad_rng_seed(&rng, 32 + (uint64_t)k, 0);
+        nn_params_init_uniform(ps, &rng, -0.6, 0.6);
+        size_t n;
+        double out[2][T * B * H], grads[2][1024];
+        for (int hoist = 0; hoist < 2; hoist++) {
+            ad_tape *t = ad_tape_new(NULL);
+            ad_tensor *xs[T];
+            for (int s = 0; s < T; s++) xs[s] = ad_from_data(t, AD_F64, ad_shape2(B, I), x + s * B * I);
+            nn_unroll_options o = {0};
+            o.lengths = lengths;
+            o.hoist_input = hoist;
+            nn_state outs[T], lasts[2];
+            nn_params_zero_grad(ps);
+            cr_assert_eq(nn_unroll_layers(t, cells, 2, xs, T, &o, outs, lasts), AD_OK, "%s", ad_tape_message(t));
+            ad_tensor *loss = NULL;
+            for (int s = 0; s < T; s++) {
+                memcpy(out[hoist] + s * B * H, ad_tensor_f64(outs[s].h), B * H * sizeof(double));
+                ad_tensor *l = ad_sum(t, ad_tanh(t, outs[s].h), AD_AXIS_ALL, 0);
+                loss = loss ? ad_add(t, loss, l) : l;
+            }
+            cr_assert_eq(ad_backward(t, loss, NULL), AD_OK, "%s", ad_tape_message(t));
+            const double *g = nn_params_grads(ps, &n);
+            cr_assert_leq(n, 1024);
+            memcpy(grads[hoist], g, n * sizeof *g);
+            ad_tape_free(t);
+        }
+        for (int i = 0; i < T * B * H; i++)
+            cr_assert(fabs(out[0][i] - out[1][i]) <= 1e-13, "kind %d output %d", k, i);
+        for (size_t i = 0; i < n; i++)
+            cr_assert(fabs(grads[0][i] - grads[1][i]) <= 1e-12 * fabs(grads[0][i]) + 1e-14,
+                      "kind %d grad %zu: %.17g vs %.17g", k, i, grads[0][i], grads[1][i]);
+        nn_params_free(ps);
+    }
+    cr_assert_eq(ts_live_allocs(), before);
+}
