@@ -102,7 +102,7 @@ enum { KC = 128, NC = 256, MR = 6 };
 #define REMAINDER_ROWS(NAME, NR) ((void)0)
 #endif
 
-#define DEFINE_GEMM(NAME, T, NR)                                                              \
+#define DEFINE_GEMM(NAME, STORAGE, FN, T, NR)                                                              \
     /* The same for the edges (fewer rows or columns), one row at a time. */                 \
     static void NAME##_edge(size_t mr, size_t nr, size_t kc, const T *a, size_t ar,           \
                             size_t ac, const T *b, size_t ldb, T *c, size_t ldc)              \
@@ -135,7 +135,7 @@ enum { KC = 128, NC = 256, MR = 6 };
                 c[i * n + j] += s;                                                            \
             }                                                                                 \
     }                                                                                         \
-    void NAME(int trans_a, int trans_b, size_t m, size_t n, size_t k, const T *a, const T *b, \
+    STORAGE void FN(int trans_a, int trans_b, size_t m, size_t n, size_t k, const T *a, const T *b, \
               T *c, int accumulate)                                                           \
     {                                                                                         \
         if (!accumulate) memset(c, 0, m * n * sizeof(T));                                     \
@@ -198,5 +198,40 @@ DEFINE_MICRO(ad__gemm_f64, double, NR_F64, 1)
 DEFINE_MICRO_PORTABLE(ad__gemm_f32, float, NR_F32)
 DEFINE_MICRO_PORTABLE(ad__gemm_f64, double, NR_F64)
 #endif
-DEFINE_GEMM(ad__gemm_f32, float, NR_F32)
-DEFINE_GEMM(ad__gemm_f64, double, NR_F64)
+#if defined(UNROLL_WITH_BLAS)
+/* CBLAS for the products large enough to pay its call overhead; the built-in
+ * kernel for the rest. Still deterministic for a given BLAS and thread count. */
+#include <cblas.h>
+
+DEFINE_GEMM(ad__gemm_f32, static, builtin_gemm_f32, float, NR_F32)
+DEFINE_GEMM(ad__gemm_f64, static, builtin_gemm_f64, double, NR_F64)
+
+#define BLAS_WORTH_IT(m, n, k) ((m) >= 8 && (n) >= 8 && (k) >= 8)
+
+void ad__gemm_f32(int trans_a, int trans_b, size_t m, size_t n, size_t k, const float *a,
+                  const float *b, float *c, int accumulate)
+{
+    if (!BLAS_WORTH_IT(m, n, k)) {
+        builtin_gemm_f32(trans_a, trans_b, m, n, k, a, b, c, accumulate);
+        return;
+    }
+    cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans,
+                (int)m, (int)n, (int)k, 1.0f, a, trans_a ? (int)m : (int)k, b, trans_b ? (int)k : (int)n,
+                accumulate ? 1.0f : 0.0f, c, (int)n);
+}
+
+void ad__gemm_f64(int trans_a, int trans_b, size_t m, size_t n, size_t k, const double *a,
+                  const double *b, double *c, int accumulate)
+{
+    if (!BLAS_WORTH_IT(m, n, k)) {
+        builtin_gemm_f64(trans_a, trans_b, m, n, k, a, b, c, accumulate);
+        return;
+    }
+    cblas_dgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans,
+                (int)m, (int)n, (int)k, 1.0, a, trans_a ? (int)m : (int)k, b, trans_b ? (int)k : (int)n,
+                accumulate ? 1.0 : 0.0, c, (int)n);
+}
+#else
+DEFINE_GEMM(ad__gemm_f32, , ad__gemm_f32, float, NR_F32)
+DEFINE_GEMM(ad__gemm_f64, , ad__gemm_f64, double, NR_F64)
+#endif
