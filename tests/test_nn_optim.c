@@ -189,3 +189,43 @@ Test(nn_optim, bad_configs)
     nn_optim_free(opt);
     nn_params_free(ps);
 }
+
+/* A whole training step (LSTM unroll, loss, backward, clipping, Adam) performs
+ * no allocation once the tape has warmed up. */
+Test(nn_optim, training_steps_allocate_nothing_after_warm_up)
+{
+    nn_params *ps = nn_params_new(AD_F32, NULL);
+    nn_cell cell;
+    nn_linear head;
+    nn_cell_create(&cell, NN_CELL_LSTM, ps, "lstm", 0, 0, 4, 16, 1, NULL);
+    nn_linear_create(&head, ps, "head", 16, 5, 1, NULL);
+    ad_rng rng;
+    ad_rng_seed(&rng, 3, 0);
+    nn_cell_init_pytorch(&cell, &rng);
+    nn_linear_init_pytorch(&head, &rng);
+    nn_optim_config cfg = nn_optim_defaults(NN_OPTIM_ADAM);
+    nn_optim *opt = nn_optim_new(ps, &cfg, NULL);
+    ad_tape *t = ad_tape_new(NULL);
+    long after_warm_up = 0;
+    for (int step = 0; step < 6; step++) {
+        if (step == 2) after_warm_up = ts_total_allocs();
+        ad_tape_reset(t);
+        nn_params_zero_grad(ps);
+        ad_tensor *xs[10];
+        for (int k = 0; k < 10; k++) xs[k] = ad_rand_normal(t, &rng, AD_F32, ad_shape2(3, 4), 0, 1);
+        nn_unroll_options o = {0};
+        o.hoist_input = step % 2;
+        nn_state outs[10];
+        cr_assert_eq(nn_unroll(t, &cell, xs, 10, &o, outs, NULL), AD_OK);
+        int64_t tg[3] = {1, 4, 0};
+        ad_tensor *loss = ad_cross_entropy(t, nn_linear_forward(t, &head, outs[9].h), tg, 3, -1, AD_REDUCE_MEAN);
+        cr_assert_eq(ad_backward(t, loss, NULL), AD_OK, "%s", ad_tape_message(t));
+        cr_assert_eq(nn_clip_grad_norm(ps, 1.0, NULL, NULL), AD_OK);
+        cr_assert_eq(nn_optim_step(opt, NULL), AD_OK);
+    }
+    cr_assert_eq(ts_total_allocs(), after_warm_up, "%ld allocations in steady state",
+                 ts_total_allocs() - after_warm_up);
+    ad_tape_free(t);
+    nn_optim_free(opt);
+    nn_params_free(ps);
+}
