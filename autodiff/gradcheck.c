@@ -30,14 +30,21 @@ static ad_status graph_error(check *c)
                              : ad_tape_message(c->tape));
 }
 
-/* f = sum(v * out) of one evaluation. */
-static ad_status evaluate(check *c, double *f)
+/* One forward evaluation of the graph on a fresh tape, gradients off. */
+static ad_tensor *run_forward(check *c)
 {
     ad_tape_reset(c->tape);
     int was = ad_tape_set_grad_enabled(c->tape, 0);
     ad_tensor *out = c->graph(c->tape, c->ctx);
     ad_tape_set_grad_enabled(c->tape, was);
     c->evaluations++;
+    return out;
+}
+
+/* f = sum(v * out) of one evaluation. */
+static ad_status evaluate(check *c, double *f)
+{
+    ad_tensor *out = run_forward(c);
     if (!out) return graph_error(c);
     const double *y = ad_tensor_f64(out);
     if (!y || ad_tensor_numel(out) != c->out_numel)
@@ -202,11 +209,7 @@ static void free_all(double **grads, size_t n, double *u, double *v)
 /* Draws the fixed output weights once the output size is known (first run without v). */
 static ad_status draw_weights(check *c, ad_rng *rng)
 {
-    ad_tape_reset(c->tape);
-    int was = ad_tape_set_grad_enabled(c->tape, 0);
-    ad_tensor *out = c->graph(c->tape, c->ctx);
-    ad_tape_set_grad_enabled(c->tape, was);
-    c->evaluations++;
+    ad_tensor *out = run_forward(c);
     if (!out) return graph_error(c);
     size_t len = ad_tensor_numel(out);
     if (len <= 1) return AD_OK;

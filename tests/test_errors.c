@@ -290,3 +290,32 @@ Test(errors, every_op_refuses_null_inputs)
     ts_expect_tape_errors(null_input, null_cases, (int)(sizeof null_cases / sizeof null_cases[0]));
     cr_assert_eq(ts_live_allocs(), before);
 }
+
+/* Functions for code built on the engine: reporting errors, moving parameter storage. */
+Test(errors, extension_functions_bad_inputs)
+{
+    long before = ts_live_allocs();
+    cr_assert_eq(ad_tape_fail(NULL, AD_ERR_ARG, "x"), AD_ERR_NULL);
+    ad_tape *t = ad_tape_new(NULL);
+    cr_assert_eq(ad_tape_fail(t, AD_ERR_ARG, "layer %d: bad", 3), AD_ERR_ARG);
+    cr_assert_eq(ad_tape_fail(t, AD_ERR_SHAPE, "second"), AD_ERR_ARG, "the first error wins");
+    cr_assert_str_eq(ad_tape_message(t), "layer 3: bad");
+    ad_tape_free(t);
+    ad_error err;
+    cr_assert_eq(ad_error_set(&err, AD_ERR_IO, "file %s", "a.npy"), AD_ERR_IO);
+    cr_assert_str_eq(err.msg, "file a.npy");
+    cr_assert_eq(ad_error_set(NULL, AD_ERR_IO, "ignored"), AD_ERR_IO);
+    float v[2], g[2], v2[2], g2[2];
+    ad_param *view = ad_param_view("w", AD_F32, ad_shape1(2), v, g, NULL);
+    cr_assert_eq(ad_param_rebind(view, v2, g2, &err), AD_OK);
+    cr_assert_eq(ad_tensor_f32(ad_param_value(view)), v2);
+    cr_assert_eq(ad_tensor_f32(ad_param_grad(view)), g2);
+    cr_assert_eq(ad_param_rebind(view, NULL, g2, &err), AD_ERR_NULL);
+    cr_assert_eq(ad_param_rebind(NULL, v2, g2, &err), AD_ERR_NULL);
+    ad_param *owner = ad_param_new("o", AD_F32, ad_shape1(2), NULL);
+    cr_assert_eq(ad_param_rebind(owner, v2, g2, &err), AD_ERR_STATE);
+    cr_assert(strstr(err.msg, "owns its storage"), "%s", err.msg);
+    ad_param_free(owner);
+    ad_param_free(view);
+    cr_assert_eq(ts_live_allocs(), before);
+}

@@ -75,3 +75,15 @@ Test(nn_gradflow, norms_per_step_both_directions)
     run(1);
     cr_assert_eq(ts_live_allocs(), before);
 }
+
+Test(nn_gradflow, printing_bad_inputs)
+{
+    nn_grad_flow f = {0};
+    cr_assert_eq(nn_grad_flow_write_csv(NULL, stdout), AD_ERR_NULL);
+    cr_assert_eq(nn_grad_flow_write_csv(&f, NULL), AD_ERR_NULL);
+    nn_grad_flow_print(NULL, stdout); /* nothing, no crash */
+    nn_grad_flow_print(&f, stdout);
+    nn_grad_flow_free(NULL);
+    nn_grad_flow_free(&f);
+    nn_check_print(NULL, stdout);
+}

@@ -229,3 +229,30 @@ Test(nn_optim, training_steps_allocate_nothing_after_warm_up)
     nn_optim_free(opt);
     nn_params_free(ps);
 }
+
+Test(nn_optim, accessors_and_schedules_bad_inputs)
+{
+    cr_assert(isnan(nn_schedule_lr(NULL, 0)));
+    nn_schedule s = {NN_SCHEDULE_STEP, 0.1, 0, 0.5, 0, 0, 0, 0};
+    cr_assert_eq(nn_schedule_lr(&s, 5), 0.1, "step_size 0: constant");
+    cr_assert_eq(nn_schedule_lr(&s, -3), 0.1);
+    int count = 7;
+    size_t n = 7;
+    cr_assert_null(nn_optim_state(NULL, 0, &n, &count));
+    cr_assert_eq(count, 0);
+    cr_assert_eq(n, 0);
+    cr_assert_null(nn_optim_config_of(NULL));
+    cr_assert_eq(nn_optim_steps(NULL), 0);
+    nn_optim_set_lr(NULL, 1.0);
+    nn_optim_set_steps(NULL, 3);
+    nn_params *ps = nn_params_new(AD_F64, NULL);
+    nn_params_add(ps, "w", ad_shape1(2), NULL);
+    nn_optim_config cfg = nn_optim_defaults(NN_OPTIM_RMSPROP);
+    nn_optim *opt = nn_optim_new(ps, &cfg, NULL);
+    cr_assert_null(nn_optim_state(opt, 3, &n, &count), "RMSprop has 3 buffers: 0..2");
+    cr_assert_eq(count, 3);
+    nn_optim_set_steps(opt, -1);
+    cr_assert_eq(nn_optim_steps(opt), 0, "a negative step count is ignored");
+    nn_optim_free(opt);
+    nn_params_free(ps);
+}

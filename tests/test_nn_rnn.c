@@ -477,3 +477,29 @@ Test(nn_rnn, hoisted_input_projection_equals_step_by_step)
     }
     cr_assert_eq(ts_live_allocs(), before);
 }
+
+/* The projection entry points refuse custom cells and NULLs. */
+Test(nn_rnn, projection_bad_inputs)
+{
+    long before = ts_live_allocs();
+    nn_params *ps = nn_params_new(AD_F64, NULL);
+    nn_cell gru, custom = {.name = "mine", .input_size = 2, .hidden_size = 2, .step = nn_rnn_step};
+    nn_cell_create(&gru, NN_CELL_GRU, ps, "gru", 0, 0, 2, 2, 1, NULL);
+    ad_tape *t = ad_tape_new(NULL);
+    ad_tensor *x = ad_zeros(t, AD_F64, ad_shape2(1, 2));
+    cr_assert_null(nn_cell_input_projection(t, &custom, x));
+    cr_assert_eq(ad_tape_status(t), AD_ERR_ARG);
+    cr_assert(strstr(ad_tape_message(t), "built-in cell"), "%s", ad_tape_message(t));
+    ad_tape_reset(t);
+    nn_state s = {ad_zeros(t, AD_F64, ad_shape2(1, 2)), NULL}, next;
+    cr_assert_eq(nn_cell_step_projected(t, &gru, NULL, &s, &next), AD_ERR_NULL);
+    ad_tape_reset(t);
+    cr_assert_eq(nn_cell_step_projected(t, &gru, ad_zeros(t, AD_F64, ad_shape2(1, 5)), &s, &next),
+                 AD_ERR_SHAPE, "a projection of the wrong width is a shape error");
+    cr_assert_null(nn_cell_input_projection(NULL, &gru, x));
+    cr_assert_eq(nn_cell_step_projected(NULL, &gru, x, &s, &next), AD_ERR_NULL);
+    cr_assert_eq(nn_initial_state(NULL, &gru, 1, NULL, NULL, &s), AD_ERR_NULL);
+    ad_tape_free(t);
+    nn_params_free(ps);
+    cr_assert_eq(ts_live_allocs(), before);
+}
