@@ -7,6 +7,7 @@
 #ifndef UNROLL_AD_INTERNAL_H
 #define UNROLL_AD_INTERNAL_H
 
+#include <math.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -83,6 +84,9 @@ typedef enum ad__op {
     AD_OP_BCE,
     AD_OP_MSE,
     AD_OP_CUSTOM,
+    AD_OP_LSTM_CELL_STATE,
+    AD_OP_LSTM_CELL_OUTPUT,
+    AD_OP_GRU_CELL,
     AD_OP_COUNT
 } ad__op;
 
@@ -172,6 +176,21 @@ int ad__has_grad(const ad_tensor *x);
 /* Anomaly check of n elements of dtype; returns 1 when all are finite. */
 int ad__all_finite(ad_dtype dtype, const void *data, size_t n);
 
+/* Two-branch logistic: never evaluates e^x for a large positive x. */
+static inline float ad__sigmoid_f(float x)
+{
+    if (x >= 0) return 1.0f / (1.0f + expf(-x));
+    float e = expf(x);
+    return e / (1.0f + e);
+}
+
+static inline double ad__sigmoid_d(double x)
+{
+    if (x >= 0) return 1.0 / (1.0 + exp(-x));
+    double e = exp(x);
+    return e / (1.0 + e);
+}
+
 /* Formats a shape into a static-size buffer for messages. */
 #define AD__SHAPE_BUF 64
 const char *ad__shape_str(ad_shape s, char buf[AD__SHAPE_BUF]);
@@ -235,6 +254,7 @@ AD__DECLARE_SHAPE(where)
 AD__DECLARE_SHAPE(cross_entropy)
 AD__DECLARE_SHAPE(pair_loss)
 AD__DECLARE_SHAPE(custom)
+AD__DECLARE_SHAPE(cell)
 
 AD__DECLARE_OP(leaf)
 AD__DECLARE_OP(param)
@@ -271,5 +291,8 @@ AD__DECLARE_OP(bce_with_logits)
 AD__DECLARE_OP(bce)
 AD__DECLARE_OP(mse)
 AD__DECLARE_OP(custom)
+AD__DECLARE_OP(lstm_cell_state)
+AD__DECLARE_OP(lstm_cell_output)
+AD__DECLARE_OP(gru_cell)
 
 #endif

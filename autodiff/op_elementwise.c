@@ -200,21 +200,6 @@ BINARY_ENTRY(div)
     DEFINE_UNARY(NAME, double, FWD_D, DX)            \
     UNARY_ENTRY(NAME, OP)
 
-/* Two-branch logistic: never evaluates e^x for a large positive x. */
-static inline float sigmoid_f(float x)
-{
-    if (x >= 0) return 1.0f / (1.0f + expf(-x));
-    float e = expf(x);
-    return e / (1.0f + e);
-}
-
-static inline double sigmoid_d(double x)
-{
-    if (x >= 0) return 1.0 / (1.0 + exp(-x));
-    double e = exp(x);
-    return e / (1.0 + e);
-}
-
 /* d(x+c) = dx;  d(cx) = c dx;  d(x^c) = c x^(c-1) dx */
 DEFINE_UNARY_OP(add_scalar, ADD_SCALAR, x + c, x + c, 1)
 DEFINE_UNARY_OP(mul_scalar, MUL_SCALAR, x * c, x * c, c)
@@ -229,7 +214,7 @@ DEFINE_UNARY_OP(abs, ABS, fabsf(x), fabs(x), (x > 0) - (x < 0))
 /* d tanh x = (1 - tanh^2 x) dx: reuse the saved output */
 DEFINE_UNARY_OP(tanh, TANH, tanhf(x), tanh(x), 1 - y * y)
 /* d s(x) = s (1 - s) dx */
-DEFINE_UNARY_OP(sigmoid, SIGMOID, sigmoid_f(x), sigmoid_d(x), y * (1 - y))
+DEFINE_UNARY_OP(sigmoid, SIGMOID, ad__sigmoid_f(x), ad__sigmoid_d(x), y * (1 - y))
 /* d relu = [x > 0] dx (0 at 0) */
 DEFINE_UNARY_OP(relu, RELU, x > 0 ? x : 0, x > 0 ? x : 0, x > 0)
 

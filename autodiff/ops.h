@@ -170,6 +170,40 @@ ad_tensor *ad_bce(ad_tape *t, ad_tensor *probs, ad_tensor *targets, ad_reduction
 /** Mean squared error (pred - target)^2, same shapes; gradients flow to both. */
 ad_tensor *ad_mse(ad_tape *t, ad_tensor *pred, ad_tensor *target, ad_reduction reduction);
 
+/* ---- fused recurrent cell gates -------------------------------------------- */
+
+/*
+ * One node per gate block of a built-in cell. gx = x W_ih^T + b_ih and
+ * gh = h W_hh^T + b_hh are the step's two projections, [B, G H] each (gate
+ * order as in PyTorch); the state is [B, H]. They equal the op-by-op cells
+ * of nn/cell.h (split, add, sigmoid, tanh, mul) within rounding, keep only
+ * the activations backward needs and record one node instead of a dozen.
+ * Errors: AD_ERR_SHAPE when the shapes do not fit together, AD_ERR_EMPTY for
+ * an empty state, and the gate's NULL / dtype / foreign-tape checks.
+ */
+
+/**
+ * LSTM cell state: with [i f g o] = gx + gh ([B, 4H]) and c [B, H],
+ * c' = sigmoid(f) c + sigmoid(i) tanh(g) -> [B, H]. The o block is not read
+ * (see ad_lstm_cell_output). Gradients flow to gx, gh and c.
+ */
+ad_tensor *ad_lstm_cell_state(ad_tape *t, ad_tensor *gx, ad_tensor *gh, ad_tensor *c);
+
+/**
+ * LSTM hidden output: h' = sigmoid(o) tanh(c_next) with o the last H columns
+ * of gx + gh ([B, 4H]) and c_next = ad_lstm_cell_state(...) [B, H].
+ * Gradients flow to the o block of gx and gh, and to c_next.
+ */
+ad_tensor *ad_lstm_cell_output(ad_tape *t, ad_tensor *gx, ad_tensor *gh, ad_tensor *c_next);
+
+/**
+ * GRU step, PyTorch's equations: with [r z n] blocks of gx and gh ([B, 3H])
+ * and h [B, H], r = sigmoid(gx_r + gh_r), z = sigmoid(gx_z + gh_z),
+ * n = tanh(gx_n + r gh_n), h' = (1 - z) n + z h -> [B, H]. gh must include
+ * b_hh, since r multiplies (h W_hn^T + b_hn). Gradients flow to gx, gh and h.
+ */
+ad_tensor *ad_gru_cell(ad_tape *t, ad_tensor *gx, ad_tensor *gh, ad_tensor *h);
+
 /* ---- user-defined ops -------------------------------------------------------- */
 
 /**

@@ -126,14 +126,37 @@ static ad_tensor *hidden_projection(ad_tape *t, const nn_cell *cell, ad_tensor *
     return cell->n_w >= 4 ? ad_add(t, gh, ad_use(t, cell->w[3])) : gh;
 }
 
+/* The op-by-op gates: the reference the fused gate ops are held to. */
+static ad_status plain_gates(ad_tape *t, const nn_cell *cell, ad_tensor *gx, ad_tensor *gh,
+                             const nn_state *prev, nn_state *next)
+{
+    int64_t hs = cell->hidden_size, sizes[4] = {hs, hs, hs, hs};
+    ad_tensor *q[4], *b[3];
+    if (cell->kind == NN_CELL_LSTM) {
+        if (ad_split(t, ad_add(t, gx, gh), 1, 4, sizes, q) != AD_OK) return ad_tape_status(t);
+        ad_tensor *i = ad_sigmoid(t, q[0]), *f = ad_sigmoid(t, q[1]);
+        ad_tensor *g = ad_tanh(t, q[2]), *o = ad_sigmoid(t, q[3]);
+        next->c = ad_add(t, ad_mul(t, f, prev->c), ad_mul(t, i, g));
+        next->h = ad_mul(t, o, ad_tanh(t, next->c));
+        return ad_tape_status(t);
+    }
+    if (ad_split(t, gx, 1, 3, sizes, q) != AD_OK || ad_split(t, gh, 1, 3, sizes, b) != AD_OK)
+        return ad_tape_status(t);
+    ad_tensor *r = ad_sigmoid(t, ad_add(t, q[0], b[0]));
+    ad_tensor *z = ad_sigmoid(t, ad_add(t, q[1], b[1]));
+    ad_tensor *n = ad_tanh(t, ad_add(t, q[2], ad_mul(t, r, b[2])));
+    /* (1 - z) n + z h  ==  n + z (h - n) */
+    next->h = ad_add(t, n, ad_mul(t, z, ad_sub(t, prev->h, n)));
+    return ad_tape_status(t);
+}
+
 ad_status nn_cell_step_projected(ad_tape *t, const nn_cell *cell, ad_tensor *gx,
                                  const nn_state *prev, nn_state *next)
 {
     if (!t) return AD_ERR_NULL;
     if (!cell || !prev || !next || !gx)
         return ad_tape_fail(t, AD_ERR_NULL, "step_projected: an argument is NULL");
-    int64_t hs = cell->hidden_size, sizes[4] = {hs, hs, hs, hs};
-    ad_tensor *gh = hidden_projection(t, cell, prev->h), *q[4], *b[3];
+    ad_tensor *gh = hidden_projection(t, cell, prev->h);
     next->c = NULL;
     switch (cell->kind) {
     case NN_CELL_RNN_TANH:
@@ -142,24 +165,15 @@ ad_status nn_cell_step_projected(ad_tape *t, const nn_cell *cell, ad_tensor *gx,
         next->h = cell->kind == NN_CELL_RNN_RELU ? ad_relu(t, pre) : ad_tanh(t, pre);
         break;
     }
-    case NN_CELL_LSTM: {
-        if (ad_split(t, ad_add(t, gx, gh), 1, 4, sizes, q) != AD_OK) return ad_tape_status(t);
-        ad_tensor *i = ad_sigmoid(t, q[0]), *f = ad_sigmoid(t, q[1]);
-        ad_tensor *g = ad_tanh(t, q[2]), *o = ad_sigmoid(t, q[3]);
-        next->c = ad_add(t, ad_mul(t, f, prev->c), ad_mul(t, i, g));
-        next->h = ad_mul(t, o, ad_tanh(t, next->c));
+    case NN_CELL_LSTM:
+        if (cell->plain_gates) return plain_gates(t, cell, gx, gh, prev, next);
+        next->c = ad_lstm_cell_state(t, gx, gh, prev->c);
+        next->h = ad_lstm_cell_output(t, gx, gh, next->c);
         break;
-    }
-    case NN_CELL_GRU: {
-        if (ad_split(t, gx, 1, 3, sizes, q) != AD_OK || ad_split(t, gh, 1, 3, sizes, b) != AD_OK)
-            return ad_tape_status(t);
-        ad_tensor *r = ad_sigmoid(t, ad_add(t, q[0], b[0]));
-        ad_tensor *z = ad_sigmoid(t, ad_add(t, q[1], b[1]));
-        ad_tensor *n = ad_tanh(t, ad_add(t, q[2], ad_mul(t, r, b[2])));
-        /* (1 - z) n + z h  ==  n + z (h - n) */
-        next->h = ad_add(t, n, ad_mul(t, z, ad_sub(t, prev->h, n)));
+    case NN_CELL_GRU:
+        if (cell->plain_gates) return plain_gates(t, cell, gx, gh, prev, next);
+        next->h = ad_gru_cell(t, gx, gh, prev->h);
         break;
-    }
     default: return ad_tape_fail(t, AD_ERR_ARG, "%s: not a built-in cell", cell->name);
     }
     return ad_tape_status(t);

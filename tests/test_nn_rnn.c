@@ -503,3 +503,62 @@ Test(nn_rnn, projection_bad_inputs)
     nn_params_free(ps);
     cr_assert_eq(ts_live_allocs(), before);
 }
+
+/* The fused gate ops against the op-by-op gates: the same states and
+ * gradients within f64 rounding, with masking and two layers, and the tape
+ * records fewer nodes and bytes. */
+Test(nn_rnn, fused_gates_equal_the_op_by_op_gates)
+{
+    long before = ts_live_allocs();
+    nn_cell_kind kinds[2] = {NN_CELL_LSTM, NN_CELL_GRU};
+    enum { T = 7, B = 3, I = 4, H = 5 };
+    double x[T * B * I];
+    ts_fill_uniform(x, T * B * I, 41, -1, 1);
+    int64_t lengths[B] = {7, 3, 5};
+    for (int k = 0; k < 2; k++) {
+        nn_params *ps = nn_params_new(AD_F64, NULL);
+        nn_cell cells[2];
+        nn_cell_create(&cells[0], kinds[k], ps, "l", 0, 0, I, H, 1, NULL);
+        nn_cell_create(&cells[1], kinds[k], ps, "l", 1, 0, H, H, 1, NULL);
+        ad_rng rng;
+        ad_rng_seed(&rng, 42 + (uint64_t)k, 0);
+        nn_params_init_uniform(ps, &rng, -0.8, 0.8);
+        size_t n, nodes[2], bytes[2];
+        double out[2][T * B * H], grads[2][1024];
+        for (int plain = 0; plain < 2; plain++) {
+            cells[0].plain_gates = cells[1].plain_gates = plain;
+            ad_tape *t = ad_tape_new(NULL);
+            ad_tensor *xs[T];
+            for (int s = 0; s < T; s++) xs[s] = ad_from_data(t, AD_F64, ad_shape2(B, I), x + s * B * I);
+            nn_unroll_options o = {0};
+            o.lengths = lengths;
+            o.hoist_input = 1;
+            nn_state outs[T], lasts[2];
+            nn_params_zero_grad(ps);
+            cr_assert_eq(nn_unroll_layers(t, cells, 2, xs, T, &o, outs, lasts), AD_OK, "%s", ad_tape_message(t));
+            nodes[plain] = ad_tape_size(t);
+            bytes[plain] = ad_tape_bytes_used(t);
+            ad_tensor *loss = NULL;
+            for (int s = 0; s < T; s++) {
+                memcpy(out[plain] + s * B * H, ad_tensor_f64(outs[s].h), B * H * sizeof(double));
+                ad_tensor *l = ad_sum(t, ad_tanh(t, outs[s].h), AD_AXIS_ALL, 0);
+                loss = loss ? ad_add(t, loss, l) : l;
+            }
+            if (lasts[1].c) loss = ad_add(t, loss, ad_sum(t, ad_mul(t, lasts[1].c, lasts[1].c), AD_AXIS_ALL, 0));
+            cr_assert_eq(ad_backward(t, loss, NULL), AD_OK, "%s", ad_tape_message(t));
+            const double *g = nn_params_grads(ps, &n);
+            cr_assert_leq(n, 1024);
+            memcpy(grads[plain], g, n * sizeof *g);
+            ad_tape_free(t);
+        }
+        for (int i = 0; i < T * B * H; i++)
+            cr_assert(fabs(out[0][i] - out[1][i]) <= 1e-14, "kind %d output %d", k, i);
+        for (size_t i = 0; i < n; i++)
+            cr_assert(fabs(grads[0][i] - grads[1][i]) <= 1e-12 * fabs(grads[0][i]) + 1e-14,
+                      "kind %d grad %zu: fused %.17g, plain %.17g", k, i, grads[0][i], grads[1][i]);
+        cr_assert_lt(nodes[0] * 2, nodes[1], "kind %d: %zu fused nodes, %zu plain", k, nodes[0], nodes[1]);
+        cr_assert_lt(bytes[0], bytes[1], "kind %d: %zu fused bytes, %zu plain", k, bytes[0], bytes[1]);
+        nn_params_free(ps);
+    }
+    cr_assert_eq(ts_live_allocs(), before);
+}

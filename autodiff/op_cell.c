@@ -1,0 +1,259 @@
+/*
+ * op_cell.c - fused gate ops of the built-in recurrent cells.
+ *
+ * Each takes the two projections of a step separately, gx = x W_ih^T + b_ih
+ * and gh = h W_hh^T + b_hh ([B, G H]), and the previous state ([B, H]), so
+ * the gate pre-activations are never stored: one node replaces the split,
+ * the adds, the activations and the products of the op-by-op cell, and
+ * backward writes each gate's gradient straight into the gradients of gx and
+ * gh. The activations backward needs are kept in n->saved, one [B, H] plane
+ * per gate. Derivations: docs/derivations.md, "Fused cell gates".
+ */
+#include <math.h>
+
+#include "internal.h"
+
+/* tanh in the operand's precision (float: tanhf). */
+#define TANH(x) _Generic((x), float: tanhf, default: tanh)(x)
+#define SIGMOID(x) _Generic((x), float: ad__sigmoid_f, default: ad__sigmoid_d)(x)
+
+/* Gates per cell: the G of [B, G H]. */
+static int64_t gates_of(ad__op op) { return op == AD_OP_GRU_CELL ? 3 : 4; }
+
+/* gx and gh [B, G H], state [B, H] -> out [B, H]. */
+ad_status ad__shape_cell(ad_tape *t, ad_node *n, ad_shape *out)
+{
+    ad_shape x = n->in[0]->shape, h = n->in[1]->shape, s = n->in[2]->shape;
+    int64_t g = gates_of(n->op);
+    char sx[AD__SHAPE_BUF], sh[AD__SHAPE_BUF], ss[AD__SHAPE_BUF];
+    int ok = x.rank == 2 && h.rank == 2 && s.rank == 2 && x.dim[0] == h.dim[0] &&
+             x.dim[1] == h.dim[1] && s.dim[0] == x.dim[0] && x.dim[1] == g * s.dim[1];
+    if (!ok)
+        return ad__fail(t, AD_ERR_SHAPE, "%s: gx %s, gh %s, state %s: the projections must both be "
+                        "[B, %lldH] for a state [B, H]", ad__ops[n->op].name, ad__shape_str(x, sx),
+                        ad__shape_str(h, sh), ad__shape_str(s, ss), (long long)g);
+    if (s.dim[0] == 0 || s.dim[1] == 0)
+        return ad__fail(t, AD_ERR_EMPTY, "%s: state %s is empty", ad__ops[n->op].name, ad__shape_str(s, ss));
+    *out = s;
+    return AD_OK;
+}
+
+/* Saved planes of n, each B*H elements of the node's dtype. */
+static ad_status keep_planes(ad_tape *t, ad_node *n, size_t planes)
+{
+    n->saved = ad__alloc_array(t, planes * n->out->numel, ad_dtype_size(n->out->dtype));
+    return n->saved ? AD_OK : ad_tape_status(t);
+}
+
+/* Adds d into column block `gate` of the gradients of gx and gh (either may be NULL). */
+#define ADD_GATE(T, gx, gh, at, d)      \
+    do {                                \
+        if (gx) ((T *)(gx))[at] += (d); \
+        if (gh) ((T *)(gh))[at] += (d); \
+    } while (0)
+
+/*
+ * LSTM state: [i f g o] = gx + gh, c' = sigmoid(f) c + sigmoid(i) tanh(g).
+ * Saved: sigmoid(i), sigmoid(f), tanh(g). The o block is lstm_cell_output's.
+ */
+#define DEFINE_LSTM_STATE(T)                                                                     \
+    static void lstm_state_fwd_##T(int64_t B, int64_t H, const T *gx, const T *gh, const T *c,  \
+                                   T *out, T *si, T *sf, T *tg)                                \
+    {                                                                                           \
+        for (int64_t b = 0; b < B; b++) {                                                       \
+            const T *x = gx + b * 4 * H, *h = gh + b * 4 * H;                                   \
+            for (int64_t j = 0; j < H; j++) {                                                   \
+                int64_t k = b * H + j;                                                          \
+                si[k] = SIGMOID(x[j] + h[j]);                                                   \
+                sf[k] = SIGMOID(x[H + j] + h[H + j]);                                           \
+                tg[k] = TANH(x[2 * H + j] + h[2 * H + j]);                                      \
+                out[k] = sf[k] * c[k] + si[k] * tg[k];                                          \
+            }                                                                                   \
+        }                                                                                       \
+    }                                                                                           \
+    /* dc += g sf;  di = g tg si(1-si);  df = g c sf(1-sf);  dg = g si (1-tg^2) */              \
+    static void lstm_state_bwd_##T(int64_t B, int64_t H, const T *c, const T *si, const T *sf,  \
+                                   const T *tg, const T *g, T *ggx, T *ggh, T *gc)              \
+    {                                                                                           \
+        for (int64_t b = 0; b < B; b++)                                                         \
+            for (int64_t j = 0; j < H; j++) {                                                   \
+                int64_t k = b * H + j, at = b * 4 * H + j;                                      \
+                T gk = g[k];                                                                    \
+                if (gc) gc[k] += gk * sf[k];                                                    \
+                ADD_GATE(T, ggx, ggh, at, gk * tg[k] * si[k] * (1 - si[k]));                    \
+                ADD_GATE(T, ggx, ggh, at + H, gk * c[k] * sf[k] * (1 - sf[k]));                 \
+                ADD_GATE(T, ggx, ggh, at + 2 * H, gk * si[k] * (1 - tg[k] * tg[k]));            \
+            }                                                                                   \
+    }
+
+/* LSTM output: h' = sigmoid(o) tanh(c'). Saved: sigmoid(o), tanh(c'). */
+#define DEFINE_LSTM_OUTPUT(T)                                                                    \
+    static void lstm_output_fwd_##T(int64_t B, int64_t H, const T *gx, const T *gh, const T *c, \
+                                    T *out, T *so, T *tc)                                       \
+    {                                                                                           \
+        for (int64_t b = 0; b < B; b++) {                                                       \
+            const T *x = gx + b * 4 * H + 3 * H, *h = gh + b * 4 * H + 3 * H;                   \
+            for (int64_t j = 0; j < H; j++) {                                                   \
+                int64_t k = b * H + j;                                                          \
+                so[k] = SIGMOID(x[j] + h[j]);                                                   \
+                tc[k] = TANH(c[k]);                                                             \
+                out[k] = so[k] * tc[k];                                                         \
+            }                                                                                   \
+        }                                                                                       \
+    }                                                                                           \
+    /* do = g tc so(1-so);  dc' += g so (1-tc^2) */                                             \
+    static void lstm_output_bwd_##T(int64_t B, int64_t H, const T *so, const T *tc, const T *g, \
+                                    T *ggx, T *ggh, T *gc)                                      \
+    {                                                                                           \
+        for (int64_t b = 0; b < B; b++)                                                         \
+            for (int64_t j = 0; j < H; j++) {                                                   \
+                int64_t k = b * H + j;                                                          \
+                T gk = g[k];                                                                    \
+                ADD_GATE(T, ggx, ggh, b * 4 * H + 3 * H + j, gk * tc[k] * so[k] * (1 - so[k])); \
+                if (gc) gc[k] += gk * so[k] * (1 - tc[k] * tc[k]);                              \
+            }                                                                                   \
+    }
+
+/*
+ * GRU (PyTorch's equations): r = sigmoid(gx_r + gh_r), z = sigmoid(gx_z + gh_z),
+ * n = tanh(gx_n + r gh_n), h' = n + z (h - n) = (1 - z) n + z h.
+ * Saved: r, z, n.
+ */
+#define DEFINE_GRU(T)                                                                            \
+    static void gru_fwd_##T(int64_t B, int64_t H, const T *gx, const T *gh, const T *hp,        \
+                            T *out, T *r, T *z, T *nn)                                          \
+    {                                                                                           \
+        for (int64_t b = 0; b < B; b++) {                                                       \
+            const T *x = gx + b * 3 * H, *h = gh + b * 3 * H;                                   \
+            for (int64_t j = 0; j < H; j++) {                                                   \
+                int64_t k = b * H + j;                                                          \
+                r[k] = SIGMOID(x[j] + h[j]);                                                    \
+                z[k] = SIGMOID(x[H + j] + h[H + j]);                                            \
+                nn[k] = TANH(x[2 * H + j] + r[k] * h[2 * H + j]);                               \
+                out[k] = nn[k] + z[k] * (hp[k] - nn[k]);                                        \
+            }                                                                                   \
+        }                                                                                       \
+    }                                                                                           \
+    /* dh += g z;  dz = g (h - n);  dpn = g (1-z)(1-n^2) -> gx_n, and r dpn -> gh_n;           \
+     * dr = dpn gh_n;  gate pre-activations: dz z(1-z), dr r(1-r) into gx and gh. */           \
+    static void gru_bwd_##T(int64_t B, int64_t H, const T *gh, const T *hp, const T *r,         \
+                            const T *z, const T *nn, const T *g, T *ggx, T *ggh, T *gprev)      \
+    {                                                                                           \
+        for (int64_t b = 0; b < B; b++)                                                         \
+            for (int64_t j = 0; j < H; j++) {                                                   \
+                int64_t k = b * H + j, at = b * 3 * H + j;                                      \
+                T gk = g[k];                                                                    \
+                T dpn = gk * (1 - z[k]) * (1 - nn[k] * nn[k]);                                  \
+                T dz = gk * (hp[k] - nn[k]) * z[k] * (1 - z[k]);                                \
+                T dr = dpn * gh[at + 2 * H] * r[k] * (1 - r[k]);                                \
+                if (gprev) gprev[k] += gk * z[k];                                               \
+                ADD_GATE(T, ggx, ggh, at, dr);                                                  \
+                ADD_GATE(T, ggx, ggh, at + H, dz);                                              \
+                if (ggx) ggx[at + 2 * H] += dpn;                                                \
+                if (ggh) ggh[at + 2 * H] += dpn * r[k];                                         \
+            }                                                                                   \
+    }
+
+DEFINE_LSTM_STATE(float)
+DEFINE_LSTM_STATE(double)
+DEFINE_LSTM_OUTPUT(float)
+DEFINE_LSTM_OUTPUT(double)
+DEFINE_GRU(float)
+DEFINE_GRU(double)
+
+/* The entry points: dtype branch once per call; P(i) is saved plane i. */
+#define B_ROWS(n) ((n)->out->shape.dim[0])
+#define H_COLS(n) ((n)->out->shape.dim[1])
+#define PLANE(T, n, i) ((T *)(n)->saved + (size_t)(i) * (n)->out->numel)
+#define DATA(T, n, i) ((const T *)(n)->in[i]->data)
+
+ad_status ad__lstm_cell_state_fwd(ad_tape *t, ad_node *n)
+{
+    if (keep_planes(t, n, 3) != AD_OK) return ad_tape_status(t);
+    if (n->out->dtype == AD_F32)
+        lstm_state_fwd_float(B_ROWS(n), H_COLS(n), DATA(float, n, 0), DATA(float, n, 1), DATA(float, n, 2),
+                             n->out->data, PLANE(float, n, 0), PLANE(float, n, 1), PLANE(float, n, 2));
+    else
+        lstm_state_fwd_double(B_ROWS(n), H_COLS(n), DATA(double, n, 0), DATA(double, n, 1),
+                              DATA(double, n, 2), n->out->data, PLANE(double, n, 0), PLANE(double, n, 1),
+                              PLANE(double, n, 2));
+    return AD_OK;
+}
+
+void ad__lstm_cell_state_bwd(ad_tape *t, ad_node *n)
+{
+    void *gx = ad__grad(t, n->in[0]), *gh = ad__grad(t, n->in[1]), *gc = ad__grad(t, n->in[2]);
+    if (n->out->dtype == AD_F32)
+        lstm_state_bwd_float(B_ROWS(n), H_COLS(n), DATA(float, n, 2), PLANE(float, n, 0), PLANE(float, n, 1),
+                             PLANE(float, n, 2), n->out->grad, gx, gh, gc);
+    else
+        lstm_state_bwd_double(B_ROWS(n), H_COLS(n), DATA(double, n, 2), PLANE(double, n, 0),
+                              PLANE(double, n, 1), PLANE(double, n, 2), n->out->grad, gx, gh, gc);
+}
+
+ad_status ad__lstm_cell_output_fwd(ad_tape *t, ad_node *n)
+{
+    if (keep_planes(t, n, 2) != AD_OK) return ad_tape_status(t);
+    if (n->out->dtype == AD_F32)
+        lstm_output_fwd_float(B_ROWS(n), H_COLS(n), DATA(float, n, 0), DATA(float, n, 1), DATA(float, n, 2),
+                              n->out->data, PLANE(float, n, 0), PLANE(float, n, 1));
+    else
+        lstm_output_fwd_double(B_ROWS(n), H_COLS(n), DATA(double, n, 0), DATA(double, n, 1),
+                               DATA(double, n, 2), n->out->data, PLANE(double, n, 0), PLANE(double, n, 1));
+    return AD_OK;
+}
+
+void ad__lstm_cell_output_bwd(ad_tape *t, ad_node *n)
+{
+    void *gx = ad__grad(t, n->in[0]), *gh = ad__grad(t, n->in[1]), *gc = ad__grad(t, n->in[2]);
+    if (n->out->dtype == AD_F32)
+        lstm_output_bwd_float(B_ROWS(n), H_COLS(n), PLANE(float, n, 0), PLANE(float, n, 1), n->out->grad,
+                              gx, gh, gc);
+    else
+        lstm_output_bwd_double(B_ROWS(n), H_COLS(n), PLANE(double, n, 0), PLANE(double, n, 1),
+                               n->out->grad, gx, gh, gc);
+}
+
+ad_status ad__gru_cell_fwd(ad_tape *t, ad_node *n)
+{
+    if (keep_planes(t, n, 3) != AD_OK) return ad_tape_status(t);
+    if (n->out->dtype == AD_F32)
+        gru_fwd_float(B_ROWS(n), H_COLS(n), DATA(float, n, 0), DATA(float, n, 1), DATA(float, n, 2),
+                      n->out->data, PLANE(float, n, 0), PLANE(float, n, 1), PLANE(float, n, 2));
+    else
+        gru_fwd_double(B_ROWS(n), H_COLS(n), DATA(double, n, 0), DATA(double, n, 1), DATA(double, n, 2),
+                       n->out->data, PLANE(double, n, 0), PLANE(double, n, 1), PLANE(double, n, 2));
+    return AD_OK;
+}
+
+void ad__gru_cell_bwd(ad_tape *t, ad_node *n)
+{
+    void *gx = ad__grad(t, n->in[0]), *gh = ad__grad(t, n->in[1]), *gp = ad__grad(t, n->in[2]);
+    if (n->out->dtype == AD_F32)
+        gru_bwd_float(B_ROWS(n), H_COLS(n), DATA(float, n, 1), DATA(float, n, 2), PLANE(float, n, 0),
+                      PLANE(float, n, 1), PLANE(float, n, 2), n->out->grad, gx, gh, gp);
+    else
+        gru_bwd_double(B_ROWS(n), H_COLS(n), DATA(double, n, 1), DATA(double, n, 2), PLANE(double, n, 0),
+                       PLANE(double, n, 1), PLANE(double, n, 2), n->out->grad, gx, gh, gp);
+}
+
+static ad_tensor *cell(ad_tape *t, ad__op op, ad_tensor *gx, ad_tensor *gh, ad_tensor *state)
+{
+    ad_tensor *in[3] = {gx, gh, state};
+    return ad__record(t, op, in, 3, NULL);
+}
+
+ad_tensor *ad_lstm_cell_state(ad_tape *t, ad_tensor *gx, ad_tensor *gh, ad_tensor *c)
+{
+    return cell(t, AD_OP_LSTM_CELL_STATE, gx, gh, c);
+}
+
+ad_tensor *ad_lstm_cell_output(ad_tape *t, ad_tensor *gx, ad_tensor *gh, ad_tensor *c_next)
+{
+    return cell(t, AD_OP_LSTM_CELL_OUTPUT, gx, gh, c_next);
+}
+
+ad_tensor *ad_gru_cell(ad_tape *t, ad_tensor *gx, ad_tensor *gh, ad_tensor *h)
+{
+    return cell(t, AD_OP_GRU_CELL, gx, gh, h);
+}

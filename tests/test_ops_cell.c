@@ -1,0 +1,229 @@
+/*
+ * test_ops_cell.c - the fused gate ops (ad_lstm_cell_state,
+ * ad_lstm_cell_output, ad_gru_cell): an f64 gradient check of each with
+ * respect to all three inputs, values and gradients equal to the op-by-op
+ * formulas, f32 against f64, and bad inputs.
+ */
+#include <criterion/criterion.h>
+#include <criterion/parameterized.h>
+#include <math.h>
+#include <string.h>
+
+#include "testsupport.h"
+
+typedef enum cell_op { LSTM_STATE, LSTM_OUTPUT, LSTM_BOTH, GRU } cell_op;
+
+/* One gradcheck case (plain data, see STYLE.md). shared: gh is gx itself. */
+typedef struct cell_row {
+    cell_op op;
+    int64_t b, h;
+    int shared;
+    uint64_t seed;
+} cell_row;
+
+static int64_t gates(cell_op op) { return op == GRU ? 3 : 4; }
+
+typedef struct cell_ctx {
+    const cell_row *row;
+    ad_param *p[3]; /* gx, gh, state */
+} cell_ctx;
+
+static ad_tensor *fused(ad_tape *t, cell_op op, ad_tensor *gx, ad_tensor *gh, ad_tensor *s)
+{
+    switch (op) {
+    case LSTM_STATE: return ad_lstm_cell_state(t, gx, gh, s);
+    case LSTM_OUTPUT: return ad_lstm_cell_output(t, gx, gh, s);
+    case LSTM_BOTH: return ad_lstm_cell_output(t, gx, gh, ad_lstm_cell_state(t, gx, gh, s));
+    case GRU: return ad_gru_cell(t, gx, gh, s);
+    }
+    return NULL;
+}
+
+/* The same formulas with the general ops. */
+static ad_tensor *plain(ad_tape *t, cell_op op, ad_tensor *gx, ad_tensor *gh, ad_tensor *s)
+{
+    int64_t h = ad_tensor_dim(s, 1), sz[4] = {h, h, h, h};
+    ad_tensor *q[4], *x[3], *y[3];
+    if (op == GRU) {
+        if (ad_split(t, gx, 1, 3, sz, x) != AD_OK || ad_split(t, gh, 1, 3, sz, y) != AD_OK) return NULL;
+        ad_tensor *r = ad_sigmoid(t, ad_add(t, x[0], y[0])), *z = ad_sigmoid(t, ad_add(t, x[1], y[1]));
+        ad_tensor *n = ad_tanh(t, ad_add(t, x[2], ad_mul(t, r, y[2])));
+        ad_tensor *one_minus_z = ad_add_scalar(t, ad_neg(t, z), 1);
+        return ad_add(t, ad_mul(t, one_minus_z, n), ad_mul(t, z, s));
+    }
+    if (ad_split(t, ad_add(t, gx, gh), 1, 4, sz, q) != AD_OK) return NULL;
+    ad_tensor *c = s;
+    if (op != LSTM_OUTPUT)
+        c = ad_add(t, ad_mul(t, ad_sigmoid(t, q[1]), s), ad_mul(t, ad_sigmoid(t, q[0]), ad_tanh(t, q[2])));
+    if (op == LSTM_STATE) return c;
+    return ad_mul(t, ad_sigmoid(t, q[3]), ad_tanh(t, c));
+}
+
+static ad_tensor *graph(ad_tape *t, void *vctx)
+{
+    cell_ctx *c = vctx;
+    ad_tensor *gx = ad_use(t, c->p[0]);
+    ad_tensor *gh = c->row->shared ? gx : ad_use(t, c->p[1]);
+    return fused(t, c->row->op, gx, gh, ad_use(t, c->p[2]));
+}
+
+static void make_params(const cell_row *r, ad_dtype dt, ad_param **p)
+{
+    ad_shape sg = ad_shape2(r->b, gates(r->op) * r->h), ss = ad_shape2(r->b, r->h);
+    const char *names[3] = {"gx", "gh", "state"};
+    for (int i = 0; i < 3; i++) {
+        p[i] = ad_param_new(names[i], dt, i < 2 ? sg : ss, NULL);
+        size_t n = ad_tensor_numel(ad_param_value(p[i]));
+        double v[512];
+        cr_assert_leq(n, 512);
+        ts_fill_uniform(v, n, r->seed + (uint64_t)i, -2.5, 2.5);
+        for (size_t k = 0; k < n; k++) {
+            if (dt == AD_F64) ad_tensor_f64(ad_param_value(p[i]))[k] = v[k];
+            else ad_tensor_f32(ad_param_value(p[i]))[k] = (float)v[k];
+        }
+    }
+}
+
+static void free_params(ad_param **p)
+{
+    for (int i = 0; i < 3; i++) ad_param_free(p[i]);
+}
+
+static cell_row rows[] = {
+    {LSTM_STATE, 1, 1, 0, 3},  {LSTM_STATE, 3, 2, 0, 5},  {LSTM_STATE, 2, 3, 1, 7},
+    {LSTM_OUTPUT, 1, 1, 0, 9}, {LSTM_OUTPUT, 3, 2, 0, 11}, {LSTM_OUTPUT, 2, 3, 1, 13},
+    {LSTM_BOTH, 2, 4, 0, 15},  {LSTM_BOTH, 3, 2, 1, 17},   {GRU, 1, 1, 0, 19},
+    {GRU, 3, 2, 0, 21},        {GRU, 2, 5, 0, 23},         {GRU, 2, 3, 1, 25},
+};
+
+ParameterizedTestParameters(ops_cell, gradcheck)
+{
+    return cr_make_param_array(cell_row, rows, sizeof rows / sizeof rows[0]);
+}
+
+ParameterizedTest(cell_row *row, ops_cell, gradcheck)
+{
+    long before = ts_live_allocs();
+    cell_ctx c = {row, {NULL, NULL, NULL}};
+    make_params(row, AD_F64, c.p);
+    ad_gradcheck_report rep;
+    ad_error err;
+    ad_param *wrt[3] = {c.p[0], row->shared ? c.p[2] : c.p[1], c.p[2]};
+    ad_status st = ad_gradcheck(graph, &c, wrt, row->shared ? 2 : 3, NULL, &rep, &err);
+    if (st != AD_OK) ad_gradcheck_print(&rep, stderr);
+    cr_assert_eq(st, AD_OK, "op %d B=%lld H=%lld: %s", (int)row->op, (long long)row->b, (long long)row->h,
+                 err.msg);
+    free_params(c.p);
+    cr_assert_eq(ts_live_allocs(), before);
+}
+
+/* Output and input gradients of one op, from sum(out * w) with fixed w. */
+static void run(ad_tensor *(*fn)(ad_tape *, cell_op, ad_tensor *, ad_tensor *, ad_tensor *),
+                const cell_row *r, ad_dtype dt, double *out, double *grads)
+{
+    ad_param *p[3];
+    make_params(r, dt, p);
+    ad_tape *t = ad_tape_new(NULL);
+    ad_tensor *y = fn(t, r->op, ad_use(t, p[0]), ad_use(t, p[1]), ad_use(t, p[2]));
+    cr_assert_not_null(y, "%s", ad_tape_message(t));
+    size_t n = ad_tensor_numel(y), off = 0;
+    double w[512];
+    ts_fill_uniform(w, n, 99, -1, 1);
+    ad_tensor *loss = ad_sum(t, ad_mul(t, y, ad_from_f64(t, dt, ad_tensor_shape(y), w)), AD_AXIS_ALL, 0);
+    cr_assert_eq(ad_backward(t, loss, NULL), AD_OK, "%s", ad_tape_message(t));
+    for (size_t i = 0; i < n; i++) out[i] = ad_tensor_get(y, i);
+    for (int k = 0; k < 3; k++) {
+        ad_tensor *g = ad_param_grad(p[k]);
+        for (size_t i = 0; i < ad_tensor_numel(g); i++) grads[off++] = ad_tensor_get(g, i);
+    }
+    ad_tape_free(t);
+    free_params(p);
+}
+
+Test(ops_cell, equal_the_op_by_op_formulas)
+{
+    long before = ts_live_allocs();
+    cell_op ops[4] = {LSTM_STATE, LSTM_OUTPUT, LSTM_BOTH, GRU};
+    for (int k = 0; k < 4; k++) {
+        cell_row r = {ops[k], 4, 6, 0, 50 + (uint64_t)k};
+        size_t n_out = 24, n_grad = (size_t)(2 * gates(r.op) + 1) * 24;
+        double fo[24], po[24], fg[240], pg[240], f32o[24], f32g[240];
+        run(fused, &r, AD_F64, fo, fg);
+        run(plain, &r, AD_F64, po, pg);
+        run(fused, &r, AD_F32, f32o, f32g);
+        for (size_t i = 0; i < n_out; i++) {
+            cr_assert(fabs(fo[i] - po[i]) <= 1e-15, "op %d out %zu: %.17g vs %.17g", k, i, fo[i], po[i]);
+            cr_assert(fabs(f32o[i] - fo[i]) <= 2e-6, "op %d f32 out %zu: %.9g vs %.17g", k, i, f32o[i], fo[i]);
+        }
+        for (size_t i = 0; i < n_grad; i++) {
+            cr_assert(fabs(fg[i] - pg[i]) <= 1e-14, "op %d grad %zu: %.17g vs %.17g", k, i, fg[i], pg[i]);
+            cr_assert(fabs(f32g[i] - fg[i]) <= 4e-6, "op %d f32 grad %zu: %.9g vs %.17g", k, i, f32g[i], fg[i]);
+        }
+    }
+    cr_assert_eq(ts_live_allocs(), before);
+}
+
+/* Hand values: all pre-activations 0 give sigmoid 1/2 and tanh 0. */
+Test(ops_cell, values_at_zero_pre_activations)
+{
+    ad_tape *t = ad_tape_new(NULL);
+    ad_tensor *g4 = ad_zeros(t, AD_F64, ad_shape2(1, 4)), *g3 = ad_zeros(t, AD_F64, ad_shape2(1, 3));
+    ad_tensor *s = ad_full(t, AD_F64, ad_shape2(1, 1), 0.8);
+    /* c' = 0.5 * 0.8 + 0.5 * 0 */
+    ad_tensor *c = ad_lstm_cell_state(t, g4, g4, s);
+    cr_assert_float_eq(ad_tensor_item(c), 0.4, 1e-16);
+    /* h' = 0.5 tanh(0.4) */
+    cr_assert_float_eq(ad_tensor_item(ad_lstm_cell_output(t, g4, g4, c)), 0.5 * tanh(0.4), 1e-16);
+    /* n = tanh(0) = 0, z = 0.5: h' = 0.5 * 0.8 */
+    cr_assert_float_eq(ad_tensor_item(ad_gru_cell(t, g3, g3, s)), 0.4, 1e-16);
+    ad_tape_free(t);
+}
+
+static ad_tensor *call_bad(ad_tape *t, int i)
+{
+    ad_tensor *g8 = ad_zeros(t, AD_F64, ad_shape2(2, 8)), *g6 = ad_zeros(t, AD_F64, ad_shape2(2, 6));
+    ad_tensor *s = ad_zeros(t, AD_F64, ad_shape2(2, 2)), *s3 = ad_zeros(t, AD_F64, ad_shape2(3, 2));
+    switch (i) {
+    case 0: return ad_lstm_cell_state(t, NULL, g8, s);
+    case 1: return ad_lstm_cell_output(t, g8, NULL, s);
+    case 2: return ad_gru_cell(t, g6, g6, NULL);
+    case 3: return ad_lstm_cell_state(t, g8, g6, s);
+    case 4: return ad_lstm_cell_state(t, g6, g6, s);
+    case 5: return ad_gru_cell(t, g8, g8, s);
+    case 6: return ad_lstm_cell_output(t, g8, g8, s3);
+    case 7: return ad_gru_cell(t, ad_zeros(t, AD_F64, ad_shape1(6)), g6, s);
+    case 8: return ad_gru_cell(t, g6, g6, ad_zeros(t, AD_F32, ad_shape2(2, 2)));
+    case 9: {
+        ad_tensor *e = ad_zeros(t, AD_F64, ad_shape2(0, 8));
+        return ad_lstm_cell_state(t, e, e, ad_zeros(t, AD_F64, ad_shape2(0, 2)));
+    }
+    case 10: {
+        ad_tape *other = ad_tape_new(NULL);
+        ad_tensor *r = ad_gru_cell(t, g6, g6, ad_zeros(other, AD_F64, ad_shape2(2, 2)));
+        ad_tape_free(other);
+        return r;
+    }
+    }
+    return NULL;
+}
+
+static const ts_bad_case bad[] = {
+    {"NULL gx", AD_ERR_NULL, "lstm_cell_state: input 0 is NULL"},
+    {"NULL gh", AD_ERR_NULL, "lstm_cell_output: input 1 is NULL"},
+    {"NULL state", AD_ERR_NULL, "gru_cell: input 2 is NULL"},
+    {"gx and gh differ", AD_ERR_SHAPE, "lstm_cell_state: gx [2,8], gh [2,6], state [2,2]"},
+    {"3H gates for an LSTM", AD_ERR_SHAPE, "must both be [B, 4H]"},
+    {"4H gates for a GRU", AD_ERR_SHAPE, "gru_cell: gx [2,8], gh [2,8], state [2,2]: the projections must both be [B, 3H]"},
+    {"state rows differ", AD_ERR_SHAPE, "state [3,2]"},
+    {"rank 1 gates", AD_ERR_SHAPE, "gru_cell: gx [6]"},
+    {"dtype", AD_ERR_DTYPE, "gru_cell: input 2 is f32 but input 0 is f64"},
+    {"empty batch", AD_ERR_EMPTY, "lstm_cell_state: state [0,2] is empty"},
+    {"foreign tape", AD_ERR_FOREIGN, "gru_cell: input 2 is not a tensor of this tape"},
+};
+
+Test(ops_cell, bad_inputs)
+{
+    long before = ts_live_allocs();
+    ts_expect_tape_errors(call_bad, bad, (int)(sizeof bad / sizeof bad[0]));
+    cr_assert_eq(ts_live_allocs(), before);
+}
