@@ -176,14 +176,8 @@ int ad__has_grad(const ad_tensor *x);
 /* Anomaly check of n elements of dtype; returns 1 when all are finite. */
 int ad__all_finite(ad_dtype dtype, const void *data, size_t n);
 
-/* Two-branch logistic: never evaluates e^x for a large positive x. */
-static inline float ad__sigmoid_f(float x)
-{
-    if (x >= 0) return 1.0f / (1.0f + expf(-x));
-    float e = expf(x);
-    return e / (1.0f + e);
-}
-
+/* Two-branch logistic: never evaluates e^x for a large positive x (the f32
+ * arrays go through ad__sigmoid_f32 in kernels_act.c). */
 static inline double ad__sigmoid_d(double x)
 {
     if (x >= 0) return 1.0 / (1.0 + exp(-x));

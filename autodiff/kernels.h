@@ -19,4 +19,12 @@ void ad__gemm_f32(int trans_a, int trans_b, size_t m, size_t n, size_t k, const 
 void ad__gemm_f64(int trans_a, int trans_b, size_t m, size_t n, size_t k, const double *a,
                   const double *b, double *c, int accumulate);
 
+/*
+ * f32 activations over n elements, y may equal x: sigmoid(x) = 1/(1+e^-x) and
+ * tanh(x), branch-free and vectorised (kernels_act.c), within a few ulp of
+ * the exact values, NaN preserved.
+ */
+void ad__sigmoid_f32(size_t n, const float *x, float *y);
+void ad__tanh_f32(size_t n, const float *x, float *y);
+
 #endif

@@ -12,10 +12,21 @@
 #include <math.h>
 
 #include "internal.h"
+#include "kernels.h"
 
-/* tanh in the operand's precision (float: tanhf). */
-#define TANH(x) _Generic((x), float: tanhf, default: tanh)(x)
-#define SIGMOID(x) _Generic((x), float: ad__sigmoid_f, default: ad__sigmoid_d)(x)
+/* Activations in place over n elements: the vectorised f32 kernels, libm in f64. */
+static void sigmoid_float(size_t n, float *p) { ad__sigmoid_f32(n, p, p); }
+static void tanh_float(size_t n, float *p) { ad__tanh_f32(n, p, p); }
+
+static void sigmoid_double(size_t n, double *p)
+{
+    for (size_t i = 0; i < n; i++) p[i] = ad__sigmoid_d(p[i]);
+}
+
+static void tanh_double(size_t n, double *p)
+{
+    for (size_t i = 0; i < n; i++) p[i] = tanh(p[i]);
+}
 
 /* Gates per cell: the G of [B, G H]. */
 static int64_t gates_of(ad__op op) { return op == AD_OP_GRU_CELL ? 3 : 4; }
@@ -60,16 +71,20 @@ static ad_status keep_planes(ad_tape *t, ad_node *n, size_t planes)
     static void lstm_state_fwd_##T(int64_t B, int64_t H, const T *gx, const T *gh, const T *c,  \
                                    T *out, T *si, T *sf, T *tg)                                \
     {                                                                                           \
+        size_t bh = (size_t)(B * H);                                                            \
         for (int64_t b = 0; b < B; b++) {                                                       \
             const T *x = gx + b * 4 * H, *h = gh + b * 4 * H;                                   \
             for (int64_t j = 0; j < H; j++) {                                                   \
                 int64_t k = b * H + j;                                                          \
-                si[k] = SIGMOID(x[j] + h[j]);                                                   \
-                sf[k] = SIGMOID(x[H + j] + h[H + j]);                                           \
-                tg[k] = TANH(x[2 * H + j] + h[2 * H + j]);                                      \
-                out[k] = sf[k] * c[k] + si[k] * tg[k];                                          \
+                si[k] = x[j] + h[j];                                                            \
+                sf[k] = x[H + j] + h[H + j];                                                    \
+                tg[k] = x[2 * H + j] + h[2 * H + j];                                            \
             }                                                                                   \
         }                                                                                       \
+        sigmoid_##T(bh, si);                                                                    \
+        sigmoid_##T(bh, sf);                                                                    \
+        tanh_##T(bh, tg);                                                                       \
+        for (size_t k = 0; k < bh; k++) out[k] = sf[k] * c[k] + si[k] * tg[k];                  \
     }                                                                                           \
     /* dc += g sf;  di = g tg si(1-si);  df = g c sf(1-sf);  dg = g si (1-tg^2) */              \
     static void lstm_state_bwd_##T(int64_t B, int64_t H, const T *c, const T *si, const T *sf,  \
@@ -91,15 +106,15 @@ static ad_status keep_planes(ad_tape *t, ad_node *n, size_t planes)
     static void lstm_output_fwd_##T(int64_t B, int64_t H, const T *gx, const T *gh, const T *c, \
                                     T *out, T *so, T *tc)                                       \
     {                                                                                           \
+        size_t bh = (size_t)(B * H);                                                            \
         for (int64_t b = 0; b < B; b++) {                                                       \
             const T *x = gx + b * 4 * H + 3 * H, *h = gh + b * 4 * H + 3 * H;                   \
-            for (int64_t j = 0; j < H; j++) {                                                   \
-                int64_t k = b * H + j;                                                          \
-                so[k] = SIGMOID(x[j] + h[j]);                                                   \
-                tc[k] = TANH(c[k]);                                                             \
-                out[k] = so[k] * tc[k];                                                         \
-            }                                                                                   \
+            for (int64_t j = 0; j < H; j++) so[b * H + j] = x[j] + h[j];                        \
         }                                                                                       \
+        sigmoid_##T(bh, so);                                                                    \
+        for (size_t k = 0; k < bh; k++) tc[k] = c[k];                                           \
+        tanh_##T(bh, tc);                                                                       \
+        for (size_t k = 0; k < bh; k++) out[k] = so[k] * tc[k];                                 \
     }                                                                                           \
     /* do = g tc so(1-so);  dc' += g so (1-tc^2) */                                             \
     static void lstm_output_bwd_##T(int64_t B, int64_t H, const T *so, const T *tc, const T *g, \
@@ -123,16 +138,22 @@ static ad_status keep_planes(ad_tape *t, ad_node *n, size_t planes)
     static void gru_fwd_##T(int64_t B, int64_t H, const T *gx, const T *gh, const T *hp,        \
                             T *out, T *r, T *z, T *nn)                                          \
     {                                                                                           \
+        size_t bh = (size_t)(B * H);                                                            \
         for (int64_t b = 0; b < B; b++) {                                                       \
             const T *x = gx + b * 3 * H, *h = gh + b * 3 * H;                                   \
             for (int64_t j = 0; j < H; j++) {                                                   \
-                int64_t k = b * H + j;                                                          \
-                r[k] = SIGMOID(x[j] + h[j]);                                                    \
-                z[k] = SIGMOID(x[H + j] + h[H + j]);                                            \
-                nn[k] = TANH(x[2 * H + j] + r[k] * h[2 * H + j]);                               \
-                out[k] = nn[k] + z[k] * (hp[k] - nn[k]);                                        \
+                r[b * H + j] = x[j] + h[j];                                                     \
+                z[b * H + j] = x[H + j] + h[H + j];                                             \
             }                                                                                   \
         }                                                                                       \
+        sigmoid_##T(bh, r);                                                                     \
+        sigmoid_##T(bh, z);                                                                     \
+        for (int64_t b = 0; b < B; b++) {                                                       \
+            const T *x = gx + b * 3 * H + 2 * H, *h = gh + b * 3 * H + 2 * H;                   \
+            for (int64_t j = 0; j < H; j++) nn[b * H + j] = x[j] + r[b * H + j] * h[j];         \
+        }                                                                                       \
+        tanh_##T(bh, nn);                                                                       \
+        for (size_t k = 0; k < bh; k++) out[k] = nn[k] + z[k] * (hp[k] - nn[k]);                \
     }                                                                                           \
     /* dh += g z;  dz = g (h - n);  dpn = g (1-z)(1-n^2) -> gx_n, and r dpn -> gh_n;           \
      * dr = dpn gh_n;  gate pre-activations: dz z(1-z), dr r(1-r) into gx and gh. */           \

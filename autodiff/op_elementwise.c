@@ -9,6 +9,7 @@
 #include <math.h>
 
 #include "internal.h"
+#include "kernels.h"
 
 /* ---- broadcasting ----------------------------------------------------------------- */
 
@@ -152,7 +153,7 @@ BINARY_ENTRY(div)
  * One forward and one backward per unary op and dtype. FWD computes y from x
  * (and the scalar c); DX is dy/dx in terms of x, y and c.
  */
-#define DEFINE_UNARY(NAME, T, FWD, DX)                                                  \
+#define DEFINE_UNARY_FWD(NAME, T, FWD)                                                  \
     static void NAME##_fwd_##T(size_t len, const T *in, T *out, T c)                    \
     {                                                                                   \
         (void)c;                                                                        \
@@ -160,7 +161,8 @@ BINARY_ENTRY(div)
             T x = in[i];                                                                \
             out[i] = (FWD);                                                             \
         }                                                                               \
-    }                                                                                   \
+    }
+#define DEFINE_UNARY_BWD(NAME, T, DX)                                                   \
     static void NAME##_bwd_##T(size_t len, const T *in, const T *out, const T *g, T *gx, T c) \
     {                                                                                   \
         (void)c;                                                                        \
@@ -171,6 +173,7 @@ BINARY_ENTRY(div)
             gx[i] += g[i] * (DX);                                                       \
         }                                                                               \
     }
+#define DEFINE_UNARY(NAME, T, FWD, DX) DEFINE_UNARY_FWD(NAME, T, FWD) DEFINE_UNARY_BWD(NAME, T, DX)
 
 #define UNARY_ENTRY(NAME, OP)                                                          \
     ad_status ad__##NAME##_fwd(ad_tape *t, ad_node *n)                                 \
@@ -200,6 +203,17 @@ BINARY_ENTRY(div)
     DEFINE_UNARY(NAME, double, FWD_D, DX)            \
     UNARY_ENTRY(NAME, OP)
 
+/* The same with the f32 forward taken by a vectorised array kernel (kernels.h). */
+#define DEFINE_UNARY_OP_VEC(NAME, OP, KERNEL_F, FWD_D, DX)                               \
+    static void NAME##_fwd_float(size_t len, const float *in, float *out, float c)       \
+    {                                                                                    \
+        (void)c;                                                                         \
+        KERNEL_F(len, in, out);                                                          \
+    }                                                                                    \
+    DEFINE_UNARY_BWD(NAME, float, DX)                                                    \
+    DEFINE_UNARY(NAME, double, FWD_D, DX)                                                \
+    UNARY_ENTRY(NAME, OP)
+
 /* d(x+c) = dx;  d(cx) = c dx;  d(x^c) = c x^(c-1) dx */
 DEFINE_UNARY_OP(add_scalar, ADD_SCALAR, x + c, x + c, 1)
 DEFINE_UNARY_OP(mul_scalar, MUL_SCALAR, x * c, x * c, c)
@@ -212,9 +226,9 @@ DEFINE_UNARY_OP(sqrt, SQRT, sqrtf(x), sqrt(x), 1 / (2 * y))
 /* d|x| = sign(x) dx, taken as 0 at 0 (PyTorch's choice) */
 DEFINE_UNARY_OP(abs, ABS, fabsf(x), fabs(x), (x > 0) - (x < 0))
 /* d tanh x = (1 - tanh^2 x) dx: reuse the saved output */
-DEFINE_UNARY_OP(tanh, TANH, tanhf(x), tanh(x), 1 - y * y)
+DEFINE_UNARY_OP_VEC(tanh, TANH, ad__tanh_f32, tanh(x), 1 - y * y)
 /* d s(x) = s (1 - s) dx */
-DEFINE_UNARY_OP(sigmoid, SIGMOID, ad__sigmoid_f(x), ad__sigmoid_d(x), y * (1 - y))
+DEFINE_UNARY_OP_VEC(sigmoid, SIGMOID, ad__sigmoid_f32, ad__sigmoid_d(x), y * (1 - y))
 /* d relu = [x > 0] dx (0 at 0) */
 DEFINE_UNARY_OP(relu, RELU, x > 0 ? x : 0, x > 0 ? x : 0, x > 0)
 

@@ -155,7 +155,7 @@ static int load_text(const char *path, text *tx)
 
 typedef struct rnet {
     nn_params *ps;
-    ad_param *Wx, *Wh, *b, *bhn, *Wy, *by; /* bhn: GRU's b_hn */
+    ad_param *Wx, *Wh, *b, *bh, *Wy, *by; /* bh: GRU's b_h */
     nn_cell_kind kind;
     int V, H, T, B, gather;
     ad_tape *tape;
@@ -184,26 +184,20 @@ static ad_tensor *input_proj(rnet *r, const int64_t *ids, int64_t n)
     return ad_matmul(t, x, ad_use(t, r->Wx), 0);
 }
 
-/* One step from gx = x_t W_x + b (the rows of step t of the hoisted projection). */
+/* One step from gx = x_t W_x + b (the rows of step t of the hoisted
+ * projection); the LSTM and GRU gates are the fused ops. */
 static nn_state step(rnet *r, ad_tensor *gx, nn_state s)
 {
     ad_tape *t = r->tape;
-    int64_t H = r->H, sz[4] = {H, H, H, H};
-    ad_tensor *gh = ad_matmul(t, s.h, ad_use(t, r->Wh), 0), *q[4], *p[3];
+    ad_tensor *gh = ad_matmul(t, s.h, ad_use(t, r->Wh), 0);
     nn_state n = {NULL, NULL};
     if (r->kind == NN_CELL_RNN_TANH) {
         n.h = ad_tanh(t, ad_add(t, gx, gh));
     } else if (r->kind == NN_CELL_LSTM) {
-        if (ad_split(t, ad_add(t, gx, gh), 1, 4, sz, q) != AD_OK) return n;
-        n.c = ad_add(t, ad_mul(t, ad_sigmoid(t, q[1]), s.c), ad_mul(t, ad_sigmoid(t, q[0]), ad_tanh(t, q[2])));
-        n.h = ad_mul(t, ad_sigmoid(t, q[3]), ad_tanh(t, n.c));
-    } else { /* GRU, b holds b_x for [r z n] and b_h for r, z; bhn is b_hn */
-        if (ad_split(t, gx, 1, 3, sz, q) != AD_OK ||
-            ad_split(t, gh, 1, 3, sz, p) != AD_OK)
-            return n;
-        ad_tensor *rr = ad_sigmoid(t, ad_add(t, q[0], p[0])), *z = ad_sigmoid(t, ad_add(t, q[1], p[1]));
-        ad_tensor *nn = ad_tanh(t, ad_add(t, q[2], ad_mul(t, rr, ad_add(t, p[2], ad_use(t, r->bhn)))));
-        n.h = ad_add(t, nn, ad_mul(t, z, ad_sub(t, s.h, nn)));
+        n.c = ad_lstm_cell_state(t, gx, gh, s.c);
+        n.h = ad_lstm_cell_output(t, gx, gh, n.c);
+    } else { /* GRU: b holds b_x of [r z n], bh the b_h of PyTorch's form (b_hn inside r's product) */
+        n.h = ad_gru_cell(t, gx, ad_add(t, gh, ad_use(t, r->bh)), s.h);
     }
     return n;
 }
@@ -217,7 +211,7 @@ static int rnet_init(rnet *r, nn_cell_kind kind, int V, int H, int T, int B, int
     r->Wx = nn_params_add(r->ps, "W_x", ad_shape2(V, G), NULL);
     r->Wh = nn_params_add(r->ps, "W_h", ad_shape2(H, G), NULL);
     r->b = nn_params_add(r->ps, "b", ad_shape1(G), NULL);
-    if (kind == NN_CELL_GRU) r->bhn = nn_params_add(r->ps, "b_hn", ad_shape1(H), NULL);
+    if (kind == NN_CELL_GRU) r->bh = nn_params_add(r->ps, "b_h", ad_shape1(G), NULL);
     r->Wy = nn_params_add(r->ps, "W_y", ad_shape2(H, n_out), NULL);
     r->by = nn_params_add(r->ps, "b_y", ad_shape1(n_out), NULL);
     ad_rng_seed(&r->rng, 1, 0);
