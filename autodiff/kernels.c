@@ -6,9 +6,10 @@
  * register micro-kernel of MR = 6 rows by NR columns (two SIMD vectors,
  * written with GCC/Clang vector extensions; a plain-array version elsewhere).
  * Built with -O3, -march=native under UNROLL_NATIVE, and FMA contraction for
- * this file only. A transposed B is packed (in 8x8 tiles) into a row-major
- * panel on the stack, so every case runs the same micro-kernel with
- * unit-stride loads.
+ * this file only. B is packed into strips of NR columns ([KC, NR] each,
+ * contiguous, on the stack) unless it is row-major with whole strips and
+ * fits one panel, so every case runs the same micro-kernel with unit-stride
+ * loads; the narrow last strip runs it on a register tile.
  *
  * Each C element is the sum over p in increasing order, block by block:
  * the order depends only on the shapes, never on timing or threads.
@@ -80,26 +81,43 @@ enum { KC = 128, NC = 256, MR = 6 };
     }
 #endif
 
-/* R rows of C from row i: full NR-column tiles through the micro-kernel, the
- * last columns through the edge loop. Used inside DEFINE_GEMM. */
-#define ROW_BLOCK(NAME, NR, R)                                                                    \
+/*
+ * R rows of C from row i against the strips of the B panel: strip s (NR
+ * columns) starts at bp + s * sstep with row stride ldb. A full strip goes
+ * through the micro-kernel on C itself; the last, narrower one through a
+ * register tile copied in and out, so the edge runs at the kernel's speed
+ * and each C element is still summed in the same order. Used inside
+ * DEFINE_GEMM.
+ */
+#define ROW_BLOCK(NAME, T, NR, R)                                                             \
     do {                                                                                      \
-        size_t j = 0;                                                                         \
-        for (; j + NR <= nc; j += NR)                                                         \
-            NAME##_micro##R(kc, ap + i * ar, ar, ac, bp + j, ldb, c + i * n + j0 + j, n);     \
-        if (j < nc) NAME##_edge(R, nc - j, kc, ap + i * ar, ar, ac, bp + j, ldb, c + i * n + j0 + j, n); \
+        for (size_t s = 0; s * NR < nc; s++) {                                                \
+            size_t w = nc - s * NR < NR ? nc - s * NR : NR;                                   \
+            T *cs = c + i * n + j0 + s * NR;                                                  \
+            const T *bs = bp + s * sstep;                                                     \
+            if (w == NR) {                                                                    \
+                NAME##_micro##R(kc, ap + i * ar, ar, ac, bs, ldb, cs, n);                     \
+                continue;                                                                     \
+            }                                                                                 \
+            T tile[R * NR];                                                                   \
+            for (size_t r = 0; r < R; r++)                                                    \
+                for (size_t j = 0; j < NR; j++) tile[r * NR + j] = j < w ? cs[r * n + j] : 0; \
+            NAME##_micro##R(kc, ap + i * ar, ar, ac, bs, ldb, tile, NR);                      \
+            for (size_t r = 0; r < R; r++)                                                    \
+                for (size_t j = 0; j < w; j++) cs[r * n + j] = tile[r * NR + j];              \
+        }                                                                                     \
     } while (0)
 
 #if defined(__GNUC__)
 /* The rows left after the blocks of 6: vector micro-kernels of 4, 2 and 1 rows. */
-#define REMAINDER_ROWS(NAME, NR)                                                              \
+#define REMAINDER_ROWS(NAME, T, NR)                                                              \
     do {                                                                                      \
-        if (m - i >= 4) { ROW_BLOCK(NAME, NR, 4); i += 4; }                                   \
-        if (m - i >= 2) { ROW_BLOCK(NAME, NR, 2); i += 2; }                                   \
-        if (m - i >= 1) { ROW_BLOCK(NAME, NR, 1); i += 1; }                                   \
+        if (m - i >= 4) { ROW_BLOCK(NAME, T, NR, 4); i += 4; }                                \
+        if (m - i >= 2) { ROW_BLOCK(NAME, T, NR, 2); i += 2; }                                \
+        if (m - i >= 1) { ROW_BLOCK(NAME, T, NR, 1); i += 1; }                                \
     } while (0)
 #else
-#define REMAINDER_ROWS(NAME, NR) ((void)0)
+#define REMAINDER_ROWS(NAME, T, NR) ((void)0)
 #endif
 
 #define DEFINE_GEMM(NAME, STORAGE, FN, T, NR)                                                              \
@@ -135,6 +153,28 @@ enum { KC = 128, NC = 256, MR = 6 };
                 c[i * n + j] += s;                                                            \
             }                                                                                 \
     }                                                                                         \
+    /* Packs B(p0.., j0..) ([kc, nc] of op(B)) into strips of NR columns, each      \
+     * [kc, NR] row-major and contiguous, the last one padded with zeros. */                 \
+    static void NAME##_pack(int trans_b, const T *b, size_t n, size_t k, size_t p0, size_t kc, \
+                            size_t j0, size_t nc, T *panel)                                   \
+    {                                                                                         \
+        for (size_t s = 0; s * NR < nc; s++) {                                                \
+            T *dst = panel + s * kc * NR;                                                     \
+            size_t jb = j0 + s * NR, w = nc - s * NR < NR ? nc - s * NR : NR;                 \
+            if (trans_b) { /* B stored [n,k]: each column of op(B) is contiguous */           \
+                for (size_t j = 0; j < NR; j++)                                               \
+                    for (size_t p = 0; p < kc; p++)                                           \
+                        dst[p * NR + j] = j < w ? b[(jb + j) * k + p0 + p] : 0;               \
+            } else if (w == NR) {                                                             \
+                for (size_t p = 0; p < kc; p++)                                               \
+                    for (size_t j = 0; j < NR; j++) dst[p * NR + j] = b[(p0 + p) * n + jb + j]; \
+            } else {                                                                          \
+                for (size_t p = 0; p < kc; p++)                                               \
+                    for (size_t j = 0; j < NR; j++)                                           \
+                        dst[p * NR + j] = j < w ? b[(p0 + p) * n + jb + j] : 0;               \
+            }                                                                                 \
+        }                                                                                     \
+    }                                                                                         \
     STORAGE void FN(int trans_a, int trans_b, size_t m, size_t n, size_t k, const T *a, const T *b, \
               T *c, int accumulate)                                                           \
     {                                                                                         \
@@ -148,28 +188,27 @@ enum { KC = 128, NC = 256, MR = 6 };
             NAME##_edge(m, n, k, a, ar, ac, b, n, c, n);                                      \
             return;                                                                           \
         }                                                                                     \
+        /* A row-major B of whole strips that fits one panel is read in place; otherwise \
+         * B is packed, which also keeps a long row stride from thrashing the cache. */      \
+        int pack = trans_b || n > NC || n % NR != 0;                                          \
         T panel[KC * NC];                                                                     \
         for (size_t j0 = 0; j0 < n; j0 += NC) {                                               \
             size_t nc = n - j0 < NC ? n - j0 : NC;                                            \
             for (size_t p0 = 0; p0 < k; p0 += KC) {                                           \
                 size_t kc = k - p0 < KC ? k - p0 : KC;                                        \
-                const T *bp;                                                                  \
-                size_t ldb;                                                                   \
-                if (trans_b) { /* B stored [n,k]: pack B(p0.., j0..) row-major, 8x8 tiles */  \
-                    for (size_t jj = 0; jj < nc; jj += 8)                                     \
-                        for (size_t pp = 0; pp < kc; pp += 8)                                 \
-                            for (size_t j = jj; j < jj + 8 && j < nc; j++)                    \
-                                for (size_t p = pp; p < pp + 8 && p < kc; p++)                \
-                                    panel[p * nc + j] = b[(j0 + j) * k + p0 + p];             \
-                    bp = panel, ldb = nc;                                                     \
-                } else {                                                                      \
-                    bp = b + p0 * n + j0, ldb = n;                                            \
+                const T *bp = b + p0 * n + j0;                                                \
+                size_t ldb = n, sstep = NR;                                                   \
+                if (pack) {                                                                   \
+                    NAME##_pack(trans_b, b, n, k, p0, kc, j0, nc, panel);                     \
+                    bp = panel, ldb = NR, sstep = kc * NR;                                    \
                 }                                                                             \
                 const T *ap = a + p0 * ac;                                                    \
                 size_t i = 0;                                                                 \
-                for (; i + MR <= m; i += MR) ROW_BLOCK(NAME, NR, 6);                              \
-                REMAINDER_ROWS(NAME, NR);                                                     \
-                if (i < m) NAME##_edge(m - i, nc, kc, ap + i * ar, ar, ac, bp, ldb, c + i * n + j0, n); \
+                for (; i + MR <= m; i += MR) ROW_BLOCK(NAME, T, NR, 6);                       \
+                REMAINDER_ROWS(NAME, T, NR);                                                  \
+                for (size_t s = 0; i < m && s * NR < nc; s++) /* rows left without vectors */ \
+                    NAME##_edge(m - i, nc - s * NR < NR ? nc - s * NR : NR, kc, ap + i * ar, ar, ac, \
+                                bp + s * sstep, ldb, c + i * n + j0 + s * NR, n);             \
             }                                                                                 \
         }                                                                                     \
     }
