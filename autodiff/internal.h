@@ -105,6 +105,7 @@ typedef struct ad__args {
     int64_t n_idx;
     int64_t ignore_index;
     ad_rng *rng; /* dropout; only used during forward */
+    int view;    /* set by a shape rule: the output shares input 0's data (no buffer) */
     const ad_custom_op *custom;
     void *custom_ctx;
 } ad__args;
@@ -126,7 +127,8 @@ struct ad_node {
 
 /*
  * One row per op. shape: writes the output shape or fails the tape with a
- * message naming the op and shapes. forward: computes n->out (already
+ * message naming the op and shapes; it may set n->a.view, and then no
+ * output buffer is allocated and forward points n->out->data into input 0. forward: computes n->out (already
  * allocated) and may allocate n->saved. backward: adds gradients of the
  * inputs that need them (ad__grad) given n->out->grad.
  */

@@ -297,6 +297,9 @@ ad_status ad__shape_slice(ad_tape *t, ad_node *n, ad_shape *out)
     n->a.axis = axis;
     *out = in;
     out->dim[axis] = n->a.len;
+    size_t outer, inner;
+    outer_inner(in, axis, &outer, &inner);
+    n->a.view = outer == 1; /* one contiguous block: share it instead of copying */
     return AD_OK;
 }
 
@@ -305,6 +308,10 @@ ad_status ad__slice_fwd(ad_tape *t, ad_node *n)
     (void)t;
     size_t es = ad_dtype_size(n->out->dtype), outer, inner;
     outer_inner(n->in[0]->shape, n->a.axis, &outer, &inner);
+    if (n->a.view) {
+        n->out->data = (char *)n->in[0]->data + (size_t)n->a.start * inner * es;
+        return AD_OK;
+    }
     size_t row = (size_t)n->in[0]->shape.dim[n->a.axis] * inner * es;
     size_t piece = (size_t)n->a.len * inner * es, off = (size_t)n->a.start * inner * es;
     const char *x = n->in[0]->data;

@@ -108,7 +108,12 @@ ad_tensor *ad_transpose(ad_tape *t, ad_tensor *x, int a0, int a1);
 ad_tensor *ad_permute(ad_tape *t, ad_tensor *x, const int *perm);
 /** Joins `n` tensors along `axis`; all other sizes must agree. */
 ad_tensor *ad_concat(ad_tape *t, ad_tensor *const *xs, int n, int axis);
-/** The `len` entries from `start` along `axis`. */
+/**
+ * The `len` entries from `start` along `axis`. When they form one contiguous
+ * block (every axis before `axis` has size 1, e.g. rows of a matrix) the
+ * result shares x's data instead of copying it, so writing into x's buffer
+ * afterwards shows through; its gradient is still its own.
+ */
 ad_tensor *ad_slice(ad_tape *t, ad_tensor *x, int axis, int64_t start, int64_t len);
 /**
  * Splits `x` along `axis` into `n` consecutive pieces of sizes `sizes[i]`

@@ -328,7 +328,7 @@ static const char *node_label(ad_tape *t)
 }
 
 /* A node and its output tensor, with data of the given shape. */
-static ad_node *new_node(ad_tape *t, ad__op op, ad_dtype dtype, ad_shape shape)
+static ad_node *new_node(ad_tape *t, ad__op op, ad_dtype dtype, ad_shape shape, int own_data)
 {
     size_t numel;
     ad_status st = ad_shape_numel(shape, &numel);
@@ -344,9 +344,9 @@ static ad_node *new_node(ad_tape *t, ad__op op, ad_dtype dtype, ad_shape shape)
     }
     ad_node *n = ad__alloc(t, sizeof *n);
     ad_tensor *out = ad__alloc(t, sizeof *out);
-    void *data = ad__alloc(t, numel * ad_dtype_size(dtype));
+    void *data = own_data ? ad__alloc(t, numel * ad_dtype_size(dtype)) : NULL;
     const char *label = node_label(t);
-    if (!n || !out || !data) return NULL;
+    if (!n || !out || (own_data && !data)) return NULL;
     memset(n, 0, sizeof *n);
     memset(out, 0, sizeof *out);
     out->dtype = dtype;
@@ -366,7 +366,7 @@ static ad_node *new_node(ad_tape *t, ad__op op, ad_dtype dtype, ad_shape shape)
 ad_tensor *ad__leaf(ad_tape *t, ad__op op, ad_dtype dtype, ad_shape shape)
 {
     if (!t || t->status != AD_OK) return NULL;
-    ad_node *n = new_node(t, op, dtype, shape);
+    ad_node *n = new_node(t, op, dtype, shape, 1);
     if (!n) return NULL;
     n->a.shape = shape;
     n->out->requires_grad = (op == AD_OP_VARIABLE) && t->grad_enabled;
@@ -421,7 +421,7 @@ ad_tensor *ad__record(ad_tape *t, ad__op op, ad_tensor *const *in, int n_in, con
     ad_shape shape;
     if (ad__ops[op].shape(t, &probe, &shape) != AD_OK) return NULL;
 
-    ad_node *n = new_node(t, op, in[0]->dtype, shape);
+    ad_node *n = new_node(t, op, in[0]->dtype, shape, !probe.a.view);
     if (!n) return NULL;
     n->a = probe.a;
     n->n_in = n_in;

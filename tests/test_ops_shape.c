@@ -199,6 +199,33 @@ Test(ops_shape, concat_slice_split_values, .init = setup, .fini = teardown)
     expect(ad_reshape(tape, iota(2, 2, 3, 0), ad_shape2(3, -1)), (double[]){0, 1, 2, 3, 4, 5}, 6);
 }
 
+/* A slice of one contiguous block (leading axes of size 1) shares its input's
+ * data instead of copying; other slices copy. Gradients are the same. */
+Test(ops_shape, contiguous_slices_share_data, .init = setup, .fini = teardown)
+{
+    ad_tensor *x = iota(2, 4, 3, 0);
+    ad_tensor *block = ad_slice(tape, x, 0, 1, 2);
+    cr_assert_eq(ad_tensor_f64(block), ad_tensor_f64(x) + 3, "rows 1..2 are a view");
+    ad_tensor *big = ad_zeros(tape, AD_F64, ad_shape2(1000, 4));
+    size_t before = ad_tape_bytes_used(tape);
+    cr_assert_not_null(ad_slice(tape, big, 0, 100, 900));
+    cr_assert_lt(ad_tape_bytes_used(tape) - before, 1000, "no copy of 900 rows");
+    expect(block, (double[]){3, 4, 5, 6, 7, 8}, 6);
+    ad_tensor *cols = ad_slice(tape, x, 1, 1, 1);
+    cr_assert_neq(ad_tensor_f64(cols), ad_tensor_f64(x) + 1, "a column slice is a copy");
+    expect(cols, (double[]){1, 4, 7, 10}, 4);
+    ad_tensor *inner = ad_slice(tape, iota(3, 1, 4, 2), 1, 1, 2); /* [1,4,2]: outer 1 */
+    expect(inner, (double[]){2, 3, 4, 5}, 4);
+    /* gradients through a view: d sum(block * block) / dx = 2x on block 1..2, 0 elsewhere */
+    ad_param *p = ad_param_new("x", AD_F64, ad_shape2(4, 3), NULL);
+    for (int i = 0; i < 12; i++) ad_tensor_f64(ad_param_value(p))[i] = i;
+    ad_tensor *v = ad_slice(tape, ad_mul_scalar(tape, ad_use(tape, p), 1.0), 0, 1, 2);
+    cr_assert_eq(ad_backward(tape, ad_sum(tape, ad_mul(tape, v, v), AD_AXIS_ALL, 0), NULL), AD_OK);
+    const double *g = ad_tensor_f64(ad_param_grad(p));
+    for (int i = 0; i < 12; i++) cr_assert_eq(g[i], i >= 3 && i < 9 ? 2.0 * i : 0.0, "grad %d", i);
+    ad_param_free(p);
+}
+
 Test(ops_shape, gather_scatter_adds_repeated_rows, .init = setup, .fini = teardown)
 {
     ad_tensor *table = viota(3, 2);
