@@ -87,6 +87,7 @@ typedef enum ad__op {
     AD_OP_LSTM_CELL_STATE,
     AD_OP_LSTM_CELL_OUTPUT,
     AD_OP_GRU_CELL,
+    AD_OP_ADDMM,
     AD_OP_COUNT
 } ad__op;
 
@@ -251,6 +252,7 @@ AD__DECLARE_SHAPE(cross_entropy)
 AD__DECLARE_SHAPE(pair_loss)
 AD__DECLARE_SHAPE(custom)
 AD__DECLARE_SHAPE(cell)
+AD__DECLARE_SHAPE(addmm)
 
 AD__DECLARE_OP(leaf)
 AD__DECLARE_OP(param)
@@ -290,5 +292,6 @@ AD__DECLARE_OP(custom)
 AD__DECLARE_OP(lstm_cell_state)
 AD__DECLARE_OP(lstm_cell_output)
 AD__DECLARE_OP(gru_cell)
+AD__DECLARE_OP(addmm)
 
 #endif

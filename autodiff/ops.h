@@ -50,6 +50,14 @@ typedef enum ad_reduction {
 /** C = op(a) op(b) with op = transpose where `flags` has AD_TRANS_A / AD_TRANS_B; 2-D: [m,k] x [k,n] -> [m,n]. */
 ad_tensor *ad_matmul(ad_tape *t, ad_tensor *a, ad_tensor *b, int flags);
 
+/**
+ * bias + op(a) op(b) in one node (PyTorch's addmm): [m,k] x [k,n] plus a row
+ * bias [n] or [1,n] added to every row; flags as for ad_matmul(). Equals
+ * ad_add(ad_matmul(a, b, flags), bias) within rounding with one output buffer
+ * instead of two; backward gives the bias the column sums of the gradient.
+ */
+ad_tensor *ad_addmm(ad_tape *t, ad_tensor *bias, ad_tensor *a, ad_tensor *b, int flags);
+
 /* ---- elementwise, broadcasting ----------------------------------------------- */
 
 /** a + b, broadcast. */

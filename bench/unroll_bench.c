@@ -170,18 +170,20 @@ typedef struct rnet {
 
 static int gates(nn_cell_kind k) { return k == NN_CELL_LSTM ? 4 : k == NN_CELL_GRU ? 3 : 1; }
 
-/* X W_x for n one-hot rows: a dense [n,V] x [V,GH] product, or a row gather. */
+/* X W_x + b for n one-hot rows: a dense [n,V] x [V,GH] product with the bias
+ * (one addmm node), or a row gather plus the bias. */
 static ad_tensor *input_proj(rnet *r, const int64_t *ids, int64_t n)
 {
     ad_tape *t = r->tape;
-    if (r->gather) return ad_gather_rows(t, ad_use(t, r->Wx), ids, n);
+    ad_tensor *w = ad_use(t, r->Wx);
+    if (r->gather) return ad_add(t, ad_gather_rows(t, w, ids, n), ad_use(t, r->b));
     ad_tensor *x = ad_zeros(t, nn_params_dtype(r->ps), ad_shape2(n, r->V));
     if (!x) return NULL;
     for (int64_t b = 0; b < n; b++) {
         if (nn_params_dtype(r->ps) == AD_F32) ad_tensor_f32(x)[b * r->V + ids[b]] = 1.0f;
         else ad_tensor_f64(x)[b * r->V + ids[b]] = 1.0;
     }
-    return ad_matmul(t, x, ad_use(t, r->Wx), 0);
+    return ad_addmm(t, ad_use(t, r->b), x, w, 0);
 }
 
 /* One step from gx = x_t W_x + b (the rows of step t of the hoisted
@@ -251,14 +253,14 @@ static int train_step(rnet *r, const double *targets_bce)
                   r->kind == NN_CELL_LSTM ? ad_zeros(t, dt, hs) : NULL};
     int64_t TB = (int64_t)r->T * r->B;
     /* x W_x + b for all T*B tokens at once: the bias is added once, not per step */
-    ad_tensor *gx = ad_add(t, input_proj(r, r->ids, TB), ad_use(t, r->b)), *all_h[1024];
+    ad_tensor *gx = input_proj(r, r->ids, TB), *all_h[1024];
     if (r->T > 1024) return 1;
     for (int k = 0; k < r->T; k++) {
         s = step(r, ad_slice(t, gx, 0, (int64_t)k * r->B, r->B), s);
         all_h[k] = s.h;
     }
     ad_tensor *hcat = ad_concat(t, all_h, r->T, 0); /* [T*B, H], step-major */
-    ad_tensor *z = ad_add(t, ad_matmul(t, hcat, ad_use(t, r->Wy), 0), ad_use(t, r->by));
+    ad_tensor *z = ad_addmm(t, ad_use(t, r->by), hcat, ad_use(t, r->Wy), 0);
     ad_tensor *loss;
     if (r->bce) {
         ad_tensor *d = ad_from_f64(t, dt, ad_shape2(r->T, 1), targets_bce);

@@ -108,6 +108,16 @@ ad_status nn_cell_zero_state(ad_tape *t, const nn_cell *cell, int64_t batch, nn_
     return ad_tape_status(t);
 }
 
+/* v W^T + b with W = cell->w[wi] and b = cell->w[bi] when the cell has biases;
+ * the weight's copy is recorded before the bias's (copies are numbered in order). */
+static ad_tensor *projection(ad_tape *t, const nn_cell *cell, ad_tensor *v, int wi, int bi)
+{
+    ad_tensor *w = ad_use(t, cell->w[wi]);
+    if (cell->n_w < 4) return ad_matmul(t, v, w, AD_TRANS_B);
+    ad_tensor *b = ad_use(t, cell->w[bi]);
+    return ad_addmm(t, b, v, w, AD_TRANS_B);
+}
+
 ad_tensor *nn_cell_input_projection(ad_tape *t, const nn_cell *cell, ad_tensor *x)
 {
     if (!t) return NULL;
@@ -115,15 +125,13 @@ ad_tensor *nn_cell_input_projection(ad_tape *t, const nn_cell *cell, ad_tensor *
         ad_tape_fail(t, AD_ERR_ARG, "input_projection: needs a built-in cell");
         return NULL;
     }
-    ad_tensor *gx = ad_matmul(t, x, ad_use(t, cell->w[0]), AD_TRANS_B);
-    return cell->n_w >= 4 ? ad_add(t, gx, ad_use(t, cell->w[2])) : gx;
+    return projection(t, cell, x, 0, 2);
 }
 
 /* h W_hh^T (+ b_hh). */
 static ad_tensor *hidden_projection(ad_tape *t, const nn_cell *cell, ad_tensor *h)
 {
-    ad_tensor *gh = ad_matmul(t, h, ad_use(t, cell->w[1]), AD_TRANS_B);
-    return cell->n_w >= 4 ? ad_add(t, gh, ad_use(t, cell->w[3])) : gh;
+    return projection(t, cell, h, 1, 3);
 }
 
 /* The op-by-op gates: the reference the fused gate ops are held to. */

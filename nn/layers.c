@@ -58,8 +58,10 @@ ad_tensor *nn_linear_forward(ad_tape *t, const nn_linear *lin, ad_tensor *x)
                      (long long)(ad_tensor_rank(x) >= 2 ? ad_tensor_dim(x, 1) : -1));
         return NULL;
     }
-    ad_tensor *y = ad_matmul(t, x, ad_use(t, lin->weight), AD_TRANS_B);
-    return lin->bias ? ad_add(t, y, ad_use(t, lin->bias)) : y;
+    ad_tensor *w = ad_use(t, lin->weight);
+    if (!lin->bias) return ad_matmul(t, x, w, AD_TRANS_B);
+    ad_tensor *b = ad_use(t, lin->bias); /* after w: copies are numbered in order of use */
+    return ad_addmm(t, b, x, w, AD_TRANS_B);
 }
 
 ad_status nn_embedding_create(nn_embedding *e, nn_params *ps, const char *prefix, int num, int dim,

@@ -88,10 +88,10 @@ static ad_tensor *call_bad(ad_tape *t, int i)
 static const ts_bad_case bad[] = {
     {"linear shape", AD_ERR_SHAPE, "linear fc.weight: input must be [B, 3]"},
     {"linear NULL", AD_ERR_NULL, "layer is NULL"},
-    {"linear dtype", AD_ERR_DTYPE, "matmul: input 1 is f64 but input 0 is f32"},
+    {"linear dtype", AD_ERR_DTYPE, "addmm: input 1 is f64 but input 0 is f32"},
     {"embedding index", AD_ERR_ARG, "index 4 at position 0"},
     {"embedding NULL ids", AD_ERR_NULL, "indices are NULL"},
-    {"linear NULL input", AD_ERR_NULL, "matmul: input 0 is NULL"},
+    {"linear NULL input", AD_ERR_NULL, "addmm: input 0 is NULL"},
 };
 
 Test(nn_layers, bad_inputs)

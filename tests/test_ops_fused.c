@@ -1,8 +1,8 @@
 /*
- * test_ops_cell.c - the fused gate ops (ad_lstm_cell_state,
- * ad_lstm_cell_output, ad_gru_cell): an f64 gradient check of each with
- * respect to all three inputs, values and gradients equal to the op-by-op
- * formulas, f32 against f64, and bad inputs.
+ * test_ops_fused.c - the fused ops: ad_addmm and the gate ops
+ * (ad_lstm_cell_state, ad_lstm_cell_output, ad_gru_cell). An f64 gradient
+ * check of each with respect to every input, values and gradients equal to
+ * the op-by-op formulas, f32 against f64, and bad inputs.
  */
 #include <criterion/criterion.h>
 #include <criterion/parameterized.h>
@@ -96,12 +96,12 @@ static cell_row rows[] = {
     {GRU, 3, 2, 0, 21},        {GRU, 2, 5, 0, 23},         {GRU, 2, 3, 1, 25},
 };
 
-ParameterizedTestParameters(ops_cell, gradcheck)
+ParameterizedTestParameters(ops_fused, gradcheck)
 {
     return cr_make_param_array(cell_row, rows, sizeof rows / sizeof rows[0]);
 }
 
-ParameterizedTest(cell_row *row, ops_cell, gradcheck)
+ParameterizedTest(cell_row *row, ops_fused, gradcheck)
 {
     long before = ts_live_allocs();
     cell_ctx c = {row, {NULL, NULL, NULL}};
@@ -140,7 +140,7 @@ static void run(ad_tensor *(*fn)(ad_tape *, cell_op, ad_tensor *, ad_tensor *, a
     free_params(p);
 }
 
-Test(ops_cell, equal_the_op_by_op_formulas)
+Test(ops_fused, equal_the_op_by_op_formulas)
 {
     long before = ts_live_allocs();
     cell_op ops[4] = {LSTM_STATE, LSTM_OUTPUT, LSTM_BOTH, GRU};
@@ -164,7 +164,7 @@ Test(ops_cell, equal_the_op_by_op_formulas)
 }
 
 /* Hand values: all pre-activations 0 give sigmoid 1/2 and tanh 0. */
-Test(ops_cell, values_at_zero_pre_activations)
+Test(ops_fused, values_at_zero_pre_activations)
 {
     ad_tape *t = ad_tape_new(NULL);
     ad_tensor *g4 = ad_zeros(t, AD_F64, ad_shape2(1, 4)), *g3 = ad_zeros(t, AD_F64, ad_shape2(1, 3));
@@ -221,9 +221,138 @@ static const ts_bad_case bad[] = {
     {"foreign tape", AD_ERR_FOREIGN, "gru_cell: input 2 is not a tensor of this tape"},
 };
 
-Test(ops_cell, bad_inputs)
+Test(ops_fused, bad_inputs)
 {
     long before = ts_live_allocs();
     ts_expect_tape_errors(call_bad, bad, (int)(sizeof bad / sizeof bad[0]));
+    cr_assert_eq(ts_live_allocs(), before);
+}
+
+/* ---- addmm ------------------------------------------------------------------------- */
+
+typedef struct addmm_row {
+    int64_t m, k, n;
+    int flags, bias_rank;
+    uint64_t seed;
+} addmm_row;
+
+static addmm_row addmm_rows[] = {
+    {3, 4, 2, 0, 1, 61}, {3, 4, 2, AD_TRANS_A, 2, 62}, {3, 4, 2, AD_TRANS_B, 1, 63},
+    {7, 5, 17, AD_TRANS_A | AD_TRANS_B, 2, 64}, {1, 3, 1, 0, 1, 65}, {13, 9, 20, AD_TRANS_B, 1, 66},
+};
+
+typedef struct addmm_ctx {
+    const addmm_row *row;
+    ad_param *p[3];
+    int plain;
+} addmm_ctx;
+
+static ad_tensor *addmm_graph(ad_tape *t, void *vctx)
+{
+    addmm_ctx *c = vctx;
+    ad_tensor *a = ad_use(t, c->p[0]), *b = ad_use(t, c->p[1]), *bias = ad_use(t, c->p[2]);
+    if (c->plain) return ad_add(t, ad_matmul(t, a, b, c->row->flags), bias);
+    return ad_addmm(t, bias, a, b, c->row->flags);
+}
+
+static void addmm_params(const addmm_row *r, addmm_ctx *c)
+{
+    int ta = (r->flags & AD_TRANS_A) != 0, tb = (r->flags & AD_TRANS_B) != 0;
+    ad_shape s[3] = {ta ? ad_shape2(r->k, r->m) : ad_shape2(r->m, r->k),
+                     tb ? ad_shape2(r->n, r->k) : ad_shape2(r->k, r->n),
+                     r->bias_rank == 1 ? ad_shape1(r->n) : ad_shape2(1, r->n)};
+    const char *names[3] = {"a", "b", "bias"};
+    for (int i = 0; i < 3; i++) {
+        c->p[i] = ad_param_new(names[i], AD_F64, s[i], NULL);
+        ts_fill_uniform(ad_tensor_f64(ad_param_value(c->p[i])), ad_tensor_numel(ad_param_value(c->p[i])),
+                        r->seed + (uint64_t)i, -2, 2);
+    }
+}
+
+ParameterizedTestParameters(ops_fused, addmm_gradcheck)
+{
+    return cr_make_param_array(addmm_row, addmm_rows, sizeof addmm_rows / sizeof addmm_rows[0]);
+}
+
+/* Finite differences, then the same values and gradients as matmul + add. */
+ParameterizedTest(addmm_row *row, ops_fused, addmm_gradcheck)
+{
+    long before = ts_live_allocs();
+    addmm_ctx c = {row, {NULL, NULL, NULL}, 0};
+    addmm_params(row, &c);
+    ad_gradcheck_report rep;
+    ad_error err;
+    ad_status st = ad_gradcheck(addmm_graph, &c, c.p, 3, NULL, &rep, &err);
+    if (st != AD_OK) ad_gradcheck_print(&rep, stderr);
+    cr_assert_eq(st, AD_OK, "addmm %lldx%lldx%lld flags %d: %s", (long long)row->m, (long long)row->k,
+                 (long long)row->n, row->flags, err.msg);
+    double out[2][400], grads[2][3][400];
+    for (c.plain = 0; c.plain < 2; c.plain++) {
+        for (int i = 0; i < 3; i++) ad_param_zero_grad(c.p[i]);
+        ad_tape *t = ad_tape_new(NULL);
+        ad_tensor *y = addmm_graph(t, &c);
+        cr_assert_not_null(y, "%s", ad_tape_message(t));
+        size_t n = ad_tensor_numel(y);
+        cr_assert_leq(n, 400);
+        double w[400];
+        ts_fill_uniform(w, n, 5, -1, 1);
+        ad_tensor *loss = ad_sum(t, ad_mul(t, y, ad_from_data(t, AD_F64, ad_tensor_shape(y), w)), AD_AXIS_ALL, 0);
+        cr_assert_eq(ad_backward(t, loss, NULL), AD_OK);
+        for (size_t i = 0; i < n; i++) out[c.plain][i] = ad_tensor_get(y, i);
+        for (int k = 0; k < 3; k++)
+            for (size_t i = 0; i < ad_tensor_numel(ad_param_grad(c.p[k])); i++)
+                grads[c.plain][k][i] = ad_tensor_get(ad_param_grad(c.p[k]), i);
+        ad_tape_free(t);
+    }
+    for (int i = 0; i < row->m * row->n; i++)
+        cr_assert(fabs(out[0][i] - out[1][i]) <= 1e-14, "out %d: %.17g vs %.17g", i, out[0][i], out[1][i]);
+    for (int k = 0; k < 3; k++)
+        for (size_t i = 0; i < ad_tensor_numel(ad_param_grad(c.p[k])); i++)
+            cr_assert(fabs(grads[0][k][i] - grads[1][k][i]) <= 1e-13, "grad %d[%zu]", k, i);
+    for (int i = 0; i < 3; i++) ad_param_free(c.p[i]);
+    cr_assert_eq(ts_live_allocs(), before);
+}
+
+Test(ops_fused, addmm_values)
+{
+    ad_tape *t = ad_tape_new(NULL);
+    ad_tensor *a = ad_from_data(t, AD_F64, ad_shape2(2, 2), (double[]){1, 2, 3, 4});
+    ad_tensor *b = ad_from_data(t, AD_F64, ad_shape2(2, 3), (double[]){1, 0, 1, 0, 1, 1});
+    ad_tensor *bias = ad_from_data(t, AD_F64, ad_shape1(3), (double[]){10, 20, 30});
+    ad_tensor *y = ad_addmm(t, bias, a, b, 0);
+    double want[6] = {11, 22, 33, 13, 24, 37};
+    for (int i = 0; i < 6; i++) cr_assert_eq(ad_tensor_get(y, i), want[i], "element %d", i);
+    ad_tape_free(t);
+}
+
+static ad_tensor *addmm_bad(ad_tape *t, int i)
+{
+    ad_tensor *a = ad_zeros(t, AD_F64, ad_shape2(2, 3)), *b = ad_zeros(t, AD_F64, ad_shape2(3, 4));
+    switch (i) {
+    case 0: return ad_addmm(t, NULL, a, b, 0);
+    case 1: return ad_addmm(t, ad_zeros(t, AD_F64, ad_shape1(4)), a, NULL, 0);
+    case 2: return ad_addmm(t, ad_zeros(t, AD_F64, ad_shape1(3)), a, b, 0);
+    case 3: return ad_addmm(t, ad_zeros(t, AD_F64, ad_shape2(2, 4)), a, b, 0);
+    case 4: return ad_addmm(t, ad_zeros(t, AD_F64, ad_shape1(4)), a, a, 0);
+    case 5: return ad_addmm(t, ad_zeros(t, AD_F32, ad_shape1(4)), a, b, 0);
+    case 6: return ad_addmm(t, ad_zeros(t, AD_F64, ad_shape1(4)), a, b, 8);
+    }
+    return NULL;
+}
+
+static const ts_bad_case addmm_bad_cases[] = {
+    {"NULL bias", AD_ERR_NULL, "addmm: input 2 is NULL"},
+    {"NULL b", AD_ERR_NULL, "addmm: input 1 is NULL"},
+    {"bias of the wrong length", AD_ERR_SHAPE, "addmm: bias [3] for a product [2,4]: the bias must be [4] or [1, 4]"},
+    {"full-size bias", AD_ERR_SHAPE, "addmm: bias [2,4]"},
+    {"inner dimensions", AD_ERR_SHAPE, "addmm: [2,3] x [2,3]: inner dimensions 3 and 2 differ"},
+    {"dtype", AD_ERR_DTYPE, "addmm: input 2 is f32 but input 0 is f64"},
+    {"flags", AD_ERR_ARG, "addmm: unknown flags 8"},
+};
+
+Test(ops_fused, addmm_bad_inputs)
+{
+    long before = ts_live_allocs();
+    ts_expect_tape_errors(addmm_bad, addmm_bad_cases, (int)(sizeof addmm_bad_cases / sizeof addmm_bad_cases[0]));
     cr_assert_eq(ts_live_allocs(), before);
 }
