@@ -327,51 +327,85 @@ static const char *node_label(ad_tape *t)
     return t->label_copy;
 }
 
-/* A node and its output tensor, with data of the given shape. */
-static ad_node *new_node(ad_tape *t, ad__op op, ad_dtype dtype, ad_shape shape)
+/* The arena's fast path, inlined where nodes are made; ad__alloc for the rest. */
+static inline void *bump(ad_tape *t, size_t bytes)
 {
-    size_t numel;
-    ad_status st = ad_shape_numel(shape, &numel);
-    if (st != AD_OK) {
-        char b[AD__SHAPE_BUF];
-        ad__fail(t, st, "%s: invalid shape %s: %s", ad__ops[op].name, ad__shape_str(shape, b),
-                 ad_status_str(st));
+    chunk *c = t->cur;
+    size_t need = (bytes + ALIGN - 1) & ~(size_t)(ALIGN - 1);
+    if (c && need && bytes <= SIZE_MAX - ALIGN && c->cap - c->used >= need) {
+        void *p = c->base + c->used;
+        c->used += need;
+        return p;
+    }
+    return ad__alloc(t, bytes);
+}
+
+/* A node and its output header share one arena block; sizes rounded to the
+ * alignment so that data placed after them stays aligned. */
+#define ROUND_UP(x) (((x) + ALIGN - 1) / ALIGN * ALIGN)
+#define NODE_BYTES ROUND_UP(sizeof(ad_node))
+#define HEADER_BYTES (NODE_BYTES + ROUND_UP(sizeof(ad_tensor)))
+
+static const ad__args no_args;
+
+/*
+ * A node of op with its output header from one block of `extra` more bytes
+ * (the output's data, when its size is already known). Every field is set:
+ * the arena is not zeroed.
+ */
+static ad_node *node_block(ad_tape *t, ad__op op, ad_dtype dtype, const ad__args *args, size_t extra)
+{
+    if (extra > SIZE_MAX - HEADER_BYTES - ALIGN) {
+        ad__fail(t, AD_ERR_OVERFLOW, "%s: output of %zu bytes overflows", ad__ops[op].name, extra);
         return NULL;
     }
-    if (ad_dtype_size(dtype) == 0) {
-        ad__fail(t, AD_ERR_DTYPE, "%s: invalid dtype %d", ad__ops[op].name, (int)dtype);
-        return NULL;
-    }
-    ad_node *n = ad__alloc(t, sizeof *n);
-    ad_tensor *out = ad__alloc(t, sizeof *out);
-    void *data = ad__alloc(t, numel * ad_dtype_size(dtype));
+    unsigned char *blk = bump(t, HEADER_BYTES + extra);
     const char *label = node_label(t);
-    if (!n || !out || !data) return NULL;
-    memset(n, 0, sizeof *n);
-    memset(out, 0, sizeof *out);
-    out->dtype = dtype;
-    out->shape = shape;
-    out->numel = numel;
-    out->data = data;
-    out->tape = t;
-    out->node = n;
+    if (!blk || (t->label[0] && !label)) return NULL;
+    ad_node *n = (ad_node *)blk;
+    ad_tensor *out = (ad_tensor *)(blk + NODE_BYTES);
+    *out = (ad_tensor){.dtype = dtype, .tape = t, .node = n};
     n->op = op;
-    n->out = out;
+    n->n_in = 0;
     n->in = n->in_inline;
+    n->out = out;
+    n->a = args ? *args : no_args;
+    n->saved = NULL;
     n->label = label;
     n->index = t->n_nodes; /* its place once appended; anomaly messages name it */
     return n;
 }
 
+/* Numel of a valid shape, or 0 after failing the tape. */
+static int shape_numel(ad_tape *t, ad__op op, ad_shape shape, size_t *numel)
+{
+    ad_status st = ad_shape_numel(shape, numel);
+    if (st == AD_OK) return 1;
+    char b[AD__SHAPE_BUF];
+    ad__fail(t, st, "%s: invalid shape %s: %s", ad__ops[op].name, ad__shape_str(shape, b),
+             ad_status_str(st));
+    return 0;
+}
+
 ad_tensor *ad__leaf(ad_tape *t, ad__op op, ad_dtype dtype, ad_shape shape)
 {
     if (!t || t->status != AD_OK) return NULL;
-    ad_node *n = new_node(t, op, dtype, shape);
+    size_t numel, esize = ad_dtype_size(dtype);
+    if (!shape_numel(t, op, shape, &numel)) return NULL;
+    if (esize == 0) {
+        ad__fail(t, AD_ERR_DTYPE, "%s: invalid dtype %d", ad__ops[op].name, (int)dtype);
+        return NULL;
+    }
+    ad_node *n = node_block(t, op, dtype, NULL, numel * esize);
     if (!n) return NULL;
+    ad_tensor *out = n->out;
+    out->shape = shape;
+    out->numel = numel;
+    out->data = (unsigned char *)n + HEADER_BYTES;
     n->a.shape = shape;
-    n->out->requires_grad = (op == AD_OP_VARIABLE) && t->grad_enabled;
+    out->requires_grad = (op == AD_OP_VARIABLE) && t->grad_enabled;
     if (!push_node(t, n)) return NULL;
-    return n->out;
+    return out;
 }
 
 /* Checks the inputs of an op: non-NULL, on this tape, one dtype. */
@@ -411,30 +445,30 @@ ad_tensor *ad__record(ad_tape *t, ad__op op, ad_tensor *const *in, int n_in, con
                                                                     : ad__ops[op].name;
     if (!check_inputs(t, name, in, n_in)) return NULL;
 
-    /* The shape rule sees a provisional node on the stack. */
-    ad_node probe;
-    memset(&probe, 0, sizeof probe);
-    probe.op = op;
-    probe.n_in = n_in;
-    probe.in = (ad_tensor **)in;
-    if (args) probe.a = *args;
-    ad_shape shape;
-    if (ad__ops[op].shape(t, &probe, &shape) != AD_OK) return NULL;
-
-    ad_node *n = new_node(t, op, in[0]->dtype, shape);
+    /* The shape rule sees the node with the caller's inputs; the output's
+     * data is allocated once the shape is known. */
+    ad_dtype dtype = in[0]->dtype;
+    ad_node *n = node_block(t, op, dtype, args, 0);
     if (!n) return NULL;
-    n->a = probe.a;
     n->n_in = n_in;
-    if (n_in > AD__INLINE_IN) {
-        n->in = ad__alloc_array(t, (size_t)n_in, sizeof *n->in);
-        if (!n->in) return NULL;
-    }
+    n->in = (ad_tensor **)in;
+    ad_shape shape;
+    size_t numel;
+    if (ad__ops[op].shape(t, n, &shape) != AD_OK) return NULL;
+    if (!shape_numel(t, op, shape, &numel)) return NULL;
+    ad_tensor *out = n->out;
+    out->shape = shape;
+    out->numel = numel;
+    out->data = bump(t, numel * ad_dtype_size(dtype));
+    if (!out->data) return NULL;
+    n->in = n_in > AD__INLINE_IN ? ad__alloc_array(t, (size_t)n_in, sizeof *n->in) : n->in_inline;
+    if (!n->in) return NULL;
     int needs_grad = 0;
     for (int i = 0; i < n_in; i++) {
         n->in[i] = in[i];
         needs_grad |= in[i]->requires_grad;
     }
-    n->out->requires_grad = (unsigned char)(needs_grad && t->grad_enabled);
+    out->requires_grad = (unsigned char)(needs_grad && t->grad_enabled);
     if (ad__ops[op].forward(t, n) != AD_OK || t->status != AD_OK) return NULL;
     n->a.rng = NULL; /* only forward may draw */
     if (t->anomaly) {
@@ -442,5 +476,5 @@ ad_tensor *ad__record(ad_tape *t, ad__op op, ad_tensor *const *in, int n_in, con
         if (t->status != AD_OK) return NULL;
     }
     if (!push_node(t, n)) return NULL;
-    return n->out;
+    return out;
 }
