@@ -96,6 +96,30 @@ ad_status ad__shape_broadcast(ad_tape *t, ad_node *n, ad_shape *out)
     {                                                                                  \
         if (ga) FOR_BCAST(*bc, { T x = a[ia], y = b[ib]; (void)x; (void)y; ga[ia] += g[o] * (DA); }); \
         if (gb) FOR_BCAST(*bc, { T x = a[ia], y = b[ib]; (void)x; (void)y; gb[ib] += g[o] * (DB); }); \
+    }                                                                                  \
+    /* Operands of the output's size: one flat loop, the same arithmetic. */           \
+    static void NAME##_flat_fwd_##T(size_t len, const T *a, const T *b, T *out)        \
+    {                                                                                  \
+        for (size_t o = 0; o < len; o++) {                                             \
+            T x = a[o], y = b[o];                                                      \
+            out[o] = (EXPR);                                                           \
+        }                                                                              \
+    }                                                                                  \
+    static void NAME##_flat_bwd_##T(size_t len, const T *a, const T *b, const T *g,    \
+                                    T *ga, T *gb)                                      \
+    {                                                                                  \
+        if (ga)                                                                        \
+            for (size_t o = 0; o < len; o++) {                                         \
+                T x = a[o], y = b[o];                                                  \
+                (void)x, (void)y;                                                      \
+                ga[o] += g[o] * (DA);                                                  \
+            }                                                                          \
+        if (gb)                                                                        \
+            for (size_t o = 0; o < len; o++) {                                         \
+                T x = a[o], y = b[o];                                                  \
+                (void)x, (void)y;                                                      \
+                gb[o] += g[o] * (DB);                                                  \
+            }                                                                          \
     }
 
 #define DEFINE_BINARY_BOTH(NAME, EXPR, DA, DB)    \
@@ -108,27 +132,47 @@ DEFINE_BINARY_BOTH(sub, x - y, 1, -1)
 DEFINE_BINARY_BOTH(mul, x * y, y, x)
 DEFINE_BINARY_BOTH(div, x / y, 1 / y, -x / (y * y))
 
+/*
+ * When both operands have as many elements as the output, neither is
+ * stretched (an operand of the output's size can differ from it only by
+ * leading axes of 1), so the flat loops give exactly the broadcasting result.
+ */
+static int same_size(const ad_node *n)
+{
+    return n->in[0]->numel == n->out->numel && n->in[1]->numel == n->out->numel;
+}
+
 #define BINARY_ENTRY(NAME)                                                              \
     ad_status ad__##NAME##_fwd(ad_tape *t, ad_node *n)                                  \
     {                                                                                   \
         (void)t;                                                                        \
+        const void *a = n->in[0]->data, *b = n->in[1]->data;                            \
+        int f32 = n->out->dtype == AD_F32;                                              \
+        if (same_size(n)) {                                                             \
+            if (f32) NAME##_flat_fwd_float(n->out->numel, a, b, n->out->data);          \
+            else NAME##_flat_fwd_double(n->out->numel, a, b, n->out->data);             \
+            return AD_OK;                                                               \
+        }                                                                               \
         bcast bc;                                                                       \
         bcast_make(n->out->shape, n->in[0]->shape, n->in[1]->shape, &bc);               \
-        if (n->out->dtype == AD_F32)                                                    \
-            NAME##_fwd_float(&bc, n->in[0]->data, n->in[1]->data, n->out->data);        \
-        else                                                                            \
-            NAME##_fwd_double(&bc, n->in[0]->data, n->in[1]->data, n->out->data);       \
+        if (f32) NAME##_fwd_float(&bc, a, b, n->out->data);                             \
+        else NAME##_fwd_double(&bc, a, b, n->out->data);                                \
         return AD_OK;                                                                   \
     }                                                                                   \
     void ad__##NAME##_bwd(ad_tape *t, ad_node *n)                                       \
     {                                                                                   \
+        const void *a = n->in[0]->data, *b = n->in[1]->data, *g = n->out->grad;         \
+        void *ga = ad__grad(t, n->in[0]), *gb = ad__grad(t, n->in[1]);                  \
+        int f32 = n->out->dtype == AD_F32;                                              \
+        if (same_size(n)) {                                                             \
+            if (f32) NAME##_flat_bwd_float(n->out->numel, a, b, g, ga, gb);             \
+            else NAME##_flat_bwd_double(n->out->numel, a, b, g, ga, gb);                \
+            return;                                                                     \
+        }                                                                               \
         bcast bc;                                                                       \
         bcast_make(n->out->shape, n->in[0]->shape, n->in[1]->shape, &bc);               \
-        void *ga = ad__grad(t, n->in[0]), *gb = ad__grad(t, n->in[1]);                  \
-        if (n->out->dtype == AD_F32)                                                    \
-            NAME##_bwd_float(&bc, n->in[0]->data, n->in[1]->data, n->out->grad, ga, gb); \
-        else                                                                            \
-            NAME##_bwd_double(&bc, n->in[0]->data, n->in[1]->data, n->out->grad, ga, gb); \
+        if (f32) NAME##_bwd_float(&bc, a, b, g, ga, gb);                                \
+        else NAME##_bwd_double(&bc, a, b, g, ga, gb);                                   \
     }                                                                                   \
     ad_tensor *ad_##NAME(ad_tape *t, ad_tensor *a, ad_tensor *b)                        \
     {                                                                                   \
