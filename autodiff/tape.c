@@ -348,6 +348,18 @@ static inline void *bump(ad_tape *t, size_t bytes)
 
 static const ad__args no_args;
 
+/* Copies a small struct in 16-byte pieces, which compilers inline; a whole
+ * struct assignment becomes a memcpy call or `rep movs`, which cost more than
+ * the rest of a small node. */
+static inline void copy_small(void *dst, const void *src, size_t size)
+{
+    unsigned char *d = dst;
+    const unsigned char *s = src;
+    size_t i = 0;
+    for (; i + 16 <= size; i += 16) memcpy(d + i, s + i, 16);
+    if (i < size) memcpy(d + i, s + i, size - i);
+}
+
 /*
  * A node of op with its output header from one block of `extra` more bytes
  * (the output's data, when its size is already known). Every field is set:
@@ -364,12 +376,20 @@ static ad_node *node_block(ad_tape *t, ad__op op, ad_dtype dtype, const ad__args
     if (!blk || (t->label[0] && !label)) return NULL;
     ad_node *n = (ad_node *)blk;
     ad_tensor *out = (ad_tensor *)(blk + NODE_BYTES);
-    *out = (ad_tensor){.dtype = dtype, .tape = t, .node = n};
+    out->dtype = dtype;
+    out->grad = NULL;
+    out->grad_pass = 0;
+    out->tape = t;
+    out->node = n;
+    out->param = NULL;
+    out->requires_grad = 0;
+    out->owns_data = 0;
+    out->is_heap = 0;
     n->op = op;
     n->n_in = 0;
     n->in = n->in_inline;
     n->out = out;
-    n->a = args ? *args : no_args;
+    copy_small(&n->a, args ? args : &no_args, sizeof n->a);
     n->saved = NULL;
     n->label = label;
     n->index = t->n_nodes; /* its place once appended; anomaly messages name it */
