@@ -269,6 +269,40 @@ Test(ops_math, small_matmul_matches_the_kernel)
             }
 }
 
+/*
+ * f32 tanh is evaluated in double without libm and rounded once: over a sweep
+ * of floats of every magnitude it must equal (float)tanh((double)x) (allowed:
+ * one ulp on rare near-ties), and keep the special values.
+ */
+Test(ops_math, f32_tanh_is_correctly_rounded)
+{
+    enum { N = 1 << 17 };
+    static float xs[N];
+    size_t n = 0;
+    for (uint32_t u = 0; u < 0x7f800000u && n + 2 <= N; u += 0x7f800000u / (N / 2) + 1) {
+        float f;
+        memcpy(&f, &u, sizeof f);
+        xs[n++] = f;
+        xs[n++] = -f;
+    }
+    ad_tape *t = ad_tape_new(NULL);
+    const float *y = ad_tensor_f32(ad_tanh(t, ad_from_data(t, AD_F32, ad_shape1((int64_t)n), xs)));
+    cr_assert_not_null(y);
+    size_t exact = 0;
+    for (size_t i = 0; i < n; i++) {
+        float want = (float)tanh((double)xs[i]);
+        exact += y[i] == want && signbit(y[i]) == signbit(want);
+        cr_assert(fabsf(y[i] - want) <= fabsf(nextafterf(want, 0.0f) - want), "tanh(%a) = %a, want %a", xs[i], y[i], want);
+    }
+    cr_assert_geq(exact, n - n / 1000, "%zu of %zu correctly rounded", exact, n);
+    float sp[7] = {0.0f, -0.0f, INFINITY, -INFINITY, NAN, 1e-45f, 0x1p-6f};
+    const float *ys = ad_tensor_f32(ad_tanh(t, ad_from_data(t, AD_F32, ad_shape1(7), sp)));
+    cr_assert(ys[0] == 0 && !signbit(ys[0]) && ys[1] == 0 && signbit(ys[1]));
+    cr_assert(ys[2] == 1.0f && ys[3] == -1.0f && isnan(ys[4]) && ys[5] == 1e-45f);
+    cr_assert_eq(ys[6], (float)tanh(0x1p-6));
+    ad_tape_free(t);
+}
+
 Test(ops_math, unary_values)
 {
     ad_tape *t = ad_tape_new(NULL);
