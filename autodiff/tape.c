@@ -277,13 +277,28 @@ void *ad__alloc_array(ad_tape *t, size_t count, size_t size)
     return ad__alloc(t, bytes);
 }
 
+/* The arena's fast path, inlined where nodes are made; ad__alloc for the rest. */
+static inline void *bump(ad_tape *t, size_t bytes)
+{
+    chunk *c = t->cur;
+    size_t need = (bytes + ALIGN - 1) & ~(size_t)(ALIGN - 1);
+    if (c && need && bytes <= SIZE_MAX - ALIGN && c->cap - c->used >= need) {
+        void *p = c->base + c->used;
+        c->used += need;
+        return p;
+    }
+    return ad__alloc(t, bytes);
+}
+
 void *ad__grad(ad_tape *t, ad_tensor *x)
 {
     if (!x->requires_grad) return NULL;
     if (x->param && t->lean_copies) return x->param->grad.data; /* no per-copy buffer */
     if (x->grad_pass == t->pass && x->grad) return x->grad;
-    x->grad = ad__alloc_zero(t, x->numel * ad_dtype_size(x->dtype));
+    size_t bytes = x->numel * ad_dtype_size(x->dtype);
+    x->grad = bump(t, bytes);
     if (!x->grad) return NULL;
+    memset(x->grad, 0, bytes);
     x->grad_pass = t->pass;
     return x->grad;
 }
@@ -325,19 +340,6 @@ static const char *node_label(ad_tape *t)
         t->label_copy = copy;
     }
     return t->label_copy;
-}
-
-/* The arena's fast path, inlined where nodes are made; ad__alloc for the rest. */
-static inline void *bump(ad_tape *t, size_t bytes)
-{
-    chunk *c = t->cur;
-    size_t need = (bytes + ALIGN - 1) & ~(size_t)(ALIGN - 1);
-    if (c && need && bytes <= SIZE_MAX - ALIGN && c->cap - c->used >= need) {
-        void *p = c->base + c->used;
-        c->used += need;
-        return p;
-    }
-    return ad__alloc(t, bytes);
 }
 
 /* A node and its output header share one arena block; sizes rounded to the
@@ -399,6 +401,20 @@ static ad_node *node_block(ad_tape *t, ad__op op, ad_dtype dtype, const ad__args
 /* Numel of a valid shape, or 0 after failing the tape. */
 static int shape_numel(ad_tape *t, ad__op op, ad_shape shape, size_t *numel)
 {
+    /* Fast path: up to 4 axes below 2^14 cannot overflow (2^56 elements of 8
+     * bytes fit a 64-bit size_t); anything else takes the checked product. */
+    if (sizeof(size_t) >= 8 && shape.rank >= 0 && shape.rank <= AD_MAX_RANK) {
+        size_t n = 1;
+        int small = 1;
+        for (int i = 0; i < shape.rank; i++) {
+            small &= shape.dim[i] >= 0 && shape.dim[i] < ((int64_t)1 << 14);
+            n *= (size_t)shape.dim[i];
+        }
+        if (small) {
+            *numel = n;
+            return 1;
+        }
+    }
     ad_status st = ad_shape_numel(shape, numel);
     if (st == AD_OK) return 1;
     char b[AD__SHAPE_BUF];

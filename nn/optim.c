@@ -264,8 +264,10 @@ ad_status nn_optim_step(nn_optim *o, ad_error *err)
         return ad_error_set(err, AD_ERR_NONFINITE, "optim_step: a gradient is NaN or infinite; "
                        "update refused, parameters and state unchanged");
     int64_t t = ++o->steps;
-    o->bc1 = 1 - pow(o->cfg.beta1, (double)t); /* once per step, not per element */
-    o->bc2 = 1 - pow(o->cfg.beta2, (double)t);
+    if (o->cfg.kind == NN_OPTIM_ADAM || o->cfg.kind == NN_OPTIM_ADAMW) {
+        o->bc1 = 1 - pow(o->cfg.beta1, (double)t); /* once per step, not per element */
+        o->bc2 = 1 - pow(o->cfg.beta2, (double)t);
+    }
     if (f32) update_float(o, v, g, n, t);
     else update_double(o, v, g, n, t);
     return ad_error_set(err, AD_OK, NULL);
