@@ -7,6 +7,7 @@
  * Backward sums the gradient over the stretched axes.
  */
 #include <math.h>
+#include <string.h>
 
 #include "internal.h"
 #include "kernels.h"
@@ -46,6 +47,11 @@ static void bcast_make(ad_shape out, ad_shape a, ad_shape b, bcast *bc)
 ad_status ad__shape_broadcast(ad_tape *t, ad_node *n, ad_shape *out)
 {
     ad_shape a = n->in[0]->shape, b = n->in[1]->shape;
+    if (ad_shape_equal(a, b)) { /* the common case: nothing stretches */
+        *out = a;
+        for (int i = a.rank; i < AD_MAX_RANK; i++) out->dim[i] = 0;
+        return AD_OK;
+    }
     int rank = a.rank > b.rank ? a.rank : b.rank;
     out->rank = rank;
     for (int i = 0; i < AD_MAX_RANK; i++) out->dim[i] = 0;
@@ -97,6 +103,58 @@ ad_status ad__shape_broadcast(ad_tape *t, ad_node *n, ad_shape *out)
     {                                                                                  \
         if (ga) FOR_BCAST(*bc, { T x = a[ia], y = b[ib]; (void)x; (void)y; ga[ia] += g[o] * (DA); }); \
         if (gb) FOR_BCAST(*bc, { T x = a[ia], y = b[ib]; (void)x; (void)y; gb[ib] += g[o] * (DB); }); \
+    }                                                                                  \
+    /* Operands of the output's size: one flat loop, the same arithmetic. */           \
+    static void NAME##_flat_fwd_##T(size_t len, const T *a, const T *b, T *out)        \
+    {                                                                                  \
+        for (size_t o = 0; o < len; o++) {                                             \
+            T x = a[o], y = b[o];                                                      \
+            out[o] = (EXPR);                                                           \
+        }                                                                              \
+    }                                                                                  \
+    static void NAME##_flat_bwd_##T(size_t len, const T *a, const T *b, const T *g,    \
+                                    T *ga, T *gb)                                      \
+    {                                                                                  \
+        if (ga)                                                                        \
+            for (size_t o = 0; o < len; o++) {                                         \
+                T x = a[o], y = b[o];                                                  \
+                (void)x, (void)y;                                                      \
+                ga[o] += g[o] * (DA);                                                  \
+            }                                                                          \
+        if (gb)                                                                        \
+            for (size_t o = 0; o < len; o++) {                                         \
+                T x = a[o], y = b[o];                                                  \
+                (void)x, (void)y;                                                      \
+                gb[o] += g[o] * (DB);                                                  \
+            }                                                                          \
+    }                                                                                  \
+    /* a of the output's size, b one row of `cols` repeated over `rows` rows: the      \
+     * broadcasting loop's order (rows outer), without its strides. */                 \
+    static void NAME##_row_fwd_##T(size_t rows, size_t cols, const T *a, const T *b, T *out) \
+    {                                                                                  \
+        for (size_t r = 0; r < rows; r++)                                              \
+            for (size_t j = 0; j < cols; j++) {                                        \
+                T x = a[r * cols + j], y = b[j];                                       \
+                out[r * cols + j] = (EXPR);                                            \
+            }                                                                          \
+    }                                                                                  \
+    static void NAME##_row_bwd_##T(size_t rows, size_t cols, const T *a, const T *b,   \
+                                   const T *g, T *ga, T *gb)                           \
+    {                                                                                  \
+        if (ga)                                                                        \
+            for (size_t r = 0; r < rows; r++)                                          \
+                for (size_t j = 0; j < cols; j++) {                                    \
+                    T x = a[r * cols + j], y = b[j];                                   \
+                    (void)x, (void)y;                                                  \
+                    ga[r * cols + j] += g[r * cols + j] * (DA);                        \
+                }                                                                      \
+        if (gb)                                                                        \
+            for (size_t r = 0; r < rows; r++)                                          \
+                for (size_t j = 0; j < cols; j++) {                                    \
+                    T x = a[r * cols + j], y = b[j];                                   \
+                    (void)x, (void)y;                                                  \
+                    gb[j] += g[r * cols + j] * (DB);                                   \
+                }                                                                      \
     }
 
 #define DEFINE_BINARY_BOTH(NAME, EXPR, DA, DB)    \
@@ -109,27 +167,76 @@ DEFINE_BINARY_BOTH(sub, x - y, 1, -1)
 DEFINE_BINARY_BOTH(mul, x * y, y, x)
 DEFINE_BINARY_BOTH(div, x / y, 1 / y, -x / (y * y))
 
+/*
+ * When both operands have as many elements as the output, neither is
+ * stretched (an operand of the output's size can differ from it only by
+ * leading axes of 1), so the flat loops give exactly the broadcasting result.
+ */
+static int same_size(const ad_node *n)
+{
+    return n->in[0]->numel == n->out->numel && n->in[1]->numel == n->out->numel;
+}
+
+/*
+ * A bias: input 0 of the output's size and input 1 a single row along the
+ * last axis (shape [c] or [1,..,1,c]) stretched over all the rows. Returns the
+ * row length c, or 0 for any other case.
+ */
+static size_t row_bias(const ad_node *n)
+{
+    const ad_tensor *a = n->in[0], *b = n->in[1], *y = n->out;
+    if (a->numel != y->numel || y->shape.rank < 1) return 0;
+    int64_t cols = y->shape.dim[y->shape.rank - 1];
+    if (b->shape.rank < 1 || b->shape.dim[b->shape.rank - 1] != cols || (size_t)cols != b->numel)
+        return 0;
+    return (size_t)cols;
+}
+
 #define BINARY_ENTRY(NAME)                                                              \
     ad_status ad__##NAME##_fwd(ad_tape *t, ad_node *n)                                  \
     {                                                                                   \
         (void)t;                                                                        \
+        const void *a = n->in[0]->data, *b = n->in[1]->data;                            \
+        int f32 = n->out->dtype == AD_F32;                                              \
+        size_t cols;                                                                    \
+        if (same_size(n)) {                                                             \
+            if (f32) NAME##_flat_fwd_float(n->out->numel, a, b, n->out->data);          \
+            else NAME##_flat_fwd_double(n->out->numel, a, b, n->out->data);             \
+            return AD_OK;                                                               \
+        }                                                                               \
+        if ((cols = row_bias(n)) != 0) {                                                \
+            size_t rows = n->out->numel / cols;                                         \
+            if (f32) NAME##_row_fwd_float(rows, cols, a, b, n->out->data);              \
+            else NAME##_row_fwd_double(rows, cols, a, b, n->out->data);                 \
+            return AD_OK;                                                               \
+        }                                                                               \
         bcast bc;                                                                       \
         bcast_make(n->out->shape, n->in[0]->shape, n->in[1]->shape, &bc);               \
-        if (n->out->dtype == AD_F32)                                                    \
-            NAME##_fwd_float(&bc, n->in[0]->data, n->in[1]->data, n->out->data);        \
-        else                                                                            \
-            NAME##_fwd_double(&bc, n->in[0]->data, n->in[1]->data, n->out->data);       \
+        if (f32) NAME##_fwd_float(&bc, a, b, n->out->data);                             \
+        else NAME##_fwd_double(&bc, a, b, n->out->data);                                \
         return AD_OK;                                                                   \
     }                                                                                   \
     void ad__##NAME##_bwd(ad_tape *t, ad_node *n)                                       \
     {                                                                                   \
+        const void *a = n->in[0]->data, *b = n->in[1]->data, *g = n->out->grad;         \
+        void *ga = ad__grad(t, n->in[0]), *gb = ad__grad(t, n->in[1]);                  \
+        int f32 = n->out->dtype == AD_F32;                                              \
+        size_t cols;                                                                    \
+        if (same_size(n)) {                                                             \
+            if (f32) NAME##_flat_bwd_float(n->out->numel, a, b, g, ga, gb);             \
+            else NAME##_flat_bwd_double(n->out->numel, a, b, g, ga, gb);                \
+            return;                                                                     \
+        }                                                                               \
+        if ((cols = row_bias(n)) != 0) {                                                \
+            size_t rows = n->out->numel / cols;                                         \
+            if (f32) NAME##_row_bwd_float(rows, cols, a, b, g, ga, gb);                 \
+            else NAME##_row_bwd_double(rows, cols, a, b, g, ga, gb);                    \
+            return;                                                                     \
+        }                                                                               \
         bcast bc;                                                                       \
         bcast_make(n->out->shape, n->in[0]->shape, n->in[1]->shape, &bc);               \
-        void *ga = ad__grad(t, n->in[0]), *gb = ad__grad(t, n->in[1]);                  \
-        if (n->out->dtype == AD_F32)                                                    \
-            NAME##_bwd_float(&bc, n->in[0]->data, n->in[1]->data, n->out->grad, ga, gb); \
-        else                                                                            \
-            NAME##_bwd_double(&bc, n->in[0]->data, n->in[1]->data, n->out->grad, ga, gb); \
+        if (f32) NAME##_bwd_float(&bc, a, b, g, ga, gb);                                \
+        else NAME##_bwd_double(&bc, a, b, g, ga, gb);                                   \
     }                                                                                   \
     ad_tensor *ad_##NAME(ad_tape *t, ad_tensor *a, ad_tensor *b)                        \
     {                                                                                   \

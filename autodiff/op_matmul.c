@@ -38,6 +38,48 @@ ad_status ad__shape_matmul(ad_tape *t, ad_node *n, ad_shape *out)
     return AD_OK;
 }
 
+/*
+ * Products this small (the textbook nets' 3x3 weights, single rows) cost less
+ * as a plain loop than the kernel's set-up for blocking and packing. Each C
+ * element is still its start value plus the terms in increasing p.
+ */
+#define SMALL_PRODUCT(m, n, k) ((m) <= 64 && (n) <= 64 && (k) <= 64 && (m) * (n) * (k) <= 256)
+
+#define DEFINE_SMALL(T)                                                                        \
+    static void small_##T(int ta, int tb, size_t m, size_t nn, size_t k, const T *a,           \
+                          const T *b, T *restrict c, int accumulate)                            \
+    {                                                                                          \
+        size_t ar = ta ? 1 : k, ac = ta ? m : 1, br = tb ? 1 : nn, bc = tb ? k : 1;            \
+        for (size_t i = 0; i < m; i++) {                                                       \
+            T *restrict ci = c + i * nn;                                                       \
+            const T *ai = a + i * ar;                                                          \
+            for (size_t j = 0; j < nn; j++) {                                                  \
+                const T *bj = b + j * bc;                                                      \
+                T s = accumulate ? ci[j] : 0;                                                  \
+                for (size_t p = 0; p < k; p++) s += ai[p * ac] * bj[p * br];                   \
+                ci[j] = s;                                                                     \
+            }                                                                                  \
+        }                                                                                      \
+    }
+
+DEFINE_SMALL(float)
+DEFINE_SMALL(double)
+
+/* One product dst (+)= op(x) op(y) in the given dtype. */
+static void gemm(ad_dtype dt, int tx, int ty, int64_t m, int64_t nn, int64_t k, const void *x,
+                 const void *y, void *dst, int accumulate)
+{
+    size_t um = (size_t)m, un = (size_t)nn, uk = (size_t)k;
+    if (SMALL_PRODUCT(um, un, uk)) {
+        if (dt == AD_F32) small_float(tx, ty, um, un, uk, x, y, dst, accumulate);
+        else small_double(tx, ty, um, un, uk, x, y, dst, accumulate);
+    } else if (dt == AD_F32) {
+        ad__gemm_f32(tx, ty, um, un, uk, x, y, dst, accumulate);
+    } else {
+        ad__gemm_f64(tx, ty, um, un, uk, x, y, dst, accumulate);
+    }
+}
+
 /* out = op(a) op(b), or with accumulate out += op(a) op(b). */
 static void product(const ad_node *n, int accumulate)
 {
@@ -46,10 +88,7 @@ static void product(const ad_node *n, int accumulate)
     int64_t m, k, kb, nn;
     dims(a, ta, &m, &k);
     dims(b, tb, &kb, &nn);
-    if (a->dtype == AD_F32)
-        ad__gemm_f32(ta, tb, (size_t)m, (size_t)nn, (size_t)k, a->data, b->data, n->out->data, accumulate);
-    else
-        ad__gemm_f64(ta, tb, (size_t)m, (size_t)nn, (size_t)k, a->data, b->data, n->out->data, accumulate);
+    gemm(a->dtype, ta, tb, m, nn, k, a->data, b->data, n->out->data, accumulate);
 }
 
 ad_status ad__matmul_fwd(ad_tape *t, ad_node *n)
@@ -57,16 +96,6 @@ ad_status ad__matmul_fwd(ad_tape *t, ad_node *n)
     (void)t;
     product(n, 0);
     return AD_OK;
-}
-
-/* One product dst (+)= op(x) op(y) in the node's dtype. */
-static void gemm(ad_dtype dt, int tx, int ty, int64_t m, int64_t nn, int64_t k, const void *x,
-                 const void *y, void *dst)
-{
-    if (dt == AD_F32)
-        ad__gemm_f32(tx, ty, (size_t)m, (size_t)nn, (size_t)k, x, y, dst, 1);
-    else
-        ad__gemm_f64(tx, ty, (size_t)m, (size_t)nn, (size_t)k, x, y, dst, 1);
 }
 
 /*
@@ -87,16 +116,16 @@ void ad__matmul_bwd(ad_tape *t, ad_node *n)
     void *ga = ad__grad(t, a);
     if (ga) {
         if (!ta) /* dA[m,k] = G[m,n] op(B)^T[n,k] */
-            gemm(dt, 0, !tb, m, k, nn, g, b->data, ga);
+            gemm(dt, 0, !tb, m, k, nn, g, b->data, ga, 1);
         else /* dA[k,m] = op(B)[k,n] G^T[n,m] */
-            gemm(dt, tb, 1, k, m, nn, b->data, g, ga);
+            gemm(dt, tb, 1, k, m, nn, b->data, g, ga, 1);
     }
     void *gb = ad__grad(t, b);
     if (gb) {
         if (!tb) /* dB[k,n] = op(A)^T[k,m] G[m,n] */
-            gemm(dt, !ta, 0, k, nn, m, a->data, g, gb);
+            gemm(dt, !ta, 0, k, nn, m, a->data, g, gb, 1);
         else /* dB[n,k] = G^T[n,m] op(A)[m,k] */
-            gemm(dt, 1, ta, nn, k, m, g, a->data, gb);
+            gemm(dt, 1, ta, nn, k, m, g, a->data, gb, 1);
     }
 }
 

@@ -277,13 +277,28 @@ void *ad__alloc_array(ad_tape *t, size_t count, size_t size)
     return ad__alloc(t, bytes);
 }
 
+/* The arena's fast path, inlined where nodes are made; ad__alloc for the rest. */
+static inline void *bump(ad_tape *t, size_t bytes)
+{
+    chunk *c = t->cur;
+    size_t need = (bytes + ALIGN - 1) & ~(size_t)(ALIGN - 1);
+    if (c && need && bytes <= SIZE_MAX - ALIGN && c->cap - c->used >= need) {
+        void *p = c->base + c->used;
+        c->used += need;
+        return p;
+    }
+    return ad__alloc(t, bytes);
+}
+
 void *ad__grad(ad_tape *t, ad_tensor *x)
 {
     if (!x->requires_grad) return NULL;
     if (x->param && t->lean_copies) return x->param->grad.data; /* no per-copy buffer */
     if (x->grad_pass == t->pass && x->grad) return x->grad;
-    x->grad = ad__alloc_zero(t, x->numel * ad_dtype_size(x->dtype));
+    size_t bytes = x->numel * ad_dtype_size(x->dtype);
+    x->grad = bump(t, bytes);
     if (!x->grad) return NULL;
+    memset(x->grad, 0, bytes);
     x->grad_pass = t->pass;
     return x->grad;
 }
@@ -327,51 +342,106 @@ static const char *node_label(ad_tape *t)
     return t->label_copy;
 }
 
-/* A node and its output tensor, with data of the given shape. */
-static ad_node *new_node(ad_tape *t, ad__op op, ad_dtype dtype, ad_shape shape, int own_data)
+/* A node and its output header share one arena block; sizes rounded to the
+ * alignment so that data placed after them stays aligned. */
+#define ROUND_UP(x) (((x) + ALIGN - 1) / ALIGN * ALIGN)
+#define NODE_BYTES ROUND_UP(sizeof(ad_node))
+#define HEADER_BYTES (NODE_BYTES + ROUND_UP(sizeof(ad_tensor)))
+
+static const ad__args no_args;
+
+/* Copies a small struct in 16-byte pieces, which compilers inline; a whole
+ * struct assignment becomes a memcpy call or `rep movs`, which cost more than
+ * the rest of a small node. */
+static inline void copy_small(void *dst, const void *src, size_t size)
 {
-    size_t numel;
-    ad_status st = ad_shape_numel(shape, &numel);
-    if (st != AD_OK) {
-        char b[AD__SHAPE_BUF];
-        ad__fail(t, st, "%s: invalid shape %s: %s", ad__ops[op].name, ad__shape_str(shape, b),
-                 ad_status_str(st));
+    unsigned char *d = dst;
+    const unsigned char *s = src;
+    size_t i = 0;
+    for (; i + 16 <= size; i += 16) memcpy(d + i, s + i, 16);
+    if (i < size) memcpy(d + i, s + i, size - i);
+}
+
+/*
+ * A node of op with its output header from one block of `extra` more bytes
+ * (the output's data, when its size is already known). Every field is set:
+ * the arena is not zeroed.
+ */
+static ad_node *node_block(ad_tape *t, ad__op op, ad_dtype dtype, const ad__args *args, size_t extra)
+{
+    if (extra > SIZE_MAX - HEADER_BYTES - ALIGN) {
+        ad__fail(t, AD_ERR_OVERFLOW, "%s: output of %zu bytes overflows", ad__ops[op].name, extra);
         return NULL;
     }
-    if (ad_dtype_size(dtype) == 0) {
-        ad__fail(t, AD_ERR_DTYPE, "%s: invalid dtype %d", ad__ops[op].name, (int)dtype);
-        return NULL;
-    }
-    ad_node *n = ad__alloc(t, sizeof *n);
-    ad_tensor *out = ad__alloc(t, sizeof *out);
-    void *data = own_data ? ad__alloc(t, numel * ad_dtype_size(dtype)) : NULL;
+    unsigned char *blk = bump(t, HEADER_BYTES + extra);
     const char *label = node_label(t);
-    if (!n || !out || (own_data && !data)) return NULL;
-    memset(n, 0, sizeof *n);
-    memset(out, 0, sizeof *out);
+    if (!blk || (t->label[0] && !label)) return NULL;
+    ad_node *n = (ad_node *)blk;
+    ad_tensor *out = (ad_tensor *)(blk + NODE_BYTES);
     out->dtype = dtype;
-    out->shape = shape;
-    out->numel = numel;
-    out->data = data;
+    out->grad = NULL;
+    out->grad_pass = 0;
     out->tape = t;
     out->node = n;
+    out->param = NULL;
+    out->requires_grad = 0;
+    out->owns_data = 0;
+    out->is_heap = 0;
     n->op = op;
-    n->out = out;
+    n->n_in = 0;
     n->in = n->in_inline;
+    n->out = out;
+    copy_small(&n->a, args ? args : &no_args, sizeof n->a);
+    n->saved = NULL;
     n->label = label;
     n->index = t->n_nodes; /* its place once appended; anomaly messages name it */
     return n;
 }
 
+/* Numel of a valid shape, or 0 after failing the tape. */
+static int shape_numel(ad_tape *t, ad__op op, ad_shape shape, size_t *numel)
+{
+    /* Fast path: up to 4 axes below 2^14 cannot overflow (2^56 elements of 8
+     * bytes fit a 64-bit size_t); anything else takes the checked product. */
+    if (sizeof(size_t) >= 8 && shape.rank >= 0 && shape.rank <= AD_MAX_RANK) {
+        size_t n = 1;
+        int small = 1;
+        for (int i = 0; i < shape.rank; i++) {
+            small &= shape.dim[i] >= 0 && shape.dim[i] < ((int64_t)1 << 14);
+            n *= (size_t)shape.dim[i];
+        }
+        if (small) {
+            *numel = n;
+            return 1;
+        }
+    }
+    ad_status st = ad_shape_numel(shape, numel);
+    if (st == AD_OK) return 1;
+    char b[AD__SHAPE_BUF];
+    ad__fail(t, st, "%s: invalid shape %s: %s", ad__ops[op].name, ad__shape_str(shape, b),
+             ad_status_str(st));
+    return 0;
+}
+
 ad_tensor *ad__leaf(ad_tape *t, ad__op op, ad_dtype dtype, ad_shape shape)
 {
     if (!t || t->status != AD_OK) return NULL;
-    ad_node *n = new_node(t, op, dtype, shape, 1);
+    size_t numel, esize = ad_dtype_size(dtype);
+    if (!shape_numel(t, op, shape, &numel)) return NULL;
+    if (esize == 0) {
+        ad__fail(t, AD_ERR_DTYPE, "%s: invalid dtype %d", ad__ops[op].name, (int)dtype);
+        return NULL;
+    }
+    ad_node *n = node_block(t, op, dtype, NULL, numel * esize);
     if (!n) return NULL;
+    ad_tensor *out = n->out;
+    out->shape = shape;
+    out->numel = numel;
+    out->data = (unsigned char *)n + HEADER_BYTES;
     n->a.shape = shape;
-    n->out->requires_grad = (op == AD_OP_VARIABLE) && t->grad_enabled;
+    out->requires_grad = (op == AD_OP_VARIABLE) && t->grad_enabled;
     if (!push_node(t, n)) return NULL;
-    return n->out;
+    return out;
 }
 
 /* Checks the inputs of an op: non-NULL, on this tape, one dtype. */
@@ -411,30 +481,32 @@ ad_tensor *ad__record(ad_tape *t, ad__op op, ad_tensor *const *in, int n_in, con
                                                                     : ad__ops[op].name;
     if (!check_inputs(t, name, in, n_in)) return NULL;
 
-    /* The shape rule sees a provisional node on the stack. */
-    ad_node probe;
-    memset(&probe, 0, sizeof probe);
-    probe.op = op;
-    probe.n_in = n_in;
-    probe.in = (ad_tensor **)in;
-    if (args) probe.a = *args;
-    ad_shape shape;
-    if (ad__ops[op].shape(t, &probe, &shape) != AD_OK) return NULL;
-
-    ad_node *n = new_node(t, op, in[0]->dtype, shape, !probe.a.view);
+    /* The shape rule sees the node with the caller's inputs; the output's
+     * data is allocated once the shape is known. */
+    ad_dtype dtype = in[0]->dtype;
+    ad_node *n = node_block(t, op, dtype, args, 0);
     if (!n) return NULL;
-    n->a = probe.a;
     n->n_in = n_in;
-    if (n_in > AD__INLINE_IN) {
-        n->in = ad__alloc_array(t, (size_t)n_in, sizeof *n->in);
-        if (!n->in) return NULL;
+    n->in = (ad_tensor **)in;
+    ad_shape shape;
+    size_t numel;
+    if (ad__ops[op].shape(t, n, &shape) != AD_OK) return NULL;
+    if (!shape_numel(t, op, shape, &numel)) return NULL;
+    ad_tensor *out = n->out;
+    out->shape = shape;
+    out->numel = numel;
+    if (!n->a.view) { /* a view's forward points data into input 0 */
+        out->data = bump(t, numel * ad_dtype_size(dtype));
+        if (!out->data) return NULL;
     }
+    n->in = n_in > AD__INLINE_IN ? ad__alloc_array(t, (size_t)n_in, sizeof *n->in) : n->in_inline;
+    if (!n->in) return NULL;
     int needs_grad = 0;
     for (int i = 0; i < n_in; i++) {
         n->in[i] = in[i];
         needs_grad |= in[i]->requires_grad;
     }
-    n->out->requires_grad = (unsigned char)(needs_grad && t->grad_enabled);
+    out->requires_grad = (unsigned char)(needs_grad && t->grad_enabled);
     if (ad__ops[op].forward(t, n) != AD_OK || t->status != AD_OK) return NULL;
     n->a.rng = NULL; /* only forward may draw */
     if (t->anomaly) {
@@ -442,5 +514,5 @@ ad_tensor *ad__record(ad_tape *t, ad__op op, ad_tensor *const *in, int n_in, con
         if (t->status != AD_OK) return NULL;
     }
     if (!push_node(t, n)) return NULL;
-    return n->out;
+    return out;
 }

@@ -10,9 +10,13 @@
 
 #include "internal.h"
 
+/* Half the bits of size_t: a product of two such numbers cannot overflow. */
+#define HALF_BITS (sizeof(size_t) * 4)
+
 int ad__mul_size(size_t a, size_t b, size_t *out)
 {
-    if (a != 0 && b > SIZE_MAX / a) return 0;
+    /* The division is only needed when an operand has high bits set. */
+    if (((a | b) >> HALF_BITS) != 0 && a != 0 && b > SIZE_MAX / a) return 0;
     *out = a * b;
     return 1;
 }

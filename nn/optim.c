@@ -143,78 +143,113 @@ double *nn_optim_state(nn_optim *o, int index, size_t *numel, int *count)
 
 /* ---- the updates (step t counts from 1) --------------------------------------------------- */
 
-static double sgd(nn_optim *o, size_t i, double p, double g, int64_t t)
-{
-    const nn_optim_config *c = &o->cfg;
-    if (c->weight_decay != 0) g += c->weight_decay * p;
-    if (c->momentum != 0) {
-        double *buf = &o->state[0][i];
-        *buf = t == 1 ? g : c->momentum * *buf + (1 - c->dampening) * g;
-        g = c->nesterov ? g + c->momentum * *buf : *buf;
+/*
+ * Each optimizer is one loop per dtype over the flat block: the kind and the
+ * dtype are chosen once per call, and the options (weight decay, momentum,
+ * ...) are loop-invariant tests the compiler hoists, so the loops vectorise.
+ * Arithmetic is in double whatever the dtype, as before: a float parameter
+ * is widened, updated and rounded back once.
+ */
+#define DEFINE_UPDATES(T)                                                                    \
+    static void sgd_##T(nn_optim *o, T *restrict p, const T *restrict g, size_t n, int64_t t)                  \
+    {                                                                                        \
+        const nn_optim_config *c = &o->cfg;                                                  \
+        const double lr = c->lr, wd = c->weight_decay, mom = c->momentum;                    \
+        const double keep = 1 - c->dampening;                                                \
+        const int nesterov = c->nesterov, first = t == 1;                                    \
+        double *restrict buf = o->state[0];                                                  \
+        for (size_t i = 0; i < n; i++) {                                                     \
+            double pi = p[i], gi = g[i];                                                     \
+            if (wd != 0) gi += wd * pi;                                                      \
+            if (mom != 0) {                                                                  \
+                buf[i] = first ? gi : mom * buf[i] + keep * gi;                              \
+                gi = nesterov ? gi + mom * buf[i] : buf[i];                                  \
+            }                                                                                \
+            p[i] = (T)(pi - lr * gi);                                                        \
+        }                                                                                    \
+    }                                                                                        \
+    static void adagrad_##T(nn_optim *o, T *restrict p, const T *restrict g, size_t n, int64_t t)              \
+    {                                                                                        \
+        const nn_optim_config *c = &o->cfg;                                                  \
+        const double wd = c->weight_decay, eps = c->eps;                                     \
+        const double clr = c->lr / (1 + (double)(t - 1) * c->lr_decay);                      \
+        double *restrict sum = o->state[0];                                                  \
+        for (size_t i = 0; i < n; i++) {                                                     \
+            double pi = p[i], gi = g[i];                                                     \
+            if (wd != 0) gi += wd * pi;                                                      \
+            sum[i] += gi * gi;                                                               \
+            p[i] = (T)(pi - clr * (gi / (sqrt(sum[i]) + eps)));                              \
+        }                                                                                    \
+    }                                                                                        \
+    static void rmsprop_##T(nn_optim *o, T *restrict p, const T *restrict g, size_t n)                         \
+    {                                                                                        \
+        const nn_optim_config *c = &o->cfg;                                                  \
+        const double lr = c->lr, wd = c->weight_decay, mom = c->momentum;                    \
+        const double alpha = c->alpha, eps = c->eps;                                         \
+        const int centered = c->centered;                                                    \
+        double *restrict sq = o->state[0], *restrict buf = o->state[1];                      \
+        double *restrict ga = o->state[2];                                                   \
+        for (size_t i = 0; i < n; i++) {                                                     \
+            double pi = p[i], gi = g[i], avg;                                                \
+            if (wd != 0) gi += wd * pi;                                                      \
+            sq[i] = alpha * sq[i] + (1 - alpha) * gi * gi;                                   \
+            if (centered) {                                                                  \
+                ga[i] = alpha * ga[i] + (1 - alpha) * gi;                                    \
+                avg = sqrt(sq[i] - ga[i] * ga[i]) + eps;                                     \
+            } else {                                                                         \
+                avg = sqrt(sq[i]) + eps;                                                     \
+            }                                                                                \
+            if (mom > 0) {                                                                   \
+                buf[i] = mom * buf[i] + gi / avg;                                            \
+                p[i] = (T)(pi - lr * buf[i]);                                                \
+            } else {                                                                         \
+                p[i] = (T)(pi - lr * (gi / avg));                                            \
+            }                                                                                \
+        }                                                                                    \
+    }                                                                                        \
+    static void adam_##T(nn_optim *o, T *restrict p, const T *restrict g, size_t n)                            \
+    {                                                                                        \
+        const nn_optim_config *c = &o->cfg;                                                  \
+        const double wd = c->weight_decay, b1 = c->beta1, b2 = c->beta2, eps = c->eps;       \
+        const double decay = 1 - c->lr * wd, step_size = c->lr / o->bc1;                     \
+        const double sqrt_bc2 = sqrt(o->bc2);                                                \
+        const int decoupled = c->kind == NN_OPTIM_ADAMW;                                     \
+        double *restrict m = o->state[0], *restrict v = o->state[1];                         \
+        for (size_t i = 0; i < n; i++) {                                                     \
+            double pi = p[i], gi = g[i];                                                     \
+            if (decoupled) pi *= decay;                                                      \
+            else if (wd != 0) gi += wd * pi;                                                 \
+            m[i] = b1 * m[i] + (1 - b1) * gi;                                                \
+            v[i] = b2 * v[i] + (1 - b2) * gi * gi;                                           \
+            double denom = sqrt(v[i]) / sqrt_bc2 + eps;                                      \
+            p[i] = (T)(pi - step_size * (m[i] / denom));                                     \
+        }                                                                                    \
+    }                                                                                        \
+    static void update_##T(nn_optim *o, T *restrict p, const T *restrict g, size_t n, int64_t t)               \
+    {                                                                                        \
+        switch (o->cfg.kind) {                                                               \
+        case NN_OPTIM_SGD: sgd_##T(o, p, g, n, t); break;                                    \
+        case NN_OPTIM_ADAGRAD: adagrad_##T(o, p, g, n, t); break;                            \
+        case NN_OPTIM_RMSPROP: rmsprop_##T(o, p, g, n); break;                               \
+        default: adam_##T(o, p, g, n); break;                                                \
+        }                                                                                    \
+    }                                                                                        \
+    /* 1 when no element is NaN or infinite: a branch-free pass that vectorises. */          \
+    static int all_finite_##T(const T *g, size_t n)                                          \
+    {                                                                                        \
+        int bad = 0;                                                                         \
+        for (size_t i = 0; i < n; i++) bad |= !isfinite(g[i]);                               \
+        return !bad;                                                                         \
+    }                                                                                        \
+    static int any_nan_##T(const T *g, size_t n)                                             \
+    {                                                                                        \
+        int bad = 0;                                                                         \
+        for (size_t i = 0; i < n; i++) bad |= isnan(g[i]);                                   \
+        return bad;                                                                          \
     }
-    return p - c->lr * g;
-}
 
-static double adagrad(nn_optim *o, size_t i, double p, double g, int64_t t)
-{
-    const nn_optim_config *c = &o->cfg;
-    if (c->weight_decay != 0) g += c->weight_decay * p;
-    double clr = c->lr / (1 + (double)(t - 1) * c->lr_decay);
-    double *sum = &o->state[0][i];
-    *sum += g * g;
-    return p - clr * (g / (sqrt(*sum) + c->eps));
-}
-
-static double rmsprop(nn_optim *o, size_t i, double p, double g, int64_t t)
-{
-    (void)t;
-    const nn_optim_config *c = &o->cfg;
-    if (c->weight_decay != 0) g += c->weight_decay * p;
-    double *sq = &o->state[0][i], *buf = &o->state[1][i], *ga = &o->state[2][i];
-    *sq = c->alpha * *sq + (1 - c->alpha) * g * g;
-    double avg;
-    if (c->centered) {
-        *ga = c->alpha * *ga + (1 - c->alpha) * g;
-        avg = sqrt(*sq - *ga * *ga) + c->eps;
-    } else {
-        avg = sqrt(*sq) + c->eps;
-    }
-    if (c->momentum > 0) {
-        *buf = c->momentum * *buf + g / avg;
-        return p - c->lr * *buf;
-    }
-    return p - c->lr * (g / avg);
-}
-
-static double adam(nn_optim *o, size_t i, double p, double g, int64_t t)
-{
-    const nn_optim_config *c = &o->cfg;
-    if (c->kind == NN_OPTIM_ADAMW) p *= 1 - c->lr * c->weight_decay;
-    else if (c->weight_decay != 0) g += c->weight_decay * p;
-    double *m = &o->state[0][i], *v = &o->state[1][i];
-    *m = c->beta1 * *m + (1 - c->beta1) * g;
-    *v = c->beta2 * *v + (1 - c->beta2) * g * g;
-    (void)t;
-    double step_size = c->lr / o->bc1;
-    double denom = sqrt(*v) / sqrt(o->bc2) + c->eps;
-    return p - step_size * (*m / denom);
-}
-
-static double update(nn_optim *o, size_t i, double p, double g, int64_t t)
-{
-    switch (o->cfg.kind) {
-    case NN_OPTIM_SGD: return sgd(o, i, p, g, t);
-    case NN_OPTIM_ADAGRAD: return adagrad(o, i, p, g, t);
-    case NN_OPTIM_RMSPROP: return rmsprop(o, i, p, g, t);
-    default: return adam(o, i, p, g, t);
-    }
-}
-
-/* Gradient element i as double. */
-static double grad_at(const void *g, ad_dtype d, size_t i)
-{
-    return d == AD_F32 ? (double)((const float *)g)[i] : ((const double *)g)[i];
-}
+DEFINE_UPDATES(float)
+DEFINE_UPDATES(double)
 
 ad_status nn_optim_step(nn_optim *o, ad_error *err)
 {
@@ -224,23 +259,17 @@ ad_status nn_optim_step(nn_optim *o, ad_error *err)
     const void *g = nn_params_grads(o->ps, &n);
     if (n != o->numel)
         return ad_error_set(err, AD_ERR_STATE, "optim_step: parameters were added after the optimizer was made");
-    ad_dtype d = nn_params_dtype(o->ps);
-    for (size_t i = 0; i < n; i++)
-        if (!isfinite(grad_at(g, d, i)))
-            return ad_error_set(err, AD_ERR_NONFINITE, "optim_step: a gradient is NaN or infinite; "
-                           "update refused, parameters and state unchanged");
+    int f32 = nn_params_dtype(o->ps) == AD_F32;
+    if (!(f32 ? all_finite_float(g, n) : all_finite_double(g, n)))
+        return ad_error_set(err, AD_ERR_NONFINITE, "optim_step: a gradient is NaN or infinite; "
+                       "update refused, parameters and state unchanged");
     int64_t t = ++o->steps;
-    o->bc1 = 1 - pow(o->cfg.beta1, (double)t); /* once per step, not per element */
-    o->bc2 = 1 - pow(o->cfg.beta2, (double)t);
-    for (size_t i = 0; i < n; i++) {
-        if (d == AD_F32) {
-            float *p = v;
-            p[i] = (float)update(o, i, p[i], grad_at(g, d, i), t);
-        } else {
-            double *p = v;
-            p[i] = update(o, i, p[i], grad_at(g, d, i), t);
-        }
+    if (o->cfg.kind == NN_OPTIM_ADAM || o->cfg.kind == NN_OPTIM_ADAMW) {
+        o->bc1 = 1 - pow(o->cfg.beta1, (double)t); /* once per step, not per element */
+        o->bc2 = 1 - pow(o->cfg.beta2, (double)t);
     }
+    if (f32) update_float(o, v, g, n, t);
+    else update_double(o, v, g, n, t);
     return ad_error_set(err, AD_OK, NULL);
 }
 
@@ -269,44 +298,75 @@ double nn_schedule_lr(const nn_schedule *s, int64_t t)
 
 /* ---- clipping ---------------------------------------------------------------------------- */
 
+/* The sum of squares in index order (a fixed order, so the norm does not
+ * depend on how the loop is compiled). */
+static double sum_squares_float(const float *g, size_t n)
+{
+    double s = 0;
+    for (size_t i = 0; i < n; i++) s += (double)g[i] * (double)g[i];
+    return s;
+}
+
+static double sum_squares_double(const double *g, size_t n)
+{
+    double s = 0;
+    for (size_t i = 0; i < n; i++) s += g[i] * g[i];
+    return s;
+}
+
 ad_status nn_clip_grad_norm(nn_params *ps, double max_norm, double *norm, ad_error *err)
 {
     if (!ps) return ad_error_set(err, AD_ERR_NULL, "clip_grad_norm: parameter set is NULL");
     if (!(max_norm > 0)) return ad_error_set(err, AD_ERR_ARG, "clip_grad_norm: max_norm must be > 0");
     size_t n;
     void *g = nn_params_grads(ps, &n);
-    ad_dtype d = nn_params_dtype(ps);
-    double s = 0;
-    for (size_t i = 0; i < n; i++) s += grad_at(g, d, i) * grad_at(g, d, i);
-    double total = sqrt(s);
+    int f32 = nn_params_dtype(ps) == AD_F32;
+    double total = sqrt(f32 ? sum_squares_float(g, n) : sum_squares_double(g, n));
     if (norm) *norm = total;
     if (!isfinite(total))
         return ad_error_set(err, AD_ERR_NONFINITE, "clip_grad_norm: the gradient norm is not finite; "
                        "gradients left unchanged");
     if (total > max_norm) {
         double scale = max_norm / total;
-        for (size_t i = 0; i < n; i++) {
-            if (d == AD_F32) ((float *)g)[i] = (float)(((float *)g)[i] * scale);
-            else ((double *)g)[i] *= scale;
+        if (f32) {
+            float *gf = g;
+            for (size_t i = 0; i < n; i++) gf[i] = (float)(gf[i] * scale);
+        } else {
+            double *gd = g;
+            for (size_t i = 0; i < n; i++) gd[i] *= scale;
         }
     }
     return ad_error_set(err, AD_OK, NULL);
 }
 
+/*
+ * Without NaNs, fmin(fmax(x, -clip), clip) is these two comparisons. For
+ * float gradients they run in float against clip rounded to float: no float
+ * lies strictly between clip and its rounding, so the result is the same as
+ * clamping in double and rounding.
+ */
 ad_status nn_clip_grad_value(nn_params *ps, double clip, ad_error *err)
 {
     if (!ps) return ad_error_set(err, AD_ERR_NULL, "clip_grad_value: parameter set is NULL");
     if (!(clip > 0)) return ad_error_set(err, AD_ERR_ARG, "clip_grad_value: clip must be > 0");
     size_t n;
     void *g = nn_params_grads(ps, &n);
-    ad_dtype d = nn_params_dtype(ps);
-    for (size_t i = 0; i < n; i++)
-        if (isnan(grad_at(g, d, i)))
-            return ad_error_set(err, AD_ERR_NONFINITE, "clip_grad_value: a gradient is NaN; gradients left unchanged");
-    for (size_t i = 0; i < n; i++) {
-        double v = fmin(fmax(grad_at(g, d, i), -clip), clip);
-        if (d == AD_F32) ((float *)g)[i] = (float)v;
-        else ((double *)g)[i] = v;
+    int f32 = nn_params_dtype(ps) == AD_F32;
+    /* Check first, so that a refusal leaves every gradient as it was. */
+    if (f32 ? any_nan_float(g, n) : any_nan_double(g, n))
+        return ad_error_set(err, AD_ERR_NONFINITE, "clip_grad_value: a gradient is NaN; gradients left unchanged");
+    if (f32) {
+        float *gf = g, hi = (float)clip, lo = -hi;
+        for (size_t i = 0; i < n; i++) {
+            float x = gf[i] < lo ? lo : gf[i];
+            gf[i] = x > hi ? hi : x;
+        }
+    } else {
+        double *gd = g;
+        for (size_t i = 0; i < n; i++) {
+            double x = gd[i] < -clip ? -clip : gd[i];
+            gd[i] = x > clip ? clip : x;
+        }
     }
     return ad_error_set(err, AD_OK, NULL);
 }

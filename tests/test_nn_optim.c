@@ -256,3 +256,88 @@ Test(nn_optim, accessors_and_schedules_bad_inputs)
     nn_optim_free(opt);
     nn_params_free(ps);
 }
+
+/* f32 parameters: each update is the f64 formula applied to the widened
+ * values and rounded once, element for element (37 elements: vector loop and
+ * tail). Reference: the per-element formulas of SGD with momentum, Adagrad
+ * and Adam, written out here. */
+Test(nn_optim, f32_updates_are_the_f64_formulas_rounded)
+{
+    enum { N = 37, STEPS = 3 };
+    nn_optim_kind kinds[3] = {NN_OPTIM_SGD, NN_OPTIM_ADAGRAD, NN_OPTIM_ADAM};
+    for (int k = 0; k < 3; k++) {
+        nn_params *ps = nn_params_new(AD_F32, NULL);
+        nn_params_add(ps, "w", ad_shape1(N), NULL);
+        size_t n;
+        float *p = nn_params_values(ps, &n), *g = nn_params_grads(ps, &n);
+        double s0[N] = {0}, s1[N] = {0};
+        float want[N];
+        for (int i = 0; i < N; i++) p[i] = want[i] = (float)sin(i + 1.0);
+        nn_optim_config c = nn_optim_defaults(kinds[k]);
+        c.lr = 0.05, c.weight_decay = 0.01, c.momentum = kinds[k] == NN_OPTIM_SGD ? 0.9 : 0;
+        nn_optim *opt = nn_optim_new(ps, &c, NULL);
+        for (int t = 1; t <= STEPS; t++) {
+            for (int i = 0; i < N; i++) g[i] = (float)(3 * cos(i * 0.7 + t));
+            double bc1 = 1 - pow(c.beta1, t), bc2 = 1 - pow(c.beta2, t);
+            for (int i = 0; i < N; i++) {
+                double x = want[i], gi = (double)g[i] + c.weight_decay * x;
+                if (kinds[k] == NN_OPTIM_SGD) {
+                    s0[i] = t == 1 ? gi : c.momentum * s0[i] + gi;
+                    x -= c.lr * s0[i];
+                } else if (kinds[k] == NN_OPTIM_ADAGRAD) {
+                    s0[i] += gi * gi;
+                    x -= c.lr * (gi / (sqrt(s0[i]) + c.eps));
+                } else {
+                    s0[i] = c.beta1 * s0[i] + (1 - c.beta1) * gi;
+                    s1[i] = c.beta2 * s1[i] + (1 - c.beta2) * gi * gi;
+                    x -= c.lr / bc1 * (s0[i] / (sqrt(s1[i]) / sqrt(bc2) + c.eps));
+                }
+                want[i] = (float)x;
+            }
+            cr_assert_eq(nn_optim_step(opt, NULL), AD_OK);
+            for (int i = 0; i < N; i++)
+                cr_assert_eq(p[i], want[i], "kind %d step %d [%d]: %.9g, want %.9g", k, t, i, p[i], want[i]);
+        }
+        nn_optim_free(opt);
+        nn_params_free(ps);
+    }
+}
+
+/* f32 clipping by value equals clamping in double and rounding, also for a
+ * bound float cannot hold; a NaN in the last (tail) element refuses and
+ * leaves every gradient as it was. */
+Test(nn_optim, f32_clip_value_and_refusals_in_the_tail)
+{
+    enum { N = 37 };
+    nn_params *ps = nn_params_new(AD_F32, NULL);
+    nn_params_add(ps, "w", ad_shape1(N), NULL);
+    size_t n;
+    float *g = nn_params_grads(ps, &n), before[N];
+    const double clip = 0.1;
+    for (int i = 0; i < N; i++) g[i] = before[i] = (float)(0.3 * sin(i * 1.3));
+    g[5] = before[5] = 0.1f, g[6] = before[6] = -0.1f, g[7] = before[7] = -0.0f;
+    cr_assert_eq(nn_clip_grad_value(ps, clip, NULL), AD_OK);
+    for (int i = 0; i < N; i++) {
+        float want = (float)fmin(fmax((double)before[i], -clip), clip);
+        cr_assert_eq(g[i], want, "[%d]: %.9g, want %.9g", i, g[i], want);
+        cr_assert_eq(signbit(g[i]), signbit(want));
+        before[i] = g[i];
+    }
+    g[N - 1] = before[N - 1] = NAN;
+    ad_error err;
+    cr_assert_eq(nn_clip_grad_value(ps, clip, &err), AD_ERR_NONFINITE);
+    for (int i = 0; i < N - 1; i++) cr_assert_eq(g[i], before[i], "refused: [%d] untouched", i);
+    g[N - 1] = INFINITY;
+    cr_assert_eq(nn_clip_grad_value(ps, clip, &err), AD_OK, "infinity is clamped");
+    cr_assert_eq(g[N - 1], (float)clip);
+    g[N - 1] = -INFINITY;
+    nn_optim_config c = nn_optim_defaults(NN_OPTIM_ADAM);
+    nn_optim *opt = nn_optim_new(ps, &c, NULL);
+    float *p = nn_params_values(ps, &n);
+    p[0] = 2;
+    cr_assert_eq(nn_optim_step(opt, &err), AD_ERR_NONFINITE);
+    cr_assert_eq(p[0], 2.0f);
+    cr_assert_eq(nn_optim_steps(opt), 0);
+    nn_optim_free(opt);
+    nn_params_free(ps);
+}

@@ -5,9 +5,11 @@
  */
 #include <criterion/criterion.h>
 #include <criterion/parameterized.h>
+#include <float.h>
 #include <math.h>
 #include <string.h>
 
+#include "kernels.h"
 #include "testsupport.h"
 
 typedef enum op_id {
@@ -167,6 +169,146 @@ Test(ops_math, broadcast_values)
     cr_assert_eq(ad_tensor_dim(out, 2), 3);
     ad_tensor *s = ad_add(t, ad_full(t, AD_F64, ad_shape0(), 0.5), ta);
     assert_values(s, (double[]){1.5, 2.5, 3.5, 4.5, 5.5, 6.5}, 6, 0);
+    ad_tape_free(t);
+}
+
+/*
+ * Operands of the output's size take a flat loop, a bias row added to a
+ * matrix a row loop, everything else the broadcasting loop; all must agree.
+ * x op s with s stretched (a row [1,3] as either operand, a column [2,1])
+ * against x op s' with s' the stretched copy built with concat (flat loop):
+ * values and x's gradient agree to the last bit, s's gradient (a sum over
+ * the stretched axis either way) within rounding, in f32 and f64. A leading
+ * axis of 1 ([1,2,3] op [2,3]) keeps the output's shape.
+ */
+Test(ops_math, fast_paths_match_broadcasting)
+{
+    ad_tensor *(*ops[4])(ad_tape *, ad_tensor *, ad_tensor *) = {ad_add, ad_sub, ad_mul, ad_div};
+    double x[6] = {0.3, -1.2, 2.5, 0.7, -0.4, 1.9}, s[3] = {1.5, -0.8, 2.2};
+    double w[6] = {0.9, -1.1, 0.4, 2.0, -0.6, 1.3};
+    /* case 0: x op row; 1: row op x; 2: x op column */
+    for (int c = 0; c < 3; c++)
+        for (int dt = 0; dt < 2; dt++)
+            for (int k = 0; k < 4; k++) {
+                ad_dtype d = dt ? AD_F64 : AD_F32;
+                ad_shape ss = c == 2 ? ad_shape2(2, 1) : ad_shape2(1, 3);
+                size_t sn = c == 2 ? 2 : 3;
+                ad_tape *tp[2] = {ad_tape_new(NULL), ad_tape_new(NULL)};
+                ad_tensor *xv[2], *sv[2], *y[2];
+                for (int path = 0; path < 2; path++) { /* a tape each: gradients last until the next backward */
+                    ad_tape *t = tp[path];
+                    /* variables from f64 values converted to the dtype */
+                    xv[path] = ad_variable(t, d, ad_shape2(2, 3), ad_tensor_data(ad_from_f64(t, d, ad_shape2(2, 3), x)));
+                    sv[path] = ad_variable(t, d, ss, ad_tensor_data(ad_from_f64(t, d, ss, s)));
+                    ad_tensor *copies[3] = {sv[path], sv[path], sv[path]};
+                    ad_tensor *st = !path ? sv[path] : c == 2 ? ad_concat(t, copies, 3, 1) : ad_concat(t, copies, 2, 0);
+                    y[path] = c == 1 ? ops[k](t, st, xv[path]) : ops[k](t, xv[path], st);
+                    ad_tensor *loss = ad_sum(t, ad_mul(t, y[path], ad_from_f64(t, d, ad_shape2(2, 3), w)), AD_AXIS_ALL, 0);
+                    cr_assert_eq(ad_backward(t, loss, NULL), AD_OK, "%s", ad_tape_message(t));
+                }
+                for (size_t i = 0; i < 6; i++) {
+                    cr_assert_eq(ad_tensor_get(y[0], i), ad_tensor_get(y[1], i), "case %d op %d dtype %d y[%zu]", c, k, dt, i);
+                    cr_assert_eq(ad_tensor_grad_get(xv[0], i), ad_tensor_grad_get(xv[1], i), "case %d op %d dtype %d dx[%zu]", c, k, dt, i);
+                }
+                /* the stretched operand's gradient is a sum, which a compiler may fuse
+                 * into multiply-adds in one loop and not in the other (clang does) */
+                double eps = dt ? DBL_EPSILON : FLT_EPSILON;
+                for (size_t i = 0; i < sn; i++) {
+                    double g0 = ad_tensor_grad_get(sv[0], i), g1 = ad_tensor_grad_get(sv[1], i);
+                    cr_assert(fabs(g0 - g1) <= 4 * eps * (fabs(g0) + fabs(g1)), "case %d op %d dtype %d ds[%zu]: %.17g vs %.17g",
+                              c, k, dt, i, g0, g1);
+                }
+                ad_tape *t = tp[0];
+                ad_tensor *lead = ops[k](t, ad_from_f64(t, d, ad_shape3(1, 2, 3), x), ad_from_f64(t, d, ad_shape2(2, 3), w));
+                cr_assert_eq(ad_tensor_rank(lead), 3);
+                cr_assert_eq(ad_tensor_dim(lead, 0), 1);
+                for (size_t i = 0; i < 6; i++) {
+                    ad_tensor *one = ops[k](t, ad_full(t, d, ad_shape0(), x[i]), ad_full(t, d, ad_shape0(), w[i]));
+                    cr_assert_eq(ad_tensor_get(lead, i), ad_tensor_get(one, 0));
+                }
+                ad_tape_free(tp[0]);
+                ad_tape_free(tp[1]);
+            }
+}
+
+/*
+ * Small products take a plain loop instead of the blocked kernel; both sum
+ * over p in increasing order, the kernel with fused multiply-adds, so they
+ * agree within rounding. Forward and both gradients, every transpose case.
+ */
+Test(ops_math, small_matmul_matches_the_kernel)
+{
+    size_t shapes[][3] = {{1, 3, 3}, {3, 3, 3}, {3, 1, 3}, {2, 5, 7}, {6, 6, 7}, {1, 1, 1}};
+    for (size_t sh = 0; sh < sizeof shapes / sizeof shapes[0]; sh++)
+        for (int dt = 0; dt < 2; dt++)
+            for (int f = 0; f < 4; f++) {
+                size_t m = shapes[sh][0], n = shapes[sh][1], k = shapes[sh][2];
+                int ta = f & 1, tb = (f >> 1) & 1;
+                ad_dtype d = dt ? AD_F64 : AD_F32;
+                double a[64], b[64], w[64], want[64], ga[64], gb[64];
+                ts_fill_uniform(a, m * k, 40 + sh, -1, 1);
+                ts_fill_uniform(b, k * n, 50 + sh, -1, 1);
+                ts_fill_uniform(w, m * n, 60 + sh, -1, 1);
+                ad_tape *t = ad_tape_new(NULL);
+                ad_shape sa = ta ? ad_shape2((int64_t)k, (int64_t)m) : ad_shape2((int64_t)m, (int64_t)k);
+                ad_shape sb = tb ? ad_shape2((int64_t)n, (int64_t)k) : ad_shape2((int64_t)k, (int64_t)n);
+                ad_tensor *av = ad_variable(t, d, sa, ad_tensor_data(ad_from_f64(t, d, sa, a)));
+                ad_tensor *bv = ad_variable(t, d, sb, ad_tensor_data(ad_from_f64(t, d, sb, b)));
+                ad_tensor *wv = ad_from_f64(t, d, ad_shape2((int64_t)m, (int64_t)n), w);
+                ad_tensor *y = ad_matmul(t, av, bv, (ta ? AD_TRANS_A : 0) | (tb ? AD_TRANS_B : 0));
+                cr_assert_eq(ad_backward(t, ad_sum(t, ad_mul(t, y, wv), AD_AXIS_ALL, 0), NULL), AD_OK);
+                /* the kernel on the rounded values: Y = op(A) op(B), dA and dB from W */
+                for (size_t i = 0; i < m * k; i++) a[i] = ad_tensor_get(av, i), ga[i] = 0;
+                for (size_t i = 0; i < k * n; i++) b[i] = ad_tensor_get(bv, i), gb[i] = 0;
+                for (size_t i = 0; i < m * n; i++) w[i] = ad_tensor_get(wv, i);
+                ad__gemm_f64(ta, tb, m, n, k, a, b, want, 0);
+                if (!ta) ad__gemm_f64(0, !tb, m, k, n, w, b, ga, 1);
+                else ad__gemm_f64(tb, 1, k, m, n, b, w, ga, 1);
+                if (!tb) ad__gemm_f64(!ta, 0, k, n, m, a, w, gb, 1);
+                else ad__gemm_f64(1, ta, n, k, m, w, a, gb, 1);
+                double tol = dt ? 1e-14 : 1e-5;
+                for (size_t i = 0; i < m * n; i++)
+                    cr_assert(fabs(ad_tensor_get(y, i) - want[i]) <= tol, "%zux%zux%zu ta%d tb%d dtype %d y[%zu]", m, n, k, ta, tb, dt, i);
+                for (size_t i = 0; i < m * k; i++)
+                    cr_assert(fabs(ad_tensor_grad_get(av, i) - ga[i]) <= tol, "%zux%zux%zu ta%d tb%d dtype %d da[%zu]", m, n, k, ta, tb, dt, i);
+                for (size_t i = 0; i < k * n; i++)
+                    cr_assert(fabs(ad_tensor_grad_get(bv, i) - gb[i]) <= tol, "%zux%zux%zu ta%d tb%d dtype %d db[%zu]", m, n, k, ta, tb, dt, i);
+                ad_tape_free(t);
+            }
+}
+
+/*
+ * The f32 tanh op runs the vectorised kernel (kernels_act.c): over a sweep of
+ * floats of every magnitude it is within one ulp of the correctly rounded
+ * value (float)tanh((double)x), and equal to it for nearly all (99.1% in
+ * gcc's build), with the special values kept.
+ */
+Test(ops_math, f32_tanh_is_within_one_ulp)
+{
+    enum { N = 1 << 17 };
+    static float xs[N];
+    size_t n = 0;
+    for (uint32_t u = 0; u < 0x7f800000u && n + 2 <= N; u += 0x7f800000u / (N / 2) + 1) {
+        float f;
+        memcpy(&f, &u, sizeof f);
+        xs[n++] = f;
+        xs[n++] = -f;
+    }
+    ad_tape *t = ad_tape_new(NULL);
+    const float *y = ad_tensor_f32(ad_tanh(t, ad_from_data(t, AD_F32, ad_shape1((int64_t)n), xs)));
+    cr_assert_not_null(y);
+    size_t exact = 0;
+    for (size_t i = 0; i < n; i++) {
+        float want = (float)tanh((double)xs[i]);
+        exact += y[i] == want && signbit(y[i]) == signbit(want);
+        cr_assert(fabsf(y[i] - want) <= fabsf(nextafterf(want, 0.0f) - want), "tanh(%a) = %a, want %a", xs[i], y[i], want);
+    }
+    cr_assert_geq(exact, n - n / 50, "%zu of %zu correctly rounded", exact, n);
+    float sp[7] = {0.0f, -0.0f, INFINITY, -INFINITY, NAN, 1e-45f, 0x1p-6f};
+    const float *ys = ad_tensor_f32(ad_tanh(t, ad_from_data(t, AD_F32, ad_shape1(7), sp)));
+    cr_assert(ys[0] == 0 && !signbit(ys[0]) && ys[1] == 0 && signbit(ys[1]));
+    cr_assert(ys[2] == 1.0f && ys[3] == -1.0f && isnan(ys[4]) && ys[5] == 1e-45f);
+    cr_assert(fabsf(ys[6] - (float)tanh(0x1p-6)) <= FLT_EPSILON * 0x1p-6f);
     ad_tape_free(t);
 }
 
