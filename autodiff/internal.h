@@ -88,6 +88,7 @@ typedef enum ad__op {
     AD_OP_LSTM_CELL_OUTPUT,
     AD_OP_GRU_CELL,
     AD_OP_ADDMM,
+    AD_OP_RNN_CELL,
     AD_OP_COUNT
 } ad__op;
 
@@ -253,6 +254,7 @@ AD__DECLARE_SHAPE(pair_loss)
 AD__DECLARE_SHAPE(custom)
 AD__DECLARE_SHAPE(cell)
 AD__DECLARE_SHAPE(addmm)
+AD__DECLARE_SHAPE(rnn_cell)
 
 AD__DECLARE_OP(leaf)
 AD__DECLARE_OP(param)
@@ -293,5 +295,6 @@ AD__DECLARE_OP(lstm_cell_state)
 AD__DECLARE_OP(lstm_cell_output)
 AD__DECLARE_OP(gru_cell)
 AD__DECLARE_OP(addmm)
+AD__DECLARE_OP(rnn_cell)
 
 #endif

@@ -7,7 +7,8 @@
  * the adds, the activations and the products of the op-by-op cell, and
  * backward writes each gate's gradient straight into the gradients of gx and
  * gh. The activations backward needs are kept in n->saved, one [B, H] plane
- * per gate. Derivations: docs/derivations.md, "Fused cell gates".
+ * per gate. The Elman cell, act(gx + gh), needs nothing beyond its output.
+ * Derivations: docs/derivations.md, "Fused cell gates".
  */
 #include <math.h>
 
@@ -187,6 +188,69 @@ DEFINE_GRU(double)
 #define H_COLS(n) ((n)->out->shape.dim[1])
 #define PLANE(T, n, i) ((T *)(n)->saved + (size_t)(i) * (n)->out->numel)
 #define DATA(T, n, i) ((const T *)(n)->in[i]->data)
+
+/* ---- Elman: h' = act(gx + gh), act = tanh or relu --------------------------------- */
+
+ad_status ad__shape_rnn_cell(ad_tape *t, ad_node *n, ad_shape *out)
+{
+    ad_shape x = n->in[0]->shape, h = n->in[1]->shape;
+    char sx[AD__SHAPE_BUF], sh[AD__SHAPE_BUF];
+    if (n->a.flags != AD_RNN_TANH && n->a.flags != AD_RNN_RELU)
+        return ad__fail(t, AD_ERR_ARG, "rnn_cell: unknown activation %d", n->a.flags);
+    if (x.rank != 2 || h.rank != 2 || x.dim[0] != h.dim[0] || x.dim[1] != h.dim[1])
+        return ad__fail(t, AD_ERR_SHAPE, "rnn_cell: gx %s and gh %s must both be [B, H]",
+                        ad__shape_str(x, sx), ad__shape_str(h, sh));
+    *out = x;
+    return AD_OK;
+}
+
+/* d tanh = 1 - y^2, d relu = [y > 0]: both from the output alone. */
+#define DEFINE_RNN(T)                                                                            \
+    static void rnn_fwd_##T(size_t n, int relu, const T *gx, const T *gh, T *out)               \
+    {                                                                                           \
+        for (size_t k = 0; k < n; k++) out[k] = gx[k] + gh[k];                                  \
+        if (relu)                                                                               \
+            for (size_t k = 0; k < n; k++) out[k] = out[k] > 0 ? out[k] : 0;                    \
+        else                                                                                    \
+            tanh_##T(n, out);                                                                   \
+    }                                                                                           \
+    static void rnn_bwd_##T(size_t n, int relu, const T *y, const T *g, T *ggx, T *ggh)         \
+    {                                                                                           \
+        for (size_t k = 0; k < n; k++) {                                                        \
+            T d = relu ? (y[k] > 0 ? g[k] : 0) : g[k] * (1 - y[k] * y[k]);                      \
+            if (ggx) ggx[k] += d;                                                               \
+            if (ggh) ggh[k] += d;                                                               \
+        }                                                                                       \
+    }
+DEFINE_RNN(float)
+DEFINE_RNN(double)
+
+ad_status ad__rnn_cell_fwd(ad_tape *t, ad_node *n)
+{
+    (void)t;
+    int relu = n->a.flags == AD_RNN_RELU;
+    if (n->out->dtype == AD_F32) rnn_fwd_float(n->out->numel, relu, DATA(float, n, 0), DATA(float, n, 1), n->out->data);
+    else rnn_fwd_double(n->out->numel, relu, DATA(double, n, 0), DATA(double, n, 1), n->out->data);
+    return AD_OK;
+}
+
+void ad__rnn_cell_bwd(ad_tape *t, ad_node *n)
+{
+    void *gx = ad__grad(t, n->in[0]), *gh = ad__grad(t, n->in[1]);
+    int relu = n->a.flags == AD_RNN_RELU;
+    if (n->out->dtype == AD_F32) rnn_bwd_float(n->out->numel, relu, n->out->data, n->out->grad, gx, gh);
+    else rnn_bwd_double(n->out->numel, relu, n->out->data, n->out->grad, gx, gh);
+}
+
+ad_tensor *ad_rnn_cell(ad_tape *t, ad_tensor *gx, ad_tensor *gh, int activation)
+{
+    ad__args args = {0};
+    args.flags = activation;
+    ad_tensor *in[2] = {gx, gh};
+    return ad__record(t, AD_OP_RNN_CELL, in, 2, &args);
+}
+
+/* ---- LSTM and GRU entry points ------------------------------------------------------ */
 
 ad_status ad__lstm_cell_state_fwd(ad_tape *t, ad_node *n)
 {

@@ -51,4 +51,5 @@ const ad__op_def ad__ops[AD_OP_COUNT] = {
     ROW(AD_OP_LSTM_CELL_OUTPUT,"lstm_cell_output",3, cell,          lstm_cell_output),
     ROW(AD_OP_GRU_CELL,        "gru_cell",        3, cell,          gru_cell),
     ROW(AD_OP_ADDMM,           "addmm",           3, addmm,         addmm),
+    ROW(AD_OP_RNN_CELL,        "rnn_cell",        2, rnn_cell,      rnn_cell),
 };

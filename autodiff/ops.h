@@ -195,6 +195,17 @@ ad_tensor *ad_mse(ad_tape *t, ad_tensor *pred, ad_tensor *target, ad_reduction r
  * an empty state, and the gate's NULL / dtype / foreign-tape checks.
  */
 
+/** Activations of ad_rnn_cell(). */
+enum { AD_RNN_TANH = 0, AD_RNN_RELU = 1 };
+
+/**
+ * Elman step: h' = act(gx + gh) with gx, gh [B, H] and act AD_RNN_TANH or
+ * AD_RNN_RELU (any other value is AD_ERR_ARG). One node and one buffer for
+ * what ad_tanh(ad_add(gx, gh)) records as two; the gradient, act'(.) times
+ * the upstream one, goes to both gx and gh.
+ */
+ad_tensor *ad_rnn_cell(ad_tape *t, ad_tensor *gx, ad_tensor *gh, int activation);
+
 /**
  * LSTM cell state: with [i f g o] = gx + gh ([B, 4H]) and c [B, H],
  * c' = sigmoid(f) c + sigmoid(i) tanh(g) -> [B, H]. The o block is not read

@@ -187,14 +187,14 @@ static ad_tensor *input_proj(rnet *r, const int64_t *ids, int64_t n)
 }
 
 /* One step from gx = x_t W_x + b (the rows of step t of the hoisted
- * projection); the LSTM and GRU gates are the fused ops. */
+ * projection); the gates are the fused cell ops. */
 static nn_state step(rnet *r, ad_tensor *gx, nn_state s)
 {
     ad_tape *t = r->tape;
     ad_tensor *gh = ad_matmul(t, s.h, ad_use(t, r->Wh), 0);
     nn_state n = {NULL, NULL};
     if (r->kind == NN_CELL_RNN_TANH) {
-        n.h = ad_tanh(t, ad_add(t, gx, gh));
+        n.h = ad_rnn_cell(t, gx, gh, AD_RNN_TANH);
     } else if (r->kind == NN_CELL_LSTM) {
         n.c = ad_lstm_cell_state(t, gx, gh, s.c);
         n.h = ad_lstm_cell_output(t, gx, gh, n.c);

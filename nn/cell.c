@@ -169,8 +169,13 @@ ad_status nn_cell_step_projected(ad_tape *t, const nn_cell *cell, ad_tensor *gx,
     switch (cell->kind) {
     case NN_CELL_RNN_TANH:
     case NN_CELL_RNN_RELU: {
+        int relu = cell->kind == NN_CELL_RNN_RELU;
+        if (!cell->plain_gates) {
+            next->h = ad_rnn_cell(t, gx, gh, relu ? AD_RNN_RELU : AD_RNN_TANH);
+            break;
+        }
         ad_tensor *pre = ad_add(t, gx, gh);
-        next->h = cell->kind == NN_CELL_RNN_RELU ? ad_relu(t, pre) : ad_tanh(t, pre);
+        next->h = relu ? ad_relu(t, pre) : ad_tanh(t, pre);
         break;
     }
     case NN_CELL_LSTM:

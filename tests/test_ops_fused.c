@@ -1,6 +1,6 @@
 /*
  * test_ops_fused.c - the fused ops: ad_addmm and the gate ops
- * (ad_lstm_cell_state, ad_lstm_cell_output, ad_gru_cell). An f64 gradient
+ * (ad_rnn_cell, ad_lstm_cell_state, ad_lstm_cell_output, ad_gru_cell). An f64 gradient
  * check of each with respect to every input, values and gradients equal to
  * the op-by-op formulas, f32 against f64, and bad inputs.
  */
@@ -11,7 +11,7 @@
 
 #include "testsupport.h"
 
-typedef enum cell_op { LSTM_STATE, LSTM_OUTPUT, LSTM_BOTH, GRU } cell_op;
+typedef enum cell_op { LSTM_STATE, LSTM_OUTPUT, LSTM_BOTH, GRU, RNN_TANH, RNN_RELU } cell_op;
 
 /* One gradcheck case (plain data, see STYLE.md). shared: gh is gx itself. */
 typedef struct cell_row {
@@ -21,7 +21,10 @@ typedef struct cell_row {
     uint64_t seed;
 } cell_row;
 
-static int64_t gates(cell_op op) { return op == GRU ? 3 : 4; }
+static int64_t gates(cell_op op) { return op >= RNN_TANH ? 1 : op == GRU ? 3 : 4; }
+
+/* The Elman ops take no state: two inputs instead of three. */
+static int inputs_of(cell_op op) { return op >= RNN_TANH ? 2 : 3; }
 
 typedef struct cell_ctx {
     const cell_row *row;
@@ -35,6 +38,8 @@ static ad_tensor *fused(ad_tape *t, cell_op op, ad_tensor *gx, ad_tensor *gh, ad
     case LSTM_OUTPUT: return ad_lstm_cell_output(t, gx, gh, s);
     case LSTM_BOTH: return ad_lstm_cell_output(t, gx, gh, ad_lstm_cell_state(t, gx, gh, s));
     case GRU: return ad_gru_cell(t, gx, gh, s);
+    case RNN_TANH: return ad_rnn_cell(t, gx, gh, AD_RNN_TANH);
+    case RNN_RELU: return ad_rnn_cell(t, gx, gh, AD_RNN_RELU);
     }
     return NULL;
 }
@@ -44,6 +49,8 @@ static ad_tensor *plain(ad_tape *t, cell_op op, ad_tensor *gx, ad_tensor *gh, ad
 {
     int64_t h = ad_tensor_dim(s, 1), sz[4] = {h, h, h, h};
     ad_tensor *q[4], *x[3], *y[3];
+    if (op == RNN_TANH) return ad_tanh(t, ad_add(t, gx, gh));
+    if (op == RNN_RELU) return ad_relu(t, ad_add(t, gx, gh));
     if (op == GRU) {
         if (ad_split(t, gx, 1, 3, sz, x) != AD_OK || ad_split(t, gh, 1, 3, sz, y) != AD_OK) return NULL;
         ad_tensor *r = ad_sigmoid(t, ad_add(t, x[0], y[0])), *z = ad_sigmoid(t, ad_add(t, x[1], y[1]));
@@ -94,6 +101,8 @@ static cell_row rows[] = {
     {LSTM_OUTPUT, 1, 1, 0, 9}, {LSTM_OUTPUT, 3, 2, 0, 11}, {LSTM_OUTPUT, 2, 3, 1, 13},
     {LSTM_BOTH, 2, 4, 0, 15},  {LSTM_BOTH, 3, 2, 1, 17},   {GRU, 1, 1, 0, 19},
     {GRU, 3, 2, 0, 21},        {GRU, 2, 5, 0, 23},         {GRU, 2, 3, 1, 25},
+    {RNN_TANH, 1, 1, 0, 27},   {RNN_TANH, 3, 4, 0, 29},    {RNN_TANH, 2, 3, 1, 31},
+    {RNN_RELU, 3, 4, 0, 33},   {RNN_RELU, 2, 2, 1, 35},
 };
 
 ParameterizedTestParameters(ops_fused, gradcheck)
@@ -109,7 +118,8 @@ ParameterizedTest(cell_row *row, ops_fused, gradcheck)
     ad_gradcheck_report rep;
     ad_error err;
     ad_param *wrt[3] = {c.p[0], row->shared ? c.p[2] : c.p[1], c.p[2]};
-    ad_status st = ad_gradcheck(graph, &c, wrt, row->shared ? 2 : 3, NULL, &rep, &err);
+    size_t n_wrt = (size_t)inputs_of(row->op) - (row->shared ? 1 : 0);
+    ad_status st = ad_gradcheck(graph, &c, wrt, n_wrt, NULL, &rep, &err);
     if (st != AD_OK) ad_gradcheck_print(&rep, stderr);
     cr_assert_eq(st, AD_OK, "op %d B=%lld H=%lld: %s", (int)row->op, (long long)row->b, (long long)row->h,
                  err.msg);
@@ -143,8 +153,8 @@ static void run(ad_tensor *(*fn)(ad_tape *, cell_op, ad_tensor *, ad_tensor *, a
 Test(ops_fused, equal_the_op_by_op_formulas)
 {
     long before = ts_live_allocs();
-    cell_op ops[4] = {LSTM_STATE, LSTM_OUTPUT, LSTM_BOTH, GRU};
-    for (int k = 0; k < 4; k++) {
+    cell_op ops[6] = {LSTM_STATE, LSTM_OUTPUT, LSTM_BOTH, GRU, RNN_TANH, RNN_RELU};
+    for (int k = 0; k < 6; k++) {
         cell_row r = {ops[k], 4, 6, 0, 50 + (uint64_t)k};
         size_t n_out = 24, n_grad = (size_t)(2 * gates(r.op) + 1) * 24;
         double fo[24], po[24], fg[240], pg[240], f32o[24], f32g[240];
@@ -197,6 +207,9 @@ static ad_tensor *call_bad(ad_tape *t, int i)
         ad_tensor *e = ad_zeros(t, AD_F64, ad_shape2(0, 8));
         return ad_lstm_cell_state(t, e, e, ad_zeros(t, AD_F64, ad_shape2(0, 2)));
     }
+    case 11: return ad_rnn_cell(t, s, s3, AD_RNN_TANH);
+    case 12: return ad_rnn_cell(t, s, s, 7);
+    case 13: return ad_rnn_cell(t, NULL, s, AD_RNN_RELU);
     case 10: {
         ad_tape *other = ad_tape_new(NULL);
         ad_tensor *r = ad_gru_cell(t, g6, g6, ad_zeros(other, AD_F64, ad_shape2(2, 2)));
@@ -219,6 +232,9 @@ static const ts_bad_case bad[] = {
     {"dtype", AD_ERR_DTYPE, "gru_cell: input 2 is f32 but input 0 is f64"},
     {"empty batch", AD_ERR_EMPTY, "lstm_cell_state: state [0,2] is empty"},
     {"foreign tape", AD_ERR_FOREIGN, "gru_cell: input 2 is not a tensor of this tape"},
+    {"rnn shapes differ", AD_ERR_SHAPE, "rnn_cell: gx [2,2] and gh [3,2] must both be [B, H]"},
+    {"rnn activation", AD_ERR_ARG, "rnn_cell: unknown activation 7"},
+    {"rnn NULL", AD_ERR_NULL, "rnn_cell: input 0 is NULL"},
 };
 
 Test(ops_fused, bad_inputs)
