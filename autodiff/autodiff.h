@@ -5,8 +5,9 @@
  *
  * brings in tensors and parameters (tensor.h), the tape and backward
  * (tape.h), the ops (ops.h), the random generator (rng.h), status codes
- * (status.h), gradient checking (gradcheck.h), DOT export (dot.h) and .npy
- * files (npy.h). See docs/guide.md for a tour.
+ * (status.h), gradient checking (gradcheck.h), DOT export (dot.h), .npy
+ * files (npy.h) and the thread count of the matrix products (threads.h). See
+ * docs/guide.md for a tour.
  */
 #ifndef UNROLL_AD_AUTODIFF_H
 #define UNROLL_AD_AUTODIFF_H
@@ -20,5 +21,6 @@
 #include "fileio.h"
 #include "npy.h"
 #include "dot.h"
+#include "threads.h"
 
 #endif

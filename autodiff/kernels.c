@@ -9,7 +9,9 @@
  * this file only. B is packed into strips of NR columns ([KC, NR] each,
  * contiguous, on the stack) unless it is row-major with whole strips and
  * fits one panel, so every case runs the same micro-kernel with unit-stride
- * loads; the narrow last strip runs it on a register tile.
+ * loads; the narrow last strip runs it on a register tile. The panel is on the
+ * stack of the thread using it: under UNROLL_WITH_OPENMP a large product is
+ * split into disjoint rectangles of C, one per thread.
  *
  * Each C element is the sum over p in increasing order, block by block:
  * the order depends only on the shapes, never on timing or threads.
@@ -18,7 +20,94 @@
 
 #include <string.h>
 
+#include "threads.h"
+
 enum { KC = 128, NC = 256, MR = 6 };
+
+/*
+ * Threads. A large product is split into disjoint rectangles of C, one per
+ * thread of a team (a static schedule), each computed exactly as one thread
+ * would compute it, so the result never depends on the thread count. Only
+ * this file uses OpenMP.
+ */
+#if defined(UNROLL_WITH_OPENMP)
+#include <omp.h>
+#include <stdatomic.h>
+
+/* Process-wide, like a BLAS library's thread count; atomic because other
+ * threads may run products while one changes it. */
+static atomic_int num_threads = 1;
+#define PARALLEL_TEAM _Pragma("omp parallel num_threads(nth)")
+static int team_member(void) { return omp_get_thread_num(); }
+static int team_count(void) { return omp_get_num_threads(); }
+#else
+#define PARALLEL_TEAM
+static int team_member(void) { return 0; }
+static int team_count(void) { return 1; }
+#endif
+
+ad_status ad_set_num_threads(int n)
+{
+    if (n < 1) return AD_ERR_ARG;
+#if defined(UNROLL_WITH_OPENMP)
+    atomic_store_explicit(&num_threads, n, memory_order_relaxed);
+#endif
+    return AD_OK;
+}
+
+int ad_get_num_threads(void)
+{
+#if defined(UNROLL_WITH_OPENMP)
+    return atomic_load_explicit(&num_threads, memory_order_relaxed);
+#else
+    return 1;
+#endif
+}
+
+/* The least multiply-adds (m n k) worth a thread. Waking a team and meeting
+ * at its end costs a few microseconds; on the 2-core machine this was tuned
+ * on, 32x64x64 (1.3e5) ran slower on 2 threads than on 1 and 32x128x128
+ * (5.2e5) faster, so a second thread needs m n k >= 2 * 2^18. */
+#define THREAD_MIN_WORK 262144.0
+
+/* How many threads to use for an m x n x k product with NR-column tiles. */
+static int team_size(size_t m, size_t n, size_t k, size_t nr)
+{
+    double want = (double)ad_get_num_threads(), work = (double)m * (double)n * (double)k;
+    double units = (double)((m + MR - 1) / MR), col_units = (double)((n + nr - 1) / nr);
+    if (col_units > units) units = col_units;
+    if (want > work / THREAD_MIN_WORK) want = work / THREAD_MIN_WORK;
+    if (want > units) want = units;
+    return want < 2 ? 1 : (int)want;
+}
+
+/* A rectangle of C: rows [i0, i1), columns [j0, j1). */
+typedef struct c_tile {
+    size_t i0, i1, j0, j1;
+} c_tile;
+
+/*
+ * The rectangle member t of a team of nth computes: a balanced share of the
+ * NR-column tiles, or of the MR-row blocks when that gives a smaller largest
+ * share. Boundaries fall on multiples of NR (of MR) or at the end, so each
+ * element goes through the same micro-kernel or edge loop as with one thread.
+ */
+static c_tile tile_of(size_t m, size_t n, size_t nr, int t, int nth)
+{
+    size_t cols = (n + nr - 1) / nr, rows = (m + MR - 1) / MR, u = (size_t)nth;
+    c_tile g = {0, m, 0, n};
+    if (nth <= 1) return g;
+    if ((cols + u - 1) / u * nr * m <= (rows + u - 1) / u * MR * n) {
+        g.j0 = cols * (size_t)t / u * nr;
+        g.j1 = cols * (size_t)(t + 1) / u * nr;
+        if (g.j1 > n) g.j1 = n;
+    } else {
+        g.i0 = rows * (size_t)t / u * MR;
+        g.i1 = rows * (size_t)(t + 1) / u * MR;
+        if (g.i1 > m) g.i1 = m;
+    }
+    return g;
+}
 
 /*
  * The micro-kernel: C[0..MR, 0..NR) += A[0..MR, 0..kc) B[0..kc, 0..NR), with
@@ -112,9 +201,9 @@ enum { KC = 128, NC = 256, MR = 6 };
 /* The rows left after the blocks of 6: vector micro-kernels of 4, 2 and 1 rows. */
 #define REMAINDER_ROWS(NAME, T, NR)                                                              \
     do {                                                                                      \
-        if (m - i >= 4) { ROW_BLOCK(NAME, T, NR, 4); i += 4; }                                \
-        if (m - i >= 2) { ROW_BLOCK(NAME, T, NR, 2); i += 2; }                                \
-        if (m - i >= 1) { ROW_BLOCK(NAME, T, NR, 1); i += 1; }                                \
+        if (i1 - i >= 4) { ROW_BLOCK(NAME, T, NR, 4); i += 4; }                               \
+        if (i1 - i >= 2) { ROW_BLOCK(NAME, T, NR, 2); i += 2; }                               \
+        if (i1 - i >= 1) { ROW_BLOCK(NAME, T, NR, 1); i += 1; }                               \
     } while (0)
 #else
 #define REMAINDER_ROWS(NAME, T, NR) ((void)0)
@@ -175,25 +264,22 @@ enum { KC = 128, NC = 256, MR = 6 };
             }                                                                                 \
         }                                                                                     \
     }                                                                                         \
-    STORAGE void FN(int trans_a, int trans_b, size_t m, size_t n, size_t k, const T *a, const T *b, \
-              T *c, int accumulate)                                                           \
+    /* The rectangle g of C: panels of at most NC columns from g.j0, blocks of KC     \
+     * along p, row blocks from g.i0. The row blocks and the NR-column strips fall on  \
+     * the same rows and columns as for the whole of C (see tile_of), so every        \
+     * element goes through the same kernel and the same sums as with one thread.     \
+     * A row-major B of whole strips that fits one panel is read in place; otherwise  \
+     * B is packed, which also keeps a long row stride from thrashing the cache. */   \
+    static void NAME##_tile(int trans_b, size_t n, size_t k, const T *a, size_t ar,           \
+                            size_t ac, const T *b, T *c, c_tile g, int accumulate)            \
     {                                                                                         \
-        if (!accumulate) memset(c, 0, m * n * sizeof(T));                                     \
-        size_t ar = trans_a ? 1 : k, ac = trans_a ? m : 1; /* A(i,p) = a[i ar + p ac] */      \
-        if (trans_b && m < MR) {                                                              \
-            NAME##_dots(m, n, k, a, ar, ac, b, c);                                            \
-            return;                                                                           \
-        }                                                                                     \
-        if (!trans_b && (m < MR || k < MR)) { /* vectors and outer products: stream rows */   \
-            NAME##_edge(m, n, k, a, ar, ac, b, n, c, n);                                      \
-            return;                                                                           \
-        }                                                                                     \
-        /* A row-major B of whole strips that fits one panel is read in place; otherwise \
-         * B is packed, which also keeps a long row stride from thrashing the cache. */      \
-        int pack = trans_b || n > NC || n % NR != 0;                                          \
         T panel[KC * NC];                                                                     \
-        for (size_t j0 = 0; j0 < n; j0 += NC) {                                               \
-            size_t nc = n - j0 < NC ? n - j0 : NC;                                            \
+        size_t i1 = g.i1;                                                                     \
+        int pack = trans_b || n > NC || n % NR != 0;                                          \
+        if (!accumulate)                                                                      \
+            for (size_t r = g.i0; r < g.i1; r++) memset(c + r * n + g.j0, 0, (g.j1 - g.j0) * sizeof(T)); \
+        for (size_t j0 = g.j0; j0 < g.j1; j0 += NC) {                                         \
+            size_t nc = g.j1 - j0 < NC ? g.j1 - j0 : NC;                                      \
             for (size_t p0 = 0; p0 < k; p0 += KC) {                                           \
                 size_t kc = k - p0 < KC ? k - p0 : KC;                                        \
                 const T *bp = b + p0 * n + j0;                                                \
@@ -203,14 +289,33 @@ enum { KC = 128, NC = 256, MR = 6 };
                     bp = panel, ldb = NR, sstep = kc * NR;                                    \
                 }                                                                             \
                 const T *ap = a + p0 * ac;                                                    \
-                size_t i = 0;                                                                 \
-                for (; i + MR <= m; i += MR) ROW_BLOCK(NAME, T, NR, 6);                       \
+                size_t i = g.i0;                                                              \
+                for (; i + MR <= i1; i += MR) ROW_BLOCK(NAME, T, NR, 6);                      \
                 REMAINDER_ROWS(NAME, T, NR);                                                  \
-                for (size_t s = 0; i < m && s * NR < nc; s++) /* rows left without vectors */ \
-                    NAME##_edge(m - i, nc - s * NR < NR ? nc - s * NR : NR, kc, ap + i * ar, ar, ac, \
+                for (size_t s = 0; i < i1 && s * NR < nc; s++) /* rows left without vectors */ \
+                    NAME##_edge(i1 - i, nc - s * NR < NR ? nc - s * NR : NR, kc, ap + i * ar, ar, ac, \
                                 bp + s * sstep, ldb, c + i * n + j0 + s * NR, n);             \
             }                                                                                 \
         }                                                                                     \
+    }                                                                                         \
+    STORAGE void FN(int trans_a, int trans_b, size_t m, size_t n, size_t k, const T *a, const T *b, \
+              T *c, int accumulate)                                                           \
+    {                                                                                         \
+        size_t ar = trans_a ? 1 : k, ac = trans_a ? m : 1; /* A(i,p) = a[i ar + p ac] */      \
+        if ((trans_b && m < MR) || (!trans_b && (m < MR || k < MR))) {                        \
+            if (!accumulate) memset(c, 0, m * n * sizeof(T));                                 \
+            if (trans_b) NAME##_dots(m, n, k, a, ar, ac, b, c);                               \
+            else NAME##_edge(m, n, k, a, ar, ac, b, n, c, n); /* vectors, outer products */   \
+            return;                                                                           \
+        }                                                                                     \
+        int nth = team_size(m, n, k, NR);                                                     \
+        if (nth == 1) {                                                                       \
+            NAME##_tile(trans_b, n, k, a, ar, ac, b, c, tile_of(m, n, NR, 0, 1), accumulate); \
+            return;                                                                           \
+        }                                                                                     \
+        PARALLEL_TEAM                                                                         \
+        NAME##_tile(trans_b, n, k, a, ar, ac, b, c,                                           \
+                    tile_of(m, n, NR, team_member(), team_count()), accumulate);              \
     }
 
 /* Two vectors per row of the micro-kernel: 256-bit with AVX, 128-bit otherwise. */

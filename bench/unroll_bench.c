@@ -14,6 +14,7 @@
  *
  *     ./build/bench/unroll_bench --data ../shared/data/tinyshakespeare.txt
  *     ./build/bench/unroll_bench --workload W4 --dtype f64 --repeat 20
+ *     ./build-omp/bench/unroll_bench --workload W3 --threads 2   (UNROLL_WITH_OPENMP=ON)
  */
 #define _POSIX_C_SOURCE 200809L
 #include <math.h>
@@ -402,10 +403,13 @@ int main(int argc, char **argv)
         }
         i++;
     }
-    if (o.threads != 1) {
-        fprintf(stderr, "unroll_bench: this build runs 1 thread (configure with UNROLL_WITH_OPENMP=ON for more)\n");
-        o.threads = 1;
+    if (ad_set_num_threads(o.threads) != AD_OK) {
+        fprintf(stderr, "unroll_bench: --threads must be at least 1\n");
+        return 2;
     }
+    if (ad_get_num_threads() != o.threads) /* the CSV reports the count actually used */
+        fprintf(stderr, "unroll_bench: this build runs 1 thread (configure with UNROLL_WITH_OPENMP=ON for more)\n");
+    o.threads = ad_get_num_threads();
     const char *known[] = {"all", "W1", "W2", "W3", "W4", "W4g", "W6"};
     int valid = 0;
     for (int i = 0; i < 7; i++) valid |= !strcmp(o.workload, known[i]);

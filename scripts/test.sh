@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Installs what is missing, builds unroll twice (a normal build and an
-# AddressSanitizer + UndefinedBehaviorSanitizer build) and runs every test.
+# Installs what is missing, builds unroll three times (a normal build, an
+# OpenMP build and an AddressSanitizer + UndefinedBehaviorSanitizer build)
+# and runs every test; the OpenMP build runs the kernel and thread tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/deps.sh
@@ -9,6 +10,12 @@ jobs=$(nproc 2>/dev/null || echo 2)
 cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo
 cmake --build build -j "$jobs"
 (cd build && ctest --output-on-failure -j "$jobs")
+
+# gcc's OpenMP runtime (libgomp) comes with gcc itself.
+cmake -S . -B build-omp -DCMAKE_BUILD_TYPE=RelWithDebInfo -DUNROLL_WITH_OPENMP=ON \
+  -DUNROLL_BUILD_EXAMPLES=OFF
+cmake --build build-omp -j "$jobs" --target test_kernels test_threads unroll_bench
+(cd build-omp && ctest --output-on-failure -j "$jobs" -R '^test_(kernels|threads)$')
 
 CC=clang cmake -S . -B build-san -DCMAKE_BUILD_TYPE=Debug -DUNROLL_SANITIZE=ON \
   -DUNROLL_BUILD_BENCH=OFF

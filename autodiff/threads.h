@@ -1,0 +1,45 @@
+/*
+ * threads.h - how many threads the matrix products may use.
+ *
+ * A build configured with UNROLL_WITH_OPENMP=ON can split large matrix
+ * products (forward and backward) over several threads. Threading is an
+ * explicit opt-in: the count starts at 1 whatever OMP_NUM_THREADS says, so
+ * results and timings never depend on the environment. Every product sums
+ * each output element in the same order for any thread count, so results
+ * are bit-identical with 1, 2 or 16 threads.
+ *
+ *     if (ad_set_num_threads(2) != AD_OK) ...n was below 1
+ *     ...                          // train as usual
+ *     int used = ad_get_num_threads();   // 1 in a build without OpenMP
+ */
+#ifndef UNROLL_AD_THREADS_H
+#define UNROLL_AD_THREADS_H
+
+#include "status.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/**
+ * Sets the number of threads the matrix products may use to `n` (1 by
+ * default). Returns AD_ERR_ARG and leaves the count unchanged when `n` < 1.
+ * In a build without OpenMP any `n` >= 1 is accepted and ignored: everything
+ * runs on the calling thread and ad_get_num_threads() stays 1. The setting is
+ * process-wide, like a BLAS library's thread count, and meant to be made once
+ * before training; products too small to gain from threads run on one thread
+ * whatever the setting.
+ */
+ad_status ad_set_num_threads(int n);
+
+/**
+ * The number of threads the matrix products may use: the last count accepted
+ * by ad_set_num_threads() (1 until then), or always 1 in a build without
+ * OpenMP.
+ */
+int ad_get_num_threads(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,156 @@
+/*
+ * test_threads.c - the thread count of the matrix products: its API contract,
+ * and that results are bit-identical for any thread count (each C element is
+ * summed in the same order whichever thread computes it), both for single
+ * products that are split over a team and for a whole training step.
+ *
+ * In a build without OpenMP every count runs one thread, so the identity
+ * checks hold trivially there; UNROLL_TEST_OPENMP marks the build in which
+ * they are real (scripts/test.sh runs this file in one).
+ */
+#include <criterion/criterion.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels.h"
+#include "testsupport.h"
+
+#if defined(UNROLL_TEST_OPENMP)
+enum { MAX_THREADS_USED = 3 };
+#else
+enum { MAX_THREADS_USED = 1 };
+#endif
+
+Test(threads, the_default_is_one_thread) { cr_assert_eq(ad_get_num_threads(), 1); }
+
+Test(threads, a_valid_count_is_used_when_threads_exist)
+{
+    cr_assert_eq(ad_set_num_threads(3), AD_OK);
+    cr_assert_eq(ad_get_num_threads(), MAX_THREADS_USED);
+    cr_assert_eq(ad_set_num_threads(1), AD_OK);
+    cr_assert_eq(ad_get_num_threads(), 1);
+}
+
+Test(threads, a_count_below_one_is_refused_and_changes_nothing)
+{
+    cr_assert_eq(ad_set_num_threads(3), AD_OK);
+    int before = ad_get_num_threads();
+    int bad[] = {0, -3};
+    for (int i = 0; i < 2; i++) {
+        cr_assert_eq(ad_set_num_threads(bad[i]), AD_ERR_ARG, "n = %d", bad[i]);
+        cr_assert_eq(ad_get_num_threads(), before, "n = %d", bad[i]);
+    }
+}
+
+/* One product case: every transpose case and accumulate, both dtypes, on
+ * 1, 2 and 3 threads. */
+static void check_gemm_identity(size_t m, size_t n, size_t k)
+{
+    size_t na = m * k, nb = k * n, nc = m * n;
+    double *a = malloc(na * sizeof *a), *b = malloc(nb * sizeof *b), *c0 = malloc(nc * sizeof *c0);
+    double *d[3];
+    float *af = malloc(na * sizeof *af), *bf = malloc(nb * sizeof *bf), *f[3];
+    for (int t = 0; t < 3; t++) d[t] = malloc(nc * sizeof *d[t]), f[t] = malloc(nc * sizeof *f[t]);
+    ts_fill_uniform(a, na, 11, -1, 1);
+    ts_fill_uniform(b, nb, 12, -1, 1);
+    ts_fill_uniform(c0, nc, 13, -1, 1);
+    for (size_t i = 0; i < na; i++) af[i] = (float)a[i];
+    for (size_t i = 0; i < nb; i++) bf[i] = (float)b[i];
+    for (int ta = 0; ta < 2; ta++)
+        for (int tb = 0; tb < 2; tb++)
+            for (int acc = 0; acc < 2; acc++) {
+                for (int t = 0; t < 3; t++) {
+                    cr_assert_eq(ad_set_num_threads(t + 1), AD_OK);
+                    for (size_t i = 0; i < nc; i++) d[t][i] = c0[i], f[t][i] = (float)c0[i];
+                    ad__gemm_f64(ta, tb, m, n, k, a, b, d[t], acc);
+                    ad__gemm_f32(ta, tb, m, n, k, af, bf, f[t], acc);
+                }
+                for (int t = 1; t < 3; t++) {
+                    cr_assert(!memcmp(d[0], d[t], nc * sizeof *d[0]), "f64 %zux%zux%zu ta%d tb%d acc%d: %d threads differ",
+                              m, n, k, ta, tb, acc, t + 1);
+                    cr_assert(!memcmp(f[0], f[t], nc * sizeof *f[0]), "f32 %zux%zux%zu ta%d tb%d acc%d: %d threads differ",
+                              m, n, k, ta, tb, acc, t + 1);
+                }
+            }
+    for (int t = 0; t < 3; t++) free(d[t]), free(f[t]);
+    free(a), free(b), free(c0), free(af), free(bf);
+}
+
+/* Shapes above the threading threshold: the recurrent step and its
+ * gradients, edges of every size in rows and columns, several cache panels. */
+Test(threads, gemm_is_bit_identical_for_1_2_and_3_threads)
+{
+    long before = ts_live_allocs();
+    size_t shapes[][3] = {{32, 256, 256}, {256, 256, 32}, {33, 300, 70}, {7, 513, 129},
+                          {500, 65, 64},  {65, 256, 520}, {97, 37, 300}, {13, 1031, 40}};
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
+        check_gemm_identity(shapes[s][0], shapes[s][1], shapes[s][2]);
+    cr_assert_eq(ts_live_allocs(), before);
+}
+
+enum { B = 32, D = 64, H = 192, STEPS = 4 };
+
+/* h = tanh(x_s W + h U + b) over STEPS steps from h = 0, loss = sum(h * h);
+ * the products ([32,64]x[64,192], [32,192]x[192,192] and their gradients)
+ * are above the threading threshold. */
+static ad_status rnn_step(ad_tape *t, ad_dtype dt, ad_param *const *p, const double *xs)
+{
+    ad_tensor *h = ad_zeros(t, dt, ad_shape2(B, H));
+    for (int s = 0; s < STEPS; s++) {
+        ad_tensor *x = ad_from_f64(t, dt, ad_shape2(B, D), xs + (size_t)s * B * D);
+        ad_tensor *z = ad_add(t, ad_matmul(t, x, ad_use(t, p[0]), 0), ad_matmul(t, h, ad_use(t, p[1]), 0));
+        h = ad_tanh(t, ad_add(t, z, ad_use(t, p[2])));
+    }
+    ad_tensor *loss = ad_sum(t, ad_mul(t, h, h), AD_AXIS_ALL, 0);
+    if (!loss) return ad_tape_status(t);
+    return ad_backward(t, loss, NULL);
+}
+
+/* The gradients of W, U and b after one step on `threads` threads, copied
+ * into g (of size D*H + H*H + H elements of the dtype). */
+static void rnn_grads(ad_dtype dt, int threads, const double *xs, unsigned char *g)
+{
+    ad_shape shapes[3] = {ad_shape2(D, H), ad_shape2(H, H), ad_shape1(H)};
+    const char *names[3] = {"W", "U", "b"};
+    ad_param *p[3];
+    for (int i = 0; i < 3; i++) {
+        p[i] = ad_param_new(names[i], dt, shapes[i], NULL);
+        cr_assert_not_null(p[i]);
+        ad_tensor *v = ad_param_value(p[i]);
+        for (size_t j = 0; j < ad_tensor_numel(v); j++) {
+            double x = 0.2 * xs[(j * 7 + (size_t)i) % (STEPS * B * D)];
+            if (dt == AD_F32) ad_tensor_f32(v)[j] = (float)x;
+            else ad_tensor_f64(v)[j] = x;
+        }
+    }
+    cr_assert_eq(ad_set_num_threads(threads), AD_OK);
+    ad_tape *t = ad_tape_new(NULL);
+    cr_assert_eq(rnn_step(t, dt, p, xs), AD_OK, "%s", ad_tape_message(t));
+    size_t off = 0, es = dt == AD_F32 ? sizeof(float) : sizeof(double);
+    for (int i = 0; i < 3; i++) {
+        ad_tensor *gi = ad_param_grad(p[i]);
+        void *data = dt == AD_F32 ? (void *)ad_tensor_f32(gi) : (void *)ad_tensor_f64(gi);
+        memcpy(g + off, data, ad_tensor_numel(gi) * es);
+        off += ad_tensor_numel(gi) * es;
+    }
+    ad_tape_free(t);
+    for (int i = 0; i < 3; i++) ad_param_free(p[i]);
+}
+
+Test(threads, a_training_step_gives_bit_identical_gradients_on_1_and_2_threads)
+{
+    long before = ts_live_allocs();
+    size_t nx = (size_t)STEPS * B * D, ng = (size_t)D * H + (size_t)H * H + H;
+    double *xs = malloc(nx * sizeof *xs);
+    unsigned char *g1 = malloc(ng * sizeof(double)), *g2 = malloc(ng * sizeof(double));
+    ts_fill_uniform(xs, nx, 5, -1, 1);
+    ad_dtype dts[2] = {AD_F32, AD_F64};
+    for (int d = 0; d < 2; d++) {
+        size_t bytes = ng * (dts[d] == AD_F32 ? sizeof(float) : sizeof(double));
+        rnn_grads(dts[d], 1, xs, g1);
+        rnn_grads(dts[d], 2, xs, g2);
+        cr_assert(!memcmp(g1, g2, bytes), "%s gradients differ between 1 and 2 threads", d ? "f64" : "f32");
+    }
+    free(xs), free(g1), free(g2);
+    cr_assert_eq(ts_live_allocs(), before);
+}
