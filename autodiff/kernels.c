@@ -64,6 +64,23 @@ int ad_get_num_threads(void)
 #endif
 }
 
+ad_status ad_parallel_run(int n_tasks, void (*task)(void *ctx, int i), void *ctx)
+{
+    if (!task) return AD_ERR_NULL;
+    if (n_tasks < 0) return AD_ERR_ARG;
+    int nth = ad_get_num_threads() < n_tasks ? ad_get_num_threads() : n_tasks;
+#if defined(UNROLL_WITH_OPENMP)
+    if (nth > 1) {
+#pragma omp parallel for num_threads(nth) schedule(static)
+        for (int i = 0; i < n_tasks; i++) task(ctx, i);
+        return AD_OK;
+    }
+#endif
+    (void)nth;
+    for (int i = 0; i < n_tasks; i++) task(ctx, i);
+    return AD_OK;
+}
+
 /* The least multiply-adds (m n k) worth a thread. Waking a team and meeting
  * at its end costs a few microseconds; on the 2-core machine this was tuned
  * on, 32x64x64 (1.3e5) ran slower on 2 threads than on 1 and 32x128x128
@@ -73,6 +90,9 @@ int ad_get_num_threads(void)
 /* How many threads to use for an m x n x k product with NR-column tiles. */
 static int team_size(size_t m, size_t n, size_t k, size_t nr)
 {
+#if defined(UNROLL_WITH_OPENMP)
+    if (omp_in_parallel()) return 1; /* inside an ad_parallel_run task */
+#endif
     double want = (double)ad_get_num_threads(), work = (double)m * (double)n * (double)k;
     double units = (double)((m + MR - 1) / MR), col_units = (double)((n + nr - 1) / nr);
     if (col_units > units) units = col_units;

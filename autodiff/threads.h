@@ -1,5 +1,6 @@
 /*
- * threads.h - how many threads the matrix products may use.
+ * threads.h - how many threads the matrix products may use, and a runner of
+ * independent tasks on those threads (data-parallel training).
  *
  * A build configured with UNROLL_WITH_OPENMP=ON can split large matrix
  * products (forward and backward) over several threads. Threading is an
@@ -38,6 +39,19 @@ ad_status ad_set_num_threads(int n);
  * OpenMP.
  */
 int ad_get_num_threads(void);
+
+/**
+ * Runs task(ctx, i) for i = 0 .. n_tasks-1 on up to ad_get_num_threads()
+ * threads (a static schedule), and returns when all are done; in a build
+ * without OpenMP, or with one thread, they run in order on the calling
+ * thread. Tasks must be independent: each its own tape and, for training,
+ * its own parameter replica (nn_params_replica()); products inside a task
+ * run on that task's thread. Since no task's arithmetic depends on which
+ * thread runs it, results are the same for any thread count when the work is
+ * split into the same tasks. Errors: AD_ERR_NULL (task), AD_ERR_ARG
+ * (n_tasks < 0).
+ */
+ad_status ad_parallel_run(int n_tasks, void (*task)(void *ctx, int i), void *ctx);
 
 #ifdef __cplusplus
 }

@@ -15,6 +15,11 @@
  *     ./build/bench/unroll_bench --data ../shared/data/tinyshakespeare.txt
  *     ./build/bench/unroll_bench --workload W4 --dtype f64 --repeat 20
  *     ./build-omp/bench/unroll_bench --workload W3 --threads 2   (UNROLL_WITH_OPENMP=ON)
+ *     ./build-omp/bench/unroll_bench --workload W3 --threads 2 --shards 2
+ *
+ * --shards S splits the batch of W3/W4/W4g into S equal shards, each run on
+ * its own tape and parameter replica (ad_parallel_run), their gradients summed
+ * in shard order: data-parallel training, the same results for any --threads.
  */
 #define _POSIX_C_SOURCE 200809L
 #include <math.h>
@@ -28,7 +33,7 @@
 typedef struct opts {
     const char *workload, *data;
     ad_dtype dtype;
-    int threads, repeat;
+    int threads, repeat, shards;
     double seconds;
 } opts;
 
@@ -167,6 +172,9 @@ typedef struct rnet {
     double *hcarry; /* W2: the carried state */
     int64_t *ids;
     int clip_value, bce;
+    double loss_scale;      /* 1, or 1/shards for a shard's share of the mean */
+    int n_shards;           /* batched workloads: the batch split over replicas */
+    struct rnet *shards;
 } rnet;
 
 static int gates(nn_cell_kind k) { return k == NN_CELL_LSTM ? 4 : k == NN_CELL_GRU ? 3 : 1; }
@@ -224,11 +232,48 @@ static int rnet_init(rnet *r, nn_cell_kind kind, int V, int H, int T, int B, int
     to.lean_copies = 1; /* a training loop that does not read per-copy gradients */
     r->tape = ad_tape_new(&to);
     r->ids = malloc((size_t)(T + 1) * (size_t)B * sizeof *r->ids);
+    r->loss_scale = 1.0;
     return r->ps && r->by && r->tape && r->ids;
+}
+
+/* Splits r's batch over n replicas (each B/n columns, its own tape). */
+static int rnet_shard(rnet *r, int n)
+{
+    if (n <= 1) return 1;
+    if (r->B % n != 0) {
+        fprintf(stderr, "unroll_bench: --shards %d does not divide the batch of %d\n", n, r->B);
+        return 0;
+    }
+    r->shards = calloc((size_t)n, sizeof *r->shards);
+    if (!r->shards) return 0;
+    r->n_shards = n;
+    for (int i = 0; i < n; i++) {
+        rnet *sh = &r->shards[i];
+        *sh = *r;
+        sh->n_shards = 0, sh->shards = NULL, sh->opt = NULL, sh->hcarry = NULL;
+        sh->B = r->B / n;
+        sh->loss_scale = 1.0 / n;
+        sh->ps = nn_params_replica(r->ps, NULL);
+        ad_tape_options to = {0};
+        to.lean_copies = 1;
+        sh->tape = ad_tape_new(&to);
+        sh->ids = malloc((size_t)(r->T + 1) * (size_t)sh->B * sizeof *sh->ids);
+        if (!sh->ps || !sh->tape || !sh->ids) return 0;
+        sh->Wx = nn_params_get(sh->ps, "W_x"), sh->Wh = nn_params_get(sh->ps, "W_h");
+        sh->b = nn_params_get(sh->ps, "b"), sh->bh = nn_params_get(sh->ps, "b_h");
+        sh->Wy = nn_params_get(sh->ps, "W_y"), sh->by = nn_params_get(sh->ps, "b_y");
+    }
+    return 1;
 }
 
 static void rnet_free(rnet *r)
 {
+    for (int i = 0; r->shards && i < r->n_shards; i++) {
+        ad_tape_free(r->shards[i].tape);
+        nn_params_free(r->shards[i].ps);
+        free(r->shards[i].ids);
+    }
+    free(r->shards);
     ad_tape_free(r->tape);
     nn_optim_free(r->opt);
     nn_params_free(r->ps);
@@ -243,7 +288,7 @@ static void rnet_free(rnet *r)
  * (or gather) and the output projection and loss one more, so only h W_h
  * and the gates run per step.
  */
-static int train_step(rnet *r, const double *targets_bce)
+static int forward_backward(rnet *r, const double *targets_bce)
 {
     ad_tape *t = r->tape;
     ad_dtype dt = nn_params_dtype(r->ps);
@@ -268,6 +313,7 @@ static int train_step(rnet *r, const double *targets_bce)
         loss = ad_bce(t, ad_sigmoid(t, z), d, AD_REDUCE_SUM);
     } else {
         loss = ad_cross_entropy(t, z, r->ids + r->B, TB, -1, r->B == 1 ? AD_REDUCE_SUM : AD_REDUCE_MEAN);
+        if (r->loss_scale != 1.0) loss = ad_mul_scalar(t, loss, r->loss_scale);
     }
     if (!loss || ad_backward(t, loss, NULL) != AD_OK) {
         fprintf(stderr, "unroll_bench: %s\n", ad_tape_message(t));
@@ -275,6 +321,32 @@ static int train_step(rnet *r, const double *targets_bce)
     }
     if (r->hcarry)
         for (size_t i = 0; i < (size_t)r->H; i++) r->hcarry[i] = ad_tensor_get(s.h, i);
+    return 0;
+}
+
+/* Shard i: its columns of the batch's ids, forward and backward on its tape
+ * and replica. */
+static void shard_task(void *ctx, int i)
+{
+    rnet *r = ctx, *sh = &r->shards[i];
+    for (int k = 0; k <= r->T; k++)
+        memcpy(sh->ids + (size_t)k * sh->B, r->ids + (size_t)k * r->B + (size_t)i * sh->B, (size_t)sh->B * sizeof *sh->ids);
+    sh->loss_scale = forward_backward(sh, NULL) ? -1.0 : 1.0 / r->n_shards; /* < 0 marks a failure */
+}
+
+/* One training step: forward and backward (on every shard, then their
+ * gradients summed in shard order), clipping, the optimizer. */
+static int train_step(rnet *r, const double *targets_bce)
+{
+    if (!r->n_shards) {
+        if (forward_backward(r, targets_bce)) return 1;
+    } else {
+        if (ad_parallel_run(r->n_shards, shard_task, r) != AD_OK) return 1;
+        nn_params_zero_grad(r->ps);
+        for (int i = 0; i < r->n_shards; i++)
+            if (r->shards[i].loss_scale < 0 || nn_params_accumulate_grads(r->ps, r->shards[i].ps, NULL) != AD_OK)
+                return 1;
+    }
     if (r->clip_value) nn_clip_grad_value(r->ps, 5.0, NULL);
     return nn_optim_step(r->opt, NULL) != AD_OK;
 }
@@ -345,7 +417,15 @@ static int run_one(const char *name, const opts *o, const text *tx)
             cfg.lr = 2e-3;
         }
         r.opt = nn_optim_new(r.ps, &cfg, NULL);
-        workload w = {name, g ? "gather" : "dense-onehot", (double)T * B, w2 ? w2_step : batched_step, &r};
+        int shards = w2 ? 1 : o->shards;
+        if (!rnet_shard(&r, shards)) {
+            rnet_free(&r);
+            return 1;
+        }
+        char variant[48];
+        snprintf(variant, sizeof variant, "%s%s", g ? "gather" : "dense-onehot", shards > 1 ? "-shards" : "");
+        if (shards > 1) snprintf(variant + strlen(variant), sizeof variant - strlen(variant), "%d", shards);
+        workload w = {name, variant, (double)T * B, w2 ? w2_step : batched_step, &r};
         rc = measure(&w, o);
         rnet_free(&r);
     }
@@ -379,12 +459,12 @@ static int run_w6(const opts *o, const text *tx)
 static void usage(void)
 {
     fprintf(stderr, "usage: unroll_bench [--workload W1|W2|W3|W4|W4g|W6|all] [--dtype f32|f64]\n"
-                    "                    [--threads N] [--data PATH] [--repeat N] [--seconds S]\n");
+                    "                    [--threads N] [--shards S] [--data PATH] [--repeat N] [--seconds S]\n");
 }
 
 int main(int argc, char **argv)
 {
-    opts o = {"all", NULL, AD_F32, 1, 0, 2.0};
+    opts o = {"all", NULL, AD_F32, 1, 0, 1, 2.0};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!v) {
@@ -394,6 +474,7 @@ int main(int argc, char **argv)
         if (!strcmp(a, "--workload")) o.workload = v;
         else if (!strcmp(a, "--dtype") && (!strcmp(v, "f32") || !strcmp(v, "f64"))) o.dtype = strcmp(v, "f32") ? AD_F64 : AD_F32;
         else if (!strcmp(a, "--threads")) o.threads = atoi(v);
+        else if (!strcmp(a, "--shards") && atoi(v) >= 1) o.shards = atoi(v);
         else if (!strcmp(a, "--data")) o.data = v;
         else if (!strcmp(a, "--repeat")) o.repeat = atoi(v);
         else if (!strcmp(a, "--seconds")) o.seconds = atof(v);

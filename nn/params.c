@@ -29,6 +29,7 @@ struct nn_params {
     char *values, *grads;
     size_t numel;
     int oom; /* set by uthash when it cannot grow */
+    const nn_params *origin; /* a replica's set: values are origin's, not owned */
 };
 
 #undef uthash_nonfatal_oom
@@ -59,7 +60,7 @@ void nn_params_free(nn_params *ps)
         free(ps->order[i]);
     }
     free(ps->order);
-    free(ps->values);
+    if (!ps->origin) free(ps->values);
     free(ps->grads);
     free(ps);
 }
@@ -95,6 +96,10 @@ ad_param *nn_params_add(nn_params *ps, const char *name, ad_shape shape, ad_erro
 {
     if (!ps || !name) {
         ad_error_set(err, AD_ERR_NULL, "params_add: %s is NULL", !ps ? "set" : "name");
+        return NULL;
+    }
+    if (ps->origin) {
+        ad_error_set(err, AD_ERR_STATE, "params_add: '%s': a replica takes no parameters of its own", name);
         return NULL;
     }
     if (strlen(name) >= AD_NAME_SIZE || name[0] == '\0') {
@@ -307,4 +312,58 @@ ad_status nn_params_save_npy_dir(const nn_params *ps, const char *dir, ad_error 
     }
     ad_error_set(err, AD_OK, NULL);
     return AD_OK;
+}
+
+/* ---- replicas for data-parallel training --------------------------------------------- */
+
+nn_params *nn_params_replica(nn_params *ps, ad_error *err)
+{
+    if (!ps) {
+        ad_error_set(err, AD_ERR_NULL, "params_replica: set is NULL");
+        return NULL;
+    }
+    if (ps->origin) {
+        ad_error_set(err, AD_ERR_ARG, "params_replica: the set is itself a replica; replicate its origin");
+        return NULL;
+    }
+    nn_params *r = nn_params_new(ps->dtype, err);
+    for (size_t i = 0; r && i < ps->count; i++)
+        if (!nn_params_add(r, ps->order[i]->name, ad_tensor_shape(ad_param_value(ps->order[i]->param)), err)) {
+            nn_params_free(r);
+            return NULL;
+        }
+    if (!r) return NULL;
+    /* Point every value at the origin's storage; the replica keeps its gradients. */
+    size_t es = ad_dtype_size(ps->dtype);
+    for (size_t i = 0; i < r->count; i++) {
+        entry *e = r->order[i];
+        ad_param_rebind(e->param, ps->values + e->offset * es, r->grads + e->offset * es, NULL);
+    }
+    free(r->values);
+    r->values = ps->values;
+    r->origin = ps;
+    ad_error_set(err, AD_OK, NULL);
+    return r;
+}
+
+#define DEFINE_ADD_INTO(T)                                                   \
+    static void add_into_##T(size_t n, const T *src, T *dst)                 \
+    {                                                                        \
+        for (size_t i = 0; i < n; i++) dst[i] += src[i];                     \
+    }
+DEFINE_ADD_INTO(float)
+DEFINE_ADD_INTO(double)
+
+ad_status nn_params_accumulate_grads(nn_params *dst, const nn_params *replica, ad_error *err)
+{
+    if (!dst || !replica)
+        return ad_error_set(err, AD_ERR_NULL, "params_accumulate_grads: %s is NULL", !dst ? "set" : "replica");
+    if (replica->origin != dst)
+        return ad_error_set(err, AD_ERR_ARG, "params_accumulate_grads: the second set is not a replica of the first");
+    if (replica->values != dst->values || replica->numel != dst->numel)
+        return ad_error_set(err, AD_ERR_STATE, "params_accumulate_grads: parameters were added to the set after "
+                            "the replica was made; make the replica again");
+    if (dst->dtype == AD_F32) add_into_float(dst->numel, (const float *)replica->grads, (float *)dst->grads);
+    else add_into_double(dst->numel, (const double *)replica->grads, (double *)dst->grads);
+    return ad_error_set(err, AD_OK, NULL);
 }

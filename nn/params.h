@@ -69,6 +69,27 @@ void *nn_params_values(nn_params *ps, size_t *numel);
 /** All gradients, laid out as nn_params_values(). */
 void *nn_params_grads(nn_params *ps, size_t *numel);
 
+/**
+ * A replica of `ps` for data-parallel training: the same parameters (names,
+ * shapes, order) reading ps's values, with gradient buffers of its own, so
+ * that several tapes can run forward and backward at the same time, one
+ * replica each (e.g. a shard of the batch per ad_parallel_run() task), and
+ * their gradients are then summed into ps with nn_params_accumulate_grads()
+ * in a fixed order. Register every parameter of ps first: adding one moves
+ * ps's storage and leaves the replica stale (accumulation then refuses with
+ * AD_ERR_STATE). A replica takes no parameters of its own (nn_params_add is
+ * AD_ERR_STATE), is freed with nn_params_free() before ps, and may not be
+ * replicated (AD_ERR_ARG). Errors: AD_ERR_NULL, AD_ERR_ARG, AD_ERR_NOMEM.
+ */
+nn_params *nn_params_replica(nn_params *ps, ad_error *err);
+
+/**
+ * Adds the gradients of `replica` (made by nn_params_replica(dst)) into
+ * dst's: one flat loop. Errors: AD_ERR_NULL, AD_ERR_ARG (not a replica of
+ * dst), AD_ERR_STATE (dst grew since the replica was made).
+ */
+ad_status nn_params_accumulate_grads(nn_params *dst, const nn_params *replica, ad_error *err);
+
 /** Zeroes every gradient. */
 void nn_params_zero_grad(nn_params *ps);
 

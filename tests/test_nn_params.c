@@ -156,3 +156,52 @@ Test(nn_params, bad_inputs)
     cr_assert_eq(nn_params_count(NULL), 0);
     cr_assert_eq(ts_live_allocs(), before);
 }
+
+/* A replica reads the set's values and keeps gradients of its own, which
+ * accumulate into the set's; every misuse is a clear error. */
+Test(nn_params, replicas_share_values_and_sum_gradients)
+{
+    long before = ts_live_allocs();
+    ad_error err;
+    nn_params *ps = nn_params_new(AD_F32, NULL);
+    ad_param *w = nn_params_add(ps, "w", ad_shape2(2, 3), NULL), *b = nn_params_add(ps, "b", ad_shape1(3), NULL);
+    cr_assert(w && b);
+    for (int i = 0; i < 6; i++) ad_tensor_f32(ad_param_value(w))[i] = (float)i;
+    nn_params *r = nn_params_replica(ps, &err);
+    cr_assert_not_null(r, "%s", err.msg);
+    cr_assert_eq(nn_params_count(r), 2);
+    ad_param *rw = nn_params_get(r, "w");
+    cr_assert_str_eq(ad_param_name(nn_params_at(r, 1)), "b");
+    cr_assert_eq(ad_tensor_f32(ad_param_value(rw)), ad_tensor_f32(ad_param_value(w)), "values are shared");
+    cr_assert_neq(ad_tensor_f32(ad_param_grad(rw)), ad_tensor_f32(ad_param_grad(w)), "gradients are not");
+    /* a backward through the replica's copy fills the replica's gradient only */
+    ad_tape *t = ad_tape_new(NULL);
+    cr_assert_eq(ad_backward(t, ad_sum(t, ad_mul_scalar(t, ad_use(t, rw), 2.0), AD_AXIS_ALL, 0), NULL), AD_OK);
+    ad_tape_free(t);
+    cr_assert_eq(ad_tensor_f32(ad_param_grad(w))[0], 0.0f);
+    cr_assert_eq(nn_params_accumulate_grads(ps, r, &err), AD_OK, "%s", err.msg);
+    cr_assert_eq(nn_params_accumulate_grads(ps, r, &err), AD_OK, "%s", err.msg);
+    for (int i = 0; i < 6; i++) cr_assert_eq(ad_tensor_f32(ad_param_grad(w))[i], 4.0f, "twice 2 at %d", i);
+    cr_assert_eq(ad_tensor_f32(ad_param_grad(b))[0], 0.0f);
+    /* misuse */
+    cr_assert_null(nn_params_replica(NULL, &err));
+    cr_assert_eq(err.code, AD_ERR_NULL);
+    cr_assert_null(nn_params_replica(r, &err));
+    cr_assert_eq(err.code, AD_ERR_ARG);
+    cr_assert(strstr(err.msg, "itself a replica"), "%s", err.msg);
+    cr_assert_null(nn_params_add(r, "extra", ad_shape1(2), &err));
+    cr_assert_eq(err.code, AD_ERR_STATE);
+    cr_assert_eq(nn_params_accumulate_grads(NULL, r, &err), AD_ERR_NULL);
+    cr_assert_eq(nn_params_accumulate_grads(ps, NULL, &err), AD_ERR_NULL);
+    nn_params *other = nn_params_new(AD_F32, NULL);
+    cr_assert_eq(nn_params_accumulate_grads(other, r, &err), AD_ERR_ARG);
+    cr_assert_eq(nn_params_accumulate_grads(ps, ps, &err), AD_ERR_ARG);
+    cr_assert(strstr(err.msg, "not a replica"), "%s", err.msg);
+    cr_assert_not_null(nn_params_add(ps, "late", ad_shape1(4), NULL)); /* moves ps's storage */
+    cr_assert_eq(nn_params_accumulate_grads(ps, r, &err), AD_ERR_STATE);
+    cr_assert(strstr(err.msg, "make the replica again"), "%s", err.msg);
+    nn_params_free(other);
+    nn_params_free(r);
+    nn_params_free(ps);
+    cr_assert_eq(ts_live_allocs(), before);
+}

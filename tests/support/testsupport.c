@@ -14,7 +14,8 @@ void *__wrap_calloc(size_t n, size_t size);
 void *__wrap_realloc(void *p, size_t n);
 void __wrap_free(void *p);
 
-static long live, total, fail_at, fired;
+/* Atomic: tests of ad_parallel_run allocate from several threads. */
+static _Atomic long live, total, fail_at, fired;
 
 /* Decides whether this allocation is the one to fail. */
 static int should_fail(void)
@@ -31,7 +32,10 @@ void *__wrap_malloc(size_t n)
 {
     if (should_fail()) return NULL;
     void *p = __real_malloc(n);
-    if (p) live++, total++;
+    if (p) {
+        live++;
+        total++;
+    }
     return p;
 }
 
@@ -39,7 +43,10 @@ void *__wrap_calloc(size_t n, size_t size)
 {
     if (should_fail()) return NULL;
     void *p = __real_calloc(n, size);
-    if (p) live++, total++;
+    if (p) {
+        live++;
+        total++;
+    }
     return p;
 }
 
@@ -47,7 +54,10 @@ void *__wrap_realloc(void *p, size_t n)
 {
     if (should_fail()) return NULL;
     void *q = __real_realloc(p, n);
-    if (q && !p) live++, total++;
+    if (q && !p) {
+        live++;
+        total++;
+    }
     return q;
 }
 
