@@ -150,7 +150,7 @@ ad_status ad__shape_addmm(ad_tape *t, ad_node *n, ad_shape *out)
 ad_status ad__addmm_fwd(ad_tape *t, ad_node *n)
 {
     (void)t;
-    size_t rows = (size_t)n->out->shape.dim[0], row = (size_t)n->out->shape.dim[1] * ad_dtype_size(n->out->dtype);
+    size_t rows = (size_t)n->out->shape.dim[0], row = (size_t)n->out->shape.dim[1] * ad__dtype_size(n->out->dtype);
     for (size_t i = 0; i < rows; i++) memcpy((char *)n->out->data + i * row, n->in[2]->data, row);
     product(n, 1);
     return AD_OK;
