@@ -213,8 +213,11 @@ void *ad__alloc(ad_tape *t, size_t bytes);
 static inline void *ad__bump(ad_tape *t, size_t bytes)
 {
     ad__chunk *c = t->cur;
+    /* need is 0 for bytes == 0 and when rounding up wraps (bytes within one
+     * alignment unit of SIZE_MAX); need - 1 then wraps to SIZE_MAX, which no
+     * chunk has free, so both go to ad__alloc with the rest. */
     size_t need = (bytes + AD__ALIGN - 1) & ~(size_t)(AD__ALIGN - 1);
-    if (c && need && bytes <= SIZE_MAX - AD__ALIGN && c->cap - c->used >= need) {
+    if (c && need - 1 < c->cap - c->used) {
         void *p = c->base + c->used;
         c->used += need;
         return p;

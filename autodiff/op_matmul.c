@@ -192,12 +192,24 @@ ad_status ad__shape_addmm(ad_tape *t, ad_node *n, ad_shape *out)
     return AD_OK;
 }
 
+/* Copies the bias into every row (a loop: a memcpy call per short row costs
+ * more than the copy). */
+#define DEFINE_FILL_ROWS(T)                                                            \
+    static void fill_rows_##T(size_t rows, size_t cols, const T *bias, T *restrict out) \
+    {                                                                                  \
+        for (size_t i = 0; i < rows; i++)                                              \
+            for (size_t j = 0; j < cols; j++) out[i * cols + j] = bias[j];             \
+    }
+DEFINE_FILL_ROWS(float)
+DEFINE_FILL_ROWS(double)
+
 /* Every row starts as the bias; the product is added onto it. */
 ad_status ad__addmm_fwd(ad_tape *t, ad_node *n)
 {
     (void)t;
-    size_t rows = (size_t)n->out->shape.dim[0], row = (size_t)n->out->shape.dim[1] * ad__dtype_size(n->out->dtype);
-    for (size_t i = 0; i < rows; i++) memcpy((char *)n->out->data + i * row, n->in[2]->data, row);
+    size_t rows = (size_t)n->out->shape.dim[0], cols = (size_t)n->out->shape.dim[1];
+    if (n->out->dtype == AD_F32) fill_rows_float(rows, cols, n->in[2]->data, n->out->data);
+    else fill_rows_double(rows, cols, n->in[2]->data, n->out->data);
     product(n, 1);
     return AD_OK;
 }

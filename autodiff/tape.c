@@ -313,8 +313,6 @@ static inline const char *node_label(ad_tape *t) { return t->label[0] ? copy_lab
 #define NODE_BYTES ROUND_UP(sizeof(ad_node))
 #define HEADER_BYTES (NODE_BYTES + ROUND_UP(sizeof(ad_tensor)))
 
-static const ad__args no_args;
-
 /* Copies a small struct in 16-byte pieces, which compilers inline; a whole
  * struct assignment becomes a memcpy call or `rep movs`, which cost more than
  * the rest of a small node. */
@@ -362,7 +360,8 @@ static inline ad_node *node_block(ad_tape *t, ad__op op, ad_dtype dtype, const a
     n->n_in = 0;
     n->in = n->in_inline;
     n->out = out;
-    copy_small(&n->a, args ? args : &no_args, sizeof n->a);
+    if (args) copy_small(&n->a, args, sizeof n->a);
+    else memset(&n->a, 0, sizeof n->a);
     n->saved = NULL;
     n->label = label;
     n->index = t->n_nodes; /* its place once appended; anomaly messages name it */
