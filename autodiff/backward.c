@@ -54,7 +54,7 @@ ad_status ad_backward(ad_tape *t, ad_tensor *root, const ad_tensor *upstream)
     }
     void *seed = ad__grad(t, root);
     if (!seed) return ad_tape_status(t);
-    size_t esize = ad_dtype_size(root->dtype);
+    size_t esize = ad__dtype_size(root->dtype);
     if (upstream) {
         memcpy(seed, upstream->data, root->numel * esize);
     } else if (root->dtype == AD_F32) {
@@ -63,17 +63,17 @@ ad_status ad_backward(ad_tape *t, ad_tensor *root, const ad_tensor *upstream)
         *(double *)seed = 1.0;
     }
 
-    size_t count;
-    ad_node *const *nodes = ad__tape_nodes(t, &count);
-    unsigned pass = ad__tape_pass(t);
+    ad_node *const *nodes = t->nodes;
+    unsigned pass = t->pass;
     for (size_t i = root->node->index + 1; i-- > 0;) {
         ad_node *n = nodes[i];
-        if (!n->out->requires_grad || n->out->grad_pass != pass || !n->out->grad) continue;
+        const ad_tensor *y = n->out;
+        if (!y->requires_grad || y->grad_pass != pass || !y->grad) continue;
         ad__ops[n->op].backward(t, n);
-        if (ad_tape_status(t) != AD_OK) return ad_tape_status(t);
-        if (ad__tape_anomaly(t)) {
+        if (t->status != AD_OK) return t->status;
+        if (t->anomaly) {
             ad__check_backward_anomaly(t, n);
-            if (ad_tape_status(t) != AD_OK) return ad_tape_status(t);
+            if (t->status != AD_OK) return t->status;
         }
     }
     return AD_OK;

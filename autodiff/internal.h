@@ -151,7 +151,92 @@ ad_tensor *ad__record(ad_tape *t, ad__op op, ad_tensor *const *in, int n_in, con
 /* Records a leaf of the given kind with uninitialised data. */
 ad_tensor *ad__leaf(ad_tape *t, ad__op op, ad_dtype dtype, ad_shape shape);
 
+/* Records a temporal copy of p (the node of ad_use): no buffer of its own, its
+ * data aliases p's values (or a probed private copy, see ad__tape_set_probe).
+ * t must be a tape not in error and p non-NULL. */
+ad_tensor *ad__copy_leaf(ad_tape *t, ad_param *p);
+
 /* ---- tape internals ----------------------------------------------------------------- */
+
+/* The tape's layout is shared by the engine's files so that the checks every
+ * op and every backward step makes (status, pass, the arena's fast path) are
+ * inlined; only tape.c changes its fields outside those helpers. */
+#define AD__ALIGN 64
+#define AD__LABEL_SIZE 64
+#define AD__MSG_SIZE 512
+
+/* A chunk of arena memory; chunks form a list kept across resets. */
+typedef struct ad__chunk {
+    struct ad__chunk *next;
+    void *raw; /* what the allocator returned */
+    unsigned char *base;
+    size_t cap;
+    size_t used;
+} ad__chunk;
+
+struct ad_tape {
+    void *(*alloc)(void *ctx, size_t n);
+    void (*free)(void *ctx, void *ptr);
+    void *alloc_ctx;
+    size_t chunk_bytes;
+    ad__chunk *first;
+    ad__chunk *cur;
+    size_t reserved;
+    size_t used_before_cur; /* bytes used in chunks before cur */
+    ad_node **nodes;
+    size_t n_nodes;
+    size_t cap_nodes;
+    ad_status status;
+    unsigned pass;
+    int grad_enabled;
+    int anomaly;
+    int lean_copies; /* copies' gradients go straight into their parameters */
+    char label[AD__LABEL_SIZE];
+    const char *label_copy; /* arena copy of label, shared by nodes until it changes */
+    /* Per-copy gradient checks: the `probe_copy`-th use of `probe_param`
+     * (counted from the last reset) sees element probe_index shifted by
+     * probe_delta; every other use sees the parameter unchanged. */
+    const ad_param *probe_param;
+    size_t probe_copy, probe_index, probe_seen;
+    double probe_delta;
+    char msg[AD__MSG_SIZE];
+};
+
+/* Element size of a dtype, 0 for an invalid one (ad_dtype_size, inlined). */
+static inline size_t ad__dtype_size(ad_dtype d)
+{
+    return d == AD_F32 ? sizeof(float) : d == AD_F64 ? sizeof(double) : 0;
+}
+
+/* The arena's fast path, inlined where nodes and gradients are made;
+ * ad__alloc (below) for the rest. */
+void *ad__alloc(ad_tape *t, size_t bytes);
+static inline void *ad__bump(ad_tape *t, size_t bytes)
+{
+    ad__chunk *c = t->cur;
+    /* need is 0 for bytes == 0 and when rounding up wraps (bytes within one
+     * alignment unit of SIZE_MAX); need - 1 then wraps to SIZE_MAX, which no
+     * chunk has free, so both go to ad__alloc with the rest. */
+    size_t need = (bytes + AD__ALIGN - 1) & ~(size_t)(AD__ALIGN - 1);
+    if (c && need - 1 < c->cap - c->used) {
+        void *p = c->base + c->used;
+        c->used += need;
+        return p;
+    }
+    return ad__alloc(t, bytes);
+}
+
+/* The gradient buffer of x for the current backward pass, allocated and
+ * zeroed on first use; NULL if x needs no gradient or on failure (tape set). */
+void *ad__grad_new(ad_tape *t, ad_tensor *x);
+static inline void *ad__grad(ad_tape *t, ad_tensor *x)
+{
+    if (!x->requires_grad) return NULL;
+    if (x->param && t->lean_copies) return x->param->grad.data; /* no per-copy buffer */
+    if (x->grad_pass == t->pass && x->grad) return x->grad;
+    return ad__grad_new(t, x);
+}
+
 
 /* Sets the tape's error unless one is set; returns the tape's status (the
  * public ad_tape_fail, under the name the op files use). */
@@ -160,15 +245,12 @@ ad_tensor *ad__leaf(ad_tape *t, ad__op op, ad_dtype dtype, ad_shape shape);
 /* Fills err (may be NULL) and returns code: the public ad_error_set. */
 #define ad__set_error ad_error_set
 
-/* Arena allocation, 64-byte aligned; NULL after failing the tape with AD_ERR_NOMEM. */
-void *ad__alloc(ad_tape *t, size_t bytes);
+/* Arena allocation, 64-byte aligned, a multiple of 64 bytes and at least 64;
+ * NULL after failing the tape with AD_ERR_NOMEM. */
 void *ad__alloc_zero(ad_tape *t, size_t bytes);
 /* count * size with overflow check; fails the tape on overflow. */
 void *ad__alloc_array(ad_tape *t, size_t count, size_t size);
 
-/* The gradient buffer of x for the current backward pass, allocated and
- * zeroed on first use; NULL if x needs no gradient or on failure (tape set). */
-void *ad__grad(ad_tape *t, ad_tensor *x);
 
 /* Current backward pass number (for grad validity), and the start of a new one. */
 unsigned ad__tape_pass(const ad_tape *t);

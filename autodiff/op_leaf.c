@@ -62,7 +62,7 @@ void ad__param_bwd(ad_tape *t, ad_node *n)
 ad_status ad__detach_fwd(ad_tape *t, ad_node *n)
 {
     (void)t;
-    memcpy(n->out->data, n->in[0]->data, n->out->numel * ad_dtype_size(n->out->dtype));
+    memcpy(n->out->data, n->in[0]->data, n->out->numel * ad__dtype_size(n->out->dtype));
     n->out->requires_grad = 0;
     return AD_OK;
 }
@@ -117,7 +117,7 @@ static ad_tensor *leaf_copy(ad_tape *t, ad__op op, ad_dtype dtype, ad_shape shap
         return NULL;
     }
     ad_tensor *x = ad__leaf(t, op, dtype, shape);
-    if (x && x->numel) memcpy(x->data, data, x->numel * ad_dtype_size(dtype));
+    if (x && x->numel) memcpy(x->data, data, x->numel * ad__dtype_size(dtype));
     return x;
 }
 
@@ -193,25 +193,12 @@ ad_tensor *ad_rand_normal(ad_tape *t, ad_rng *rng, ad_dtype dtype, ad_shape shap
 
 ad_tensor *ad_use(ad_tape *t, ad_param *p)
 {
-    if (!t || ad_tape_status(t) != AD_OK) return NULL;
+    if (!t || t->status != AD_OK) return NULL;
     if (!p) {
         ad__fail(t, AD_ERR_NULL, "use: parameter is NULL");
         return NULL;
     }
-    /* A zero-size leaf gets its header and node from the arena; the data
-     * pointer then aliases the parameter (no copy). */
-    ad_shape empty = ad_shape1(0);
-    ad_tensor *x = ad__leaf(t, AD_OP_PARAM, p->value.dtype, empty);
-    if (!x) return NULL;
-    x->shape = p->value.shape;
-    x->numel = p->value.numel;
-    x->node->a.shape = x->shape;
-    void *probed = ad__tape_probe(t, p);
-    if (ad_tape_status(t) != AD_OK) return NULL;
-    x->data = probed ? probed : p->value.data;
-    x->param = p;
-    x->requires_grad = (unsigned char)ad__tape_grad_enabled(t);
-    return x;
+    return ad__copy_leaf(t, p);
 }
 
 size_t ad_tape_copies(const ad_tape *t, const ad_param *p, ad_tensor **out, size_t cap)

@@ -114,7 +114,7 @@ ad_status ad__cross_entropy_fwd(ad_tape *t, ad_node *n)
     if (ad__keep_indices(t, n) != AD_OK) return ad_tape_status(t);
     size_t rows = (size_t)n->in[0]->shape.dim[0], cls = (size_t)n->in[0]->shape.dim[1];
     int none = n->a.reduction == AD_REDUCE_NONE;
-    n->saved = ad__alloc_array(t, n->in[0]->numel, ad_dtype_size(n->out->dtype));
+    n->saved = ad__alloc_array(t, n->in[0]->numel, ad__dtype_size(n->out->dtype));
     if (!n->saved) return ad_tape_status(t);
     double total;
     if (n->out->dtype == AD_F32)

@@ -45,20 +45,66 @@ ad_status ad__shape_matmul(ad_tape *t, ad_node *n, ad_shape *out)
  */
 #define SMALL_PRODUCT(m, n, k) ((m) <= 64 && (n) <= 64 && (k) <= 64 && (m) * (n) * (k) <= 256)
 
+/*
+ * Without a transposed B a row of C is updated by a multiple of a row of B
+ * for p = 0, 1, ... (C's row and B's row are contiguous); with a transposed B
+ * each element is a dot product of two contiguous runs. Either way each
+ * element is its start value plus the terms in increasing p, as in the
+ * kernel. The row length (or the dot length) is dispatched to constants up to
+ * 4, so the loops over it unroll: at these sizes loop control and the
+ * vectoriser's run-time checks would cost more than the arithmetic.
+ */
 #define DEFINE_SMALL(T)                                                                        \
-    static void small_##T(int ta, int tb, size_t m, size_t nn, size_t k, const T *a,           \
-                          const T *b, T *restrict c, int accumulate)                            \
+    static inline void rows_##T(size_t m, size_t nn, size_t k, size_t ar, size_t ac,           \
+                                const T *restrict a, const T *restrict b, T *restrict c,       \
+                                int accumulate)                                                \
     {                                                                                          \
-        size_t ar = ta ? 1 : k, ac = ta ? m : 1, br = tb ? 1 : nn, bc = tb ? k : 1;            \
+        for (size_t i = 0; i < m; i++) {                                                       \
+            T *restrict ci = c + i * nn;                                                       \
+            const T *ai = a + i * ar;                                                          \
+            if (!accumulate)                                                                   \
+                for (size_t j = 0; j < nn; j++) ci[j] = 0;                                     \
+            for (size_t p = 0; p < k; p++) {                                                   \
+                T x = ai[p * ac];                                                              \
+                const T *bp = b + p * nn;                                                      \
+                for (size_t j = 0; j < nn; j++) ci[j] += x * bp[j];                            \
+            }                                                                                  \
+        }                                                                                      \
+    }                                                                                          \
+    static inline void dots_##T(size_t m, size_t nn, size_t k, size_t ar, size_t ac,           \
+                                const T *restrict a, const T *restrict b, T *restrict c,       \
+                                int accumulate)                                                \
+    {                                                                                          \
         for (size_t i = 0; i < m; i++) {                                                       \
             T *restrict ci = c + i * nn;                                                       \
             const T *ai = a + i * ar;                                                          \
             for (size_t j = 0; j < nn; j++) {                                                  \
-                const T *bj = b + j * bc;                                                      \
+                const T *bj = b + j * k;                                                       \
                 T s = accumulate ? ci[j] : 0;                                                  \
-                for (size_t p = 0; p < k; p++) s += ai[p * ac] * bj[p * br];                   \
+                for (size_t p = 0; p < k; p++) s += ai[p * ac] * bj[p];                        \
                 ci[j] = s;                                                                     \
             }                                                                                  \
+        }                                                                                      \
+    }                                                                                          \
+    static void small_##T(int ta, int tb, size_t m, size_t nn, size_t k, const T *a,           \
+                          const T *b, T *restrict c, int accumulate)                            \
+    {                                                                                          \
+        size_t ar = ta ? 1 : k, ac = ta ? m : 1;                                               \
+        if (!tb) {                                                                             \
+            switch (nn) {                                                                      \
+            case 1: rows_##T(m, 1, k, ar, ac, a, b, c, accumulate); return;                    \
+            case 2: rows_##T(m, 2, k, ar, ac, a, b, c, accumulate); return;                    \
+            case 3: rows_##T(m, 3, k, ar, ac, a, b, c, accumulate); return;                    \
+            case 4: rows_##T(m, 4, k, ar, ac, a, b, c, accumulate); return;                    \
+            default: rows_##T(m, nn, k, ar, ac, a, b, c, accumulate); return;                  \
+            }                                                                                  \
+        }                                                                                      \
+        switch (k) {                                                                           \
+        case 1: dots_##T(m, nn, 1, ar, ac, a, b, c, accumulate); return;                       \
+        case 2: dots_##T(m, nn, 2, ar, ac, a, b, c, accumulate); return;                       \
+        case 3: dots_##T(m, nn, 3, ar, ac, a, b, c, accumulate); return;                       \
+        case 4: dots_##T(m, nn, 4, ar, ac, a, b, c, accumulate); return;                       \
+        default: dots_##T(m, nn, k, ar, ac, a, b, c, accumulate); return;                      \
         }                                                                                      \
     }
 
@@ -146,12 +192,24 @@ ad_status ad__shape_addmm(ad_tape *t, ad_node *n, ad_shape *out)
     return AD_OK;
 }
 
+/* Copies the bias into every row (a loop: a memcpy call per short row costs
+ * more than the copy). */
+#define DEFINE_FILL_ROWS(T)                                                            \
+    static void fill_rows_##T(size_t rows, size_t cols, const T *bias, T *restrict out) \
+    {                                                                                  \
+        for (size_t i = 0; i < rows; i++)                                              \
+            for (size_t j = 0; j < cols; j++) out[i * cols + j] = bias[j];             \
+    }
+DEFINE_FILL_ROWS(float)
+DEFINE_FILL_ROWS(double)
+
 /* Every row starts as the bias; the product is added onto it. */
 ad_status ad__addmm_fwd(ad_tape *t, ad_node *n)
 {
     (void)t;
-    size_t rows = (size_t)n->out->shape.dim[0], row = (size_t)n->out->shape.dim[1] * ad_dtype_size(n->out->dtype);
-    for (size_t i = 0; i < rows; i++) memcpy((char *)n->out->data + i * row, n->in[2]->data, row);
+    size_t rows = (size_t)n->out->shape.dim[0], cols = (size_t)n->out->shape.dim[1];
+    if (n->out->dtype == AD_F32) fill_rows_float(rows, cols, n->in[2]->data, n->out->data);
+    else fill_rows_double(rows, cols, n->in[2]->data, n->out->data);
     product(n, 1);
     return AD_OK;
 }

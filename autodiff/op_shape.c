@@ -51,7 +51,7 @@ ad_status ad__shape_reshape(ad_tape *t, ad_node *n, ad_shape *out)
 ad_status ad__reshape_fwd(ad_tape *t, ad_node *n)
 {
     (void)t;
-    memcpy(n->out->data, n->in[0]->data, n->out->numel * ad_dtype_size(n->out->dtype));
+    memcpy(n->out->data, n->in[0]->data, n->out->numel * ad__dtype_size(n->out->dtype));
     return AD_OK;
 }
 
@@ -245,7 +245,7 @@ ad_status ad__shape_concat(ad_tape *t, ad_node *n, ad_shape *out)
 ad_status ad__concat_fwd(ad_tape *t, ad_node *n)
 {
     (void)t;
-    size_t es = ad_dtype_size(n->out->dtype), outer, inner, off = 0;
+    size_t es = ad__dtype_size(n->out->dtype), outer, inner, off = 0;
     outer_inner(n->out->shape, n->a.axis, &outer, &inner);
     size_t row = (size_t)n->out->shape.dim[n->a.axis] * inner * es;
     for (int k = 0; k < n->n_in; k++) {
@@ -260,7 +260,7 @@ ad_status ad__concat_fwd(ad_tape *t, ad_node *n)
 
 void ad__concat_bwd(ad_tape *t, ad_node *n)
 {
-    size_t es = ad_dtype_size(n->out->dtype), outer, inner, off = 0;
+    size_t es = ad__dtype_size(n->out->dtype), outer, inner, off = 0;
     outer_inner(n->out->shape, n->a.axis, &outer, &inner);
     size_t row = (size_t)n->out->shape.dim[n->a.axis] * inner;
     for (int k = 0; k < n->n_in; k++) {
@@ -306,7 +306,7 @@ ad_status ad__shape_slice(ad_tape *t, ad_node *n, ad_shape *out)
 ad_status ad__slice_fwd(ad_tape *t, ad_node *n)
 {
     (void)t;
-    size_t es = ad_dtype_size(n->out->dtype), outer, inner;
+    size_t es = ad__dtype_size(n->out->dtype), outer, inner;
     outer_inner(n->in[0]->shape, n->a.axis, &outer, &inner);
     if (n->a.view) {
         n->out->data = (char *)n->in[0]->data + (size_t)n->a.start * inner * es;
@@ -324,7 +324,7 @@ void ad__slice_bwd(ad_tape *t, ad_node *n)
 {
     char *gx = ad__grad(t, n->in[0]);
     if (!gx) return;
-    size_t es = ad_dtype_size(n->out->dtype), outer, inner;
+    size_t es = ad__dtype_size(n->out->dtype), outer, inner;
     outer_inner(n->in[0]->shape, n->a.axis, &outer, &inner);
     size_t row = (size_t)n->in[0]->shape.dim[n->a.axis] * inner;
     size_t piece = (size_t)n->a.len * inner, off = (size_t)n->a.start * inner;
@@ -407,7 +407,7 @@ ad_status ad__keep_indices(ad_tape *t, ad_node *n)
 ad_status ad__gather_rows_fwd(ad_tape *t, ad_node *n)
 {
     if (ad__keep_indices(t, n) != AD_OK) return ad_tape_status(t);
-    size_t row = (size_t)n->out->shape.dim[1] * ad_dtype_size(n->out->dtype);
+    size_t row = (size_t)n->out->shape.dim[1] * ad__dtype_size(n->out->dtype);
     const char *x = n->in[0]->data;
     char *y = n->out->data;
     for (int64_t i = 0; i < n->a.n_idx; i++)
@@ -419,7 +419,7 @@ void ad__gather_rows_bwd(ad_tape *t, ad_node *n)
 {
     char *gx = ad__grad(t, n->in[0]);
     if (!gx) return;
-    size_t d = (size_t)n->out->shape.dim[1], es = ad_dtype_size(n->out->dtype);
+    size_t d = (size_t)n->out->shape.dim[1], es = ad__dtype_size(n->out->dtype);
     const char *g = n->out->grad;
     for (int64_t i = 0; i < n->a.n_idx; i++)
         add_into(n->out->dtype, gx + (size_t)n->a.idx[i] * d * es, g + (size_t)i * d * es, d);
@@ -525,10 +525,10 @@ ad_status ad__dropout_fwd(ad_tape *t, ad_node *n)
     size_t count = n->out->numel;
     double p = n->a.scalar;
     if (!n->a.flags || p == 0.0) {
-        memcpy(n->out->data, n->in[0]->data, count * ad_dtype_size(n->out->dtype));
+        memcpy(n->out->data, n->in[0]->data, count * ad__dtype_size(n->out->dtype));
         return AD_OK;
     }
-    n->saved = ad__alloc_array(t, count, ad_dtype_size(n->out->dtype));
+    n->saved = ad__alloc_array(t, count, ad__dtype_size(n->out->dtype));
     if (!n->saved) return ad_tape_status(t);
     double keep = 1.0 / (1.0 - p);
     for (size_t i = 0; i < count; i++) {

@@ -11,46 +11,7 @@
 #include "internal.h"
 
 #define DEFAULT_CHUNK ((size_t)1 << 20)
-#define ALIGN 64
-#define LABEL_SIZE 64
-#define MSG_SIZE 512
-
-/* A chunk of arena memory; chunks form a list kept across resets. */
-typedef struct chunk {
-    struct chunk *next;
-    void *raw; /* what the allocator returned */
-    unsigned char *base;
-    size_t cap;
-    size_t used;
-} chunk;
-
-struct ad_tape {
-    void *(*alloc)(void *ctx, size_t n);
-    void (*free)(void *ctx, void *ptr);
-    void *alloc_ctx;
-    size_t chunk_bytes;
-    chunk *first;
-    chunk *cur;
-    size_t reserved;
-    size_t used_before_cur; /* bytes used in chunks before cur */
-    ad_node **nodes;
-    size_t n_nodes;
-    size_t cap_nodes;
-    ad_status status;
-    char msg[MSG_SIZE];
-    unsigned pass;
-    int grad_enabled;
-    int anomaly;
-    int lean_copies; /* copies' gradients go straight into their parameters */
-    char label[LABEL_SIZE];
-    const char *label_copy; /* arena copy of label, shared by nodes until it changes */
-    /* Per-copy gradient checks: the `probe_copy`-th use of `probe_param`
-     * (counted from the last reset) sees element probe_index shifted by
-     * probe_delta; every other use sees the parameter unchanged. */
-    const ad_param *probe_param;
-    size_t probe_copy, probe_index, probe_seen;
-    double probe_delta;
-};
+#define ALIGN AD__ALIGN
 
 static void *default_alloc(void *ctx, size_t n)
 {
@@ -89,9 +50,9 @@ ad_tape *ad_tape_new(const ad_tape_options *opts)
 void ad_tape_free(ad_tape *t)
 {
     if (!t) return;
-    chunk *c = t->first;
+    ad__chunk *c = t->first;
     while (c) {
-        chunk *next = c->next;
+        ad__chunk *next = c->next;
         t->free(t->alloc_ctx, c->raw);
         c = next;
     }
@@ -102,7 +63,7 @@ void ad_tape_free(ad_tape *t)
 void ad_tape_reset(ad_tape *t)
 {
     if (!t) return;
-    for (chunk *c = t->first; c; c = c->next) c->used = 0;
+    for (ad__chunk *c = t->first; c; c = c->next) c->used = 0;
     t->cur = t->first;
     t->used_before_cur = 0;
     t->n_nodes = 0;
@@ -128,7 +89,7 @@ void ad__tape_set_probe(ad_tape *t, const ad_param *p, size_t copy, size_t index
 void *ad__tape_probe(ad_tape *t, const ad_param *p)
 {
     if (t->probe_param != p || t->probe_seen++ != t->probe_copy) return NULL;
-    size_t es = ad_dtype_size(p->value.dtype);
+    size_t es = ad__dtype_size(p->value.dtype);
     size_t bytes = p->value.numel * es;
     void *d = ad__alloc(t, bytes ? bytes : 1);
     if (!d) return NULL;
@@ -206,17 +167,17 @@ ad_status ad_tape_fail(ad_tape *t, ad_status code, const char *fmt, ...)
 /* ---- arena ------------------------------------------------------------------------ */
 
 /* Inserts a new chunk of at least `bytes` after cur (or first). */
-static chunk *new_chunk(ad_tape *t, size_t bytes)
+static ad__chunk *new_chunk(ad_tape *t, size_t bytes)
 {
     size_t cap = bytes > t->chunk_bytes ? bytes : t->chunk_bytes;
     size_t total;
-    if (cap > SIZE_MAX - sizeof(chunk) - ALIGN) return NULL;
-    total = sizeof(chunk) + ALIGN + cap;
+    if (cap > SIZE_MAX - sizeof(ad__chunk) - ALIGN) return NULL;
+    total = sizeof(ad__chunk) + ALIGN + cap;
     void *raw = t->alloc(t->alloc_ctx, total);
     if (!raw) return NULL;
-    chunk *c = raw;
+    ad__chunk *c = raw;
     c->raw = raw;
-    uintptr_t p = (uintptr_t)((unsigned char *)raw + sizeof(chunk));
+    uintptr_t p = (uintptr_t)((unsigned char *)raw + sizeof(ad__chunk));
     c->base = (unsigned char *)((p + ALIGN - 1) & ~(uintptr_t)(ALIGN - 1));
     c->cap = cap;
     c->used = 0;
@@ -246,7 +207,7 @@ void *ad__alloc(ad_tape *t, size_t bytes)
     }
     /* Move on to the next kept chunk if it fits; identical steps then take
      * identical paths, so a warmed-up loop never allocates. */
-    chunk *next = t->cur ? t->cur->next : t->first;
+    ad__chunk *next = t->cur ? t->cur->next : t->first;
     if (!next || next->cap < need) {
         next = new_chunk(t, need);
         if (!next) {
@@ -277,61 +238,63 @@ void *ad__alloc_array(ad_tape *t, size_t count, size_t size)
     return ad__alloc(t, bytes);
 }
 
-/* The arena's fast path, inlined where nodes are made; ad__alloc for the rest. */
-static inline void *bump(ad_tape *t, size_t bytes)
+/* The slow half of ad__grad: a new zeroed buffer for this pass. A buffer of
+ * up to one alignment unit is a whole 64-byte block, zeroed with a
+ * fixed-size store the compiler inlines. */
+void *ad__grad_new(ad_tape *t, ad_tensor *x)
 {
-    chunk *c = t->cur;
-    size_t need = (bytes + ALIGN - 1) & ~(size_t)(ALIGN - 1);
-    if (c && need && bytes <= SIZE_MAX - ALIGN && c->cap - c->used >= need) {
-        void *p = c->base + c->used;
-        c->used += need;
-        return p;
-    }
-    return ad__alloc(t, bytes);
-}
-
-void *ad__grad(ad_tape *t, ad_tensor *x)
-{
-    if (!x->requires_grad) return NULL;
-    if (x->param && t->lean_copies) return x->param->grad.data; /* no per-copy buffer */
-    if (x->grad_pass == t->pass && x->grad) return x->grad;
-    size_t bytes = x->numel * ad_dtype_size(x->dtype);
-    x->grad = bump(t, bytes);
-    if (!x->grad) return NULL;
-    memset(x->grad, 0, bytes);
+    size_t bytes = x->numel * ad__dtype_size(x->dtype);
+    void *g = ad__bump(t, bytes);
+    if (!g) return NULL;
+    if (bytes <= ALIGN) memset(g, 0, ALIGN);
+    else memset(g, 0, bytes);
+    x->grad = g;
     x->grad_pass = t->pass;
-    return x->grad;
+    return g;
 }
 
 /* ---- nodes ------------------------------------------------------------------------ */
 
-static int push_node(ad_tape *t, ad_node *n)
+/* Error and growth paths stay out of line so that the common path of every
+ * node is a short straight run. */
+#if defined(__GNUC__)
+#define COLD __attribute__((noinline, cold))
+#else
+#define COLD
+#endif
+
+/* Doubles the node list; 0 after failing the tape. */
+static COLD int grow_nodes(ad_tape *t)
 {
-    if (t->n_nodes == t->cap_nodes) {
-        size_t cap = t->cap_nodes ? t->cap_nodes * 2 : 256;
-        size_t bytes;
-        if (!ad__mul_size(cap, sizeof *t->nodes, &bytes)) {
-            ad__fail(t, AD_ERR_OVERFLOW, "tape: node list of %zu entries overflows", cap);
-            return 0;
-        }
-        ad_node **nodes = t->alloc(t->alloc_ctx, bytes);
-        if (!nodes) {
-            ad__fail(t, AD_ERR_NOMEM, "tape: cannot grow the node list to %zu entries", cap);
-            return 0;
-        }
-        if (t->n_nodes) memcpy(nodes, t->nodes, t->n_nodes * sizeof *nodes);
-        if (t->nodes) t->free(t->alloc_ctx, t->nodes);
-        t->nodes = nodes;
-        t->cap_nodes = cap;
+    size_t cap = t->cap_nodes ? t->cap_nodes * 2 : 256;
+    size_t bytes;
+    if (!ad__mul_size(cap, sizeof *t->nodes, &bytes)) {
+        ad__fail(t, AD_ERR_OVERFLOW, "tape: node list of %zu entries overflows", cap);
+        return 0;
     }
+    ad_node **nodes = t->alloc(t->alloc_ctx, bytes);
+    if (!nodes) {
+        ad__fail(t, AD_ERR_NOMEM, "tape: cannot grow the node list to %zu entries", cap);
+        return 0;
+    }
+    if (t->n_nodes) memcpy(nodes, t->nodes, t->n_nodes * sizeof *nodes);
+    if (t->nodes) t->free(t->alloc_ctx, t->nodes);
+    t->nodes = nodes;
+    t->cap_nodes = cap;
+    return 1;
+}
+
+static inline int push_node(ad_tape *t, ad_node *n)
+{
+    if (t->n_nodes == t->cap_nodes && !grow_nodes(t)) return 0;
     n->index = t->n_nodes;
     t->nodes[t->n_nodes++] = n;
     return 1;
 }
 
-static const char *node_label(ad_tape *t)
+/* The arena copy of the tape's label, made once per label; NULL on failure. */
+static COLD const char *copy_label(ad_tape *t)
 {
-    if (!t->label[0]) return NULL;
     if (!t->label_copy) {
         size_t len = strlen(t->label) + 1;
         char *copy = ad__alloc(t, len);
@@ -342,13 +305,13 @@ static const char *node_label(ad_tape *t)
     return t->label_copy;
 }
 
+static inline const char *node_label(ad_tape *t) { return t->label[0] ? copy_label(t) : NULL; }
+
 /* A node and its output header share one arena block; sizes rounded to the
  * alignment so that data placed after them stays aligned. */
 #define ROUND_UP(x) (((x) + ALIGN - 1) / ALIGN * ALIGN)
 #define NODE_BYTES ROUND_UP(sizeof(ad_node))
 #define HEADER_BYTES (NODE_BYTES + ROUND_UP(sizeof(ad_tensor)))
-
-static const ad__args no_args;
 
 /* Copies a small struct in 16-byte pieces, which compilers inline; a whole
  * struct assignment becomes a memcpy call or `rep movs`, which cost more than
@@ -362,18 +325,24 @@ static inline void copy_small(void *dst, const void *src, size_t size)
     if (i < size) memcpy(d + i, s + i, size - i);
 }
 
+static COLD void fail_block(ad_tape *t, ad__op op, size_t extra)
+{
+    ad__fail(t, AD_ERR_OVERFLOW, "%s: output of %zu bytes overflows", ad__ops[op].name, extra);
+}
+
 /*
  * A node of op with its output header from one block of `extra` more bytes
  * (the output's data, when its size is already known). Every field is set:
  * the arena is not zeroed.
  */
-static ad_node *node_block(ad_tape *t, ad__op op, ad_dtype dtype, const ad__args *args, size_t extra)
+static inline ad_node *node_block(ad_tape *t, ad__op op, ad_dtype dtype, const ad__args *args,
+                                  size_t extra)
 {
     if (extra > SIZE_MAX - HEADER_BYTES - ALIGN) {
-        ad__fail(t, AD_ERR_OVERFLOW, "%s: output of %zu bytes overflows", ad__ops[op].name, extra);
+        fail_block(t, op, extra);
         return NULL;
     }
-    unsigned char *blk = bump(t, HEADER_BYTES + extra);
+    unsigned char *blk = ad__bump(t, HEADER_BYTES + extra);
     const char *label = node_label(t);
     if (!blk || (t->label[0] && !label)) return NULL;
     ad_node *n = (ad_node *)blk;
@@ -391,15 +360,27 @@ static ad_node *node_block(ad_tape *t, ad__op op, ad_dtype dtype, const ad__args
     n->n_in = 0;
     n->in = n->in_inline;
     n->out = out;
-    copy_small(&n->a, args ? args : &no_args, sizeof n->a);
+    if (args) copy_small(&n->a, args, sizeof n->a);
+    else memset(&n->a, 0, sizeof n->a);
     n->saved = NULL;
     n->label = label;
     n->index = t->n_nodes; /* its place once appended; anomaly messages name it */
     return n;
 }
 
+/* The checked product for shapes the fast path of shape_numel does not take. */
+static COLD int checked_numel(ad_tape *t, ad__op op, ad_shape shape, size_t *numel)
+{
+    ad_status st = ad_shape_numel(shape, numel);
+    if (st == AD_OK) return 1;
+    char b[AD__SHAPE_BUF];
+    ad__fail(t, st, "%s: invalid shape %s: %s", ad__ops[op].name, ad__shape_str(shape, b),
+             ad_status_str(st));
+    return 0;
+}
+
 /* Numel of a valid shape, or 0 after failing the tape. */
-static int shape_numel(ad_tape *t, ad__op op, ad_shape shape, size_t *numel)
+static inline int shape_numel(ad_tape *t, ad__op op, ad_shape shape, size_t *numel)
 {
     /* Fast path: up to 4 axes below 2^14 cannot overflow (2^56 elements of 8
      * bytes fit a 64-bit size_t); anything else takes the checked product. */
@@ -415,21 +396,21 @@ static int shape_numel(ad_tape *t, ad__op op, ad_shape shape, size_t *numel)
             return 1;
         }
     }
-    ad_status st = ad_shape_numel(shape, numel);
-    if (st == AD_OK) return 1;
-    char b[AD__SHAPE_BUF];
-    ad__fail(t, st, "%s: invalid shape %s: %s", ad__ops[op].name, ad__shape_str(shape, b),
-             ad_status_str(st));
-    return 0;
+    return checked_numel(t, op, shape, numel);
+}
+
+static COLD void fail_dtype(ad_tape *t, ad__op op, ad_dtype dtype)
+{
+    ad__fail(t, AD_ERR_DTYPE, "%s: invalid dtype %d", ad__ops[op].name, (int)dtype);
 }
 
 ad_tensor *ad__leaf(ad_tape *t, ad__op op, ad_dtype dtype, ad_shape shape)
 {
     if (!t || t->status != AD_OK) return NULL;
-    size_t numel, esize = ad_dtype_size(dtype);
+    size_t numel, esize = ad__dtype_size(dtype);
     if (!shape_numel(t, op, shape, &numel)) return NULL;
     if (esize == 0) {
-        ad__fail(t, AD_ERR_DTYPE, "%s: invalid dtype %d", ad__ops[op].name, (int)dtype);
+        fail_dtype(t, op, dtype);
         return NULL;
     }
     ad_node *n = node_block(t, op, dtype, NULL, numel * esize);
@@ -441,6 +422,31 @@ ad_tensor *ad__leaf(ad_tape *t, ad__op op, ad_dtype dtype, ad_shape shape)
     n->a.shape = shape;
     out->requires_grad = (op == AD_OP_VARIABLE) && t->grad_enabled;
     if (!push_node(t, n)) return NULL;
+    return out;
+}
+
+ad_tensor *ad__copy_leaf(ad_tape *t, ad_param *p)
+{
+    ad_dtype dtype = p->value.dtype;
+    if (ad__dtype_size(dtype) == 0) {
+        fail_dtype(t, AD_OP_PARAM, dtype);
+        return NULL;
+    }
+    ad_node *n = node_block(t, AD_OP_PARAM, dtype, NULL, 0);
+    if (!n) return NULL;
+    ad_tensor *out = n->out;
+    out->shape = p->value.shape;
+    out->numel = p->value.numel;
+    out->data = p->value.data;
+    out->param = p;
+    out->requires_grad = (unsigned char)t->grad_enabled;
+    n->a.shape = out->shape;
+    if (!push_node(t, n)) return NULL;
+    if (t->probe_param == p) { /* gradient checks only */
+        void *probed = ad__tape_probe(t, p);
+        if (t->status != AD_OK) return NULL;
+        if (probed) out->data = probed;
+    }
     return out;
 }
 
@@ -466,20 +472,39 @@ static int check_inputs(ad_tape *t, const char *name, ad_tensor *const *in, int 
     return 1;
 }
 
-ad_tensor *ad__record(ad_tape *t, ad__op op, ad_tensor *const *in, int n_in, const ad__args *args)
+/* The messages for a bad input list, in the order the checks are made;
+ * reached only when ad__record's quick test of the inputs fails. */
+static COLD void fail_inputs(ad_tape *t, ad__op op, ad_tensor *const *in, int n_in,
+                             const ad__args *args)
 {
-    if (!t || t->status != AD_OK) return NULL;
     if (!in && n_in > 0) {
         ad__fail(t, AD_ERR_NULL, "%s: input list is NULL", ad__ops[op].name);
-        return NULL;
+        return;
     }
     if (n_in < 1) {
         ad__fail(t, AD_ERR_EMPTY, "%s: no inputs", ad__ops[op].name);
-        return NULL;
+        return;
     }
     const char *name = (args && args->custom && args->custom->name) ? args->custom->name
                                                                     : ad__ops[op].name;
-    if (!check_inputs(t, name, in, n_in)) return NULL;
+    check_inputs(t, name, in, n_in);
+}
+
+ad_tensor *ad__record(ad_tape *t, ad__op op, ad_tensor *const *in, int n_in, const ad__args *args)
+{
+    if (!t || t->status != AD_OK) return NULL;
+    /* The same conditions as check_inputs, tested in one pass that also
+     * collects whether any input needs a gradient. */
+    int ok = in && n_in >= 1 && in[0], needs_grad = 0;
+    for (int i = 0; ok && i < n_in; i++) {
+        const ad_tensor *x = in[i];
+        ok = x && x->tape == t && x->dtype == in[0]->dtype;
+        needs_grad |= ok && x->requires_grad;
+    }
+    if (!ok) {
+        fail_inputs(t, op, in, n_in, args);
+        return NULL;
+    }
 
     /* The shape rule sees the node with the caller's inputs; the output's
      * data is allocated once the shape is known. */
@@ -487,7 +512,10 @@ ad_tensor *ad__record(ad_tape *t, ad__op op, ad_tensor *const *in, int n_in, con
     ad_node *n = node_block(t, op, dtype, args, 0);
     if (!n) return NULL;
     n->n_in = n_in;
-    n->in = (ad_tensor **)in;
+    if (n_in <= AD__INLINE_IN)
+        for (int i = 0; i < n_in; i++) n->in_inline[i] = in[i];
+    else
+        n->in = (ad_tensor **)in;
     ad_shape shape;
     size_t numel;
     if (ad__ops[op].shape(t, n, &shape) != AD_OK) return NULL;
@@ -496,15 +524,13 @@ ad_tensor *ad__record(ad_tape *t, ad__op op, ad_tensor *const *in, int n_in, con
     out->shape = shape;
     out->numel = numel;
     if (!n->a.view) { /* a view's forward points data into input 0 */
-        out->data = bump(t, numel * ad_dtype_size(dtype));
+        out->data = ad__bump(t, numel * ad__dtype_size(dtype));
         if (!out->data) return NULL;
     }
-    n->in = n_in > AD__INLINE_IN ? ad__alloc_array(t, (size_t)n_in, sizeof *n->in) : n->in_inline;
-    if (!n->in) return NULL;
-    int needs_grad = 0;
-    for (int i = 0; i < n_in; i++) {
-        n->in[i] = in[i];
-        needs_grad |= in[i]->requires_grad;
+    if (n_in > AD__INLINE_IN) { /* the caller's list may not outlive the call */
+        n->in = ad__alloc_array(t, (size_t)n_in, sizeof *n->in);
+        if (!n->in) return NULL;
+        for (int i = 0; i < n_in; i++) n->in[i] = in[i];
     }
     out->requires_grad = (unsigned char)(needs_grad && t->grad_enabled);
     if (ad__ops[op].forward(t, n) != AD_OK || t->status != AD_OK) return NULL;

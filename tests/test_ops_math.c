@@ -232,13 +232,15 @@ Test(ops_math, fast_paths_match_broadcasting)
 }
 
 /*
- * Small products take a plain loop instead of the blocked kernel; both sum
+ * Small products take plain loops (row updates, or dot products for a
+ * transposed B, with lengths up to 4 unrolled) instead of the blocked kernel; both sum
  * over p in increasing order, the kernel with fused multiply-adds, so they
  * agree within rounding. Forward and both gradients, every transpose case.
  */
 Test(ops_math, small_matmul_matches_the_kernel)
 {
-    size_t shapes[][3] = {{1, 3, 3}, {3, 3, 3}, {3, 1, 3}, {2, 5, 7}, {6, 6, 7}, {1, 1, 1}};
+    size_t shapes[][3] = {{1, 3, 3}, {3, 3, 3}, {3, 1, 3}, {2, 5, 7}, {6, 6, 7}, {1, 1, 1},
+                          {2, 2, 4}, {4, 4, 2}, {3, 4, 1}};
     for (size_t sh = 0; sh < sizeof shapes / sizeof shapes[0]; sh++)
         for (int dt = 0; dt < 2; dt++)
             for (int f = 0; f < 4; f++) {
