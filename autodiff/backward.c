@@ -9,6 +9,103 @@
 #include <string.h>
 
 #include "internal.h"
+#include "kernels.h"
+
+/* ---- deferred weight gradients ------------------------------------------------------------ */
+
+/* Steps with fewer rows than DEFER_MAX_ROWS are stacked, for weights of at
+ * least DEFER_MIN_WEIGHT elements (smaller ones stay in cache between steps,
+ * and the stack would cost more memory than it saves time); STACK_ROWS rows
+ * make one stacked product. */
+enum { DEFER_MAX_ROWS = 512, DEFER_MIN_WEIGHT = 4096, STACK_ROWS = 2048 };
+
+typedef struct ad__deferred {
+    ad_param *param;
+    const void *a, *g;
+    size_t m, k, n;
+    int ta, tb, done;
+} ad__deferred;
+
+int ad__defer_weight_grad(ad_tape *t, ad_tensor *b, const void *a, int ta, const void *g, size_t m,
+                          size_t k, size_t n, int tb)
+{
+    if (!t->lean_copies || !b->param || t->anomaly || m >= DEFER_MAX_ROWS || k * n < DEFER_MIN_WEIGHT) return 0;
+    if (t->n_deferred == t->cap_deferred) { /* grows to its steady size once */
+        size_t cap = t->cap_deferred ? 2 * t->cap_deferred : 256, bytes;
+        if (!ad__mul_size(cap, sizeof *t->deferred, &bytes)) return 0;
+        ad__deferred *d = t->alloc(t->alloc_ctx, bytes);
+        if (!d) return 0; /* computed now instead */
+        if (t->n_deferred) memcpy(d, t->deferred, t->n_deferred * sizeof *d);
+        if (t->deferred) t->free(t->alloc_ctx, t->deferred);
+        t->deferred = d;
+        t->cap_deferred = cap;
+    }
+    ad__deferred *d = &t->deferred[t->n_deferred++];
+    d->param = b->param, d->a = a, d->g = g;
+    d->m = m, d->k = k, d->n = n, d->ta = ta, d->tb = tb, d->done = 0;
+    return 1;
+}
+
+/* Row r of op(A) of record d into dst (k elements of size es). */
+static void op_a_row(const ad__deferred *d, size_t r, size_t es, char *dst)
+{
+    const char *a = d->a;
+    if (!d->ta) {
+        memcpy(dst, a + r * d->k * es, d->k * es);
+        return;
+    }
+    for (size_t c = 0; c < d->k; c++) memcpy(dst + c * es, a + (c * d->m + r) * es, es);
+}
+
+/* grad += A^T G over `rows` stacked rows (A [rows, k], G [rows, n]), or
+ * G^T A when the parameter is used transposed. */
+static void stacked_product(const ad__deferred *d, size_t rows, const void *sa, const void *sg)
+{
+    void *grad = d->param->grad.data;
+    if (d->param->grad.dtype == AD_F32) {
+        if (!d->tb) ad__gemm_f32(1, 0, d->k, d->n, rows, sa, sg, grad, 1);
+        else ad__gemm_f32(1, 0, d->n, d->k, rows, sg, sa, grad, 1);
+    } else {
+        if (!d->tb) ad__gemm_f64(1, 0, d->k, d->n, rows, sa, sg, grad, 1);
+        else ad__gemm_f64(1, 0, d->n, d->k, rows, sg, sa, grad, 1);
+    }
+}
+
+static int same_group(const ad__deferred *x, const ad__deferred *y)
+{
+    return x->param == y->param && x->tb == y->tb && x->k == y->k && x->n == y->n;
+}
+
+/* Runs the deferred products: per parameter, the steps' rows stacked in
+ * the order they were recorded, STACK_ROWS at a time. */
+static void flush_deferred(ad_tape *t)
+{
+    for (size_t i = 0; i < t->n_deferred; i++) {
+        ad__deferred *first = &t->deferred[i];
+        if (first->done) continue;
+        size_t es = ad__dtype_size(first->param->grad.dtype), total = 0;
+        for (size_t j = i; j < t->n_deferred; j++)
+            if (!t->deferred[j].done && same_group(first, &t->deferred[j])) total += t->deferred[j].m;
+        size_t cap = total < STACK_ROWS ? total : STACK_ROWS, rows = 0;
+        char *sa = ad__alloc(t, cap * first->k * es), *sg = ad__alloc(t, cap * first->n * es);
+        if (!sa || !sg) return; /* the tape is in error (out of memory) */
+        for (size_t j = i; j < t->n_deferred; j++) {
+            ad__deferred *d = &t->deferred[j];
+            if (d->done || !same_group(first, d)) continue;
+            if (rows + d->m > cap) {
+                stacked_product(first, rows, sa, sg);
+                rows = 0;
+            }
+            for (size_t r = 0; r < d->m; r++) op_a_row(d, r, es, sa + (rows + r) * d->k * es);
+            memcpy(sg + rows * d->n * es, d->g, d->m * d->n * es);
+            rows += d->m;
+            d->done = 1;
+        }
+        if (rows) stacked_product(first, rows, sa, sg);
+    }
+    t->n_deferred = 0;
+}
+
 
 static ad_status check_root(ad_tape *t, ad_tensor *root, const ad_tensor *upstream)
 {
@@ -43,6 +140,7 @@ ad_status ad_backward(ad_tape *t, ad_tensor *root, const ad_tensor *upstream)
     if (check_root(t, root, upstream) != AD_OK) return ad_tape_status(t);
 
     ad__tape_next_pass(t);
+    t->n_deferred = 0;
     if (root->param && ad__tape_lean_copies(t)) { /* the loss is a copy itself: add into p */
         ad_tensor *g = &root->param->grad;
         for (size_t i = 0; i < root->numel; i++) {
@@ -76,5 +174,6 @@ ad_status ad_backward(ad_tape *t, ad_tensor *root, const ad_tensor *upstream)
             if (t->status != AD_OK) return t->status;
         }
     }
-    return AD_OK;
+    flush_deferred(t);
+    return t->status;
 }

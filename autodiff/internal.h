@@ -199,6 +199,9 @@ struct ad_tape {
     const ad_param *probe_param;
     size_t probe_copy, probe_index, probe_seen;
     double probe_delta;
+    /* Weight gradients of lean copies left for the end of backward (backward.c). */
+    struct ad__deferred *deferred;
+    size_t n_deferred, cap_deferred;
     char msg[AD__MSG_SIZE];
 };
 
@@ -305,6 +308,18 @@ void *ad__tape_probe(ad_tape *t, const ad_param *p);
 int ad__tape_anomaly(const ad_tape *t);
 int ad__tape_lean_copies(const ad_tape *t);
 int ad__tape_grad_enabled(const ad_tape *t);
+
+/*
+ * The gradient of a parameter used as the right operand of a product, for a
+ * copy on a lean tape: dB += op(A)^T G (or, when B is used transposed,
+ * dB += G^T op(A)), with op(A) [m, k] (`a` stored [k, m] when ta) and
+ * G [m, n]. When m is small (a time step's rows) the product is not run now:
+ * backward stacks the rows of every step and runs one product at its end,
+ * which reads each gradient block once instead of once per step. Returns 1
+ * when deferred, 0 when the caller must compute it.
+ */
+int ad__defer_weight_grad(ad_tape *t, ad_tensor *b, const void *a, int ta, const void *g, size_t m,
+                          size_t k, size_t n, int tb);
 
 /* Runs the anomaly check of backward over node n's input gradients. */
 void ad__check_backward_anomaly(ad_tape *t, ad_node *n);

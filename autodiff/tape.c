@@ -57,6 +57,7 @@ void ad_tape_free(ad_tape *t)
         c = next;
     }
     if (t->nodes) t->free(t->alloc_ctx, t->nodes);
+    if (t->deferred) t->free(t->alloc_ctx, t->deferred);
     t->free(t->alloc_ctx, t);
 }
 
