@@ -53,7 +53,10 @@ typedef struct ad_tape_options {
      * parameter's gradient instead of keeping a buffer per copy. Saves a
      * parameter-sized buffer per use (memory and time in long unrolls); the
      * parameters' gradients are the same up to summation order, but the
-     * per-copy gradients (and reports built on them) are not available.
+     * per-copy gradients (and reports built on them) are not available. The
+     * weight gradients of per-step products (under 512 rows, weights of 4096
+     * elements or more) are stacked and computed in one product at the end of
+     * backward, outside anomaly mode.
      */
     int lean_copies;
 } ad_tape_options;
