@@ -22,11 +22,14 @@ enum { DEFER_MAX_ROWS = 512, DEFER_MIN_WEIGHT = 4096, STACK_ROWS = 2048 };
 typedef struct ad__deferred {
     ad_param *param;
     const void *a, *g;
+    ad_tensor *out; /* whose gradient g is: released once used (release_grads) */
     size_t m, k, n;
     int ta, tb, done;
 } ad__deferred;
 
-int ad__defer_weight_grad(ad_tape *t, ad_tensor *b, const void *a, int ta, const void *g, size_t m,
+static void flush_deferred(ad_tape *t);
+
+int ad__defer_weight_grad(ad_tape *t, ad_tensor *b, const void *a, int ta, ad_tensor *out, size_t m,
                           size_t k, size_t n, int tb)
 {
     if (!t->lean_copies || !b->param || t->anomaly || m >= DEFER_MAX_ROWS || k * n < DEFER_MIN_WEIGHT) return 0;
@@ -41,8 +44,13 @@ int ad__defer_weight_grad(ad_tape *t, ad_tensor *b, const void *a, int ta, const
         t->cap_deferred = cap;
     }
     ad__deferred *d = &t->deferred[t->n_deferred++];
-    d->param = b->param, d->a = a, d->g = g;
+    d->param = b->param, d->a = a, d->g = out->grad, d->out = out;
+    out->grad_pinned = 1; /* read again when the stack is computed */
     d->m = m, d->k = k, d->n = n, d->ta = ta, d->tb = tb, d->done = 0;
+    /* Long unrolls: compute what is stacked every few thousand rows, so that
+     * the steps' gradients it reads need not all stay until the end. */
+    t->deferred_rows += m;
+    if (t->deferred_rows >= 2 * STACK_ROWS) flush_deferred(t);
     return 1;
 }
 
@@ -87,8 +95,13 @@ static void flush_deferred(ad_tape *t)
         for (size_t j = i; j < t->n_deferred; j++)
             if (!t->deferred[j].done && same_group(first, &t->deferred[j])) total += t->deferred[j].m;
         size_t cap = total < STACK_ROWS ? total : STACK_ROWS, rows = 0;
-        char *sa = ad__alloc(t, cap * first->k * es), *sg = ad__alloc(t, cap * first->n * es);
-        if (!sa || !sg) return; /* the tape is in error (out of memory) */
+        size_t bytes = cap * (first->k + first->n) * es;
+        if (bytes > t->stack_bytes) { /* one buffer for every flush until the tape is reset */
+            t->stack_buf = ad__alloc(t, bytes);
+            t->stack_bytes = t->stack_buf ? bytes : 0;
+        }
+        if (!t->stack_buf) return; /* the tape is in error (out of memory) */
+        char *sa = t->stack_buf, *sg = sa + cap * first->k * es;
         for (size_t j = i; j < t->n_deferred; j++) {
             ad__deferred *d = &t->deferred[j];
             if (d->done || !same_group(first, d)) continue;
@@ -100,10 +113,13 @@ static void flush_deferred(ad_tape *t)
             memcpy(sg + rows * d->n * es, d->g, d->m * d->n * es);
             rows += d->m;
             d->done = 1;
+            d->out->grad_pinned = 0;
+            if (t->release_grads) ad__release_grad(t, d->out);
         }
         if (rows) stacked_product(first, rows, sa, sg);
     }
     t->n_deferred = 0;
+    t->deferred_rows = 0;
 }
 
 
@@ -141,6 +157,7 @@ ad_status ad_backward(ad_tape *t, ad_tensor *root, const ad_tensor *upstream)
 
     ad__tape_next_pass(t);
     t->n_deferred = 0;
+    t->deferred_rows = 0;
     if (root->param && ad__tape_lean_copies(t)) { /* the loss is a copy itself: add into p */
         ad_tensor *g = &root->param->grad;
         for (size_t i = 0; i < root->numel; i++) {
@@ -173,6 +190,8 @@ ad_status ad_backward(ad_tape *t, ad_tensor *root, const ad_tensor *upstream)
             ad__check_backward_anomaly(t, n);
             if (t->status != AD_OK) return t->status;
         }
+        /* every consumer of n's output came later on the tape: its gradient is complete and used */
+        if (t->release_grads && n->n_in > 0) ad__release_grad(t, n->out);
     }
     flush_deferred(t);
     return t->status;

@@ -36,6 +36,7 @@ struct ad_tensor {
     unsigned char requires_grad;
     unsigned char owns_data; /* heap tensor whose data must be freed */
     unsigned char is_heap;   /* heap tensor header that ad_tensor_free may free */
+    unsigned char grad_pinned; /* its gradient is read after its node's backward (stacked weight gradients) */
 };
 
 struct ad_param {
@@ -174,6 +175,8 @@ typedef struct ad__chunk {
     size_t used;
 } ad__chunk;
 
+#define AD__FREE_CLASSES 16
+
 struct ad_tape {
     void *(*alloc)(void *ctx, size_t n);
     void (*free)(void *ctx, void *ptr);
@@ -191,6 +194,14 @@ struct ad_tape {
     int grad_enabled;
     int anomaly;
     int lean_copies; /* copies' gradients go straight into their parameters */
+    int release_grads; /* intermediate gradient buffers are reused during backward */
+    /* Released gradient buffers, one list per size (the first bytes of a free
+     * buffer point to the next); cleared by a reset. */
+    struct {
+        size_t bytes;
+        void *head;
+    } free_grads[AD__FREE_CLASSES];
+    int n_free_classes;
     char label[AD__LABEL_SIZE];
     const char *label_copy; /* arena copy of label, shared by nodes until it changes */
     /* Per-copy gradient checks: the `probe_copy`-th use of `probe_param`
@@ -201,7 +212,9 @@ struct ad_tape {
     double probe_delta;
     /* Weight gradients of lean copies left for the end of backward (backward.c). */
     struct ad__deferred *deferred;
-    size_t n_deferred, cap_deferred;
+    size_t n_deferred, cap_deferred, deferred_rows;
+    void *stack_buf; /* arena buffer the stacked rows are copied into */
+    size_t stack_bytes;
     char msg[AD__MSG_SIZE];
 };
 
@@ -240,6 +253,10 @@ static inline void *ad__grad(ad_tape *t, ad_tensor *x)
     return ad__grad_new(t, x);
 }
 
+
+/* Gives x's gradient buffer back to the tape (release_grads): its bytes are
+ * reused by the next gradient of that size; x's gradient reads as NULL. */
+void ad__release_grad(ad_tape *t, ad_tensor *x);
 
 /* Sets the tape's error unless one is set; returns the tape's status (the
  * public ad_tape_fail, under the name the op files use). */
@@ -313,12 +330,12 @@ int ad__tape_grad_enabled(const ad_tape *t);
  * The gradient of a parameter used as the right operand of a product, for a
  * copy on a lean tape: dB += op(A)^T G (or, when B is used transposed,
  * dB += G^T op(A)), with op(A) [m, k] (`a` stored [k, m] when ta) and
- * G [m, n]. When m is small (a time step's rows) the product is not run now:
+ * G = out's gradient [m, n]. When m is small (a time step's rows) it is not run now:
  * backward stacks the rows of every step and runs one product at its end,
  * which reads each gradient block once instead of once per step. Returns 1
  * when deferred, 0 when the caller must compute it.
  */
-int ad__defer_weight_grad(ad_tape *t, ad_tensor *b, const void *a, int ta, const void *g, size_t m,
+int ad__defer_weight_grad(ad_tape *t, ad_tensor *b, const void *a, int ta, ad_tensor *out, size_t m,
                           size_t k, size_t n, int tb);
 
 /* Runs the anomaly check of backward over node n's input gradients. */

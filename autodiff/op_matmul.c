@@ -167,7 +167,7 @@ void ad__matmul_bwd(ad_tape *t, ad_node *n)
             gemm(dt, tb, 1, k, m, nn, b->data, g, ga, 1);
     }
     void *gb = ad__grad(t, b);
-    if (gb && !ad__defer_weight_grad(t, b, a->data, ta, g, (size_t)m, (size_t)k, (size_t)nn, tb)) {
+    if (gb && !ad__defer_weight_grad(t, b, a->data, ta, n->out, (size_t)m, (size_t)k, (size_t)nn, tb)) {
         if (!tb) /* dB[k,n] = op(A)^T[k,m] G[m,n] */
             gemm(dt, !ta, 0, k, nn, m, a->data, g, gb, 1);
         else /* dB[n,k] = G^T[n,m] op(A)[m,k] */

@@ -44,6 +44,7 @@ ad_tape *ad_tape_new(const ad_tape_options *opts)
     t->grad_enabled = 1;
     t->anomaly = o.anomaly != 0;
     t->lean_copies = o.lean_copies != 0;
+    t->release_grads = o.release_grads != 0;
     return t;
 }
 
@@ -73,6 +74,8 @@ void ad_tape_reset(ad_tape *t)
     t->label[0] = '\0';
     t->label_copy = NULL;
     t->probe_seen = 0;
+    t->n_free_classes = 0; /* the released buffers were arena memory */
+    t->stack_buf = NULL, t->stack_bytes = 0;
     t->pass++; /* invalidates every gradient of the old tensors */
 }
 
@@ -242,10 +245,45 @@ void *ad__alloc_array(ad_tape *t, size_t count, size_t size)
 /* The slow half of ad__grad: a new zeroed buffer for this pass. A buffer of
  * up to one alignment unit is a whole 64-byte block, zeroed with a
  * fixed-size store the compiler inlines. */
+/* The free list of buffers of `bytes`, or NULL. */
+static void **free_list(ad_tape *t, size_t bytes)
+{
+    for (int i = 0; i < t->n_free_classes; i++)
+        if (t->free_grads[i].bytes == bytes) return &t->free_grads[i].head;
+    return NULL;
+}
+
+void ad__release_grad(ad_tape *t, ad_tensor *x)
+{
+    size_t bytes = x->numel * ad__dtype_size(x->dtype);
+    if (!x->grad || x->grad_pinned || bytes < sizeof(void *)) return;
+    void **head = free_list(t, bytes);
+    if (!head && t->n_free_classes < AD__FREE_CLASSES) {
+        t->free_grads[t->n_free_classes].bytes = bytes;
+        t->free_grads[t->n_free_classes].head = NULL;
+        head = &t->free_grads[t->n_free_classes++].head;
+    }
+    if (!head) return; /* too many sizes: the buffer stays where it is */
+    memcpy(x->grad, head, sizeof *head); /* the buffer links to the old head */
+    *head = x->grad;
+    x->grad = NULL;
+}
+
+/* A released buffer of `bytes`, or NULL. */
+static void *reuse_grad(ad_tape *t, size_t bytes)
+{
+    void **head = free_list(t, bytes);
+    if (!head || !*head) return NULL;
+    void *g = *head;
+    memcpy(head, g, sizeof *head);
+    return g;
+}
+
 void *ad__grad_new(ad_tape *t, ad_tensor *x)
 {
     size_t bytes = x->numel * ad__dtype_size(x->dtype);
-    void *g = ad__bump(t, bytes);
+    void *g = t->n_free_classes ? reuse_grad(t, bytes) : NULL;
+    if (!g) g = ad__bump(t, bytes);
     if (!g) return NULL;
     if (bytes <= ALIGN) memset(g, 0, ALIGN);
     else memset(g, 0, bytes);
@@ -357,6 +395,7 @@ static inline ad_node *node_block(ad_tape *t, ad__op op, ad_dtype dtype, const a
     out->requires_grad = 0;
     out->owns_data = 0;
     out->is_heap = 0;
+    out->grad_pinned = 0;
     n->op = op;
     n->n_in = 0;
     n->in = n->in_inline;

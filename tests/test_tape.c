@@ -254,3 +254,60 @@ Test(tape, lean_tapes_stack_the_steps_weight_gradients)
     free(x), free(g[0]), free(g[1]);
     cr_assert_eq(ts_live_allocs(), before);
 }
+
+/*
+ * release_grads: the same parameter and leaf gradients to the bit (only
+ * buffers are reused), in less arena memory, intermediate gradients NULL
+ * afterwards; with lean copies the stacked weight gradients (whose step
+ * gradients are read at the end of backward) stay right.
+ */
+static size_t release_run(int release, int lean, ad_param *const *p, const double *x, double *g, double *gx)
+{
+    enum { T = 30, B = 4, H = 64 };
+    ad_tape_options o = {0};
+    o.release_grads = release;
+    o.lean_copies = lean;
+    ad_tape *t = ad_tape_new(&o);
+    for (int i = 0; i < 2; i++) ad_param_zero_grad(p[i]);
+    ad_tensor *x0 = ad_variable(t, AD_F64, ad_shape2(B, H), x);
+    ad_tensor *h = x0, *loss = NULL, *mid = NULL;
+    for (int s = 0; s < T; s++) {
+        ad_tensor *z = ad_add(t, ad_matmul(t, h, ad_use(t, p[0]), 0), ad_use(t, p[1]));
+        h = ad_tanh(t, z);
+        if (s == T / 2) mid = z;
+        ad_tensor *l = ad_sum(t, ad_mul(t, h, h), AD_AXIS_ALL, 0);
+        loss = loss ? ad_add(t, loss, l) : l;
+    }
+    cr_assert_eq(ad_backward(t, loss, NULL), AD_OK, "%s", ad_tape_message(t));
+    memcpy(g, ad_tensor_f64(ad_param_grad(p[0])), H * H * sizeof *g);
+    memcpy(g + H * H, ad_tensor_f64(ad_param_grad(p[1])), H * sizeof *g);
+    memcpy(gx, ad_tensor_grad_f64(x0), B * H * sizeof *gx);
+    if (release) cr_assert_null(ad_tensor_grad_f64(mid), "an intermediate gradient is released");
+    else cr_assert_not_null(ad_tensor_grad_f64(mid));
+    size_t used = ad_tape_bytes_used(t);
+    ad_tape_free(t);
+    return used;
+}
+
+Test(tape, released_gradient_buffers_change_no_result)
+{
+    long before = ts_live_allocs();
+    enum { B = 4, H = 64 };
+    double x[B * H], g[2][H * H + H], gx[2][B * H];
+    ts_fill_uniform(x, B * H, 31, -1, 1);
+    ad_param *p[2] = {ad_param_new("W", AD_F64, ad_shape2(H, H), NULL), ad_param_new("b", AD_F64, ad_shape1(H), NULL)};
+    ts_fill_uniform(ad_tensor_f64(ad_param_value(p[0])), H * H, 32, -0.2, 0.2);
+    ts_fill_uniform(ad_tensor_f64(ad_param_value(p[1])), H, 33, -0.2, 0.2);
+    for (int lean = 0; lean < 2; lean++) {
+        size_t kept = release_run(0, lean, p, x, g[0], gx[0]);
+        size_t reused = release_run(1, lean, p, x, g[1], gx[1]);
+        cr_assert(!memcmp(g[0], g[1], sizeof g[0]), "lean %d: parameter gradients differ", lean);
+        cr_assert(!memcmp(gx[0], gx[1], sizeof gx[0]), "lean %d: the leaf's gradient differs", lean);
+        /* per-copy weight gradients (not lean) are leaves' and stay; the step gradients are reused */
+        cr_assert_lt(reused, lean ? kept * 4 / 5 : kept * 9 / 10, "lean %d: %zu bytes with release, %zu without", lean,
+                     reused, kept);
+    }
+    ad_param_free(p[0]);
+    ad_param_free(p[1]);
+    cr_assert_eq(ts_live_allocs(), before);
+}
