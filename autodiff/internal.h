@@ -93,24 +93,35 @@ typedef enum ad__op {
     AD_OP_COUNT
 } ad__op;
 
-/* Arguments an op keeps for forward and backward; each op uses a few fields. */
+/* Arguments an op keeps for forward and backward; each op uses a few fields.
+ * The fields after `view` share storage: no op uses two of the groups, and a
+ * node copies 64 bytes of arguments instead of all of them. Zero-initialising
+ * an ad__args zeroes the union through its first member, which covers it. */
 typedef struct ad__args {
     int axis;
     int keepdim;
-    int flags;     /* matmul transposes; dropout train flag */
+    int flags;     /* matmul transposes; rnn_cell activation */
     int reduction; /* ad_reduction */
-    double scalar; /* scalar ops, dropout p */
-    int64_t start; /* slice */
-    int64_t len;
-    int perm[AD_MAX_RANK];
-    ad_shape shape;     /* leaves, reshape */
-    const int64_t *idx; /* gather indices / CE targets, copied into the arena */
-    int64_t n_idx;
-    int64_t ignore_index;
-    ad_rng *rng; /* dropout; only used during forward */
-    int view;    /* set by a shape rule: the output shares input 0's data (no buffer) */
-    const ad_custom_op *custom;
-    void *custom_ctx;
+    int view;      /* set by a shape rule: the output shares input 0's data (no buffer) */
+    union {
+        struct {               /* slice: start, len; gather_rows: idx, n_idx; */
+            int64_t start;     /* cross_entropy: idx, n_idx, ignore_index and */
+            int64_t len;       /* len (the counted rows) */
+            const int64_t *idx; /* copied into the arena */
+            int64_t n_idx;
+            int64_t ignore_index;
+        };
+        struct {           /* scalar ops: scalar; dropout: scalar (p) and rng, */
+            double scalar; /* which only forward may use */
+            ad_rng *rng;
+        };
+        int perm[AD_MAX_RANK]; /* permute */
+        ad_shape shape;        /* leaves, reshape */
+        struct {               /* custom */
+            const ad_custom_op *custom;
+            void *custom_ctx;
+        };
+    };
 } ad__args;
 
 /* Inputs are kept inline when few; concat may have many (arena array). */

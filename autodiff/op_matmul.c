@@ -57,12 +57,14 @@ ad_status ad__shape_matmul(ad_tape *t, ad_node *n, ad_shape *out)
 #define DEFINE_SMALL(T)                                                                        \
     static inline void rows_##T(size_t m, size_t nn, size_t k, size_t ar, size_t ac,           \
                                 const T *restrict a, const T *restrict b, T *restrict c,       \
-                                int accumulate)                                                \
+                                int accumulate, const T *bias)                                 \
     {                                                                                          \
         for (size_t i = 0; i < m; i++) {                                                       \
             T *restrict ci = c + i * nn;                                                       \
             const T *ai = a + i * ar;                                                          \
-            if (!accumulate)                                                                   \
+            if (bias)                                                                          \
+                for (size_t j = 0; j < nn; j++) ci[j] = bias[j];                               \
+            else if (!accumulate)                                                              \
                 for (size_t j = 0; j < nn; j++) ci[j] = 0;                                     \
             for (size_t p = 0; p < k; p++) {                                                   \
                 T x = ai[p * ac];                                                              \
@@ -73,74 +75,94 @@ ad_status ad__shape_matmul(ad_tape *t, ad_node *n, ad_shape *out)
     }                                                                                          \
     static inline void dots_##T(size_t m, size_t nn, size_t k, size_t ar, size_t ac,           \
                                 const T *restrict a, const T *restrict b, T *restrict c,       \
-                                int accumulate)                                                \
+                                int accumulate, const T *bias)                                 \
     {                                                                                          \
         for (size_t i = 0; i < m; i++) {                                                       \
             T *restrict ci = c + i * nn;                                                       \
             const T *ai = a + i * ar;                                                          \
             for (size_t j = 0; j < nn; j++) {                                                  \
                 const T *bj = b + j * k;                                                       \
-                T s = accumulate ? ci[j] : 0;                                                  \
+                T s = bias ? bias[j] : accumulate ? ci[j] : 0;                                 \
                 for (size_t p = 0; p < k; p++) s += ai[p * ac] * bj[p];                        \
                 ci[j] = s;                                                                     \
             }                                                                                  \
         }                                                                                      \
     }                                                                                          \
     static void small_##T(int ta, int tb, size_t m, size_t nn, size_t k, const T *a,           \
-                          const T *b, T *restrict c, int accumulate)                            \
+                          const T *b, T *restrict c, int accumulate, const T *bias)             \
     {                                                                                          \
         size_t ar = ta ? 1 : k, ac = ta ? m : 1;                                               \
         if (!tb) {                                                                             \
             switch (nn) {                                                                      \
-            case 1: rows_##T(m, 1, k, ar, ac, a, b, c, accumulate); return;                    \
-            case 2: rows_##T(m, 2, k, ar, ac, a, b, c, accumulate); return;                    \
-            case 3: rows_##T(m, 3, k, ar, ac, a, b, c, accumulate); return;                    \
-            case 4: rows_##T(m, 4, k, ar, ac, a, b, c, accumulate); return;                    \
-            default: rows_##T(m, nn, k, ar, ac, a, b, c, accumulate); return;                  \
+            case 1: rows_##T(m, 1, k, ar, ac, a, b, c, accumulate, bias); return;                    \
+            case 2: rows_##T(m, 2, k, ar, ac, a, b, c, accumulate, bias); return;                    \
+            case 3: rows_##T(m, 3, k, ar, ac, a, b, c, accumulate, bias); return;                    \
+            case 4: rows_##T(m, 4, k, ar, ac, a, b, c, accumulate, bias); return;                    \
+            default: rows_##T(m, nn, k, ar, ac, a, b, c, accumulate, bias); return;                  \
             }                                                                                  \
         }                                                                                      \
         switch (k) {                                                                           \
-        case 1: dots_##T(m, nn, 1, ar, ac, a, b, c, accumulate); return;                       \
-        case 2: dots_##T(m, nn, 2, ar, ac, a, b, c, accumulate); return;                       \
-        case 3: dots_##T(m, nn, 3, ar, ac, a, b, c, accumulate); return;                       \
-        case 4: dots_##T(m, nn, 4, ar, ac, a, b, c, accumulate); return;                       \
-        default: dots_##T(m, nn, k, ar, ac, a, b, c, accumulate); return;                      \
+        case 1: dots_##T(m, nn, 1, ar, ac, a, b, c, accumulate, bias); return;                       \
+        case 2: dots_##T(m, nn, 2, ar, ac, a, b, c, accumulate, bias); return;                       \
+        case 3: dots_##T(m, nn, 3, ar, ac, a, b, c, accumulate, bias); return;                       \
+        case 4: dots_##T(m, nn, 4, ar, ac, a, b, c, accumulate, bias); return;                       \
+        default: dots_##T(m, nn, k, ar, ac, a, b, c, accumulate, bias); return;                      \
         }                                                                                      \
     }
 
 DEFINE_SMALL(float)
 DEFINE_SMALL(double)
 
-/* One product dst (+)= op(x) op(y) in the given dtype. */
+/* Copies the bias into every row (a loop: a memcpy call per short row costs
+ * more than the copy). */
+#define DEFINE_FILL_ROWS(T)                                                            \
+    static void fill_rows_##T(size_t rows, size_t cols, const T *bias, T *restrict out) \
+    {                                                                                  \
+        for (size_t i = 0; i < rows; i++)                                              \
+            for (size_t j = 0; j < cols; j++) out[i * cols + j] = bias[j];             \
+    }
+DEFINE_FILL_ROWS(float)
+DEFINE_FILL_ROWS(double)
+
+/*
+ * One product dst (+)= op(x) op(y) in the given dtype; with a bias (a row of
+ * n) every row of dst starts as the bias instead (accumulate is then
+ * ignored). The small loops start from the bias directly; the kernel adds
+ * onto rows filled with it first, so both give bias + terms in increasing p.
+ */
 static void gemm(ad_dtype dt, int tx, int ty, int64_t m, int64_t nn, int64_t k, const void *x,
-                 const void *y, void *dst, int accumulate)
+                 const void *y, void *dst, int accumulate, const void *bias)
 {
     size_t um = (size_t)m, un = (size_t)nn, uk = (size_t)k;
     if (SMALL_PRODUCT(um, un, uk)) {
-        if (dt == AD_F32) small_float(tx, ty, um, un, uk, x, y, dst, accumulate);
-        else small_double(tx, ty, um, un, uk, x, y, dst, accumulate);
-    } else if (dt == AD_F32) {
-        ad__gemm_f32(tx, ty, um, un, uk, x, y, dst, accumulate);
-    } else {
-        ad__gemm_f64(tx, ty, um, un, uk, x, y, dst, accumulate);
+        if (dt == AD_F32) small_float(tx, ty, um, un, uk, x, y, dst, accumulate, bias);
+        else small_double(tx, ty, um, un, uk, x, y, dst, accumulate, bias);
+        return;
     }
+    if (bias) {
+        if (dt == AD_F32) fill_rows_float(um, un, bias, dst);
+        else fill_rows_double(um, un, bias, dst);
+        accumulate = 1;
+    }
+    if (dt == AD_F32) ad__gemm_f32(tx, ty, um, un, uk, x, y, dst, accumulate);
+    else ad__gemm_f64(tx, ty, um, un, uk, x, y, dst, accumulate);
 }
 
-/* out = op(a) op(b), or with accumulate out += op(a) op(b). */
-static void product(const ad_node *n, int accumulate)
+/* out = op(a) op(b), or with a bias out = bias + op(a) op(b) row by row. */
+static void product(const ad_node *n, const void *bias)
 {
     const ad_tensor *a = n->in[0], *b = n->in[1];
     int ta = (n->a.flags & AD_TRANS_A) != 0, tb = (n->a.flags & AD_TRANS_B) != 0;
     int64_t m, k, kb, nn;
     dims(a, ta, &m, &k);
     dims(b, tb, &kb, &nn);
-    gemm(a->dtype, ta, tb, m, nn, k, a->data, b->data, n->out->data, accumulate);
+    gemm(a->dtype, ta, tb, m, nn, k, a->data, b->data, n->out->data, 0, bias);
 }
 
 ad_status ad__matmul_fwd(ad_tape *t, ad_node *n)
 {
     (void)t;
-    product(n, 0);
+    product(n, NULL);
     return AD_OK;
 }
 
@@ -162,16 +184,16 @@ void ad__matmul_bwd(ad_tape *t, ad_node *n)
     void *ga = ad__grad(t, a);
     if (ga) {
         if (!ta) /* dA[m,k] = G[m,n] op(B)^T[n,k] */
-            gemm(dt, 0, !tb, m, k, nn, g, b->data, ga, 1);
+            gemm(dt, 0, !tb, m, k, nn, g, b->data, ga, 1, NULL);
         else /* dA[k,m] = op(B)[k,n] G^T[n,m] */
-            gemm(dt, tb, 1, k, m, nn, b->data, g, ga, 1);
+            gemm(dt, tb, 1, k, m, nn, b->data, g, ga, 1, NULL);
     }
     void *gb = ad__grad(t, b);
     if (gb && !ad__defer_weight_grad(t, b, a->data, ta, n->out, (size_t)m, (size_t)k, (size_t)nn, tb)) {
         if (!tb) /* dB[k,n] = op(A)^T[k,m] G[m,n] */
-            gemm(dt, !ta, 0, k, nn, m, a->data, g, gb, 1);
+            gemm(dt, !ta, 0, k, nn, m, a->data, g, gb, 1, NULL);
         else /* dB[n,k] = G^T[n,m] op(A)[m,k] */
-            gemm(dt, 1, ta, nn, k, m, g, a->data, gb, 1);
+            gemm(dt, 1, ta, nn, k, m, g, a->data, gb, 1, NULL);
     }
 }
 
@@ -192,25 +214,11 @@ ad_status ad__shape_addmm(ad_tape *t, ad_node *n, ad_shape *out)
     return AD_OK;
 }
 
-/* Copies the bias into every row (a loop: a memcpy call per short row costs
- * more than the copy). */
-#define DEFINE_FILL_ROWS(T)                                                            \
-    static void fill_rows_##T(size_t rows, size_t cols, const T *bias, T *restrict out) \
-    {                                                                                  \
-        for (size_t i = 0; i < rows; i++)                                              \
-            for (size_t j = 0; j < cols; j++) out[i * cols + j] = bias[j];             \
-    }
-DEFINE_FILL_ROWS(float)
-DEFINE_FILL_ROWS(double)
-
 /* Every row starts as the bias; the product is added onto it. */
 ad_status ad__addmm_fwd(ad_tape *t, ad_node *n)
 {
     (void)t;
-    size_t rows = (size_t)n->out->shape.dim[0], cols = (size_t)n->out->shape.dim[1];
-    if (n->out->dtype == AD_F32) fill_rows_float(rows, cols, n->in[2]->data, n->out->data);
-    else fill_rows_double(rows, cols, n->in[2]->data, n->out->data);
-    product(n, 1);
+    product(n, n->in[2]->data);
     return AD_OK;
 }
 

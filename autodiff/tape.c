@@ -525,8 +525,9 @@ static COLD void fail_inputs(ad_tape *t, ad__op op, ad_tensor *const *in, int n_
         ad__fail(t, AD_ERR_EMPTY, "%s: no inputs", ad__ops[op].name);
         return;
     }
-    const char *name = (args && args->custom && args->custom->name) ? args->custom->name
-                                                                    : ad__ops[op].name;
+    const char *name = (op == AD_OP_CUSTOM && args && args->custom && args->custom->name)
+                           ? args->custom->name
+                           : ad__ops[op].name;
     check_inputs(t, name, in, n_in);
 }
 
@@ -574,7 +575,7 @@ ad_tensor *ad__record(ad_tape *t, ad__op op, ad_tensor *const *in, int n_in, con
     }
     out->requires_grad = (unsigned char)(needs_grad && t->grad_enabled);
     if (ad__ops[op].forward(t, n) != AD_OK || t->status != AD_OK) return NULL;
-    n->a.rng = NULL; /* only forward may draw */
+    if (op == AD_OP_DROPOUT) n->a.rng = NULL; /* only forward may draw */
     if (t->anomaly) {
         ad__check_forward_anomaly(t, n);
         if (t->status != AD_OK) return NULL;

@@ -196,11 +196,12 @@ static ad_tensor *input_proj(rnet *r, const int64_t *ids, int64_t n)
 }
 
 /* One step from gx = x_t W_x + b (the rows of step t of the hoisted
- * projection); the gates are the fused cell ops. */
-static nn_state step(rnet *r, ad_tensor *gx, nn_state s)
+ * projection) and wh, the tape's one copy of W_h; the gates are the fused
+ * cell ops. */
+static nn_state step(rnet *r, ad_tensor *gx, ad_tensor *wh, nn_state s)
 {
     ad_tape *t = r->tape;
-    ad_tensor *gh = ad_matmul(t, s.h, ad_use(t, r->Wh), 0);
+    ad_tensor *gh = ad_matmul(t, s.h, wh, 0);
     nn_state n = {NULL, NULL};
     if (r->kind == NN_CELL_RNN_TANH) {
         n.h = ad_rnn_cell(t, gx, gh, AD_RNN_TANH);
@@ -303,8 +304,9 @@ static int forward_backward(rnet *r, const double *targets_bce)
     /* x W_x + b for all T*B tokens at once: the bias is added once, not per step */
     ad_tensor *gx = input_proj(r, r->ids, TB), *all_h[1024];
     if (r->T > 1024) return 1;
+    ad_tensor *wh = ad_use(t, r->Wh); /* one copy serves every step */
     for (int k = 0; k < r->T; k++) {
-        s = step(r, ad_slice(t, gx, 0, (int64_t)k * r->B, r->B), s);
+        s = step(r, ad_slice(t, gx, 0, (int64_t)k * r->B, r->B), wh, s);
         all_h[k] = s.h;
     }
     ad_tensor *hcat = ad_concat(t, all_h, r->T, 0); /* [T*B, H], step-major */

@@ -258,12 +258,20 @@ Test(ops_math, small_matmul_matches_the_kernel)
                 ad_tensor *bv = ad_variable(t, d, sb, ad_tensor_data(ad_from_f64(t, d, sb, b)));
                 ad_tensor *wv = ad_from_f64(t, d, ad_shape2((int64_t)m, (int64_t)n), w);
                 ad_tensor *y = ad_matmul(t, av, bv, (ta ? AD_TRANS_A : 0) | (tb ? AD_TRANS_B : 0));
+                /* addmm's small loops start each row from the bias; the kernel adds onto filled rows */
+                double bias[64], want_b[64];
+                ts_fill_uniform(bias, n, 90 + sh, -1, 1);
+                ad_tensor *bt = ad_from_f64(t, d, ad_shape1((int64_t)n), bias);
+                ad_tensor *yb = ad_addmm(t, bt, av, bv, (ta ? AD_TRANS_A : 0) | (tb ? AD_TRANS_B : 0));
+                cr_assert_not_null(yb, "%s", ad_tape_message(t));
                 cr_assert_eq(ad_backward(t, ad_sum(t, ad_mul(t, y, wv), AD_AXIS_ALL, 0), NULL), AD_OK);
                 /* the kernel on the rounded values: Y = op(A) op(B), dA and dB from W */
                 for (size_t i = 0; i < m * k; i++) a[i] = ad_tensor_get(av, i), ga[i] = 0;
                 for (size_t i = 0; i < k * n; i++) b[i] = ad_tensor_get(bv, i), gb[i] = 0;
                 for (size_t i = 0; i < m * n; i++) w[i] = ad_tensor_get(wv, i);
                 ad__gemm_f64(ta, tb, m, n, k, a, b, want, 0);
+                for (size_t i = 0; i < m * n; i++) want_b[i] = ad_tensor_get(bt, i % n);
+                ad__gemm_f64(ta, tb, m, n, k, a, b, want_b, 1);
                 if (!ta) ad__gemm_f64(0, !tb, m, k, n, w, b, ga, 1);
                 else ad__gemm_f64(tb, 1, k, m, n, b, w, ga, 1);
                 if (!tb) ad__gemm_f64(!ta, 0, k, n, m, a, w, gb, 1);
@@ -271,6 +279,8 @@ Test(ops_math, small_matmul_matches_the_kernel)
                 double tol = dt ? 1e-14 : 1e-5;
                 for (size_t i = 0; i < m * n; i++)
                     cr_assert(fabs(ad_tensor_get(y, i) - want[i]) <= tol, "%zux%zux%zu ta%d tb%d dtype %d y[%zu]", m, n, k, ta, tb, dt, i);
+                for (size_t i = 0; i < m * n; i++)
+                    cr_assert(fabs(ad_tensor_get(yb, i) - want_b[i]) <= tol, "%zux%zux%zu ta%d tb%d dtype %d addmm[%zu]", m, n, k, ta, tb, dt, i);
                 for (size_t i = 0; i < m * k; i++)
                     cr_assert(fabs(ad_tensor_grad_get(av, i) - ga[i]) <= tol, "%zux%zux%zu ta%d tb%d dtype %d da[%zu]", m, n, k, ta, tb, dt, i);
                 for (size_t i = 0; i < k * n; i++)

@@ -226,6 +226,43 @@ Test(ops_shape, contiguous_slices_share_data, .init = setup, .fini = teardown)
     ad_param_free(p);
 }
 
+/* The view path of slice (one block: forward shares the data, backward adds
+ * one run) against gather_rows of the same rows, the general path: equal
+ * values and gradients, for runs short enough for the unrolled addition and
+ * longer ones, both dtypes, with overlapping slices adding into one gradient. */
+Test(ops_shape, view_slices_match_gathered_rows)
+{
+    int64_t cols[] = {1, 3, 8, 9, 20};
+    for (int dt = 0; dt < 2; dt++)
+        for (size_t c = 0; c < sizeof cols / sizeof cols[0]; c++) {
+            ad_dtype d = dt ? AD_F64 : AD_F32;
+            int64_t R = 5, C = cols[c];
+            double x[100], w[100], got[2][101];
+            ts_fill_uniform(x, (size_t)(R * C), 70 + c, -1, 1);
+            ts_fill_uniform(w, (size_t)(R * C), 80 + c, -1, 1);
+            for (int general = 0; general < 2; general++) {
+                ad_tape *t = ad_tape_new(NULL);
+                ad_tensor *xv = ad_variable(t, d, ad_shape2(R, C), ad_tensor_data(ad_from_f64(t, d, ad_shape2(R, C), x)));
+                ad_tensor *loss = NULL;
+                for (int64_t start = 0; start + 2 <= R; start += 1) { /* rows start, start + 1 */
+                    int64_t idx[2] = {start, start + 1};
+                    ad_tensor *s = general ? ad_gather_rows(t, xv, idx, 2) : ad_slice(t, xv, 0, start, 2);
+                    if (!general) cr_assert_eq(ad_tensor_data(s), (char *)ad_tensor_data(xv) + (size_t)(start * C) * (dt ? 8 : 4));
+                    ad_tensor *wv = ad_from_f64(t, d, ad_shape2(2, C), w + start * C);
+                    ad_tensor *term = ad_sum(t, ad_mul(t, s, wv), AD_AXIS_ALL, 0);
+                    loss = loss ? ad_add(t, loss, term) : term;
+                }
+                cr_assert_eq(ad_backward(t, loss, NULL), AD_OK, "%s", ad_tape_message(t));
+                for (int64_t i = 0; i < R * C; i++) got[general][i] = ad_tensor_grad_get(xv, (size_t)i);
+                got[general][R * C] = ad_tensor_item(loss);
+                ad_tape_free(t);
+            }
+            for (int64_t i = 0; i <= R * C; i++)
+                cr_assert_eq(got[0][i], got[1][i], "dtype %d cols %lld [%lld]: %.17g vs %.17g", dt, (long long)C,
+                             (long long)i, got[0][i], got[1][i]);
+        }
+}
+
 Test(ops_shape, gather_scatter_adds_repeated_rows, .init = setup, .fini = teardown)
 {
     ad_tensor *table = viota(3, 2);
