@@ -187,6 +187,15 @@ typedef struct ad__chunk {
 } ad__chunk;
 
 #define AD__FREE_CLASSES 16
+#define AD__PACKED_WEIGHTS 8
+
+/* A weight packed for the kernel once per tape (op_matmul.c). */
+typedef struct ad__packed_weight {
+    const void *data;
+    int trans;
+    size_t n, k;
+    void *packed;
+} ad__packed_weight;
 
 struct ad_tape {
     void *(*alloc)(void *ctx, size_t n);
@@ -226,6 +235,8 @@ struct ad_tape {
     size_t n_deferred, cap_deferred, deferred_rows;
     void *stack_buf; /* arena buffer the stacked rows are copied into */
     size_t stack_bytes;
+    ad__packed_weight packed[AD__PACKED_WEIGHTS];
+    int n_packed;
     char msg[AD__MSG_SIZE];
 };
 

@@ -291,11 +291,12 @@ static c_tile tile_of(size_t m, size_t n, size_t nr, int t, int nth)
      * A row-major B of whole strips that fits one panel is read in place; otherwise  \
      * B is packed, which also keeps a long row stride from thrashing the cache. */   \
     static void NAME##_tile(int trans_b, size_t n, size_t k, const T *a, size_t ar,           \
-                            size_t ac, const T *b, T *c, c_tile g, int accumulate)            \
+                            size_t ac, const T *b, const T *prepacked, T *c, c_tile g,        \
+                            int accumulate)                                                   \
     {                                                                                         \
         T panel[KC * NC];                                                                     \
         size_t i1 = g.i1;                                                                     \
-        int pack = trans_b || n > NC || n % NR != 0;                                          \
+        int pack = !prepacked && (trans_b || n > NC || n % NR != 0);                          \
         if (!accumulate)                                                                      \
             for (size_t r = g.i0; r < g.i1; r++) memset(c + r * n + g.j0, 0, (g.j1 - g.j0) * sizeof(T)); \
         for (size_t j0 = g.j0; j0 < g.j1; j0 += NC) {                                         \
@@ -304,7 +305,9 @@ static c_tile tile_of(size_t m, size_t n, size_t nr, int t, int nth)
                 size_t kc = k - p0 < KC ? k - p0 : KC;                                        \
                 const T *bp = b + p0 * n + j0;                                                \
                 size_t ldb = n, sstep = NR;                                                   \
-                if (pack) {                                                                   \
+                if (prepacked) { /* whole strips of k rows: see ad__gemm_pack_f32 */          \
+                    bp = prepacked + j0 / NR * k * NR + p0 * NR, ldb = NR, sstep = k * NR;    \
+                } else if (pack) {                                                            \
                     NAME##_pack(trans_b, b, n, k, p0, kc, j0, nc, panel);                     \
                     bp = panel, ldb = NR, sstep = kc * NR;                                    \
                 }                                                                             \
@@ -318,8 +321,8 @@ static c_tile tile_of(size_t m, size_t n, size_t nr, int t, int nth)
             }                                                                                 \
         }                                                                                     \
     }                                                                                         \
-    STORAGE void FN(int trans_a, int trans_b, size_t m, size_t n, size_t k, const T *a, const T *b, \
-              T *c, int accumulate)                                                           \
+    static void NAME##_run(int trans_a, int trans_b, size_t m, size_t n, size_t k, const T *a, \
+                           const T *b, const T *prepacked, T *c, int accumulate)             \
     {                                                                                         \
         size_t ar = trans_a ? 1 : k, ac = trans_a ? m : 1; /* A(i,p) = a[i ar + p ac] */      \
         if ((trans_b && m < MR) || (!trans_b && (m < MR || k < MR))) {                        \
@@ -330,12 +333,17 @@ static c_tile tile_of(size_t m, size_t n, size_t nr, int t, int nth)
         }                                                                                     \
         int nth = team_size(m, n, k, NR);                                                     \
         if (nth == 1) {                                                                       \
-            NAME##_tile(trans_b, n, k, a, ar, ac, b, c, tile_of(m, n, NR, 0, 1), accumulate); \
+            NAME##_tile(trans_b, n, k, a, ar, ac, b, prepacked, c, tile_of(m, n, NR, 0, 1), accumulate); \
             return;                                                                           \
         }                                                                                     \
         PARALLEL_TEAM                                                                         \
-        NAME##_tile(trans_b, n, k, a, ar, ac, b, c,                                           \
+        NAME##_tile(trans_b, n, k, a, ar, ac, b, prepacked, c,                                \
                     tile_of(m, n, NR, team_member(), team_count()), accumulate);              \
+    }                                                                                         \
+    STORAGE void FN(int trans_a, int trans_b, size_t m, size_t n, size_t k, const T *a, const T *b, \
+              T *c, int accumulate)                                                           \
+    {                                                                                         \
+        NAME##_run(trans_a, trans_b, m, n, k, a, b, NULL, c, accumulate);                     \
     }
 
 /* Two vectors per row of the micro-kernel: 256-bit with AVX, 128-bit otherwise. */
@@ -395,7 +403,60 @@ void ad__gemm_f64(int trans_a, int trans_b, size_t m, size_t n, size_t k, const 
                 (int)m, (int)n, (int)k, 1.0, a, trans_a ? (int)m : (int)k, b, trans_b ? (int)k : (int)n,
                 accumulate ? 1.0 : 0.0, c, (int)n);
 }
+
+/* CBLAS packs for itself: nothing is prepacked. */
+size_t ad__gemm_packed_count(int f64, size_t n, size_t k)
+{
+    (void)f64, (void)n, (void)k;
+    return 0;
+}
+void ad__gemm_pack_f32(int trans_b, size_t n, size_t k, const float *b, float *packed)
+{
+    (void)trans_b, (void)n, (void)k, (void)b, (void)packed;
+}
+void ad__gemm_pack_f64(int trans_b, size_t n, size_t k, const double *b, double *packed)
+{
+    (void)trans_b, (void)n, (void)k, (void)b, (void)packed;
+}
+void ad__gemm_prepacked_f32(int trans_a, int trans_b, size_t m, size_t n, size_t k, const float *a,
+                            const float *b, const float *packed, float *c, int accumulate)
+{
+    (void)packed;
+    ad__gemm_f32(trans_a, trans_b, m, n, k, a, b, c, accumulate);
+}
+void ad__gemm_prepacked_f64(int trans_a, int trans_b, size_t m, size_t n, size_t k, const double *a,
+                            const double *b, const double *packed, double *c, int accumulate)
+{
+    (void)packed;
+    ad__gemm_f64(trans_a, trans_b, m, n, k, a, b, c, accumulate);
+}
 #else
 DEFINE_GEMM(ad__gemm_f32, , ad__gemm_f32, float, NR_F32)
 DEFINE_GEMM(ad__gemm_f64, , ad__gemm_f64, double, NR_F64)
+
+size_t ad__gemm_packed_count(int f64, size_t n, size_t k)
+{
+    size_t nr = f64 ? NR_F64 : NR_F32;
+    return (n + nr - 1) / nr * nr * k;
+}
+/* All of op(B) as NR-column strips of k rows each, strip s at s k NR: one
+ * panel of the whole matrix, the layout the kernel reads when prepacked. */
+void ad__gemm_pack_f32(int trans_b, size_t n, size_t k, const float *b, float *packed)
+{
+    ad__gemm_f32_pack(trans_b, b, n, k, 0, k, 0, n, packed);
+}
+void ad__gemm_pack_f64(int trans_b, size_t n, size_t k, const double *b, double *packed)
+{
+    ad__gemm_f64_pack(trans_b, b, n, k, 0, k, 0, n, packed);
+}
+void ad__gemm_prepacked_f32(int trans_a, int trans_b, size_t m, size_t n, size_t k, const float *a,
+                            const float *b, const float *packed, float *c, int accumulate)
+{
+    ad__gemm_f32_run(trans_a, trans_b, m, n, k, a, b, packed, c, accumulate);
+}
+void ad__gemm_prepacked_f64(int trans_a, int trans_b, size_t m, size_t n, size_t k, const double *a,
+                            const double *b, const double *packed, double *c, int accumulate)
+{
+    ad__gemm_f64_run(trans_a, trans_b, m, n, k, a, b, packed, c, accumulate);
+}
 #endif

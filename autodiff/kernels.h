@@ -20,6 +20,22 @@ void ad__gemm_f64(int trans_a, int trans_b, size_t m, size_t n, size_t k, const 
                   const double *b, double *c, int accumulate);
 
 /*
+ * A constant B used in many products (a weight over the steps of an unroll)
+ * packed once: ad__gemm_packed_count() elements (0: nothing to pack, e.g.
+ * with CBLAS) filled by ad__gemm_pack_*() from B as stored (trans_b as in the
+ * product), then passed with B itself to ad__gemm_prepacked_*(), which
+ * computes exactly what ad__gemm_* computes, bit for bit, without packing B
+ * again.
+ */
+size_t ad__gemm_packed_count(int f64, size_t n, size_t k);
+void ad__gemm_pack_f32(int trans_b, size_t n, size_t k, const float *b, float *packed);
+void ad__gemm_pack_f64(int trans_b, size_t n, size_t k, const double *b, double *packed);
+void ad__gemm_prepacked_f32(int trans_a, int trans_b, size_t m, size_t n, size_t k, const float *a,
+                            const float *b, const float *packed, float *c, int accumulate);
+void ad__gemm_prepacked_f64(int trans_a, int trans_b, size_t m, size_t n, size_t k, const double *a,
+                            const double *b, const double *packed, double *c, int accumulate);
+
+/*
  * f32 activations over n elements, y may equal x: sigmoid(x) = 1/(1+e^-x) and
  * tanh(x), branch-free and vectorised (kernels_act.c), within a few ulp of
  * the exact values, NaN preserved.

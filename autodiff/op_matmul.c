@@ -130,8 +130,36 @@ DEFINE_FILL_ROWS(double)
  * ignored). The small loops start from the bias directly; the kernel adds
  * onto rows filled with it first, so both give bias + terms in increasing p.
  */
+/*
+ * op(w) packed for the kernel, made on the first product with w on this tape
+ * and kept until the tape is reset, for a lean tape's copy of a parameter
+ * (its values do not change between recording and backward): the recurrent
+ * weight of an unroll is then packed once instead of once per step and
+ * direction. op(w) is [k_rows, n_cols]; NULL where the kernel packs for
+ * itself (few rows, CBLAS, a full cache).
+ */
+static const void *packed_weight(ad_tape *t, const ad_tensor *w, int trans, size_t n_cols, size_t k_rows,
+                                 size_t m)
+{
+    if (!t->lean_copies || !w->param || m < 6 || SMALL_PRODUCT(m, n_cols, k_rows)) return NULL;
+    size_t count = ad__gemm_packed_count(w->dtype == AD_F64, n_cols, k_rows);
+    if (!count) return NULL;
+    for (int i = 0; i < t->n_packed; i++) {
+        const ad__packed_weight *e = &t->packed[i];
+        if (e->data == w->data && e->trans == trans && e->n == n_cols && e->k == k_rows) return e->packed;
+    }
+    if (t->n_packed == AD__PACKED_WEIGHTS) return NULL;
+    void *buf = ad__alloc_array(t, count, ad__dtype_size(w->dtype));
+    if (!buf) return NULL; /* the tape is in error */
+    if (w->dtype == AD_F32) ad__gemm_pack_f32(trans, n_cols, k_rows, w->data, buf);
+    else ad__gemm_pack_f64(trans, n_cols, k_rows, w->data, buf);
+    ad__packed_weight *e = &t->packed[t->n_packed++];
+    e->data = w->data, e->trans = trans, e->n = n_cols, e->k = k_rows, e->packed = buf;
+    return buf;
+}
+
 static void gemm(ad_dtype dt, int tx, int ty, int64_t m, int64_t nn, int64_t k, const void *x,
-                 const void *y, void *dst, int accumulate, const void *bias)
+                 const void *y, void *dst, int accumulate, const void *bias, const void *packed)
 {
     size_t um = (size_t)m, un = (size_t)nn, uk = (size_t)k;
     if (SMALL_PRODUCT(um, un, uk)) {
@@ -144,26 +172,29 @@ static void gemm(ad_dtype dt, int tx, int ty, int64_t m, int64_t nn, int64_t k, 
         else fill_rows_double(um, un, bias, dst);
         accumulate = 1;
     }
-    if (dt == AD_F32) ad__gemm_f32(tx, ty, um, un, uk, x, y, dst, accumulate);
+    if (packed && dt == AD_F32) ad__gemm_prepacked_f32(tx, ty, um, un, uk, x, y, packed, dst, accumulate);
+    else if (packed) ad__gemm_prepacked_f64(tx, ty, um, un, uk, x, y, packed, dst, accumulate);
+    else if (dt == AD_F32) ad__gemm_f32(tx, ty, um, un, uk, x, y, dst, accumulate);
     else ad__gemm_f64(tx, ty, um, un, uk, x, y, dst, accumulate);
 }
 
 /* out = op(a) op(b), or with a bias out = bias + op(a) op(b) row by row. */
-static void product(const ad_node *n, const void *bias)
+static void product(ad_tape *t, const ad_node *n, const void *bias)
 {
     const ad_tensor *a = n->in[0], *b = n->in[1];
     int ta = (n->a.flags & AD_TRANS_A) != 0, tb = (n->a.flags & AD_TRANS_B) != 0;
     int64_t m, k, kb, nn;
     dims(a, ta, &m, &k);
     dims(b, tb, &kb, &nn);
-    gemm(a->dtype, ta, tb, m, nn, k, a->data, b->data, n->out->data, 0, bias);
+    const void *packed = packed_weight(t, b, tb, (size_t)nn, (size_t)k, (size_t)m);
+    if (t->status != AD_OK) return;
+    gemm(a->dtype, ta, tb, m, nn, k, a->data, b->data, n->out->data, 0, bias, packed);
 }
 
 ad_status ad__matmul_fwd(ad_tape *t, ad_node *n)
 {
-    (void)t;
-    product(n, NULL);
-    return AD_OK;
+    product(t, n, NULL);
+    return t->status;
 }
 
 /*
@@ -184,16 +215,16 @@ void ad__matmul_bwd(ad_tape *t, ad_node *n)
     void *ga = ad__grad(t, a);
     if (ga) {
         if (!ta) /* dA[m,k] = G[m,n] op(B)^T[n,k] */
-            gemm(dt, 0, !tb, m, k, nn, g, b->data, ga, 1, NULL);
+            gemm(dt, 0, !tb, m, k, nn, g, b->data, ga, 1, NULL, packed_weight(t, b, !tb, (size_t)k, (size_t)nn, (size_t)m));
         else /* dA[k,m] = op(B)[k,n] G^T[n,m] */
-            gemm(dt, tb, 1, k, m, nn, b->data, g, ga, 1, NULL);
+            gemm(dt, tb, 1, k, m, nn, b->data, g, ga, 1, NULL, NULL);
     }
     void *gb = ad__grad(t, b);
     if (gb && !ad__defer_weight_grad(t, b, a->data, ta, n->out, (size_t)m, (size_t)k, (size_t)nn, tb)) {
         if (!tb) /* dB[k,n] = op(A)^T[k,m] G[m,n] */
-            gemm(dt, !ta, 0, k, nn, m, a->data, g, gb, 1, NULL);
+            gemm(dt, !ta, 0, k, nn, m, a->data, g, gb, 1, NULL, NULL);
         else /* dB[n,k] = G^T[n,m] op(A)[m,k] */
-            gemm(dt, 1, ta, nn, k, m, g, a->data, gb, 1, NULL);
+            gemm(dt, 1, ta, nn, k, m, g, a->data, gb, 1, NULL, NULL);
     }
 }
 
@@ -217,9 +248,8 @@ ad_status ad__shape_addmm(ad_tape *t, ad_node *n, ad_shape *out)
 /* Every row starts as the bias; the product is added onto it. */
 ad_status ad__addmm_fwd(ad_tape *t, ad_node *n)
 {
-    (void)t;
-    product(n, n->in[2]->data);
-    return AD_OK;
+    product(t, n, n->in[2]->data);
+    return t->status;
 }
 
 #define DEFINE_COLUMN_SUMS(T)                                                        \

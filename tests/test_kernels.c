@@ -10,6 +10,7 @@
 #include <float.h>
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "kernels.h"
 #include "testsupport.h"
@@ -103,4 +104,42 @@ Test(kernels, f32_activations_are_float_accurate)
     ad__tanh_f32(1, sp, sp); /* in place */
     cr_assert(sp[0] == 1.0f);
     free(x), free(ys), free(yt);
+}
+
+/* A B packed once (a weight reused over an unroll's steps) gives the products
+ * of ad__gemm_* to the bit, for every transpose case, both dtypes, shapes with
+ * partial strips, several panels and rows below the register block. */
+Test(kernels, prepacked_b_is_bit_identical)
+{
+    size_t shapes[][3] = {{32, 256, 256}, {16, 1024, 256}, {33, 300, 70}, {6, 17, 5}, {64, 513, 129}, {3, 40, 9}};
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        size_t m = shapes[s][0], n = shapes[s][1], k = shapes[s][2];
+        double *a = malloc(m * k * sizeof *a), *b = malloc(k * n * sizeof *b), *c0 = malloc(m * n * sizeof *c0);
+        double *want = malloc(m * n * sizeof *want), *got = malloc(m * n * sizeof *got);
+        float *af = malloc(m * k * sizeof *af), *bf = malloc(k * n * sizeof *bf);
+        float *wf = malloc(m * n * sizeof *wf), *gf = malloc(m * n * sizeof *gf);
+        ts_fill_uniform(a, m * k, 31 + s, -1, 1);
+        ts_fill_uniform(b, k * n, 32 + s, -1, 1);
+        ts_fill_uniform(c0, m * n, 33 + s, -1, 1);
+        for (size_t i = 0; i < m * k; i++) af[i] = (float)a[i];
+        for (size_t i = 0; i < k * n; i++) bf[i] = (float)b[i];
+        double *pd = malloc(ad__gemm_packed_count(1, n, k) * sizeof *pd + 1);
+        float *pf = malloc(ad__gemm_packed_count(0, n, k) * sizeof *pf + 1);
+        for (int ta = 0; ta < 2; ta++)
+            for (int tb = 0; tb < 2; tb++)
+                for (int acc = 0; acc < 2; acc++) {
+                    ad__gemm_pack_f64(tb, n, k, b, pd);
+                    ad__gemm_pack_f32(tb, n, k, bf, pf);
+                    memcpy(want, c0, m * n * sizeof *want);
+                    memcpy(got, c0, m * n * sizeof *got);
+                    for (size_t i = 0; i < m * n; i++) wf[i] = gf[i] = (float)c0[i];
+                    ad__gemm_f64(ta, tb, m, n, k, a, b, want, acc);
+                    ad__gemm_prepacked_f64(ta, tb, m, n, k, a, b, pd, got, acc);
+                    ad__gemm_f32(ta, tb, m, n, k, af, bf, wf, acc);
+                    ad__gemm_prepacked_f32(ta, tb, m, n, k, af, bf, pf, gf, acc);
+                    cr_assert(!memcmp(want, got, m * n * sizeof *got), "f64 %zux%zux%zu ta%d tb%d acc%d", m, n, k, ta, tb, acc);
+                    cr_assert(!memcmp(wf, gf, m * n * sizeof *gf), "f32 %zux%zux%zu ta%d tb%d acc%d", m, n, k, ta, tb, acc);
+                }
+        free(a), free(b), free(c0), free(want), free(got), free(af), free(bf), free(wf), free(gf), free(pd), free(pf);
+    }
 }
