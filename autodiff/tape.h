@@ -56,7 +56,10 @@ typedef struct ad_tape_options {
      * per-copy gradients (and reports built on them) are not available. The
      * weight gradients of per-step products (under 512 rows, weights of 4096
      * elements or more) are stacked and computed in one product at the end of
-     * backward, outside anomaly mode.
+     * backward, outside anomaly mode, and each parameter used in products is
+     * packed for the kernel once per tape (until reset) instead of once per
+     * product: parameter values must not change between recording and
+     * backward (they must not anyway, for the gradients to be right).
      */
     int lean_copies;
     /**
