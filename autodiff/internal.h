@@ -7,7 +7,6 @@
 #ifndef UNROLL_AD_INTERNAL_H
 #define UNROLL_AD_INTERNAL_H
 
-#include <math.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -303,15 +302,6 @@ int ad__has_grad(const ad_tensor *x);
 
 /* Anomaly check of n elements of dtype; returns 1 when all are finite. */
 int ad__all_finite(ad_dtype dtype, const void *data, size_t n);
-
-/* Two-branch logistic: never evaluates e^x for a large positive x (the f32
- * arrays go through ad__sigmoid_f32 in kernels_act.c). */
-static inline double ad__sigmoid_d(double x)
-{
-    if (x >= 0) return 1.0 / (1.0 + exp(-x));
-    double e = exp(x);
-    return e / (1.0 + e);
-}
 
 /* Formats a shape into a static-size buffer for messages. */
 #define AD__SHAPE_BUF 64

@@ -36,11 +36,14 @@ void ad__gemm_prepacked_f64(int trans_a, int trans_b, size_t m, size_t n, size_t
                             const double *b, const double *packed, double *c, int accumulate);
 
 /*
- * f32 activations over n elements, y may equal x: sigmoid(x) = 1/(1+e^-x) and
+ * Activations over n elements, y may equal x: sigmoid(x) = 1/(1+e^-x) and
  * tanh(x), branch-free and vectorised (kernels_act.c), within a few ulp of
  * the exact values, NaN preserved.
  */
 void ad__sigmoid_f32(size_t n, const float *x, float *y);
 void ad__tanh_f32(size_t n, const float *x, float *y);
+/* The same in f64, within a few ulp of libm's values. */
+void ad__sigmoid_f64(size_t n, const double *x, double *y);
+void ad__tanh_f64(size_t n, const double *x, double *y);
 
 #endif

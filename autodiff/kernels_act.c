@@ -1,5 +1,5 @@
 /*
- * kernels_act.c - the f32 activations (exp, sigmoid, tanh) over arrays,
+ * kernels_act.c - the activations (sigmoid, tanh) over f32 and f64 arrays,
  * written without branches or calls so that the loops vectorise.
  *
  * glibc's expf/tanhf are accurate but scalar calls; in the recurrent
@@ -7,7 +7,6 @@
  * accuracy (a few ulp, tested against double libm in tests/test_kernels.c)
  * and the special values: NaN stays NaN (anomaly mode depends on it),
  * +-inf saturate to the limits, and nothing overflows for any input.
-
  *
  * exp: x = n ln2 + r with |r| <= ln2/2, e^r by a degree-7 polynomial (the
  * Cephes single-precision coefficients), 2^n built in the exponent bits.
@@ -78,5 +77,69 @@ void ad__tanh_f32(size_t n, const float *x, float *y)
         float big = 1.0f - 2.0f / (e + 1.0f);
         big = v < 0 ? -big : big;
         y[i] = a < 0.625f ? small : big; /* NaN: big, which is NaN */
+    }
+}
+
+/* ---- f64 ------------------------------------------------------------------------------ */
+
+/*
+ * e^y = 2^n (1 + q) for y in [-708, 0] (callers clamp), to about an ulp:
+ * y = n ln2 + r with |r| <= ln2/2 (ln2 in two parts), q = e^r - 1 by its
+ * Taylor series to r^13 (the first term left out is below 2^-60 of the
+ * result). e^y - 1 is then 2^n q + (2^n - 1), which does not cancel for
+ * y <= 0, so tanh keeps its relative accuracy near 0; e^y itself is
+ * 2^n + 2^n q. NaN in, NaN out.
+ */
+static inline void exp_parts(double y, double *scale, double *q)
+{
+    const double round = 6755399441055744.0; /* 1.5 * 2^52 */
+    double t = y * 1.4426950408889634074 + round;
+    double n = t - round;
+    double r = (y - n * 6.93147180369123816490e-01) - n * 1.90821492927058770002e-10;
+    double p = 1.0 / 6227020800;
+    p = p * r + 1.0 / 479001600;
+    p = p * r + 1.0 / 39916800;
+    p = p * r + 1.0 / 3628800;
+    p = p * r + 1.0 / 362880;
+    p = p * r + 1.0 / 40320;
+    p = p * r + 1.0 / 5040;
+    p = p * r + 1.0 / 720;
+    p = p * r + 1.0 / 120;
+    p = p * r + 1.0 / 24;
+    p = p * r + 1.0 / 6;
+    p = p * r + 0.5;
+    *q = r + r * r * p;
+    uint64_t bits;
+    memcpy(&bits, &t, sizeof bits);
+    uint64_t scale_bits = (bits + 1023u) << 52; /* 2^n from the low bits of t, n >= -1022 */
+    memcpy(scale, &scale_bits, sizeof *scale);
+}
+
+/* sigmoid: with e = e^-|x|, 1/(1+e) for x >= 0 and e/(1+e) below. */
+void ad__sigmoid_f64(size_t n, const double *x, double *y)
+{
+    for (size_t i = 0; i < n; i++) {
+        double v = x[i], scale, q;
+        double a = v < 0 ? -v : v;
+        exp_parts(-0.5 * (a > 1416.0 ? 1416.0 : a), &scale, &q);
+        double h = scale + scale * q;
+        double e = h * h; /* e^-|x|, squared from e^(-|x|/2) so that it underflows to 0 */
+        double s = 1.0 / (1.0 + e);
+        y[i] = v >= 0 ? s : v < 0 ? e * s : v; /* the last case: NaN */
+    }
+}
+
+/* tanh |x| = -m / (2 + m) with m = expm1(-2|x|), exact in relative terms at
+ * every size; tanh(20) already rounds to 1. */
+void ad__tanh_f64(size_t n, const double *x, double *y)
+{
+    for (size_t i = 0; i < n; i++) {
+        double v = x[i];
+        double a = v < 0 ? -v : v;
+        double scale, q;
+        exp_parts(-2.0 * (a > 20.0 ? 20.0 : a), &scale, &q);
+        double m = scale * q + (scale - 1.0); /* e^(-2|x|) - 1 */
+        double t = -m / (2.0 + m);
+        y[i] = v < 0 ? -t : v > 0 ? t : v; /* keeps -0, +0 and NaN */
     }
 }

@@ -15,19 +15,11 @@
 #include "internal.h"
 #include "kernels.h"
 
-/* Activations in place over n elements: the vectorised f32 kernels, libm in f64. */
+/* Activations in place over n elements: the vectorised kernels. */
 static void sigmoid_float(size_t n, float *p) { ad__sigmoid_f32(n, p, p); }
 static void tanh_float(size_t n, float *p) { ad__tanh_f32(n, p, p); }
-
-static void sigmoid_double(size_t n, double *p)
-{
-    for (size_t i = 0; i < n; i++) p[i] = ad__sigmoid_d(p[i]);
-}
-
-static void tanh_double(size_t n, double *p)
-{
-    for (size_t i = 0; i < n; i++) p[i] = tanh(p[i]);
-}
+static void sigmoid_double(size_t n, double *p) { ad__sigmoid_f64(n, p, p); }
+static void tanh_double(size_t n, double *p) { ad__tanh_f64(n, p, p); }
 
 /* Gates per cell: the G of [B, G H]. */
 static int64_t gates_of(ad__op op) { return op == AD_OP_GRU_CELL ? 3 : 4; }

@@ -310,15 +310,20 @@ BINARY_ENTRY(div)
     DEFINE_UNARY(NAME, double, FWD_D, DX)            \
     UNARY_ENTRY(NAME, OP)
 
-/* The same with the f32 forward taken by a vectorised array kernel (kernels.h). */
-#define DEFINE_UNARY_OP_VEC(NAME, OP, KERNEL_F, FWD_D, DX)                               \
+/* The same with the forward taken by vectorised array kernels (kernels.h). */
+#define DEFINE_UNARY_OP_VEC(NAME, OP, KERNEL_F, KERNEL_D, DX)                            \
     static void NAME##_fwd_float(size_t len, const float *in, float *out, float c)       \
     {                                                                                    \
         (void)c;                                                                         \
         KERNEL_F(len, in, out);                                                          \
     }                                                                                    \
+    static void NAME##_fwd_double(size_t len, const double *in, double *out, double c)   \
+    {                                                                                    \
+        (void)c;                                                                         \
+        KERNEL_D(len, in, out);                                                          \
+    }                                                                                    \
     DEFINE_UNARY_BWD(NAME, float, DX)                                                    \
-    DEFINE_UNARY(NAME, double, FWD_D, DX)                                                \
+    DEFINE_UNARY_BWD(NAME, double, DX)                                                   \
     UNARY_ENTRY(NAME, OP)
 
 /* d(x+c) = dx;  d(cx) = c dx;  d(x^c) = c x^(c-1) dx */
@@ -333,9 +338,9 @@ DEFINE_UNARY_OP(sqrt, SQRT, sqrtf(x), sqrt(x), 1 / (2 * y))
 /* d|x| = sign(x) dx, taken as 0 at 0 (PyTorch's choice) */
 DEFINE_UNARY_OP(abs, ABS, fabsf(x), fabs(x), (x > 0) - (x < 0))
 /* d tanh x = (1 - tanh^2 x) dx: reuse the saved output */
-DEFINE_UNARY_OP_VEC(tanh, TANH, ad__tanh_f32, tanh(x), 1 - y * y)
+DEFINE_UNARY_OP_VEC(tanh, TANH, ad__tanh_f32, ad__tanh_f64, 1 - y * y)
 /* d s(x) = s (1 - s) dx */
-DEFINE_UNARY_OP_VEC(sigmoid, SIGMOID, ad__sigmoid_f32, ad__sigmoid_d(x), y * (1 - y))
+DEFINE_UNARY_OP_VEC(sigmoid, SIGMOID, ad__sigmoid_f32, ad__sigmoid_f64, y * (1 - y))
 /* d relu = [x > 0] dx (0 at 0) */
 DEFINE_UNARY_OP(relu, RELU, x > 0 ? x : 0, x > 0 ? x : 0, x > 0)
 

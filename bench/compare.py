@@ -1,0 +1,70 @@
+#!/usr/bin/env python3
+"""Runs two or more builds of unroll_bench interleaved and prints a markdown
+table of medians and ratios against the first.
+
+    python3 bench/compare.py --data ../shared/data/tinyshakespeare.txt \\
+        before=/tmp/before/build/bench/unroll_bench after=build/bench/unroll_bench
+
+Each NAME=PATH[:ARGS] is one configuration; ARGS (comma-separated) are extra
+options for that binary, e.g. "t2=build-omp/bench/unroll_bench:--threads,2,--shards,2".
+Every round runs each workload in each configuration, one fresh process per
+measurement, in turn; the table shows the median over rounds of each
+process's median step time. Machines are noisy: compare only figures from
+one run of this script. Needs nothing beyond Python 3's standard library.
+"""
+import argparse
+import statistics
+import subprocess
+import sys
+
+
+def measure(binary, extra, workload, data, seconds):
+    cmd = [binary, "--workload", workload, "--seconds", str(seconds)] + extra
+    if data:
+        cmd += ["--data", data]
+    out = subprocess.run(cmd, capture_output=True, text=True)
+    if out.returncode != 0:
+        sys.stderr.write(f"compare: {' '.join(cmd)} failed:\n{out.stderr}")
+        return []
+    rows = [line.split(",") for line in out.stdout.splitlines() if line and not line.startswith("workload")]
+    return [(r[0], r[1], float(r[4]), float(r[5]), float(r[6])) for r in rows]
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("configs", nargs="+", help="NAME=PATH[:ARG,ARG...] of an unroll_bench build")
+    ap.add_argument("--data")
+    ap.add_argument("--workloads", default="W1,W2,W3,W4,W4g")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--seconds", type=float, default=1.5)
+    a = ap.parse_args()
+    configs = []
+    for c in a.configs:
+        name, _, rest = c.partition("=")
+        path, _, args = rest.partition(":")
+        configs.append((name, path, [x for x in args.split(",") if x]))
+    times = {}  # (workload, variant, config) -> [us per step]
+    tokens = {}
+    for _ in range(a.rounds):
+        for w in a.workloads.split(","):
+            for name, path, extra in configs:
+                for wl, var, us, tps, _mib in measure(path, extra, w, a.data, a.seconds):
+                    base = var.split("-shards")[0]  # one row whatever the sharding
+                    times.setdefault((wl, base, name), []).append(us)
+                    tokens[(wl, base, name)] = tps
+    names = [c[0] for c in configs]
+    head = " | ".join(f"{n} µs/step" for n in names)
+    ratios = " | ".join(f"{n} / {names[0]}" for n in names[1:])
+    print(f"| workload | variant | {head} | {ratios} |")
+    print("|---|---|" + "---:|" * (2 * len(names) - 1))
+    keys = sorted({(w, v) for (w, v, _n) in times}, key=lambda k: (a.workloads.split(",").index(k[0]), k[1]))
+    for w, v in keys:
+        med = [statistics.median(times[(w, v, n)]) if (w, v, n) in times else None for n in names]
+        cells = [f"{m:,.1f}" if m is not None else "–" for m in med]
+        speed = [f"{med[0] / m:.2f}×" if m and med[0] else "–" for m in med[1:]]
+        print(f"| {w} | {v} | " + " | ".join(cells + speed) + " |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
