@@ -7,6 +7,7 @@ table of medians and ratios against the first.
 
 Each NAME=PATH[:ARGS] is one configuration; ARGS (comma-separated) are extra
 options for that binary, e.g. "t2=build-omp/bench/unroll_bench:--threads,2,--shards,2".
+With --chain each ratio is against the previous configuration instead.
 Every round runs each workload in each configuration, one fresh process per
 measurement, in turn; the table shows the median over rounds of each
 process's median step time. Machines are noisy: compare only figures from
@@ -37,6 +38,8 @@ def main():
     ap.add_argument("--workloads", default="W1,W2,W3,W4,W4g")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--seconds", type=float, default=1.5)
+    ap.add_argument("--chain", action="store_true",
+                    help="ratios against the previous configuration (a chain of commits) instead of the first")
     a = ap.parse_args()
     configs = []
     for c in a.configs:
@@ -54,14 +57,15 @@ def main():
                     tokens[(wl, base, name)] = tps
     names = [c[0] for c in configs]
     head = " | ".join(f"{n} µs/step" for n in names)
-    ratios = " | ".join(f"{n} / {names[0]}" for n in names[1:])
+    ratios = " | ".join(f"{n} / {names[i] if a.chain else names[0]}" for i, n in enumerate(names[1:]))
     print(f"| workload | variant | {head} | {ratios} |")
     print("|---|---|" + "---:|" * (2 * len(names) - 1))
     keys = sorted({(w, v) for (w, v, _n) in times}, key=lambda k: (a.workloads.split(",").index(k[0]), k[1]))
     for w, v in keys:
         med = [statistics.median(times[(w, v, n)]) if (w, v, n) in times else None for n in names]
         cells = [f"{m:,.1f}" if m is not None else "–" for m in med]
-        speed = [f"{med[0] / m:.2f}×" if m and med[0] else "–" for m in med[1:]]
+        ref = [med[i] if a.chain else med[0] for i in range(len(med) - 1)]
+        speed = [f"{r / m:.2f}×" if m and r else "–" for r, m in zip(ref, med[1:])]
         print(f"| {w} | {v} | " + " | ".join(cells + speed) + " |")
     return 0
 
