@@ -16,7 +16,14 @@ static void dims(const ad_tensor *x, int trans, int64_t *rows, int64_t *cols)
     *cols = trans ? x->shape.dim[0] : x->shape.dim[1];
 }
 
-ad_status ad__shape_matmul(ad_tape *t, ad_node *n, ad_shape *out)
+#if defined(__GNUC__)
+#define COLD __attribute__((noinline, cold))
+#else
+#define COLD
+#endif
+
+/* The messages of ad__shape_matmul, in the order its checks are made. */
+static COLD ad_status fail_matmul(ad_tape *t, const ad_node *n)
 {
     const ad_tensor *a = n->in[0], *b = n->in[1];
     char sa[AD__SHAPE_BUF], sb[AD__SHAPE_BUF];
@@ -30,10 +37,21 @@ ad_status ad__shape_matmul(ad_tape *t, ad_node *n, ad_shape *out)
     int64_t m, ka, kb, nn;
     dims(a, ta, &m, &ka);
     dims(b, tb, &kb, &nn);
-    if (ka != kb)
-        return ad__fail(t, AD_ERR_SHAPE, "%s: %s%s x %s%s: inner dimensions %lld and %lld differ",
-                        name, ad__shape_str(a->shape, sa), ta ? "^T" : "", ad__shape_str(b->shape, sb),
-                        tb ? "^T" : "", (long long)ka, (long long)kb);
+    return ad__fail(t, AD_ERR_SHAPE, "%s: %s%s x %s%s: inner dimensions %lld and %lld differ",
+                    name, ad__shape_str(a->shape, sa), ta ? "^T" : "", ad__shape_str(b->shape, sb),
+                    tb ? "^T" : "", (long long)ka, (long long)kb);
+}
+
+ad_status ad__shape_matmul(ad_tape *t, ad_node *n, ad_shape *out)
+{
+    const ad_tensor *a = n->in[0], *b = n->in[1];
+    int flags = n->a.flags;
+    if ((flags & ~(AD_TRANS_A | AD_TRANS_B)) || a->shape.rank != 2 || b->shape.rank != 2)
+        return fail_matmul(t, n);
+    int64_t m, ka, kb, nn;
+    dims(a, (flags & AD_TRANS_A) != 0, &m, &ka);
+    dims(b, (flags & AD_TRANS_B) != 0, &kb, &nn);
+    if (ka != kb) return fail_matmul(t, n);
     *out = ad_shape2(m, nn);
     return AD_OK;
 }

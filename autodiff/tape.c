@@ -427,12 +427,12 @@ static inline int shape_numel(ad_tape *t, ad__op op, ad_shape shape, size_t *num
      * bytes fit a 64-bit size_t); anything else takes the checked product. */
     if (sizeof(size_t) >= 8 && shape.rank >= 0 && shape.rank <= AD_MAX_RANK) {
         size_t n = 1;
-        int small = 1;
+        uint64_t any = 0; /* a negative axis sets the high bits */
         for (int i = 0; i < shape.rank; i++) {
-            small &= shape.dim[i] >= 0 && shape.dim[i] < ((int64_t)1 << 14);
+            any |= (uint64_t)shape.dim[i];
             n *= (size_t)shape.dim[i];
         }
-        if (small) {
+        if (any < ((uint64_t)1 << 14)) {
             *numel = n;
             return 1;
         }
