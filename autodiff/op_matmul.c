@@ -228,10 +228,11 @@ static inline void gemm(ad_dtype dt, int tx, int ty, int64_t m, int64_t nn, int6
                         const void *y, void *dst, int accumulate, const void *bias, const void *packed)
 {
     size_t um = (size_t)m, un = (size_t)nn, uk = (size_t)k;
-    if (!SMALL_PRODUCT(um, un, uk)) gemm_kernel(dt, tx, ty, um, un, uk, x, y, dst, accumulate, bias, packed);
-    else if (un - 1 < 4 && uk - 1 < 4)
+    /* n, k <= 4 and m <= 16 is a small product (m n k <= 256), tested first */
+    if (un - 1 < 4 && uk - 1 < 4 && um <= 16)
         fixed_table[dt == AD_F64][ty != 0][tx != 0][un - 1][uk - 1](um, x, y, dst, accumulate, bias);
-    else small_any(dt, tx, ty, um, un, uk, x, y, dst, accumulate, bias);
+    else if (SMALL_PRODUCT(um, un, uk)) small_any(dt, tx, ty, um, un, uk, x, y, dst, accumulate, bias);
+    else gemm_kernel(dt, tx, ty, um, un, uk, x, y, dst, accumulate, bias, packed);
 }
 
 /* out = op(a) op(b), or with a bias out = bias + op(a) op(b) row by row. */
