@@ -16,7 +16,14 @@ static void dims(const ad_tensor *x, int trans, int64_t *rows, int64_t *cols)
     *cols = trans ? x->shape.dim[0] : x->shape.dim[1];
 }
 
-ad_status ad__shape_matmul(ad_tape *t, ad_node *n, ad_shape *out)
+#if defined(__GNUC__)
+#define COLD __attribute__((noinline, cold))
+#else
+#define COLD
+#endif
+
+/* The messages of ad__shape_matmul, in the order its checks are made. */
+static COLD ad_status fail_matmul(ad_tape *t, const ad_node *n)
 {
     const ad_tensor *a = n->in[0], *b = n->in[1];
     char sa[AD__SHAPE_BUF], sb[AD__SHAPE_BUF];
@@ -30,10 +37,21 @@ ad_status ad__shape_matmul(ad_tape *t, ad_node *n, ad_shape *out)
     int64_t m, ka, kb, nn;
     dims(a, ta, &m, &ka);
     dims(b, tb, &kb, &nn);
-    if (ka != kb)
-        return ad__fail(t, AD_ERR_SHAPE, "%s: %s%s x %s%s: inner dimensions %lld and %lld differ",
-                        name, ad__shape_str(a->shape, sa), ta ? "^T" : "", ad__shape_str(b->shape, sb),
-                        tb ? "^T" : "", (long long)ka, (long long)kb);
+    return ad__fail(t, AD_ERR_SHAPE, "%s: %s%s x %s%s: inner dimensions %lld and %lld differ",
+                    name, ad__shape_str(a->shape, sa), ta ? "^T" : "", ad__shape_str(b->shape, sb),
+                    tb ? "^T" : "", (long long)ka, (long long)kb);
+}
+
+ad_status ad__shape_matmul(ad_tape *t, ad_node *n, ad_shape *out)
+{
+    const ad_tensor *a = n->in[0], *b = n->in[1];
+    int flags = n->a.flags;
+    if ((flags & ~(AD_TRANS_A | AD_TRANS_B)) || a->shape.rank != 2 || b->shape.rank != 2)
+        return fail_matmul(t, n);
+    int64_t m, ka, kb, nn;
+    dims(a, (flags & AD_TRANS_A) != 0, &m, &ka);
+    dims(b, (flags & AD_TRANS_B) != 0, &kb, &nn);
+    if (ka != kb) return fail_matmul(t, n);
     *out = ad_shape2(m, nn);
     return AD_OK;
 }
@@ -50,14 +68,23 @@ ad_status ad__shape_matmul(ad_tape *t, ad_node *n, ad_shape *out)
  * for p = 0, 1, ... (C's row and B's row are contiguous); with a transposed B
  * each element is a dot product of two contiguous runs. Either way each
  * element is its start value plus the terms in increasing p, as in the
- * kernel. The row length (or the dot length) is dispatched to constants up to
- * 4, so the loops over it unroll: at these sizes loop control and the
- * vectoriser's run-time checks would cost more than the arithmetic.
+ * kernel. Products whose row length n and inner length k are both at most 4
+ * go to one small function per (n, k), in which both loops unroll fully; the
+ * rest take the general loops. At these sizes the set-up of one function
+ * holding every variant (and loop control) would cost more than the
+ * arithmetic.
  */
+/* Kept out of line so that the dispatch (gemm, below) stays a short straight run. */
+#if defined(__GNUC__)
+#define NOINLINE __attribute__((noinline))
+#else
+#define NOINLINE
+#endif
+
 #define DEFINE_SMALL(T)                                                                        \
     static inline void rows_##T(size_t m, size_t nn, size_t k, size_t ar, size_t ac,           \
                                 const T *restrict a, const T *restrict b, T *restrict c,       \
-                                int accumulate, const T *bias)                                 \
+                                int accumulate, const T *restrict bias)                        \
     {                                                                                          \
         for (size_t i = 0; i < m; i++) {                                                       \
             T *restrict ci = c + i * nn;                                                       \
@@ -75,7 +102,7 @@ ad_status ad__shape_matmul(ad_tape *t, ad_node *n, ad_shape *out)
     }                                                                                          \
     static inline void dots_##T(size_t m, size_t nn, size_t k, size_t ar, size_t ac,           \
                                 const T *restrict a, const T *restrict b, T *restrict c,       \
-                                int accumulate, const T *bias)                                 \
+                                int accumulate, const T *restrict bias)                        \
     {                                                                                          \
         for (size_t i = 0; i < m; i++) {                                                       \
             T *restrict ci = c + i * nn;                                                       \
@@ -87,31 +114,54 @@ ad_status ad__shape_matmul(ad_tape *t, ad_node *n, ad_shape *out)
                 ci[j] = s;                                                                     \
             }                                                                                  \
         }                                                                                      \
-    }                                                                                          \
-    static void small_##T(int ta, int tb, size_t m, size_t nn, size_t k, const T *a,           \
-                          const T *b, T *restrict c, int accumulate, const T *bias)             \
-    {                                                                                          \
-        size_t ar = ta ? 1 : k, ac = ta ? m : 1;                                               \
-        if (!tb) {                                                                             \
-            switch (nn) {                                                                      \
-            case 1: rows_##T(m, 1, k, ar, ac, a, b, c, accumulate, bias); return;                    \
-            case 2: rows_##T(m, 2, k, ar, ac, a, b, c, accumulate, bias); return;                    \
-            case 3: rows_##T(m, 3, k, ar, ac, a, b, c, accumulate, bias); return;                    \
-            case 4: rows_##T(m, 4, k, ar, ac, a, b, c, accumulate, bias); return;                    \
-            default: rows_##T(m, nn, k, ar, ac, a, b, c, accumulate, bias); return;                  \
-            }                                                                                  \
-        }                                                                                      \
-        switch (k) {                                                                           \
-        case 1: dots_##T(m, nn, 1, ar, ac, a, b, c, accumulate, bias); return;                       \
-        case 2: dots_##T(m, nn, 2, ar, ac, a, b, c, accumulate, bias); return;                       \
-        case 3: dots_##T(m, nn, 3, ar, ac, a, b, c, accumulate, bias); return;                       \
-        case 4: dots_##T(m, nn, 4, ar, ac, a, b, c, accumulate, bias); return;                       \
-        default: dots_##T(m, nn, k, ar, ac, a, b, c, accumulate, bias); return;                      \
-        }                                                                                      \
     }
 
 DEFINE_SMALL(float)
 DEFINE_SMALL(double)
+
+/*
+ * The loops above with the transpose of A, n and k fixed (m varies), named
+ * <form>_<T>_<ta>_<n>_<k>; one signature for both dtypes so that one table
+ * holds them all.
+ */
+typedef void (*small_fixed)(size_t m, const void *a, const void *b, void *c, int accumulate,
+                            const void *bias);
+#define DEFINE_FIXED_FORM(form, T, TA, N, K)                                                 \
+    static void form##_##T##_##TA##_##N##_##K(size_t m, const void *a, const void *b, void *c, \
+                                              int accumulate, const void *bias)              \
+    {                                                                                        \
+        form##_##T(m, N, K, TA ? 1 : K, TA ? m : 1, a, b, c, accumulate, bias);             \
+    }
+#define DEFINE_FIXED(T, TA, N, K) DEFINE_FIXED_FORM(rows, T, TA, N, K) DEFINE_FIXED_FORM(dots, T, TA, N, K)
+#define DEFINE_FIXED_K(T, TA, N) \
+    DEFINE_FIXED(T, TA, N, 1) DEFINE_FIXED(T, TA, N, 2) DEFINE_FIXED(T, TA, N, 3) DEFINE_FIXED(T, TA, N, 4)
+#define DEFINE_FIXED_N(T, TA) \
+    DEFINE_FIXED_K(T, TA, 1) DEFINE_FIXED_K(T, TA, 2) DEFINE_FIXED_K(T, TA, 3) DEFINE_FIXED_K(T, TA, 4)
+DEFINE_FIXED_N(float, 0)
+DEFINE_FIXED_N(float, 1)
+DEFINE_FIXED_N(double, 0)
+DEFINE_FIXED_N(double, 1)
+
+#define FIXED_K(form, T, TA, N) \
+    {form##_##T##_##TA##_##N##_1, form##_##T##_##TA##_##N##_2, form##_##T##_##TA##_##N##_3, form##_##T##_##TA##_##N##_4}
+#define FIXED_N(form, T, TA) \
+    {FIXED_K(form, T, TA, 1), FIXED_K(form, T, TA, 2), FIXED_K(form, T, TA, 3), FIXED_K(form, T, TA, 4)}
+#define FIXED_TA(form, T) {FIXED_N(form, T, 0), FIXED_N(form, T, 1)}
+#define FIXED_TB(T) {FIXED_TA(rows, T), FIXED_TA(dots, T)}
+
+/* [f64][tb][ta][n - 1][k - 1] */
+static const small_fixed fixed_table[2][2][2][4][4] = {FIXED_TB(float), FIXED_TB(double)};
+
+/* The small products with n or k above 4. */
+static NOINLINE void small_any(ad_dtype dt, int ta, int tb, size_t m, size_t nn, size_t k, const void *a,
+                               const void *b, void *c, int accumulate, const void *bias)
+{
+    size_t ar = ta ? 1 : k, ac = ta ? m : 1;
+    if (dt == AD_F32 && !tb) rows_float(m, nn, k, ar, ac, a, b, c, accumulate, bias);
+    else if (dt == AD_F32) dots_float(m, nn, k, ar, ac, a, b, c, accumulate, bias);
+    else if (!tb) rows_double(m, nn, k, ar, ac, a, b, c, accumulate, bias);
+    else dots_double(m, nn, k, ar, ac, a, b, c, accumulate, bias);
+}
 
 /* Copies the bias into every row (a loop: a memcpy call per short row costs
  * more than the copy). */
@@ -124,12 +174,6 @@ DEFINE_SMALL(double)
 DEFINE_FILL_ROWS(float)
 DEFINE_FILL_ROWS(double)
 
-/*
- * One product dst (+)= op(x) op(y) in the given dtype; with a bias (a row of
- * n) every row of dst starts as the bias instead (accumulate is then
- * ignored). The small loops start from the bias directly; the kernel adds
- * onto rows filled with it first, so both give bias + terms in increasing p.
- */
 /*
  * op(w) packed for the kernel, made on the first product with w on this tape
  * and kept until the tape is reset, for a lean tape's copy of a parameter
@@ -158,15 +202,10 @@ static const void *packed_weight(ad_tape *t, const ad_tensor *w, int trans, size
     return buf;
 }
 
-static void gemm(ad_dtype dt, int tx, int ty, int64_t m, int64_t nn, int64_t k, const void *x,
-                 const void *y, void *dst, int accumulate, const void *bias, const void *packed)
+/* The kernel's path of gemm (below). */
+static NOINLINE void gemm_kernel(ad_dtype dt, int tx, int ty, size_t um, size_t un, size_t uk, const void *x,
+                                 const void *y, void *dst, int accumulate, const void *bias, const void *packed)
 {
-    size_t um = (size_t)m, un = (size_t)nn, uk = (size_t)k;
-    if (SMALL_PRODUCT(um, un, uk)) {
-        if (dt == AD_F32) small_float(tx, ty, um, un, uk, x, y, dst, accumulate, bias);
-        else small_double(tx, ty, um, un, uk, x, y, dst, accumulate, bias);
-        return;
-    }
     if (bias) {
         if (dt == AD_F32) fill_rows_float(um, un, bias, dst);
         else fill_rows_double(um, un, bias, dst);
@@ -176,6 +215,24 @@ static void gemm(ad_dtype dt, int tx, int ty, int64_t m, int64_t nn, int64_t k, 
     else if (packed) ad__gemm_prepacked_f64(tx, ty, um, un, uk, x, y, packed, dst, accumulate);
     else if (dt == AD_F32) ad__gemm_f32(tx, ty, um, un, uk, x, y, dst, accumulate);
     else ad__gemm_f64(tx, ty, um, un, uk, x, y, dst, accumulate);
+}
+
+/*
+ * One product dst (+)= op(x) op(y) in the given dtype; with a bias (a row of
+ * n) every row of dst starts as the bias instead (accumulate is then
+ * ignored). The small loops start from the bias directly; the kernel adds
+ * onto rows filled with it first, so both give bias + terms in increasing p.
+ * Inlined, so that each call site passes its constants straight on.
+ */
+static inline void gemm(ad_dtype dt, int tx, int ty, int64_t m, int64_t nn, int64_t k, const void *x,
+                        const void *y, void *dst, int accumulate, const void *bias, const void *packed)
+{
+    size_t um = (size_t)m, un = (size_t)nn, uk = (size_t)k;
+    /* n, k <= 4 and m <= 16 is a small product (m n k <= 256), tested first */
+    if (un - 1 < 4 && uk - 1 < 4 && um <= 16)
+        fixed_table[dt == AD_F64][ty != 0][tx != 0][un - 1][uk - 1](um, x, y, dst, accumulate, bias);
+    else if (SMALL_PRODUCT(um, un, uk)) small_any(dt, tx, ty, um, un, uk, x, y, dst, accumulate, bias);
+    else gemm_kernel(dt, tx, ty, um, un, uk, x, y, dst, accumulate, bias, packed);
 }
 
 /* out = op(a) op(b), or with a bias out = bias + op(a) op(b) row by row. */

@@ -427,12 +427,12 @@ static inline int shape_numel(ad_tape *t, ad__op op, ad_shape shape, size_t *num
      * bytes fit a 64-bit size_t); anything else takes the checked product. */
     if (sizeof(size_t) >= 8 && shape.rank >= 0 && shape.rank <= AD_MAX_RANK) {
         size_t n = 1;
-        int small = 1;
+        uint64_t any = 0; /* a negative axis sets the high bits */
         for (int i = 0; i < shape.rank; i++) {
-            small &= shape.dim[i] >= 0 && shape.dim[i] < ((int64_t)1 << 14);
+            any |= (uint64_t)shape.dim[i];
             n *= (size_t)shape.dim[i];
         }
-        if (small) {
+        if (any < ((uint64_t)1 << 14)) {
             *numel = n;
             return 1;
         }
@@ -558,12 +558,11 @@ ad_tensor *ad__record(ad_tape *t, ad__op op, ad_tensor *const *in, int n_in, con
         for (int i = 0; i < n_in; i++) n->in_inline[i] = in[i];
     else
         n->in = (ad_tensor **)in;
-    ad_shape shape;
-    size_t numel;
-    if (ad__ops[op].shape(t, n, &shape) != AD_OK) return NULL;
-    if (!shape_numel(t, op, shape, &numel)) return NULL;
+    /* The shape rule writes the output's shape in place. */
     ad_tensor *out = n->out;
-    out->shape = shape;
+    size_t numel;
+    if (ad__ops[op].shape(t, n, &out->shape) != AD_OK) return NULL;
+    if (!shape_numel(t, op, out->shape, &numel)) return NULL;
     out->numel = numel;
     if (!n->a.view) { /* a view's forward points data into input 0 */
         out->data = ad__bump(t, numel * ad__dtype_size(dtype));

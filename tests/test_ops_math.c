@@ -289,6 +289,92 @@ Test(ops_math, small_matmul_matches_the_kernel)
             }
 }
 
+/* Reference for the small loops: C[i,j] = start + sum over p in increasing
+ * order of op(A)[i,p] op(B)[p,j], in the dtype T (start 0 when none). */
+#define DEFINE_REF_PRODUCT(T)                                                                     \
+    static void ref_product_##T(int ta, int tb, size_t m, size_t n, size_t k, const T *a,          \
+                                const T *b, const T *bias, T *c)                                  \
+    {                                                                                             \
+        for (size_t i = 0; i < m; i++)                                                            \
+            for (size_t j = 0; j < n; j++) {                                                      \
+                T s = bias ? bias[j] : 0;                                                         \
+                for (size_t p = 0; p < k; p++) {                                                  \
+                    T x = ta ? a[p * m + i] : a[i * k + p], y = tb ? b[j * k + p] : b[p * n + j]; \
+                    s += x * y;                                                                   \
+                }                                                                                 \
+                c[i * n + j] = s;                                                                 \
+            }                                                                                     \
+    }
+DEFINE_REF_PRODUCT(float)
+DEFINE_REF_PRODUCT(double)
+
+/* The product of ta/tb-stored operands through the reference, in dtype d. */
+static void ref_product(ad_dtype d, int ta, int tb, size_t m, size_t n, size_t k, ad_tensor *a,
+                        ad_tensor *b, ad_tensor *bias, double *out)
+{
+    if (d == AD_F32) {
+        float c[64];
+        ref_product_float(ta, tb, m, n, k, ad_tensor_data(a), ad_tensor_data(b), bias ? ad_tensor_data(bias) : NULL, c);
+        for (size_t i = 0; i < m * n; i++) out[i] = c[i];
+    } else {
+        ref_product_double(ta, tb, m, n, k, ad_tensor_data(a), ad_tensor_data(b), bias ? ad_tensor_data(bias) : NULL,
+                           out);
+    }
+}
+
+/*
+ * Every small form (each n and k up to 5, so the fixed-size functions and the
+ * general loops, rows of 1 to 5, both transposes, both dtypes) gives exactly
+ * the start value plus the terms in increasing p: forward, addmm and both
+ * gradients equal the reference loop bit for bit.
+ */
+Test(ops_math, small_matmul_forms_sum_in_order)
+{
+    for (size_t m = 1; m <= 5; m++)
+        for (size_t n = 1; n <= 5; n++)
+            for (size_t k = 1; k <= 5; k++)
+                for (int f = 0; f < 8; f++) {
+                    int ta = f & 1, tb = (f >> 1) & 1;
+                    ad_dtype d = (f >> 2) ? AD_F64 : AD_F32;
+                    double a[64], b[64], w[64], bias[8], got[64], want[64];
+                    size_t seed = 100 + m * 100 + n * 10 + k;
+                    ts_fill_uniform(a, m * k, seed, -1, 1);
+                    ts_fill_uniform(b, k * n, seed + 1, -1, 1);
+                    ts_fill_uniform(w, m * n, seed + 2, -1, 1);
+                    ts_fill_uniform(bias, n, seed + 3, -1, 1);
+                    ad_tape *t = ad_tape_new(NULL);
+                    ad_shape sa = ta ? ad_shape2((int64_t)k, (int64_t)m) : ad_shape2((int64_t)m, (int64_t)k);
+                    ad_shape sb = tb ? ad_shape2((int64_t)n, (int64_t)k) : ad_shape2((int64_t)k, (int64_t)n);
+                    ad_shape sc = ad_shape2((int64_t)m, (int64_t)n);
+                    ad_tensor *av = ad_variable(t, d, sa, ad_tensor_data(ad_from_f64(t, d, sa, a)));
+                    ad_tensor *bv = ad_variable(t, d, sb, ad_tensor_data(ad_from_f64(t, d, sb, b)));
+                    ad_tensor *wv = ad_from_f64(t, d, sc, w);
+                    ad_tensor *bt = ad_from_f64(t, d, ad_shape1((int64_t)n), bias);
+                    int flags = (ta ? AD_TRANS_A : 0) | (tb ? AD_TRANS_B : 0);
+                    ad_tensor *y = ad_matmul(t, av, bv, flags), *yb = ad_addmm(t, bt, av, bv, flags);
+                    cr_assert_not_null(yb, "%s", ad_tape_message(t));
+                    cr_assert_eq(ad_backward(t, ad_sum(t, ad_mul(t, y, wv), AD_AXIS_ALL, 0), NULL), AD_OK);
+                    ref_product(d, ta, tb, m, n, k, av, bv, NULL, want);
+                    for (size_t i = 0; i < m * n; i++)
+                        cr_assert(ad_tensor_get(y, i) == want[i], "%zux%zux%zu f%d y[%zu]", m, n, k, f, i);
+                    ref_product(d, ta, tb, m, n, k, av, bv, bt, want);
+                    for (size_t i = 0; i < m * n; i++)
+                        cr_assert(ad_tensor_get(yb, i) == want[i], "%zux%zux%zu f%d addmm[%zu]", m, n, k, f, i);
+                    /* dA = W op(B)^T (stored transposed when ta), dB = op(A)^T W (likewise) */
+                    if (!ta) ref_product(d, 0, !tb, m, k, n, wv, bv, NULL, want);
+                    else ref_product(d, tb, 1, k, m, n, bv, wv, NULL, want);
+                    for (size_t i = 0; i < m * k; i++) got[i] = ad_tensor_grad_get(av, i);
+                    for (size_t i = 0; i < m * k; i++)
+                        cr_assert(got[i] == want[i], "%zux%zux%zu f%d da[%zu]", m, n, k, f, i);
+                    if (!tb) ref_product(d, !ta, 0, k, n, m, av, wv, NULL, want);
+                    else ref_product(d, 1, ta, n, k, m, wv, av, NULL, want);
+                    for (size_t i = 0; i < k * n; i++) got[i] = ad_tensor_grad_get(bv, i);
+                    for (size_t i = 0; i < k * n; i++)
+                        cr_assert(got[i] == want[i], "%zux%zux%zu f%d db[%zu]", m, n, k, f, i);
+                    ad_tape_free(t);
+                }
+}
+
 /*
  * The f32 tanh op runs the vectorised kernel (kernels_act.c): over a sweep of
  * floats of every magnitude it is within one ulp of the correctly rounded
