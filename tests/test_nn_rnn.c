@@ -427,58 +427,6 @@ Test(nn_rnn, lean_copies_give_the_same_gradients_in_less_memory)
     cr_assert_eq(ts_live_allocs(), before);
 }
 
-/* Hoisting the input projection changes nothing but the order of sums. */
-Test(nn_rnn, hoisted_input_projection_equals_step_by_step)
-{
-    long before = ts_live_allocs();
-    nn_cell_kind kinds[3] = {NN_CELL_RNN_TANH, NN_CELL_LSTM, NN_CELL_GRU};
-    enum { T = 9, B = 3, I = 4, H = 5 };
-    double x[T * B * I];
-    ts_fill_uniform(x, T * B * I, 31, -1, 1);
-    int64_t lengths[B] = {9, 4, 7};
-    for (int k = 0; k < 3; k++) {
-        nn_params *ps = nn_params_new(AD_F64, NULL);
-        nn_cell cells[2];
-        nn_cell_create(&cells[0], kinds[k], ps, "l", 0, 0, I, H, 1, NULL);
-        nn_cell_create(&cells[1], kinds[k], ps, "l", 1, 0, H, H, 1, NULL);
-        ad_rng rng;
-        ad_rng_seed(&rng, 32 + (uint64_t)k, 0);
-        nn_params_init_uniform(ps, &rng, -0.6, 0.6);
-        size_t n;
-        double out[2][T * B * H], grads[2][1024];
-        for (int hoist = 0; hoist < 2; hoist++) {
-            ad_tape *t = ad_tape_new(NULL);
-            ad_tensor *xs[T];
-            for (int s = 0; s < T; s++) xs[s] = ad_from_data(t, AD_F64, ad_shape2(B, I), x + s * B * I);
-            nn_unroll_options o = {0};
-            o.lengths = lengths;
-            o.hoist_input = hoist;
-            nn_state outs[T], lasts[2];
-            nn_params_zero_grad(ps);
-            cr_assert_eq(nn_unroll_layers(t, cells, 2, xs, T, &o, outs, lasts), AD_OK, "%s", ad_tape_message(t));
-            ad_tensor *loss = NULL;
-            for (int s = 0; s < T; s++) {
-                memcpy(out[hoist] + s * B * H, ad_tensor_f64(outs[s].h), B * H * sizeof(double));
-                ad_tensor *l = ad_sum(t, ad_tanh(t, outs[s].h), AD_AXIS_ALL, 0);
-                loss = loss ? ad_add(t, loss, l) : l;
-            }
-            cr_assert_eq(ad_backward(t, loss, NULL), AD_OK, "%s", ad_tape_message(t));
-            const double *g = nn_params_grads(ps, &n);
-            cr_assert_leq(n, 1024);
-            memcpy(grads[hoist], g, n * sizeof *g);
-            ad_tape_free(t);
-        }
-        for (int i = 0; i < T * B * H; i++)
-            cr_assert(fabs(out[0][i] - out[1][i]) <= 1e-13, "kind %d output %d", k, i);
-        for (size_t i = 0; i < n; i++)
-            cr_assert(fabs(grads[0][i] - grads[1][i]) <= 1e-12 * fabs(grads[0][i]) + 1e-14,
-                      "kind %d grad %zu: %.17g vs %.17g", k, i, grads[0][i], grads[1][i]);
-        nn_params_free(ps);
-    }
-    cr_assert_eq(ts_live_allocs(), before);
-}
-
-/* The projection entry points refuse custom cells and NULLs. */
 Test(nn_rnn, projection_bad_inputs)
 {
     long before = ts_live_allocs();
@@ -504,63 +452,90 @@ Test(nn_rnn, projection_bad_inputs)
     cr_assert_eq(ts_live_allocs(), before);
 }
 
+/* Two stacked layers of `kind` over T steps with masking (lengths 9, 4, 7):
+ * the outputs and parameter gradients of loss = sum_t sum(tanh(h_t)) (+ sum(c^2)
+ * of the last LSTM state), and the tape's node count and bytes after the forward. */
+enum { LT = 9, LB = 3, LI = 4, LH = 5 };
+
+typedef struct layer_run {
+    double out[LT * LB * LH], grads[1024];
+    size_t n, nodes, bytes;
+} layer_run;
+
+static void run_two_layers(nn_cell_kind kind, uint64_t seed, int hoist, int plain, layer_run *r)
+{
+    double x[LT * LB * LI];
+    ts_fill_uniform(x, LT * LB * LI, 31, -1, 1);
+    int64_t lengths[LB] = {9, 4, 7};
+    nn_params *ps = nn_params_new(AD_F64, NULL);
+    nn_cell cells[2];
+    nn_cell_create(&cells[0], kind, ps, "l", 0, 0, LI, LH, 1, NULL);
+    nn_cell_create(&cells[1], kind, ps, "l", 1, 0, LH, LH, 1, NULL);
+    cells[0].plain_gates = cells[1].plain_gates = plain;
+    ad_rng rng;
+    ad_rng_seed(&rng, seed, 0);
+    nn_params_init_uniform(ps, &rng, -0.7, 0.7);
+    ad_tape *t = ad_tape_new(NULL);
+    ad_tensor *xs[LT];
+    for (int s = 0; s < LT; s++) xs[s] = ad_from_data(t, AD_F64, ad_shape2(LB, LI), x + s * LB * LI);
+    nn_unroll_options o = {0};
+    o.lengths = lengths;
+    o.hoist_input = hoist;
+    nn_state outs[LT], lasts[2];
+    cr_assert_eq(nn_unroll_layers(t, cells, 2, xs, LT, &o, outs, lasts), AD_OK, "%s", ad_tape_message(t));
+    r->nodes = ad_tape_size(t);
+    r->bytes = ad_tape_bytes_used(t);
+    ad_tensor *loss = NULL;
+    for (int s = 0; s < LT; s++) {
+        memcpy(r->out + s * LB * LH, ad_tensor_f64(outs[s].h), LB * LH * sizeof(double));
+        ad_tensor *l = ad_sum(t, ad_tanh(t, outs[s].h), AD_AXIS_ALL, 0);
+        loss = loss ? ad_add(t, loss, l) : l;
+    }
+    if (lasts[1].c) loss = ad_add(t, loss, ad_sum(t, ad_mul(t, lasts[1].c, lasts[1].c), AD_AXIS_ALL, 0));
+    cr_assert_eq(ad_backward(t, loss, NULL), AD_OK, "%s", ad_tape_message(t));
+    const double *g = nn_params_grads(ps, &r->n);
+    cr_assert_leq(r->n, 1024);
+    memcpy(r->grads, g, r->n * sizeof *g);
+    ad_tape_free(t);
+    nn_params_free(ps);
+}
+
+static void expect_same_run(const char *what, int kind, const layer_run *a, const layer_run *b, double out_tol)
+{
+    for (int i = 0; i < LT * LB * LH; i++)
+        cr_assert(fabs(a->out[i] - b->out[i]) <= out_tol, "%s, kind %d: output %d", what, kind, i);
+    for (size_t i = 0; i < a->n; i++)
+        cr_assert(fabs(a->grads[i] - b->grads[i]) <= 1e-12 * fabs(a->grads[i]) + 1e-14,
+                  "%s, kind %d: grad %zu: %.17g vs %.17g", what, kind, i, a->grads[i], b->grads[i]);
+}
+
+/* Hoisting the input projection changes nothing but the order of sums. */
+Test(nn_rnn, hoisted_input_projection_equals_step_by_step)
+{
+    long before = ts_live_allocs();
+    nn_cell_kind kinds[3] = {NN_CELL_RNN_TANH, NN_CELL_LSTM, NN_CELL_GRU};
+    layer_run r[2];
+    for (int k = 0; k < 3; k++) {
+        for (int hoist = 0; hoist < 2; hoist++) run_two_layers(kinds[k], 32 + (uint64_t)k, hoist, 0, &r[hoist]);
+        expect_same_run("hoisted vs step by step", kinds[k], &r[0], &r[1], 1e-13);
+    }
+    cr_assert_eq(ts_live_allocs(), before);
+}
+
 /* The fused gate ops against the op-by-op gates: the same states and
- * gradients within f64 rounding, with masking and two layers, and the tape
- * records fewer nodes and bytes. */
+ * gradients within f64 rounding, and the tape records fewer nodes and bytes
+ * (the gated cells under half the nodes, Elman one fewer per step). */
 Test(nn_rnn, fused_gates_equal_the_op_by_op_gates)
 {
     long before = ts_live_allocs();
     nn_cell_kind kinds[4] = {NN_CELL_LSTM, NN_CELL_GRU, NN_CELL_RNN_TANH, NN_CELL_RNN_RELU};
-    enum { T = 7, B = 3, I = 4, H = 5 };
-    double x[T * B * I];
-    ts_fill_uniform(x, T * B * I, 41, -1, 1);
-    int64_t lengths[B] = {7, 3, 5};
+    layer_run r[2];
     for (int k = 0; k < 4; k++) {
-        nn_params *ps = nn_params_new(AD_F64, NULL);
-        nn_cell cells[2];
-        nn_cell_create(&cells[0], kinds[k], ps, "l", 0, 0, I, H, 1, NULL);
-        nn_cell_create(&cells[1], kinds[k], ps, "l", 1, 0, H, H, 1, NULL);
-        ad_rng rng;
-        ad_rng_seed(&rng, 42 + (uint64_t)k, 0);
-        nn_params_init_uniform(ps, &rng, -0.8, 0.8);
-        size_t n, nodes[2], bytes[2];
-        double out[2][T * B * H], grads[2][1024];
-        for (int plain = 0; plain < 2; plain++) {
-            cells[0].plain_gates = cells[1].plain_gates = plain;
-            ad_tape *t = ad_tape_new(NULL);
-            ad_tensor *xs[T];
-            for (int s = 0; s < T; s++) xs[s] = ad_from_data(t, AD_F64, ad_shape2(B, I), x + s * B * I);
-            nn_unroll_options o = {0};
-            o.lengths = lengths;
-            o.hoist_input = 1;
-            nn_state outs[T], lasts[2];
-            nn_params_zero_grad(ps);
-            cr_assert_eq(nn_unroll_layers(t, cells, 2, xs, T, &o, outs, lasts), AD_OK, "%s", ad_tape_message(t));
-            nodes[plain] = ad_tape_size(t);
-            bytes[plain] = ad_tape_bytes_used(t);
-            ad_tensor *loss = NULL;
-            for (int s = 0; s < T; s++) {
-                memcpy(out[plain] + s * B * H, ad_tensor_f64(outs[s].h), B * H * sizeof(double));
-                ad_tensor *l = ad_sum(t, ad_tanh(t, outs[s].h), AD_AXIS_ALL, 0);
-                loss = loss ? ad_add(t, loss, l) : l;
-            }
-            if (lasts[1].c) loss = ad_add(t, loss, ad_sum(t, ad_mul(t, lasts[1].c, lasts[1].c), AD_AXIS_ALL, 0));
-            cr_assert_eq(ad_backward(t, loss, NULL), AD_OK, "%s", ad_tape_message(t));
-            const double *g = nn_params_grads(ps, &n);
-            cr_assert_leq(n, 1024);
-            memcpy(grads[plain], g, n * sizeof *g);
-            ad_tape_free(t);
-        }
-        for (int i = 0; i < T * B * H; i++)
-            cr_assert(fabs(out[0][i] - out[1][i]) <= 1e-14, "kind %d output %d", k, i);
-        for (size_t i = 0; i < n; i++)
-            cr_assert(fabs(grads[0][i] - grads[1][i]) <= 1e-12 * fabs(grads[0][i]) + 1e-14,
-                      "kind %d grad %zu: fused %.17g, plain %.17g", k, i, grads[0][i], grads[1][i]);
-        /* the gated cells record under half the nodes; Elman one fewer per step */
-        cr_assert_lt(k < 2 ? nodes[0] * 2 : nodes[0] + 2 * T - 1, nodes[1], "kind %d: %zu fused nodes, %zu plain",
-                     k, nodes[0], nodes[1]);
-        cr_assert_lt(bytes[0], bytes[1], "kind %d: %zu fused bytes, %zu plain", k, bytes[0], bytes[1]);
-        nn_params_free(ps);
+        for (int plain = 0; plain < 2; plain++) run_two_layers(kinds[k], 42 + (uint64_t)k, 1, plain, &r[plain]);
+        expect_same_run("fused vs plain gates", kinds[k], &r[0], &r[1], 1e-14);
+        cr_assert_lt(k < 2 ? r[0].nodes * 2 : r[0].nodes + 2 * LT - 1, r[1].nodes, "kind %d: %zu fused nodes, %zu plain",
+                     k, r[0].nodes, r[1].nodes);
+        cr_assert_lt(r[0].bytes, r[1].bytes, "kind %d: %zu fused bytes, %zu plain", k, r[0].bytes, r[1].bytes);
     }
     cr_assert_eq(ts_live_allocs(), before);
 }
