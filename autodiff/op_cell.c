@@ -56,6 +56,19 @@ static ad_status keep_planes(ad_tape *t, ad_node *n, size_t planes)
         if (gh) ((T *)(gh))[at] += (d); \
     } while (0)
 
+/* plane[b, j] = gx[b, gate H + j] + gh[b, gate H + j] for [B, G H] projections. */
+#define DEFINE_GATE_SUM(T)                                                                      \
+    static void gate_sum_##T(int64_t B, int64_t H, int64_t G, int64_t gate, const T *gx,       \
+                             const T *gh, T *plane)                                            \
+    {                                                                                          \
+        for (int64_t b = 0; b < B; b++) {                                                      \
+            const T *x = gx + (b * G + gate) * H, *h = gh + (b * G + gate) * H;                \
+            for (int64_t j = 0; j < H; j++) plane[b * H + j] = x[j] + h[j];                    \
+        }                                                                                      \
+    }
+DEFINE_GATE_SUM(float)
+DEFINE_GATE_SUM(double)
+
 /*
  * LSTM state: [i f g o] = gx + gh, c' = sigmoid(f) c + sigmoid(i) tanh(g).
  * Saved: sigmoid(i), sigmoid(f), tanh(g). The o block is lstm_cell_output's.
@@ -65,15 +78,9 @@ static ad_status keep_planes(ad_tape *t, ad_node *n, size_t planes)
                                    T *out, T *si, T *sf, T *tg)                                \
     {                                                                                           \
         size_t bh = (size_t)(B * H);                                                            \
-        for (int64_t b = 0; b < B; b++) {                                                       \
-            const T *x = gx + b * 4 * H, *h = gh + b * 4 * H;                                   \
-            for (int64_t j = 0; j < H; j++) {                                                   \
-                int64_t k = b * H + j;                                                          \
-                si[k] = x[j] + h[j];                                                            \
-                sf[k] = x[H + j] + h[H + j];                                                    \
-                tg[k] = x[2 * H + j] + h[2 * H + j];                                            \
-            }                                                                                   \
-        }                                                                                       \
+        gate_sum_##T(B, H, 4, 0, gx, gh, si);                                                   \
+        gate_sum_##T(B, H, 4, 1, gx, gh, sf);                                                   \
+        gate_sum_##T(B, H, 4, 2, gx, gh, tg);                                                   \
         sigmoid_##T(bh, si);                                                                    \
         sigmoid_##T(bh, sf);                                                                    \
         tanh_##T(bh, tg);                                                                       \
@@ -100,10 +107,7 @@ static ad_status keep_planes(ad_tape *t, ad_node *n, size_t planes)
                                     T *out, T *so, T *tc)                                       \
     {                                                                                           \
         size_t bh = (size_t)(B * H);                                                            \
-        for (int64_t b = 0; b < B; b++) {                                                       \
-            const T *x = gx + b * 4 * H + 3 * H, *h = gh + b * 4 * H + 3 * H;                   \
-            for (int64_t j = 0; j < H; j++) so[b * H + j] = x[j] + h[j];                        \
-        }                                                                                       \
+        gate_sum_##T(B, H, 4, 3, gx, gh, so);                                                   \
         sigmoid_##T(bh, so);                                                                    \
         for (size_t k = 0; k < bh; k++) tc[k] = c[k];                                           \
         tanh_##T(bh, tc);                                                                       \
@@ -132,13 +136,8 @@ static ad_status keep_planes(ad_tape *t, ad_node *n, size_t planes)
                             T *out, T *r, T *z, T *nn)                                          \
     {                                                                                           \
         size_t bh = (size_t)(B * H);                                                            \
-        for (int64_t b = 0; b < B; b++) {                                                       \
-            const T *x = gx + b * 3 * H, *h = gh + b * 3 * H;                                   \
-            for (int64_t j = 0; j < H; j++) {                                                   \
-                r[b * H + j] = x[j] + h[j];                                                     \
-                z[b * H + j] = x[H + j] + h[H + j];                                             \
-            }                                                                                   \
-        }                                                                                       \
+        gate_sum_##T(B, H, 3, 0, gx, gh, r);                                                    \
+        gate_sum_##T(B, H, 3, 1, gx, gh, z);                                                    \
         sigmoid_##T(bh, r);                                                                     \
         sigmoid_##T(bh, z);                                                                     \
         for (int64_t b = 0; b < B; b++) {                                                       \
