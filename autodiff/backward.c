@@ -190,8 +190,9 @@ ad_status ad_backward(ad_tape *t, ad_tensor *root, const ad_tensor *upstream)
             ad__check_backward_anomaly(t, n);
             if (t->status != AD_OK) return t->status;
         }
-        /* every consumer of n's output came later on the tape: its gradient is complete and used */
-        if (t->release_grads && n->n_in > 0) ad__release_grad(t, n->out);
+        /* every consumer of n's output came later on the tape: its gradient is
+         * complete and used. Buffers of a few elements are not worth the lists. */
+        if (t->release_grads && n->n_in > 0 && y->numel >= AD__RELEASE_MIN) ad__release_grad(t, n->out);
     }
     flush_deferred(t);
     return t->status;

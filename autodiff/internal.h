@@ -186,6 +186,7 @@ typedef struct ad__chunk {
 } ad__chunk;
 
 #define AD__FREE_CLASSES 16
+#define AD__RELEASE_MIN 64 /* elements: smaller gradients are not released */
 #define AD__PACKED_WEIGHTS 8
 
 /* A weight packed for the kernel once per tape (op_matmul.c). */

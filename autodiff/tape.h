@@ -67,8 +67,9 @@ typedef struct ad_tape_options {
      * tape as soon as the op that produced the tensor has used it, and reuses
      * it for a later gradient of the same size, so that backward keeps about
      * one time step's gradients live instead of all of them. Gradients of
-     * parameters and of leaves (variables, constants, copies) are kept; an
-     * intermediate tensor's gradient reads as NULL after backward.
+     * parameters and of leaves (variables, constants, copies) are kept, and
+     * so are those under 64 elements; a released intermediate tensor's
+     * gradient reads as NULL after backward.
      */
     int release_grads;
 } ad_tape_options;
