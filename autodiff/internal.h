@@ -36,6 +36,9 @@ struct ad_tensor {
     unsigned char owns_data; /* heap tensor whose data must be freed */
     unsigned char is_heap;   /* heap tensor header that ad_tensor_free may free */
     unsigned char grad_pinned; /* its gradient is read after its node's backward (stacked weight gradients) */
+    unsigned char data_needed; /* a recorded op's backward reads the data: it cannot be released */
+    unsigned char released;    /* ad_tape_release gave the data back; no op may read it */
+    ad_tensor *view_of;        /* a view's tensor that owns the data (slices of a block) */
 };
 
 struct ad_param {
@@ -151,7 +154,13 @@ typedef struct ad__op_def {
     ad_status (*shape)(ad_tape *t, ad_node *n, ad_shape *out);
     ad_status (*forward)(ad_tape *t, ad_node *n);
     void (*backward)(ad_tape *t, ad_node *n);
+    unsigned char keeps; /* the data backward reads: AD__KEEPS_* bits */
 } ad__op_def;
+
+/* Bits of ad__op_def.keeps: input i's data (i < 6), every input's, the output's. */
+#define AD__KEEPS_IN(i) (1u << (i))
+#define AD__KEEPS_ALL_IN 0x40u
+#define AD__KEEPS_OUT 0x80u
 
 extern const ad__op_def ad__ops[AD_OP_COUNT];
 

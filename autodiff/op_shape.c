@@ -326,6 +326,7 @@ ad_status ad__slice_fwd(ad_tape *t, ad_node *n)
     (void)t;
     size_t es = ad__dtype_size(n->out->dtype), outer, inner;
     if (n->a.view) {
+        n->out->view_of = n->in[0]->view_of ? n->in[0]->view_of : n->in[0];
         n->out->data = (char *)n->in[0]->data + (size_t)n->a.start * view_inner(n) * es;
         return AD_OK;
     }

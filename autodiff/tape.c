@@ -254,20 +254,50 @@ static void **free_list(ad_tape *t, size_t bytes)
     return NULL;
 }
 
-void ad__release_grad(ad_tape *t, ad_tensor *x)
+/* Puts a buffer of `bytes` on its free list; 0 when it cannot (too small,
+ * too many sizes), and then the buffer simply stays unused until reset. */
+static int give_back(ad_tape *t, void *buf, size_t bytes)
 {
-    size_t bytes = x->numel * ad__dtype_size(x->dtype);
-    if (!x->grad || x->grad_pinned || bytes < sizeof(void *)) return;
+    if (bytes < sizeof(void *)) return 0;
     void **head = free_list(t, bytes);
     if (!head && t->n_free_classes < AD__FREE_CLASSES) {
         t->free_grads[t->n_free_classes].bytes = bytes;
         t->free_grads[t->n_free_classes].head = NULL;
         head = &t->free_grads[t->n_free_classes++].head;
     }
-    if (!head) return; /* too many sizes: the buffer stays where it is */
-    memcpy(x->grad, head, sizeof *head); /* the buffer links to the old head */
-    *head = x->grad;
-    x->grad = NULL;
+    if (!head) return 0;
+    memcpy(buf, head, sizeof *head); /* the buffer links to the old head */
+    *head = buf;
+    return 1;
+}
+
+void ad__release_grad(ad_tape *t, ad_tensor *x)
+{
+    if (!x->grad || x->grad_pinned) return;
+    if (give_back(t, x->grad, x->numel * ad__dtype_size(x->dtype))) x->grad = NULL;
+}
+
+ad_status ad_tape_release(ad_tape *t, ad_tensor *x)
+{
+    if (!t) return AD_ERR_NULL;
+    if (t->status != AD_OK) return t->status;
+    if (!x) return ad__fail(t, AD_ERR_NULL, "tape_release: tensor is NULL");
+    if (x->tape != t) return ad__fail(t, AD_ERR_FOREIGN, "tape_release: the tensor is not on this tape");
+    const char *op = ad__ops[x->node->op].name;
+    char sh[AD__SHAPE_BUF];
+    if (x->node->n_in == 0 || x->param)
+        return ad__fail(t, AD_ERR_ARG, "tape_release: %s %s is a leaf; only op outputs can be released", op,
+                        ad__shape_str(x->shape, sh));
+    if (x->view_of)
+        return ad__fail(t, AD_ERR_ARG, "tape_release: %s %s is a view; release the tensor it views", op,
+                        ad__shape_str(x->shape, sh));
+    if (x->data_needed)
+        return ad__fail(t, AD_ERR_STATE, "tape_release: %s %s: the backward of a recorded op reads it", op,
+                        ad__shape_str(x->shape, sh));
+    if (x->released) return AD_OK;
+    x->released = 1;
+    give_back(t, x->data, x->numel * ad__dtype_size(x->dtype));
+    return AD_OK;
 }
 
 /* A released buffer of `bytes`, or NULL. */
@@ -397,6 +427,9 @@ static inline ad_node *node_block(ad_tape *t, ad__op op, ad_dtype dtype, const a
     out->owns_data = 0;
     out->is_heap = 0;
     out->grad_pinned = 0;
+    out->data_needed = 0;
+    out->released = 0;
+    out->view_of = NULL;
     n->op = op;
     n->n_in = 0;
     n->in = n->in_inline;
@@ -509,6 +542,10 @@ static int check_inputs(ad_tape *t, const char *name, ad_tensor *const *in, int 
                      ad_dtype_name(in[i]->dtype), ad_dtype_name(in[0]->dtype));
             return 0;
         }
+        if (in[i]->released || (in[i]->view_of && in[i]->view_of->released)) {
+            ad__fail(t, AD_ERR_STATE, "%s: input %d's data was released (ad_tape_release)", name, i);
+            return 0;
+        }
     }
     return 1;
 }
@@ -532,6 +569,19 @@ static COLD void fail_inputs(ad_tape *t, ad__op op, ad_tensor *const *in, int n_
     check_inputs(t, name, in, n_in);
 }
 
+/* Marks the data n's backward reads (its row's keeps), so that it is never
+ * released; a view marks the tensor that owns its data too. */
+static void keep_for_backward(ad_node *n, ad_tensor *const *in, int n_in)
+{
+    unsigned keeps = ad__ops[n->op].keeps;
+    if (keeps & AD__KEEPS_OUT) n->out->data_needed = 1;
+    for (int i = 0; i < n_in && (keeps & ~AD__KEEPS_OUT); i++)
+        if ((keeps & AD__KEEPS_ALL_IN) || (i < 6 && (keeps & AD__KEEPS_IN(i)))) {
+            in[i]->data_needed = 1;
+            if (in[i]->view_of) in[i]->view_of->data_needed = 1;
+        }
+}
+
 ad_tensor *ad__record(ad_tape *t, ad__op op, ad_tensor *const *in, int n_in, const ad__args *args)
 {
     if (!t || t->status != AD_OK) return NULL;
@@ -540,7 +590,8 @@ ad_tensor *ad__record(ad_tape *t, ad__op op, ad_tensor *const *in, int n_in, con
     int ok = in && n_in >= 1 && in[0], needs_grad = 0;
     for (int i = 0; ok && i < n_in; i++) {
         const ad_tensor *x = in[i];
-        ok = x && x->tape == t && x->dtype == in[0]->dtype;
+        ok = x && x->tape == t && x->dtype == in[0]->dtype && !x->released &&
+             !(x->view_of && x->view_of->released);
         needs_grad |= ok && x->requires_grad;
     }
     if (!ok) {
@@ -565,7 +616,9 @@ ad_tensor *ad__record(ad_tape *t, ad__op op, ad_tensor *const *in, int n_in, con
     if (!shape_numel(t, op, out->shape, &numel)) return NULL;
     out->numel = numel;
     if (!n->a.view) { /* a view's forward points data into input 0 */
-        out->data = ad__bump(t, numel * ad__dtype_size(dtype));
+        size_t bytes = numel * ad__dtype_size(dtype);
+        out->data = t->n_free_classes ? reuse_grad(t, bytes) : NULL;
+        if (!out->data) out->data = ad__bump(t, bytes);
         if (!out->data) return NULL;
     }
     if (n_in > AD__INLINE_IN) { /* the caller's list may not outlive the call */
@@ -575,6 +628,7 @@ ad_tensor *ad__record(ad_tape *t, ad__op op, ad_tensor *const *in, int n_in, con
     }
     out->requires_grad = (unsigned char)(needs_grad && t->grad_enabled);
     if (ad__ops[op].forward(t, n) != AD_OK || t->status != AD_OK) return NULL;
+    keep_for_backward(n, in, n_in);
     if (op == AD_OP_DROPOUT) n->a.rng = NULL; /* only forward may draw */
     if (t->anomaly) {
         ad__check_forward_anomaly(t, n);

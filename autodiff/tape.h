@@ -111,6 +111,20 @@ ad_status ad_tape_fail(ad_tape *t, ad_status code, const char *fmt, ...)
 /** Number of nodes recorded since the last reset. */
 size_t ad_tape_size(const ad_tape *t);
 
+/**
+ * Gives x's data buffer back to the tape, which reuses it for later tensors
+ * (op outputs and gradients) of the same size: for an op output that no
+ * later op will read and whose data no recorded op's backward needs, such as
+ * a cell's projections once its fused gates have run (nn/cell.c does this).
+ * The engine knows which data each op's backward reads and refuses the rest:
+ * AD_ERR_STATE when a recorded op's backward reads x, AD_ERR_ARG for a leaf
+ * (variables, constants, parameter copies) or a view (release the tensor it
+ * views), AD_ERR_NULL / AD_ERR_FOREIGN; each is a tape error. Afterwards
+ * ad_tensor_data(x) is NULL and an op given x (or a view of it) fails with
+ * AD_ERR_STATE; x's gradient is unaffected. Releasing twice is allowed.
+ */
+ad_status ad_tape_release(ad_tape *t, ad_tensor *x);
+
 /** Bytes of arena memory handed out since the last reset. */
 size_t ad_tape_bytes_used(const ad_tape *t);
 

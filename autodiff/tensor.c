@@ -147,11 +147,14 @@ int64_t ad_tensor_dim(const ad_tensor *x, int axis)
 
 size_t ad_tensor_numel(const ad_tensor *x) { return x ? x->numel : 0; }
 
-float *ad_tensor_f32(ad_tensor *x) { return (x && x->dtype == AD_F32) ? x->data : NULL; }
+/* A released tensor's buffer belongs to other tensors now: no data to show. */
+static int readable(const ad_tensor *x) { return x && !x->released && !(x->view_of && x->view_of->released); }
 
-double *ad_tensor_f64(ad_tensor *x) { return (x && x->dtype == AD_F64) ? x->data : NULL; }
+float *ad_tensor_f32(ad_tensor *x) { return (readable(x) && x->dtype == AD_F32) ? x->data : NULL; }
 
-void *ad_tensor_data(ad_tensor *x) { return x ? x->data : NULL; }
+double *ad_tensor_f64(ad_tensor *x) { return (readable(x) && x->dtype == AD_F64) ? x->data : NULL; }
+
+void *ad_tensor_data(ad_tensor *x) { return readable(x) ? x->data : NULL; }
 
 int ad__has_grad(const ad_tensor *x)
 {

@@ -211,6 +211,9 @@ static nn_state step(rnet *r, ad_tensor *gx, ad_tensor *wh, nn_state s)
     } else { /* GRU: b holds b_x of [r z n], bh the b_h of PyTorch's form (b_hn inside r's product) */
         n.h = ad_gru_cell(t, gx, ad_add(t, gh, ad_use(t, r->bh)), s.h);
     }
+    /* No backward reads h W_h (the GRU's reads the sum with b_h): its buffer
+     * goes back to the tape for the next step. */
+    if (ad_tape_status(t) == AD_OK) ad_tape_release(t, gh);
     return n;
 }
 
@@ -309,6 +312,7 @@ static int forward_backward(rnet *r, const double *targets_bce)
         s = step(r, ad_slice(t, gx, 0, (int64_t)k * r->B, r->B), wh, s);
         all_h[k] = s.h;
     }
+    if (ad_tape_status(t) == AD_OK) ad_tape_release(t, gx); /* read by the steps only */
     ad_tensor *hcat = ad_concat(t, all_h, r->T, 0); /* [T*B, H], step-major */
     ad_tensor *z = ad_addmm(t, ad_use(t, r->by), hcat, ad_use(t, r->Wy), 0);
     ad_tensor *loss;

@@ -158,6 +158,14 @@ static ad_status plain_gates(ad_tape *t, const nn_cell *cell, ad_tensor *gx, ad_
     return ad_tape_status(t);
 }
 
+/* The fused Elman and LSTM gates keep what their backward needs, not the
+ * step's hidden projection: its buffer goes back to the tape for the next
+ * step (the GRU's backward reads it). */
+static void release_projection(ad_tape *t, ad_tensor *gh)
+{
+    if (gh && ad_tape_status(t) == AD_OK) ad_tape_release(t, gh);
+}
+
 ad_status nn_cell_step_projected(ad_tape *t, const nn_cell *cell, ad_tensor *gx,
                                  const nn_state *prev, nn_state *next)
 {
@@ -172,6 +180,7 @@ ad_status nn_cell_step_projected(ad_tape *t, const nn_cell *cell, ad_tensor *gx,
         int relu = cell->kind == NN_CELL_RNN_RELU;
         if (!cell->plain_gates) {
             next->h = ad_rnn_cell(t, gx, gh, relu ? AD_RNN_RELU : AD_RNN_TANH);
+            release_projection(t, gh);
             break;
         }
         ad_tensor *pre = ad_add(t, gx, gh);
@@ -182,6 +191,7 @@ ad_status nn_cell_step_projected(ad_tape *t, const nn_cell *cell, ad_tensor *gx,
         if (cell->plain_gates) return plain_gates(t, cell, gx, gh, prev, next);
         next->c = ad_lstm_cell_state(t, gx, gh, prev->c);
         next->h = ad_lstm_cell_output(t, gx, gh, next->c);
+        release_projection(t, gh);
         break;
     case NN_CELL_GRU:
         if (cell->plain_gates) return plain_gates(t, cell, gx, gh, prev, next);

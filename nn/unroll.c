@@ -119,6 +119,10 @@ static ad_status run(ad_tape *t, const nn_cell *cell, ad_tensor *const *xs, int 
         if (outs) outs[step] = h;
     }
     ad_tape_set_label(t, NULL);
+    /* The steps read the hoisted projection through views, and no gate's
+     * backward needs it: its buffer is free for what comes next (its
+     * gradient, of the same size, in backward). */
+    if (gx_all && ad_tape_status(t) == AD_OK) ad_tape_release(t, gx_all);
     if (last && ad_tape_status(t) == AD_OK) *last = h;
     return ad_tape_status(t);
 }
