@@ -311,3 +311,169 @@ Test(tape, released_gradient_buffers_change_no_result)
     ad_param_free(p[1]);
     cr_assert_eq(ts_live_allocs(), before);
 }
+
+/* ---- released buffers and what each backward keeps ------------------------------------- */
+
+/*
+ * The keeps mask of every op row is a promise: backward reads no other data.
+ * Each case runs an op on intermediates (x_i = 1.0 * copy of p_i), sums its
+ * output, and backpropagates twice: once as is, once after overwriting with
+ * NaN the data of every input (and the output) that its row says backward
+ * does not read. The parameter gradients must agree to the bit.
+ */
+typedef enum keep_case {
+    K_ADD, K_SUB, K_ADD_SCALAR, K_MUL_SCALAR, K_NEG, K_EXP, K_SQRT, K_TANH, K_SIGMOID, K_POW, K_LOG,
+    K_ABS, K_RELU, K_SUM, K_MEAN, K_RESHAPE, K_PERMUTE, K_CONCAT, K_SLICE0, K_SLICE1, K_GATHER, K_CE,
+    K_MATMUL, K_ADDMM, K_RNN, K_LSTM_STATE, K_LSTM_OUTPUT, K_GRU, K_DROPOUT_EVAL, K_COUNT
+} keep_case;
+
+static ad_tensor *keep_op(ad_tape *t, keep_case k, ad_tensor *const *x)
+{
+    int64_t idx[4] = {2, 0, 1, 2};
+    switch (k) {
+    case K_ADD: return ad_add(t, x[0], x[1]);
+    case K_SUB: return ad_sub(t, x[0], x[1]);
+    case K_ADD_SCALAR: return ad_add_scalar(t, x[0], 0.5);
+    case K_MUL_SCALAR: return ad_mul_scalar(t, x[0], -1.5);
+    case K_NEG: return ad_neg(t, x[0]);
+    case K_EXP: return ad_exp(t, x[0]);
+    case K_SQRT: return ad_sqrt(t, ad_add_scalar(t, ad_abs(t, x[0]), 0.1));
+    case K_TANH: return ad_tanh(t, x[0]);
+    case K_SIGMOID: return ad_sigmoid(t, x[0]);
+    case K_POW: return ad_pow_scalar(t, ad_add_scalar(t, ad_abs(t, x[0]), 0.1), 1.7);
+    case K_LOG: return ad_log(t, ad_add_scalar(t, ad_abs(t, x[0]), 0.1));
+    case K_ABS: return ad_abs(t, x[0]);
+    case K_RELU: return ad_relu(t, x[0]);
+    case K_SUM: return ad_sum(t, x[0], 1, 0);
+    case K_MEAN: return ad_mean(t, x[0], 0, 1);
+    case K_RESHAPE: return ad_reshape(t, x[0], ad_shape2(8, 4));
+    case K_PERMUTE: return ad_transpose(t, x[0], 0, 1);
+    case K_CONCAT: return ad_concat(t, x, 2, 1);
+    case K_SLICE0: return ad_slice(t, x[0], 0, 1, 2);
+    case K_SLICE1: return ad_slice(t, x[0], 1, 2, 3);
+    case K_GATHER: return ad_gather_rows(t, x[0], idx, 4);
+    case K_CE: return ad_cross_entropy(t, x[0], idx, 4, -100, AD_REDUCE_MEAN);
+    case K_MATMUL: return ad_matmul(t, x[0], x[1], AD_TRANS_B);
+    case K_ADDMM: return ad_addmm(t, ad_slice(t, ad_reshape(t, x[2], ad_shape1(32)), 0, 0, 4), x[0],
+                                  ad_reshape(t, x[1], ad_shape2(8, 4)), 0);
+    case K_RNN: return ad_rnn_cell(t, x[0], x[1], AD_RNN_TANH);
+    case K_LSTM_STATE: return ad_lstm_cell_state(t, x[0], x[1], ad_slice(t, x[2], 1, 0, 2));
+    case K_LSTM_OUTPUT: return ad_lstm_cell_output(t, x[0], x[1], ad_slice(t, x[2], 1, 0, 2));
+    case K_GRU: return ad_gru_cell(t, ad_slice(t, x[0], 1, 0, 6), ad_slice(t, x[1], 1, 0, 6), ad_slice(t, x[2], 1, 0, 2));
+    case K_DROPOUT_EVAL: return ad_dropout(t, x[0], 0.3, 0, NULL);
+    case K_COUNT: break;
+    }
+    return NULL;
+}
+
+static void poison(ad_tensor *x)
+{
+    for (size_t i = 0; i < ad_tensor_numel(x); i++) ad_tensor_f64(x)[i] = NAN;
+}
+
+/* One run of case k; with `poisoned`, the data its backward should not read is overwritten. */
+static void keep_run(keep_case k, ad_param *const *p, int poisoned, double *g)
+{
+    ad_tape *t = ad_tape_new(NULL);
+    ad_tensor *x[3];
+    for (int i = 0; i < 3; i++) x[i] = ad_mul_scalar(t, ad_use(t, p[i]), 1.0);
+    ad_tensor *y = keep_op(t, k, x);
+    cr_assert_not_null(y, "case %d: %s", (int)k, ad_tape_message(t));
+    ad_node *n = y->node;
+    ad_tensor *loss = ad_sum(t, y, AD_AXIS_ALL, 0);
+    if (poisoned) {
+        unsigned keeps = ad__ops[n->op].keeps;
+        for (int i = 0; i < n->n_in; i++) {
+            ad_tensor *in = n->in[i];
+            int kept = (keeps & AD__KEEPS_ALL_IN) || (i < 6 && (keeps & AD__KEEPS_IN(i)));
+            /* only the op's own intermediates: views and leaves share data with others */
+            if (!kept && in->node->n_in > 0 && !in->view_of) poison(in);
+        }
+        if (!(keeps & AD__KEEPS_OUT) && !y->view_of) poison(y);
+    }
+    cr_assert_eq(ad_backward(t, loss, NULL), AD_OK, "case %d: %s", (int)k, ad_tape_message(t));
+    for (int i = 0; i < 3; i++) memcpy(g + i * 32, ad_tensor_f64(ad_param_grad(p[i])), 32 * sizeof *g);
+    ad_tape_free(t);
+}
+
+Test(tape, backward_reads_only_the_data_its_row_keeps)
+{
+    long before = ts_live_allocs();
+    ad_param *p[3];
+    const char *names[3] = {"a", "b", "c"};
+    for (int i = 0; i < 3; i++) {
+        p[i] = ad_param_new(names[i], AD_F64, ad_shape2(4, 8), NULL);
+        ts_fill_uniform(ad_tensor_f64(ad_param_value(p[i])), 32, 60 + (uint64_t)i, -1.5, 1.5);
+    }
+    for (int k = 0; k < K_COUNT; k++) {
+        double clean[96], dirty[96];
+        for (int i = 0; i < 3; i++) ad_param_zero_grad(p[i]);
+        keep_run((keep_case)k, p, 0, clean);
+        for (int i = 0; i < 3; i++) ad_param_zero_grad(p[i]);
+        keep_run((keep_case)k, p, 1, dirty);
+        cr_assert(!memcmp(clean, dirty, sizeof clean), "case %d: backward read data its row does not keep", k);
+    }
+    for (int i = 0; i < 3; i++) ad_param_free(p[i]);
+    cr_assert_eq(ts_live_allocs(), before);
+}
+
+/* ad_tape_release: the buffer is reused, the tensor can no longer be read or
+ * used, and every misuse is a clear tape error. */
+static ad_tensor *release_bad(ad_tape *t, int i)
+{
+    ad_tensor *a = ad_ones(t, AD_F64, ad_shape2(4, 4)), *b = ad_add(t, a, a);
+    switch (i) {
+    case 0: ad_tape_release(t, a); return NULL;                 /* a leaf */
+    case 1: ad_mul(t, b, a); ad_tape_release(t, b); return NULL; /* mul's backward reads b */
+    case 2: ad_tape_release(t, ad_slice(t, b, 0, 0, 2)); return NULL; /* a view */
+    case 3: ad_tape_release(t, b); return ad_neg(t, b);          /* released, then used */
+    case 4: {
+        ad_tensor *v = ad_slice(t, b, 0, 1, 2);
+        ad_tape_release(t, b);
+        return ad_neg(t, v);                                     /* a view of released data */
+    }
+    case 5: ad_tape_release(t, NULL); return NULL;
+    case 6: {
+        ad_tape *other = ad_tape_new(NULL);
+        ad_tensor *x = ad_add(other, ad_ones(other, AD_F64, ad_shape1(2)), ad_ones(other, AD_F64, ad_shape1(2)));
+        ad_tape_release(t, x);
+        ad_tape_free(other);
+        return NULL;
+    }
+    case 7: ad_tanh(t, b); ad_tape_release(t, ad_tanh(t, b)); return ad_mul_scalar(t, ad_tanh(t, b), 2); /* tanh keeps its output */
+    }
+    return NULL;
+}
+
+static const ts_bad_case release_cases[] = {
+    {"leaf", AD_ERR_ARG, "tape_release: const [4,4] is a leaf; only op outputs can be released"},
+    {"kept by mul", AD_ERR_STATE, "tape_release: add [4,4]: the backward of a recorded op reads it"},
+    {"view", AD_ERR_ARG, "tape_release: slice [2,4] is a view; release the tensor it views"},
+    {"used after release", AD_ERR_STATE, "neg: input 0's data was released (ad_tape_release)"},
+    {"view of released", AD_ERR_STATE, "neg: input 0's data was released"},
+    {"NULL", AD_ERR_NULL, "tape_release: tensor is NULL"},
+    {"foreign", AD_ERR_FOREIGN, "tape_release: the tensor is not on this tape"},
+    {"kept by tanh", AD_ERR_STATE, "tape_release: tanh [4,4]: the backward of a recorded op reads it"},
+};
+
+Test(tape, released_buffers_are_reused_and_guarded)
+{
+    long before = ts_live_allocs();
+    ts_expect_tape_errors(release_bad, release_cases, (int)(sizeof release_cases / sizeof release_cases[0]));
+    ad_tape *t = ad_tape_new(NULL);
+    ad_param *w = ad_param_new("w", AD_F64, ad_shape2(16, 16), NULL);
+    ts_fill_uniform(ad_tensor_f64(ad_param_value(w)), 256, 71, -1, 1);
+    ad_tensor *x = ad_mul_scalar(t, ad_use(t, w), 2.0), *y = ad_add_scalar(t, x, 1.0);
+    void *buf = ad_tensor_data(x);
+    cr_assert_eq(ad_tape_release(t, x), AD_OK, "%s", ad_tape_message(t));
+    cr_assert_eq(ad_tape_release(t, x), AD_OK, "twice is allowed");
+    cr_assert_null(ad_tensor_data(x));
+    ad_tensor *z = ad_neg(t, y); /* same size: takes the released buffer */
+    cr_assert_eq(ad_tensor_data(z), buf);
+    cr_assert_eq(ad_tensor_f64(z)[5], -(2.0 * ad_tensor_f64(ad_param_value(w))[5] + 1.0));
+    cr_assert_eq(ad_backward(t, ad_sum(t, z, AD_AXIS_ALL, 0), NULL), AD_OK, "%s", ad_tape_message(t));
+    for (int i = 0; i < 256; i++) cr_assert_eq(ad_tensor_f64(ad_param_grad(w))[i], -2.0, "grad %d", i);
+    ad_tape_free(t);
+    ad_param_free(w);
+    cr_assert_eq(ts_live_allocs(), before);
+}
