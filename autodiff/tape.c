@@ -296,7 +296,8 @@ ad_status ad_tape_release(ad_tape *t, ad_tensor *x)
                         ad__shape_str(x->shape, sh));
     if (x->released) return AD_OK;
     x->released = 1;
-    give_back(t, x->data, x->numel * ad__dtype_size(x->dtype));
+    if (x->numel >= AD__RELEASE_MIN) /* smaller ones are not worth a list */
+        give_back(t, x->data, x->numel * ad__dtype_size(x->dtype));
     return AD_OK;
 }
 
@@ -574,9 +575,11 @@ static COLD void fail_inputs(ad_tape *t, ad__op op, ad_tensor *const *in, int n_
 static void keep_for_backward(ad_node *n, ad_tensor *const *in, int n_in)
 {
     unsigned keeps = ad__ops[n->op].keeps;
+    if (!keeps) return;
     if (keeps & AD__KEEPS_OUT) n->out->data_needed = 1;
-    for (int i = 0; i < n_in && (keeps & ~AD__KEEPS_OUT); i++)
-        if ((keeps & AD__KEEPS_ALL_IN) || (i < 6 && (keeps & AD__KEEPS_IN(i)))) {
+    unsigned mask = (keeps & AD__KEEPS_ALL_IN) ? ~0u : keeps & 0x3fu;
+    for (int i = 0; mask && i < n_in; i++, mask = (keeps & AD__KEEPS_ALL_IN) ? mask : mask >> 1)
+        if (mask & 1u) {
             in[i]->data_needed = 1;
             if (in[i]->view_of) in[i]->view_of->data_needed = 1;
         }
