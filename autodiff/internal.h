@@ -15,6 +15,14 @@
 #include "tape.h"
 #include "tensor.h"
 
+/* Error and growth paths kept out of line, so that the common path of an op
+ * is a short straight run. */
+#if defined(__GNUC__)
+#define AD__COLD __attribute__((noinline, cold))
+#else
+#define AD__COLD
+#endif
+
 /* ---- tensors and parameters ---------------------------------------------------- */
 
 typedef struct ad_node ad_node;

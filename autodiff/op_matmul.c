@@ -16,14 +16,8 @@ static void dims(const ad_tensor *x, int trans, int64_t *rows, int64_t *cols)
     *cols = trans ? x->shape.dim[0] : x->shape.dim[1];
 }
 
-#if defined(__GNUC__)
-#define COLD __attribute__((noinline, cold))
-#else
-#define COLD
-#endif
-
 /* The messages of ad__shape_matmul, in the order its checks are made. */
-static COLD ad_status fail_matmul(ad_tape *t, const ad_node *n)
+static AD__COLD ad_status fail_matmul(ad_tape *t, const ad_node *n)
 {
     const ad_tensor *a = n->in[0], *b = n->in[1];
     char sa[AD__SHAPE_BUF], sb[AD__SHAPE_BUF];

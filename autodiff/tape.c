@@ -328,14 +328,8 @@ void *ad__grad_new(ad_tape *t, ad_tensor *x)
 
 /* Error and growth paths stay out of line so that the common path of every
  * node is a short straight run. */
-#if defined(__GNUC__)
-#define COLD __attribute__((noinline, cold))
-#else
-#define COLD
-#endif
-
 /* Doubles the node list; 0 after failing the tape. */
-static COLD int grow_nodes(ad_tape *t)
+static AD__COLD int grow_nodes(ad_tape *t)
 {
     size_t cap = t->cap_nodes ? t->cap_nodes * 2 : 256;
     size_t bytes;
@@ -364,7 +358,7 @@ static inline int push_node(ad_tape *t, ad_node *n)
 }
 
 /* The arena copy of the tape's label, made once per label; NULL on failure. */
-static COLD const char *copy_label(ad_tape *t)
+static AD__COLD const char *copy_label(ad_tape *t)
 {
     if (!t->label_copy) {
         size_t len = strlen(t->label) + 1;
@@ -396,7 +390,7 @@ static inline void copy_small(void *dst, const void *src, size_t size)
     if (i < size) memcpy(d + i, s + i, size - i);
 }
 
-static COLD void fail_block(ad_tape *t, ad__op op, size_t extra)
+static AD__COLD void fail_block(ad_tape *t, ad__op op, size_t extra)
 {
     ad__fail(t, AD_ERR_OVERFLOW, "%s: output of %zu bytes overflows", ad__ops[op].name, extra);
 }
@@ -444,7 +438,7 @@ static inline ad_node *node_block(ad_tape *t, ad__op op, ad_dtype dtype, const a
 }
 
 /* The checked product for shapes the fast path of shape_numel does not take. */
-static COLD int checked_numel(ad_tape *t, ad__op op, ad_shape shape, size_t *numel)
+static AD__COLD int checked_numel(ad_tape *t, ad__op op, ad_shape shape, size_t *numel)
 {
     ad_status st = ad_shape_numel(shape, numel);
     if (st == AD_OK) return 1;
@@ -474,7 +468,7 @@ static inline int shape_numel(ad_tape *t, ad__op op, ad_shape shape, size_t *num
     return checked_numel(t, op, shape, numel);
 }
 
-static COLD void fail_dtype(ad_tape *t, ad__op op, ad_dtype dtype)
+static AD__COLD void fail_dtype(ad_tape *t, ad__op op, ad_dtype dtype)
 {
     ad__fail(t, AD_ERR_DTYPE, "%s: invalid dtype %d", ad__ops[op].name, (int)dtype);
 }
@@ -553,7 +547,7 @@ static int check_inputs(ad_tape *t, const char *name, ad_tensor *const *in, int 
 
 /* The messages for a bad input list, in the order the checks are made;
  * reached only when ad__record's quick test of the inputs fails. */
-static COLD void fail_inputs(ad_tape *t, ad__op op, ad_tensor *const *in, int n_in,
+static AD__COLD void fail_inputs(ad_tape *t, ad__op op, ad_tensor *const *in, int n_in,
                              const ad__args *args)
 {
     if (!in && n_in > 0) {
