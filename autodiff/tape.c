@@ -326,8 +326,6 @@ void *ad__grad_new(ad_tape *t, ad_tensor *x)
 
 /* ---- nodes ------------------------------------------------------------------------ */
 
-/* Error and growth paths stay out of line so that the common path of every
- * node is a short straight run. */
 /* Doubles the node list; 0 after failing the tape. */
 static AD__COLD int grow_nodes(ad_tape *t)
 {
