@@ -4,7 +4,7 @@
  * text file, with validation loss, checkpoints, a loss CSV (and a plot when
  * gnuplot is installed) and sampled text at the end.
  *
- *     ./build/char_rnn                          # the shipped corpus, about a minute
+ *     ./build/char_rnn                          # the shipped corpus, under a minute
  *     ./build/char_rnn --data ../shared/data/tinyshakespeare.txt --cell lstm --steps 2000
  *     ./build/char_rnn --help
  */
