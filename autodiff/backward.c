@@ -13,11 +13,9 @@
 
 /* ---- deferred weight gradients ------------------------------------------------------------ */
 
-/* Steps with fewer rows than DEFER_MAX_ROWS are stacked, for weights of at
- * least DEFER_MIN_WEIGHT elements (smaller ones stay in cache between steps,
- * and the stack would cost more memory than it saves time); STACK_ROWS rows
- * make one stacked product. */
-enum { DEFER_MAX_ROWS = 512, DEFER_MIN_WEIGHT = 4096, STACK_ROWS = 2048 };
+/* STACK_ROWS rows make one stacked product (which steps are stacked:
+ * ad__defer_weight_grad in internal.h). */
+enum { STACK_ROWS = 2048 };
 
 typedef struct ad__deferred {
     ad_param *param;
@@ -29,10 +27,9 @@ typedef struct ad__deferred {
 
 static void flush_deferred(ad_tape *t);
 
-int ad__defer_weight_grad(ad_tape *t, ad_tensor *b, const void *a, int ta, ad_tensor *out, size_t m,
+int ad__stack_weight_grad(ad_tape *t, ad_tensor *b, const void *a, int ta, ad_tensor *out, size_t m,
                           size_t k, size_t n, int tb)
 {
-    if (!t->lean_copies || !b->param || t->anomaly || m >= DEFER_MAX_ROWS || k * n < DEFER_MIN_WEIGHT) return 0;
     if (t->n_deferred == t->cap_deferred) { /* grows to its steady size once */
         size_t cap = t->cap_deferred ? 2 * t->cap_deferred : 256, bytes;
         if (!ad__mul_size(cap, sizeof *t->deferred, &bytes)) return 0;

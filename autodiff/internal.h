@@ -365,8 +365,18 @@ int ad__tape_grad_enabled(const ad_tape *t);
  * which reads each gradient block once instead of once per step. Returns 1
  * when deferred, 0 when the caller must compute it.
  */
-int ad__defer_weight_grad(ad_tape *t, ad_tensor *b, const void *a, int ta, ad_tensor *out, size_t m,
+int ad__stack_weight_grad(ad_tape *t, ad_tensor *b, const void *a, int ta, ad_tensor *out, size_t m,
                           size_t k, size_t n, int tb);
+/* Steps of fewer than 512 rows are stacked, for weights of at least 4096
+ * elements: smaller ones stay in cache between steps, and their stack would
+ * cost more memory than it saves time. Inline, so that the common refusal
+ * costs no call. */
+static inline int ad__defer_weight_grad(ad_tape *t, ad_tensor *b, const void *a, int ta, ad_tensor *out,
+                                        size_t m, size_t k, size_t n, int tb)
+{
+    if (!t->lean_copies || !b->param || t->anomaly || m >= 512 || k * n < 4096) return 0;
+    return ad__stack_weight_grad(t, b, a, ta, out, m, k, n, tb);
+}
 
 /* Runs the anomaly check of backward over node n's input gradients. */
 void ad__check_backward_anomaly(ad_tape *t, ad_node *n);

@@ -569,9 +569,10 @@ static void keep_for_backward(ad_node *n, ad_tensor *const *in, int n_in)
     unsigned keeps = ad__ops[n->op].keeps;
     if (!keeps) return;
     if (keeps & AD__KEEPS_OUT) n->out->data_needed = 1;
-    unsigned mask = (keeps & AD__KEEPS_ALL_IN) ? ~0u : keeps & 0x3fu;
-    for (int i = 0; mask && i < n_in; i++, mask = (keeps & AD__KEEPS_ALL_IN) ? mask : mask >> 1)
-        if (mask & 1u) {
+    int all = (keeps & AD__KEEPS_ALL_IN) != 0;
+    unsigned mask = keeps & 0x3fu;
+    for (int i = 0; i < n_in && (all || mask >> i); i++)
+        if (all || (mask >> i) & 1u) {
             in[i]->data_needed = 1;
             if (in[i]->view_of) in[i]->view_of->data_needed = 1;
         }
