@@ -477,7 +477,12 @@ int main(int argc, char **argv)
     printf("corpus %s: %zu characters (%zu for training), vocabulary %d\n", o.data, c.n, c.n_train, c.vocab);
     printf("model: %d x %s(%d), %zu parameters; TBPTT(%d, %d), batch %d, %s lr %g\n", o.layers,
            o.cell, o.hidden, n_params, o.seq, o.seq, o.batch, o.optim, o.lr);
-    t = ad_tape_new(NULL);
+    /* A training loop that reads neither per-copy nor intermediate gradients:
+     * the lean options save memory and time (docs/guide.md). */
+    ad_tape_options tape_opts = {0};
+    tape_opts.lean_copies = 1;
+    tape_opts.release_grads = 1;
+    t = ad_tape_new(&tape_opts);
     tr.stream_len = c.n_train / (size_t)o.batch;
     tr.t0 = now();
     nn_tbptt_options to = {.k1 = o.seq, .k2 = o.seq, .steps = (int64_t)tr.stream_len - 1, .batch = o.batch};
