@@ -257,6 +257,13 @@ struct ad_tape {
     char msg[AD__MSG_SIZE];
 };
 
+/* Whether x's data was handed back by ad_tape_release (its own, or that of
+ * the tensor it views): nothing may read it any more. */
+static inline int ad__data_released(const ad_tensor *x)
+{
+    return x->released || (x->view_of && x->view_of->released);
+}
+
 /* Element size of a dtype, 0 for an invalid one (ad_dtype_size, inlined). */
 static inline size_t ad__dtype_size(ad_dtype d)
 {

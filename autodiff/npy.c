@@ -286,6 +286,8 @@ ad_status ad_npy_write(const ad_tensor *x, void **out, size_t *size, ad_error *e
 {
     if (!x || !out || !size)
         return ad__set_error(err, AD_ERR_NULL, "npy: %s is NULL", !x ? "tensor" : "output");
+    if (ad__data_released(x))
+        return ad__set_error(err, AD_ERR_STATE, "npy: the tensor's data was released (ad_tape_release)");
     char dict[256];
     int n = snprintf(dict, sizeof dict, "{'descr': '%s', 'fortran_order': False, 'shape': (",
                      x->dtype == AD_F32 ? "<f4" : "<f8");

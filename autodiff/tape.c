@@ -535,7 +535,7 @@ static int check_inputs(ad_tape *t, const char *name, ad_tensor *const *in, int 
                      ad_dtype_name(in[i]->dtype), ad_dtype_name(in[0]->dtype));
             return 0;
         }
-        if (in[i]->released || (in[i]->view_of && in[i]->view_of->released)) {
+        if (ad__data_released(in[i])) {
             ad__fail(t, AD_ERR_STATE, "%s: input %d's data was released (ad_tape_release)", name, i);
             return 0;
         }
@@ -586,8 +586,7 @@ ad_tensor *ad__record(ad_tape *t, ad__op op, ad_tensor *const *in, int n_in, con
     int ok = in && n_in >= 1 && in[0], needs_grad = 0;
     for (int i = 0; ok && i < n_in; i++) {
         const ad_tensor *x = in[i];
-        ok = x && x->tape == t && x->dtype == in[0]->dtype && !x->released &&
-             !(x->view_of && x->view_of->released);
+        ok = x && x->tape == t && x->dtype == in[0]->dtype && !ad__data_released(x);
         needs_grad |= ok && x->requires_grad;
     }
     if (!ok) {

@@ -120,7 +120,8 @@ size_t ad_tape_size(const ad_tape *t);
  * AD_ERR_STATE when a recorded op's backward reads x, AD_ERR_ARG for a leaf
  * (variables, constants, parameter copies) or a view (release the tensor it
  * views), AD_ERR_NULL / AD_ERR_FOREIGN; each is a tape error. Afterwards
- * ad_tensor_data(x) is NULL and an op given x (or a view of it) fails with
+ * ad_tensor_data(x) is NULL, ad_tensor_get(x, i) NaN, ad_npy_write refuses x
+ * (AD_ERR_STATE) and an op given x (or a view of it) fails with
  * AD_ERR_STATE; x's gradient is unaffected. Releasing twice is allowed.
  */
 ad_status ad_tape_release(ad_tape *t, ad_tensor *x);

@@ -148,7 +148,7 @@ int64_t ad_tensor_dim(const ad_tensor *x, int axis)
 size_t ad_tensor_numel(const ad_tensor *x) { return x ? x->numel : 0; }
 
 /* A released tensor's buffer belongs to other tensors now: no data to show. */
-static int readable(const ad_tensor *x) { return x && !x->released && !(x->view_of && x->view_of->released); }
+static int readable(const ad_tensor *x) { return x && !ad__data_released(x); }
 
 float *ad_tensor_f32(ad_tensor *x) { return (readable(x) && x->dtype == AD_F32) ? x->data : NULL; }
 
@@ -180,7 +180,7 @@ static double element(ad_dtype dtype, const void *data, size_t i)
 
 double ad_tensor_get(const ad_tensor *x, size_t i)
 {
-    if (!x || i >= x->numel) return NAN;
+    if (!readable(x) || i >= x->numel) return NAN;
     return element(x->dtype, x->data, i);
 }
 

@@ -468,6 +468,13 @@ Test(tape, released_buffers_are_reused_and_guarded)
     cr_assert_eq(ad_tape_release(t, x), AD_OK, "%s", ad_tape_message(t));
     cr_assert_eq(ad_tape_release(t, x), AD_OK, "twice is allowed");
     cr_assert_null(ad_tensor_data(x));
+    cr_assert(isnan(ad_tensor_get(x, 0)), "a released tensor reads as NaN");
+    void *file = NULL;
+    size_t size = 0;
+    ad_error err;
+    cr_assert_eq(ad_npy_write(x, &file, &size, &err), AD_ERR_STATE);
+    cr_assert(strstr(err.msg, "was released"), "%s", err.msg);
+    cr_assert_null(file);
     ad_tensor *z = ad_neg(t, y); /* same size: takes the released buffer */
     cr_assert_eq(ad_tensor_data(z), buf);
     cr_assert_eq(ad_tensor_f64(z)[5], -(2.0 * ad_tensor_f64(ad_param_value(w))[5] + 1.0));
