@@ -23,10 +23,10 @@ extern "C" {
 #endif
 
 /** Writes the tape as a DOT digraph to `out`. Errors: AD_ERR_NULL, AD_ERR_IO. */
-ad_status ad_tape_write_dot(const ad_tape *t, FILE *out, ad_error *err);
+AD_API ad_status ad_tape_write_dot(const ad_tape *t, FILE *out, ad_error *err);
 
 /** Writes the tape as a DOT digraph to the file at `path` (replaced atomically). */
-ad_status ad_tape_save_dot(const ad_tape *t, const char *path, ad_error *err);
+AD_API ad_status ad_tape_save_dot(const ad_tape *t, const char *path, ad_error *err);
 
 #ifdef __cplusplus
 }

@@ -23,7 +23,7 @@ extern "C" {
  * AD_ERR_FORMAT error before anything is allocated. Errors: AD_ERR_NULL,
  * AD_ERR_IO (cannot open or read), AD_ERR_FORMAT, AD_ERR_NOMEM.
  */
-ad_status ad_file_read_all(const char *path, size_t max_bytes, void **data, size_t *size,
+AD_API ad_status ad_file_read_all(const char *path, size_t max_bytes, void **data, size_t *size,
                            ad_error *err);
 
 /**
@@ -31,7 +31,7 @@ ad_status ad_file_read_all(const char *path, size_t max_bytes, void **data, size
  * top of this header). On failure the previous file is untouched and no
  * temporary file is left behind. Errors: AD_ERR_NULL, AD_ERR_IO.
  */
-ad_status ad_file_write_atomic(const char *path, const void *data, size_t size, ad_error *err);
+AD_API ad_status ad_file_write_atomic(const char *path, const void *data, size_t size, ad_error *err);
 
 #ifdef __cplusplus
 }

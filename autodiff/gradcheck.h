@@ -75,7 +75,7 @@ typedef struct ad_gradcheck_report {
  * message is copied to err), AD_ERR_NULL, AD_ERR_ARG, AD_ERR_DTYPE (an f32
  * parameter or output), AD_ERR_NOMEM.
  */
-ad_status ad_gradcheck(ad_graph_fn graph, void *ctx, ad_param *const *params, size_t n,
+AD_API ad_status ad_gradcheck(ad_graph_fn graph, void *ctx, ad_param *const *params, size_t n,
                        const ad_gradcheck_options *opts, ad_gradcheck_report *report,
                        ad_error *err);
 
@@ -88,12 +88,12 @@ ad_status ad_gradcheck(ad_graph_fn graph, void *ctx, ad_param *const *params, si
  * and tolerances as ad_gradcheck(); the result goes to `entry`. Errors as
  * ad_gradcheck(), plus AD_ERR_ARG when the graph records fewer copies.
  */
-ad_status ad_gradcheck_copy(ad_graph_fn graph, void *ctx, ad_param *param, size_t copy,
+AD_API ad_status ad_gradcheck_copy(ad_graph_fn graph, void *ctx, ad_param *param, size_t copy,
                             const ad_gradcheck_options *opts, ad_gradcheck_entry *entry,
                             ad_error *err);
 
 /** Prints one line per parameter (name, status, worst element) and a verdict. */
-void ad_gradcheck_print(const ad_gradcheck_report *report, FILE *out);
+AD_API void ad_gradcheck_print(const ad_gradcheck_report *report, FILE *out);
 
 #ifdef __cplusplus
 }

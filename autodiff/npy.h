@@ -37,26 +37,26 @@ extern "C" {
  * size mismatch, truncation), AD_ERR_DTYPE (not f4/f8), AD_ERR_RANK (> 4),
  * AD_ERR_OVERFLOW or AD_ERR_NOMEM.
  */
-ad_tensor *ad_npy_read(const void *data, size_t size, ad_error *err);
+AD_API ad_tensor *ad_npy_read(const void *data, size_t size, ad_error *err);
 
 /** Loads the .npy file at `path` (see ad_npy_read(); also AD_ERR_IO). */
-ad_tensor *ad_npy_load(const char *path, ad_error *err);
+AD_API ad_tensor *ad_npy_load(const char *path, ad_error *err);
 
 /**
  * Loads the .npy file at `path` into the existing tensor `dst` (a heap tensor
  * or a parameter's value), which must have the file's shape and dtype
  * (AD_ERR_SHAPE / AD_ERR_DTYPE otherwise). On any error dst is unchanged.
  */
-ad_status ad_npy_load_into(const char *path, ad_tensor *dst, ad_error *err);
+AD_API ad_status ad_npy_load_into(const char *path, ad_tensor *dst, ad_error *err);
 
 /**
  * Encodes x as a .npy image (version 1.0, or 2.0 when the header needs it)
  * into a new malloc'd buffer *out of *size bytes.
  */
-ad_status ad_npy_write(const ad_tensor *x, void **out, size_t *size, ad_error *err);
+AD_API ad_status ad_npy_write(const ad_tensor *x, void **out, size_t *size, ad_error *err);
 
 /** Saves x to `path` atomically (see fileio.h). Errors: AD_ERR_NULL, AD_ERR_IO, AD_ERR_NOMEM. */
-ad_status ad_npy_save(const char *path, const ad_tensor *x, ad_error *err);
+AD_API ad_status ad_npy_save(const char *path, const ad_tensor *x, ad_error *err);
 
 #ifdef __cplusplus
 }

@@ -48,7 +48,7 @@ typedef enum ad_reduction {
 /* ---- linear algebra ---------------------------------------------------------- */
 
 /** C = op(a) op(b) with op = transpose where `flags` has AD_TRANS_A / AD_TRANS_B; 2-D: [m,k] x [k,n] -> [m,n]. */
-ad_tensor *ad_matmul(ad_tape *t, ad_tensor *a, ad_tensor *b, int flags);
+AD_API ad_tensor *ad_matmul(ad_tape *t, ad_tensor *a, ad_tensor *b, int flags);
 
 /**
  * bias + op(a) op(b) in one node (PyTorch's addmm): [m,k] x [k,n] plus a row
@@ -56,79 +56,79 @@ ad_tensor *ad_matmul(ad_tape *t, ad_tensor *a, ad_tensor *b, int flags);
  * ad_add(ad_matmul(a, b, flags), bias) within rounding with one output buffer
  * instead of two; backward gives the bias the column sums of the gradient.
  */
-ad_tensor *ad_addmm(ad_tape *t, ad_tensor *bias, ad_tensor *a, ad_tensor *b, int flags);
+AD_API ad_tensor *ad_addmm(ad_tape *t, ad_tensor *bias, ad_tensor *a, ad_tensor *b, int flags);
 
 /* ---- elementwise, broadcasting ----------------------------------------------- */
 
 /** a + b, broadcast. */
-ad_tensor *ad_add(ad_tape *t, ad_tensor *a, ad_tensor *b);
+AD_API ad_tensor *ad_add(ad_tape *t, ad_tensor *a, ad_tensor *b);
 /** a - b, broadcast. */
-ad_tensor *ad_sub(ad_tape *t, ad_tensor *a, ad_tensor *b);
+AD_API ad_tensor *ad_sub(ad_tape *t, ad_tensor *a, ad_tensor *b);
 /** a * b elementwise (Hadamard), broadcast; with a 0/1 constant b this is a mask. */
-ad_tensor *ad_mul(ad_tape *t, ad_tensor *a, ad_tensor *b);
+AD_API ad_tensor *ad_mul(ad_tape *t, ad_tensor *a, ad_tensor *b);
 /** a / b elementwise, broadcast. */
-ad_tensor *ad_div(ad_tape *t, ad_tensor *a, ad_tensor *b);
+AD_API ad_tensor *ad_div(ad_tape *t, ad_tensor *a, ad_tensor *b);
 
 /** x + c for a scalar c. */
-ad_tensor *ad_add_scalar(ad_tape *t, ad_tensor *x, double c);
+AD_API ad_tensor *ad_add_scalar(ad_tape *t, ad_tensor *x, double c);
 /** x * c for a scalar c. */
-ad_tensor *ad_mul_scalar(ad_tape *t, ad_tensor *x, double c);
+AD_API ad_tensor *ad_mul_scalar(ad_tape *t, ad_tensor *x, double c);
 /** x ^ p elementwise for a scalar exponent p; d/dx = p x^(p-1). */
-ad_tensor *ad_pow_scalar(ad_tape *t, ad_tensor *x, double p);
+AD_API ad_tensor *ad_pow_scalar(ad_tape *t, ad_tensor *x, double p);
 
 /* ---- elementwise, unary ------------------------------------------------------ */
 
 /** -x. */
-ad_tensor *ad_neg(ad_tape *t, ad_tensor *x);
+AD_API ad_tensor *ad_neg(ad_tape *t, ad_tensor *x);
 /** e^x. */
-ad_tensor *ad_exp(ad_tape *t, ad_tensor *x);
+AD_API ad_tensor *ad_exp(ad_tape *t, ad_tensor *x);
 /** ln x (x <= 0 gives -inf/NaN, caught by anomaly mode). */
-ad_tensor *ad_log(ad_tape *t, ad_tensor *x);
+AD_API ad_tensor *ad_log(ad_tape *t, ad_tensor *x);
 /** sqrt x. */
-ad_tensor *ad_sqrt(ad_tape *t, ad_tensor *x);
+AD_API ad_tensor *ad_sqrt(ad_tape *t, ad_tensor *x);
 /** |x|; the gradient at 0 is 0, as in PyTorch. */
-ad_tensor *ad_abs(ad_tape *t, ad_tensor *x);
+AD_API ad_tensor *ad_abs(ad_tape *t, ad_tensor *x);
 /** tanh x; d/dx = 1 - tanh^2 x. */
-ad_tensor *ad_tanh(ad_tape *t, ad_tensor *x);
+AD_API ad_tensor *ad_tanh(ad_tape *t, ad_tensor *x);
 /** 1 / (1 + e^-x), computed in the two-branch stable form; d/dx = s (1 - s). */
-ad_tensor *ad_sigmoid(ad_tape *t, ad_tensor *x);
+AD_API ad_tensor *ad_sigmoid(ad_tape *t, ad_tensor *x);
 /** max(x, 0); the gradient at 0 is 0. */
-ad_tensor *ad_relu(ad_tape *t, ad_tensor *x);
+AD_API ad_tensor *ad_relu(ad_tape *t, ad_tensor *x);
 
 /* ---- reductions and normalisations ------------------------------------------- */
 
 /** Sum over `axis`, or over everything with AD_AXIS_ALL; keepdim keeps the axis with size 1. */
-ad_tensor *ad_sum(ad_tape *t, ad_tensor *x, int axis, int keepdim);
+AD_API ad_tensor *ad_sum(ad_tape *t, ad_tensor *x, int axis, int keepdim);
 /** Mean over `axis` (or AD_AXIS_ALL); the mean of nothing is an AD_ERR_EMPTY error. */
-ad_tensor *ad_mean(ad_tape *t, ad_tensor *x, int axis, int keepdim);
+AD_API ad_tensor *ad_mean(ad_tape *t, ad_tensor *x, int axis, int keepdim);
 /** softmax along `axis`: e^(x_i - max) / sum_j e^(x_j - max). */
-ad_tensor *ad_softmax(ad_tape *t, ad_tensor *x, int axis);
+AD_API ad_tensor *ad_softmax(ad_tape *t, ad_tensor *x, int axis);
 /** log-softmax along `axis`: x_i - max - log sum_j e^(x_j - max). */
-ad_tensor *ad_log_softmax(ad_tape *t, ad_tensor *x, int axis);
+AD_API ad_tensor *ad_log_softmax(ad_tape *t, ad_tensor *x, int axis);
 
 /* ---- shape ------------------------------------------------------------------- */
 
 /** The same elements with shape `shape` (equal numel); one size may be -1 (inferred). */
-ad_tensor *ad_reshape(ad_tape *t, ad_tensor *x, ad_shape shape);
+AD_API ad_tensor *ad_reshape(ad_tape *t, ad_tensor *x, ad_shape shape);
 /** Swaps axes `a0` and `a1`. */
-ad_tensor *ad_transpose(ad_tape *t, ad_tensor *x, int a0, int a1);
+AD_API ad_tensor *ad_transpose(ad_tape *t, ad_tensor *x, int a0, int a1);
 /** Output axis i is input axis perm[i]; `perm` has rank(x) entries, a permutation. */
-ad_tensor *ad_permute(ad_tape *t, ad_tensor *x, const int *perm);
+AD_API ad_tensor *ad_permute(ad_tape *t, ad_tensor *x, const int *perm);
 /** Joins `n` tensors along `axis`; all other sizes must agree. */
-ad_tensor *ad_concat(ad_tape *t, ad_tensor *const *xs, int n, int axis);
+AD_API ad_tensor *ad_concat(ad_tape *t, ad_tensor *const *xs, int n, int axis);
 /**
  * The `len` entries from `start` along `axis`. When they form one contiguous
  * block (every axis before `axis` has size 1, e.g. rows of a matrix) the
  * result shares x's data instead of copying it, so writing into x's buffer
  * afterwards shows through; its gradient is still its own.
  */
-ad_tensor *ad_slice(ad_tape *t, ad_tensor *x, int axis, int64_t start, int64_t len);
+AD_API ad_tensor *ad_slice(ad_tape *t, ad_tensor *x, int axis, int64_t start, int64_t len);
 /**
  * Splits `x` along `axis` into `n` consecutive pieces of sizes `sizes[i]`
  * (which must add up to the axis size), written to `out[0..n-1]`. Returns the
  * tape's status.
  */
-ad_status ad_split(ad_tape *t, ad_tensor *x, int axis, int n, const int64_t *sizes,
+AD_API ad_status ad_split(ad_tape *t, ad_tensor *x, int axis, int n, const int64_t *sizes,
                    ad_tensor **out);
 
 /**
@@ -136,23 +136,23 @@ ad_status ad_split(ad_tape *t, ad_tensor *x, int axis, int n, const int64_t *siz
  * [V, D] and n indices (copied) -> [n, D]. Backward scatter-adds into the
  * rows of table. Indices outside [0, V) are an AD_ERR_ARG error.
  */
-ad_tensor *ad_gather_rows(ad_tape *t, ad_tensor *table, const int64_t *idx, int64_t n);
+AD_API ad_tensor *ad_gather_rows(ad_tape *t, ad_tensor *table, const int64_t *idx, int64_t n);
 
 /**
  * out = cond != 0 ? a : b. `a` and `b` have one shape; `cond` is a constant
  * that broadcasts to it (e.g. [B,1] over [B,H]); no gradient flows to cond.
  */
-ad_tensor *ad_where(ad_tape *t, ad_tensor *cond, ad_tensor *a, ad_tensor *b);
+AD_API ad_tensor *ad_where(ad_tape *t, ad_tensor *cond, ad_tensor *a, ad_tensor *b);
 
 /**
  * Inverted dropout: with `train` set, each element is zeroed with probability
  * p and the others are scaled by 1/(1-p), using draws from `rng`; without
  * `train` (or with p = 0) the output equals x. p must lie in [0, 1).
  */
-ad_tensor *ad_dropout(ad_tape *t, ad_tensor *x, double p, int train, ad_rng *rng);
+AD_API ad_tensor *ad_dropout(ad_tape *t, ad_tensor *x, double p, int train, ad_rng *rng);
 
 /** A copy of x that does not require gradients: backward stops here. */
-ad_tensor *ad_detach(ad_tape *t, ad_tensor *x);
+AD_API ad_tensor *ad_detach(ad_tape *t, ad_tensor *x);
 
 /* ---- losses ------------------------------------------------------------------ */
 
@@ -163,7 +163,7 @@ ad_tensor *ad_detach(ad_tape *t, ad_tensor *x);
  * neither in the loss nor in the mean. Targets outside [0, C) that are not
  * ignore_index are an AD_ERR_ARG error. NONE returns [N] (0 for ignored rows).
  */
-ad_tensor *ad_cross_entropy(ad_tape *t, ad_tensor *logits, const int64_t *targets, int64_t n,
+AD_API ad_tensor *ad_cross_entropy(ad_tape *t, ad_tensor *logits, const int64_t *targets, int64_t n,
                             int64_t ignore_index, ad_reduction reduction);
 
 /**
@@ -171,17 +171,17 @@ ad_tensor *ad_cross_entropy(ad_tape *t, ad_tensor *logits, const int64_t *target
  * stable for any x; d/dx = sigmoid(x) - y. `targets` (same shape, constant)
  * hold y in [0, 1].
  */
-ad_tensor *ad_bce_with_logits(ad_tape *t, ad_tensor *logits, ad_tensor *targets,
+AD_API ad_tensor *ad_bce_with_logits(ad_tape *t, ad_tensor *logits, ad_tensor *targets,
                               ad_reduction reduction);
 
 /**
  * Binary cross-entropy on probabilities: l = -(y log p + (1-y) log(1-p)) with
  * each log clamped at -100 as PyTorch does; `targets` are constants.
  */
-ad_tensor *ad_bce(ad_tape *t, ad_tensor *probs, ad_tensor *targets, ad_reduction reduction);
+AD_API ad_tensor *ad_bce(ad_tape *t, ad_tensor *probs, ad_tensor *targets, ad_reduction reduction);
 
 /** Mean squared error (pred - target)^2, same shapes; gradients flow to both. */
-ad_tensor *ad_mse(ad_tape *t, ad_tensor *pred, ad_tensor *target, ad_reduction reduction);
+AD_API ad_tensor *ad_mse(ad_tape *t, ad_tensor *pred, ad_tensor *target, ad_reduction reduction);
 
 /* ---- fused recurrent cell gates -------------------------------------------- */
 
@@ -204,21 +204,21 @@ enum { AD_RNN_TANH = 0, AD_RNN_RELU = 1 };
  * what ad_tanh(ad_add(gx, gh)) records as two; the gradient, act'(.) times
  * the upstream one, goes to both gx and gh.
  */
-ad_tensor *ad_rnn_cell(ad_tape *t, ad_tensor *gx, ad_tensor *gh, int activation);
+AD_API ad_tensor *ad_rnn_cell(ad_tape *t, ad_tensor *gx, ad_tensor *gh, int activation);
 
 /**
  * LSTM cell state: with [i f g o] = gx + gh ([B, 4H]) and c [B, H],
  * c' = sigmoid(f) c + sigmoid(i) tanh(g) -> [B, H]. The o block is not read
  * (see ad_lstm_cell_output). Gradients flow to gx, gh and c.
  */
-ad_tensor *ad_lstm_cell_state(ad_tape *t, ad_tensor *gx, ad_tensor *gh, ad_tensor *c);
+AD_API ad_tensor *ad_lstm_cell_state(ad_tape *t, ad_tensor *gx, ad_tensor *gh, ad_tensor *c);
 
 /**
  * LSTM hidden output: h' = sigmoid(o) tanh(c_next) with o the last H columns
  * of gx + gh ([B, 4H]) and c_next = ad_lstm_cell_state(...) [B, H].
  * Gradients flow to the o block of gx and gh, and to c_next.
  */
-ad_tensor *ad_lstm_cell_output(ad_tape *t, ad_tensor *gx, ad_tensor *gh, ad_tensor *c_next);
+AD_API ad_tensor *ad_lstm_cell_output(ad_tape *t, ad_tensor *gx, ad_tensor *gh, ad_tensor *c_next);
 
 /**
  * GRU step, PyTorch's equations: with [r z n] blocks of gx and gh ([B, 3H])
@@ -226,7 +226,7 @@ ad_tensor *ad_lstm_cell_output(ad_tape *t, ad_tensor *gx, ad_tensor *gh, ad_tens
  * n = tanh(gx_n + r gh_n), h' = (1 - z) n + z h -> [B, H]. gh must include
  * b_hh, since r multiplies (h W_hn^T + b_hn). Gradients flow to gx, gh and h.
  */
-ad_tensor *ad_gru_cell(ad_tape *t, ad_tensor *gx, ad_tensor *gh, ad_tensor *h);
+AD_API ad_tensor *ad_gru_cell(ad_tape *t, ad_tensor *gx, ad_tensor *gh, ad_tensor *h);
 
 /* ---- user-defined ops -------------------------------------------------------- */
 
@@ -260,7 +260,7 @@ typedef struct ad_custom_op {
  * `ctx` to each callback. Errors: AD_ERR_NULL (op or a callback missing),
  * AD_ERR_ARG (arity), and whatever the shape callback returns.
  */
-ad_tensor *ad_custom(ad_tape *t, const ad_custom_op *op, void *ctx, ad_tensor *const *in, int n);
+AD_API ad_tensor *ad_custom(ad_tape *t, const ad_custom_op *op, void *ctx, ad_tensor *const *in, int n);
 
 #ifdef __cplusplus
 }

@@ -18,6 +18,8 @@
 
 #include <stdint.h>
 
+#include "export.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -29,19 +31,19 @@ typedef struct ad_rng {
 } ad_rng;
 
 /** Seeds `rng` with `seed` on stream `stream`; equal (seed, stream) give equal sequences. */
-void ad_rng_seed(ad_rng *rng, uint64_t seed, uint64_t stream);
+AD_API void ad_rng_seed(ad_rng *rng, uint64_t seed, uint64_t stream);
 
 /** The next 32 uniformly distributed bits. */
-uint32_t ad_rng_u32(ad_rng *rng);
+AD_API uint32_t ad_rng_u32(ad_rng *rng);
 
 /** A uniform double in [0, 1) with 53 random bits (two draws). */
-double ad_rng_uniform(ad_rng *rng);
+AD_API double ad_rng_uniform(ad_rng *rng);
 
 /** A standard normal deviate by the Box-Muller transform (four draws, nothing cached). */
-double ad_rng_normal(ad_rng *rng);
+AD_API double ad_rng_normal(ad_rng *rng);
 
 /** A uniform integer in [0, n) without modulo bias; returns 0 when n is 0. */
-uint32_t ad_rng_below(ad_rng *rng, uint32_t n);
+AD_API uint32_t ad_rng_below(ad_rng *rng, uint32_t n);
 
 #ifdef __cplusplus
 }

@@ -27,6 +27,10 @@ const char *ad_status_str(ad_status s)
     }
 }
 
+const char *ad_version(void) { return UNROLL_VERSION_STRING; }
+
+int ad_version_number(void) { return UNROLL_VERSION_NUMBER; }
+
 ad_status ad_error_set(ad_error *err, ad_status code, const char *fmt, ...)
 {
     if (err) {

@@ -16,6 +16,9 @@
 #ifndef UNROLL_AD_STATUS_H
 #define UNROLL_AD_STATUS_H
 
+#include "export.h"
+#include <unroll/version.h>
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -63,17 +66,30 @@ typedef struct ad_error {
 } ad_error;
 
 /** The identifier of a code, e.g. "AD_ERR_SHAPE"; "AD_UNKNOWN" for values outside the list. */
-const char *ad_status_name(ad_status s);
+AD_API const char *ad_status_name(ad_status s);
 
 /** A one-line description of a code, as listed in docs/errors.md. */
-const char *ad_status_str(ad_status s);
+AD_API const char *ad_status_str(ad_status s);
+
+/**
+ * The version of the library actually linked, e.g. "0.2.0"; equal to
+ * UNROLL_VERSION_STRING of the headers it was built with (unroll/version.h).
+ */
+AD_API const char *ad_version(void);
+
+/**
+ * The linked library's version as major * 10000 + minor * 100 + patch, to
+ * compare with UNROLL_VERSION_NUMBER of the headers a program was compiled
+ * against.
+ */
+AD_API int ad_version_number(void);
 
 /**
  * Fills `err` (may be NULL) with `code` and a printf-style message (fmt may
  * be NULL for none) and returns `code`. For code built on the library that
  * reports errors the way the library does.
  */
-ad_status ad_error_set(ad_error *err, ad_status code, const char *fmt, ...)
+AD_API ad_status ad_error_set(ad_error *err, ad_status code, const char *fmt, ...)
 #if defined(__GNUC__)
     __attribute__((format(printf, 3, 4)))
 #endif

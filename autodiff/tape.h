@@ -78,23 +78,23 @@ typedef struct ad_tape_options {
  * A new empty tape, or NULL when `opts` is inconsistent (only one hook set)
  * or the first allocation fails. Free with ad_tape_free().
  */
-ad_tape *ad_tape_new(const ad_tape_options *opts);
+AD_API ad_tape *ad_tape_new(const ad_tape_options *opts);
 
 /** Frees the tape and every tensor on it; NULL is ignored. */
-void ad_tape_free(ad_tape *t);
+AD_API void ad_tape_free(ad_tape *t);
 
 /**
  * Forgets every node and tensor in O(1), keeping the arena's memory for
  * reuse, and clears the error. Parameters keep their accumulated gradients.
  * Labels, grad mode and anomaly mode keep their settings.
  */
-void ad_tape_reset(ad_tape *t);
+AD_API void ad_tape_reset(ad_tape *t);
 
 /** The first error recorded since the last reset (AD_OK if none; AD_ERR_NULL for NULL). */
-ad_status ad_tape_status(const ad_tape *t);
+AD_API ad_status ad_tape_status(const ad_tape *t);
 
 /** The message of the first error ("" if none). Valid until the next reset. */
-const char *ad_tape_message(const ad_tape *t);
+AD_API const char *ad_tape_message(const ad_tape *t);
 
 /**
  * Records an error on the tape as an op would (the first error wins; later
@@ -102,14 +102,14 @@ const char *ad_tape_message(const ad_tape *t);
  * detects bad input itself. Returns the tape's status afterwards; a NULL tape
  * returns AD_ERR_NULL.
  */
-ad_status ad_tape_fail(ad_tape *t, ad_status code, const char *fmt, ...)
+AD_API ad_status ad_tape_fail(ad_tape *t, ad_status code, const char *fmt, ...)
 #if defined(__GNUC__)
     __attribute__((format(printf, 3, 4)))
 #endif
     ;
 
 /** Number of nodes recorded since the last reset. */
-size_t ad_tape_size(const ad_tape *t);
+AD_API size_t ad_tape_size(const ad_tape *t);
 
 /**
  * Gives x's data buffer back to the tape, which reuses it for later tensors
@@ -124,13 +124,13 @@ size_t ad_tape_size(const ad_tape *t);
  * (AD_ERR_STATE) and an op given x (or a view of it) fails with
  * AD_ERR_STATE; x's gradient is unaffected. Releasing twice is allowed.
  */
-ad_status ad_tape_release(ad_tape *t, ad_tensor *x);
+AD_API ad_status ad_tape_release(ad_tape *t, ad_tensor *x);
 
 /** Bytes of arena memory handed out since the last reset. */
-size_t ad_tape_bytes_used(const ad_tape *t);
+AD_API size_t ad_tape_bytes_used(const ad_tape *t);
 
 /** Bytes of arena memory the tape holds (kept across resets). */
-size_t ad_tape_bytes_reserved(const ad_tape *t);
+AD_API size_t ad_tape_bytes_reserved(const ad_tape *t);
 
 /**
  * Turns gradient recording on (1) or off (0) for the ops that follow and
@@ -138,7 +138,7 @@ size_t ad_tape_bytes_reserved(const ad_tape *t);
  * gradients (a no_grad region):
  *     int was = ad_tape_set_grad_enabled(t, 0); ...; ad_tape_set_grad_enabled(t, was);
  */
-int ad_tape_set_grad_enabled(ad_tape *t, int enabled);
+AD_API int ad_tape_set_grad_enabled(ad_tape *t, int enabled);
 
 /**
  * Turns anomaly detection on or off and returns the previous setting. When
@@ -146,48 +146,48 @@ int ad_tape_set_grad_enabled(ad_tape *t, int enabled);
  * or Inf sets AD_ERR_NONFINITE with a message naming the op, the node index,
  * the pass (forward/backward) and the node's label.
  */
-int ad_tape_set_anomaly(ad_tape *t, int enabled);
+AD_API int ad_tape_set_anomaly(ad_tape *t, int enabled);
 
 /**
  * Sets the label attached to the nodes recorded from now on (e.g.
  * "lstm.cell t=17"; NULL or "" for none). The text is copied onto the tape;
  * at most 63 bytes are kept. The label is cleared by ad_tape_reset().
  */
-void ad_tape_set_label(ad_tape *t, const char *label);
+AD_API void ad_tape_set_label(ad_tape *t, const char *label);
 
 /* ---- leaves: tensors with no inputs ---------------------------------------- */
 
 /** A constant tensor of zeros on `t`. Shapes may be empty (numel 0). */
-ad_tensor *ad_zeros(ad_tape *t, ad_dtype dtype, ad_shape shape);
+AD_API ad_tensor *ad_zeros(ad_tape *t, ad_dtype dtype, ad_shape shape);
 
 /** A constant tensor of ones on `t`. */
-ad_tensor *ad_ones(ad_tape *t, ad_dtype dtype, ad_shape shape);
+AD_API ad_tensor *ad_ones(ad_tape *t, ad_dtype dtype, ad_shape shape);
 
 /** A constant tensor on `t` with every element `value`. */
-ad_tensor *ad_full(ad_tape *t, ad_dtype dtype, ad_shape shape, double value);
+AD_API ad_tensor *ad_full(ad_tape *t, ad_dtype dtype, ad_shape shape, double value);
 
 /** A constant tensor on `t` holding a copy of `data` (numel elements of `dtype`). */
-ad_tensor *ad_from_data(ad_tape *t, ad_dtype dtype, ad_shape shape, const void *data);
+AD_API ad_tensor *ad_from_data(ad_tape *t, ad_dtype dtype, ad_shape shape, const void *data);
 
 /** A constant tensor on `t` converted from `data` (numel doubles) to `dtype`. */
-ad_tensor *ad_from_f64(ad_tape *t, ad_dtype dtype, ad_shape shape, const double *data);
+AD_API ad_tensor *ad_from_f64(ad_tape *t, ad_dtype dtype, ad_shape shape, const double *data);
 
 /** A copy on `t` of any tensor (heap, parameter view or another tape's) as a constant. */
-ad_tensor *ad_constant(ad_tape *t, const ad_tensor *x);
+AD_API ad_tensor *ad_constant(ad_tape *t, const ad_tensor *x);
 
 /**
  * A leaf on `t` holding a copy of `data` that does require gradients, so that
  * dL/dx can be read with ad_tensor_grad_f64() after backward (e.g. the
  * gradient with respect to an input or an initial state).
  */
-ad_tensor *ad_variable(ad_tape *t, ad_dtype dtype, ad_shape shape, const void *data);
+AD_API ad_tensor *ad_variable(ad_tape *t, ad_dtype dtype, ad_shape shape, const void *data);
 
 /** A constant tensor of independent uniform draws in [lo, hi) from `rng`. */
-ad_tensor *ad_rand_uniform(ad_tape *t, ad_rng *rng, ad_dtype dtype, ad_shape shape, double lo,
+AD_API ad_tensor *ad_rand_uniform(ad_tape *t, ad_rng *rng, ad_dtype dtype, ad_shape shape, double lo,
                            double hi);
 
 /** A constant tensor of independent normal draws N(mean, std^2) from `rng`. */
-ad_tensor *ad_rand_normal(ad_tape *t, ad_rng *rng, ad_dtype dtype, ad_shape shape, double mean,
+AD_API ad_tensor *ad_rand_normal(ad_tape *t, ad_rng *rng, ad_dtype dtype, ad_shape shape, double mean,
                           double std);
 
 /**
@@ -197,16 +197,16 @@ ad_tensor *ad_rand_normal(ad_tape *t, ad_rng *rng, ad_dtype dtype, ad_shape shap
  * reset) and adds it into the parameter's gradient, so the parameter's
  * gradient is the sum of its copies' gradients.
  */
-ad_tensor *ad_use(ad_tape *t, ad_param *p);
+AD_API ad_tensor *ad_use(ad_tape *t, ad_param *p);
 
 /** The parameter `x` is a temporal copy of, or NULL. */
-ad_param *ad_tensor_param(const ad_tensor *x);
+AD_API ad_param *ad_tensor_param(const ad_tensor *x);
 
 /**
  * Writes up to `cap` temporal copies of `p` recorded on `t`, in recording
  * order, to `out` (may be NULL when cap is 0) and returns how many there are.
  */
-size_t ad_tape_copies(const ad_tape *t, const ad_param *p, ad_tensor **out, size_t cap);
+AD_API size_t ad_tape_copies(const ad_tape *t, const ad_param *p, ad_tensor **out, size_t cap);
 
 /* ---- backward ---------------------------------------------------------------- */
 
@@ -220,7 +220,7 @@ size_t ad_tape_copies(const ad_tape *t, const ad_param *p, ad_tensor **out, size
  * AD_ERR_NOT_SCALAR, AD_ERR_SHAPE, AD_ERR_DTYPE, AD_ERR_STATE (root does not
  * require gradients), AD_ERR_NOMEM, AD_ERR_NONFINITE (anomaly mode).
  */
-ad_status ad_backward(ad_tape *t, ad_tensor *root, const ad_tensor *upstream);
+AD_API ad_status ad_backward(ad_tape *t, ad_tensor *root, const ad_tensor *upstream);
 
 #ifdef __cplusplus
 }

@@ -81,19 +81,19 @@ static inline ad_shape ad_shape4(int64_t a, int64_t b, int64_t c, int64_t d)
  * rank outside 0..4, AD_ERR_ARG for a negative size and AD_ERR_OVERFLOW when
  * the product or its size in bytes (as double) does not fit in size_t.
  */
-ad_status ad_shape_numel(ad_shape s, size_t *numel);
+AD_API ad_status ad_shape_numel(ad_shape s, size_t *numel);
 
 /** 1 when `a` and `b` have the same rank and sizes, else 0. */
-int ad_shape_equal(ad_shape a, ad_shape b);
+AD_API int ad_shape_equal(ad_shape a, ad_shape b);
 
 /** Writes `s` as "[2,3]" into `buf` (always NUL-terminated); returns `buf`. */
-char *ad_shape_format(ad_shape s, char *buf, size_t size);
+AD_API char *ad_shape_format(ad_shape s, char *buf, size_t size);
 
 /** Size in bytes of one element of `dtype` (4 or 8); 0 for an invalid dtype. */
-size_t ad_dtype_size(ad_dtype dtype);
+AD_API size_t ad_dtype_size(ad_dtype dtype);
 
 /** "f32" or "f64"; "invalid" otherwise. */
-const char *ad_dtype_name(ad_dtype dtype);
+AD_API const char *ad_dtype_name(ad_dtype dtype);
 
 /**
  * A new zero-filled heap tensor owned by the caller (free with
@@ -101,53 +101,53 @@ const char *ad_dtype_name(ad_dtype dtype);
  * dtype (AD_ERR_DTYPE), shape (AD_ERR_RANK, AD_ERR_ARG, AD_ERR_OVERFLOW) or
  * allocation failure (AD_ERR_NOMEM). Zero-size shapes are allowed.
  */
-ad_tensor *ad_tensor_new(ad_dtype dtype, ad_shape shape, ad_error *err);
+AD_API ad_tensor *ad_tensor_new(ad_dtype dtype, ad_shape shape, ad_error *err);
 
 /** Frees a heap tensor; does nothing for NULL, tape tensors and parameter views. */
-void ad_tensor_free(ad_tensor *x);
+AD_API void ad_tensor_free(ad_tensor *x);
 
 /** The dtype of `x` (AD_F32 for NULL). */
-ad_dtype ad_tensor_dtype(const ad_tensor *x);
+AD_API ad_dtype ad_tensor_dtype(const ad_tensor *x);
 
 /** The shape of `x` (rank 0 for NULL). */
-ad_shape ad_tensor_shape(const ad_tensor *x);
+AD_API ad_shape ad_tensor_shape(const ad_tensor *x);
 
 /** The rank of `x` (0 for NULL). */
-int ad_tensor_rank(const ad_tensor *x);
+AD_API int ad_tensor_rank(const ad_tensor *x);
 
 /** Size of axis `axis` of `x`; negative axes count from the end; 0 when out of range. */
-int64_t ad_tensor_dim(const ad_tensor *x, int axis);
+AD_API int64_t ad_tensor_dim(const ad_tensor *x, int axis);
 
 /** Number of elements of `x` (0 for NULL). */
-size_t ad_tensor_numel(const ad_tensor *x);
+AD_API size_t ad_tensor_numel(const ad_tensor *x);
 
 /** The element buffer of an f32 tensor; NULL for NULL or an f64 tensor. */
-float *ad_tensor_f32(ad_tensor *x);
+AD_API float *ad_tensor_f32(ad_tensor *x);
 
 /** The element buffer of an f64 tensor; NULL for NULL or an f32 tensor. */
-double *ad_tensor_f64(ad_tensor *x);
+AD_API double *ad_tensor_f64(ad_tensor *x);
 
 /** The element buffer, whatever the dtype; NULL for NULL. */
-void *ad_tensor_data(ad_tensor *x);
+AD_API void *ad_tensor_data(ad_tensor *x);
 
 /**
  * The gradient of an f32 tape tensor from the latest ad_backward() on its
  * tape, or NULL when it received none (or is NULL, or f64). For a temporal
  * copy (ad_use()) this is that copy's own gradient dL/dW^(t).
  */
-float *ad_tensor_grad_f32(ad_tensor *x);
+AD_API float *ad_tensor_grad_f32(ad_tensor *x);
 
 /** As ad_tensor_grad_f32() for f64 tensors. */
-double *ad_tensor_grad_f64(ad_tensor *x);
+AD_API double *ad_tensor_grad_f64(ad_tensor *x);
 
 /** Element `i` (flat, row-major) of `x` as a double; NaN for NULL or i out of range. */
-double ad_tensor_get(const ad_tensor *x, size_t i);
+AD_API double ad_tensor_get(const ad_tensor *x, size_t i);
 
 /** Element `i` of the gradient of `x` (see ad_tensor_grad_f32()); NaN when there is none. */
-double ad_tensor_grad_get(const ad_tensor *x, size_t i);
+AD_API double ad_tensor_grad_get(const ad_tensor *x, size_t i);
 
 /** The single element of a one-element tensor as double (the loss); NaN otherwise. */
-double ad_tensor_item(const ad_tensor *x);
+AD_API double ad_tensor_item(const ad_tensor *x);
 
 /**
  * A new parameter named `name` (at most AD_NAME_SIZE-1 bytes) with
@@ -155,7 +155,7 @@ double ad_tensor_item(const ad_tensor *x);
  * `err` on a NULL or too long name (AD_ERR_NULL, AD_ERR_ARG), invalid dtype
  * or shape, or allocation failure. Free with ad_param_free().
  */
-ad_param *ad_param_new(const char *name, ad_dtype dtype, ad_shape shape, ad_error *err);
+AD_API ad_param *ad_param_new(const char *name, ad_dtype dtype, ad_shape shape, ad_error *err);
 
 /**
  * A parameter whose values and gradient live in caller storage `data` and
@@ -163,7 +163,7 @@ ad_param *ad_param_new(const char *name, ad_dtype dtype, ad_shape shape, ad_erro
  * ownership of the storage, which must outlive the parameter; this is how a
  * model keeps all its parameters in one contiguous block.
  */
-ad_param *ad_param_view(const char *name, ad_dtype dtype, ad_shape shape, void *data,
+AD_API ad_param *ad_param_view(const char *name, ad_dtype dtype, ad_shape shape, void *data,
                         void *grad, ad_error *err);
 
 /**
@@ -173,22 +173,22 @@ ad_param *ad_param_view(const char *name, ad_dtype dtype, ad_shape shape, void *
  * copies of p across the call. Errors: AD_ERR_NULL, AD_ERR_STATE (p owns its
  * storage).
  */
-ad_status ad_param_rebind(ad_param *p, void *data, void *grad, ad_error *err);
+AD_API ad_status ad_param_rebind(ad_param *p, void *data, void *grad, ad_error *err);
 
 /** Frees a parameter (and its storage unless it is a view); NULL is ignored. */
-void ad_param_free(ad_param *p);
+AD_API void ad_param_free(ad_param *p);
 
 /** The parameter's values as a heap tensor view owned by the parameter (do not free). */
-ad_tensor *ad_param_value(ad_param *p);
+AD_API ad_tensor *ad_param_value(ad_param *p);
 
 /** The parameter's accumulated gradient as a tensor view owned by the parameter. */
-ad_tensor *ad_param_grad(ad_param *p);
+AD_API ad_tensor *ad_param_grad(ad_param *p);
 
 /** The parameter's name ("" for NULL). */
-const char *ad_param_name(const ad_param *p);
+AD_API const char *ad_param_name(const ad_param *p);
 
 /** Sets the accumulated gradient to zero; gradients add up across backward calls until then. */
-void ad_param_zero_grad(ad_param *p);
+AD_API void ad_param_zero_grad(ad_param *p);
 
 #ifdef __cplusplus
 }

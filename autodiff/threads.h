@@ -31,14 +31,14 @@ extern "C" {
  * before training; products too small to gain from threads run on one thread
  * whatever the setting.
  */
-ad_status ad_set_num_threads(int n);
+AD_API ad_status ad_set_num_threads(int n);
 
 /**
  * The number of threads the matrix products may use: the last count accepted
  * by ad_set_num_threads() (1 until then), or always 1 in a build without
  * OpenMP.
  */
-int ad_get_num_threads(void);
+AD_API int ad_get_num_threads(void);
 
 /**
  * Runs task(ctx, i) for i = 0 .. n_tasks-1 on up to ad_get_num_threads()
@@ -51,7 +51,7 @@ int ad_get_num_threads(void);
  * split into the same tasks. Errors: AD_ERR_NULL (task), AD_ERR_ARG
  * (n_tasks < 0).
  */
-ad_status ad_parallel_run(int n_tasks, void (*task)(void *ctx, int i), void *ctx);
+AD_API ad_status ad_parallel_run(int n_tasks, void (*task)(void *ctx, int i), void *ctx);
 
 #ifdef __cplusplus
 }

@@ -28,7 +28,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "nn/nn.h"
+#include <unroll/nn/nn.h>
 
 typedef struct opts {
     const char *workload, *data;

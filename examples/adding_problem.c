@@ -16,7 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "nn/nn.h"
+#include <unroll/nn/nn.h>
 
 enum { B = 32, H = 32, I = 2 };
 

@@ -16,7 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "nn/nn.h"
+#include <unroll/nn/nn.h>
 
 #ifndef UNROLL_EXAMPLE_DATA
 #define UNROLL_EXAMPLE_DATA "examples/data"

@@ -12,7 +12,7 @@
 #include <math.h>
 #include <stdio.h>
 
-#include "nn/nn.h"
+#include <unroll/nn/nn.h>
 
 enum { I = 1, H = 8, T = 12, B = 32, STEPS = 300 };
 

@@ -8,7 +8,7 @@
 #include <math.h>
 #include <stdio.h>
 
-#include "autodiff/autodiff.h"
+#include <unroll/autodiff/autodiff.h>
 
 enum { N = 32, H = 16 };
 

@@ -15,7 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "nn/nn.h"
+#include <unroll/nn/nn.h>
 
 #ifndef UNROLL_EXAMPLE_DATA
 #define UNROLL_EXAMPLE_DATA "examples/data"

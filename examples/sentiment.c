@@ -11,7 +11,7 @@
 #include <math.h>
 #include <stdio.h>
 
-#include "nn/nn.h"
+#include <unroll/nn/nn.h>
 
 enum { V = 3, H = 3, N_SENT = 6, MAX_T = 4, STEPS = 300 };
 

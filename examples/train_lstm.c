@@ -7,7 +7,7 @@
  * Run: ./build/train_lstm
  */
 #include <stdio.h>
-#include "nn/nn.h"
+#include <unroll/nn/nn.h>
 
 enum { V = 16, E = 8, H = 32, B = 4, K = 20 };
 static int64_t text[B][1001];          /* B streams of token ids, filled by you */

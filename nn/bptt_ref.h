@@ -20,7 +20,7 @@
 #ifndef UNROLL_NN_BPTT_REF_H
 #define UNROLL_NN_BPTT_REF_H
 
-#include "autodiff/status.h"
+#include "../autodiff/status.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -36,7 +36,7 @@ typedef struct nn_case1_weights {
  * label y in [0, 1]. `grads` (may be NULL) receives dL/dW. Errors:
  * AD_ERR_NULL, AD_ERR_EMPTY (T < 1), AD_ERR_ARG (sizes < 1), AD_ERR_NOMEM.
  */
-ad_status nn_ref_case1(int V, int H, const nn_case1_weights *w, const double *x, int T, double y,
+NN_API ad_status nn_ref_case1(int V, int H, const nn_case1_weights *w, const double *x, int T, double y,
                        double *loss, nn_case1_weights *grads, ad_error *err);
 
 /** Case 2 weights (or gradients): W_xh [H, V], W_hh [H, H], W_hy [V, H], b_h [H], b_y [V]. */
@@ -51,7 +51,7 @@ typedef struct nn_case2_weights {
  * Errors: AD_ERR_NULL, AD_ERR_EMPTY, AD_ERR_ARG (an index outside 0..V-1),
  * AD_ERR_NOMEM.
  */
-ad_status nn_ref_case2(int V, int H, const nn_case2_weights *w, const int *inputs,
+NN_API ad_status nn_ref_case2(int V, int H, const nn_case2_weights *w, const int *inputs,
                        const int *targets, int T, const double *h0, double *loss,
                        nn_case2_weights *grads, double *dh0, double *h_last, ad_error *err);
 
@@ -61,7 +61,7 @@ ad_status nn_ref_case2(int V, int H, const nn_case2_weights *w, const int *input
  * propagated back). Writes the summed loss and the sum of the segments'
  * gradients, and the gradient with respect to h0 (first segment only).
  */
-ad_status nn_ref_case2_truncated(int V, int H, const nn_case2_weights *w, const int *inputs,
+NN_API ad_status nn_ref_case2_truncated(int V, int H, const nn_case2_weights *w, const int *inputs,
                                  const int *targets, int T, int k, const double *h0,
                                  double *loss, nn_case2_weights *grads, double *dh0,
                                  ad_error *err);
@@ -80,7 +80,7 @@ typedef struct nn_ref_weights {
  * L = sum_t sum(h_t * U_t), U [T, B, H] (any upstream weighting). Writes the
  * loss, gradients, dL/dh0 (may be NULL) and dL/dx (dx may be NULL, [T, B, I]).
  */
-ad_status nn_ref_elman(int B, int I, int H, const nn_ref_weights *w, const double *x, int T,
+NN_API ad_status nn_ref_elman(int B, int I, int H, const nn_ref_weights *w, const double *x, int T,
                        const double *h0, const double *U, double *loss, nn_ref_weights *grads,
                        double *dh0, double *dx, ad_error *err);
 
@@ -89,12 +89,12 @@ ad_status nn_ref_elman(int B, int I, int H, const nn_ref_weights *w, const doubl
  * [B, H], loss L = sum_t sum(h_t * U_t). Writes the loss, gradients, and
  * dL/dh0, dL/dc0, dL/dx (each may be NULL).
  */
-ad_status nn_ref_lstm(int B, int I, int H, const nn_ref_weights *w, const double *x, int T,
+NN_API ad_status nn_ref_lstm(int B, int I, int H, const nn_ref_weights *w, const double *x, int T,
                       const double *h0, const double *c0, const double *U, double *loss,
                       nn_ref_weights *grads, double *dh0, double *dc0, double *dx, ad_error *err);
 
 /** Batched GRU layer (section 4), as nn_ref_lstm() without the cell state. */
-ad_status nn_ref_gru(int B, int I, int H, const nn_ref_weights *w, const double *x, int T,
+NN_API ad_status nn_ref_gru(int B, int I, int H, const nn_ref_weights *w, const double *x, int T,
                      const double *h0, const double *U, double *loss, nn_ref_weights *grads,
                      double *dh0, double *dx, ad_error *err);
 

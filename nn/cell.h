@@ -27,7 +27,7 @@
 #ifndef UNROLL_NN_CELL_H
 #define UNROLL_NN_CELL_H
 
-#include "autodiff/autodiff.h"
+#include "../autodiff/autodiff.h"
 #include "params.h"
 
 #ifdef __cplusplus
@@ -84,23 +84,23 @@ struct nn_cell {
  * Errors: AD_ERR_NULL, AD_ERR_ARG (sizes < 1, unknown kind), and those of
  * nn_params_add (a duplicate name).
  */
-ad_status nn_cell_create(nn_cell *cell, nn_cell_kind kind, nn_params *ps, const char *prefix,
+NN_API ad_status nn_cell_create(nn_cell *cell, nn_cell_kind kind, nn_params *ps, const char *prefix,
                          int layer, int reverse, int input_size, int hidden_size, int bias,
                          ad_error *err);
 
 /** PyTorch's initialisation of a recurrent cell: every parameter uniform(-k, k), k = 1/sqrt(H). */
-void nn_cell_init_pytorch(nn_cell *cell, ad_rng *rng);
+NN_API void nn_cell_init_pytorch(nn_cell *cell, ad_rng *rng);
 
 /**
  * Runs cell->step after checking the arguments: x [B, I] and prev->h [B, H]
  * (and prev->c for an LSTM) on tape t with the cell's dtype. Bad input is a
  * tape error naming the cell (AD_ERR_NULL, AD_ERR_SHAPE, AD_ERR_DTYPE).
  */
-ad_status nn_cell_step(ad_tape *t, const nn_cell *cell, ad_tensor *x, const nn_state *prev,
+NN_API ad_status nn_cell_step(ad_tape *t, const nn_cell *cell, ad_tensor *x, const nn_state *prev,
                        nn_state *next);
 
 /** Zero initial state for batch size B (c too for an LSTM), on tape t. */
-ad_status nn_cell_zero_state(ad_tape *t, const nn_cell *cell, int64_t batch, nn_state *out);
+NN_API ad_status nn_cell_zero_state(ad_tape *t, const nn_cell *cell, int64_t batch, nn_state *out);
 
 /**
  * x W_ih^T + b_ih of a built-in cell for any number of rows: x [N, I] ->
@@ -108,22 +108,22 @@ ad_status nn_cell_zero_state(ad_tape *t, const nn_cell *cell, int64_t batch, nn_
  * projection of the whole sequence in one product (nn_unroll's hoist_input).
  * Custom cells: AD_ERR_ARG on the tape.
  */
-ad_tensor *nn_cell_input_projection(ad_tape *t, const nn_cell *cell, ad_tensor *x);
+NN_API ad_tensor *nn_cell_input_projection(ad_tape *t, const nn_cell *cell, ad_tensor *x);
 
 /**
  * One step of a built-in cell from its input projection gx = x W_ih^T + b_ih
  * ([B, G H]) instead of x. nn_cell_step(x) equals this with
  * gx = nn_cell_input_projection(x).
  */
-ad_status nn_cell_step_projected(ad_tape *t, const nn_cell *cell, ad_tensor *gx,
+NN_API ad_status nn_cell_step_projected(ad_tape *t, const nn_cell *cell, ad_tensor *gx,
                                  const nn_state *prev, nn_state *next);
 
 /* The built-in step functions (usable directly as nn_cell.step). */
-ad_status nn_rnn_step(ad_tape *t, const nn_cell *cell, ad_tensor *x, const nn_state *prev,
+NN_API ad_status nn_rnn_step(ad_tape *t, const nn_cell *cell, ad_tensor *x, const nn_state *prev,
                       nn_state *next);
-ad_status nn_lstm_step(ad_tape *t, const nn_cell *cell, ad_tensor *x, const nn_state *prev,
+NN_API ad_status nn_lstm_step(ad_tape *t, const nn_cell *cell, ad_tensor *x, const nn_state *prev,
                        nn_state *next);
-ad_status nn_gru_step(ad_tape *t, const nn_cell *cell, ad_tensor *x, const nn_state *prev,
+NN_API ad_status nn_gru_step(ad_tape *t, const nn_cell *cell, ad_tensor *x, const nn_state *prev,
                       nn_state *next);
 
 #ifdef __cplusplus

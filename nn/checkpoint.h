@@ -43,7 +43,7 @@ typedef struct nn_train_state {
  * (may be NULL) to `path` atomically. Errors: AD_ERR_NULL, AD_ERR_IO,
  * AD_ERR_NOMEM.
  */
-ad_status nn_checkpoint_save(const char *path, nn_params *ps, const nn_optim *opt,
+NN_API ad_status nn_checkpoint_save(const char *path, nn_params *ps, const nn_optim *opt,
                              const nn_train_state *ts, ad_error *err);
 
 /**
@@ -54,11 +54,11 @@ ad_status nn_checkpoint_save(const char *path, nn_params *ps, const nn_optim *op
  * AD_ERR_FORMAT; nothing is changed on any error. Allocation is bounded by
  * the file's size.
  */
-ad_status nn_checkpoint_load(const char *path, nn_params *ps, nn_optim *opt, nn_train_state *ts,
+NN_API ad_status nn_checkpoint_load(const char *path, nn_params *ps, nn_optim *opt, nn_train_state *ts,
                              ad_error *err);
 
 /** CRC-32 (IEEE 802.3, as zlib's crc32) of `n` bytes, continuing from `crc` (0 to start). */
-uint32_t nn_crc32(uint32_t crc, const void *data, size_t n);
+NN_API uint32_t nn_crc32(uint32_t crc, const void *data, size_t n);
 
 #ifdef __cplusplus
 }

@@ -50,17 +50,17 @@ typedef struct nn_grad_flow {
  * step. Errors: AD_ERR_NULL, AD_ERR_EMPTY (T < 1), AD_ERR_MISMATCH (a weight's
  * copy count is not a multiple of T), AD_ERR_NOMEM.
  */
-ad_status nn_grad_flow_collect(const ad_tape *t, const nn_cell *cell, const nn_state *outs, int T,
+NN_API ad_status nn_grad_flow_collect(const ad_tape *t, const nn_cell *cell, const nn_state *outs, int T,
                                const nn_unroll_options *opts, nn_grad_flow *out, ad_error *err);
 
 /** Releases the rows; the struct may be collected into again. */
-void nn_grad_flow_free(nn_grad_flow *flow);
+NN_API void nn_grad_flow_free(nn_grad_flow *flow);
 
 /** Prints a table: one line per step, a column per norm. */
-void nn_grad_flow_print(const nn_grad_flow *flow, FILE *out);
+NN_API void nn_grad_flow_print(const nn_grad_flow *flow, FILE *out);
 
 /** Writes CSV with a header "step,h,<weight names...>". Returns AD_ERR_IO on a write error. */
-ad_status nn_grad_flow_write_csv(const nn_grad_flow *flow, FILE *out);
+NN_API ad_status nn_grad_flow_write_csv(const nn_grad_flow *flow, FILE *out);
 
 #ifdef __cplusplus
 }

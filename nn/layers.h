@@ -13,7 +13,7 @@
 #ifndef UNROLL_NN_LAYERS_H
 #define UNROLL_NN_LAYERS_H
 
-#include "autodiff/autodiff.h"
+#include "../autodiff/autodiff.h"
 #include "params.h"
 
 #ifdef __cplusplus
@@ -27,14 +27,14 @@ typedef struct nn_linear {
 } nn_linear;
 
 /** Registers "<prefix>.weight" (and "<prefix>.bias" when bias != 0). Errors: AD_ERR_NULL, AD_ERR_ARG, those of nn_params_add. */
-ad_status nn_linear_create(nn_linear *lin, nn_params *ps, const char *prefix, int in_features,
+NN_API ad_status nn_linear_create(nn_linear *lin, nn_params *ps, const char *prefix, int in_features,
                            int out_features, int bias, ad_error *err);
 
 /** PyTorch's default: weight and bias uniform(-1/sqrt(in), 1/sqrt(in)). */
-void nn_linear_init_pytorch(nn_linear *lin, ad_rng *rng);
+NN_API void nn_linear_init_pytorch(nn_linear *lin, ad_rng *rng);
 
 /** x [B, in] -> [B, out]; a temporal copy of each weight per call. Shape errors name the layer. */
-ad_tensor *nn_linear_forward(ad_tape *t, const nn_linear *lin, ad_tensor *x);
+NN_API ad_tensor *nn_linear_forward(ad_tape *t, const nn_linear *lin, ad_tensor *x);
 
 /** A lookup table of `num` rows of size `dim`: weight [num, dim]. */
 typedef struct nn_embedding {
@@ -43,14 +43,14 @@ typedef struct nn_embedding {
 } nn_embedding;
 
 /** Registers "<prefix>.weight" [num, dim]. */
-ad_status nn_embedding_create(nn_embedding *e, nn_params *ps, const char *prefix, int num, int dim,
+NN_API ad_status nn_embedding_create(nn_embedding *e, nn_params *ps, const char *prefix, int num, int dim,
                               ad_error *err);
 
 /** PyTorch's default: normal(0, 1). */
-void nn_embedding_init_pytorch(nn_embedding *e, ad_rng *rng);
+NN_API void nn_embedding_init_pytorch(nn_embedding *e, ad_rng *rng);
 
 /** Rows ids[0..n-1] of the table -> [n, dim]; backward scatter-adds into the rows. */
-ad_tensor *nn_embedding_forward(ad_tape *t, const nn_embedding *e, const int64_t *ids, int64_t n);
+NN_API ad_tensor *nn_embedding_forward(ad_tape *t, const nn_embedding *e, const int64_t *ids, int64_t n);
 
 #ifdef __cplusplus
 }

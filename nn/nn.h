@@ -10,7 +10,7 @@
 #ifndef UNROLL_NN_NN_H
 #define UNROLL_NN_NN_H
 
-#include "autodiff/autodiff.h"
+#include "../autodiff/autodiff.h"
 #include "params.h"
 #include "cell.h"
 #include "unroll.h"

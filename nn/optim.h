@@ -61,7 +61,7 @@ typedef struct nn_optim_config {
  * Adagrad lr 1e-2, eps 1e-10; RMSprop lr 1e-2, alpha 0.99, eps 1e-8; Adam lr
  * 1e-3, betas (0.9, 0.999), eps 1e-8; AdamW the same with weight_decay 1e-2.
  */
-nn_optim_config nn_optim_defaults(nn_optim_kind kind);
+NN_API nn_optim_config nn_optim_defaults(nn_optim_kind kind);
 
 /** An optimizer bound to one parameter set. */
 typedef struct nn_optim nn_optim;
@@ -71,34 +71,34 @@ typedef struct nn_optim nn_optim;
  * AD_ERR_NULL, AD_ERR_ARG (a negative or otherwise invalid hyper-parameter,
  * Nesterov without momentum or with dampening), AD_ERR_NOMEM.
  */
-nn_optim *nn_optim_new(nn_params *ps, const nn_optim_config *cfg, ad_error *err);
+NN_API nn_optim *nn_optim_new(nn_params *ps, const nn_optim_config *cfg, ad_error *err);
 
 /** Frees the optimizer (not the parameters); NULL is ignored. */
-void nn_optim_free(nn_optim *opt);
+NN_API void nn_optim_free(nn_optim *opt);
 
 /**
  * One update from the gradients in the set. A non-finite gradient refuses
  * the update with AD_ERR_NONFINITE, leaving parameters and state untouched.
  */
-ad_status nn_optim_step(nn_optim *opt, ad_error *err);
+NN_API ad_status nn_optim_step(nn_optim *opt, ad_error *err);
 
 /** Sets the learning rate used by the next steps (schedules call this). */
-void nn_optim_set_lr(nn_optim *opt, double lr);
+NN_API void nn_optim_set_lr(nn_optim *opt, double lr);
 
 /** The current configuration. */
-const nn_optim_config *nn_optim_config_of(const nn_optim *opt);
+NN_API const nn_optim_config *nn_optim_config_of(const nn_optim *opt);
 
 /** Number of updates applied so far. */
-int64_t nn_optim_steps(const nn_optim *opt);
+NN_API int64_t nn_optim_steps(const nn_optim *opt);
 
 /**
  * The optimizer's state as `count` flat f64 buffers of `numel` elements each
  * (e.g. Adam: first and second moments), for checkpoints. *count may be 0.
  */
-double *nn_optim_state(nn_optim *opt, int index, size_t *numel, int *count);
+NN_API double *nn_optim_state(nn_optim *opt, int index, size_t *numel, int *count);
 
 /** Restores the step counter (with the buffers from nn_optim_state()). */
-void nn_optim_set_steps(nn_optim *opt, int64_t steps);
+NN_API void nn_optim_set_steps(nn_optim *opt, int64_t steps);
 
 /* ---- learning-rate schedules -------------------------------------------------------- */
 
@@ -123,7 +123,7 @@ typedef struct nn_schedule {
 } nn_schedule;
 
 /** The learning rate at step t (t = 0 before the first update). */
-double nn_schedule_lr(const nn_schedule *s, int64_t t);
+NN_API double nn_schedule_lr(const nn_schedule *s, int64_t t);
 
 /* ---- clipping ---------------------------------------------------------------------------- */
 
@@ -134,10 +134,10 @@ double nn_schedule_lr(const nn_schedule *s, int64_t t);
  * leaves the gradients untouched. Errors also: AD_ERR_NULL, AD_ERR_ARG
  * (max_norm <= 0).
  */
-ad_status nn_clip_grad_norm(nn_params *ps, double max_norm, double *norm, ad_error *err);
+NN_API ad_status nn_clip_grad_norm(nn_params *ps, double max_norm, double *norm, ad_error *err);
 
 /** Clamps every gradient element to [-clip, clip] (clip > 0). NaN gradients are AD_ERR_NONFINITE. */
-ad_status nn_clip_grad_value(nn_params *ps, double clip, ad_error *err);
+NN_API ad_status nn_clip_grad_value(nn_params *ps, double clip, ad_error *err);
 
 #ifdef __cplusplus
 }

@@ -23,7 +23,7 @@
 
 #include <stddef.h>
 
-#include "autodiff/autodiff.h"
+#include "../autodiff/autodiff.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -33,41 +33,41 @@ extern "C" {
 typedef struct nn_params nn_params;
 
 /** An empty set whose parameters will have `dtype`. NULL and err filled on failure. */
-nn_params *nn_params_new(ad_dtype dtype, ad_error *err);
+NN_API nn_params *nn_params_new(ad_dtype dtype, ad_error *err);
 
 /** Frees the set and every parameter in it; NULL is ignored. */
-void nn_params_free(nn_params *ps);
+NN_API void nn_params_free(nn_params *ps);
 
 /**
  * Registers a zero-filled parameter `name` of `shape`. Returns NULL with err
  * set on AD_ERR_NULL, AD_ERR_DUPLICATE (name taken), AD_ERR_ARG (name too
  * long), an invalid shape, or AD_ERR_NOMEM (the set is unchanged then).
  */
-ad_param *nn_params_add(nn_params *ps, const char *name, ad_shape shape, ad_error *err);
+NN_API ad_param *nn_params_add(nn_params *ps, const char *name, ad_shape shape, ad_error *err);
 
 /** The parameter called `name`, or NULL. */
-ad_param *nn_params_get(const nn_params *ps, const char *name);
+NN_API ad_param *nn_params_get(const nn_params *ps, const char *name);
 
 /**
  * The parameter called `name`, which must have `shape`: AD_ERR_NOT_FOUND or
  * AD_ERR_SHAPE (message with both shapes) otherwise.
  */
-ad_param *nn_params_find(const nn_params *ps, const char *name, ad_shape shape, ad_error *err);
+NN_API ad_param *nn_params_find(const nn_params *ps, const char *name, ad_shape shape, ad_error *err);
 
 /** Number of parameters. */
-size_t nn_params_count(const nn_params *ps);
+NN_API size_t nn_params_count(const nn_params *ps);
 
 /** The i-th parameter in registration order, or NULL past the end. */
-ad_param *nn_params_at(const nn_params *ps, size_t i);
+NN_API ad_param *nn_params_at(const nn_params *ps, size_t i);
 
 /** The dtype of the set. */
-ad_dtype nn_params_dtype(const nn_params *ps);
+NN_API ad_dtype nn_params_dtype(const nn_params *ps);
 
 /** All values, one block of *numel elements (float or double), in registration order. */
-void *nn_params_values(nn_params *ps, size_t *numel);
+NN_API void *nn_params_values(nn_params *ps, size_t *numel);
 
 /** All gradients, laid out as nn_params_values(). */
-void *nn_params_grads(nn_params *ps, size_t *numel);
+NN_API void *nn_params_grads(nn_params *ps, size_t *numel);
 
 /**
  * A replica of `ps` for data-parallel training: the same parameters (names,
@@ -81,32 +81,32 @@ void *nn_params_grads(nn_params *ps, size_t *numel);
  * AD_ERR_STATE), is freed with nn_params_free() before ps, and may not be
  * replicated (AD_ERR_ARG). Errors: AD_ERR_NULL, AD_ERR_ARG, AD_ERR_NOMEM.
  */
-nn_params *nn_params_replica(nn_params *ps, ad_error *err);
+NN_API nn_params *nn_params_replica(nn_params *ps, ad_error *err);
 
 /**
  * Adds the gradients of `replica` (made by nn_params_replica(dst)) into
  * dst's: one flat loop. Errors: AD_ERR_NULL, AD_ERR_ARG (not a replica of
  * dst), AD_ERR_STATE (dst grew since the replica was made).
  */
-ad_status nn_params_accumulate_grads(nn_params *dst, const nn_params *replica, ad_error *err);
+NN_API ad_status nn_params_accumulate_grads(nn_params *dst, const nn_params *replica, ad_error *err);
 
 /** Zeroes every gradient. */
-void nn_params_zero_grad(nn_params *ps);
+NN_API void nn_params_zero_grad(nn_params *ps);
 
 /** Fills every parameter with uniform draws from [lo, hi) in registration order. */
-void nn_params_init_uniform(nn_params *ps, ad_rng *rng, double lo, double hi);
+NN_API void nn_params_init_uniform(nn_params *ps, ad_rng *rng, double lo, double hi);
 
 /** Fills one parameter with uniform draws from [lo, hi). */
-void nn_init_uniform(ad_param *p, ad_rng *rng, double lo, double hi);
+NN_API void nn_init_uniform(ad_param *p, ad_rng *rng, double lo, double hi);
 
 /** Fills one parameter with normal draws of mean 0 and deviation `std`. */
-void nn_init_normal(ad_param *p, ad_rng *rng, double std);
+NN_API void nn_init_normal(ad_param *p, ad_rng *rng, double std);
 
 /**
  * Xavier/Glorot uniform for a [fan_out, fan_in] weight: bound
  * sqrt(6 / (fan_in + fan_out)). Rank-2 parameters only (others are left alone).
  */
-void nn_init_xavier_uniform(ad_param *p, ad_rng *rng);
+NN_API void nn_init_xavier_uniform(ad_param *p, ad_rng *rng);
 
 /**
  * Loads every parameter from `<dir>/<name>.npy` (a PyTorch state dict saved
@@ -114,10 +114,10 @@ void nn_init_xavier_uniform(ad_param *p, ad_rng *rng);
  * error (missing file, shape or dtype mismatch, corrupt file) no parameter
  * is changed. Errors name the parameter.
  */
-ad_status nn_params_load_npy_dir(nn_params *ps, const char *dir, ad_error *err);
+NN_API ad_status nn_params_load_npy_dir(nn_params *ps, const char *dir, ad_error *err);
 
 /** Saves every parameter to `<dir>/<name>.npy` (each file written atomically). */
-ad_status nn_params_save_npy_dir(const nn_params *ps, const char *dir, ad_error *err);
+NN_API ad_status nn_params_save_npy_dir(const nn_params *ps, const char *dir, ad_error *err);
 
 #ifdef __cplusplus
 }

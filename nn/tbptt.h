@@ -59,7 +59,7 @@ typedef struct nn_tbptt_options {
  * Errors: AD_ERR_NULL, AD_ERR_ARG (k1, k2, steps or batch), AD_ERR_NOMEM, the
  * tape's errors (copied to err), and the update's status.
  */
-ad_status nn_tbptt_run(ad_tape *t, const nn_cell *cell, nn_params *ps, const nn_tbptt_options *o,
+NN_API ad_status nn_tbptt_run(ad_tape *t, const nn_cell *cell, nn_params *ps, const nn_tbptt_options *o,
                        nn_tbptt_input_fn input, nn_tbptt_loss_fn loss, nn_tbptt_update_fn update,
                        void *ctx, ad_error *err);
 

@@ -15,7 +15,7 @@
 
 #include <stdio.h>
 
-#include "autodiff/autodiff.h"
+#include "../autodiff/autodiff.h"
 #include "bptt_ref.h"
 
 #ifdef __cplusplus
@@ -27,7 +27,7 @@ extern "C" {
  * W_i [V, H], W_h [H, H], W_o [H, 1]; every step uses fresh temporal copies
  * of W_i and W_h. Returns the scalar BCE loss or NULL (tape error).
  */
-ad_tensor *nn_case1_loss(ad_tape *t, ad_param *W_i, ad_param *W_h, ad_param *W_o, const double *x,
+NN_API ad_tensor *nn_case1_loss(ad_tape *t, ad_param *W_i, ad_param *W_h, ad_param *W_o, const double *x,
                          int T, double y);
 
 /** Case 2 parameters: W_xh [H, V], W_hh [H, H], W_hy [V, H], b_h [H, 1], b_y [V, 1]. */
@@ -40,7 +40,7 @@ typedef struct nn_case2_params {
  * h0 ([H, 1] on t, e.g. an ad_variable to read dL/dh0) may be NULL (zeros);
  * *h_last (may be NULL) receives the last state. Returns the loss or NULL.
  */
-ad_tensor *nn_case2_loss(ad_tape *t, const nn_case2_params *p, const int *inputs,
+NN_API ad_tensor *nn_case2_loss(ad_tape *t, const nn_case2_params *p, const int *inputs,
                          const int *targets, int T, ad_tensor *h0, ad_tensor **h_last);
 
 /** One weight's worst disagreement between engine and reference. */
@@ -66,15 +66,15 @@ typedef struct nn_check_report {
  * AD_ERR_DTYPE (f32 weights), AD_ERR_SHAPE (weights that do not fit
  * together), AD_ERR_EMPTY, AD_ERR_NOMEM, and engine errors.
  */
-ad_status nn_check_case1(ad_param *W_i, ad_param *W_h, ad_param *W_o, const double *x, int T,
+NN_API ad_status nn_check_case1(ad_param *W_i, ad_param *W_h, ad_param *W_o, const double *x, int T,
                          double y, nn_check_report *report, ad_error *err);
 
 /** The same for case 2 (h0 zero), including dL/dh0 as the entry "h0". */
-ad_status nn_check_case2(const nn_case2_params *p, const int *inputs, const int *targets, int T,
+NN_API ad_status nn_check_case2(const nn_case2_params *p, const int *inputs, const int *targets, int T,
                          nn_check_report *report, ad_error *err);
 
 /** Prints one line per weight and a last line "max |engine - reference| = <value>". */
-void nn_check_print(const nn_check_report *report, FILE *out);
+NN_API void nn_check_print(const nn_check_report *report, FILE *out);
 
 #ifdef __cplusplus
 }

@@ -23,7 +23,7 @@
 #ifndef UNROLL_NN_UNROLL_H
 #define UNROLL_NN_UNROLL_H
 
-#include "autodiff/autodiff.h"
+#include "../autodiff/autodiff.h"
 #include "cell.h"
 
 #ifdef __cplusplus
@@ -51,7 +51,7 @@ typedef struct nn_unroll_options {
  * batch into them. A NULL parameter gives zeros. Errors: AD_ERR_NULL,
  * AD_ERR_SHAPE (not [1, H]), AD_ERR_EMPTY (batch < 1).
  */
-ad_status nn_initial_state(ad_tape *t, const nn_cell *cell, int64_t batch, ad_param *h0,
+NN_API ad_status nn_initial_state(ad_tape *t, const nn_cell *cell, int64_t batch, ad_param *h0,
                            ad_param *c0, nn_state *out);
 
 /**
@@ -62,7 +62,7 @@ ad_status nn_initial_state(ad_tape *t, const nn_cell *cell, int64_t batch, ad_pa
  * AD_ERR_SHAPE / AD_ERR_DTYPE (input or state not matching the cell), and
  * those of the cell's ops.
  */
-ad_status nn_unroll(ad_tape *t, const nn_cell *cell, ad_tensor *const *xs, int T,
+NN_API ad_status nn_unroll(ad_tape *t, const nn_cell *cell, ad_tensor *const *xs, int T,
                     const nn_unroll_options *opts, nn_state *outs, nn_state *last);
 
 /**
@@ -71,7 +71,7 @@ ad_status nn_unroll(ad_tape *t, const nn_cell *cell, ad_tensor *const *xs, int T
  * entries, may be NULL) gets each layer's final state. opts->h0, when given,
  * holds one state per layer.
  */
-ad_status nn_unroll_layers(ad_tape *t, const nn_cell *cells, int n_layers, ad_tensor *const *xs,
+NN_API ad_status nn_unroll_layers(ad_tape *t, const nn_cell *cells, int n_layers, ad_tensor *const *xs,
                            int T, const nn_unroll_options *opts, nn_state *outs, nn_state *lasts);
 
 /**
@@ -80,7 +80,7 @@ ad_status nn_unroll_layers(ad_tape *t, const nn_cell *cells, int n_layers, ad_te
  * cat[t] = [h_fwd(t), h_bwd(t)] along the last axis ([B, 2H]). opts->h0, when
  * given, holds two states (forward, backward).
  */
-ad_status nn_unroll_bidirectional(ad_tape *t, const nn_cell *fwd, const nn_cell *bwd,
+NN_API ad_status nn_unroll_bidirectional(ad_tape *t, const nn_cell *fwd, const nn_cell *bwd,
                                   ad_tensor *const *xs, int T, const nn_unroll_options *opts,
                                   nn_state *outs_fwd, nn_state *outs_bwd, ad_tensor **cat);
 

@@ -10,7 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "nn/nn.h"
+#include <unroll/nn/nn.h>
 #include "testsupport.h"
 
 static char path[64];

@@ -7,7 +7,7 @@
 #include <criterion/criterion.h>
 #include <string.h>
 
-#include "nn/nn.h"
+#include <unroll/nn/nn.h>
 #include "testsupport.h"
 
 /* u = sigmoid(x Wu + h Uu), h' = u*h + (1-u)*tanh(x Wc + h Uc) */

@@ -9,7 +9,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "nn/nn.h"
+#include <unroll/nn/nn.h>
 #include "testsupport.h"
 
 enum { T = 12, B = 2, I = 3, H = 4 };

@@ -5,7 +5,7 @@
 #include <criterion/criterion.h>
 #include <string.h>
 
-#include "nn/nn.h"
+#include <unroll/nn/nn.h>
 #include "testsupport.h"
 
 typedef struct ctx {

@@ -9,7 +9,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "nn/nn.h"
+#include <unroll/nn/nn.h>
 #include "testsupport.h"
 
 static ad_tensor *load(const char *name)

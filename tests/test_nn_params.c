@@ -9,7 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "nn/nn.h"
+#include <unroll/nn/nn.h>
 #include "testsupport.h"
 
 Test(nn_params, order_lookup_and_one_block)

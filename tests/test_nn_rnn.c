@@ -11,7 +11,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "nn/nn.h"
+#include <unroll/nn/nn.h>
 #include "testsupport.h"
 
 typedef struct rnn_case {

@@ -14,7 +14,7 @@
 #include <string.h>
 
 #include "kernels.h"
-#include "nn/nn.h"
+#include <unroll/nn/nn.h>
 #include "testsupport.h"
 
 #if defined(UNROLL_TEST_OPENMP)

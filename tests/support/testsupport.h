@@ -12,7 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "autodiff/autodiff.h"
+#include <unroll/autodiff/autodiff.h>
 
 /* Allocations made through malloc/calloc/realloc and not yet freed. */
 long ts_live_allocs(void);
