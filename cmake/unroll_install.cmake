@@ -45,6 +45,10 @@ endif()
 if(UNROLL_WITH_OPENMP)
   string(APPEND UNROLL_PC_LIBS_PRIVATE " ${OpenMP_C_FLAGS}")
 endif()
+# The prefix is found from the .pc file's own place, so an install moved with
+# `cmake --install --prefix`, DESTDIR or a package stays usable.
+file(RELATIVE_PATH UNROLL_PC_TO_PREFIX ${CMAKE_INSTALL_FULL_LIBDIR}/pkgconfig ${CMAKE_INSTALL_PREFIX})
+string(REGEX REPLACE "/$" "" UNROLL_PC_TO_PREFIX "${UNROLL_PC_TO_PREFIX}")
 configure_file(cmake/unroll.pc.in ${PROJECT_BINARY_DIR}/unroll.pc @ONLY)
 install(FILES ${PROJECT_BINARY_DIR}/unroll.pc DESTINATION ${CMAKE_INSTALL_LIBDIR}/pkgconfig)
 
