@@ -42,7 +42,8 @@ extern "C" {
     X(AD_ERR_NOT_FOUND, 14, "a named item does not exist")                        \
     X(AD_ERR_DUPLICATE, 15, "a name is already in use")                           \
     X(AD_ERR_STATE, 16, "the object is not in a state that allows the call")      \
-    X(AD_ERR_MISMATCH, 17, "values disagree beyond the tolerance")
+    X(AD_ERR_MISMATCH, 17, "values disagree beyond the tolerance")                \
+    X(AD_ERR_COMM, 18, "a communication (MPI) call failed")
 
 /** Result code of an unroll call; AD_OK (0) is success. */
 typedef enum ad_status {

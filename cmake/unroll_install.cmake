@@ -23,8 +23,12 @@ install(EXPORT unroll_targets NAMESPACE unroll::
 # The public headers; internal.h and kernels.h are the engine's own.
 install(DIRECTORY autodiff/ DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/unroll/autodiff
         FILES_MATCHING PATTERN "*.h" PATTERN "internal.h" EXCLUDE PATTERN "kernels.h" EXCLUDE)
+set(UNROLL_NN_HEADER_EXCLUDE)
+if(NOT UNROLL_WITH_MPI) # nn/dist.h only with the library that implements it
+  set(UNROLL_NN_HEADER_EXCLUDE PATTERN "dist.h" EXCLUDE)
+endif()
 install(DIRECTORY nn/ DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/unroll/nn
-        FILES_MATCHING PATTERN "*.h")
+        FILES_MATCHING PATTERN "*.h" ${UNROLL_NN_HEADER_EXCLUDE})
 install(FILES ${UNROLL_BUILD_INCLUDE}/unroll/version.h
         DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/unroll)
 
@@ -41,6 +45,9 @@ set(UNROLL_PC_LIBS_PRIVATE "-lm")
 set(UNROLL_PC_REQUIRES_PRIVATE "")
 if(UNROLL_WITH_BLAS)
   set(UNROLL_PC_REQUIRES_PRIVATE "openblas")
+endif()
+if(UNROLL_WITH_MPI)
+  string(APPEND UNROLL_PC_REQUIRES_PRIVATE " mpi-c")
 endif()
 if(UNROLL_WITH_OPENMP)
   string(APPEND UNROLL_PC_LIBS_PRIVATE " ${OpenMP_C_FLAGS}")

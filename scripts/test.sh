@@ -7,6 +7,7 @@
 #   build-shared    shared libraries: every test, and the exported symbols
 #   build-blas      OpenBLAS for the products: every test
 #   build-portable  UNROLL_NATIVE=OFF: the kernel tests
+#   build-mpi       Open MPI: the data-parallel tests under mpiexec -n 2
 #   build-consumer  the five ways a project consumes unroll (tests/consumer/run.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -52,6 +53,12 @@ cmake -S . -B build-portable -DCMAKE_BUILD_TYPE=RelWithDebInfo -DUNROLL_NATIVE=O
   -DUNROLL_BUILD_EXAMPLES=OFF -DUNROLL_BUILD_BENCH=OFF
 cmake --build build-portable -j "$jobs" --target test_kernels test_ops_math test_ops_fused
 run_ctest build-portable -R '^test_(kernels|ops_math|ops_fused)$'
+
+stage "MPI build: data-parallel tests under mpiexec -n 2"
+cmake -S . -B build-mpi -DCMAKE_BUILD_TYPE=RelWithDebInfo -DUNROLL_WITH_MPI=ON \
+  -DUNROLL_BUILD_EXAMPLES=OFF -DUNROLL_BUILD_BENCH=OFF
+cmake --build build-mpi -j "$jobs" --target test_dist test_errors
+run_ctest build-mpi -R '^(mpi_dist|test_errors)$'
 
 stage "consumers: find_package, pkg-config, add_subdirectory, .deb"
 bash tests/consumer/run.sh build-consumer
