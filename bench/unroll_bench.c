@@ -20,6 +20,16 @@
  * --shards S splits the batch of W3/W4/W4g into S equal shards, each run on
  * its own tape and parameter replica (ad_parallel_run), their gradients summed
  * in shard order: data-parallel training, the same results for any --threads.
+ *
+ * In a build with UNROLL_WITH_MPI=ON, --mpi splits the global batch of
+ * W3/W4/W4g over the ranks of `mpirun -np N` (nn/dist.h: every rank draws
+ * the same 32 offsets and takes its share, gradients are averaged over the
+ * ranks in rank order); rank 0 prints, tokens/s counts the global batch, and
+ * the share of the step spent averaging gradients goes to stderr. The ranks
+ * run a fixed number of steps (--repeat, default 20), since a time limit
+ * could end them at different steps.
+ *
+ *     mpirun -np 2 ./build-mpi/bench/unroll_bench --workload W4 --mpi 1 --data ...
  */
 #define _POSIX_C_SOURCE 200809L
 #include <math.h>
@@ -29,13 +39,24 @@
 #include <time.h>
 
 #include <unroll/nn/nn.h>
+#ifdef UNROLL_BENCH_MPI
+#include <mpi.h>
+#include <unroll/nn/dist.h>
+#endif
 
 typedef struct opts {
     const char *workload, *data;
     ad_dtype dtype;
-    int threads, repeat, shards;
+    int threads, repeat, shards, mpi;
     double seconds;
 } opts;
+
+/* --mpi: the context, and the time spent averaging gradients (µs). */
+static struct {
+    void *dist; /* nn_dist *, NULL without --mpi */
+    int rank, size;
+    double average_us;
+} mpi = {NULL, 0, 1, 0.0};
 
 /* ---- timing and memory ------------------------------------------------------------------ */
 
@@ -97,7 +118,8 @@ static int measure(const workload *w, const opts *o)
         }
     double start = now_us();
     int n = 0;
-    while (n < cap && (n < 3 || now_us() - start < o->seconds * 1e6)) {
+    mpi.average_us = 0.0;
+    while (n < cap && (n < 3 || mpi.dist || now_us() - start < o->seconds * 1e6)) {
         double t0 = now_us();
         if (w->step(w->ctx) != 0) {
             free(t);
@@ -108,7 +130,11 @@ static int measure(const workload *w, const opts *o)
     long peak = proc_kib("VmHWM:");
     qsort(t, (size_t)n, sizeof *t, cmp_double);
     double med = n % 2 ? t[n / 2] : 0.5 * (t[n / 2 - 1] + t[n / 2]);
-    printf("%s,%s,%s,%d,%.2f,%.0f,%.1f\n", w->name, w->variant, o->dtype == AD_F32 ? "f32" : "f64",
+    if (mpi.dist && mpi.rank == 0)
+        fprintf(stderr, "unroll_bench: %s %s on %d ranks: %.1f %% of the step averaging gradients\n",
+                w->name, w->variant, mpi.size, 100.0 * mpi.average_us / (now_us() - start));
+    if (mpi.rank == 0)
+        printf("%s,%s,%s,%d,%.2f,%.0f,%.1f\n", w->name, w->variant, o->dtype == AD_F32 ? "f32" : "f64",
            o->threads, med, w->tokens / (med * 1e-6), peak > rss0 ? (double)(peak - rss0) / 1024.0 : 0.0);
     fflush(stdout);
     free(t);
@@ -174,6 +200,7 @@ typedef struct rnet {
     int clip_value, bce;
     double loss_scale;      /* 1, or 1/shards for a shard's share of the mean */
     int n_shards;           /* batched workloads: the batch split over replicas */
+    int global_B, b0;       /* --mpi: the global batch, and this rank's first column */
     struct rnet *shards;
 } rnet;
 
@@ -355,6 +382,13 @@ static int train_step(rnet *r, const double *targets_bce)
             if (r->shards[i].loss_scale < 0 || nn_params_accumulate_grads(r->ps, r->shards[i].ps, NULL) != AD_OK)
                 return 1;
     }
+#ifdef UNROLL_BENCH_MPI
+    if (mpi.dist && r->global_B) {
+        double t0 = now_us();
+        if (nn_dist_average_grads(mpi.dist, r->ps, NULL) != AD_OK) return 1;
+        mpi.average_us += now_us() - t0;
+    }
+#endif
     if (r->clip_value) nn_clip_grad_value(r->ps, 5.0, NULL);
     return nn_optim_step(r->opt, NULL) != AD_OK;
 }
@@ -380,8 +414,12 @@ static int w2_step(void *ctx)
 static int batched_step(void *ctx)
 {
     rnet *r = ctx;
-    for (int b = 0; b < r->B; b++) {
+    /* With --mpi every rank draws the global batch's offsets and keeps its columns. */
+    int global = r->global_B ? r->global_B : r->B;
+    for (int g = 0; g < global; g++) {
         size_t o = (size_t)ad_rng_below(&r->rng, (uint32_t)(r->tx->n - (size_t)r->T - 1));
+        int b = g - r->b0;
+        if (b < 0 || b >= r->B) continue;
         for (int k = 0; k <= r->T; k++) r->ids[(size_t)k * r->B + b] = r->tx->ids[o + (size_t)k];
     }
     return train_step(r, NULL);
@@ -411,7 +449,13 @@ static int run_one(const char *name, const opts *o, const text *tx)
         int w2 = !strcmp(name, "W2");
         nn_cell_kind kind = !strcmp(name, "W4") ? NN_CELL_LSTM : !strcmp(name, "W4g") ? NN_CELL_GRU : NN_CELL_RNN_TANH;
         int H = w2 ? 100 : 256, T = w2 ? 25 : 64, B = w2 ? 1 : 32;
-        if (!rnet_init(&r, kind, tx->vocab, H, T, B, tx->vocab, o->dtype)) return 1;
+        int ranks = mpi.dist && !w2 ? mpi.size : 1;
+        if (B % ranks != 0) {
+            if (mpi.rank == 0) fprintf(stderr, "unroll_bench: %d ranks do not divide the batch of %d\n", ranks, B);
+            return 1;
+        }
+        if (!rnet_init(&r, kind, tx->vocab, H, T, B / ranks, tx->vocab, o->dtype)) return 1;
+        if (ranks > 1) r.global_B = B, r.b0 = mpi.rank * (B / ranks);
         r.gather = g;
         r.tx = tx;
         if (w2) {
@@ -433,6 +477,8 @@ static int run_one(const char *name, const opts *o, const text *tx)
         char variant[48];
         snprintf(variant, sizeof variant, "%s%s", g ? "gather" : "dense-onehot", shards > 1 ? "-shards" : "");
         if (shards > 1) snprintf(variant + strlen(variant), sizeof variant - strlen(variant), "%d", shards);
+        if (ranks > 1 || mpi.dist)
+            snprintf(variant + strlen(variant), sizeof variant - strlen(variant), "-mpi%d", ranks);
         workload w = {name, variant, (double)T * B, w2 ? w2_step : batched_step, &r};
         rc = measure(&w, o);
         rnet_free(&r);
@@ -467,12 +513,13 @@ static int run_w6(const opts *o, const text *tx)
 static void usage(void)
 {
     fprintf(stderr, "usage: unroll_bench [--workload W1|W2|W3|W4|W4g|W6|all] [--dtype f32|f64]\n"
-                    "                    [--threads N] [--shards S] [--data PATH] [--repeat N] [--seconds S]\n");
+                    "                    [--threads N] [--shards S] [--data PATH] [--repeat N] [--seconds S]\n"
+                    "                    [--mpi 1] (a build with UNROLL_WITH_MPI=ON, under mpirun)\n");
 }
 
 int main(int argc, char **argv)
 {
-    opts o = {"all", NULL, AD_F32, 1, 0, 1, 2.0};
+    opts o = {"all", NULL, AD_F32, 1, 0, 1, 0, 2.0};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!v) {
@@ -486,6 +533,7 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "--data")) o.data = v;
         else if (!strcmp(a, "--repeat")) o.repeat = atoi(v);
         else if (!strcmp(a, "--seconds")) o.seconds = atof(v);
+        else if (!strcmp(a, "--mpi")) o.mpi = atoi(v);
         else {
             usage();
             return 2;
@@ -507,15 +555,38 @@ int main(int argc, char **argv)
         usage();
         return 2;
     }
+    if (o.mpi) {
+#ifdef UNROLL_BENCH_MPI
+        MPI_Init(&argc, &argv);
+        ad_error err;
+        mpi.dist = nn_dist_new(NULL, &err);
+        if (!mpi.dist) {
+            fprintf(stderr, "unroll_bench: %s\n", err.msg);
+            MPI_Finalize();
+            return 1;
+        }
+        mpi.rank = nn_dist_rank(mpi.dist), mpi.size = nn_dist_size(mpi.dist);
+        if (o.repeat <= 0) o.repeat = 20;
+#else
+        fprintf(stderr, "unroll_bench: --mpi needs a build with UNROLL_WITH_MPI=ON\n");
+        return 2;
+#endif
+    }
     text tx;
     if (!load_text(o.data, &tx)) return 1;
     if (!o.data) fprintf(stderr, "unroll_bench: no --data, using a synthetic text of 65 symbols\n");
-    printf("workload,variant,dtype,threads,median_us_per_step,tokens_per_s,peak_mib\n");
+    if (mpi.rank == 0) printf("workload,variant,dtype,threads,median_us_per_step,tokens_per_s,peak_mib\n");
     const char *all[5] = {"W1", "W2", "W3", "W4", "W4g"};
     int rc = 0;
     for (int i = 0; i < 5 && rc == 0; i++)
         if (!strcmp(o.workload, "all") || !strcmp(o.workload, all[i])) rc = run_one(all[i], &o, &tx);
     if (rc == 0 && (!strcmp(o.workload, "all") || !strcmp(o.workload, "W6"))) rc = run_w6(&o, &tx);
     free(tx.ids);
+#ifdef UNROLL_BENCH_MPI
+    if (mpi.dist) {
+        nn_dist_free(mpi.dist);
+        MPI_Finalize();
+    }
+#endif
     return rc;
 }
