@@ -520,7 +520,7 @@ static void usage(void)
 int main(int argc, char **argv)
 {
     opts o = {"all", NULL, AD_F32, 1, 0, 1, 0, 2.0};
-    for (int i = 1; i < argc; i++) {
+    for (int i = 1; i < argc; i += 2) { /* --option value pairs */
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!v) {
             usage();
@@ -538,7 +538,6 @@ int main(int argc, char **argv)
             usage();
             return 2;
         }
-        i++;
     }
     if (ad_set_num_threads(o.threads) != AD_OK) {
         fprintf(stderr, "unroll_bench: --threads must be at least 1\n");
