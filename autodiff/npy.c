@@ -251,8 +251,9 @@ ad_tensor *ad_npy_load(const char *path, ad_error *err)
     ad_tensor *x = ad_npy_read(buf, size, err);
     free(buf);
     if (!x && err) {
-        size_t used = strlen(err->msg);
-        snprintf(err->msg + used, sizeof err->msg - used, " (in '%s')", path);
+        char why[AD_ERROR_MSG_SIZE];
+        memcpy(why, err->msg, sizeof why);
+        ad__set_error(err, err->code, "%s (in '%s')", why, path);
     }
     return x;
 }
