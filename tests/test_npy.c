@@ -234,3 +234,21 @@ Test(npy, bad_arguments)
     ad_tensor_free(x);
     cr_assert_eq(ts_live_allocs(), before);
 }
+
+/* A released tape tensor has no buffer to load into: the load is refused
+ * like ad_npy_write's, not a copy into NULL. */
+Test(npy, load_into_a_released_tensor_is_refused)
+{
+    long before = ts_live_allocs();
+    ad_tape *t = ad_tape_new(NULL);
+    ad_param *w = ad_param_new("w", AD_F32, ad_shape2(2, 3), NULL);
+    ad_tensor *x = ad_mul_scalar(t, ad_use(t, w), 2.0);
+    cr_assert_eq(ad_tape_release(t, x), AD_OK, "%s", ad_tape_message(t));
+    ad_error err;
+    cr_assert_eq(ad_npy_load_into(NPY("f32_2x3.npy"), x, &err), AD_ERR_STATE);
+    cr_assert(strstr(err.msg, "was released"), "%s", err.msg);
+    cr_assert_eq(ad_npy_load_into(NPY("f32_2x3.npy"), x, NULL), AD_ERR_STATE);
+    ad_tape_free(t);
+    ad_param_free(w);
+    cr_assert_eq(ts_live_allocs(), before);
+}
