@@ -5,12 +5,15 @@
 
 #include "fileio.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -23,13 +26,22 @@ ad_status ad_file_read_all(const char *path, size_t max_bytes, void **data, size
                              !path ? "path" : !data ? "data" : "size");
     *data = NULL;
     *size = 0;
-    int fd = open(path, O_RDONLY);
+    /* O_NONBLOCK: opening a named pipe for reading would otherwise wait for
+     * a writer, forever; it is refused below like any file that is not a
+     * regular one, and blocking reads are restored for the rest. */
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
     if (fd < 0)
         return ad__set_error(err, AD_ERR_IO, "read: cannot open '%s': %s", path, strerror(errno));
     struct stat st;
+    int flags;
     if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
         close(fd);
         return ad__set_error(err, AD_ERR_IO, "read: '%s' is not a regular file", path);
+    }
+    if ((flags = fcntl(fd, F_GETFL)) == -1 || fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) == -1) {
+        int e = errno;
+        close(fd);
+        return ad__set_error(err, AD_ERR_IO, "read: cannot read '%s': %s", path, strerror(e));
     }
     if ((unsigned long long)st.st_size > max_bytes) {
         close(fd);
@@ -91,16 +103,110 @@ static void sync_folder(const char *path)
     close(fd);
 }
 
+/* ---- temporary files ---------------------------------------------------------------- */
+
+/* A save of `path` writes "<path>.tmp.XXXXXX" first, X one of the 62 below:
+ * the only names remove_stale() ever removes. */
+#define TMP_MARK ".tmp."
+enum { TMP_MARK_LEN = 5, TMP_RANDOM = 6 };
+static const char tmp_chars[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+
+static uint64_t mix(uint64_t x)
+{
+    x += 0x9E3779B97F4A7C15ull;
+    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+    x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+    return x ^ (x >> 31);
+}
+
+/* Creates tmp (path + TMP_MARK + 6 free characters) with O_EXCL and mode
+ * 0666: the kernel applies the umask, so the file gets the mode fopen()
+ * gives a new file (mkstemp's 0600 would survive the rename). */
+static int create_temporary(char *tmp, size_t len)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    uint64_t seed = mix((uint64_t)now.tv_sec ^ ((uint64_t)now.tv_nsec << 20) ^ ((uint64_t)getpid() << 40) ^
+                        (uint64_t)(uintptr_t)tmp);
+    memcpy(tmp + len, TMP_MARK, TMP_MARK_LEN);
+    tmp[len + TMP_MARK_LEN + TMP_RANDOM] = '\0';
+    for (int attempt = 0; attempt < 100; attempt++) {
+        uint64_t x = seed = mix(seed);
+        for (int i = 0; i < TMP_RANDOM; i++, x /= 62) tmp[len + TMP_MARK_LEN + i] = tmp_chars[x % 62];
+        int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+        if (fd >= 0 || errno != EEXIST) return fd;
+    }
+    errno = EEXIST;
+    return -1;
+}
+
+/* When this process started (Linux: /proc), in seconds since the epoch. */
+static int process_start(time_t *out)
+{
+    char buf[1024];
+    long long boot = -1, ticks = -1;
+    FILE *f = fopen("/proc/stat", "r");
+    if (!f) return 0;
+    while (fgets(buf, sizeof buf, f))
+        if (sscanf(buf, "btime %lld", &boot) == 1) break;
+    fclose(f);
+    f = fopen("/proc/self/stat", "r");
+    if (!f) return 0;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    /* fields after the command name, which may hold spaces and ')' */
+    char *p = strrchr(buf, ')');
+    for (int field = 2; p && field < 22; field++) p = strchr(p + 1, ' ');
+    long hz = sysconf(_SC_CLK_TCK);
+    if (!p || sscanf(p, " %lld", &ticks) != 1 || boot < 0 || hz <= 0) return 0;
+    *out = (time_t)(boot + ticks / hz);
+    return 1;
+}
+
+/* Removes the temporaries that saves of `path` killed before this process
+ * started left behind: regular files (never links or folders) of this user
+ * named "<path>.tmp.XXXXXX" and last modified more than two seconds before
+ * the start (the boot time /proc gives is whole seconds). A temporary
+ * modified since may be a save under way in another process: it stays.
+ * Where the start time is unknown nothing is removed. */
+static void remove_stale(const char *path)
+{
+    time_t started;
+    if (!process_start(&started)) return;
+    const char *slash = strrchr(path, '/'), *base = slash ? slash + 1 : path;
+    size_t dir_len = slash ? (size_t)(slash - path) + 1 : 0, base_len = strlen(base);
+    char dir[4096], file[4096];
+    if (dir_len + base_len + TMP_MARK_LEN + TMP_RANDOM >= sizeof file || base_len == 0) return;
+    memcpy(dir, dir_len ? path : ".", dir_len ? dir_len : 1);
+    dir[dir_len ? dir_len : 1] = '\0';
+    DIR *d = opendir(dir);
+    if (!d) return;
+    for (struct dirent *e; (e = readdir(d));) {
+        const char *name = e->d_name, *rnd = name + base_len + TMP_MARK_LEN;
+        if (strlen(name) != base_len + TMP_MARK_LEN + TMP_RANDOM || memcmp(name, base, base_len) != 0 ||
+            memcmp(name + base_len, TMP_MARK, TMP_MARK_LEN) != 0 || strspn(rnd, tmp_chars) != TMP_RANDOM)
+            continue;
+        memcpy(file, path, dir_len);
+        memcpy(file + dir_len, name, strlen(name) + 1);
+        struct stat st;
+        if (lstat(file, &st) == 0 && S_ISREG(st.st_mode) && st.st_uid == geteuid() &&
+            st.st_mtime < started - 2)
+            unlink(file);
+    }
+    closedir(d);
+}
+
 ad_status ad_file_write_atomic(const char *path, const void *data, size_t size, ad_error *err)
 {
     if (!path || (!data && size > 0))
         return ad__set_error(err, AD_ERR_NULL, "write: %s is NULL", !path ? "path" : "data");
     size_t len = strlen(path);
-    char *tmp = malloc(len + 16);
+    char *tmp = malloc(len + TMP_MARK_LEN + TMP_RANDOM + 1);
     if (!tmp) return ad__set_error(err, AD_ERR_NOMEM, "write: out of memory");
     memcpy(tmp, path, len);
-    memcpy(tmp + len, ".tmp.XXXXXX", 12);
-    int fd = mkstemp(tmp);
+    remove_stale(path);
+    int fd = create_temporary(tmp, len);
     if (fd < 0) {
         ad_status st = ad__set_error(err, AD_ERR_IO, "write: cannot create a temporary file next to '%s': %s",
                                      path, strerror(errno));

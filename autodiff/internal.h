@@ -7,6 +7,7 @@
 #ifndef UNROLL_AD_INTERNAL_H
 #define UNROLL_AD_INTERNAL_H
 
+#include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -310,6 +311,11 @@ void ad__release_grad(ad_tape *t, ad_tensor *x);
 
 /* Fills err (may be NULL) and returns code: the public ad_error_set. */
 #define ad__set_error ad_error_set
+
+/* vsnprintf into msg[cap], except that a message too long for it is cut at
+ * the last space before the end and marked with "…", so that a reader never
+ * takes a cut word or number for the whole one. */
+void ad__format_message(char *msg, size_t cap, const char *fmt, va_list ap);
 
 /* Arena allocation, 64-byte aligned, a multiple of 64 bytes and at least 64;
  * NULL after failing the tape with AD_ERR_NOMEM. */

@@ -251,8 +251,9 @@ ad_tensor *ad_npy_load(const char *path, ad_error *err)
     ad_tensor *x = ad_npy_read(buf, size, err);
     free(buf);
     if (!x && err) {
-        size_t used = strlen(err->msg);
-        snprintf(err->msg + used, sizeof err->msg - used, " (in '%s')", path);
+        char why[AD_ERROR_MSG_SIZE];
+        memcpy(why, err->msg, sizeof why);
+        ad__set_error(err, err->code, "%s (in '%s')", why, path);
     }
     return x;
 }
@@ -262,6 +263,8 @@ ad_status ad_npy_load_into(const char *path, ad_tensor *dst, ad_error *err)
     ad_error local;
     if (!err) err = &local;
     if (!dst) return ad__set_error(err, AD_ERR_NULL, "npy: destination tensor is NULL");
+    if (ad__data_released(dst))
+        return ad__set_error(err, AD_ERR_STATE, "npy: the destination tensor's data was released (ad_tape_release)");
     ad_tensor *x = ad_npy_load(path, err);
     if (!x) return err->code;
     ad_status st = AD_OK;

@@ -45,7 +45,8 @@ AD_API ad_tensor *ad_npy_load(const char *path, ad_error *err);
 /**
  * Loads the .npy file at `path` into the existing tensor `dst` (a heap tensor
  * or a parameter's value), which must have the file's shape and dtype
- * (AD_ERR_SHAPE / AD_ERR_DTYPE otherwise). On any error dst is unchanged.
+ * (AD_ERR_SHAPE / AD_ERR_DTYPE otherwise); a tape tensor whose data was
+ * released (ad_tape_release()) is AD_ERR_STATE. On any error dst is unchanged.
  */
 AD_API ad_status ad_npy_load_into(const char *path, ad_tensor *dst, ad_error *err);
 

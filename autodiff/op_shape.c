@@ -302,9 +302,14 @@ ad_status ad__shape_slice(ad_tape *t, ad_node *n, ad_shape *out)
         return ad__fail(t, AD_ERR_ARG, "slice: axis %d is out of range for %s", n->a.axis,
                         ad__shape_str(in, s));
     if (n->a.start < 0 || n->a.len < 0 || n->a.start > in.dim[axis] ||
-        n->a.len > in.dim[axis] - n->a.start)
+        n->a.len > in.dim[axis] - n->a.start) {
+        int64_t end;
+        if (__builtin_add_overflow(n->a.start, n->a.len, &end)) /* no int64 end to print */
+            return ad__fail(t, AD_ERR_ARG, "slice: [%" PRId64 ", %" PRId64 " + %" PRId64 ") is outside axis %d of %s",
+                            n->a.start, n->a.start, n->a.len, axis, ad__shape_str(in, s));
         return ad__fail(t, AD_ERR_ARG, "slice: [%" PRId64 ", %" PRId64 ") is outside axis %d of %s",
-                        n->a.start, n->a.start + n->a.len, axis, ad__shape_str(in, s));
+                        n->a.start, end, axis, ad__shape_str(in, s));
+    }
     n->a.axis = axis;
     *out = in;
     out->dim[axis] = n->a.len;

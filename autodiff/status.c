@@ -2,6 +2,7 @@
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "internal.h"
 
@@ -39,9 +40,30 @@ ad_status ad_error_set(ad_error *err, ad_status code, const char *fmt, ...)
         if (fmt) {
             va_list ap;
             va_start(ap, fmt);
-            vsnprintf(err->msg, sizeof err->msg, fmt, ap);
+            ad__format_message(err->msg, sizeof err->msg, fmt, ap);
             va_end(ap);
         }
     }
     return code;
+}
+
+void ad__format_message(char *msg, size_t cap, const char *fmt, va_list ap)
+{
+    static const char mark[] = "\xe2\x80\xa6"; /* U+2026, three bytes of UTF-8 */
+    const size_t m = sizeof mark - 1, look_back = 64;
+    if (cap == 0) return;
+    int n = vsnprintf(msg, cap, fmt, ap);
+    if (n < 0) msg[0] = '\0';
+    if (n < 0 || (size_t)n < cap || cap <= m + 1) return;
+    /* msg holds the first cap - 1 bytes; keep text up to a space that leaves
+     * room for the mark, or (a word longer than look_back) cut the word at a
+     * character boundary rather than drop the whole line. */
+    size_t keep = cap - 1 - m, cut = keep;
+    while (cut > 0 && keep - cut < look_back && msg[cut] != ' ') cut--;
+    if (msg[cut] != ' ') {
+        cut = keep;
+        while (cut > 0 && ((unsigned char)msg[cut] & 0xC0) == 0x80) cut--;
+    }
+    while (cut > 0 && msg[cut - 1] == ' ') cut--;
+    memcpy(msg + cut, mark, m + 1);
 }

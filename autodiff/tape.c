@@ -164,7 +164,7 @@ ad_status ad_tape_fail(ad_tape *t, ad_status code, const char *fmt, ...)
     t->status = code;
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(t->msg, sizeof t->msg, fmt, ap);
+    ad__format_message(t->msg, sizeof t->msg, fmt, ap);
     va_end(ap);
     return code;
 }

@@ -189,10 +189,10 @@ ad_status nn_ref_case2_truncated(int V, int H, const nn_case2_weights *w, const 
     /* (2.4) each segment starts from the carried state; its gradient stops there. */
     for (int s = 0; s < T && st == AD_OK; s += k) {
         int len = T - s < k ? T - s : k;
-        double seg;
+        double seg = 0;
         st = case2_segment(V, H, w, inputs + s, targets + s, len, h, &seg, grads,
                            s == 0 ? dh0 : NULL, h, err);
-        *loss += seg;
+        if (st == AD_OK) *loss += seg; /* a failed segment set no loss */
     }
     free(h);
     return st;

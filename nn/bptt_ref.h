@@ -59,7 +59,8 @@ NN_API ad_status nn_ref_case2(int V, int H, const nn_case2_weights *w, const int
  * Truncated BPTT of case 2 at fixed weights: segments of k steps; each starts
  * from the previous segment's last state (carried forward, its gradient not
  * propagated back). Writes the summed loss and the sum of the segments'
- * gradients, and the gradient with respect to h0 (first segment only).
+ * gradients, and the gradient with respect to h0 (first segment only). On
+ * AD_ERR_NOMEM *loss is the sum over the segments that completed.
  */
 NN_API ad_status nn_ref_case2_truncated(int V, int H, const nn_case2_weights *w, const int *inputs,
                                  const int *targets, int T, int k, const double *h0,

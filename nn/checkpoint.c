@@ -24,6 +24,108 @@ uint32_t nn_crc32(uint32_t crc, const void *data, size_t n)
     return ~crc;
 }
 
+/* ---- values a checkpoint may hold (checked on save and on load) ------------------------- */
+
+/* Step counts above 2^53 are not exact in the double arithmetic of the
+ * schedules and of Adam's bias corrections: no real run gets there. */
+#define MAX_STEPS ((int64_t)1 << 53)
+
+/* The state buffer of an optimizer that holds a running sum or average of
+ * squared gradients, which is never negative (see the updates in optim.c),
+ * or -1. */
+static int squares_buffer(uint32_t kind)
+{
+    switch (kind) {
+    case NN_OPTIM_ADAGRAD:
+    case NN_OPTIM_RMSPROP: return 0;
+    case NN_OPTIM_ADAM:
+    case NN_OPTIM_ADAMW: return 1;
+    default: return -1;
+    }
+}
+
+/* Whether the optimizer's scalars are usable; why not in `why`. */
+static int optim_scalars_ok(double lr, int64_t steps, char *why, size_t cap)
+{
+    if (!(isfinite(lr) && lr >= 0)) {
+        snprintf(why, cap, "the learning rate %g is not a finite number >= 0", lr);
+        return 0;
+    }
+    if (steps < 0 || steps > MAX_STEPS) {
+        snprintf(why, cap, "the step count %lld is outside 0..2^53", (long long)steps);
+        return 0;
+    }
+    return 1;
+}
+
+static int state_value_ok(uint32_t kind, int buffer, uint64_t i, double v, char *why, size_t cap)
+{
+    if (isfinite(v) && (v >= 0 || squares_buffer(kind) != buffer)) return 1;
+    snprintf(why, cap, "optimizer state %d element %llu is %g (%s)", buffer, (unsigned long long)i, v,
+             isfinite(v) ? "a sum of squares, never negative" : "not finite");
+    return 0;
+}
+
+static int schedule_ok(const nn_schedule *s, char *why, size_t cap)
+{
+    const double reals[4] = {s->base_lr, s->gamma, s->eta_min, s->start_factor};
+    const char *const real_names[4] = {"base_lr", "gamma", "eta_min", "start_factor"};
+    const int64_t counts[3] = {s->step_size, s->t_max, s->warmup};
+    const char *const count_names[3] = {"step_size", "t_max", "warmup"};
+    if ((unsigned)s->kind > NN_SCHEDULE_WARMUP) {
+        snprintf(why, cap, "schedule: unknown kind %d", (int)s->kind);
+        return 0;
+    }
+    for (int i = 0; i < 4; i++)
+        if (!isfinite(reals[i])) {
+            snprintf(why, cap, "schedule: %s is %g, not a finite number", real_names[i], reals[i]);
+            return 0;
+        }
+    for (int i = 0; i < 3; i++)
+        if (counts[i] < 0 || counts[i] > MAX_STEPS) {
+            snprintf(why, cap, "schedule: %s %lld is outside 0..2^53", count_names[i], (long long)counts[i]);
+            return 0;
+        }
+    const char *bad = s->base_lr < 0 ? "base_lr must be >= 0"
+                    : s->kind == NN_SCHEDULE_STEP && s->step_size < 1 ? "a STEP schedule needs step_size >= 1"
+                    : s->kind == NN_SCHEDULE_STEP && s->gamma < 0 ? "a STEP schedule needs gamma >= 0"
+                    : s->kind == NN_SCHEDULE_COSINE && s->t_max < 1 ? "a COSINE schedule needs t_max >= 1"
+                    : s->kind == NN_SCHEDULE_COSINE && s->eta_min < 0 ? "a COSINE schedule needs eta_min >= 0"
+                    : s->kind == NN_SCHEDULE_WARMUP && !(s->start_factor >= 0 && s->start_factor <= 1)
+                        ? "a WARMUP schedule needs start_factor in [0, 1]" : NULL;
+    if (bad) snprintf(why, cap, "schedule: %s", bad);
+    return bad == NULL;
+}
+
+static int train_ok(const nn_train_state *t, char *why, size_t cap)
+{
+    if (t->step < 0 || t->step > MAX_STEPS) {
+        snprintf(why, cap, "the training step %lld is outside 0..2^53", (long long)t->step);
+        return 0;
+    }
+    if (t->has_rng && !(t->rng.inc & 1)) {
+        snprintf(why, cap, "the RNG's stream increment %llu is even (a seeded RNG's is odd)",
+                 (unsigned long long)t->rng.inc);
+        return 0;
+    }
+    return !t->has_schedule || schedule_ok(&t->schedule, why, cap);
+}
+
+/* An optimizer is saved and loaded only with the set it updates, at the size
+ * it was made for: its state is laid out over that set's block. */
+static ad_status check_optim_owner(const nn_optim *opt, nn_params *ps, ad_error *err)
+{
+    size_t have, numel;
+    nn_params_values(ps, &have);
+    nn_optim_state((nn_optim *)opt, 0, &numel, NULL); /* reads only */
+    if (nn_optim_params(opt) != ps)
+        return ad_error_set(err, AD_ERR_ARG, "checkpoint: the optimizer updates another parameter set than the one given");
+    if (numel != have)
+        return ad_error_set(err, AD_ERR_STATE, "checkpoint: the parameter set has %zu elements, %zu when the optimizer "
+                            "was made: parameters were added since the optimizer was made", have, numel);
+    return AD_OK;
+}
+
 /* ---- writing: a growing little-endian buffer ------------------------------------------- */
 
 typedef struct buf {
@@ -158,6 +260,22 @@ ad_status nn_checkpoint_save(const char *path, nn_params *ps, const nn_optim *op
                              const nn_train_state *ts, ad_error *err)
 {
     if (!path || !ps) return ad_error_set(err, AD_ERR_NULL, "checkpoint: save: path or parameter set is NULL");
+    /* What a load would refuse is not written. */
+    char why[160];
+    ad_status st = opt ? check_optim_owner(opt, ps, err) : AD_OK;
+    if (st != AD_OK) return st;
+    if (opt) {
+        nn_optim *o = (nn_optim *)opt; /* nn_optim_state only reads here */
+        int count;
+        size_t numel;
+        uint32_t kind = (uint32_t)nn_optim_config_of(o)->kind;
+        nn_optim_state(o, 0, &numel, &count);
+        int ok = optim_scalars_ok(nn_optim_config_of(o)->lr, nn_optim_steps(o), why, sizeof why);
+        for (int k = 0; ok && k < count; k++)
+            for (size_t i = 0; ok && i < numel; i++) ok = state_value_ok(kind, k, i, nn_optim_state(o, k, NULL, NULL)[i], why, sizeof why);
+        if (!ok) return ad_error_set(err, AD_ERR_ARG, "checkpoint: save: %s", why);
+    }
+    if (ts && !train_ok(ts, why, sizeof why)) return ad_error_set(err, AD_ERR_ARG, "checkpoint: save: %s", why);
     buf b = {NULL, 0, 0, 0};
     put(&b, magic, sizeof magic);
     put_uint(&b, NN_CHECKPOINT_VERSION, 4);
@@ -178,7 +296,7 @@ ad_status nn_checkpoint_save(const char *path, nn_params *ps, const nn_optim *op
     for (int i = 0; i < 4; i++) b.p[28 + i] = (unsigned char)(hc >> (8 * i));
     fc = nn_crc32(0, b.p, b.len - 4);
     for (int i = 0; i < 4; i++) b.p[b.len - 4 + i] = (unsigned char)(fc >> (8 * i));
-    ad_status st = ad_file_write_atomic(path, b.p, b.len, err);
+    st = ad_file_write_atomic(path, b.p, b.len, err);
     free(b.p);
     return st;
 }
@@ -277,27 +395,46 @@ static ad_status read_frame(const unsigned char *data, size_t size, plan *pl, ad
     return AD_OK;
 }
 
-/* Appends one difference to the mismatch message (the first few are kept). */
-static void note_diff(char *msg, size_t cap, int *count, const char *what)
+/* The mismatch message lists whole differences while they fit in ad_error
+ * next to its prefix and "; and N more"; the first is listed whatever its
+ * length (ad_error_set then cuts it at a space). */
+enum { DIFF_BUDGET = AD_ERROR_MSG_SIZE - 1 - sizeof "checkpoint: 9999 difference(s) from the model: " -
+                     sizeof "; and 9999 more" };
+
+static void note_diff(char *list, int *count, int *listed, const char *what)
 {
-    if (*count < 6) {
-        size_t len = strlen(msg);
-        snprintf(msg + len, cap - len, "%s%s", *count ? "; " : "", what);
+    size_t len = strlen(list), sep = *listed ? 2 : 0, add = strlen(what);
+    if (*listed == *count && (*listed == 0 || len + sep + add <= DIFF_BUDGET)) {
+        if (add > AD_ERROR_MSG_SIZE - 1 - len - sep) add = AD_ERROR_MSG_SIZE - 1 - len - sep;
+        memcpy(list + len, "; ", sep);
+        memcpy(list + len + sep, what, add);
+        list[len + sep + add] = '\0';
+        (*listed)++;
     }
     (*count)++;
 }
 
-/* Matches the file's tensors with the model: every name, dtype and shape. Copies when `apply`. */
-static ad_status match_params(cur c, nn_params *ps, int apply, ad_error *err)
+static void shape_text(ad_shape s, char *out, size_t cap)
 {
-    char diffs[200] = "";
-    int n_diffs = 0;
+    size_t n = (size_t)snprintf(out, cap, "[");
+    for (int i = 0; i < s.rank && n < cap; i++)
+        n += (size_t)snprintf(out + n, cap - n, i ? ",%lld" : "%lld", (long long)s.dim[i]);
+    if (n < cap) snprintf(out + n, cap - n, "]");
+}
+
+/* Matches the file's tensors with the model: every name, dtype and shape.
+ * file_off[k] receives where the model's k-th parameter starts in the
+ * file's flat block (the layout of the optimizer section). Copies when `apply`. */
+static ad_status match_params(cur c, nn_params *ps, int apply, size_t *file_off, ad_error *err)
+{
+    char diffs[AD_ERROR_MSG_SIZE] = "";
+    int n_diffs = 0, n_listed = 0;
+    uint64_t at = 0; /* elements before this tensor in the file */
     uint32_t count = (uint32_t)get_uint(&c, 4);
     if (count > nn_params_count(ps) + (uint64_t)(c.end - c.p)) return ad_error_set(err, AD_ERR_FORMAT, "checkpoint: bad tensor count");
-    unsigned char *found = calloc(nn_params_count(ps) + 1, 1);
-    if (!found) return ad_error_set(err, AD_ERR_NOMEM, "checkpoint: out of memory");
+    for (size_t k = 0; k < nn_params_count(ps); k++) file_off[k] = SIZE_MAX;
     for (uint32_t i = 0; i < count && !c.bad; i++) {
-        char name[AD_NAME_SIZE + 1], what[AD_NAME_SIZE + 64];
+        char name[AD_NAME_SIZE + 1], what[512];
         uint64_t len = get_uint(&c, 2);
         const unsigned char *nm = get_bytes(&c, len);
         unsigned dtype = (unsigned)get_uint(&c, 1), rank = (unsigned)get_uint(&c, 1);
@@ -320,18 +457,27 @@ static ad_status match_params(cur c, nn_params *ps, int apply, ad_error *err)
             break;
         }
         const unsigned char *data = get_bytes(&c, numel * es);
+        uint64_t start = at;
+        at += numel;
         ad_param *p = nn_params_get(ps, name);
         if (!p) {
             snprintf(what, sizeof what, "'%s' is in the file, not in the model", name);
-            note_diff(diffs, sizeof diffs, &n_diffs, what);
+            note_diff(diffs, &n_diffs, &n_listed, what);
             continue;
         }
         for (size_t k = 0; k < nn_params_count(ps); k++)
-            if (nn_params_at(ps, k) == p) found[k] = 1;
+            if (nn_params_at(ps, k) == p) {
+                if (file_off[k] != SIZE_MAX) c.bad = 1; /* a name twice */
+                file_off[k] = (size_t)start;
+            }
         ad_tensor *v = ad_param_value(p);
         if ((ad_dtype)dtype != ad_tensor_dtype(v) || !ad_shape_equal(shape, ad_tensor_shape(v))) {
-            snprintf(what, sizeof what, "'%s' differs in shape or dtype", name);
-            note_diff(diffs, sizeof diffs, &n_diffs, what);
+            char fs[128], ms[128];
+            shape_text(shape, fs, sizeof fs);
+            shape_text(ad_tensor_shape(v), ms, sizeof ms);
+            snprintf(what, sizeof what, "'%s' differs: file %s %s, model %s %s", name, ad_dtype_name((ad_dtype)dtype),
+                     fs, ad_dtype_name(ad_tensor_dtype(v)), ms);
+            note_diff(diffs, &n_diffs, &n_listed, what);
             continue;
         }
         if (apply) {
@@ -349,22 +495,29 @@ static ad_status match_params(cur c, nn_params *ps, int apply, ad_error *err)
     }
     if (!c.bad && c.p != c.end) c.bad = 1;
     for (size_t k = 0; k < nn_params_count(ps) && !c.bad; k++)
-        if (!found[k]) {
+        if (file_off[k] == SIZE_MAX) {
             char what[AD_NAME_SIZE + 64];
             snprintf(what, sizeof what, "'%s' is in the model, not in the file", ad_param_name(nn_params_at(ps, k)));
-            note_diff(diffs, sizeof diffs, &n_diffs, what);
+            note_diff(diffs, &n_diffs, &n_listed, what);
         }
-    free(found);
     if (c.bad) return ad_error_set(err, AD_ERR_FORMAT, "checkpoint: malformed parameter section");
-    if (n_diffs) {
-        char m[256];
-        snprintf(m, sizeof m, "%d difference(s) from the model: %s", n_diffs, diffs);
-        return ad_error_set(err, AD_ERR_MISMATCH, "checkpoint: %s", m);
-    }
+    if (n_diffs > n_listed)
+        return ad_error_set(err, AD_ERR_MISMATCH, "checkpoint: %d difference(s) from the model: %s; and %d more",
+                            n_diffs, diffs, n_diffs - n_listed);
+    if (n_diffs) return ad_error_set(err, AD_ERR_MISMATCH, "checkpoint: %d difference(s) from the model: %s", n_diffs, diffs);
     return AD_OK;
 }
 
-static ad_status match_optim(cur c, nn_optim *opt, int apply, ad_error *err)
+/* Element j of a block of little-endian doubles. */
+static double f64_at(const unsigned char *block, uint64_t j)
+{
+    cur e = {block + 8 * j, block + 8 * j + 8, 0};
+    return get_f64(&e);
+}
+
+/* The state is restored parameter by parameter, by name: the file's block
+ * follows the saved set's order, which need not be the model's. */
+static ad_status match_optim(cur c, nn_optim *opt, nn_params *ps, const size_t *file_off, int apply, ad_error *err)
 {
     uint32_t kind = (uint32_t)get_uint(&c, 4);
     double lr = get_f64(&c);
@@ -373,20 +526,34 @@ static ad_status match_optim(cur c, nn_optim *opt, int apply, ad_error *err)
     uint64_t numel = get_uint(&c, 8);
     int have;
     size_t want_numel;
+    char why[160];
     nn_optim_state(opt, 0, &want_numel, &have);
-    if (c.bad || steps < 0 || count > 3 || numel > (uint64_t)(c.end - c.p) / 8 ||
+    if (c.bad || count > 3 || numel > (uint64_t)(c.end - c.p) / 8 ||
         (uint64_t)(c.end - c.p) != (uint64_t)count * numel * 8)
         return ad_error_set(err, AD_ERR_FORMAT, "checkpoint: malformed optimizer section");
     if (kind != (uint32_t)nn_optim_config_of(opt)->kind || count != (uint32_t)have || numel != want_numel)
         return ad_error_set(err, AD_ERR_MISMATCH, "checkpoint: the optimizer in the file differs (kind or size) from the one given");
-    if (apply) {
-        for (uint32_t k = 0; k < count; k++) {
-            double *st = nn_optim_state(opt, (int)k, NULL, NULL);
-            for (uint64_t i = 0; i < numel; i++) st[i] = get_f64(&c);
-        }
-        nn_optim_set_steps(opt, steps);
-        nn_optim_set_lr(opt, lr);
+    if (!optim_scalars_ok(lr, steps, why, sizeof why))
+        return ad_error_set(err, AD_ERR_FORMAT, "checkpoint: optimizer section: %s", why);
+    const unsigned char *block = c.p;
+    if (!apply) {
+        for (uint32_t k = 0; k < count; k++)
+            for (uint64_t i = 0; i < numel; i++)
+                if (!state_value_ok(kind, (int)k, i, f64_at(block, k * numel + i), why, sizeof why))
+                    return ad_error_set(err, AD_ERR_FORMAT, "checkpoint: %s", why);
+        return AD_OK;
     }
+    size_t at = 0; /* where parameter k starts in the model's block */
+    for (size_t k = 0; k < nn_params_count(ps); k++) {
+        size_t n = ad_tensor_numel(ad_param_value(nn_params_at(ps, k)));
+        for (uint32_t b = 0; b < count; b++) {
+            double *st = nn_optim_state(opt, (int)b, NULL, NULL);
+            for (size_t i = 0; i < n; i++) st[at + i] = f64_at(block, b * numel + file_off[k] + i);
+        }
+        at += n;
+    }
+    nn_optim_set_steps(opt, steps);
+    nn_optim_set_lr(opt, lr);
     return AD_OK;
 }
 
@@ -399,7 +566,8 @@ static ad_status match_train(cur c, nn_train_state *ts, int apply, ad_error *err
     t.rng.state = get_uint(&c, 8);
     t.rng.inc = get_uint(&c, 8);
     t.has_schedule = (int)get_uint(&c, 1);
-    t.schedule.kind = (nn_schedule_kind)get_uint(&c, 4);
+    uint32_t kind = (uint32_t)get_uint(&c, 4);
+    t.schedule.kind = (nn_schedule_kind)(kind <= NN_SCHEDULE_WARMUP ? kind : 0);
     t.schedule.base_lr = get_f64(&c);
     t.schedule.step_size = (int64_t)get_uint(&c, 8);
     t.schedule.gamma = get_f64(&c);
@@ -407,9 +575,11 @@ static ad_status match_train(cur c, nn_train_state *ts, int apply, ad_error *err
     t.schedule.eta_min = get_f64(&c);
     t.schedule.warmup = (int64_t)get_uint(&c, 8);
     t.schedule.start_factor = get_f64(&c);
-    if (c.bad || c.p != c.end || t.step < 0 || t.has_rng > 1 || t.has_schedule > 1 ||
-        t.schedule.kind > NN_SCHEDULE_WARMUP)
+    if (c.bad || c.p != c.end || t.step < 0 || t.has_rng > 1 || t.has_schedule > 1 || kind > NN_SCHEDULE_WARMUP)
         return ad_error_set(err, AD_ERR_FORMAT, "checkpoint: malformed training-state section");
+    char why[160];
+    if (!train_ok(&t, why, sizeof why))
+        return ad_error_set(err, AD_ERR_FORMAT, "checkpoint: training-state section: %s", why);
     if (apply) *ts = t;
     return AD_OK;
 }
@@ -418,10 +588,17 @@ ad_status nn_checkpoint_load(const char *path, nn_params *ps, nn_optim *opt, nn_
                              ad_error *err)
 {
     if (!path || !ps) return ad_error_set(err, AD_ERR_NULL, "checkpoint: load: path or parameter set is NULL");
+    ad_status st = opt ? check_optim_owner(opt, ps, err) : AD_OK;
+    if (st != AD_OK) return st;
     void *data;
     size_t size;
-    ad_status st = ad_file_read_all(path, (size_t)1 << 40, &data, &size, err);
+    st = ad_file_read_all(path, (size_t)1 << 40, &data, &size, err);
     if (st != AD_OK) return st;
+    size_t *file_off = malloc((nn_params_count(ps) + 1) * sizeof *file_off);
+    if (!file_off) {
+        free(data);
+        return ad_error_set(err, AD_ERR_NOMEM, "checkpoint: out of memory");
+    }
     plan pl;
     st = read_frame(data, size, &pl, err);
     if (st == AD_OK && opt && !pl.has_optim)
@@ -430,10 +607,11 @@ ad_status nn_checkpoint_load(const char *path, nn_params *ps, nn_optim *opt, nn_
         st = ad_error_set(err, AD_ERR_MISMATCH, "checkpoint: the file holds no training state");
     /* Two passes: validate everything, then apply. */
     for (int apply = 0; apply <= 1 && st == AD_OK; apply++) {
-        st = match_params(pl.params, ps, apply, err);
-        if (st == AD_OK && opt) st = match_optim(pl.optim, opt, apply, err);
+        st = match_params(pl.params, ps, apply, file_off, err);
+        if (st == AD_OK && opt) st = match_optim(pl.optim, opt, ps, file_off, apply, err);
         if (st == AD_OK && ts) st = match_train(pl.train, ts, apply, err);
     }
+    free(file_off);
     free(data);
     if (st == AD_OK && err) {
         err->code = AD_OK;

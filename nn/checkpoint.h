@@ -39,18 +39,25 @@ typedef struct nn_train_state {
 } nn_train_state;
 
 /**
- * Saves the parameters of `ps`, the state of `opt` (may be NULL) and `ts`
- * (may be NULL) to `path` atomically. Errors: AD_ERR_NULL, AD_ERR_IO,
- * AD_ERR_NOMEM.
+ * Saves the parameters of `ps`, the state of `opt` (may be NULL; it must be
+ * the optimizer of `ps`) and `ts` (may be NULL) to `path` atomically. What a
+ * load would refuse is not written: AD_ERR_ARG for an optimizer of another
+ * set or values out of range (see nn_checkpoint_load()), AD_ERR_STATE for a
+ * set that grew after its optimizer was made. Errors also: AD_ERR_NULL,
+ * AD_ERR_IO, AD_ERR_NOMEM.
  */
 NN_API ad_status nn_checkpoint_save(const char *path, nn_params *ps, const nn_optim *opt,
                              const nn_train_state *ts, ad_error *err);
 
 /**
  * Loads a checkpoint into `ps` (names, dtypes and shapes must match the
- * file's exactly: AD_ERR_MISMATCH listing the differences), `opt` (may be
- * NULL; its kind and size must match, and the file must hold optimizer
- * state) and `ts` (may be NULL). Corrupt or truncated files are
+ * file's exactly, in any order: AD_ERR_MISMATCH listing the differences with
+ * both shapes), `opt` (may be NULL; the optimizer of `ps`, else AD_ERR_ARG;
+ * its kind and size must match, and the file must hold optimizer state,
+ * which is restored parameter by parameter by name) and `ts` (may be NULL).
+ * Corrupt or truncated files, and values out of range (a learning rate that
+ * is not finite and >= 0, non-finite or negative-square optimizer state,
+ * step counts beyond 2^53, an even RNG increment, an unusable schedule), are
  * AD_ERR_FORMAT; nothing is changed on any error. Allocation is bounded by
  * the file's size.
  */

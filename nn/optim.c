@@ -129,6 +129,8 @@ const nn_optim_config *nn_optim_config_of(const nn_optim *o) { return o ? &o->cf
 
 int64_t nn_optim_steps(const nn_optim *o) { return o ? o->steps : 0; }
 
+nn_params *nn_optim_params(const nn_optim *o) { return o ? o->ps : NULL; }
+
 void nn_optim_set_steps(nn_optim *o, int64_t steps)
 {
     if (o && steps >= 0) o->steps = steps;

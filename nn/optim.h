@@ -91,6 +91,9 @@ NN_API const nn_optim_config *nn_optim_config_of(const nn_optim *opt);
 /** Number of updates applied so far. */
 NN_API int64_t nn_optim_steps(const nn_optim *opt);
 
+/** The parameter set the optimizer updates (the one given to nn_optim_new()), or NULL for NULL. */
+NN_API nn_params *nn_optim_params(const nn_optim *opt);
+
 /**
  * The optimizer's state as `count` flat f64 buffers of `numel` elements each
  * (e.g. Adam: first and second moments), for checkpoints. *count may be 0.

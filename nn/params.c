@@ -29,7 +29,10 @@ struct nn_params {
     char *values, *grads;
     size_t numel;
     int oom; /* set by uthash when it cannot grow */
-    const nn_params *origin; /* a replica's set: values are origin's, not owned */
+    nn_params *origin;       /* a replica's set: values are origin's, not owned */
+    int is_replica;          /* stays set when the origin is freed first */
+    nn_params **replicas;    /* a set's live replicas, re-pointed when its blocks move */
+    size_t n_replicas, cap_replicas;
 };
 
 #undef uthash_nonfatal_oom
@@ -54,15 +57,42 @@ nn_params *nn_params_new(ad_dtype dtype, ad_error *err)
 void nn_params_free(nn_params *ps)
 {
     if (!ps) return;
+    nn_params *origin = ps->origin;
+    for (size_t i = 0; origin && i < origin->n_replicas; i++)
+        if (origin->replicas[i] == ps) origin->replicas[i] = origin->replicas[--origin->n_replicas];
+    /* Replicas outliving their set keep no pointer to it; their values are
+     * gone with it (they may only be freed). */
+    for (size_t i = 0; i < ps->n_replicas; i++) {
+        ps->replicas[i]->origin = NULL;
+        ps->replicas[i]->values = NULL;
+    }
+    free(ps->replicas);
     HASH_CLEAR(hh, ps->index);
     for (size_t i = 0; i < ps->count; i++) {
         ad_param_free(ps->order[i]->param);
         free(ps->order[i]);
     }
     free(ps->order);
-    if (!ps->origin) free(ps->values);
+    if (!ps->is_replica) free(ps->values);
     free(ps->grads);
     free(ps);
+}
+
+/* Points every replica's values at the set's (new) value block: parameters
+ * are only appended, so each keeps its offset. A replica of a set that grew
+ * is stale all the same (nn_params_accumulate_grads refuses it), but it
+ * never reads freed memory. */
+static void repoint_replicas(nn_params *ps)
+{
+    size_t es = ad_dtype_size(ps->dtype);
+    for (size_t i = 0; i < ps->n_replicas; i++) {
+        nn_params *r = ps->replicas[i];
+        for (size_t k = 0; k < r->count; k++) {
+            entry *e = r->order[k];
+            ad_param_rebind(e->param, ps->values + e->offset * es, r->grads + e->offset * es, NULL);
+        }
+        r->values = ps->values;
+    }
 }
 
 /* Moves both blocks to new storage of `numel` elements (zero-filled beyond the
@@ -89,6 +119,7 @@ static int grow_blocks(nn_params *ps, size_t numel)
     free(ps->grads);
     ps->values = v;
     ps->grads = g;
+    repoint_replicas(ps);
     return 1;
 }
 
@@ -98,7 +129,7 @@ ad_param *nn_params_add(nn_params *ps, const char *name, ad_shape shape, ad_erro
         ad_error_set(err, AD_ERR_NULL, "params_add: %s is NULL", !ps ? "set" : "name");
         return NULL;
     }
-    if (ps->origin) {
+    if (ps->is_replica) {
         ad_error_set(err, AD_ERR_STATE, "params_add: '%s': a replica takes no parameters of its own", name);
         return NULL;
     }
@@ -257,6 +288,31 @@ static int npy_path(char *buf, size_t cap, const char *dir, const char *name)
     return snprintf(buf, cap, "%s/%s.npy", dir, name) < (int)cap;
 }
 
+/* A name becomes "<dir>/<name>.npy": one with a path separator or ".." could
+ * reach outside the folder, so the folder functions refuse it (checkpoints,
+ * which store names as data, take any name). */
+static ad_status check_file_names(const nn_params *ps, const char *fn, ad_error *err)
+{
+    for (size_t i = 0; i < ps->count; i++) {
+        const char *name = ps->order[i]->name;
+        if (strchr(name, '/') || strchr(name, '\\') || strstr(name, ".."))
+            return ad_error_set(err, AD_ERR_ARG, "%s: '%s' cannot be a file name in a .npy folder (it holds "
+                                "'/', '\\' or '..')", fn, name);
+    }
+    return AD_OK;
+}
+
+/* The first element of f64 `src` that is finite but too large for a float
+ * (it would load as infinity), or -1. */
+static int64_t beyond_f32(ad_tensor *src)
+{
+    for (size_t i = 0; i < ad_tensor_numel(src); i++) {
+        double x = ad_tensor_f64(src)[i];
+        if (isfinite(x) && isinf((float)x)) return (int64_t)i;
+    }
+    return -1;
+}
+
 /* Copies src into dst converting between f32 and f64. */
 static void convert(ad_tensor *dst, ad_tensor *src)
 {
@@ -270,6 +326,8 @@ static void convert(ad_tensor *dst, ad_tensor *src)
 ad_status nn_params_load_npy_dir(nn_params *ps, const char *dir, ad_error *err)
 {
     if (!ps || !dir) return ad_error_set(err, AD_ERR_NULL, "params_load: %s is NULL", !ps ? "set" : "dir");
+    ad_status named = check_file_names(ps, "params_load", err);
+    if (named != AD_OK) return named;
     ad_tensor **loaded = calloc(ps->count ? ps->count : 1, sizeof *loaded);
     if (!loaded) return ad_error_set(err, AD_ERR_NOMEM, "params_load: out of memory");
     ad_status st = AD_OK;
@@ -289,6 +347,11 @@ ad_status nn_params_load_npy_dir(nn_params *ps, const char *dir, ad_error *err)
             shape_text(ad_tensor_shape(want), b, sizeof b);
             snprintf(msg, sizeof msg, "file has shape %s, the model %s", a, b);
             st = ad_error_set(err, AD_ERR_SHAPE, "params_load: '%s': %s", ps->order[i]->name, msg);
+        } else if (ps->dtype == AD_F32 && ad_tensor_dtype(loaded[i]) == AD_F64 && beyond_f32(loaded[i]) >= 0) {
+            int64_t at = beyond_f32(loaded[i]);
+            st = ad_error_set(err, AD_ERR_NONFINITE, "params_load: '%s': element %lld is %g, beyond the range of "
+                              "f32 (it would load as infinity)", ps->order[i]->name, (long long)at,
+                              ad_tensor_f64(loaded[i])[at]);
         }
     }
     if (st == AD_OK)
@@ -302,6 +365,8 @@ ad_status nn_params_load_npy_dir(nn_params *ps, const char *dir, ad_error *err)
 ad_status nn_params_save_npy_dir(const nn_params *ps, const char *dir, ad_error *err)
 {
     if (!ps || !dir) return ad_error_set(err, AD_ERR_NULL, "params_save: %s is NULL", !ps ? "set" : "dir");
+    ad_status named = check_file_names(ps, "params_save", err);
+    if (named != AD_OK) return named;
     for (size_t i = 0; i < ps->count; i++) {
         char path[4096];
         if (!npy_path(path, sizeof path, dir, ps->order[i]->name))
@@ -322,9 +387,19 @@ nn_params *nn_params_replica(nn_params *ps, ad_error *err)
         ad_error_set(err, AD_ERR_NULL, "params_replica: set is NULL");
         return NULL;
     }
-    if (ps->origin) {
+    if (ps->is_replica) {
         ad_error_set(err, AD_ERR_ARG, "params_replica: the set is itself a replica; replicate its origin");
         return NULL;
+    }
+    if (ps->n_replicas == ps->cap_replicas) {
+        size_t cap = ps->cap_replicas ? 2 * ps->cap_replicas : 4;
+        nn_params **list = realloc(ps->replicas, cap * sizeof *list);
+        if (!list) {
+            ad_error_set(err, AD_ERR_NOMEM, "params_replica: out of memory");
+            return NULL;
+        }
+        ps->replicas = list;
+        ps->cap_replicas = cap;
     }
     nn_params *r = nn_params_new(ps->dtype, err);
     for (size_t i = 0; r && i < ps->count; i++)
@@ -342,6 +417,8 @@ nn_params *nn_params_replica(nn_params *ps, ad_error *err)
     free(r->values);
     r->values = ps->values;
     r->origin = ps;
+    r->is_replica = 1;
+    ps->replicas[ps->n_replicas++] = r;
     ad_error_set(err, AD_OK, NULL);
     return r;
 }

@@ -76,10 +76,11 @@ NN_API void *nn_params_grads(nn_params *ps, size_t *numel);
  * replica each (e.g. a shard of the batch per ad_parallel_run() task), and
  * their gradients are then summed into ps with nn_params_accumulate_grads()
  * in a fixed order. Register every parameter of ps first: adding one moves
- * ps's storage and leaves the replica stale (accumulation then refuses with
- * AD_ERR_STATE). A replica takes no parameters of its own (nn_params_add is
- * AD_ERR_STATE), is freed with nn_params_free() before ps, and may not be
- * replicated (AD_ERR_ARG). Errors: AD_ERR_NULL, AD_ERR_ARG, AD_ERR_NOMEM.
+ * ps's storage and leaves the replica stale (its values follow ps's new
+ * storage, but accumulation refuses with AD_ERR_STATE). A replica takes no
+ * parameters of its own (nn_params_add is AD_ERR_STATE), is freed with
+ * nn_params_free() before ps (one freed after may only be freed), and may
+ * not be replicated (AD_ERR_ARG). Errors: AD_ERR_NULL, AD_ERR_ARG, AD_ERR_NOMEM.
  */
 NN_API nn_params *nn_params_replica(nn_params *ps, ad_error *err);
 
@@ -110,13 +111,18 @@ NN_API void nn_init_xavier_uniform(ad_param *p, ad_rng *rng);
 
 /**
  * Loads every parameter from `<dir>/<name>.npy` (a PyTorch state dict saved
- * with numpy.save per entry). Everything is read and checked first; on any
- * error (missing file, shape or dtype mismatch, corrupt file) no parameter
- * is changed. Errors name the parameter.
+ * with numpy.save per entry), converting f32 and f64. Everything is read and
+ * checked first; on any error (missing file, shape mismatch, corrupt file, an
+ * f64 value too large for an f32 set: AD_ERR_NONFINITE) no parameter is
+ * changed. Names holding '/', '\\' or ".." are AD_ERR_ARG (they could reach
+ * outside the folder). Errors name the parameter.
  */
 NN_API ad_status nn_params_load_npy_dir(nn_params *ps, const char *dir, ad_error *err);
 
-/** Saves every parameter to `<dir>/<name>.npy` (each file written atomically). */
+/**
+ * Saves every parameter to `<dir>/<name>.npy` (each file written atomically).
+ * Names holding '/', '\\' or ".." are AD_ERR_ARG, before anything is written.
+ */
 NN_API ad_status nn_params_save_npy_dir(const nn_params *ps, const char *dir, ad_error *err);
 
 #ifdef __cplusplus

@@ -2,7 +2,7 @@
  * tbptt.c - the TBPTT(k1, k2) driver.
  *
  * State S_s is the state after s steps (S_0 the initial state). The driver
- * keeps the values of the last k2 + 1 states in a ring (host memory, f64),
+ * keeps the values of the last min(k2, steps) + 1 states in a ring (host memory, f64),
  * so the segment ending at step e can start from S_{e-k2} as a constant.
  */
 #include "tbptt.h"
@@ -12,9 +12,9 @@
 #include <string.h>
 
 typedef struct ring {
-    double *v;      /* (k2 + 1) slots of `per` values: h then c */
+    double *v;      /* min(k2, steps) + 1 slots of `per` values: h then c */
     size_t per;     /* batch * H * (1 or 2) */
-    int slots;
+    int64_t slots;
 } ring;
 
 static double *slot(ring *r, int64_t s) { return r->v + (size_t)(s % r->slots) * r->per; }
@@ -95,8 +95,11 @@ ad_status nn_tbptt_run(ad_tape *t, const nn_cell *cell, nn_params *ps, const nn_
     if (o->steps < 1) return ad_error_set(err, AD_ERR_EMPTY, "tbptt: empty sequence");
     if (o->batch < 1 || cell->n_w < 1) return ad_error_set(err, AD_ERR_ARG, "tbptt: batch must be >= 1 and the cell must have weights");
     size_t bh = (size_t)o->batch * (size_t)cell->hidden_size;
-    ring r = {NULL, bh * (cell->has_c ? 2 : 1), o->k2 + 1};
-    r.v = calloc((size_t)r.slots * r.per, sizeof *r.v);
+    /* States S_0..S_steps: a ring of more than `steps` slots never wraps, so
+     * k2 beyond the sequence needs no more (and k2 + 1 is not computed in int). */
+    ring r = {NULL, bh * (cell->has_c ? 2 : 1), (o->k2 < o->steps ? (int64_t)o->k2 : o->steps) + 1};
+    size_t ring_numel;
+    r.v = __builtin_mul_overflow((size_t)r.slots, r.per, &ring_numel) ? NULL : calloc(ring_numel, sizeof *r.v);
     if (!r.v) return ad_error_set(err, AD_ERR_NOMEM, "tbptt: out of memory");
     if (o->h0) memcpy(r.v, o->h0, bh * sizeof *r.v);
     if (o->c0 && cell->has_c) memcpy(r.v + bh, o->c0, bh * sizeof *r.v);

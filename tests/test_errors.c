@@ -319,3 +319,51 @@ Test(errors, extension_functions_bad_inputs)
     ad_param_free(view);
     cr_assert_eq(ts_live_allocs(), before);
 }
+
+/* The words of a long message, "w000 w001 ...": cut anywhere, the cut is
+ * visible only if it falls at a boundary and is marked. */
+static void long_words(char *buf, size_t cap)
+{
+    size_t n = 0;
+    for (int i = 0; n + 6 < cap; i++) n += (size_t)snprintf(buf + n, cap - n, "%sw%03d", i ? " " : "", i);
+}
+
+/* A message cut to fit ends at a word boundary with "…" (UTF-8), and the
+ * text before it is the start of the whole message. */
+static void expect_cut_at_boundary(const char *msg, const char *whole, size_t min_len, size_t max_len)
+{
+    static const char ellipsis[] = "\xe2\x80\xa6";
+    size_t len = strlen(msg), e = sizeof ellipsis - 1;
+    cr_assert(len <= max_len, "%zu bytes, more than %zu", len, max_len);
+    cr_assert(len >= min_len, "cut too early: %zu bytes", len);
+    cr_assert(len >= e && strcmp(msg + len - e, ellipsis) == 0, "no ellipsis: ...%s", msg + len - 8);
+    size_t kept = len - e;
+    cr_assert_eq(strncmp(msg, whole, kept), 0, "the kept text is not the start of the message");
+    cr_assert(whole[kept] == ' ' && msg[kept - 1] != ' ', "cut inside a word at %zu: '%.12s'", kept,
+              whole + kept - 6);
+}
+
+Test(errors, long_messages_are_cut_at_a_boundary_and_marked)
+{
+    char whole[600];
+    long_words(whole, sizeof whole);
+    ad_error err;
+    cr_assert_eq(ad_error_set(&err, AD_ERR_ARG, "%s", whole), AD_ERR_ARG);
+    expect_cut_at_boundary(err.msg, whole, AD_ERROR_MSG_SIZE - 1 - 8, AD_ERROR_MSG_SIZE - 1);
+    /* a message that fits is kept as it is */
+    cr_assert_eq(ad_error_set(&err, AD_ERR_ARG, "short %s message", "whole"), AD_ERR_ARG);
+    cr_assert_str_eq(err.msg, "short whole message");
+    char fits[AD_ERROR_MSG_SIZE];
+    memset(fits, 'x', sizeof fits - 1);
+    fits[sizeof fits - 1] = '\0';
+    ad_error_set(&err, AD_ERR_ARG, "%s", fits);
+    cr_assert_str_eq(err.msg, fits, "exactly 255 bytes fit");
+    /* the tape's message follows the same rule */
+    ad_tape *t = ad_tape_new(NULL);
+    char longer[1200];
+    long_words(longer, sizeof longer);
+    ad_tape_fail(t, AD_ERR_ARG, "%s", longer);
+    const char *m = ad_tape_message(t);
+    expect_cut_at_boundary(m, longer, AD_ERROR_MSG_SIZE, strlen(longer) - 1);
+    ad_tape_free(t);
+}

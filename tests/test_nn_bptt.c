@@ -217,6 +217,28 @@ Test(nn_bptt, batched_layers_elman_lstm_gru)
     cr_assert_eq(ts_live_allocs(), before);
 }
 
+/* An allocation failure in the second segment is reported, and the loss
+ * holds the segments that completed (the first), nothing undefined. */
+Test(nn_bptt, truncated_reference_out_of_memory)
+{
+    long before = ts_live_allocs();
+    enum { V = 3, H = 2, T = 4, K = 2 };
+    double x[H * V + H * H + V * H + H + V];
+    ts_fill_uniform(x, sizeof x / sizeof x[0], 5, -0.5, 0.5);
+    nn_case2_weights w = {x, x + H * V, x + H * V + H * H, x + 2 * H * V + H * H, x + 2 * H * V + H * H + H};
+    int in[T] = {0, 1, 2, 1}, tg[T] = {1, 2, 0, 0};
+    double first, loss = -1;
+    cr_assert_eq(nn_ref_case2(V, H, &w, in, tg, K, NULL, &first, NULL, NULL, NULL, NULL), AD_OK);
+    /* the h buffer, then the first segment's four, then the second's first */
+    ad_error err;
+    ts_fail_alloc_at(6);
+    ad_status st = nn_ref_case2_truncated(V, H, &w, in, tg, T, K, NULL, &loss, NULL, NULL, &err);
+    ts_fail_alloc_at(0);
+    cr_assert_eq(st, AD_ERR_NOMEM, "%s", ad_status_name(st));
+    cr_assert_eq(loss, first, "loss %.17g, the first segment's %.17g", loss, first);
+    cr_assert_eq(ts_live_allocs(), before);
+}
+
 Test(nn_bptt, bad_inputs)
 {
     long before = ts_live_allocs();

@@ -5,8 +5,11 @@
  */
 #define _POSIX_C_SOURCE 200809L
 #include <criterion/criterion.h>
+#include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <unroll/nn/nn.h>
@@ -203,5 +206,120 @@ Test(nn_params, replicas_share_values_and_sum_gradients)
     nn_params_free(other);
     nn_params_free(r);
     nn_params_free(ps);
+    cr_assert_eq(ts_live_allocs(), before);
+}
+
+/* Adding a parameter to a set moves its storage: a replica made before
+ * then reads the set's new storage (never the freed block), and refuses to
+ * accumulate until it is made again. Freeing the set first is survivable. */
+Test(nn_params, a_replica_of_a_grown_set_never_reads_freed_storage)
+{
+    long before = ts_live_allocs();
+    ad_error err;
+    nn_params *ps = nn_params_new(AD_F32, NULL);
+    ad_param *w = nn_params_add(ps, "w", ad_shape2(2, 3), NULL);
+    for (int i = 0; i < 6; i++) ad_tensor_f32(ad_param_value(w))[i] = (float)i + 1;
+    nn_params *r = nn_params_replica(ps, &err);
+    nn_params *r2 = nn_params_replica(ps, &err);
+    cr_assert(r && r2, "%s", err.msg);
+    cr_assert_not_null(nn_params_add(ps, "late", ad_shape1(4096), NULL)); /* moves the values */
+    ad_param *rw = nn_params_get(r, "w");
+    cr_assert_eq(ad_tensor_f32(ad_param_value(rw)), ad_tensor_f32(ad_param_value(w)),
+                 "the replica follows the set's storage");
+    cr_assert_eq(nn_params_values(r, NULL), nn_params_values(ps, NULL));
+    ad_tape *t = ad_tape_new(NULL);
+    ad_tensor *sum = ad_sum(t, ad_use(t, rw), AD_AXIS_ALL, 0);
+    cr_assert_eq(ad_tensor_item(sum), 21.0, "read through the replica: %g", ad_tensor_item(sum));
+    cr_assert_eq(ad_backward(t, sum, NULL), AD_OK, "%s", ad_tape_message(t));
+    ad_tape_free(t);
+    cr_assert_eq(nn_params_accumulate_grads(ps, r, &err), AD_ERR_STATE);
+    cr_assert(strstr(err.msg, "make the replica again"), "%s", err.msg);
+    nn_params_free(r);
+    /* the set freed before its replica: the replica can still be freed */
+    nn_params_free(ps);
+    cr_assert_eq(nn_params_accumulate_grads(ps = nn_params_new(AD_F32, NULL), r2, &err), AD_ERR_ARG);
+    nn_params_free(r2);
+    nn_params_free(ps);
+    cr_assert_eq(ts_live_allocs(), before);
+}
+
+/* A parameter's name becomes a file name in a .npy folder: a name that
+ * could reach outside the folder is refused, and nothing is written. */
+Test(nn_params, npy_folder_names_cannot_leave_the_folder)
+{
+    long before = ts_live_allocs();
+    char dir[] = "/tmp/unroll_names_XXXXXX", inner[64], p[128];
+    cr_assert_not_null(mkdtemp(dir));
+    snprintf(inner, sizeof inner, "%s/inner", dir);
+    cr_assert_eq(mkdir(inner, 0700), 0);
+    static const char *const bad[] = {"../escape", "a/b", "..", "x..y", "back\\slash"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        nn_params *ps = nn_params_new(AD_F64, NULL);
+        nn_params_add(ps, "fine", ad_shape1(2), NULL);
+        cr_assert_not_null(nn_params_add(ps, bad[i], ad_shape1(2), NULL), "checkpoints may use any name");
+        ad_error err;
+        cr_assert_eq(nn_params_save_npy_dir(ps, inner, &err), AD_ERR_ARG, "'%s'", bad[i]);
+        cr_assert(strstr(err.msg, bad[i]) && strstr(err.msg, "file name"), "%s", err.msg);
+        cr_assert_eq(nn_params_load_npy_dir(ps, inner, &err), AD_ERR_ARG, "'%s'", bad[i]);
+        cr_assert(strstr(err.msg, "file name"), "%s", err.msg);
+        nn_params_free(ps);
+    }
+    snprintf(p, sizeof p, "%s/escape.npy", dir);
+    cr_assert_neq(access(p, F_OK), 0, "a file was written outside the folder");
+    snprintf(p, sizeof p, "%s/fine.npy", inner);
+    cr_assert_neq(access(p, F_OK), 0, "a refused save writes nothing");
+    cr_assert_eq(rmdir(inner), 0);
+    cr_assert_eq(rmdir(dir), 0);
+    cr_assert_eq(ts_live_allocs(), before);
+}
+
+/* f64 files load into an f32 set only when every value fits a float:
+ * 1e300 would silently become infinity. */
+Test(nn_params, npy_folder_f64_to_f32_refuses_values_out_of_range)
+{
+    long before = ts_live_allocs();
+    char dir[] = "/tmp/unroll_range_XXXXXX", p[128];
+    cr_assert_not_null(mkdtemp(dir));
+    nn_params *a = nn_params_new(AD_F64, NULL);
+    ad_param *w = nn_params_add(a, "w", ad_shape1(3), NULL);
+    double *v = ad_tensor_f64(ad_param_value(w));
+    v[0] = 1.5, v[1] = 1e300, v[2] = -2;
+    cr_assert_eq(nn_params_save_npy_dir(a, dir, NULL), AD_OK);
+    nn_params *b = nn_params_new(AD_F32, NULL);
+    ad_param *wb = nn_params_add(b, "w", ad_shape1(3), NULL);
+    float *f = ad_tensor_f32(ad_param_value(wb));
+    f[0] = -9;
+    ad_error err;
+    cr_assert_eq(nn_params_load_npy_dir(b, dir, &err), AD_ERR_NONFINITE);
+    cr_assert(strstr(err.msg, "'w'") && strstr(err.msg, "1e+300") && strstr(err.msg, "f32"), "%s", err.msg);
+    cr_assert_eq(f[0], -9.0f, "nothing was loaded");
+    /* values that fit load, and what was infinite or NaN already stays so */
+    v[1] = INFINITY;
+    cr_assert_eq(nn_params_save_npy_dir(a, dir, NULL), AD_OK);
+    cr_assert_eq(nn_params_load_npy_dir(b, dir, &err), AD_OK, "%s", err.msg);
+    cr_assert(f[0] == 1.5f && isinf(f[1]) && f[2] == -2.0f);
+    snprintf(p, sizeof p, "%s/w.npy", dir);
+    unlink(p);
+    rmdir(dir);
+    nn_params_free(a);
+    nn_params_free(b);
+    cr_assert_eq(ts_live_allocs(), before);
+}
+
+Test(nn_params, npy_folder_load_refuses_a_named_pipe_without_blocking, .timeout = 20)
+{
+    long before = ts_live_allocs();
+    char dir[] = "/tmp/unroll_dfifo_XXXXXX", p[128];
+    cr_assert_not_null(mkdtemp(dir));
+    snprintf(p, sizeof p, "%s/w.npy", dir);
+    cr_assert_eq(mkfifo(p, 0600), 0);
+    nn_params *ps = nn_params_new(AD_F32, NULL);
+    nn_params_add(ps, "w", ad_shape1(2), NULL);
+    ad_error err;
+    cr_assert_eq(nn_params_load_npy_dir(ps, dir, &err), AD_ERR_IO);
+    cr_assert(strstr(err.msg, "not a regular file"), "%s", err.msg);
+    nn_params_free(ps);
+    unlink(p);
+    rmdir(dir);
     cr_assert_eq(ts_live_allocs(), before);
 }

@@ -197,6 +197,45 @@ Test(nn_tbptt, equals_the_truncated_reference)
     cr_assert_eq(ts_live_allocs(), before);
 }
 
+/* Runs case 2 under TBPTT(K, k2) and returns the summed loss and gradients. */
+static void run_case2(int k2, ref_ctx *c)
+{
+    memset(c, 0, sizeof *c);
+    c->ps = nn_params_new(AD_F64, NULL);
+    c->p.W_xh = nn_params_add(c->ps, "W_xh", ad_shape2(H, V), NULL);
+    c->p.W_hh = nn_params_add(c->ps, "W_hh", ad_shape2(H, H), NULL);
+    c->p.W_hy = nn_params_add(c->ps, "W_hy", ad_shape2(V, H), NULL);
+    c->p.b_h = nn_params_add(c->ps, "b_h", ad_shape2(H, 1), NULL);
+    c->p.b_y = nn_params_add(c->ps, "b_y", ad_shape2(V, 1), NULL);
+    ad_rng rng;
+    ad_rng_seed(&rng, 21, 0);
+    nn_params_init_uniform(c->ps, &rng, -0.7, 0.7);
+    nn_cell cell = {.name = "case2", .input_size = V, .hidden_size = H, .step = case2_step, .n_w = 3};
+    cell.w[0] = c->p.W_xh, cell.w[1] = c->p.W_hh, cell.w[2] = c->p.b_h;
+    ad_tape *t = ad_tape_new(NULL);
+    nn_tbptt_options o = {.k1 = K, .k2 = k2, .steps = T, .batch = 1};
+    ad_error err;
+    cr_assert_eq(nn_tbptt_run(t, &cell, c->ps, &o, ref_input, ref_loss, ref_update, c, &err), AD_OK,
+                 "k2 = %d: %s", k2, err.msg);
+    ad_tape_free(t);
+    nn_params_free(c->ps);
+}
+
+/* k2 beyond the sequence (and beyond the last segment's nominal end) means
+ * "back to the start": INT32_MAX gives what 2T gives, keeping only the
+ * states the sequence has (no overflow of k2 + 1, no ring of 2^31 slots). */
+Test(nn_tbptt, the_largest_k2_backpropagates_to_the_start)
+{
+    long before = ts_live_allocs();
+    static ref_ctx whole, largest;
+    run_case2(2 * T, &whole);
+    run_case2(INT32_MAX, &largest);
+    cr_assert_eq(largest.loss, whole.loss);
+    for (size_t i = 0; i < sizeof whole.sum / sizeof whole.sum[0]; i++)
+        cr_assert_eq(largest.sum[i], whole.sum[i], "gradient %zu: %.17g, k2 = 2T %.17g", i, largest.sum[i], whole.sum[i]);
+    cr_assert_eq(ts_live_allocs(), before);
+}
+
 Test(nn_tbptt, bad_inputs)
 {
     nn_params *ps = nn_params_new(AD_F64, NULL);

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "testsupport.h"
@@ -232,5 +233,85 @@ Test(npy, bad_arguments)
     cr_assert_eq(ad_file_read_all(UNROLL_TEST_DATA, 1 << 20, &buf, &size, &err), AD_ERR_IO);
     cr_assert_eq(ad_file_write_atomic(NULL, "", 0, &err), AD_ERR_NULL);
     ad_tensor_free(x);
+    cr_assert_eq(ts_live_allocs(), before);
+}
+
+/* A released tape tensor has no buffer to load into: the load is refused
+ * like ad_npy_write's, not a copy into NULL. */
+Test(npy, load_into_a_released_tensor_is_refused)
+{
+    long before = ts_live_allocs();
+    ad_tape *t = ad_tape_new(NULL);
+    ad_param *w = ad_param_new("w", AD_F32, ad_shape2(2, 3), NULL);
+    ad_tensor *x = ad_mul_scalar(t, ad_use(t, w), 2.0);
+    cr_assert_eq(ad_tape_release(t, x), AD_OK, "%s", ad_tape_message(t));
+    ad_error err;
+    cr_assert_eq(ad_npy_load_into(NPY("f32_2x3.npy"), x, &err), AD_ERR_STATE);
+    cr_assert(strstr(err.msg, "was released"), "%s", err.msg);
+    cr_assert_eq(ad_npy_load_into(NPY("f32_2x3.npy"), x, NULL), AD_ERR_STATE);
+    ad_tape_free(t);
+    ad_param_free(w);
+    cr_assert_eq(ts_live_allocs(), before);
+}
+
+/* A named pipe (or any file that is not a regular one) is refused at once:
+ * opening one for reading would wait for a writer forever. */
+Test(npy, a_named_pipe_is_refused_without_blocking, .timeout = 20)
+{
+    long before = ts_live_allocs();
+    char dir[] = "/tmp/unroll_fifo_XXXXXX", path[64];
+    cr_assert_not_null(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/x.npy", dir);
+    cr_assert_eq(mkfifo(path, 0600), 0);
+    ad_error err;
+    cr_assert_null(ad_npy_load(path, &err));
+    cr_assert_eq(err.code, AD_ERR_IO, "%s", err.msg);
+    cr_assert(strstr(err.msg, "not a regular file"), "%s", err.msg);
+    ad_tensor *x = ad_tensor_new(AD_F32, ad_shape1(2), NULL);
+    cr_assert_eq(ad_npy_load_into(path, x, &err), AD_ERR_IO);
+    void *buf;
+    size_t size;
+    cr_assert_eq(ad_file_read_all(path, 1 << 20, &buf, &size, &err), AD_ERR_IO);
+    cr_assert_eq(ad_file_read_all("/dev/zero", 1 << 20, &buf, &size, &err), AD_ERR_IO);
+    ad_tensor_free(x);
+    unlink(path);
+    rmdir(dir);
+    cr_assert_eq(ts_live_allocs(), before);
+}
+
+static unsigned mode_of(const char *path)
+{
+    struct stat st;
+    cr_assert_eq(stat(path, &st), 0, "%s", path);
+    return (unsigned)(st.st_mode & 07777);
+}
+
+/* Saved files get the mode fopen() would give a new file, 0666 less the
+ * umask, whatever the temporary file was created with. */
+Test(npy, saved_files_get_the_mode_fopen_gives)
+{
+    long before = ts_live_allocs();
+    char dir[] = "/tmp/unroll_mode_XXXXXX", path[64], raw[64];
+    cr_assert_not_null(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/x.npy", dir);
+    snprintf(raw, sizeof raw, "%s/raw.bin", dir);
+    ad_tensor *x = ad_tensor_new(AD_F32, ad_shape1(3), NULL);
+    static const unsigned masks[] = {022, 027, 077, 002, 0};
+    mode_t old = umask(022);
+    for (size_t i = 0; i < sizeof masks / sizeof masks[0]; i++) {
+        umask((mode_t)masks[i]);
+        unlink(path);
+        cr_assert_eq(ad_npy_save(path, x, NULL), AD_OK);
+        cr_assert_eq(mode_of(path), 0666u & ~masks[i], "umask %03o: mode %03o", masks[i], mode_of(path));
+        cr_assert_eq(ad_npy_save(path, x, NULL), AD_OK, "replacing");
+        cr_assert_eq(mode_of(path), 0666u & ~masks[i], "umask %03o, replaced: mode %03o", masks[i], mode_of(path));
+        cr_assert_eq(ad_file_write_atomic(raw, "abc", 3, NULL), AD_OK);
+        cr_assert_eq(mode_of(raw), 0666u & ~masks[i]);
+    }
+    umask(old);
+    ad_tensor_free(x);
+    unlink(path);
+    unlink(raw);
+    cr_assert_eq(rmdir(dir), 0, "no temporary file is left in the folder");
     cr_assert_eq(ts_live_allocs(), before);
 }

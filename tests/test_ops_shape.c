@@ -344,6 +344,7 @@ static ad_tensor *call_bad(ad_tape *t, int which)
     case 20: return ad_dropout(t, m23, 0.5, 1, NULL);
     case 21: return ad_transpose(t, NULL, 0, 1);
     case 22: return ad_dropout(t, NULL, 0.5, 0, NULL);
+    case 23: return ad_slice(t, m23, 1, 1, INT64_MAX); /* start + len overflows int64 */
     }
     return NULL;
 }
@@ -372,6 +373,7 @@ static const ts_bad_case bad[] = {
     {"dropout rng", AD_ERR_NULL, "needs an rng"},
     {"transpose NULL", AD_ERR_NULL, "input 0 is NULL"},
     {"dropout NULL", AD_ERR_NULL, "input 0 is NULL"},
+    {"slice huge length", AD_ERR_ARG, "[1, 1 + 9223372036854775807) is outside axis 1 of [2,3]"},
 };
 
 Test(ops_shape, bad_inputs)
