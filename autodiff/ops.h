@@ -108,7 +108,11 @@ AD_API ad_tensor *ad_log_softmax(ad_tape *t, ad_tensor *x, int axis);
 
 /* ---- shape ------------------------------------------------------------------- */
 
-/** The same elements with shape `shape` (equal numel); one size may be -1 (inferred). */
+/**
+ * The same elements with shape `shape` (equal numel); one size may be -1
+ * (inferred). The result shares x's data (a view, no copy), so writing into
+ * x's buffer afterwards shows through; its gradient is still its own.
+ */
 AD_API ad_tensor *ad_reshape(ad_tape *t, ad_tensor *x, ad_shape shape);
 /** Swaps axes `a0` and `a1`. */
 AD_API ad_tensor *ad_transpose(ad_tape *t, ad_tensor *x, int a0, int a1);

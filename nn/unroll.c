@@ -156,6 +156,34 @@ ad_status nn_unroll(ad_tape *t, const nn_cell *cell, ad_tensor *const *xs, int T
     return run(t, cell, xs, T, opts, outs, last);
 }
 
+/* Whether the options ask for dropout, which must then be well-formed. */
+static ad_status check_dropout(ad_tape *t, const nn_unroll_options *o)
+{
+    if (!(o->dropout >= 0.0 && o->dropout < 1.0))
+        return ad_tape_fail(t, AD_ERR_ARG, "unroll_layers: dropout %g is outside [0, 1)", o->dropout);
+    if (o->train && o->dropout > 0.0 && !o->rng)
+        return ad_tape_fail(t, AD_ERR_NULL, "unroll_layers: dropout %g in training needs an rng",
+                            o->dropout);
+    return AD_OK;
+}
+
+/*
+ * Dropout on one layer's outputs, which the next layer reads as its inputs:
+ * a fresh mask at every step, or (variational) one [B, H] mask, drawn once,
+ * for all of them. The layer's final state (lasts) is not dropped.
+ */
+static void drop_outputs(ad_tape *t, const nn_unroll_options *o, nn_state *outs, int T)
+{
+    if (!o->train || o->dropout == 0.0) return;
+    ad_tensor *mask = NULL;
+    if (o->variational) {
+        ad_tensor *h = outs[0].h;
+        mask = ad_dropout(t, ad_ones(t, ad_tensor_dtype(h), ad_tensor_shape(h)), o->dropout, 1, o->rng);
+    }
+    for (int k = 0; k < T; k++)
+        outs[k].h = mask ? ad_mul(t, outs[k].h, mask) : ad_dropout(t, outs[k].h, o->dropout, 1, o->rng);
+}
+
 ad_status nn_unroll_layers(ad_tape *t, const nn_cell *cells, int n_layers, ad_tensor *const *xs,
                            int T, const nn_unroll_options *opts, nn_state *outs, nn_state *lasts)
 {
@@ -164,13 +192,15 @@ ad_status nn_unroll_layers(ad_tape *t, const nn_cell *cells, int n_layers, ad_te
         return ad_tape_fail(t, AD_ERR_NULL, "unroll_layers: %s is NULL",
                             !cells ? "cells" : !outs ? "outs" : "xs");
     if (n_layers < 1) return ad_tape_fail(t, AD_ERR_EMPTY, "unroll_layers: no layers");
+    nn_unroll_options o = {0};
+    if (opts) o = *opts;
+    if (check_dropout(t, &o) != AD_OK) return ad_tape_status(t);
     for (int l = 0; l < n_layers; l++) {
-        nn_unroll_options o = {0};
-        if (opts) o = *opts;
         o.h0 = opts && opts->h0 ? &opts->h0[l] : NULL;
         nn_state last;
         if (run(t, &cells[l], l == 0 ? xs : NULL, T, &o, outs, &last) != AD_OK) break;
         if (lasts) lasts[l] = last;
+        if (l + 1 < n_layers) drop_outputs(t, &o, outs, T);
     }
     return ad_tape_status(t);
 }

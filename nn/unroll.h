@@ -43,6 +43,28 @@ typedef struct nn_unroll_options {
      * sequence instead of one per step. Ignored for custom cells.
      */
     int hoist_input;
+    /**
+     * nn_unroll_layers() and nn_unroll_layers_seq(): dropout with probability
+     * `dropout` (in [0, 1)) on the outputs of every layer but the last, as
+     * PyTorch's nn.LSTM(dropout=...): inverted scaling (kept elements are
+     * multiplied by 1/(1-p)), applied only when `train` is set, drawing from
+     * `rng` (required then). Ignored by nn_unroll() and with one layer.
+     */
+    double dropout;
+    /**
+     * With dropout: 1 draws one mask per layer for the whole sequence ([B,
+     * H], the same at every step: variational or "locked" dropout, after Gal
+     * and Ghahramani 2016) instead of a new mask at every step (0).
+     */
+    int variational;
+    int train;   /**< training mode: dropout is applied (0: evaluation, no dropout) */
+    ad_rng *rng; /**< the dropout masks' random numbers (train with dropout > 0) */
+    /**
+     * nn_unroll_seq() and nn_unroll_layers_seq(): the input is [B, T, I] and
+     * the output [B, T, H] (PyTorch's batch_first=True) instead of [T, B, I]
+     * and [T, B, H].
+     */
+    int batch_first;
 } nn_unroll_options;
 
 /**
@@ -83,6 +105,42 @@ NN_API ad_status nn_unroll_layers(ad_tape *t, const nn_cell *cells, int n_layers
 NN_API ad_status nn_unroll_bidirectional(ad_tape *t, const nn_cell *fwd, const nn_cell *bwd,
                                   ad_tensor *const *xs, int T, const nn_unroll_options *opts,
                                   nn_state *outs_fwd, nn_state *outs_bwd, ad_tensor **cat);
+
+/* ---- sequence tensors ------------------------------------------------------------------ */
+
+/**
+ * nn_unroll() over a sequence tensor, as PyTorch's recurrent modules take it:
+ * x is [T, B, I] (or [B, T, I] with opts->batch_first) and *y receives every
+ * step's hidden state as one tensor [T, B, H] (or [B, T, H]); *last (may be
+ * NULL) the final state. A [T, B, I] input is read through views (no copy);
+ * a batch-first one is transposed once. Gradients equal those of nn_unroll()
+ * on the same steps as an array (tested). Errors: those of nn_unroll(), and
+ * AD_ERR_NULL (x or y NULL), AD_ERR_SHAPE (x not of rank 3, or its last size
+ * not the cell's input size), AD_ERR_EMPTY (T = 0), AD_ERR_NOMEM.
+ */
+NN_API ad_status nn_unroll_seq(ad_tape *t, const nn_cell *cell, ad_tensor *x,
+                               const nn_unroll_options *opts, ad_tensor **y, nn_state *last);
+
+/**
+ * nn_unroll_layers() over a sequence tensor: x as in nn_unroll_seq(), *y the
+ * top layer's states ([T, B, H] or [B, T, H]), lasts (n_layers entries, may
+ * be NULL) each layer's final state; dropout between layers as the options
+ * say. Errors: those of nn_unroll_layers() and nn_unroll_seq().
+ */
+NN_API ad_status nn_unroll_layers_seq(ad_tape *t, const nn_cell *cells, int n_layers, ad_tensor *x,
+                                      const nn_unroll_options *opts, ad_tensor **y, nn_state *lasts);
+
+/**
+ * Reorders targets given batch-major, as PyTorch code keeps them
+ * (targets[b * T + t], the rows of a [B, T] tensor), into time-major order
+ * (out[t * B + b]), the row order of a [T, B, H] output reshaped to
+ * [T B, H], so that a loss over all T B tokens pairs each output row with
+ * its target. A batch-first output reshaped to [B T, H] needs no reordering.
+ * Errors: AD_ERR_NULL, AD_ERR_ARG (B or T < 1); `out` must not overlap
+ * `targets`.
+ */
+NN_API ad_status nn_targets_time_major(const int64_t *targets, int64_t B, int64_t T, int64_t *out,
+                                       ad_error *err);
 
 #ifdef __cplusplus
 }
