@@ -162,10 +162,16 @@ ad_status ad_tape_fail(ad_tape *t, ad_status code, const char *fmt, ...)
     if (!t) return AD_ERR_NULL;
     if (t->status != AD_OK) return t->status;
     t->status = code;
+    /* An error inside a labelled region (a time step of an unroll) says
+     * where it happened: "add: input 1 is NULL (at lstm t=3)". */
+    char suffix[AD__LABEL_SIZE + 8] = "";
+    if (t->label[0]) snprintf(suffix, sizeof suffix, " (at %s)", t->label);
+    size_t room = sizeof t->msg - strlen(suffix);
     va_list ap;
     va_start(ap, fmt);
-    ad__format_message(t->msg, sizeof t->msg, fmt, ap);
+    ad__format_message(t->msg, room, fmt, ap);
     va_end(ap);
+    if (suffix[0] && !strstr(t->msg, t->label)) strcat(t->msg, suffix);
     return code;
 }
 

@@ -59,6 +59,18 @@ static ad_dtype cell_dtype(const nn_cell *cell)
     return cell->n_w > 0 ? ad_tensor_dtype(ad_param_value(cell->w[0])) : AD_F64;
 }
 
+/* A hand-filled cell's weight list: n_w in range and no NULL entry (a
+ * custom cell's n_w = 9 would otherwise read past w[]). */
+static ad_status check_weights(ad_tape *t, const nn_cell *cell)
+{
+    if (cell->n_w < 0 || cell->n_w > NN_CELL_MAX_PARAMS)
+        return ad_tape_fail(t, AD_ERR_ARG, "%s: n_w = %d is outside 0..%d (NN_CELL_MAX_PARAMS)", cell->name,
+                            cell->n_w, NN_CELL_MAX_PARAMS);
+    for (int i = 0; i < cell->n_w; i++)
+        if (!cell->w[i]) return ad_tape_fail(t, AD_ERR_NULL, "%s: w[%d] is NULL (n_w = %d)", cell->name, i, cell->n_w);
+    return AD_OK;
+}
+
 /* Checks that s is [B, n] of the cell's dtype. */
 static int check_2d(ad_tape *t, const nn_cell *cell, const char *what, ad_tensor *s, int64_t b,
                     int64_t n)
@@ -86,6 +98,7 @@ ad_status nn_cell_step(ad_tape *t, const nn_cell *cell, ad_tensor *x, const nn_s
     if (!cell || !cell->step || !prev || !next)
         return ad_tape_fail(t, AD_ERR_NULL, "cell step: %s is NULL",
                             !cell ? "cell" : !cell->step ? "cell->step" : !prev ? "prev" : "next");
+    if (check_weights(t, cell) != AD_OK) return ad_tape_status(t);
     if (!check_2d(t, cell, "x", x, -1, cell->input_size)) return ad_tape_status(t);
     int64_t b = ad_tensor_dim(x, 0);
     if (!check_2d(t, cell, "h", prev->h, b, cell->hidden_size)) return ad_tape_status(t);
@@ -102,6 +115,7 @@ ad_status nn_cell_zero_state(ad_tape *t, const nn_cell *cell, int64_t batch, nn_
     if (!t) return AD_ERR_NULL;
     if (!cell || !out) return ad_tape_fail(t, AD_ERR_NULL, "zero_state: %s is NULL", !cell ? "cell" : "out");
     if (batch < 1) return ad_tape_fail(t, AD_ERR_EMPTY, "%s: batch size %lld", cell->name, (long long)batch);
+    if (check_weights(t, cell) != AD_OK) return ad_tape_status(t);
     ad_shape s = ad_shape2(batch, cell->hidden_size);
     out->h = ad_zeros(t, cell_dtype(cell), s);
     out->c = cell->has_c ? ad_zeros(t, cell_dtype(cell), s) : NULL;

@@ -126,6 +126,15 @@ NN_API ad_status nn_lstm_step(ad_tape *t, const nn_cell *cell, ad_tensor *x, con
 NN_API ad_status nn_gru_step(ad_tape *t, const nn_cell *cell, ad_tensor *x, const nn_state *prev,
                       nn_state *next);
 
+/**
+ * `src` with each weight replaced by the parameter of the same name in `ps`
+ * (e.g. a clone of its set in f64, from nn_params_clone()), written to
+ * `dst` (which may be src). Errors: AD_ERR_NULL, AD_ERR_ARG (n_w out of
+ * range), AD_ERR_NOT_FOUND (a weight missing from ps); dst is unchanged on
+ * error.
+ */
+NN_API ad_status nn_cell_rebind(const nn_cell *src, nn_params *ps, nn_cell *dst, ad_error *err);
+
 #ifdef __cplusplus
 }
 #endif

@@ -125,6 +125,27 @@ NN_API ad_status nn_params_load_npy_dir(nn_params *ps, const char *dir, ad_error
  */
 NN_API ad_status nn_params_save_npy_dir(const nn_params *ps, const char *dir, ad_error *err);
 
+/* ---- another dtype (nn/convert.c) ------------------------------------------------------ */
+
+/**
+ * A new set with src's names and shapes, in registration order, holding its
+ * values converted to `dtype` (gradients zero): e.g. an f64 copy of a model
+ * trained in f32, for ad_gradcheck(), which needs f64. Free with
+ * nn_params_free(). Errors: AD_ERR_NULL, AD_ERR_DTYPE, AD_ERR_NOMEM, and
+ * AD_ERR_NONFINITE when an f64 value is beyond f32's range.
+ */
+NN_API nn_params *nn_params_clone(const nn_params *src, ad_dtype dtype, ad_error *err);
+
+/**
+ * Copies every value of src into dst by name, converting between f32 and
+ * f64 (rounding to nearest). The sets must hold the same names with the
+ * same shapes (in any order): AD_ERR_NOT_FOUND, AD_ERR_SHAPE (naming both
+ * shapes) or AD_ERR_MISMATCH (a different count) otherwise, and
+ * AD_ERR_NONFINITE for a finite f64 value beyond f32's range; on any error
+ * nothing is changed. Errors also: AD_ERR_NULL.
+ */
+NN_API ad_status nn_params_copy_values(nn_params *dst, const nn_params *src, ad_error *err);
+
 #ifdef __cplusplus
 }
 #endif

@@ -5,6 +5,7 @@
  * and the per-step copies sum to the parameter gradients.
  */
 #include <criterion/criterion.h>
+#include <stdio.h>
 #include <string.h>
 
 #include <unroll/nn/nn.h>
@@ -184,4 +185,72 @@ Test(nn_custom, per_copy_gradcheck_finds_a_bug_at_one_step)
     cr_assert_eq(ad_gradcheck_copy(buggy_graph, w, w, 1, NULL, &e, &err), AD_ERR_MISMATCH);
     cr_assert_eq(ad_gradcheck_copy(buggy_graph, w, w, 2, NULL, &e, &err), AD_OK, "%s", err.msg);
     ad_param_free(w);
+}
+
+/* A step that goes wrong at t = 2: an op error there names the step. */
+static ad_status failing_step(ad_tape *t, const nn_cell *c, ad_tensor *x, const nn_state *prev, nn_state *next)
+{
+    (void)x;
+    int *calls = c->ctx;
+    ad_tensor *bad = (*calls)++ == 2 ? ad_zeros(t, AD_F64, ad_shape2(1, 7)) : prev->h;
+    next->h = ad_add(t, prev->h, bad);
+    return ad_tape_status(t);
+}
+
+Test(nn_custom, an_error_inside_a_step_names_the_step)
+{
+    long before = ts_live_allocs();
+    ad_error err;
+    nn_params *ps = nn_params_new(AD_F64, &err);
+    int calls = 0;
+    nn_cell cell = {.kind = NN_CELL_CUSTOM, .input_size = I, .hidden_size = H, .step = failing_step, .ctx = &calls};
+    strcpy(cell.name, "odd");
+    cell.w[0] = nn_params_add(ps, "w", ad_shape2(I, H), &err);
+    cell.n_w = 1;
+    ad_tape *t = ad_tape_new(NULL);
+    ad_tensor *xs[T];
+    for (int k = 0; k < T; k++) xs[k] = ad_zeros(t, AD_F64, ad_shape2(B, I));
+    cr_assert_eq(nn_unroll(t, &cell, xs, T, NULL, NULL, NULL), AD_ERR_SHAPE);
+    cr_assert(strstr(ad_tape_message(t), "add: ") == ad_tape_message(t), "%s", ad_tape_message(t));
+    cr_assert(strstr(ad_tape_message(t), "(at odd t=2)"), "%s", ad_tape_message(t));
+    /* outside a labelled region the message is as before */
+    ad_tape_reset(t);
+    ad_add(t, ad_zeros(t, AD_F64, ad_shape2(2, 3)), ad_zeros(t, AD_F64, ad_shape2(1, 7)));
+    cr_assert(!strstr(ad_tape_message(t), "(at "), "%s", ad_tape_message(t));
+    ad_tape_free(t);
+    nn_params_free(ps);
+    cr_assert_eq(ts_live_allocs(), before);
+}
+
+Test(nn_custom, a_weight_list_out_of_range_is_refused)
+{
+    long before = ts_live_allocs();
+    ad_error err;
+    nn_params *ps = nn_params_new(AD_F64, &err);
+    nn_cell cell = {.kind = NN_CELL_CUSTOM, .input_size = I, .hidden_size = H, .step = mgu_step};
+    strcpy(cell.name, "many");
+    for (int i = 0; i < NN_CELL_MAX_PARAMS; i++) {
+        char name[16];
+        snprintf(name, sizeof name, "w%d", i);
+        cell.w[i] = nn_params_add(ps, name, ad_shape2(I, H), &err);
+    }
+    ad_tape *t = ad_tape_new(NULL);
+    ad_tensor *xs[T];
+    for (int k = 0; k < T; k++) xs[k] = ad_zeros(t, AD_F64, ad_shape2(B, I));
+    cell.n_w = NN_CELL_MAX_PARAMS + 1;
+    cr_assert_eq(nn_unroll(t, &cell, xs, T, NULL, NULL, NULL), AD_ERR_ARG);
+    cr_assert(strstr(ad_tape_message(t), "n_w = 9 is outside 0..8"), "%s", ad_tape_message(t));
+    ad_tape_reset(t);
+    for (int k = 0; k < T; k++) xs[k] = ad_zeros(t, AD_F64, ad_shape2(B, I));
+    cell.n_w = -1;
+    cr_assert_eq(nn_unroll(t, &cell, xs, T, NULL, NULL, NULL), AD_ERR_ARG);
+    ad_tape_reset(t);
+    for (int k = 0; k < T; k++) xs[k] = ad_zeros(t, AD_F64, ad_shape2(B, I));
+    cell.n_w = 4;
+    cell.w[2] = NULL;
+    cr_assert_eq(nn_unroll(t, &cell, xs, T, NULL, NULL, NULL), AD_ERR_NULL);
+    cr_assert(strstr(ad_tape_message(t), "w[2] is NULL"), "%s", ad_tape_message(t));
+    ad_tape_free(t);
+    nn_params_free(ps);
+    cr_assert_eq(ts_live_allocs(), before);
 }
