@@ -619,3 +619,95 @@ ad_status nn_checkpoint_load(const char *path, nn_params *ps, nn_optim *opt, nn_
     }
     return st;
 }
+
+/* ---- reading a checkpoint without its model --------------------------------------------- */
+
+/* A new set holding the file's own list of tensors (names, shapes, file
+ * order), still zero: what match_params() then fills. */
+static nn_params *params_of_file(cur c, ad_error *err)
+{
+    uint32_t count = (uint32_t)get_uint(&c, 4);
+    nn_params *ps = NULL;
+    for (uint32_t i = 0; i < count && !c.bad; i++) {
+        char name[AD_NAME_SIZE + 1];
+        uint64_t len = get_uint(&c, 2);
+        const unsigned char *nm = get_bytes(&c, len);
+        unsigned dtype = (unsigned)get_uint(&c, 1), rank = (unsigned)get_uint(&c, 1);
+        if (c.bad || len == 0 || len > AD_NAME_SIZE - 1 || dtype > AD_F64 || rank > AD_MAX_RANK) break;
+        memcpy(name, nm, len);
+        name[len] = '\0';
+        ad_shape shape = {(int)rank, {0, 0, 0, 0}};
+        for (unsigned d = 0; d < rank; d++) shape.dim[d] = (int64_t)get_uint(&c, 8);
+        size_t numel, es = dtype == AD_F32 ? 4 : 8;
+        if (c.bad || ad_shape_numel(shape, &numel) != AD_OK || numel > (size_t)(c.end - c.p) / es) break;
+        get_bytes(&c, numel * es);
+        if (!ps && !(ps = nn_params_new((ad_dtype)dtype, err))) return NULL;
+        if (nn_params_dtype(ps) != (ad_dtype)dtype) {
+            nn_params_free(ps);
+            ad_error_set(err, AD_ERR_FORMAT, "checkpoint: the parameters mix f32 and f64");
+            return NULL;
+        }
+        ad_error e;
+        if (!nn_params_add(ps, name, shape, &e)) {
+            nn_params_free(ps);
+            ad_error_set(err, e.code == AD_ERR_NOMEM ? AD_ERR_NOMEM : AD_ERR_FORMAT, "checkpoint: %s", e.msg);
+            return NULL;
+        }
+    }
+    if (c.bad || c.p != c.end) {
+        nn_params_free(ps);
+        ad_error_set(err, AD_ERR_FORMAT, "checkpoint: malformed parameter section");
+        return NULL;
+    }
+    return ps ? ps : nn_params_new(AD_F32, err);
+}
+
+/* The optimizer section's scalars (kind, lr, steps, buffer layout). */
+static ad_status optim_summary(cur c, nn_checkpoint_info *info, ad_error *err)
+{
+    uint32_t kind = (uint32_t)get_uint(&c, 4);
+    info->lr = get_f64(&c);
+    info->optim_steps = (int64_t)get_uint(&c, 8);
+    info->optim_buffers = (int)get_uint(&c, 4);
+    info->optim_numel = get_uint(&c, 8);
+    if (c.bad || kind > NN_OPTIM_ADAMW)
+        return ad_error_set(err, AD_ERR_FORMAT, "checkpoint: malformed optimizer section");
+    info->optim_kind = (nn_optim_kind)kind;
+    return AD_OK;
+}
+
+nn_params *nn_checkpoint_read_params(const char *path, nn_checkpoint_info *info, ad_error *err)
+{
+    if (!path) {
+        ad_error_set(err, AD_ERR_NULL, "checkpoint: read: path is NULL");
+        return NULL;
+    }
+    void *data;
+    size_t size;
+    if (ad_file_read_all(path, (size_t)1 << 40, &data, &size, err) != AD_OK) return NULL;
+    nn_checkpoint_info in;
+    memset(&in, 0, sizeof in);
+    in.version = NN_CHECKPOINT_VERSION;
+    in.file_bytes = size;
+    plan pl;
+    nn_params *ps = NULL;
+    size_t *file_off = NULL;
+    ad_status st = read_frame(data, size, &pl, err);
+    if (st == AD_OK && !(ps = params_of_file(pl.params, err))) st = err ? err->code : AD_ERR_FORMAT;
+    if (st == AD_OK && !(file_off = malloc((nn_params_count(ps) + 1) * sizeof *file_off)))
+        st = ad_error_set(err, AD_ERR_NOMEM, "checkpoint: out of memory");
+    if (st == AD_OK) st = match_params(pl.params, ps, 1, file_off, err);
+    if (st == AD_OK && (in.has_optim = pl.has_optim)) st = optim_summary(pl.optim, &in, err);
+    if (st == AD_OK && (in.has_train = pl.has_train)) st = match_train(pl.train, &in.train, 1, err);
+    free(file_off);
+    free(data);
+    if (st != AD_OK) {
+        nn_params_free(ps);
+        return NULL;
+    }
+    in.n_params = nn_params_count(ps);
+    in.dtype = nn_params_dtype(ps);
+    if (info) *info = in;
+    ad_error_set(err, AD_OK, NULL);
+    return ps;
+}

@@ -64,6 +64,34 @@ NN_API ad_status nn_checkpoint_save(const char *path, nn_params *ps, const nn_op
 NN_API ad_status nn_checkpoint_load(const char *path, nn_params *ps, nn_optim *opt, nn_train_state *ts,
                              ad_error *err);
 
+/** What a checkpoint holds besides the parameters (nn_checkpoint_read_params()). */
+typedef struct nn_checkpoint_info {
+    int version;           /**< the format version (NN_CHECKPOINT_VERSION) */
+    uint64_t file_bytes;   /**< the file's size; every checksum in it was verified */
+    size_t n_params;       /**< tensors in the parameter section */
+    ad_dtype dtype;        /**< their dtype */
+    int has_optim;         /**< an optimizer section is present; then: */
+    nn_optim_kind optim_kind;
+    double lr;             /**< its learning rate */
+    int64_t optim_steps;   /**< updates it had applied */
+    int optim_buffers;     /**< state buffers (e.g. 2 for Adam) */
+    uint64_t optim_numel;  /**< elements per buffer */
+    int has_train;         /**< a training-state section is present; then: */
+    nn_train_state train;  /**< its contents */
+} nn_checkpoint_info;
+
+/**
+ * Reads a checkpoint without knowing its model: a new parameter set with the
+ * file's names, shapes and values, in the file's order (free it with
+ * nn_params_free()), and, when `info` is not NULL, what else the file holds
+ * (see nn_checkpoint_info; the optimizer state itself is not loaded). For
+ * tools that inspect or convert checkpoints. Validates like
+ * nn_checkpoint_load(): corrupt, truncated or malformed files are
+ * AD_ERR_FORMAT, a file that is not readable AD_ERR_IO. Errors also:
+ * AD_ERR_NULL, AD_ERR_NOMEM.
+ */
+NN_API nn_params *nn_checkpoint_read_params(const char *path, nn_checkpoint_info *info, ad_error *err);
+
 /** CRC-32 (IEEE 802.3, as zlib's crc32) of `n` bytes, continuing from `crc` (0 to start). */
 NN_API uint32_t nn_crc32(uint32_t crc, const void *data, size_t n);
 

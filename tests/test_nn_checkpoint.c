@@ -560,3 +560,51 @@ Test(nn_checkpoint, a_save_removes_stale_temporaries_of_its_target)
     nn_params_free(ps);
     cr_assert_eq(ts_live_allocs(), before);
 }
+
+Test(nn_checkpoint, read_without_the_model)
+{
+    make_path();
+    long before = ts_live_allocs();
+    model m;
+    model_init(&m, 3);
+    ad_tape *t = ad_tape_new(NULL);
+    ad_rng rng;
+    ad_rng_seed(&rng, 5, 0);
+    for (int i = 0; i < 3; i++) train_step(&m, t, &rng);
+    nn_train_state ts = {.step = 3, .rng = rng, .has_rng = 1};
+    ad_error err;
+    cr_assert_eq(nn_checkpoint_save(path, m.ps, m.opt, &ts, &err), AD_OK, "%s", err.msg);
+    nn_checkpoint_info in;
+    nn_params *ps = nn_checkpoint_read_params(path, &in, &err);
+    cr_assert_not_null(ps, "%s", err.msg);
+    cr_assert_eq(in.n_params, nn_params_count(m.ps));
+    cr_assert_eq(in.dtype, AD_F64);
+    cr_assert(in.has_optim && in.optim_kind == NN_OPTIM_ADAM && in.optim_steps == 3 && in.lr == 0.05);
+    cr_assert_eq(in.optim_buffers, 2);
+    cr_assert(in.has_train && in.train.step == 3 && in.train.has_rng && in.train.rng.state == rng.state);
+    for (size_t i = 0; i < nn_params_count(ps); i++) { /* the file's order and values, bit for bit */
+        ad_param *a = nn_params_at(ps, i), *b = nn_params_at(m.ps, i);
+        cr_assert_str_eq(ad_param_name(a), ad_param_name(b));
+        ad_tensor *va = ad_param_value(a), *vb = ad_param_value(b);
+        cr_assert(ad_shape_equal(ad_tensor_shape(va), ad_tensor_shape(vb)));
+        cr_assert_eq(memcmp(ad_tensor_data(va), ad_tensor_data(vb), ad_tensor_numel(va) * sizeof(double)), 0);
+    }
+    nn_params_free(ps);
+    /* a parameters-only file */
+    cr_assert_eq(nn_checkpoint_save(path, m.ps, NULL, NULL, &err), AD_OK);
+    ps = nn_checkpoint_read_params(path, &in, &err);
+    cr_assert(ps && !in.has_optim && !in.has_train);
+    nn_params_free(ps);
+    /* bad inputs: nothing is returned, the message says why */
+    cr_assert_null(nn_checkpoint_read_params(NULL, &in, &err));
+    cr_assert_eq(err.code, AD_ERR_NULL);
+    cr_assert_null(nn_checkpoint_read_params("/tmp/unroll_no_such_file.ckpt", NULL, &err));
+    cr_assert_eq(err.code, AD_ERR_IO);
+    cr_assert_null(nn_checkpoint_read_params(UNROLL_SOURCE_DIR "/README.md", NULL, &err));
+    cr_assert_eq(err.code, AD_ERR_FORMAT);
+    cr_assert(strstr(err.msg, "bad magic"), "%s", err.msg);
+    ad_tape_free(t);
+    model_free(&m);
+    unlink(path);
+    cr_assert_eq(ts_live_allocs(), before);
+}

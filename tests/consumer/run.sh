@@ -105,6 +105,9 @@ for f in libunroll_nn.a libunroll_autodiff.a "libunroll_nn.so.${version%.*}" cma
   [ -n "$(find "$work/root/usr/lib" -path "*/$f")" ] || fail "the package has no $f"
 done
 [ -f "$work/root/usr/share/doc/unroll/README.md" ] || fail "the package has no docs"
+[ -x "$work/root/usr/bin/unroll-ckpt" ] || fail "the package has no unroll-ckpt"
+LD_LIBRARY_PATH=$(dirname "$(find "$work/root/usr/lib" -name 'libunroll_nn.so.*' | head -n 1)") \
+  "$work/root/usr/bin/unroll-ckpt" --version | grep -q "^unroll-ckpt $version$" || fail "the package's unroll-ckpt does not run"
 cmake -S "$here" -B "$work/c5" -DCMAKE_PREFIX_PATH="$work/root/usr" > /dev/null
 cmake --build "$work/c5" > /dev/null
 links "$work/c5/app" "libunroll_nn.so.${version%.*} => $work/root/usr" ||
