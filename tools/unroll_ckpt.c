@@ -57,6 +57,12 @@ static void print_params(nn_params *ps)
 
 static int by_name(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
+static void free_names(char **names, size_t n)
+{
+    for (size_t i = 0; i < n; i++) free(names[i]);
+    free(names);
+}
+
 /* The .npy files of a folder, sorted, as parameter names (without ".npy"). */
 static char **folder_names(const char *dir, size_t *n, ad_error *err)
 {
@@ -68,31 +74,39 @@ static char **folder_names(const char *dir, size_t *n, ad_error *err)
     char **names = NULL;
     size_t count = 0, cap = 0;
     struct dirent *e;
-    while ((e = readdir(d))) {
+    int nomem = 0;
+    while (!nomem && (e = readdir(d))) {
         if (!ends_with(e->d_name, ".npy") || strlen(e->d_name) == 4) continue;
         if (count == cap) {
             cap = cap ? 2 * cap : 16;
             char **grown = realloc(names, cap * sizeof *names);
-            if (!grown) break;
+            if (!grown) {
+                nomem = 1;
+                break;
+            }
             names = grown;
         }
         size_t len = strlen(e->d_name) - 4;
-        if (!(names[count] = malloc(len + 1))) break;
+        if (!(names[count] = malloc(len + 1))) {
+            nomem = 1;
+            break;
+        }
         memcpy(names[count], e->d_name, len);
         names[count++][len] = '\0';
     }
     closedir(d);
-    qsort(names, count, sizeof *names, by_name);
+    if (nomem) {
+        free_names(names, count);
+        ad_error_set(err, AD_ERR_NOMEM, "out of memory listing '%s'", dir);
+        *n = 0;
+        return NULL;
+    }
+    if (count > 1) qsort(names, count, sizeof *names, by_name);
     *n = count;
     if (count == 0) ad_error_set(err, AD_ERR_EMPTY, "no .npy files in '%s'", dir);
     return names;
 }
 
-static void free_names(char **names, size_t n)
-{
-    for (size_t i = 0; i < n; i++) free(names[i]);
-    free(names);
-}
 
 /* A folder of .npy files as a parameter set: every file's name, shape and
  * values; f32 when every file is f32, else f64 (lossless). */
