@@ -101,6 +101,7 @@ typedef enum ad__op {
     AD_OP_GRU_CELL,
     AD_OP_ADDMM,
     AD_OP_RNN_CELL,
+    AD_OP_LAYER_NORM,
     AD_OP_COUNT
 } ad__op;
 
@@ -422,6 +423,7 @@ AD__DECLARE_SHAPE(custom)
 AD__DECLARE_SHAPE(cell)
 AD__DECLARE_SHAPE(addmm)
 AD__DECLARE_SHAPE(rnn_cell)
+AD__DECLARE_SHAPE(layer_norm)
 
 AD__DECLARE_OP(leaf)
 AD__DECLARE_OP(param)
@@ -458,6 +460,7 @@ AD__DECLARE_OP(bce_with_logits)
 AD__DECLARE_OP(bce)
 AD__DECLARE_OP(mse)
 AD__DECLARE_OP(custom)
+AD__DECLARE_OP(layer_norm)
 AD__DECLARE_OP(lstm_cell_state)
 AD__DECLARE_OP(lstm_cell_output)
 AD__DECLARE_OP(gru_cell)

@@ -60,4 +60,5 @@ const ad__op_def ad__ops[AD_OP_COUNT] = {
     ROW(AD_OP_GRU_CELL,        "gru_cell",        3, cell,          gru_cell, IN1 | IN2),
     ROW(AD_OP_ADDMM,           "addmm",           3, addmm,         addmm, IN0 | IN1),
     ROW(AD_OP_RNN_CELL,        "rnn_cell",        2, rnn_cell,      rnn_cell, OUT),
+    ROW(AD_OP_LAYER_NORM,      "layer_norm",      1, layer_norm,    layer_norm, OUT),
 };

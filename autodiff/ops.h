@@ -105,6 +105,15 @@ AD_API ad_tensor *ad_mean(ad_tape *t, ad_tensor *x, int axis, int keepdim);
 AD_API ad_tensor *ad_softmax(ad_tape *t, ad_tensor *x, int axis);
 /** log-softmax along `axis`: x_i - max - log sum_j e^(x_j - max). */
 AD_API ad_tensor *ad_log_softmax(ad_tape *t, ad_tensor *x, int axis);
+/**
+ * Layer normalisation over the last axis, without the affine part (as
+ * torch.nn.functional.layer_norm with no weight or bias): each row x of N
+ * elements becomes (x - mean(x)) / sqrt(var(x) + eps), var the biased
+ * variance (divided by N). eps must be positive (PyTorch's default is
+ * 1e-5). Errors: AD_ERR_SHAPE (rank 0 or an empty last axis), AD_ERR_ARG
+ * (eps). nn_layer_norm_forward() adds the learnable gain and bias.
+ */
+AD_API ad_tensor *ad_layer_norm(ad_tape *t, ad_tensor *x, double eps);
 
 /* ---- shape ------------------------------------------------------------------- */
 

@@ -1,5 +1,5 @@
 /*
- * layers.c - Linear and Embedding.
+ * layers.c - Linear, Embedding and LayerNorm.
  */
 #include "layers.h"
 
@@ -88,4 +88,45 @@ ad_tensor *nn_embedding_forward(ad_tape *t, const nn_embedding *e, const int64_t
         return NULL;
     }
     return ad_gather_rows(t, ad_use(t, e->weight), ids, n);
+}
+
+ad_status nn_layer_norm_create(nn_layer_norm *ln, nn_params *ps, const char *prefix, int size, double eps,
+                               int affine, ad_error *err)
+{
+    if (!ln || (affine && (!ps || !prefix)))
+        return ad_error_set(err, AD_ERR_NULL, "layer_norm_create: an argument is NULL");
+    if (size < 1) return ad_error_set(err, AD_ERR_ARG, "layer_norm_create: size %d must be >= 1", size);
+    if (!(eps > 0.0 && isfinite(eps)))
+        return ad_error_set(err, AD_ERR_ARG, "layer_norm_create: eps = %g must be positive and finite", eps);
+    memset(ln, 0, sizeof *ln);
+    ln->size = size;
+    ln->eps = eps;
+    if (!affine) return ad_error_set(err, AD_OK, NULL);
+    ln->weight = add(ps, prefix, "weight", ad_shape1(size), err);
+    if (!ln->weight) return err ? err->code : AD_ERR_ARG;
+    ln->bias = add(ps, prefix, "bias", ad_shape1(size), err);
+    if (!ln->bias) return err ? err->code : AD_ERR_ARG;
+    ad_tensor *w = ad_param_value(ln->weight);
+    for (int i = 0; i < size; i++) { /* PyTorch's reset_parameters: ones and zeros */
+        if (ad_tensor_dtype(w) == AD_F32) ad_tensor_f32(w)[i] = 1.0f;
+        else ad_tensor_f64(w)[i] = 1.0;
+    }
+    return ad_error_set(err, AD_OK, NULL);
+}
+
+ad_tensor *nn_layer_norm_forward(ad_tape *t, const nn_layer_norm *ln, ad_tensor *x)
+{
+    if (!t) return NULL;
+    if (!ln) {
+        ad_tape_fail(t, AD_ERR_NULL, "layer_norm: layer is NULL");
+        return NULL;
+    }
+    if (x && (ad_tensor_rank(x) < 1 || ad_tensor_dim(x, -1) != ln->size)) {
+        ad_tape_fail(t, AD_ERR_SHAPE, "layer_norm: the last axis must be %d, got rank %d with %lld", ln->size,
+                     ad_tensor_rank(x), (long long)(ad_tensor_rank(x) >= 1 ? ad_tensor_dim(x, -1) : -1));
+        return NULL;
+    }
+    ad_tensor *y = ad_layer_norm(t, x, ln->eps);
+    if (!ln->weight) return y;
+    return ad_add(t, ad_mul(t, y, ad_use(t, ln->weight)), ad_use(t, ln->bias));
 }

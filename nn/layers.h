@@ -1,5 +1,5 @@
 /*
- * layers.h - feed-forward layers: Linear and Embedding, with PyTorch's
+ * layers.h - feed-forward layers: Linear, Embedding and LayerNorm, with PyTorch's
  * parameter names, shapes and default initialisation.
  *
  *     nn_linear head;
@@ -51,6 +51,28 @@ NN_API void nn_embedding_init_pytorch(nn_embedding *e, ad_rng *rng);
 
 /** Rows ids[0..n-1] of the table -> [n, dim]; backward scatter-adds into the rows. */
 NN_API ad_tensor *nn_embedding_forward(ad_tape *t, const nn_embedding *e, const int64_t *ids, int64_t n);
+
+/**
+ * Layer normalisation over the last axis with a learnable gain and bias, as
+ * PyTorch's nn.LayerNorm(size, eps): y = ad_layer_norm(x, eps) * weight + bias.
+ */
+typedef struct nn_layer_norm {
+    ad_param *weight, *bias; /**< [size] each; NULL without the affine part */
+    int size;
+    double eps;
+} nn_layer_norm;
+
+/**
+ * Registers "<prefix>.weight" and "<prefix>.bias" ([size] each, initialised
+ * to 1 and 0 as PyTorch does) when `affine` is set (PyTorch's
+ * elementwise_affine). eps must be positive (PyTorch's default: 1e-5).
+ * Errors: AD_ERR_NULL, AD_ERR_ARG (size < 1, eps), those of nn_params_add.
+ */
+NN_API ad_status nn_layer_norm_create(nn_layer_norm *ln, nn_params *ps, const char *prefix, int size,
+                                      double eps, int affine, ad_error *err);
+
+/** x [..., size] -> the same shape; a temporal copy of the gain and bias per call. */
+NN_API ad_tensor *nn_layer_norm_forward(ad_tape *t, const nn_layer_norm *ln, ad_tensor *x);
 
 #ifdef __cplusplus
 }

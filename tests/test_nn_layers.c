@@ -3,6 +3,7 @@
  * check through embedding -> linear -> cross-entropy, names, bad inputs.
  */
 #include <criterion/criterion.h>
+#include <math.h>
 #include <string.h>
 
 #include <unroll/nn/nn.h>
@@ -109,4 +110,52 @@ Test(nn_layers, bad_inputs)
     cr_assert_eq(nn_embedding_create(&e, ps, "emb", 3, 2, &err), AD_OK);
     cr_assert_eq(nn_embedding_create(&e, ps, "emb", 3, 2, &err), AD_ERR_DUPLICATE);
     nn_params_free(ps);
+}
+
+Test(nn_layers, layer_norm_gain_and_bias)
+{
+    long before = ts_live_allocs();
+    ad_error err;
+    nn_params *ps = nn_params_new(AD_F64, &err);
+    nn_layer_norm ln, bare;
+    cr_assert_eq(nn_layer_norm_create(&ln, ps, "ln", 4, 1e-5, 1, &err), AD_OK, "%s", err.msg);
+    cr_assert_str_eq(ad_param_name(ln.weight), "ln.weight");
+    cr_assert_str_eq(ad_param_name(ln.bias), "ln.bias");
+    for (int i = 0; i < 4; i++) { /* PyTorch's initial values */
+        cr_assert(ad_tensor_f64(ad_param_value(ln.weight))[i] == 1.0);
+        cr_assert(ad_tensor_f64(ad_param_value(ln.bias))[i] == 0.0);
+    }
+    cr_assert_eq(nn_layer_norm_create(&bare, NULL, NULL, 4, 1e-5, 0, &err), AD_OK);
+    double w[4] = {0.5, -1, 2, 1.5}, b[4] = {0.1, 0.2, -0.3, 0.4}, x[8] = {1, 2, 3, 5, -1, 0, 4, 9};
+    memcpy(ad_tensor_f64(ad_param_value(ln.weight)), w, sizeof w);
+    memcpy(ad_tensor_f64(ad_param_value(ln.bias)), b, sizeof b);
+    ad_tape *t = ad_tape_new(NULL);
+    ad_tensor *xt = ad_from_f64(t, AD_F64, ad_shape2(2, 4), x);
+    ad_tensor *y = nn_layer_norm_forward(t, &ln, xt), *z = nn_layer_norm_forward(t, &bare, xt);
+    cr_assert_not_null(y, "%s", ad_tape_message(t));
+    for (int r = 0; r < 2; r++) {
+        double mu = 0, v = 0;
+        for (int k = 0; k < 4; k++) mu += x[r * 4 + k] / 4;
+        for (int k = 0; k < 4; k++) v += (x[r * 4 + k] - mu) * (x[r * 4 + k] - mu) / 4;
+        for (int k = 0; k < 4; k++) {
+            double n = (x[r * 4 + k] - mu) / sqrt(v + 1e-5);
+            cr_assert(fabs(ad_tensor_get(z, (size_t)(r * 4 + k)) - n) < 1e-14);
+            cr_assert(fabs(ad_tensor_get(y, (size_t)(r * 4 + k)) - (n * w[k] + b[k])) < 1e-14);
+        }
+    }
+    ad_tape_reset(t);
+    cr_assert_null(nn_layer_norm_forward(t, &ln, ad_zeros(t, AD_F64, ad_shape2(2, 5))));
+    cr_assert_eq(ad_tape_status(t), AD_ERR_SHAPE);
+    cr_assert(strstr(ad_tape_message(t), "last axis must be 4"), "%s", ad_tape_message(t));
+    ad_tape_reset(t);
+    cr_assert_null(nn_layer_norm_forward(t, NULL, ad_zeros(t, AD_F64, ad_shape2(2, 4))));
+    cr_assert_eq(ad_tape_status(t), AD_ERR_NULL);
+    cr_assert_eq(nn_layer_norm_create(&bare, ps, "x", 0, 1e-5, 1, &err), AD_ERR_ARG);
+    cr_assert_eq(nn_layer_norm_create(&bare, ps, "x", 4, 0.0, 1, &err), AD_ERR_ARG);
+    cr_assert_eq(nn_layer_norm_create(&bare, ps, "ln", 4, 1e-5, 1, &err), AD_ERR_DUPLICATE);
+    cr_assert_eq(nn_layer_norm_create(NULL, ps, "y", 4, 1e-5, 1, &err), AD_ERR_NULL);
+    cr_assert_eq(nn_layer_norm_create(&bare, NULL, "y", 4, 1e-5, 1, &err), AD_ERR_NULL);
+    ad_tape_free(t);
+    nn_params_free(ps);
+    cr_assert_eq(ts_live_allocs(), before);
 }

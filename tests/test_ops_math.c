@@ -15,7 +15,7 @@
 typedef enum op_id {
     OP_ADD, OP_SUB, OP_MUL, OP_DIV, OP_ADD_SCALAR, OP_MUL_SCALAR, OP_POW_SCALAR, OP_NEG,
     OP_EXP, OP_LOG, OP_SQRT, OP_ABS, OP_TANH, OP_SIGMOID, OP_RELU, OP_SUM, OP_MEAN,
-    OP_SOFTMAX, OP_LOG_SOFTMAX
+    OP_SOFTMAX, OP_LOG_SOFTMAX, OP_LAYER_NORM
 } op_id;
 
 /* One gradcheck case: plain data only (see STYLE.md). */
@@ -63,6 +63,7 @@ static ad_tensor *graph(ad_tape *t, void *vctx)
     case OP_MEAN: return ad_mean(t, a, r->axis, r->keepdim);
     case OP_SOFTMAX: return ad_softmax(t, a, r->axis);
     case OP_LOG_SOFTMAX: return ad_log_softmax(t, a, r->axis);
+    case OP_LAYER_NORM: return ad_layer_norm(t, a, 1e-5);
     }
     return NULL;
 }
@@ -101,6 +102,8 @@ static gc_row rows[] = {
     RED(OP_SOFTMAX, 2, (2, 5), 1, 0), RED(OP_SOFTMAX, 2, (4, 3), 0, 0),
     RED(OP_SOFTMAX, 3, (2, 3, 4), 1, 0), RED(OP_LOG_SOFTMAX, 2, (2, 5), -1, 0),
     RED(OP_LOG_SOFTMAX, 3, (2, 3, 4), 0, 0), RED(OP_LOG_SOFTMAX, 1, (6), 0, 0),
+    RED(OP_LAYER_NORM, 2, (3, 5), -1, 0), RED(OP_LAYER_NORM, 3, (2, 3, 4), -1, 0),
+    RED(OP_LAYER_NORM, 1, (7), -1, 0),
 };
 
 static ad_shape shape_of(int rank, const int64_t *d)
@@ -497,6 +500,23 @@ Test(ops_math, bad_inputs)
     a = ad_ones(t, AD_F64, ad_shape2(2, 3));
     cr_assert_null(ad_softmax(t, a, AD_AXIS_ALL));
     cr_assert_eq(ad_tape_status(t), AD_ERR_ARG);
+    ad_tape_reset(t);
+    cr_assert_null(ad_layer_norm(t, ad_ones(t, AD_F64, ad_shape0()), 1e-5));
+    cr_assert_eq(ad_tape_status(t), AD_ERR_SHAPE);
+    cr_assert(strstr(ad_tape_message(t), "layer_norm: [] has no last axis"), "%s", ad_tape_message(t));
+    ad_tape_reset(t);
+    cr_assert_null(ad_layer_norm(t, ad_ones(t, AD_F64, ad_shape2(3, 0)), 1e-5));
+    cr_assert_eq(ad_tape_status(t), AD_ERR_SHAPE);
+    for (int i = 0; i < 3; i++) {
+        ad_tape_reset(t);
+        double eps[3] = {0.0, -1e-5, NAN};
+        cr_assert_null(ad_layer_norm(t, ad_ones(t, AD_F64, ad_shape2(2, 3)), eps[i]));
+        cr_assert_eq(ad_tape_status(t), AD_ERR_ARG);
+        cr_assert(strstr(ad_tape_message(t), "must be positive"), "%s", ad_tape_message(t));
+    }
+    ad_tape_reset(t);
+    cr_assert_null(ad_layer_norm(t, NULL, 1e-5));
+    cr_assert_eq(ad_tape_status(t), AD_ERR_NULL);
     ad_tape_reset(t);
     a = ad_ones(t, AD_F64, ad_shape2(0, 3));
     cr_assert_null(ad_mean(t, a, 0, 0));

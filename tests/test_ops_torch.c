@@ -36,6 +36,7 @@ static ad_tensor *f_sum1(ad_tape *t, ad_tensor *a, ad_tensor *b) { (void)b; retu
 static ad_tensor *f_mean(ad_tape *t, ad_tensor *a, ad_tensor *b) { (void)b; return ad_mean(t, a, AD_AXIS_ALL, 0); }
 static ad_tensor *f_softmax(ad_tape *t, ad_tensor *a, ad_tensor *b) { (void)b; return ad_softmax(t, a, 1); }
 static ad_tensor *f_log_softmax(ad_tape *t, ad_tensor *a, ad_tensor *b) { (void)b; return ad_log_softmax(t, a, 0); }
+static ad_tensor *f_layer_norm(ad_tape *t, ad_tensor *a, ad_tensor *b) { (void)b; return ad_layer_norm(t, a, 1e-5); }
 static ad_tensor *f_reshape(ad_tape *t, ad_tensor *a, ad_tensor *b) { (void)b; return ad_reshape(t, a, ad_shape2(-1, 2)); }
 static ad_tensor *f_transpose(ad_tape *t, ad_tensor *a, ad_tensor *b) { (void)b; return ad_transpose(t, a, 0, 2); }
 static ad_tensor *f_permute(ad_tape *t, ad_tensor *a, ad_tensor *b) { (void)b; return ad_permute(t, a, (int[]){2, 0, 1, 3}); }
@@ -88,6 +89,7 @@ static torch_case cases[] = {
     {"concat", f_concat, 2, 0}, {"slice", f_slice, 1, 0}, {"gather_rows", f_gather, 1, 0},
     {"where", f_where, 2, 0}, {"cross_entropy", f_ce, 1, 0}, {"cross_entropy_sum", f_ce_sum, 1, 0},
     {"bce_with_logits", f_bce_logits, 2, 1}, {"bce", f_bce, 2, 1}, {"mse", f_mse, 2, 0},
+    {"layer_norm", f_layer_norm, 1, 0},
 };
 
 static ad_tensor *load(const char *name, const char *file)

@@ -324,7 +324,7 @@ Test(tape, released_gradient_buffers_change_no_result)
 typedef enum keep_case {
     K_ADD, K_SUB, K_ADD_SCALAR, K_MUL_SCALAR, K_NEG, K_EXP, K_SQRT, K_TANH, K_SIGMOID, K_POW, K_LOG,
     K_ABS, K_RELU, K_SUM, K_MEAN, K_RESHAPE, K_PERMUTE, K_CONCAT, K_SLICE0, K_SLICE1, K_GATHER, K_CE,
-    K_MATMUL, K_ADDMM, K_RNN, K_LSTM_STATE, K_LSTM_OUTPUT, K_GRU, K_DROPOUT_EVAL, K_COUNT
+    K_MATMUL, K_ADDMM, K_RNN, K_LSTM_STATE, K_LSTM_OUTPUT, K_GRU, K_DROPOUT_EVAL, K_LAYER_NORM, K_COUNT
 } keep_case;
 
 static ad_tensor *keep_op(ad_tape *t, keep_case k, ad_tensor *const *x)
@@ -361,6 +361,7 @@ static ad_tensor *keep_op(ad_tape *t, keep_case k, ad_tensor *const *x)
     case K_LSTM_OUTPUT: return ad_lstm_cell_output(t, x[0], x[1], ad_slice(t, x[2], 1, 0, 2));
     case K_GRU: return ad_gru_cell(t, ad_slice(t, x[0], 1, 0, 6), ad_slice(t, x[1], 1, 0, 6), ad_slice(t, x[2], 1, 0, 2));
     case K_DROPOUT_EVAL: return ad_dropout(t, x[0], 0.3, 0, NULL);
+    case K_LAYER_NORM: return ad_layer_norm(t, x[0], 1e-5);
     case K_COUNT: break;
     }
     return NULL;

@@ -257,6 +257,14 @@ def tbptt_case(name, k1, k2, steps=11, B=2, I=3, H=4, V=3):
     save(f"{d}/losses.npy", np.array(losses))
 
 
+def norm_fixtures():
+    """Layer normalisation; its own random stream, so the other fixtures do not move."""
+    global rng
+    saved, rng = rng, np.random.default_rng(2026)
+    op_case("layer_norm", lambda x: F.layer_norm(x, (x.shape[-1],), eps=1e-5), [rand(3, 2, 6)])
+    rng = saved
+
+
 if __name__ == "__main__":
     torch.manual_seed(0)  # this build of PyTorch starts from a random seed
     torch.set_num_threads(1)
@@ -266,4 +274,5 @@ if __name__ == "__main__":
     optim_fixtures()
     tbptt_case("k3_k3", 3, 3)
     tbptt_case("k2_k4", 2, 4)
+    norm_fixtures()
     print("fixtures written under", HERE)
