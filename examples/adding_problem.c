@@ -30,7 +30,7 @@ typedef struct net {
 static int net_init(net *n, nn_cell_kind kind, const char *name, ad_rng *rng)
 {
     n->ps = nn_params_new(AD_F32, NULL);
-    if (!n->ps || nn_cell_create(&n->cell, kind, n->ps, name, 0, 0, I, H, 1, NULL) != AD_OK ||
+    if (!n->ps || nn_cell_create(&n->cell, n->ps, name, &(nn_cell_options){.kind = kind, .input_size = I, .hidden_size = H}, NULL) != AD_OK ||
         nn_linear_create(&n->out, n->ps, "out", H, 1, 1, NULL) != AD_OK)
         return 0;
     nn_cell_init_pytorch(&n->cell, rng);

@@ -200,8 +200,7 @@ static int build_model(model *m, const options *o, int vocab, ad_rng *rng)
     m->hidden = o->hidden;
     int ok = m->ps && nn_embedding_create(&m->emb, m->ps, "emb", vocab, emb, &err) == AD_OK;
     for (int l = 0; ok && l < o->layers; l++)
-        ok = nn_cell_create(&m->layers[l], kind, m->ps, o->cell, l, 0, l ? o->hidden : emb, o->hidden,
-                            1, &err) == AD_OK;
+        ok = nn_cell_create(&m->layers[l], m->ps, o->cell, &(nn_cell_options){.kind = kind, .layer = l, .input_size = l ? o->hidden : emb, .hidden_size = o->hidden}, &err) == AD_OK;
     ok = ok && nn_linear_create(&m->head, m->ps, "head", o->hidden, vocab, 1, &err) == AD_OK;
     if (!ok) {
         fprintf(stderr, "char_rnn: %s\n", err.msg);

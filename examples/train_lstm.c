@@ -47,7 +47,7 @@ int main(void)
     ad_rng_seed(&rng, 1, 0);
     m.ps = nn_params_new(AD_F32, &err);
     if (nn_embedding_create(&m.emb, m.ps, "emb", V, E, &err) != AD_OK ||
-        nn_cell_create(&m.lstm, NN_CELL_LSTM, m.ps, "lstm", 0, 0, E, H, 1, &err) != AD_OK ||
+        nn_cell_create(&m.lstm, m.ps, "lstm", &(nn_cell_options){.kind = NN_CELL_LSTM, .input_size = E, .hidden_size = H}, &err) != AD_OK ||
         nn_linear_create(&m.head, m.ps, "head", H, V, 1, &err) != AD_OK) {
         fprintf(stderr, "train_lstm: %s\n", err.msg);
         nn_params_free(m.ps);

@@ -13,38 +13,61 @@ static int gates_of(nn_cell_kind kind)
     return kind == NN_CELL_LSTM ? 4 : kind == NN_CELL_GRU ? 3 : 1;
 }
 
-ad_status nn_cell_create(nn_cell *cell, nn_cell_kind kind, nn_params *ps, const char *prefix,
-                         int layer, int reverse, int input_size, int hidden_size, int bias,
+static ad_status check_options(const nn_cell_options *o, ad_error *err)
+{
+    if (o->kind < NN_CELL_RNN_TANH || o->kind > NN_CELL_GRU)
+        return ad_error_set(err, AD_ERR_ARG, "cell_create: unknown cell kind %d", (int)o->kind);
+    if (o->input_size < 1 || o->hidden_size < 1 || o->layer < 0)
+        return ad_error_set(err, AD_ERR_ARG, "cell_create: sizes must be >= 1 and layer >= 0 (input %d, hidden %d, layer %d)",
+                            o->input_size, o->hidden_size, o->layer);
+    if (o->proj_size != 0 && (o->kind != NN_CELL_LSTM || o->proj_size < 0 || o->proj_size >= o->hidden_size))
+        return ad_error_set(err, AD_ERR_ARG, "cell_create: proj_size %d needs an LSTM and 0 < proj_size < hidden_size (%d)",
+                            o->proj_size, o->hidden_size);
+    return AD_OK;
+}
+
+/* Registers "<prefix>.<what>_l<layer><_reverse>" as w[cell->n_w++]. */
+static ad_status add_weight(nn_cell *cell, nn_params *ps, const char *prefix, const char *what,
+                            const nn_cell_options *o, ad_shape shape, ad_error *err)
+{
+    char full[AD_NAME_SIZE];
+    int len = snprintf(full, sizeof full, "%s.%s_l%d%s", prefix, what, o->layer, o->reverse ? "_reverse" : "");
+    if (len < 0 || len >= (int)sizeof full) return ad_error_set(err, AD_ERR_ARG, "cell_create: parameter name too long");
+    cell->w[cell->n_w] = nn_params_add(ps, full, shape, err);
+    if (!cell->w[cell->n_w]) return err ? err->code : AD_ERR_ARG;
+    cell->n_w++;
+    return AD_OK;
+}
+
+ad_status nn_cell_create(nn_cell *cell, nn_params *ps, const char *prefix, const nn_cell_options *opts,
                          ad_error *err)
 {
-    if (!cell || !ps || !prefix) return ad_error_set(err, AD_ERR_NULL, "cell_create: an argument is NULL");
-    if (kind < NN_CELL_RNN_TANH || kind > NN_CELL_GRU)
-        return ad_error_set(err, AD_ERR_ARG, "cell_create: unknown cell kind");
-    if (input_size < 1 || hidden_size < 1 || layer < 0)
-        return ad_error_set(err, AD_ERR_ARG, "cell_create: sizes must be >= 1 and layer >= 0");
+    if (!cell || !ps || !prefix || !opts) return ad_error_set(err, AD_ERR_NULL, "cell_create: an argument is NULL");
+    ad_status st = check_options(opts, err);
+    if (st != AD_OK) return st;
     memset(cell, 0, sizeof *cell);
-    cell->kind = kind;
-    cell->input_size = input_size;
-    cell->hidden_size = hidden_size;
-    cell->has_c = kind == NN_CELL_LSTM;
-    cell->step = kind == NN_CELL_LSTM ? nn_lstm_step : kind == NN_CELL_GRU ? nn_gru_step : nn_rnn_step;
-    const char *rev = reverse ? "_reverse" : "";
-    snprintf(cell->name, sizeof cell->name, "%s.l%d%s", prefix, layer, rev);
-    int64_t g = (int64_t)gates_of(kind) * hidden_size;
-    ad_shape shapes[4] = {ad_shape2(g, input_size), ad_shape2(g, hidden_size), ad_shape1(g),
-                          ad_shape1(g)};
-    const char *names[4] = {"weight_ih", "weight_hh", "bias_ih", "bias_hh"};
-    int n = bias ? 4 : 2;
-    for (int i = 0; i < n; i++) {
-        char full[AD_NAME_SIZE];
-        int len = snprintf(full, sizeof full, "%s.%s_l%d%s", prefix, names[i], layer, rev);
-        if (len < 0 || len >= (int)sizeof full)
-            return ad_error_set(err, AD_ERR_ARG, "cell_create: parameter name too long");
-        cell->w[i] = nn_params_add(ps, full, shapes[i], err);
-        if (!cell->w[i]) return err ? err->code : AD_ERR_ARG;
-    }
-    cell->n_w = n;
-    return ad_error_set(err, AD_OK, NULL);
+    cell->kind = opts->kind;
+    cell->input_size = opts->input_size;
+    cell->hidden_size = opts->hidden_size;
+    cell->proj_size = opts->proj_size;
+    cell->has_bias = !opts->no_bias;
+    cell->has_c = opts->kind == NN_CELL_LSTM;
+    cell->step = nn_builtin_step;
+    snprintf(cell->name, sizeof cell->name, "%s.l%d%s", prefix, opts->layer, opts->reverse ? "_reverse" : "");
+    int64_t g = (int64_t)gates_of(opts->kind) * opts->hidden_size, out = nn_cell_output_size(cell);
+    st = add_weight(cell, ps, prefix, "weight_ih", opts, ad_shape2(g, opts->input_size), err);
+    if (st == AD_OK) st = add_weight(cell, ps, prefix, "weight_hh", opts, ad_shape2(g, out), err);
+    if (st == AD_OK && cell->has_bias) st = add_weight(cell, ps, prefix, "bias_ih", opts, ad_shape1(g), err);
+    if (st == AD_OK && cell->has_bias) st = add_weight(cell, ps, prefix, "bias_hh", opts, ad_shape1(g), err);
+    if (st == AD_OK && cell->proj_size)
+        st = add_weight(cell, ps, prefix, "weight_hr", opts, ad_shape2(cell->proj_size, opts->hidden_size), err);
+    return st != AD_OK ? st : ad_error_set(err, AD_OK, NULL);
+}
+
+int nn_cell_output_size(const nn_cell *cell)
+{
+    if (!cell) return 0;
+    return cell->proj_size > 0 ? cell->proj_size : cell->hidden_size;
 }
 
 void nn_cell_init_pytorch(nn_cell *cell, ad_rng *rng)
@@ -101,7 +124,7 @@ ad_status nn_cell_step(ad_tape *t, const nn_cell *cell, ad_tensor *x, const nn_s
     if (check_weights(t, cell) != AD_OK) return ad_tape_status(t);
     if (!check_2d(t, cell, "x", x, -1, cell->input_size)) return ad_tape_status(t);
     int64_t b = ad_tensor_dim(x, 0);
-    if (!check_2d(t, cell, "h", prev->h, b, cell->hidden_size)) return ad_tape_status(t);
+    if (!check_2d(t, cell, "h", prev->h, b, nn_cell_output_size(cell))) return ad_tape_status(t);
     if (cell->has_c && !check_2d(t, cell, "c", prev->c, b, cell->hidden_size))
         return ad_tape_status(t);
     next->h = next->c = NULL;
@@ -116,9 +139,8 @@ ad_status nn_cell_zero_state(ad_tape *t, const nn_cell *cell, int64_t batch, nn_
     if (!cell || !out) return ad_tape_fail(t, AD_ERR_NULL, "zero_state: %s is NULL", !cell ? "cell" : "out");
     if (batch < 1) return ad_tape_fail(t, AD_ERR_EMPTY, "%s: batch size %lld", cell->name, (long long)batch);
     if (check_weights(t, cell) != AD_OK) return ad_tape_status(t);
-    ad_shape s = ad_shape2(batch, cell->hidden_size);
-    out->h = ad_zeros(t, cell_dtype(cell), s);
-    out->c = cell->has_c ? ad_zeros(t, cell_dtype(cell), s) : NULL;
+    out->h = ad_zeros(t, cell_dtype(cell), ad_shape2(batch, nn_cell_output_size(cell)));
+    out->c = cell->has_c ? ad_zeros(t, cell_dtype(cell), ad_shape2(batch, cell->hidden_size)) : NULL;
     return ad_tape_status(t);
 }
 
@@ -127,7 +149,7 @@ ad_status nn_cell_zero_state(ad_tape *t, const nn_cell *cell, int64_t batch, nn_
 static ad_tensor *projection(ad_tape *t, const nn_cell *cell, ad_tensor *v, int wi, int bi)
 {
     ad_tensor *w = ad_use(t, cell->w[wi]);
-    if (cell->n_w < 4) return ad_matmul(t, v, w, AD_TRANS_B);
+    if (!cell->has_bias) return ad_matmul(t, v, w, AD_TRANS_B);
     ad_tensor *b = ad_use(t, cell->w[bi]);
     return ad_addmm(t, b, v, w, AD_TRANS_B);
 }
@@ -148,6 +170,13 @@ static ad_tensor *hidden_projection(ad_tape *t, const nn_cell *cell, ad_tensor *
     return projection(t, cell, h, 1, 3);
 }
 
+/* With proj_size: h = (o tanh c) W_hr^T; W_hr is the last weight. */
+static ad_tensor *project_output(ad_tape *t, const nn_cell *cell, ad_tensor *h)
+{
+    if (!cell->proj_size) return h;
+    return ad_matmul(t, h, ad_use(t, cell->w[cell->n_w - 1]), AD_TRANS_B);
+}
+
 /* The op-by-op gates: the reference the fused gate ops are held to. */
 static ad_status plain_gates(ad_tape *t, const nn_cell *cell, ad_tensor *gx, ad_tensor *gh,
                              const nn_state *prev, nn_state *next)
@@ -159,7 +188,7 @@ static ad_status plain_gates(ad_tape *t, const nn_cell *cell, ad_tensor *gx, ad_
         ad_tensor *i = ad_sigmoid(t, q[0]), *f = ad_sigmoid(t, q[1]);
         ad_tensor *g = ad_tanh(t, q[2]), *o = ad_sigmoid(t, q[3]);
         next->c = ad_add(t, ad_mul(t, f, prev->c), ad_mul(t, i, g));
-        next->h = ad_mul(t, o, ad_tanh(t, next->c));
+        next->h = project_output(t, cell, ad_mul(t, o, ad_tanh(t, next->c)));
         return ad_tape_status(t);
     }
     if (ad_split(t, gx, 1, 3, sizes, q) != AD_OK || ad_split(t, gh, 1, 3, sizes, b) != AD_OK)
@@ -204,7 +233,7 @@ ad_status nn_cell_step_projected(ad_tape *t, const nn_cell *cell, ad_tensor *gx,
     case NN_CELL_LSTM:
         if (cell->plain_gates) return plain_gates(t, cell, gx, gh, prev, next);
         next->c = ad_lstm_cell_state(t, gx, gh, prev->c);
-        next->h = ad_lstm_cell_output(t, gx, gh, next->c);
+        next->h = project_output(t, cell, ad_lstm_cell_output(t, gx, gh, next->c));
         release_projection(t, gh);
         break;
     case NN_CELL_GRU:
@@ -216,20 +245,8 @@ ad_status nn_cell_step_projected(ad_tape *t, const nn_cell *cell, ad_tensor *gx,
     return ad_tape_status(t);
 }
 
-ad_status nn_rnn_step(ad_tape *t, const nn_cell *cell, ad_tensor *x, const nn_state *prev,
-                      nn_state *next)
-{
-    return nn_cell_step_projected(t, cell, nn_cell_input_projection(t, cell, x), prev, next);
-}
-
-ad_status nn_lstm_step(ad_tape *t, const nn_cell *cell, ad_tensor *x, const nn_state *prev,
-                       nn_state *next)
-{
-    return nn_cell_step_projected(t, cell, nn_cell_input_projection(t, cell, x), prev, next);
-}
-
-ad_status nn_gru_step(ad_tape *t, const nn_cell *cell, ad_tensor *x, const nn_state *prev,
-                      nn_state *next)
+ad_status nn_builtin_step(ad_tape *t, const nn_cell *cell, ad_tensor *x, const nn_state *prev,
+                          nn_state *next)
 {
     return nn_cell_step_projected(t, cell, nn_cell_input_projection(t, cell, x), prev, next);
 }

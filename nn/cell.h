@@ -11,12 +11,14 @@
  *   Elman  h' = act(x W_ih^T + b_ih + h W_hh^T + b_hh),        act = tanh | relu
  *   LSTM   [i f g o] = x W_ih^T + b_ih + h W_hh^T + b_hh       (W_ih [4H, I])
  *          c' = sigmoid(f) c + sigmoid(i) tanh(g),  h' = sigmoid(o) tanh(c')
+ *          with proj_size P: h' = (sigmoid(o) tanh(c')) W_hr^T, h [B, P] (W_hr [P, H])
  *   GRU    [r z n] split of  x W_ih^T + b_ih  and  h W_hh^T + b_hh   (W_ih [3H, I])
  *          r = sigmoid(.), z = sigmoid(.),  n = tanh(x_n + r (h W_hn^T + b_hn))
  *          h' = (1 - z) n + z h
  *
  * Parameters are registered as "<prefix>.weight_ih_l<k>", "weight_hh_l<k>",
- * "bias_ih_l<k>", "bias_hh_l<k>" (suffix "_reverse" for the backward
+ * "bias_ih_l<k>", "bias_hh_l<k>" (and "weight_hr_l<k>" with proj_size;
+ * suffix "_reverse" for the backward
  * direction of a bidirectional layer), and initialised later with
  * nn_cell_init_pytorch() (uniform(-1/sqrt(H), 1/sqrt(H)), PyTorch's default).
  *
@@ -66,6 +68,8 @@ struct nn_cell {
     char name[AD_NAME_SIZE]; /**< used in tape labels: "<name> t=<step>" */
     nn_cell_kind kind;
     int input_size, hidden_size;
+    int proj_size;      /**< LSTM with projections: h is [B, proj_size]; 0 otherwise */
+    int has_bias;       /**< built-in cells: the biases b_ih and b_hh are w[2] and w[3] */
     int has_c;          /**< carries a cell state c (LSTM) */
     nn_step_fn step;
     ad_param *w[NN_CELL_MAX_PARAMS]; /**< the cell's parameters (built-ins: W_ih, W_hh, b_ih, b_hh) */
@@ -77,16 +81,32 @@ struct nn_cell {
     void *ctx;          /**< for custom cells */
 };
 
+/** How nn_cell_create() builds a built-in cell; zero fields are PyTorch's defaults. */
+typedef struct nn_cell_options {
+    nn_cell_kind kind; /**< NN_CELL_RNN_TANH, NN_CELL_RNN_RELU, NN_CELL_LSTM or NN_CELL_GRU */
+    int input_size;    /**< I, at least 1 */
+    int hidden_size;   /**< H, at least 1 */
+    int layer;         /**< the k in the names' "_l<k>" */
+    int reverse;       /**< 1: the backward direction of a bidirectional layer ("_reverse") */
+    int no_bias;       /**< 1 leaves out b_ih and b_hh (PyTorch's bias=False) */
+    int proj_size;     /**< LSTM only: PyTorch's proj_size, 0 < P < H (0: none) */
+} nn_cell_options;
+
 /**
- * Registers a built-in cell's parameters in `ps` and fills `cell`.
- * `prefix` e.g. "rnn"; `layer` the k in "_l<k>"; `reverse` adds "_reverse";
- * `bias` 0 leaves out the two biases (PyTorch's bias=False).
- * Errors: AD_ERR_NULL, AD_ERR_ARG (sizes < 1, unknown kind), and those of
+ * Registers a built-in cell's parameters in `ps` under `prefix` (e.g.
+ * "lstm": "lstm.weight_ih_l0", ...) and fills `cell`. Errors: AD_ERR_NULL,
+ * AD_ERR_ARG (sizes < 1, a negative layer, an unknown kind, proj_size
+ * outside 0..H-1 or on a cell other than an LSTM), and those of
  * nn_params_add (a duplicate name).
+ *
+ *     nn_cell_create(&cell, ps, "lstm", &(nn_cell_options){.kind = NN_CELL_LSTM,
+ *                    .input_size = I, .hidden_size = H}, &err);
  */
-NN_API ad_status nn_cell_create(nn_cell *cell, nn_cell_kind kind, nn_params *ps, const char *prefix,
-                         int layer, int reverse, int input_size, int hidden_size, int bias,
-                         ad_error *err);
+NN_API ad_status nn_cell_create(nn_cell *cell, nn_params *ps, const char *prefix, const nn_cell_options *opts,
+                                ad_error *err);
+
+/** The size of the state h a cell gives: proj_size when it has one, else hidden_size (0 for NULL). */
+NN_API int nn_cell_output_size(const nn_cell *cell);
 
 /** PyTorch's initialisation of a recurrent cell: every parameter uniform(-k, k), k = 1/sqrt(H). */
 NN_API void nn_cell_init_pytorch(nn_cell *cell, ad_rng *rng);
@@ -118,13 +138,13 @@ NN_API ad_tensor *nn_cell_input_projection(ad_tape *t, const nn_cell *cell, ad_t
 NN_API ad_status nn_cell_step_projected(ad_tape *t, const nn_cell *cell, ad_tensor *gx,
                                  const nn_state *prev, nn_state *next);
 
-/* The built-in step functions (usable directly as nn_cell.step). */
-NN_API ad_status nn_rnn_step(ad_tape *t, const nn_cell *cell, ad_tensor *x, const nn_state *prev,
-                      nn_state *next);
-NN_API ad_status nn_lstm_step(ad_tape *t, const nn_cell *cell, ad_tensor *x, const nn_state *prev,
-                       nn_state *next);
-NN_API ad_status nn_gru_step(ad_tape *t, const nn_cell *cell, ad_tensor *x, const nn_state *prev,
-                      nn_state *next);
+/**
+ * The step function of every built-in cell (nn_cell.step of the cells
+ * nn_cell_create() makes): nn_cell_step_projected() of
+ * nn_cell_input_projection(x). A custom cell may call it on a built-in cell.
+ */
+NN_API ad_status nn_builtin_step(ad_tape *t, const nn_cell *cell, ad_tensor *x, const nn_state *prev,
+                                 nn_state *next);
 
 /**
  * `src` with each weight replaced by the parameter of the same name in `ps`

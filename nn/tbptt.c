@@ -13,19 +13,19 @@
 
 typedef struct ring {
     double *v;      /* min(k2, steps) + 1 slots of `per` values: h then c */
-    size_t per;     /* batch * H * (1 or 2) */
+    size_t bh, bc;  /* batch * (the size of h), batch * H (c; 0 without one) */
+    size_t per;     /* bh + bc */
     int64_t slots;
 } ring;
 
 static double *slot(ring *r, int64_t s) { return r->v + (size_t)(s % r->slots) * r->per; }
 
 /* Copies the state's values (f32 or f64) into a ring slot. */
-static void keep_state(ring *r, int64_t s, const nn_state *st, size_t bh)
+static void keep_state(ring *r, int64_t s, const nn_state *st)
 {
     double *d = slot(r, s);
-    ad_tensor *parts[2] = {st->h, st->c};
-    for (int k = 0; k < 2 && parts[k]; k++)
-        for (size_t i = 0; i < bh; i++) d[k * bh + i] = ad_tensor_get(parts[k], i);
+    for (size_t i = 0; i < r->bh; i++) d[i] = ad_tensor_get(st->h, i);
+    for (size_t i = 0; st->c && i < r->bc; i++) d[r->bh + i] = ad_tensor_get(st->c, i);
 }
 
 /* S_s as constants on the tape. */
@@ -33,10 +33,8 @@ static ad_status load_state(ad_tape *t, const nn_cell *cell, ring *r, int64_t s,
                             nn_state *out)
 {
     ad_dtype dt = ad_tensor_dtype(ad_param_value(cell->w[0]));
-    size_t bh = (size_t)batch * (size_t)cell->hidden_size;
-    ad_shape sh = ad_shape2(batch, cell->hidden_size);
-    out->h = ad_from_f64(t, dt, sh, slot(r, s));
-    out->c = cell->has_c ? ad_from_f64(t, dt, sh, slot(r, s) + bh) : NULL;
+    out->h = ad_from_f64(t, dt, ad_shape2(batch, nn_cell_output_size(cell)), slot(r, s));
+    out->c = cell->has_c ? ad_from_f64(t, dt, ad_shape2(batch, cell->hidden_size), slot(r, s) + r->bh) : NULL;
     return ad_tape_status(t);
 }
 
@@ -55,7 +53,6 @@ static ad_status segment(ad_tape *t, const nn_cell *cell, nn_params *ps, const n
                          nn_tbptt_input_fn input, nn_tbptt_loss_fn loss, void *ctx, double *value,
                          ad_error *err)
 {
-    size_t bh = (size_t)o->batch * (size_t)cell->hidden_size;
     ad_tape_reset(t);
     nn_state h;
     if (load_state(t, cell, r, s0, o->batch, &h) != AD_OK) return tape_err(t, err);
@@ -69,7 +66,7 @@ static ad_status segment(ad_tape *t, const nn_cell *cell, nn_params *ps, const n
         if (!x && ad_tape_status(t) == AD_OK) ad_tape_fail(t, AD_ERR_NULL, "input of step %lld is NULL", (long long)s);
         if (!x || nn_cell_step(t, cell, x, &h, &next) != AD_OK) return tape_err(t, err);
         h = next;
-        keep_state(r, s + 1, &h, bh);
+        keep_state(r, s + 1, &h);
         if (s < first_loss) continue;
         ad_tensor *l = loss(t, &h, s, ctx);
         if (ad_tape_status(t) != AD_OK) return tape_err(t, err);
@@ -94,15 +91,16 @@ ad_status nn_tbptt_run(ad_tape *t, const nn_cell *cell, nn_params *ps, const nn_
         return ad_error_set(err, AD_ERR_ARG, "tbptt: needs k2 >= k1 >= 1");
     if (o->steps < 1) return ad_error_set(err, AD_ERR_EMPTY, "tbptt: empty sequence");
     if (o->batch < 1 || cell->n_w < 1) return ad_error_set(err, AD_ERR_ARG, "tbptt: batch must be >= 1 and the cell must have weights");
-    size_t bh = (size_t)o->batch * (size_t)cell->hidden_size;
+    size_t bh = (size_t)o->batch * (size_t)nn_cell_output_size(cell);
+    size_t bc = cell->has_c ? (size_t)o->batch * (size_t)cell->hidden_size : 0;
     /* States S_0..S_steps: a ring of more than `steps` slots never wraps, so
      * k2 beyond the sequence needs no more (and k2 + 1 is not computed in int). */
-    ring r = {NULL, bh * (cell->has_c ? 2 : 1), (o->k2 < o->steps ? (int64_t)o->k2 : o->steps) + 1};
+    ring r = {NULL, bh, bc, bh + bc, (o->k2 < o->steps ? (int64_t)o->k2 : o->steps) + 1};
     size_t ring_numel;
     r.v = __builtin_mul_overflow((size_t)r.slots, r.per, &ring_numel) ? NULL : calloc(ring_numel, sizeof *r.v);
     if (!r.v) return ad_error_set(err, AD_ERR_NOMEM, "tbptt: out of memory");
     if (o->h0) memcpy(r.v, o->h0, bh * sizeof *r.v);
-    if (o->c0 && cell->has_c) memcpy(r.v + bh, o->c0, bh * sizeof *r.v);
+    if (o->c0 && cell->has_c) memcpy(r.v + bh, o->c0, bc * sizeof *r.v);
     ad_status st = AD_OK;
     int64_t seg = 0;
     for (int64_t e = o->k1 < o->steps ? o->k1 : o->steps; st == AD_OK; seg++) {

@@ -49,7 +49,8 @@ typedef struct nn_tbptt_options {
     int k2;        /**< steps backpropagated through at each update */
     int64_t steps; /**< length of the whole sequence */
     int64_t batch; /**< rows of each input */
-    const double *h0, *c0; /**< initial state values [batch, H] in f64, or NULL for zeros */
+    /** initial state values in f64, or NULL for zeros: h0 [batch, nn_cell_output_size()], c0 [batch, H] */
+    const double *h0, *c0;
 } nn_tbptt_options;
 
 /**

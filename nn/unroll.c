@@ -127,14 +127,15 @@ static ad_status run(ad_tape *t, const nn_cell *cell, ad_tensor *const *xs, int 
     return ad_tape_status(t);
 }
 
-/* [batch, H]: zeros, plus the [1, H] parameter p broadcast over the rows. */
+/* [batch, n]: zeros, plus the [1, n] parameter p broadcast over the rows. */
 static ad_tensor *broadcast_state(ad_tape *t, const nn_cell *cell, ad_tensor *zeros, ad_param *p)
 {
     if (!p) return zeros;
     ad_shape s = ad_tensor_shape(ad_param_value(p));
-    if (s.rank != 2 || s.dim[0] != 1 || s.dim[1] != cell->hidden_size) {
-        ad_tape_fail(t, AD_ERR_SHAPE, "%s: learnable initial state '%s' must be [1, %d]", cell->name,
-                     ad_param_name(p), cell->hidden_size);
+    int64_t n = ad_tensor_dim(zeros, 1);
+    if (s.rank != 2 || s.dim[0] != 1 || s.dim[1] != n) {
+        ad_tape_fail(t, AD_ERR_SHAPE, "%s: learnable initial state '%s' must be [1, %lld]", cell->name,
+                     ad_param_name(p), (long long)n);
         return NULL;
     }
     return ad_add(t, zeros, ad_use(t, p));

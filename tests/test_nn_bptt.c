@@ -149,7 +149,7 @@ static void layer_case(nn_cell_kind kind, int B, int T)
     int G = kind == NN_CELL_LSTM ? 4 : kind == NN_CELL_GRU ? 3 : 1;
     nn_params *ps = nn_params_new(AD_F64, NULL);
     nn_cell cell;
-    cr_assert_eq(nn_cell_create(&cell, kind, ps, "rnn", 0, 0, I, H, 1, NULL), AD_OK);
+    cr_assert_eq(nn_cell_create(&cell, ps, "rnn", &(nn_cell_options){.kind = kind, .input_size = I, .hidden_size = H}, NULL), AD_OK);
     ad_rng rng;
     ad_rng_seed(&rng, (uint64_t)(B * 1000 + T + 7 * G), 0);
     nn_cell_init_pytorch(&cell, &rng);

@@ -37,7 +37,7 @@ static void model_init_ordered(model *m, uint64_t seed, int head_first)
 {
     m->ps = nn_params_new(AD_F64, NULL);
     if (head_first) nn_linear_create(&m->head, m->ps, "head", 4, 3, 1, NULL);
-    nn_cell_create(&m->cell, NN_CELL_RNN_TANH, m->ps, "rnn", 0, 0, 3, 4, 1, NULL);
+    nn_cell_create(&m->cell, m->ps, "rnn", &(nn_cell_options){.kind = NN_CELL_RNN_TANH, .input_size = 3, .hidden_size = 4}, NULL);
     if (!head_first) nn_linear_create(&m->head, m->ps, "head", 4, 3, 1, NULL);
     ad_rng rng;
     ad_rng_seed(&rng, seed, 0);

@@ -35,7 +35,7 @@ Test(nn_convert, an_f32_model_is_checked_in_f64)
     ad_error err;
     nn_params *ps32 = nn_params_new(AD_F32, &err);
     nn_cell lstm32;
-    cr_assert_eq(nn_cell_create(&lstm32, NN_CELL_LSTM, ps32, "lstm", 0, 0, I, H, 1, &err), AD_OK);
+    cr_assert_eq(nn_cell_create(&lstm32, ps32, "lstm", &(nn_cell_options){.kind = NN_CELL_LSTM, .input_size = I, .hidden_size = H}, &err), AD_OK);
     ad_rng rng;
     ad_rng_seed(&rng, 4, 0);
     nn_cell_init_pytorch(&lstm32, &rng);

@@ -108,7 +108,7 @@ Test(nn_custom, per_copy_gradcheck)
     long before = ts_live_allocs();
     nn_params *ps = nn_params_new(AD_F64, NULL);
     lstm_ctx c;
-    cr_assert_eq(nn_cell_create(&c.cell, NN_CELL_LSTM, ps, "lstm", 0, 0, I, H, 1, NULL), AD_OK);
+    cr_assert_eq(nn_cell_create(&c.cell, ps, "lstm", &(nn_cell_options){.kind = NN_CELL_LSTM, .input_size = I, .hidden_size = H}, NULL), AD_OK);
     ad_rng rng;
     ad_rng_seed(&rng, 10, 0);
     nn_cell_init_pytorch(&c.cell, &rng);

@@ -25,7 +25,7 @@ static void run(int reverse)
 {
     nn_params *ps = nn_params_new(AD_F64, NULL);
     nn_cell cell;
-    nn_cell_create(&cell, NN_CELL_RNN_TANH, ps, "rnn", 0, reverse, I, H, 1, NULL);
+    nn_cell_create(&cell, ps, "rnn", &(nn_cell_options){.kind = NN_CELL_RNN_TANH, .reverse = reverse, .input_size = I, .hidden_size = H}, NULL);
     ad_rng rng;
     ad_rng_seed(&rng, 8, 0);
     nn_cell_init_pytorch(&cell, &rng); /* small weights: the gradient fades with distance */

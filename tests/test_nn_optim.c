@@ -197,7 +197,7 @@ Test(nn_optim, training_steps_allocate_nothing_after_warm_up)
     nn_params *ps = nn_params_new(AD_F32, NULL);
     nn_cell cell;
     nn_linear head;
-    nn_cell_create(&cell, NN_CELL_LSTM, ps, "lstm", 0, 0, 4, 16, 1, NULL);
+    nn_cell_create(&cell, ps, "lstm", &(nn_cell_options){.kind = NN_CELL_LSTM, .input_size = 4, .hidden_size = 16}, NULL);
     nn_linear_create(&head, ps, "head", 16, 5, 1, NULL);
     ad_rng rng;
     ad_rng_seed(&rng, 3, 0);

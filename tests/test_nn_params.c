@@ -67,7 +67,7 @@ Test(nn_params, seeded_init_is_reproducible)
     for (int run = 0; run < 2; run++) {
         nn_params *ps = nn_params_new(AD_F32, NULL);
         nn_cell cell;
-        cr_assert_eq(nn_cell_create(&cell, NN_CELL_GRU, ps, "gru", 0, 0, 1, 4, 1, NULL), AD_OK);
+        cr_assert_eq(nn_cell_create(&cell, ps, "gru", &(nn_cell_options){.kind = NN_CELL_GRU, .input_size = 1, .hidden_size = 4}, NULL), AD_OK);
         ad_rng rng;
         ad_rng_seed(&rng, 5, 0);
         nn_cell_init_pytorch(&cell, &rng);
@@ -149,11 +149,11 @@ Test(nn_params, bad_inputs)
     cr_assert_eq(nn_params_load_npy_dir(ps, NULL, &err), AD_ERR_NULL);
     cr_assert_eq(nn_params_save_npy_dir(NULL, "/tmp", &err), AD_ERR_NULL);
     nn_cell cell;
-    cr_assert_eq(nn_cell_create(&cell, NN_CELL_LSTM, ps, "l", 0, 0, 0, 3, 1, &err), AD_ERR_ARG);
-    cr_assert_eq(nn_cell_create(&cell, (nn_cell_kind)42, ps, "l", 0, 0, 1, 3, 1, &err), AD_ERR_ARG);
-    cr_assert_eq(nn_cell_create(NULL, NN_CELL_LSTM, ps, "l", 0, 0, 1, 3, 1, &err), AD_ERR_NULL);
-    cr_assert_eq(nn_cell_create(&cell, NN_CELL_LSTM, ps, "l", 0, 0, 1, 3, 1, &err), AD_OK);
-    cr_assert_eq(nn_cell_create(&cell, NN_CELL_LSTM, ps, "l", 0, 0, 1, 3, 1, &err), AD_ERR_DUPLICATE);
+    cr_assert_eq(nn_cell_create(&cell, ps, "l", &(nn_cell_options){.kind = NN_CELL_LSTM, .input_size = 0, .hidden_size = 3}, &err), AD_ERR_ARG);
+    cr_assert_eq(nn_cell_create(&cell, ps, "l", &(nn_cell_options){.kind = (nn_cell_kind)42, .input_size = 1, .hidden_size = 3}, &err), AD_ERR_ARG);
+    cr_assert_eq(nn_cell_create(NULL, ps, "l", &(nn_cell_options){.kind = NN_CELL_LSTM, .input_size = 1, .hidden_size = 3}, &err), AD_ERR_NULL);
+    cr_assert_eq(nn_cell_create(&cell, ps, "l", &(nn_cell_options){.kind = NN_CELL_LSTM, .input_size = 1, .hidden_size = 3}, &err), AD_OK);
+    cr_assert_eq(nn_cell_create(&cell, ps, "l", &(nn_cell_options){.kind = NN_CELL_LSTM, .input_size = 1, .hidden_size = 3}, &err), AD_ERR_DUPLICATE);
     nn_params_free(ps);
     nn_params_free(NULL);
     cr_assert_eq(nn_params_count(NULL), 0);

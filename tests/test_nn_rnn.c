@@ -18,13 +18,14 @@ typedef struct rnn_case {
     const char *dir;
     const char *prefix;
     nn_cell_kind kind;
-    int layers, bidir, bias;
+    int layers, bidir, bias, proj;
 } rnn_case;
 
 static const rnn_case cases[] = {
-    {"rnn_tanh", "rnn", NN_CELL_RNN_TANH, 2, 0, 1}, {"rnn_relu", "rnn", NN_CELL_RNN_RELU, 1, 0, 1},
-    {"lstm", "lstm", NN_CELL_LSTM, 2, 0, 1},         {"gru", "gru", NN_CELL_GRU, 2, 0, 1},
-    {"gru_bidir", "gru", NN_CELL_GRU, 1, 1, 1},      {"lstm_nobias_b1", "lstm", NN_CELL_LSTM, 1, 0, 0},
+    {"rnn_tanh", "rnn", NN_CELL_RNN_TANH, 2, 0, 1, 0}, {"rnn_relu", "rnn", NN_CELL_RNN_RELU, 1, 0, 1, 0},
+    {"lstm", "lstm", NN_CELL_LSTM, 2, 0, 1, 0},         {"gru", "gru", NN_CELL_GRU, 2, 0, 1, 0},
+    {"gru_bidir", "gru", NN_CELL_GRU, 1, 1, 1, 0},      {"lstm_nobias_b1", "lstm", NN_CELL_LSTM, 1, 0, 0, 0},
+    {"lstm_proj", "lstm", NN_CELL_LSTM, 2, 0, 1, 2}, {"lstm_proj_bidir", "lstm", NN_CELL_LSTM, 1, 1, 1, 3},
 };
 
 static ad_tensor *load(const char *dir, const char *file)
@@ -79,14 +80,16 @@ ParameterizedTest(int *id, nn_rnn, matches_pytorch)
     ad_tensor *xh = load(c->dir, "x"), *h0h = load(c->dir, "h0"), *uh = load(c->dir, "u");
     ad_tensor *c0h = c->kind == NN_CELL_LSTM ? load(c->dir, "c0") : NULL;
     int B = (int)ad_tensor_dim(xh, 0), T = (int)ad_tensor_dim(xh, 1), I = (int)ad_tensor_dim(xh, 2);
-    int H = (int)ad_tensor_dim(h0h, 2);
+    int P = (int)ad_tensor_dim(h0h, 2), H = c0h ? (int)ad_tensor_dim(c0h, 2) : P; /* P: the size of h */
     nn_params *ps = nn_params_new(AD_F64, &err);
     nn_cell cells[4];
     int n_cells = c->bidir ? 2 : c->layers;
     for (int l = 0; l < n_cells; l++) {
-        int layer = c->bidir ? 0 : l, in = (l == 0 || c->bidir) ? I : H;
-        cr_assert_eq(nn_cell_create(&cells[l], c->kind, ps, c->prefix, layer, c->bidir && l == 1,
-                                    in, H, c->bias, &err), AD_OK, "%s", err.msg);
+        int layer = c->bidir ? 0 : l, in = (l == 0 || c->bidir) ? I : P;
+        nn_cell_options co = {.kind = c->kind, .layer = layer, .reverse = c->bidir && l == 1, .input_size = in,
+                              .hidden_size = H, .no_bias = !c->bias, .proj_size = c->proj};
+        cr_assert_eq(nn_cell_create(&cells[l], ps, c->prefix, &co, &err), AD_OK, "%s", err.msg);
+        cr_assert_eq(nn_cell_output_size(&cells[l]), P);
     }
     char dir[512];
     snprintf(dir, sizeof dir, "%s/rnn/%s", UNROLL_TEST_DATA, c->dir);
@@ -99,7 +102,7 @@ ParameterizedTest(int *id, nn_rnn, matches_pytorch)
     nn_state init[4], outs[16], outs_b[16];
     for (int k = 0; k < T; k++) xs[k] = step_of(t, x, k);
     for (int l = 0; l < n_cells; l++) {
-        init[l].h = ad_reshape(t, ad_slice(t, h0, 0, l, 1), ad_shape2(B, H));
+        init[l].h = ad_reshape(t, ad_slice(t, h0, 0, l, 1), ad_shape2(B, P));
         init[l].c = c0 ? ad_reshape(t, ad_slice(t, c0, 0, l, 1), ad_shape2(B, H)) : NULL;
     }
     nn_unroll_options o = {0};
@@ -146,7 +149,7 @@ static double masked_run(nn_cell_kind kind, const double *xdata, int B, int T, c
     const int I = 2, H = 3;
     nn_params *ps = nn_params_new(AD_F64, NULL);
     nn_cell cell;
-    nn_cell_create(&cell, kind, ps, "m", 0, 0, I, H, 1, NULL);
+    nn_cell_create(&cell, ps, "m", &(nn_cell_options){.kind = kind, .input_size = I, .hidden_size = H}, NULL);
     ad_rng rng;
     ad_rng_seed(&rng, 3, 0);
     nn_cell_init_pytorch(&cell, &rng);
@@ -208,7 +211,7 @@ Test(nn_rnn, copies_sum_to_the_parameter_gradient)
     long before = ts_live_allocs();
     nn_params *ps = nn_params_new(AD_F64, NULL);
     nn_cell cell;
-    cr_assert_eq(nn_cell_create(&cell, NN_CELL_LSTM, ps, "lstm", 0, 0, 2, 3, 1, NULL), AD_OK);
+    cr_assert_eq(nn_cell_create(&cell, ps, "lstm", &(nn_cell_options){.kind = NN_CELL_LSTM, .input_size = 2, .hidden_size = 3}, NULL), AD_OK);
     ad_rng rng;
     ad_rng_seed(&rng, 9, 0);
     nn_cell_init_pytorch(&cell, &rng);
@@ -244,7 +247,7 @@ static ad_tensor *call_bad(ad_tape *t, int which)
 {
     if (!bad_ps) {
         bad_ps = nn_params_new(AD_F64, NULL);
-        nn_cell_create(&bad_cell, NN_CELL_GRU, bad_ps, "gru", 0, 0, 2, 3, 1, NULL);
+        nn_cell_create(&bad_cell, bad_ps, "gru", &(nn_cell_options){.kind = NN_CELL_GRU, .input_size = 2, .hidden_size = 3}, NULL);
     }
     ad_tensor *x = ad_zeros(t, AD_F64, ad_shape2(4, 2));
     ad_tensor *xs[3] = {x, x, x};
@@ -301,7 +304,7 @@ Test(nn_rnn, learnable_initial_state)
     long before = ts_live_allocs();
     nn_params *ps = nn_params_new(AD_F64, NULL);
     nn_cell cell;
-    nn_cell_create(&cell, NN_CELL_LSTM, ps, "lstm", 0, 0, 2, 3, 1, NULL);
+    nn_cell_create(&cell, ps, "lstm", &(nn_cell_options){.kind = NN_CELL_LSTM, .input_size = 2, .hidden_size = 3}, NULL);
     ad_param *h0 = nn_params_add(ps, "lstm.h0", ad_shape2(1, 3), NULL);
     ad_param *c0 = nn_params_add(ps, "lstm.c0", ad_shape2(1, 3), NULL);
     ad_rng rng;
@@ -356,7 +359,7 @@ Test(nn_rnn, anomaly_names_cell_and_step)
     long before = ts_live_allocs();
     nn_params *ps = nn_params_new(AD_F64, NULL);
     nn_cell cell;
-    nn_cell_create(&cell, NN_CELL_GRU, ps, "gru", 0, 0, 1, 2, 1, NULL);
+    nn_cell_create(&cell, ps, "gru", &(nn_cell_options){.kind = NN_CELL_GRU, .input_size = 1, .hidden_size = 2}, NULL);
     ad_tape *t = ad_tape_new(NULL);
     ad_tape_set_anomaly(t, 1);
     ad_tensor *xs[6];
@@ -378,7 +381,7 @@ Test(nn_rnn, lean_copies_give_the_same_gradients_in_less_memory)
     long before = ts_live_allocs();
     nn_params *ps = nn_params_new(AD_F64, NULL);
     nn_cell cell;
-    nn_cell_create(&cell, NN_CELL_LSTM, ps, "lstm", 0, 0, 3, 8, 1, NULL);
+    nn_cell_create(&cell, ps, "lstm", &(nn_cell_options){.kind = NN_CELL_LSTM, .input_size = 3, .hidden_size = 8}, NULL);
     ad_rng rng;
     ad_rng_seed(&rng, 14, 0);
     nn_cell_init_pytorch(&cell, &rng);
@@ -431,8 +434,8 @@ Test(nn_rnn, projection_bad_inputs)
 {
     long before = ts_live_allocs();
     nn_params *ps = nn_params_new(AD_F64, NULL);
-    nn_cell gru, custom = {.name = "mine", .input_size = 2, .hidden_size = 2, .step = nn_rnn_step};
-    nn_cell_create(&gru, NN_CELL_GRU, ps, "gru", 0, 0, 2, 2, 1, NULL);
+    nn_cell gru, custom = {.name = "mine", .input_size = 2, .hidden_size = 2, .step = nn_builtin_step};
+    nn_cell_create(&gru, ps, "gru", &(nn_cell_options){.kind = NN_CELL_GRU, .input_size = 2, .hidden_size = 2}, NULL);
     ad_tape *t = ad_tape_new(NULL);
     ad_tensor *x = ad_zeros(t, AD_F64, ad_shape2(1, 2));
     cr_assert_null(nn_cell_input_projection(t, &custom, x));
@@ -469,8 +472,8 @@ static void run_two_layers(nn_cell_kind kind, uint64_t seed, int hoist, int plai
     int64_t lengths[LB] = {9, 4, 7};
     nn_params *ps = nn_params_new(AD_F64, NULL);
     nn_cell cells[2];
-    nn_cell_create(&cells[0], kind, ps, "l", 0, 0, LI, LH, 1, NULL);
-    nn_cell_create(&cells[1], kind, ps, "l", 1, 0, LH, LH, 1, NULL);
+    nn_cell_create(&cells[0], ps, "l", &(nn_cell_options){.kind = kind, .input_size = LI, .hidden_size = LH}, NULL);
+    nn_cell_create(&cells[1], ps, "l", &(nn_cell_options){.kind = kind, .layer = 1, .input_size = LH, .hidden_size = LH}, NULL);
     cells[0].plain_gates = cells[1].plain_gates = plain;
     ad_rng rng;
     ad_rng_seed(&rng, seed, 0);
@@ -537,5 +540,100 @@ Test(nn_rnn, fused_gates_equal_the_op_by_op_gates)
                      k, r[0].nodes, r[1].nodes);
         cr_assert_lt(r[0].bytes, r[1].bytes, "kind %d: %zu fused bytes, %zu plain", k, r[0].bytes, r[1].bytes);
     }
+    cr_assert_eq(ts_live_allocs(), before);
+}
+
+/* ---- LSTM with projections: bad options, and TBPTT over [B, P] states ---------------------- */
+
+Test(nn_rnn, proj_size_bad_options)
+{
+    long before = ts_live_allocs();
+    ad_error err;
+    nn_params *ps = nn_params_new(AD_F64, &err);
+    nn_cell c;
+    nn_cell_options gru = {.kind = NN_CELL_GRU, .input_size = 3, .hidden_size = 4, .proj_size = 2};
+    cr_assert_eq(nn_cell_create(&c, ps, "g", &gru, &err), AD_ERR_ARG);
+    cr_assert(strstr(err.msg, "proj_size 2 needs an LSTM"), "%s", err.msg);
+    nn_cell_options big = {.kind = NN_CELL_LSTM, .input_size = 3, .hidden_size = 4, .proj_size = 4};
+    cr_assert_eq(nn_cell_create(&c, ps, "l", &big, &err), AD_ERR_ARG);
+    big.proj_size = -1;
+    cr_assert_eq(nn_cell_create(&c, ps, "l", &big, &err), AD_ERR_ARG);
+    cr_assert_eq(nn_cell_create(&c, ps, "l", NULL, &err), AD_ERR_NULL);
+    nn_cell_options bad_kind = {.kind = (nn_cell_kind)9, .input_size = 3, .hidden_size = 4};
+    cr_assert_eq(nn_cell_create(&c, ps, "l", &bad_kind, &err), AD_ERR_ARG);
+    cr_assert_eq(nn_params_count(ps), 0, "nothing registered by a refused cell");
+    cr_assert_eq(nn_cell_output_size(NULL), 0);
+    nn_params_free(ps);
+    cr_assert_eq(ts_live_allocs(), before);
+}
+
+typedef struct proj_ctx {
+    double x[6 * 2 * 3];
+    double *grads;
+    size_t n;
+    nn_params *ps;
+} proj_ctx;
+
+static ad_tensor *proj_input(ad_tape *t, int64_t s, void *vc)
+{
+    proj_ctx *c = vc;
+    return ad_from_f64(t, AD_F64, ad_shape2(2, 3), c->x + s * 6);
+}
+
+static ad_tensor *proj_loss(ad_tape *t, const nn_state *h, int64_t s, void *vc)
+{
+    (void)vc;
+    return ad_mul_scalar(t, ad_sum(t, ad_mul(t, h->h, h->h), AD_AXIS_ALL, 0), 1.0 + 0.1 * (double)s);
+}
+
+static ad_status proj_update(int64_t seg, double loss, void *vc)
+{
+    (void)seg, (void)loss;
+    proj_ctx *c = vc;
+    size_t n;
+    double *g = nn_params_grads(c->ps, &n);
+    memcpy(c->grads, g, n * sizeof *g);
+    return AD_OK;
+}
+
+Test(nn_rnn, tbptt_carries_projected_states)
+{
+    long before = ts_live_allocs();
+    ad_error err;
+    proj_ctx c;
+    c.ps = nn_params_new(AD_F64, &err);
+    nn_cell cell;
+    nn_cell_options o = {.kind = NN_CELL_LSTM, .input_size = 3, .hidden_size = 4, .proj_size = 2};
+    cr_assert_eq(nn_cell_create(&cell, c.ps, "lstm", &o, &err), AD_OK, "%s", err.msg);
+    ad_rng rng;
+    ad_rng_seed(&rng, 8, 0);
+    nn_cell_init_pytorch(&cell, &rng);
+    ts_fill_uniform(c.x, 36, 4, -1, 1);
+    double h0[2 * 2] = {0.1, -0.2, 0.3, 0.05}, c0[2 * 4] = {0.2, 0.1, -0.1, 0.3, 0, 0.4, -0.3, 0.1};
+    double tb[256], want[256];
+    c.grads = tb;
+    nn_params_values(c.ps, &c.n);
+    cr_assert(c.n <= 256);
+    /* one segment over all 6 steps: the same gradients as the plain unroll */
+    ad_tape *t = ad_tape_new(NULL);
+    nn_tbptt_options to = {.k1 = 6, .k2 = 6, .steps = 6, .batch = 2, .h0 = h0, .c0 = c0};
+    cr_assert_eq(nn_tbptt_run(t, &cell, c.ps, &to, proj_input, proj_loss, proj_update, &c, &err), AD_OK, "%s", err.msg);
+    ad_tape_reset(t);
+    nn_params_zero_grad(c.ps);
+    ad_tensor *xs[6];
+    for (int s = 0; s < 6; s++) xs[s] = proj_input(t, s, &c);
+    nn_state init = {ad_from_f64(t, AD_F64, ad_shape2(2, 2), h0), ad_from_f64(t, AD_F64, ad_shape2(2, 4), c0)}, outs[6];
+    nn_unroll_options uo = {.h0 = &init};
+    cr_assert_eq(nn_unroll(t, &cell, xs, 6, &uo, outs, NULL), AD_OK, "%s", ad_tape_message(t));
+    ad_tensor *total = NULL;
+    for (int s = 0; s < 6; s++) {
+        ad_tensor *l = proj_loss(t, &outs[s], s, &c);
+        total = total ? ad_add(t, total, l) : l;
+    }
+    cr_assert_eq(ad_backward(t, total, NULL), AD_OK);
+    memcpy(want, nn_params_grads(c.ps, &c.n), c.n * sizeof *want);
+    for (size_t i = 0; i < c.n; i++) cr_assert(ts_rel_diff(tb[i], want[i]) <= 1e-12, "grad %zu", i);
+    ad_tape_free(t);
+    nn_params_free(c.ps);
     cr_assert_eq(ts_live_allocs(), before);
 }

@@ -24,7 +24,7 @@ static void net_new(net *n, nn_cell_kind kind, int layers)
     ad_error err;
     n->ps = nn_params_new(AD_F64, &err);
     for (int l = 0; l < layers; l++)
-        cr_assert_eq(nn_cell_create(&n->cells[l], kind, n->ps, "rnn", l, 0, l ? H : I, H, 1, &err), AD_OK,
+        cr_assert_eq(nn_cell_create(&n->cells[l], n->ps, "rnn", &(nn_cell_options){.kind = kind, .layer = l, .input_size = l ? H : I, .hidden_size = H}, &err), AD_OK,
                      "%s", err.msg);
     ad_rng rng;
     ad_rng_seed(&rng, 11, 0);

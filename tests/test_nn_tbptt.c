@@ -66,7 +66,7 @@ static void torch_case(const char *name, int k1, int k2)
     c.in = ad_tensor_dim(c.x, 2);
     c.ps = nn_params_new(AD_F64, NULL);
     nn_cell cell;
-    cr_assert_eq(nn_cell_create(&cell, NN_CELL_RNN_TANH, c.ps, "rnn", 0, 0, (int)c.in, 4, 1, NULL), AD_OK);
+    cr_assert_eq(nn_cell_create(&cell, c.ps, "rnn", &(nn_cell_options){.kind = NN_CELL_RNN_TANH, .input_size = (int)c.in, .hidden_size = 4}, NULL), AD_OK);
     nn_linear_create(&c.head, c.ps, "head", 4, 3, 1, NULL);
     snprintf(file, sizeof file, "%s/init", dir);
     ad_error err;
@@ -83,7 +83,7 @@ static void torch_case(const char *name, int k1, int k2)
     nn_params *want = nn_params_new(AD_F64, NULL);
     nn_cell wc;
     nn_linear wh;
-    nn_cell_create(&wc, NN_CELL_RNN_TANH, want, "rnn", 0, 0, (int)c.in, 4, 1, NULL);
+    nn_cell_create(&wc, want, "rnn", &(nn_cell_options){.kind = NN_CELL_RNN_TANH, .input_size = (int)c.in, .hidden_size = 4}, NULL);
     nn_linear_create(&wh, want, "head", 4, 3, 1, NULL);
     snprintf(file, sizeof file, "%s/final", dir);
     cr_assert_eq(nn_params_load_npy_dir(want, file, &err), AD_OK, "%s", err.msg);
@@ -240,7 +240,7 @@ Test(nn_tbptt, bad_inputs)
 {
     nn_params *ps = nn_params_new(AD_F64, NULL);
     nn_cell cell;
-    nn_cell_create(&cell, NN_CELL_GRU, ps, "gru", 0, 0, 2, 2, 1, NULL);
+    nn_cell_create(&cell, ps, "gru", &(nn_cell_options){.kind = NN_CELL_GRU, .input_size = 2, .hidden_size = 2}, NULL);
     ad_tape *t = ad_tape_new(NULL);
     ad_error err;
     nn_tbptt_options o = {.k1 = 3, .k2 = 2, .steps = 5, .batch = 1};

@@ -42,7 +42,7 @@ int main(void)
     ad_error err;
     model m;
     m.ps = nn_params_new(AD_F64, &err);
-    if (!m.ps || nn_cell_create(&m.lstm, NN_CELL_LSTM, m.ps, "lstm", 0, 0, I, H, 1, &err) != AD_OK) {
+    if (!m.ps || nn_cell_create(&m.lstm, m.ps, "lstm", &(nn_cell_options){.kind = NN_CELL_LSTM, .input_size = I, .hidden_size = H}, &err) != AD_OK) {
         fprintf(stderr, "app: %s\n", err.msg);
         nn_params_free(m.ps);
         return 1;

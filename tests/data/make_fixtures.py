@@ -124,10 +124,11 @@ def rnn_case(name, make, prefix, batch=2, steps=5, inp=3):
     torch.manual_seed(7)  # before building the module: its initial weights come from here
     m = make().double()
     dirs = 2 if m.bidirectional else 1
+    out_size = getattr(m, "proj_size", 0) or m.hidden_size  # an LSTM with proj_size gives h [B, P]
     x = t(rand(batch, steps, inp))
-    h0 = t(rand(m.num_layers * dirs, batch, m.hidden_size))
+    h0 = t(rand(m.num_layers * dirs, batch, out_size))
     c0 = t(rand(m.num_layers * dirs, batch, m.hidden_size))
-    u = rand(batch, steps, dirs * m.hidden_size)
+    u = rand(batch, steps, dirs * out_size)
     if isinstance(m, torch.nn.LSTM):
         out, (hn, cn) = m(x, (h0, c0))
         save(f"{d}/c0.npy", c0.detach().numpy())
@@ -257,6 +258,17 @@ def tbptt_case(name, k1, k2, steps=11, B=2, I=3, H=4, V=3):
     save(f"{d}/losses.npy", np.array(losses))
 
 
+def proj_fixtures():
+    """LSTMs with proj_size; their own random stream, so the other fixtures do not move."""
+    global rng
+    saved, rng = rng, np.random.default_rng(2027)
+    nn = torch.nn
+    rnn_case("lstm_proj", lambda: nn.LSTM(3, 5, num_layers=2, proj_size=2, batch_first=True), "lstm")
+    rnn_case("lstm_proj_bidir", lambda: nn.LSTM(3, 4, proj_size=3, bidirectional=True, batch_first=True),
+             "lstm")
+    rng = saved
+
+
 def norm_fixtures():
     """Layer normalisation; its own random stream, so the other fixtures do not move."""
     global rng
@@ -275,4 +287,5 @@ if __name__ == "__main__":
     tbptt_case("k3_k3", 3, 3)
     tbptt_case("k2_k4", 2, 4)
     norm_fixtures()
+    proj_fixtures()
     print("fixtures written under", HERE)

@@ -35,7 +35,7 @@ static void model_new(model *m, ad_dtype dt, uint64_t seed, int hidden)
 {
     ad_error err;
     m->ps = nn_params_new(dt, &err);
-    if (!m->ps || nn_cell_create(&m->lstm, NN_CELL_LSTM, m->ps, "lstm", 0, 0, I, hidden, 1, &err) ||
+    if (!m->ps || nn_cell_create(&m->lstm, m->ps, "lstm", &(nn_cell_options){.kind = NN_CELL_LSTM, .input_size = I, .hidden_size = hidden}, &err) ||
         nn_linear_create(&m->head, m->ps, "head", hidden, O, 1, &err)) {
         fprintf(stderr, "test_dist: %s\n", err.msg);
         MPI_Abort(MPI_COMM_WORLD, 2); /* the test's own set-up, not the library's */
