@@ -48,6 +48,7 @@ typedef struct opts {
     const char *workload, *data;
     ad_dtype dtype;
     int threads, repeat, shards, mpi;
+    long seq; /* W6: one sequence length instead of 100 and 1000 (0) */
     double seconds;
 } opts;
 
@@ -197,6 +198,7 @@ typedef struct rnet {
     size_t pos; /* W2: the pointer into the text */
     double *hcarry; /* W2: the carried state */
     int64_t *ids;
+    ad_tensor **all_h; /* the T states of a step, for the output head */
     int clip_value, bce;
     double loss_scale;      /* 1, or 1/shards for a shard's share of the mean */
     int n_shards;           /* batched workloads: the batch split over replicas */
@@ -264,8 +266,9 @@ static int rnet_init(rnet *r, nn_cell_kind kind, int V, int H, int T, int B, int
     to.release_grads = 1; /* nor intermediate ones */
     r->tape = ad_tape_new(&to);
     r->ids = malloc((size_t)(T + 1) * (size_t)B * sizeof *r->ids);
+    r->all_h = malloc((size_t)T * sizeof *r->all_h);
     r->loss_scale = 1.0;
-    return r->ps && r->by && r->tape && r->ids;
+    return r->ps && r->by && r->tape && r->ids && r->all_h;
 }
 
 /* Splits r's batch over n replicas (each B/n columns, its own tape). */
@@ -291,7 +294,8 @@ static int rnet_shard(rnet *r, int n)
         to.release_grads = 1;
         sh->tape = ad_tape_new(&to);
         sh->ids = malloc((size_t)(r->T + 1) * (size_t)sh->B * sizeof *sh->ids);
-        if (!sh->ps || !sh->tape || !sh->ids) return 0;
+        sh->all_h = malloc((size_t)r->T * sizeof *sh->all_h);
+        if (!sh->ps || !sh->tape || !sh->ids || !sh->all_h) return 0;
         sh->Wx = nn_params_get(sh->ps, "W_x"), sh->Wh = nn_params_get(sh->ps, "W_h");
         sh->b = nn_params_get(sh->ps, "b"), sh->bh = nn_params_get(sh->ps, "b_h");
         sh->Wy = nn_params_get(sh->ps, "W_y"), sh->by = nn_params_get(sh->ps, "b_y");
@@ -305,12 +309,14 @@ static void rnet_free(rnet *r)
         ad_tape_free(r->shards[i].tape);
         nn_params_free(r->shards[i].ps);
         free(r->shards[i].ids);
+        free(r->shards[i].all_h);
     }
     free(r->shards);
     ad_tape_free(r->tape);
     nn_optim_free(r->opt);
     nn_params_free(r->ps);
     free(r->ids);
+    free(r->all_h);
     free(r->hcarry);
 }
 
@@ -332,8 +338,7 @@ static int forward_backward(rnet *r, const double *targets_bce)
                   r->kind == NN_CELL_LSTM ? ad_zeros(t, dt, hs) : NULL};
     int64_t TB = (int64_t)r->T * r->B;
     /* x W_x + b for all T*B tokens at once: the bias is added once, not per step */
-    ad_tensor *gx = input_proj(r, r->ids, TB), *all_h[1024];
-    if (r->T > 1024) return 1;
+    ad_tensor *gx = input_proj(r, r->ids, TB), **all_h = r->all_h;
     ad_tensor *wh = ad_use(t, r->Wh); /* one copy serves every step */
     for (int k = 0; k < r->T; k++) {
         s = step(r, ad_slice(t, gx, 0, (int64_t)k * r->B, r->B), wh, s);
@@ -490,11 +495,21 @@ static int run_one(const char *name, const opts *o, const text *tx)
 static int run_w6(const opts *o, const text *tx)
 {
     nn_cell_kind kinds[2] = {NN_CELL_RNN_TANH, NN_CELL_LSTM};
-    int Ts[2] = {100, 1000};
+    int Ts[2] = {100, 1000}, n_T = 2;
+    if (o->seq > 0) Ts[0] = (int)o->seq, n_T = 1;
+    if ((size_t)Ts[n_T - 1] + 2 > tx->n) {
+        fprintf(stderr, "unroll_bench: W6 at T = %d needs a text of more than %d tokens (this one has %zu)\n",
+                Ts[n_T - 1], Ts[n_T - 1] + 1, tx->n);
+        return 1;
+    }
     for (int k = 0; k < 2; k++)
-        for (int i = 0; i < 2; i++) {
+        for (int i = 0; i < n_T; i++) {
             rnet r;
-            if (!rnet_init(&r, kinds[k], tx->vocab, 256, Ts[i], 32, tx->vocab, o->dtype)) return 1;
+            if (!rnet_init(&r, kinds[k], tx->vocab, 256, Ts[i], 32, tx->vocab, o->dtype)) {
+                fprintf(stderr, "unroll_bench: W6 at T = %d: out of memory\n", Ts[i]);
+                rnet_free(&r);
+                return 1;
+            }
             r.tx = tx;
             nn_optim_config cfg = nn_optim_defaults(NN_OPTIM_SGD);
             r.opt = nn_optim_new(r.ps, &cfg, NULL);
@@ -514,12 +529,13 @@ static void usage(void)
 {
     fprintf(stderr, "usage: unroll_bench [--workload W1|W2|W3|W4|W4g|W6|all] [--dtype f32|f64]\n"
                     "                    [--threads N] [--shards S] [--data PATH] [--repeat N] [--seconds S]\n"
+                    "                    [--seq T] (W6 at one length T instead of 100 and 1000)\n"
                     "                    [--mpi 1] (a build with UNROLL_WITH_MPI=ON, under mpirun)\n");
 }
 
 int main(int argc, char **argv)
 {
-    opts o = {"all", NULL, AD_F32, 1, 0, 1, 0, 2.0};
+    opts o = {"all", NULL, AD_F32, 1, 0, 1, 0, 0, 2.0};
     for (int i = 1; i < argc; i += 2) { /* --option value pairs */
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!v) {
@@ -534,6 +550,14 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "--repeat")) o.repeat = atoi(v);
         else if (!strcmp(a, "--seconds")) o.seconds = atof(v);
         else if (!strcmp(a, "--mpi")) o.mpi = atoi(v);
+        else if (!strcmp(a, "--seq")) {
+            char *end;
+            o.seq = strtol(v, &end, 10);
+            if (*end || o.seq < 1 || o.seq > 10000000) {
+                fprintf(stderr, "unroll_bench: --seq '%s': the W6 sequence length must be an integer in 1..10000000\n", v);
+                return 2;
+            }
+        }
         else {
             usage();
             return 2;
