@@ -148,7 +148,8 @@ AD_API double *ad_tensor_grad_f64(ad_tensor *x);
  * the latest ad_backward() to `*norm`: from the gradient buffer when there is
  * one, from the norm backward recorded when the tape's mode dropped the
  * buffer (copy_grads = NORMS, release_grads), 0 when no gradient reached x.
- * Parameters' gradient views (ad_param_grad()) work too. Errors (in `err`,
+ * A parameter's value view (ad_param_value()) reads the parameter's
+ * accumulated gradient. Errors (in `err`,
  * the tape is left alone): AD_ERR_NULL, AD_ERR_STATE for a copy on a tape
  * with copy_grads = NONE, which records nothing per copy.
  */
