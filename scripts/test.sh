@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Installs what is missing, builds unroll three times (a normal build, an
-# OpenMP build and an AddressSanitizer + UndefinedBehaviorSanitizer build)
-# and runs every test; the OpenMP build runs the kernel and thread tests.
+# Installs what is missing, builds unroll four times (a normal build, an
+# OpenMP build, a CBLAS (OpenBLAS) build and an AddressSanitizer +
+# UndefinedBehaviorSanitizer build) and runs every test; the OpenMP build runs
+# the kernel and thread tests, the CBLAS build every test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/deps.sh
@@ -16,6 +17,12 @@ cmake -S . -B build-omp -DCMAKE_BUILD_TYPE=RelWithDebInfo -DUNROLL_WITH_OPENMP=O
   -DUNROLL_BUILD_EXAMPLES=OFF
 cmake --build build-omp -j "$jobs" --target test_kernels test_threads unroll_bench
 (cd build-omp && ctest --output-on-failure -j "$jobs" -R '^test_(kernels|threads)$')
+
+# One BLAS thread: the products' results must not depend on OpenBLAS's own threads.
+cmake -S . -B build-blas -DCMAKE_BUILD_TYPE=RelWithDebInfo -DUNROLL_WITH_BLAS=ON \
+  -DUNROLL_BUILD_BENCH=OFF
+cmake --build build-blas -j "$jobs"
+(cd build-blas && OPENBLAS_NUM_THREADS=1 ctest --output-on-failure -j "$jobs")
 
 CC=clang cmake -S . -B build-san -DCMAKE_BUILD_TYPE=Debug -DUNROLL_SANITIZE=ON \
   -DUNROLL_BUILD_BENCH=OFF
