@@ -157,11 +157,14 @@ ad_status ad_backward(ad_tape *t, ad_tensor *root, const ad_tensor *upstream)
     t->deferred_rows = 0;
     if (root->param && ad__tape_lean_copies(t)) { /* the loss is a copy itself: add into p */
         ad_tensor *g = &root->param->grad;
+        double sq = 0;
         for (size_t i = 0; i < root->numel; i++) {
             double v = upstream ? ad_tensor_get(upstream, i) : 1.0;
             if (g->dtype == AD_F32) ((float *)g->data)[i] += (float)v;
             else ((double *)g->data)[i] += v;
+            sq += v * v;
         }
+        if (t->copy_grads == AD_COPY_GRADS_NORMS) root->grad_sq = sq, root->grad = NULL, root->grad_pass = t->pass;
         return AD_OK;
     }
     void *seed = ad__grad(t, root);

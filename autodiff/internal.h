@@ -47,7 +47,12 @@ struct ad_tensor {
     unsigned char grad_pinned; /* its gradient is read after its node's backward (stacked weight gradients) */
     unsigned char data_needed; /* a recorded op's backward reads the data: it cannot be released */
     unsigned char released;    /* ad_tape_release gave the data back; no op may read it */
+    unsigned char uses;        /* ops recorded with it as an input: 0, 1 or 2 (two or more) */
     ad_tensor *view_of;        /* a view's tensor that owns the data (slices of a block) */
+    /* Sum of squares of the gradient, recorded when the tape's mode drops the
+     * buffer (copy_grads = norms, release_grads); such a gradient has
+     * grad_pass equal to the tape's pass and grad NULL (copy_grads.c). */
+    double grad_sq;
 };
 
 struct ad_param {
@@ -232,7 +237,8 @@ struct ad_tape {
     unsigned pass;
     int grad_enabled;
     int anomaly;
-    int lean_copies; /* copies' gradients go straight into their parameters */
+    int lean_copies; /* copy_grads is not KEEP: no per-copy gradient is kept */
+    ad_copy_grads copy_grads;
     int release_grads; /* intermediate gradient buffers are reused during backward */
     /* Released gradient buffers, one list per size (the first bytes of a free
      * buffer point to the next); cleared by a reset. */
@@ -293,17 +299,50 @@ static inline void *ad__bump(ad_tape *t, size_t bytes)
 /* The gradient buffer of x for the current backward pass, allocated and
  * zeroed on first use; NULL if x needs no gradient or on failure (tape set). */
 void *ad__grad_new(ad_tape *t, ad_tensor *x);
+void *ad__copy_grad(ad_tape *t, ad_tensor *x);
 static inline void *ad__grad(ad_tape *t, ad_tensor *x)
 {
     if (!x->requires_grad) return NULL;
-    if (x->param && t->lean_copies) return x->param->grad.data; /* no per-copy buffer */
+    if (x->param && t->lean_copies) return ad__copy_grad(t, x); /* no kept per-copy buffer */
     if (x->grad_pass == t->pass && x->grad) return x->grad;
     return ad__grad_new(t, x);
 }
 
+/* ---- copy gradients by mode (copy_grads.c) ------------------------------------------ */
+
+/* ad__grad for a copy on a tape that does not keep copies' gradients: the
+ * parameter's gradient (NONE), or (NORMS) a buffer of the copy's own that
+ * ad__copy_add adds into the parameter, recording its norm, and gives back.
+ * (Declared above.) */
+
+/* Where the weight gradient op(A)^T G (or G^T op(A) when tb) of a product
+ * goes, for b a copy on a tape that does not keep copies' gradients (the
+ * caller checked b->param and t->lean_copies). *direct is set when it is the
+ * parameter's gradient itself: then the caller may stack it
+ * (ad__defer_weight_grad), and on a NORMS tape its norm is already recorded
+ * from the Gram matrices of op(A) and G. NULL only on failure. */
+void *ad__weight_grad(ad_tape *t, ad_tensor *b, const void *a, int ta, const void *g, size_t m, size_t k,
+                      size_t n, int *direct);
+
+/* Temporal copy's backward on a NORMS tape: parameter += the copy's
+ * gradient, its sum of squares recorded, the buffer given back. */
+void ad__copy_add(ad_tape *t, ad_tensor *copy);
+
+/* Sum of squares of n elements, in double; NaN and Inf propagate. */
+double ad__sum_squares(ad_dtype dtype, const void *data, size_t n);
+
+/* 1 (after setting AD_ERR_STATE on x's tape, naming the mode) when x's
+ * gradient was dropped by its tape's mode; fn names the caller. */
+int ad__grad_dropped(const ad_tensor *x, const char *fn);
+
+/* Gives x's gradient buffer back to the free lists; 1 when it did (x->grad
+ * is then NULL), 0 when the buffer stays (too small, too many sizes). */
+int ad__give_back_grad(ad_tape *t, ad_tensor *x);
+
 
 /* Gives x's gradient buffer back to the tape (release_grads): its bytes are
- * reused by the next gradient of that size; x's gradient reads as NULL. */
+ * reused by the next gradient of that size; x's gradient reads as dropped,
+ * its sum of squares recorded first. */
 void ad__release_grad(ad_tape *t, ad_tensor *x);
 
 /* Sets the tape's error unless one is set; returns the tape's status (the

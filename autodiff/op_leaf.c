@@ -42,10 +42,14 @@ ad_status ad__param_fwd(ad_tape *t, ad_node *n)
     return AD_OK;
 }
 
-/* Temporal copy: dL/dW += dL/dW^(t). The copy's own gradient stays readable. */
+/* Temporal copy: dL/dW += dL/dW^(t). The copy's own gradient stays readable
+ * (copy_grads = keep) or only its norm (norms: copy_grads.c). */
 void ad__param_bwd(ad_tape *t, ad_node *n)
 {
-    if (ad__tape_lean_copies(t)) return; /* already added into the parameter */
+    if (ad__tape_lean_copies(t)) {
+        ad__copy_add(t, n->out);
+        return;
+    }
     ad_tensor *copy = n->out;
     ad_param *p = copy->param;
     if (copy->dtype == AD_F32) {

@@ -270,8 +270,12 @@ void ad__matmul_bwd(ad_tape *t, ad_node *n)
         else /* dA[k,m] = op(B)[k,n] G^T[n,m] */
             gemm(dt, tb, 1, k, m, nn, b->data, g, ga, 1, NULL, NULL);
     }
-    void *gb = ad__grad(t, b);
-    if (gb && !ad__defer_weight_grad(t, b, a->data, ta, n->out, (size_t)m, (size_t)k, (size_t)nn, tb)) {
+    /* a copy's gradient on a tape that does not keep it: see copy_grads.c */
+    int direct = 0;
+    void *gb = b->param && t->lean_copies && b->requires_grad
+                   ? ad__weight_grad(t, b, a->data, ta, g, (size_t)m, (size_t)k, (size_t)nn, &direct)
+                   : ad__grad(t, b);
+    if (gb && !(direct && ad__defer_weight_grad(t, b, a->data, ta, n->out, (size_t)m, (size_t)k, (size_t)nn, tb))) {
         if (!tb) /* dB[k,n] = op(A)^T[k,m] G[m,n] */
             gemm(dt, !ta, 0, k, nn, m, a->data, g, gb, 1, NULL, NULL);
         else /* dB[n,k] = G^T[n,m] op(A)[m,k] */

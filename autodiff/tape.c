@@ -30,6 +30,11 @@ ad_tape *ad_tape_new(const ad_tape_options *opts)
     ad_tape_options o = {0};
     if (opts) o = *opts;
     if ((o.alloc == NULL) != (o.free == NULL)) return NULL;
+    if (o.copy_grads != AD_COPY_GRADS_KEEP && o.copy_grads != AD_COPY_GRADS_NORMS &&
+        o.copy_grads != AD_COPY_GRADS_NONE)
+        return NULL;
+    /* lean_copies is the option's earlier name for norms */
+    if (o.copy_grads == AD_COPY_GRADS_KEEP && o.lean_copies) o.copy_grads = AD_COPY_GRADS_NORMS;
     if (!o.alloc) {
         o.alloc = default_alloc;
         o.free = default_free;
@@ -43,8 +48,12 @@ ad_tape *ad_tape_new(const ad_tape_options *opts)
     t->chunk_bytes = o.chunk_bytes ? o.chunk_bytes : DEFAULT_CHUNK;
     t->grad_enabled = 1;
     t->anomaly = o.anomaly != 0;
-    t->lean_copies = o.lean_copies != 0;
+    t->copy_grads = o.copy_grads;
+    t->lean_copies = o.copy_grads != AD_COPY_GRADS_KEEP;
     t->release_grads = o.release_grads != 0;
+    /* Tensors start with grad_pass 0: a pass that never equals it, so that a
+     * gradient a mode dropped (grad_pass == pass, grad NULL) is never faked. */
+    t->pass = 1;
     return t;
 }
 
@@ -131,6 +140,26 @@ int ad_tape_set_anomaly(ad_tape *t, int enabled)
     int was = t->anomaly;
     t->anomaly = enabled != 0;
     return was;
+}
+
+ad_tape_modes ad_tape_mode(const ad_tape *t)
+{
+    ad_tape_modes m = {AD_COPY_GRADS_KEEP, 0, 0};
+    if (!t) return m;
+    m.copy_grads = t->copy_grads;
+    m.release_grads = t->release_grads;
+    m.anomaly = t->anomaly;
+    return m;
+}
+
+const char *ad_copy_grads_name(ad_copy_grads mode)
+{
+    switch (mode) {
+    case AD_COPY_GRADS_KEEP: return "keep";
+    case AD_COPY_GRADS_NORMS: return "norms";
+    case AD_COPY_GRADS_NONE: return "none";
+    }
+    return "?";
 }
 
 int ad__tape_anomaly(const ad_tape *t) { return t->anomaly; }
@@ -277,10 +306,19 @@ static int give_back(ad_tape *t, void *buf, size_t bytes)
     return 1;
 }
 
+int ad__give_back_grad(ad_tape *t, ad_tensor *x)
+{
+    if (!x->grad || !give_back(t, x->grad, x->numel * ad__dtype_size(x->dtype))) return 0;
+    x->grad = NULL;
+    return 1;
+}
+
 void ad__release_grad(ad_tape *t, ad_tensor *x)
 {
     if (!x->grad || x->grad_pinned) return;
-    if (give_back(t, x->grad, x->numel * ad__dtype_size(x->dtype))) x->grad = NULL;
+    /* before give_back, which writes the free list's link into the buffer */
+    x->grad_sq = ad__sum_squares(x->dtype, x->grad, x->numel);
+    ad__give_back_grad(t, x);
 }
 
 ad_status ad_tape_release(ad_tape *t, ad_tensor *x)
@@ -327,6 +365,7 @@ void *ad__grad_new(ad_tape *t, ad_tensor *x)
     else memset(g, 0, bytes);
     x->grad = g;
     x->grad_pass = t->pass;
+    x->grad_sq = 0;
     return g;
 }
 
@@ -428,6 +467,7 @@ static inline ad_node *node_block(ad_tape *t, ad__op op, ad_dtype dtype, const a
     out->grad_pinned = 0;
     out->data_needed = 0;
     out->released = 0;
+    out->uses = 0;
     out->view_of = NULL;
     n->op = op;
     n->n_in = 0;
@@ -595,6 +635,8 @@ ad_tensor *ad__record(ad_tape *t, ad__op op, ad_tensor *const *in, int n_in, con
         ok = x && x->tape == t && x->dtype == in[0]->dtype && !ad__data_released(x);
         needs_grad |= ok && x->requires_grad;
     }
+    /* a copy read by one op gets its whole gradient from that op (copy_grads.c) */
+    for (int i = 0; ok && i < n_in; i++) in[i]->uses = in[i]->uses ? 2 : 1;
     if (!ok) {
         fail_inputs(t, op, in, n_in, args);
         return NULL;

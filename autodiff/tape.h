@@ -38,6 +38,23 @@ extern "C" {
 typedef struct ad_tape ad_tape;
 
 /**
+ * What backward keeps of each temporal copy's gradient dL/dW^(t) (ad_use()).
+ * The parameter's gradient (the sum over its copies) is computed in every
+ * mode; the modes differ in what else stays readable after backward.
+ */
+typedef enum ad_copy_grads {
+    /** Every copy keeps its own gradient buffer, readable with
+     * ad_tensor_grad_f32/f64 until reset (the default). */
+    AD_COPY_GRADS_KEEP = 0,
+    /** Each copy's gradient norm ||dL/dW^(t)|| is recorded as backward adds
+     * the copy into its parameter (ad_tensor_grad_norm(), the gradient-flow
+     * report); the gradient itself is not kept. */
+    AD_COPY_GRADS_NORMS = 1,
+    /** Nothing per copy: gradients go straight into the parameters. */
+    AD_COPY_GRADS_NONE = 2
+} ad_copy_grads;
+
+/**
  * Options for ad_tape_new(); a zero-filled struct (or NULL) means defaults.
  * The allocator hooks serve all the tape's own memory (arena chunks and the
  * node list); both or neither must be set.
@@ -49,17 +66,21 @@ typedef struct ad_tape_options {
     void *alloc_ctx;                     /**< passed to alloc and free */
     int anomaly;                         /**< start with anomaly detection on */
     /**
-     * 1: backward adds each temporal copy's gradient straight into its
-     * parameter's gradient instead of keeping a buffer per copy. Saves a
-     * parameter-sized buffer per use (memory and time in long unrolls); the
-     * parameters' gradients are the same up to summation order, but the
-     * per-copy gradients (and reports built on them) are not available. The
+     * What is kept of each temporal copy's gradient (ad_copy_grads). In the
+     * modes that do not keep it (NORMS, NONE) backward also saves time: the
      * weight gradients of per-step products (under 512 rows, weights of 4096
      * elements or more) are stacked and computed in one product at the end of
      * backward, outside anomaly mode, and each parameter used in products is
      * packed for the kernel once per tape (until reset) instead of once per
-     * product: parameter values must not change between recording and
-     * backward (they must not anyway, for the gradients to be right).
+     * product, so parameter values must not change between recording and
+     * backward (they must not anyway, for the gradients to be right). The
+     * parameters' gradients equal KEEP's up to summation order.
+     */
+    ad_copy_grads copy_grads;
+    /**
+     * 1: the same as copy_grads = AD_COPY_GRADS_NORMS (the name this option
+     * had before copy_grads existed); it is ignored when copy_grads is set to
+     * a mode other than KEEP.
      */
     int lean_copies;
     /**
@@ -68,17 +89,37 @@ typedef struct ad_tape_options {
      * it for a later gradient of the same size, so that backward keeps about
      * one time step's gradients live instead of all of them. Gradients of
      * parameters and of leaves (variables, constants, copies) are kept, and
-     * so are those under 64 elements; a released intermediate tensor's
-     * gradient reads as NULL after backward.
+     * so are those under 64 elements. A released gradient's norm is recorded
+     * first and stays readable with ad_tensor_grad_norm(); reading the
+     * gradient itself fails with AD_ERR_STATE.
      */
     int release_grads;
 } ad_tape_options;
 
+/** The modes a tape runs in (ad_tape_mode()). */
+typedef struct ad_tape_modes {
+    ad_copy_grads copy_grads; /**< what is kept of the temporal copies' gradients */
+    int release_grads;        /**< 1 when intermediate gradient buffers are released */
+    int anomaly;              /**< 1 when anomaly detection is on */
+} ad_tape_modes;
+
 /**
- * A new empty tape, or NULL when `opts` is inconsistent (only one hook set)
- * or the first allocation fails. Free with ad_tape_free().
+ * A new empty tape, or NULL when `opts` is inconsistent (only one hook set,
+ * a copy_grads value that is not an ad_copy_grads) or the first allocation
+ * fails. Free with ad_tape_free().
  */
 AD_API ad_tape *ad_tape_new(const ad_tape_options *opts);
+
+/**
+ * The modes tape t runs in: what it keeps of copies' gradients, whether it
+ * releases intermediate gradients, whether anomaly detection is on. Code that
+ * reads per-copy gradients can check copy_grads first; a NULL tape reads as
+ * the defaults.
+ */
+AD_API ad_tape_modes ad_tape_mode(const ad_tape *t);
+
+/** The name of a copy_grads mode ("keep", "norms", "none"), "?" for others. */
+AD_API const char *ad_copy_grads_name(ad_copy_grads mode);
 
 /** Frees the tape and every tensor on it; NULL is ignored. */
 AD_API void ad_tape_free(ad_tape *t);
@@ -193,9 +234,10 @@ AD_API ad_tensor *ad_rand_normal(ad_tape *t, ad_rng *rng, ad_dtype dtype, ad_sha
 /**
  * A temporal copy of parameter `p`: a leaf that aliases the parameter's
  * storage (no copy). Each call records a new copy; ad_backward() gives each
- * copy its own gradient (readable with ad_tensor_grad_f32/f64 until the next
- * reset) and adds it into the parameter's gradient, so the parameter's
- * gradient is the sum of its copies' gradients.
+ * copy its own gradient and adds it into the parameter's gradient, so the
+ * parameter's gradient is the sum of its copies' gradients. What stays
+ * readable until the next reset depends on the tape's copy_grads mode: the
+ * gradient (KEEP), its norm (NORMS, ad_tensor_grad_norm()) or nothing (NONE).
  */
 AD_API ad_tensor *ad_use(ad_tape *t, ad_param *p);
 

@@ -165,11 +165,13 @@ int ad__has_grad(const ad_tensor *x)
 
 float *ad_tensor_grad_f32(ad_tensor *x)
 {
+    if (ad__grad_dropped(x, "tensor_grad_f32")) return NULL;
     return (ad__has_grad(x) && x->dtype == AD_F32) ? x->grad : NULL;
 }
 
 double *ad_tensor_grad_f64(ad_tensor *x)
 {
+    if (ad__grad_dropped(x, "tensor_grad_f64")) return NULL;
     return (ad__has_grad(x) && x->dtype == AD_F64) ? x->grad : NULL;
 }
 
@@ -186,6 +188,7 @@ double ad_tensor_get(const ad_tensor *x, size_t i)
 
 double ad_tensor_grad_get(const ad_tensor *x, size_t i)
 {
+    if (ad__grad_dropped(x, "tensor_grad_get")) return NAN;
     if (!ad__has_grad(x) || i >= x->numel) return NAN;
     return element(x->dtype, x->grad, i);
 }

@@ -133,17 +133,36 @@ AD_API void *ad_tensor_data(ad_tensor *x);
 /**
  * The gradient of an f32 tape tensor from the latest ad_backward() on its
  * tape, or NULL when it received none (or is NULL, or f64). For a temporal
- * copy (ad_use()) this is that copy's own gradient dL/dW^(t).
+ * copy (ad_use()) this is that copy's own gradient dL/dW^(t). When the
+ * tape's mode dropped the gradient (a copy on a tape whose copy_grads is not
+ * KEEP, an intermediate gradient released by release_grads) it returns NULL
+ * and sets AD_ERR_STATE on the tape with a message naming the mode.
  */
 AD_API float *ad_tensor_grad_f32(ad_tensor *x);
 
 /** As ad_tensor_grad_f32() for f64 tensors. */
 AD_API double *ad_tensor_grad_f64(ad_tensor *x);
 
+/**
+ * Writes ||dL/dx|| (Euclidean, over every element; NaN and Inf propagate) of
+ * the latest ad_backward() to `*norm`: from the gradient buffer when there is
+ * one, from the norm backward recorded when the tape's mode dropped the
+ * buffer (copy_grads = NORMS, release_grads), 0 when no gradient reached x.
+ * A parameter's value view (ad_param_value()) reads the parameter's
+ * accumulated gradient. Errors (in `err`,
+ * the tape is left alone): AD_ERR_NULL, AD_ERR_STATE for a copy on a tape
+ * with copy_grads = NONE, which records nothing per copy.
+ */
+AD_API ad_status ad_tensor_grad_norm(const ad_tensor *x, double *norm, ad_error *err);
+
 /** Element `i` (flat, row-major) of `x` as a double; NaN for NULL or i out of range. */
 AD_API double ad_tensor_get(const ad_tensor *x, size_t i);
 
-/** Element `i` of the gradient of `x` (see ad_tensor_grad_f32()); NaN when there is none. */
+/**
+ * Element `i` of the gradient of `x` (see ad_tensor_grad_f32()); NaN when
+ * there is none, and then also AD_ERR_STATE on the tape when its mode
+ * dropped the gradient (as ad_tensor_grad_f32()).
+ */
 AD_API double ad_tensor_grad_get(const ad_tensor *x, size_t i);
 
 /** The single element of a one-element tensor as double (the loss); NaN otherwise. */

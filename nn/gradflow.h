@@ -31,7 +31,7 @@ extern "C" {
 /** One row per time step (in time order). */
 typedef struct nn_grad_flow_row {
     int step;
-    double h_norm;                    /**< ||dL/dh_t||; 0 when no gradient reached h_t */
+    double h_norm;                    /**< ||dL/dh_t||; 0 when no gradient reached h_t, NaN/Inf reported as such */
     double w_norm[NN_CELL_MAX_PARAMS]; /**< ||dL/dW^(t)|| for each cell weight */
 } nn_grad_flow_row;
 
@@ -47,8 +47,12 @@ typedef struct nn_grad_flow {
  * Collects the report from tape t after backward. `outs` are the T states
  * nn_unroll() wrote and `opts` the options it ran with (for the direction;
  * may be NULL). A weight used m times per step has m*T copies, summed per
- * step. Errors: AD_ERR_NULL, AD_ERR_EMPTY (T < 1), AD_ERR_MISMATCH (a weight's
- * copy count is not a multiple of T), AD_ERR_NOMEM.
+ * step. It works on tapes with copy_grads = keep or norms, with or without
+ * release_grads (from the norms backward records), and non-finite norms are
+ * reported, not skipped. Errors: AD_ERR_NULL, AD_ERR_EMPTY (T < 1),
+ * AD_ERR_MISMATCH (a weight's copy count is not a multiple of T),
+ * AD_ERR_STATE (copy_grads = none, or norms with a weight used several times
+ * per step; the message names the mode), AD_ERR_NOMEM.
  */
 NN_API ad_status nn_grad_flow_collect(const ad_tape *t, const nn_cell *cell, const nn_state *outs, int T,
                                const nn_unroll_options *opts, nn_grad_flow *out, ad_error *err);

@@ -375,7 +375,12 @@ Test(nn_rnn, anomaly_names_cell_and_step)
     cr_assert_eq(ts_live_allocs(), before);
 }
 
-/* Lean copies: the same parameter gradients without per-copy buffers. */
+/*
+ * Copies' gradients not kept (copy_grads = norms, the old lean_copies, and
+ * none): the same parameter gradients without a buffer per copy. Norms
+ * records the norms of the biases (added by column sums, not a product)
+ * through one buffer per bias that each step reuses; none keeps nothing.
+ */
 Test(nn_rnn, lean_copies_give_the_same_gradients_in_less_memory)
 {
     long before = ts_live_allocs();
@@ -388,11 +393,13 @@ Test(nn_rnn, lean_copies_give_the_same_gradients_in_less_memory)
     double x[20 * 2 * 3];
     ts_fill_uniform(x, 120, 15, -1, 1);
     size_t n;
-    double full[2000], used[2];
-    for (int lean = 0; lean < 2; lean++) {
+    double full[2000], used[3];
+    for (int mode = 0; mode < 3; mode++) { /* keep, norms (as lean_copies), none */
         ad_tape_options o = {0};
-        o.lean_copies = lean;
+        if (mode == 1) o.lean_copies = 1;
+        if (mode == 2) o.copy_grads = AD_COPY_GRADS_NONE;
         ad_tape *t = ad_tape_new(&o);
+        cr_assert_eq(ad_tape_mode(t).copy_grads, (ad_copy_grads)mode);
         ad_tensor *xs[20];
         for (int k = 0; k < 20; k++) xs[k] = ad_from_data(t, AD_F64, ad_shape2(2, 3), x + k * 6);
         nn_state last;
@@ -402,19 +409,27 @@ Test(nn_rnn, lean_copies_give_the_same_gradients_in_less_memory)
         const double *g = nn_params_grads(ps, &n);
         cr_assert_leq(n, 2000);
         for (size_t i = 0; i < n; i++) {
-            if (!lean) full[i] = g[i];
-            else cr_assert(fabs(g[i] - full[i]) <= 1e-13 * fabs(full[i]) + 1e-16, "grad %zu", i);
+            if (!mode) full[i] = g[i];
+            else cr_assert(fabs(g[i] - full[i]) <= 1e-13 * fabs(full[i]) + 1e-16, "mode %d: grad %zu", mode, i);
         }
         ad_tensor *copies[20];
         cr_assert_eq(ad_tape_copies(t, cell.w[1], copies, 20), 20);
-        if (lean) cr_assert_null(ad_tensor_grad_f64(copies[3]), "no per-copy gradient in lean mode");
-        else cr_assert_not_null(ad_tensor_grad_f64(copies[3]));
-        used[lean] = (double)ad_tape_bytes_used(t);
+        used[mode] = (double)ad_tape_bytes_used(t);
+        if (mode) {
+            cr_assert_null(ad_tensor_grad_f64(copies[3]), "no per-copy gradient when copies are not kept");
+            cr_assert_eq(ad_tape_status(t), AD_ERR_STATE, "reading it is an error naming the mode");
+            cr_assert(strstr(ad_tape_message(t), mode == 1 ? "copy_grads = norms" : "copy_grads = none"), "%s",
+                      ad_tape_message(t));
+        } else {
+            cr_assert_not_null(ad_tensor_grad_f64(copies[3]));
+        }
         ad_tape_free(t);
     }
-    /* one parameter-sized buffer per copy saved: 20 steps x all four weights */
-    cr_assert(used[0] - used[1] >= 20.0 * (double)(n * sizeof(double)), "lean %.0f bytes vs %.0f",
-              used[1], used[0]);
+    /* one parameter-sized buffer per copy saved: 20 steps x all four weights,
+     * less (norms) the biases' buffers of one step */
+    double per_step = (double)(n * sizeof(double));
+    cr_assert(used[0] - used[2] >= 20.0 * per_step, "none %.0f bytes vs %.0f", used[2], used[0]);
+    cr_assert(used[0] - used[1] >= 19.0 * per_step, "norms %.0f bytes vs %.0f", used[1], used[0]);
     /* a loss that is itself a copy */
     ad_tape_options o = {0};
     o.lean_copies = 1;

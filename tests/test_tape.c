@@ -485,3 +485,179 @@ Test(tape, released_buffers_are_reused_and_guarded)
     ad_param_free(w);
     cr_assert_eq(ts_live_allocs(), before);
 }
+
+/* ---- tape modes: what each keeps, and reading what a mode dropped ------------------------ */
+
+Test(tape, modes_are_named_and_queried)
+{
+    long before = ts_live_allocs();
+    ad_tape_modes d = ad_tape_mode(NULL);
+    cr_assert_eq(d.copy_grads, AD_COPY_GRADS_KEEP);
+    cr_assert_eq(d.release_grads, 0);
+    struct {
+        ad_copy_grads copy_grads;
+        int lean, release, anomaly;
+        ad_copy_grads want;
+    } rows[] = {
+        {AD_COPY_GRADS_KEEP, 0, 0, 0, AD_COPY_GRADS_KEEP},   {AD_COPY_GRADS_KEEP, 1, 1, 0, AD_COPY_GRADS_NORMS},
+        {AD_COPY_GRADS_NORMS, 0, 0, 1, AD_COPY_GRADS_NORMS}, {AD_COPY_GRADS_NONE, 0, 1, 0, AD_COPY_GRADS_NONE},
+        {AD_COPY_GRADS_NONE, 1, 0, 0, AD_COPY_GRADS_NONE}, /* an explicit mode wins over lean_copies */
+    };
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+        ad_tape_options o = {0};
+        o.copy_grads = rows[i].copy_grads, o.lean_copies = rows[i].lean;
+        o.release_grads = rows[i].release, o.anomaly = rows[i].anomaly;
+        ad_tape *t = ad_tape_new(&o);
+        cr_assert_not_null(t);
+        ad_tape_modes m = ad_tape_mode(t);
+        cr_assert_eq(m.copy_grads, rows[i].want, "row %zu", i);
+        cr_assert_eq(m.release_grads, rows[i].release, "row %zu", i);
+        cr_assert_eq(m.anomaly, rows[i].anomaly, "row %zu", i);
+        ad_tape_free(t);
+    }
+    ad_tape_options bad = {0};
+    bad.copy_grads = (ad_copy_grads)3;
+    cr_assert_null(ad_tape_new(&bad), "a copy_grads value outside the enum is refused");
+    cr_assert_str_eq(ad_copy_grads_name(AD_COPY_GRADS_KEEP), "keep");
+    cr_assert_str_eq(ad_copy_grads_name(AD_COPY_GRADS_NORMS), "norms");
+    cr_assert_str_eq(ad_copy_grads_name(AD_COPY_GRADS_NONE), "none");
+    cr_assert_str_eq(ad_copy_grads_name((ad_copy_grads)9), "?");
+    cr_assert_eq(ts_live_allocs(), before);
+}
+
+/*
+ * A norms tape records every copy's ||dL/dW^(t)||: the same norms as a keep
+ * tape's copies (1e-12 relative, f64), for a weight used plainly, used
+ * transposed and with a transposed left operand, each stacked (the Gram
+ * form), for a bias added by broadcasting (a buffer per copy), and for a
+ * loss that is a copy itself. Reading the gradient itself is AD_ERR_STATE
+ * naming the mode; on a none tape the norm is too.
+ */
+static void copy_norms(ad_copy_grads mode, ad_param *const *p, const double *x, double *norms)
+{
+    enum { T = 70, B = 32, H = 64 };
+    ad_tape_options o = {0};
+    o.copy_grads = mode;
+    ad_tape *t = ad_tape_new(&o);
+    ad_tensor *h = ad_zeros(t, AD_F64, ad_shape2(B, H)), *loss = NULL;
+    ad_tensor *copies[4][T];
+    for (int s = 0; s < T; s++) {
+        ad_tensor *xs = ad_from_data(t, AD_F64, ad_shape2(H, B), x + (size_t)s * H * B); /* stored [H, B] */
+        for (int i = 0; i < 4; i++) copies[i][s] = ad_use(t, p[i]);
+        ad_tensor *a = ad_matmul(t, xs, copies[0][s], AD_TRANS_A);
+        ad_tensor *b = ad_matmul(t, h, copies[1][s], AD_TRANS_B);
+        ad_tensor *c = ad_matmul(t, ad_tanh(t, h), copies[2][s], 0);
+        ad_tensor *z = ad_add(t, ad_add(t, a, b), ad_mul_scalar(t, c, 0.5));
+        h = ad_tanh(t, ad_add(t, z, copies[3][s]));
+        ad_tensor *l = ad_sum(t, ad_mul(t, h, h), AD_AXIS_ALL, 0);
+        loss = loss ? ad_add(t, loss, l) : l;
+    }
+    cr_assert_eq(ad_backward(t, loss, NULL), AD_OK, "%s", ad_tape_message(t));
+    ad_error err;
+    for (int i = 0; i < 4; i++)
+        for (int s = 0; s < T; s++) {
+            ad_status st = ad_tensor_grad_norm(copies[i][s], &norms[i * T + s], &err);
+            cr_assert_eq(st, mode == AD_COPY_GRADS_NONE ? AD_ERR_STATE : AD_OK, "%s", err.msg);
+        }
+    if (mode == AD_COPY_GRADS_NONE) cr_assert(strstr(err.msg, "copy_grads = none"), "%s", err.msg);
+    cr_assert_eq(ad_tape_status(t), AD_OK, "reading norms sets no tape error");
+    if (mode == AD_COPY_GRADS_KEEP) {
+        cr_assert_not_null(ad_tensor_grad_f64(copies[1][3]));
+    } else {
+        cr_assert_null(ad_tensor_grad_f64(copies[1][3]));
+        cr_assert_eq(ad_tape_status(t), AD_ERR_STATE);
+        cr_assert(strstr(ad_tape_message(t), mode == AD_COPY_GRADS_NORMS ? "copy_grads = norms" : "copy_grads = none"),
+                  "%s", ad_tape_message(t));
+        cr_assert(isnan(ad_tensor_grad_get(copies[3][3], 0)));
+    }
+    /* a loss that is itself a copy: its gradient is the seed */
+    ad_tape_reset(t);
+    ad_tensor *up = ad_full(t, AD_F64, ad_shape1(H), 2.0), *bias = ad_use(t, p[3]);
+    cr_assert_eq(ad_backward(t, bias, up), AD_OK);
+    double bn = -1;
+    cr_assert_eq(ad_tensor_grad_norm(bias, &bn, NULL), mode == AD_COPY_GRADS_NONE ? AD_ERR_STATE : AD_OK);
+    if (mode != AD_COPY_GRADS_NONE) cr_assert_float_eq(bn, 2.0 * sqrt((double)H), 1e-12);
+    ad_tape_free(t);
+}
+
+Test(tape, norms_tapes_record_each_copys_norm)
+{
+    long before = ts_live_allocs();
+    enum { T = 70, B = 32, H = 64 };
+    double *x = malloc((size_t)T * H * B * sizeof *x), keep[4 * T], norms[4 * T], none[4 * T];
+    ts_fill_uniform(x, (size_t)T * H * B, 41, -1, 1);
+    const char *names[4] = {"W", "U", "V", "b"};
+    ad_param *p[4];
+    for (int i = 0; i < 4; i++) {
+        p[i] = ad_param_new(names[i], AD_F64, i < 3 ? ad_shape2(H, H) : ad_shape1(H), NULL);
+        ts_fill_uniform(ad_tensor_f64(ad_param_value(p[i])), i < 3 ? H * H : H, 42 + (uint64_t)i, -0.15, 0.15);
+    }
+    copy_norms(AD_COPY_GRADS_KEEP, p, x, keep);
+    copy_norms(AD_COPY_GRADS_NORMS, p, x, norms);
+    copy_norms(AD_COPY_GRADS_NONE, p, x, none);
+    for (int i = 0; i < 4 * T; i++) {
+        cr_assert(keep[i] > 0 || i % T == 0, "norm %d is 0", i);
+        cr_assert(fabs(norms[i] - keep[i]) <= 1e-12 * keep[i], "%s at step %d: %.17g recorded, %.17g kept",
+                  names[i / T], i % T, norms[i], keep[i]);
+    }
+    for (int i = 0; i < 4; i++) ad_param_free(p[i]);
+    free(x);
+    cr_assert_eq(ts_live_allocs(), before);
+}
+
+/* release_grads: a released gradient's norm stays readable (the same as
+ * kept), reading the gradient itself is AD_ERR_STATE naming release_grads;
+ * small gradients (not released), leaves and tensors no gradient reached
+ * read as before. */
+Test(tape, released_gradients_keep_their_norm)
+{
+    long before = ts_live_allocs();
+    double x[256], w[256], norm[2];
+    ts_fill_uniform(x, 256, 51, -1, 1);
+    ts_fill_uniform(w, 256, 52, -1, 1);
+    for (int release = 0; release < 2; release++) {
+        ad_tape *t = ad_tape_new(&(ad_tape_options){.release_grads = release});
+        ad_tensor *v = ad_variable(t, AD_F64, ad_shape2(16, 16), x);
+        ad_tensor *mid = ad_tanh(t, ad_mul(t, v, ad_from_data(t, AD_F64, ad_shape2(16, 16), w)));
+        ad_tensor *small = ad_tanh(t, ad_slice(t, mid, 0, 0, 2)); /* [2, 16]: 32 elements */
+        ad_tensor *unused = ad_tanh(t, v);
+        ad_tensor *loss = ad_add(t, ad_sum(t, ad_mul(t, mid, mid), AD_AXIS_ALL, 0), ad_sum(t, small, AD_AXIS_ALL, 0));
+        cr_assert_eq(ad_backward(t, loss, NULL), AD_OK);
+        cr_assert_eq(ad_tensor_grad_norm(mid, &norm[release], NULL), AD_OK);
+        double n_small, n_unused, n_v;
+        cr_assert_eq(ad_tensor_grad_norm(small, &n_small, NULL), AD_OK);
+        cr_assert_float_eq(n_small, sqrt(32.0), 1e-12);
+        cr_assert_eq(ad_tensor_grad_norm(unused, &n_unused, NULL), AD_OK);
+        cr_assert_eq(n_unused, 0.0);
+        cr_assert_eq(ad_tensor_grad_norm(v, &n_v, NULL), AD_OK);
+        cr_assert(n_v > 0);
+        cr_assert_not_null(ad_tensor_grad_f64(v), "a leaf's gradient is kept");
+        cr_assert_not_null(ad_tensor_grad_f64(small), "a small gradient is kept");
+        cr_assert_eq(ad_tape_status(t), AD_OK);
+        if (release) {
+            cr_assert_null(ad_tensor_grad_f64(mid));
+            cr_assert_eq(ad_tape_status(t), AD_ERR_STATE);
+            cr_assert(strstr(ad_tape_message(t), "released during backward (release_grads = 1)"), "%s",
+                      ad_tape_message(t));
+            cr_assert(strstr(ad_tape_message(t), "tanh [16,16]"), "the message names the tensor: %s",
+                      ad_tape_message(t));
+        } else {
+            cr_assert_not_null(ad_tensor_grad_f64(mid));
+        }
+        ad_tape_free(t);
+    }
+    cr_assert(norm[0] > 0);
+    cr_assert(fabs(norm[1] - norm[0]) <= 1e-15 * norm[0], "released %.17g, kept %.17g", norm[1], norm[0]);
+    /* bad inputs, and a parameter's value view, whose gradient is the parameter's */
+    double n;
+    ad_error err;
+    cr_assert_eq(ad_tensor_grad_norm(NULL, &n, &err), AD_ERR_NULL);
+    cr_assert(strstr(err.msg, "tensor_grad_norm"), "%s", err.msg);
+    ad_param *p = ad_param_new("p", AD_F64, ad_shape1(4), NULL);
+    cr_assert_eq(ad_tensor_grad_norm(ad_param_value(p), NULL, &err), AD_ERR_NULL);
+    ad_tensor_f64(ad_param_grad(p))[1] = 3, ad_tensor_f64(ad_param_grad(p))[2] = 4;
+    cr_assert_eq(ad_tensor_grad_norm(ad_param_value(p), &n, NULL), AD_OK);
+    cr_assert_float_eq(n, 5.0, 1e-15);
+    ad_param_free(p);
+    cr_assert_eq(ts_live_allocs(), before);
+}

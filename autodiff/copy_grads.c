@@ -1,0 +1,158 @@
+/*
+ * copy_grads.c - what a tape keeps of its temporal copies' gradients
+ * (ad_tape_options.copy_grads), and reading what a mode dropped.
+ *
+ * KEEP gives every copy a buffer (op_leaf.c adds it into the parameter).
+ * NONE hands the parameter's gradient to every op that asks for a copy's.
+ * NORMS keeps no buffer past a copy's backward but records the copy's
+ * ||dL/dW^(t)||^2 as it goes into the parameter, in one of two ways:
+ *
+ * - A copy read by one product only (a cell's weight at one step, the common
+ *   case) gets its whole gradient op(A)^T G from that product, and
+ *   ||op(A)^T G||_F^2 = sum_{r,s} (a_r . a_s) (g_r . g_s) over the m rows a_r
+ *   of op(A) and g_r of G (the Frobenius product of the Gram matrices A A^T
+ *   and G G^T). With few rows this costs a fraction of the product, needs no
+ *   buffer, and leaves the product free to go straight into the parameter or
+ *   into the stack of weight gradients computed at the end of backward.
+ * - Any other copy gets a buffer as under KEEP; its backward adds it into the
+ *   parameter, summing squares on the way (two flops per element), and gives
+ *   the buffer back for the next gradient of that size.
+ *
+ * Either way the recorded norm is that of the copy's whole gradient, so a
+ * report built from the norms equals KEEP's up to rounding.
+ */
+#include <math.h>
+
+#include "internal.h"
+
+/* The Gram form takes m (m + 1) / 2 (k + n) multiply-adds against the
+ * product's m k n: with m (k + n) <= k n it costs about half the product or
+ * less. The row limit keeps the m^2 pairs few where k and n are large. */
+#define GRAM_MAX_ROWS 64
+static int gram_pays(size_t m, size_t k, size_t n)
+{
+    return m <= GRAM_MAX_ROWS && m * (k + n) <= k * n;
+}
+
+/* Dot products in double of runs with strides, four partial sums (which
+ * also keeps them independent of each other for the pipeline). */
+#define DEFINE_DOT(T)                                                                      \
+    static double dot_##T(const T *x, size_t sx, const T *y, size_t sy, size_t len)        \
+    {                                                                                      \
+        double s0 = 0, s1 = 0, s2 = 0, s3 = 0;                                             \
+        size_t i = 0;                                                                      \
+        for (; i + 4 <= len; i += 4) {                                                     \
+            s0 += (double)x[i * sx] * (double)y[i * sy];                                   \
+            s1 += (double)x[(i + 1) * sx] * (double)y[(i + 1) * sy];                       \
+            s2 += (double)x[(i + 2) * sx] * (double)y[(i + 2) * sy];                       \
+            s3 += (double)x[(i + 3) * sx] * (double)y[(i + 3) * sy];                       \
+        }                                                                                  \
+        for (; i < len; i++) s0 += (double)x[i * sx] * (double)y[i * sy];                  \
+        return (s0 + s1) + (s2 + s3);                                                      \
+    }                                                                                      \
+    /* ||op(A)^T G||^2 with op(A) [m, k] (stored [k, m] when ta) and G [m, n]. */          \
+    static double gram_##T(const T *a, int ta, const T *g, size_t m, size_t k, size_t n)  \
+    {                                                                                      \
+        size_t stride = ta ? m : 1; /* along a row of op(A) */                             \
+        double s = 0;                                                                      \
+        for (size_t r = 0; r < m; r++) {                                                   \
+            const T *ar = ta ? a + r : a + r * k;                                          \
+            for (size_t q = 0; q <= r; q++) {                                              \
+                const T *aq = ta ? a + q : a + q * k;                                      \
+                double v = dot_##T(ar, stride, aq, stride, k) * dot_##T(g + r * n, 1, g + q * n, 1, n); \
+                s += q == r ? v : 2 * v;                                                   \
+            }                                                                              \
+        }                                                                                  \
+        return s;                                                                          \
+    }
+DEFINE_DOT(float)
+DEFINE_DOT(double)
+
+double ad__sum_squares(ad_dtype dtype, const void *data, size_t n)
+{
+    return dtype == AD_F32 ? dot_float(data, 1, data, 1, n) : dot_double(data, 1, data, 1, n);
+}
+
+void *ad__copy_grad(ad_tape *t, ad_tensor *x)
+{
+    if (t->copy_grads == AD_COPY_GRADS_NONE) return x->param->grad.data;
+    if (x->grad_pass == t->pass && x->grad) return x->grad;
+    return ad__grad_new(t, x);
+}
+
+void *ad__weight_grad(ad_tape *t, ad_tensor *b, const void *a, int ta, const void *g, size_t m, size_t k,
+                      size_t n, int *direct)
+{
+    *direct = 0;
+    if (t->copy_grads == AD_COPY_GRADS_NONE || (b->uses == 1 && b->grad_pass != t->pass && gram_pays(m, k, n))) {
+        if (t->copy_grads == AD_COPY_GRADS_NORMS) {
+            b->grad_sq = b->dtype == AD_F32 ? gram_float(a, ta, g, m, k, n) : gram_double(a, ta, g, m, k, n);
+            b->grad = NULL; /* recorded, with no buffer */
+            b->grad_pass = t->pass;
+        }
+        *direct = 1;
+        return b->param->grad.data;
+    }
+    return ad__copy_grad(t, b);
+}
+
+void ad__copy_add(ad_tape *t, ad_tensor *copy)
+{
+    if (t->copy_grads != AD_COPY_GRADS_NORMS || !copy->grad) return;
+    double s0 = 0, s1 = 0;
+    size_t i = 0, len = copy->numel;
+    if (copy->dtype == AD_F32) {
+        float *g = copy->param->grad.data;
+        const float *gc = copy->grad;
+        for (; i + 2 <= len; i += 2) {
+            g[i] += gc[i], g[i + 1] += gc[i + 1];
+            s0 += (double)gc[i] * gc[i], s1 += (double)gc[i + 1] * gc[i + 1];
+        }
+        if (i < len) g[i] += gc[i], s0 += (double)gc[i] * gc[i];
+    } else {
+        double *g = copy->param->grad.data;
+        const double *gc = copy->grad;
+        for (; i + 2 <= len; i += 2) {
+            g[i] += gc[i], g[i + 1] += gc[i + 1];
+            s0 += gc[i] * gc[i], s1 += gc[i + 1] * gc[i + 1];
+        }
+        if (i < len) g[i] += gc[i], s0 += gc[i] * gc[i];
+    }
+    copy->grad_sq = s0 + s1;
+    ad__give_back_grad(t, copy); /* no op reads it again: every consumer came later on the tape */
+}
+
+int ad__grad_dropped(const ad_tensor *x, const char *fn)
+{
+    ad_tape *t = x ? x->tape : NULL;
+    if (!t) return 0;
+    char sh[AD__SHAPE_BUF];
+    if (x->param && t->copy_grads != AD_COPY_GRADS_KEEP) {
+        ad__fail(t, AD_ERR_STATE, "%s: copy gradients are not kept on this tape (copy_grads = %s)%s", fn,
+                 ad_copy_grads_name(t->copy_grads),
+                 t->copy_grads == AD_COPY_GRADS_NORMS ? "; ad_tensor_grad_norm reads the copy's norm" : "");
+        return 1;
+    }
+    if (!x->grad && x->grad_pass == t->pass) {
+        ad__fail(t, AD_ERR_STATE,
+                 "%s: the gradient of %s %s was released during backward (release_grads = 1); "
+                 "ad_tensor_grad_norm reads its norm",
+                 fn, ad__ops[x->node->op].name, ad__shape_str(x->shape, sh));
+        return 1;
+    }
+    return 0;
+}
+
+ad_status ad_tensor_grad_norm(const ad_tensor *x, double *norm, ad_error *err)
+{
+    if (!x || !norm) return ad__set_error(err, AD_ERR_NULL, "tensor_grad_norm: %s is NULL", !x ? "tensor" : "norm");
+    const ad_tape *t = x->tape;
+    *norm = 0;
+    if (t && x->param && t->copy_grads == AD_COPY_GRADS_NONE)
+        return ad__set_error(err, AD_ERR_STATE,
+                             "tensor_grad_norm: this tape records nothing per copy (copy_grads = none); "
+                             "use copy_grads = norms or keep");
+    if (ad__has_grad(x)) *norm = sqrt(ad__sum_squares(x->dtype, x->grad, x->numel));
+    else if (t && x->grad_pass == t->pass) *norm = sqrt(x->grad_sq); /* recorded by the mode that dropped it */
+    return ad__set_error(err, AD_OK, NULL);
+}
