@@ -43,6 +43,17 @@ def npy_fixtures():
     save(f"{d}/bad_fortran.npy", np.asfortranarray(ramp((2, 3), "<f8")), c_order=False)
     save(f"{d}/bad_int32.npy", np.arange(4, dtype="<i4"))
     save(f"{d}/bad_rank5.npy", ramp((1, 2, 1, 2, 1), "<f8"))
+    # Integer files (read as ad_itensor): the extremes of each type.
+    save(f"{d}/i64_2x3.npy", np.array([[-2**63, -1, 0], [1, 2**40 + 3, 2**63 - 1]], dtype="<i8"))
+    save(f"{d}/i32_4.npy", np.array([-2**31, -1, 7, 2**31 - 1], dtype="<i4"))
+    save(f"{d}/u8_2x2.npy", np.array([[0, 1], [200, 255]], dtype="|u1"))
+    save(f"{d}/b1_3.npy", np.array([True, False, True]))
+    save(f"{d}/i64_0.npy", np.zeros((0,), dtype="<i8"))
+    save(f"{d}/i64_scalar.npy", np.array(-42, dtype="<i8"))
+    save(f"{d}/i64_2x2_v2.npy", np.array([[5, -6], [7, -8]], dtype="<i8"), version=(2, 0))
+    # Refused by the integer reader: int16, big-endian int64.
+    save(f"{d}/bad_int16.npy", np.arange(3, dtype="<i2"))
+    save(f"{d}/bad_i8_big_endian.npy", np.arange(3, dtype=">i8"))
 
 
 def t(a, grad=True):
@@ -231,7 +242,7 @@ def tbptt_case(name, k1, k2, steps=11, B=2, I=3, H=4, V=3):
     xs = r.uniform(-1, 1, (steps, B, I))
     tg = r.integers(0, V, (steps, B))
     save(f"{d}/x.npy", xs)
-    save(f"{d}/targets.npy", tg.astype("<f8"))
+    save(f"{d}/targets.npy", tg.astype("<i8"))
     opt = torch.optim.SGD(list(cell.parameters()) + list(head.parameters()), lr=0.1)
     hist = {0: torch.zeros(B, H, dtype=torch.float64)}
     losses, seg, e = [], 0, min(k1, steps)
