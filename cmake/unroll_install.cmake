@@ -20,11 +20,11 @@ install(TARGETS ${UNROLL_LIBS} EXPORT unroll_targets
 install(EXPORT unroll_targets NAMESPACE unroll::
         FILE unroll-${UNROLL_LIB_KIND}-targets.cmake DESTINATION ${UNROLL_CMAKE_DIR})
 
-# The public headers; internal.h and kernels.h are the engine's own.
+# The public headers; internal.h (of both folders) and kernels.h are the libraries' own.
 install(DIRECTORY autodiff/ DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/unroll/autodiff
         FILES_MATCHING PATTERN "*.h" PATTERN "internal.h" EXCLUDE PATTERN "kernels.h" EXCLUDE)
 install(DIRECTORY nn/ DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/unroll/nn
-        FILES_MATCHING PATTERN "*.h")
+        FILES_MATCHING PATTERN "*.h" PATTERN "internal.h" EXCLUDE)
 install(FILES ${UNROLL_BUILD_INCLUDE}/unroll/version.h
         DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/unroll)
 
