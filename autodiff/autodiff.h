@@ -5,7 +5,7 @@
  *
  * brings in tensors and parameters (tensor.h), the tape and backward
  * (tape.h), the ops (ops.h), the random generator (rng.h), status codes
- * (status.h), gradient checking (gradcheck.h), DOT export (dot.h), .npy
+ * (status.h), integer tensors (itensor.h), gradient checking (gradcheck.h), DOT export (dot.h), .npy
  * files (npy.h) and the thread count of the matrix products (threads.h). See
  * docs/guide.md for a tour.
  */
@@ -15,6 +15,7 @@
 #include "status.h"
 #include "rng.h"
 #include "tensor.h"
+#include "itensor.h"
 #include "tape.h"
 #include "ops.h"
 #include "gradcheck.h"

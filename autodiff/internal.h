@@ -378,6 +378,32 @@ int ad__all_finite(ad_dtype dtype, const void *data, size_t n);
 #define AD__SHAPE_BUF 64
 const char *ad__shape_str(ad_shape s, char buf[AD__SHAPE_BUF]);
 
+/* ---- .npy files (npy.c; integer files in npy_int.c) ------------------------------- */
+
+typedef enum ad__npy_elem {
+    AD__NPY_F4, AD__NPY_F8, AD__NPY_I8, AD__NPY_I4, AD__NPY_U1, AD__NPY_B1
+} ad__npy_elem;
+
+/* What a validated .npy image holds: its element type and size, shape, and
+ * where its numel elements start. */
+typedef struct ad__npy_info {
+    ad__npy_elem elem;
+    size_t elem_size;
+    ad_shape shape;
+    size_t numel, data_off;
+} ad__npy_info;
+
+/* Checks a whole .npy image (header, sizes against the real size); allocates nothing. */
+ad_status ad__npy_inspect(const void *data, size_t size, ad__npy_info *info, ad_error *err);
+
+/* The '<f8'-style descr of an element type. */
+const char *ad__npy_descr(ad__npy_elem elem);
+
+/* A malloc'd image of *total bytes with the header written; the caller
+ * writes numel elements at *data_off. NULL with AD_ERR_NOMEM. */
+unsigned char *ad__npy_begin(ad__npy_elem elem, ad_shape shape, size_t numel, size_t *total,
+                             size_t *data_off, ad_error *err);
+
 /* Overflow-checked size product; returns 0 on overflow. */
 int ad__mul_size(size_t a, size_t b, size_t *out);
 

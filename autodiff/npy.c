@@ -4,7 +4,8 @@
  * A file is: "\x93NUMPY", major, minor, header length (2 bytes LE in 1.0,
  * 4 in 2.0), an ASCII Python dict literal padded with spaces and ended by
  * '\n', then the raw elements. The dict must hold exactly 'descr',
- * 'fortran_order' and 'shape'.
+ * 'fortran_order' and 'shape'. The header code is shared with the integer
+ * files of npy_int.c.
  */
 #include "npy.h"
 
@@ -100,24 +101,33 @@ static ad_status parse_shape(cursor *c, ad_shape *s, ad_error *err)
     return AD_OK;
 }
 
-static ad_status parse_descr(const char *d, ad_dtype *dtype, ad_error *err)
+/* The element types of .npy files that unroll reads: floats for tensors,
+ * integers and booleans for ad_itensor (npy_int.c). */
+static const struct {
+    const char *descr;
+    ad__npy_elem elem;
+    size_t size;
+} descrs[] = {
+    {"<f4", AD__NPY_F4, 4}, {"<f8", AD__NPY_F8, 8}, {"<i8", AD__NPY_I8, 8},
+    {"<i4", AD__NPY_I4, 4}, {"|u1", AD__NPY_U1, 1}, {"|b1", AD__NPY_B1, 1},
+};
+
+static ad_status parse_descr(const char *d, ad__npy_elem *elem, size_t *size, ad_error *err)
 {
-    if (strcmp(d, "<f4") == 0) *dtype = AD_F32;
-    else if (strcmp(d, "<f8") == 0) *dtype = AD_F64;
-    else if (strcmp(d, ">f4") == 0 || strcmp(d, ">f8") == 0)
+    for (size_t i = 0; i < sizeof descrs / sizeof descrs[0]; i++)
+        if (strcmp(d, descrs[i].descr) == 0) {
+            *elem = descrs[i].elem;
+            *size = descrs[i].size;
+            return AD_OK;
+        }
+    if (d[0] == '>')
         return ad__set_error(err, AD_ERR_FORMAT, "npy: big-endian data ('%s') is not supported", d);
-    else
-        return ad__set_error(err, AD_ERR_DTYPE, "npy: dtype '%s' is not supported (only '<f4', '<f8')",
-                             d);
-    return AD_OK;
+    return ad__set_error(err, AD_ERR_DTYPE,
+                         "npy: dtype '%s' is not supported (only '<f4', '<f8', '<i8', '<i4', '|u1', '|b1')",
+                         d);
 }
 
-typedef struct header {
-    ad_dtype dtype;
-    ad_shape shape;
-} header;
-
-static ad_status parse_header(const char *text, size_t len, header *h, ad_error *err)
+static ad_status parse_header(const char *text, size_t len, ad__npy_info *h, ad_error *err)
 {
     if (len == 0 || text[len - 1] != '\n')
         return ad__set_error(err, AD_ERR_FORMAT, "npy: header does not end with a newline");
@@ -131,7 +141,7 @@ static ad_status parse_header(const char *text, size_t len, header *h, ad_error 
         if (strcmp(key, "descr") == 0 && !seen_descr++) {
             if (!parse_string(&c, val, sizeof val))
                 return ad__set_error(err, AD_ERR_FORMAT, "npy: 'descr' is not a string");
-            ad_status st = parse_descr(val, &h->dtype, err);
+            ad_status st = parse_descr(val, &h->elem, &h->elem_size, err);
             if (st != AD_OK) return st;
         } else if (strcmp(key, "fortran_order") == 0 && !seen_fortran++) {
             if (parse_word(&c, "True"))
@@ -181,9 +191,9 @@ static void copy_le(void *dst, const void *src, size_t n, size_t es)
 }
 
 /* Validates the image and finds its header and data; nothing is allocated. */
-static ad_status inspect(const unsigned char *b, size_t size, header *h, size_t *data_off,
-                         size_t *numel, ad_error *err)
+ad_status ad__npy_inspect(const void *data, size_t size, ad__npy_info *h, ad_error *err)
 {
+    const unsigned char *b = data;
     if (size < 10 || memcmp(b, magic, sizeof magic) != 0)
         return ad__set_error(err, AD_ERR_FORMAT, "npy: not a .npy file (bad magic)");
     unsigned major = b[6], minor = b[7];
@@ -207,13 +217,13 @@ static ad_status inspect(const unsigned char *b, size_t size, header *h, size_t 
                              hlen, size - off);
     ad_status st = parse_header((const char *)b + off, hlen, h, err);
     if (st != AD_OK) return st;
-    st = ad_shape_numel(h->shape, numel);
+    st = ad_shape_numel(h->shape, &h->numel);
     if (st != AD_OK) return ad__set_error(err, st, "npy: shape is too large");
-    size_t es = ad_dtype_size(h->dtype), bytes;
-    if (!ad__mul_size(*numel, es, &bytes))
+    size_t bytes;
+    if (!ad__mul_size(h->numel, h->elem_size, &bytes))
         return ad__set_error(err, AD_ERR_OVERFLOW, "npy: shape is too large");
-    *data_off = off + hlen;
-    size_t have = size - *data_off;
+    h->data_off = off + hlen;
+    size_t have = size - h->data_off;
     char s[AD__SHAPE_BUF];
     if (have < bytes)
         return ad__set_error(err, AD_ERR_FORMAT, "npy: truncated data: shape %s needs %zu bytes, file has %zu",
@@ -230,12 +240,19 @@ ad_tensor *ad_npy_read(const void *data, size_t size, ad_error *err)
         ad__set_error(err, AD_ERR_NULL, "npy: data is NULL");
         return NULL;
     }
-    header h = {AD_F32, {0, {0, 0, 0, 0}}};
-    size_t off = 0, numel = 0;
-    if (inspect(data, size, &h, &off, &numel, err) != AD_OK) return NULL;
-    ad_tensor *x = ad_tensor_new(h.dtype, h.shape, err);
+    ad__npy_info h;
+    memset(&h, 0, sizeof h);
+    if (ad__npy_inspect(data, size, &h, err) != AD_OK) return NULL;
+    if (h.elem != AD__NPY_F4 && h.elem != AD__NPY_F8) {
+        ad__set_error(err, AD_ERR_DTYPE,
+                      "npy: the file holds integers ('%s'): read it with ad_npy_read_ints()",
+                      ad__npy_descr(h.elem));
+        return NULL;
+    }
+    ad_dtype dtype = h.elem == AD__NPY_F4 ? AD_F32 : AD_F64;
+    ad_tensor *x = ad_tensor_new(dtype, h.shape, err);
     if (!x) return NULL;
-    copy_le(ad_tensor_data(x), (const unsigned char *)data + off, numel, ad_dtype_size(h.dtype));
+    copy_le(ad_tensor_data(x), (const unsigned char *)data + h.data_off, h.numel, h.elem_size);
     ad__set_error(err, AD_OK, NULL);
     return x;
 }
@@ -285,26 +302,35 @@ ad_status ad_npy_load_into(const char *path, ad_tensor *dst, ad_error *err)
 
 /* ---- writing ------------------------------------------------------------------------- */
 
-ad_status ad_npy_write(const ad_tensor *x, void **out, size_t *size, ad_error *err)
+const char *ad__npy_descr(ad__npy_elem elem)
 {
-    if (!x || !out || !size)
-        return ad__set_error(err, AD_ERR_NULL, "npy: %s is NULL", !x ? "tensor" : "output");
-    if (ad__data_released(x))
-        return ad__set_error(err, AD_ERR_STATE, "npy: the tensor's data was released (ad_tape_release)");
+    for (size_t i = 0; i < sizeof descrs / sizeof descrs[0]; i++)
+        if (descrs[i].elem == elem) return descrs[i].descr;
+    return "?";
+}
+
+unsigned char *ad__npy_begin(ad__npy_elem elem, ad_shape shape, size_t numel, size_t *total,
+                             size_t *data_off, ad_error *err)
+{
     char dict[256];
     int n = snprintf(dict, sizeof dict, "{'descr': '%s', 'fortran_order': False, 'shape': (",
-                     x->dtype == AD_F32 ? "<f4" : "<f8");
-    for (int i = 0; i < x->shape.rank; i++)
-        n += snprintf(dict + n, sizeof dict - (size_t)n, "%" PRId64 "%s", x->shape.dim[i],
-                      (x->shape.rank == 1 || i + 1 < x->shape.rank) ? "," : "");
+                     ad__npy_descr(elem));
+    for (int i = 0; i < shape.rank; i++)
+        n += snprintf(dict + n, sizeof dict - (size_t)n, "%" PRId64 "%s", shape.dim[i],
+                      (shape.rank == 1 || i + 1 < shape.rank) ? "," : "");
     n += snprintf(dict + n, sizeof dict - (size_t)n, "), }");
     /* Pad with spaces and a newline so the data starts on a 64-byte boundary. */
     size_t pre = 10, body = (size_t)n + 1;
     if (pre + body > 65535 + 10) pre = 12;
-    size_t hlen = body + (64 - (pre + body) % 64) % 64;
-    size_t es = ad_dtype_size(x->dtype), bytes = x->numel * es, total = pre + hlen + bytes;
-    unsigned char *b = malloc(total);
-    if (!b) return ad__set_error(err, AD_ERR_NOMEM, "npy: cannot allocate %zu bytes", total);
+    size_t hlen = body + (64 - (pre + body) % 64) % 64, es = 0;
+    for (size_t i = 0; i < sizeof descrs / sizeof descrs[0]; i++)
+        if (descrs[i].elem == elem) es = descrs[i].size;
+    *total = pre + hlen + numel * es;
+    unsigned char *b = malloc(*total);
+    if (!b) {
+        ad__set_error(err, AD_ERR_NOMEM, "npy: cannot allocate %zu bytes", *total);
+        return NULL;
+    }
     memcpy(b, magic, sizeof magic);
     b[6] = pre == 10 ? 1 : 2;
     b[7] = 0;
@@ -312,7 +338,21 @@ ad_status ad_npy_write(const ad_tensor *x, void **out, size_t *size, ad_error *e
     memset(b + pre, ' ', hlen);
     memcpy(b + pre, dict, (size_t)n);
     b[pre + hlen - 1] = '\n';
-    copy_le(b + pre + hlen, x->data, x->numel, es);
+    *data_off = pre + hlen;
+    return b;
+}
+
+ad_status ad_npy_write(const ad_tensor *x, void **out, size_t *size, ad_error *err)
+{
+    if (!x || !out || !size)
+        return ad__set_error(err, AD_ERR_NULL, "npy: %s is NULL", !x ? "tensor" : "output");
+    if (ad__data_released(x))
+        return ad__set_error(err, AD_ERR_STATE, "npy: the tensor's data was released (ad_tape_release)");
+    size_t total, off;
+    unsigned char *b = ad__npy_begin(x->dtype == AD_F32 ? AD__NPY_F4 : AD__NPY_F8, x->shape,
+                                     x->numel, &total, &off, err);
+    if (!b) return AD_ERR_NOMEM;
+    copy_le(b + off, x->data, x->numel, ad_dtype_size(x->dtype));
     *out = b;
     *size = total;
     return ad__set_error(err, AD_OK, NULL);

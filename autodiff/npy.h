@@ -20,6 +20,7 @@
 
 #include <stddef.h>
 
+#include "itensor.h"
 #include "status.h"
 #include "tensor.h"
 
@@ -34,8 +35,8 @@ extern "C" {
  * Parses a whole .npy image of `size` bytes into a new heap tensor (free it
  * with ad_tensor_free()). Returns NULL on error, with err (may be NULL) set to
  * AD_ERR_NULL, AD_ERR_FORMAT (not .npy, bad header, Fortran order, big-endian,
- * size mismatch, truncation), AD_ERR_DTYPE (not f4/f8), AD_ERR_RANK (> 4),
- * AD_ERR_OVERFLOW or AD_ERR_NOMEM.
+ * size mismatch, truncation), AD_ERR_DTYPE (not f4/f8; an integer file says
+ * to use ad_npy_read_ints()), AD_ERR_RANK (> 4), AD_ERR_OVERFLOW or AD_ERR_NOMEM.
  */
 AD_API ad_tensor *ad_npy_read(const void *data, size_t size, ad_error *err);
 
@@ -58,6 +59,28 @@ AD_API ad_status ad_npy_write(const ad_tensor *x, void **out, size_t *size, ad_e
 
 /** Saves x to `path` atomically (see fileio.h). Errors: AD_ERR_NULL, AD_ERR_IO, AD_ERR_NOMEM. */
 AD_API ad_status ad_npy_save(const char *path, const ad_tensor *x, ad_error *err);
+
+/**
+ * Parses a whole .npy image of '<i8', '<i4', '|u1' or '|b1' elements into a
+ * new integer tensor (free it with ad_itensor_free()) whose type records the
+ * file's. The rules and errors are those of ad_npy_read(), with AD_ERR_DTYPE
+ * for float files and other dtypes, and AD_ERR_FORMAT for a '|b1' byte other
+ * than 0 or 1.
+ */
+AD_API ad_itensor *ad_npy_read_ints(const void *data, size_t size, ad_error *err);
+
+/** Loads the integer .npy file at `path` (see ad_npy_read_ints(); also AD_ERR_IO). */
+AD_API ad_itensor *ad_npy_load_ints(const char *path, ad_error *err);
+
+/**
+ * Encodes x as a .npy image of its type (ad_itensor_type()) into a new
+ * malloc'd buffer *out of *size bytes. A value that does not fit the type is
+ * AD_ERR_ARG (see ad_itensor_check_range()); nothing is written then.
+ */
+AD_API ad_status ad_npy_write_ints(const ad_itensor *x, void **out, size_t *size, ad_error *err);
+
+/** Saves x to `path` atomically. Errors: those of ad_npy_write_ints(), AD_ERR_IO. */
+AD_API ad_status ad_npy_save_ints(const char *path, const ad_itensor *x, ad_error *err);
 
 #ifdef __cplusplus
 }

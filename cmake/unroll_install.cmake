@@ -23,7 +23,7 @@ endif()
 install(EXPORT unroll_targets NAMESPACE unroll::
         FILE unroll-${UNROLL_LIB_KIND}-targets.cmake DESTINATION ${UNROLL_CMAKE_DIR})
 
-# The public headers; internal.h and kernels.h are the engine's own.
+# The public headers; internal.h (of both folders) and kernels.h are the libraries' own.
 install(DIRECTORY autodiff/ DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/unroll/autodiff
         FILES_MATCHING PATTERN "*.h" PATTERN "internal.h" EXCLUDE PATTERN "kernels.h" EXCLUDE)
 set(UNROLL_NN_HEADER_EXCLUDE)
@@ -31,7 +31,7 @@ if(NOT UNROLL_WITH_MPI) # nn/dist.h only with the library that implements it
   set(UNROLL_NN_HEADER_EXCLUDE PATTERN "dist.h" EXCLUDE)
 endif()
 install(DIRECTORY nn/ DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/unroll/nn
-        FILES_MATCHING PATTERN "*.h" ${UNROLL_NN_HEADER_EXCLUDE})
+        FILES_MATCHING PATTERN "*.h" PATTERN "internal.h" EXCLUDE ${UNROLL_NN_HEADER_EXCLUDE})
 install(FILES ${UNROLL_BUILD_INCLUDE}/unroll/version.h
         DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/unroll)
 

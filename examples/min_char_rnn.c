@@ -26,7 +26,8 @@ enum { H = 64, K = 25 };
 typedef struct run {
     nn_case2_params p;
     nn_params *ps;
-    int *ids, V;
+    int64_t *ids;
+    int V;
     size_t n;
     int64_t segments, max_segments;
     nn_optim *opt;

@@ -85,8 +85,8 @@ static void zero_case2(nn_case2_weights *g, int V, int H)
 }
 
 /* One segment; gradients are added into g (already zeroed by the caller). */
-static ad_status case2_segment(int V, int H, const nn_case2_weights *w, const int *in,
-                               const int *tg, int T, const double *h0, double *loss,
+static ad_status case2_segment(int V, int H, const nn_case2_weights *w, const int64_t *in,
+                               const int64_t *tg, int T, const double *h0, double *loss,
                                nn_case2_weights *g, double *dh0, double *h_last, ad_error *err)
 {
     double *h = calloc((size_t)(T + 1) * (size_t)H, sizeof *h);
@@ -150,7 +150,7 @@ static ad_status case2_segment(int V, int H, const nn_case2_weights *w, const in
     return ad_error_set(err, AD_OK, NULL);
 }
 
-static ad_status check_case2(int V, int H, const nn_case2_weights *w, const int *in, const int *tg,
+static ad_status check_case2(int V, int H, const nn_case2_weights *w, const int64_t *in, const int64_t *tg,
                              int T, const double *loss, ad_error *err)
 {
     if (!w || !w->W_xh || !w->W_hh || !w->W_hy || !w->b_h || !w->b_y || !in || !tg || !loss)
@@ -163,8 +163,8 @@ static ad_status check_case2(int V, int H, const nn_case2_weights *w, const int 
     return AD_OK;
 }
 
-ad_status nn_ref_case2(int V, int H, const nn_case2_weights *w, const int *inputs,
-                       const int *targets, int T, const double *h0, double *loss,
+ad_status nn_ref_case2(int V, int H, const nn_case2_weights *w, const int64_t *inputs,
+                       const int64_t *targets, int T, const double *h0, double *loss,
                        nn_case2_weights *grads, double *dh0, double *h_last, ad_error *err)
 {
     ad_status st = check_case2(V, H, w, inputs, targets, T, loss, err);
@@ -173,8 +173,8 @@ ad_status nn_ref_case2(int V, int H, const nn_case2_weights *w, const int *input
     return case2_segment(V, H, w, inputs, targets, T, h0, loss, grads, dh0, h_last, err);
 }
 
-ad_status nn_ref_case2_truncated(int V, int H, const nn_case2_weights *w, const int *inputs,
-                                 const int *targets, int T, int k, const double *h0,
+ad_status nn_ref_case2_truncated(int V, int H, const nn_case2_weights *w, const int64_t *inputs,
+                                 const int64_t *targets, int T, int k, const double *h0,
                                  double *loss, nn_case2_weights *grads, double *dh0,
                                  ad_error *err)
 {

@@ -20,6 +20,8 @@
 #ifndef UNROLL_NN_BPTT_REF_H
 #define UNROLL_NN_BPTT_REF_H
 
+#include <stdint.h>
+
 #include "../autodiff/status.h"
 
 #ifdef __cplusplus
@@ -51,8 +53,8 @@ typedef struct nn_case2_weights {
  * Errors: AD_ERR_NULL, AD_ERR_EMPTY, AD_ERR_ARG (an index outside 0..V-1),
  * AD_ERR_NOMEM.
  */
-NN_API ad_status nn_ref_case2(int V, int H, const nn_case2_weights *w, const int *inputs,
-                       const int *targets, int T, const double *h0, double *loss,
+NN_API ad_status nn_ref_case2(int V, int H, const nn_case2_weights *w, const int64_t *inputs,
+                       const int64_t *targets, int T, const double *h0, double *loss,
                        nn_case2_weights *grads, double *dh0, double *h_last, ad_error *err);
 
 /**
@@ -62,8 +64,8 @@ NN_API ad_status nn_ref_case2(int V, int H, const nn_case2_weights *w, const int
  * gradients, and the gradient with respect to h0 (first segment only). On
  * AD_ERR_NOMEM *loss is the sum over the segments that completed.
  */
-NN_API ad_status nn_ref_case2_truncated(int V, int H, const nn_case2_weights *w, const int *inputs,
-                                 const int *targets, int T, int k, const double *h0,
+NN_API ad_status nn_ref_case2_truncated(int V, int H, const nn_case2_weights *w, const int64_t *inputs,
+                                 const int64_t *targets, int T, int k, const double *h0,
                                  double *loss, nn_case2_weights *grads, double *dh0,
                                  ad_error *err);
 

@@ -36,8 +36,8 @@ ad_tensor *nn_case1_loss(ad_tape *t, ad_param *W_i, ad_param *W_h, ad_param *W_o
     return ad_bce(t, yhat, ad_from_f64(t, dt, ad_shape2(1, 1), yv), AD_REDUCE_SUM);
 }
 
-ad_tensor *nn_case2_loss(ad_tape *t, const nn_case2_params *p, const int *inputs,
-                         const int *targets, int T, ad_tensor *h0, ad_tensor **h_last)
+ad_tensor *nn_case2_loss(ad_tape *t, const nn_case2_params *p, const int64_t *inputs,
+                         const int64_t *targets, int T, ad_tensor *h0, ad_tensor **h_last)
 {
     if (!t) return NULL;
     if (!p || !p->W_xh || !p->W_hh || !p->W_hy || !p->b_h || !p->b_y || !inputs || !targets) {
@@ -54,7 +54,7 @@ ad_tensor *nn_case2_loss(ad_tape *t, const nn_case2_params *p, const int *inputs
     ad_tensor *loss = NULL;
     for (int k = 0; k < T; k++) {
         if (inputs[k] < 0 || inputs[k] >= V) {
-            ad_tape_fail(t, AD_ERR_ARG, "case2: input %d at t=%d is outside 0..%lld", inputs[k], k,
+            ad_tape_fail(t, AD_ERR_ARG, "case2: input %lld at t=%d is outside 0..%lld", (long long)inputs[k], k,
                          (long long)V - 1);
             return NULL;
         }
@@ -177,7 +177,7 @@ ad_status nn_check_case1(ad_param *W_i, ad_param *W_h, ad_param *W_o, const doub
     return st;
 }
 
-ad_status nn_check_case2(const nn_case2_params *p, const int *inputs, const int *targets, int T,
+ad_status nn_check_case2(const nn_case2_params *p, const int64_t *inputs, const int64_t *targets, int T,
                          nn_check_report *report, ad_error *err)
 {
     if (!p || !report || !inputs || !targets)

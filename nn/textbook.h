@@ -40,8 +40,8 @@ typedef struct nn_case2_params {
  * h0 ([H, 1] on t, e.g. an ad_variable to read dL/dh0) may be NULL (zeros);
  * *h_last (may be NULL) receives the last state. Returns the loss or NULL.
  */
-NN_API ad_tensor *nn_case2_loss(ad_tape *t, const nn_case2_params *p, const int *inputs,
-                         const int *targets, int T, ad_tensor *h0, ad_tensor **h_last);
+NN_API ad_tensor *nn_case2_loss(ad_tape *t, const nn_case2_params *p, const int64_t *inputs,
+                         const int64_t *targets, int T, ad_tensor *h0, ad_tensor **h_last);
 
 /** One weight's worst disagreement between engine and reference. */
 typedef struct nn_check_entry {
@@ -70,7 +70,7 @@ NN_API ad_status nn_check_case1(ad_param *W_i, ad_param *W_h, ad_param *W_o, con
                          double y, nn_check_report *report, ad_error *err);
 
 /** The same for case 2 (h0 zero), including dL/dh0 as the entry "h0". */
-NN_API ad_status nn_check_case2(const nn_case2_params *p, const int *inputs, const int *targets, int T,
+NN_API ad_status nn_check_case2(const nn_case2_params *p, const int64_t *inputs, const int64_t *targets, int T,
                          nn_check_report *report, ad_error *err);
 
 /** Prints one line per weight and a last line "max |engine - reference| = <value>". */

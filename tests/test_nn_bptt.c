@@ -86,10 +86,10 @@ Test(nn_bptt, case2_many_to_many_with_initial_state)
     enum { V = 5, H = 4, MAXT = 200 };
     nn_case2_params p;
     nn_params *ps = case2_model(V, H, &p, 12);
-    int in[MAXT], tg[MAXT];
+    int64_t in[MAXT], tg[MAXT];
     ad_rng rng;
     ad_rng_seed(&rng, 13, 0);
-    for (int t = 0; t < MAXT; t++) in[t] = (int)ad_rng_below(&rng, V), tg[t] = (int)ad_rng_below(&rng, V);
+    for (int t = 0; t < MAXT; t++) in[t] = (int64_t)ad_rng_below(&rng, V), tg[t] = (int64_t)ad_rng_below(&rng, V);
     int lengths[] = {1, 5, 25, 200};
     for (size_t k = 0; k < sizeof lengths / sizeof lengths[0]; k++) {
         nn_check_report rep;
@@ -109,7 +109,7 @@ Test(nn_bptt, case2_truncated_segments)
     enum { V = 4, H = 3, T = 10, K = 3 };
     nn_case2_params p;
     nn_params *ps = case2_model(V, H, &p, 14);
-    int in[T] = {0, 1, 2, 3, 0, 1, 3, 2, 2, 1}, tg[T] = {1, 2, 3, 0, 1, 3, 2, 2, 1, 0};
+    int64_t in[T] = {0, 1, 2, 3, 0, 1, 3, 2, 2, 1}, tg[T] = {1, 2, 3, 0, 1, 3, 2, 2, 1, 0};
     /* Reference. */
     size_t n;
     double *ref = calloc(2 * H * V + H * H + H + V, sizeof *ref), ref_loss, ref_dh0[H];
@@ -226,7 +226,7 @@ Test(nn_bptt, truncated_reference_out_of_memory)
     double x[H * V + H * H + V * H + H + V];
     ts_fill_uniform(x, sizeof x / sizeof x[0], 5, -0.5, 0.5);
     nn_case2_weights w = {x, x + H * V, x + H * V + H * H, x + 2 * H * V + H * H, x + 2 * H * V + H * H + H};
-    int in[T] = {0, 1, 2, 1}, tg[T] = {1, 2, 0, 0};
+    int64_t in[T] = {0, 1, 2, 1}, tg[T] = {1, 2, 0, 0};
     double first, loss = -1;
     cr_assert_eq(nn_ref_case2(V, H, &w, in, tg, K, NULL, &first, NULL, NULL, NULL, NULL), AD_OK);
     /* the h buffer, then the first segment's four, then the second's first */
@@ -249,7 +249,7 @@ Test(nn_bptt, bad_inputs)
     cr_assert_eq(nn_ref_case1(3, 1, &w1, x, 0, 1, &loss, NULL, &err), AD_ERR_EMPTY);
     cr_assert_eq(nn_ref_case1(0, 1, &w1, x, 1, 1, &loss, NULL, &err), AD_ERR_ARG);
     nn_case2_weights w2 = {x, x, x, x, x};
-    int in[1] = {3}, tg[1] = {0};
+    int64_t in[1] = {3}, tg[1] = {0};
     cr_assert_eq(nn_ref_case2(3, 1, &w2, in, tg, 1, NULL, &loss, NULL, NULL, NULL, &err), AD_ERR_ARG);
     cr_assert(strstr(err.msg, "outside 0..V-1"));
     cr_assert_eq(nn_ref_case2(3, 1, &w2, in, tg, 0, NULL, &loss, NULL, NULL, NULL, &err), AD_ERR_EMPTY);

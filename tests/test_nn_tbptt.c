@@ -18,7 +18,8 @@ typedef struct torch_ctx {
     nn_params *ps;
     nn_linear head;
     nn_optim *opt;
-    ad_tensor *x, *targets, *losses;
+    ad_tensor *x, *losses;
+    ad_itensor *targets; /* [steps, B] int64, as PyTorch wrote them */
     int64_t batch, in;
     int segments;
 } torch_ctx;
@@ -33,8 +34,7 @@ static ad_tensor *torch_input(ad_tape *t, int64_t step, void *vc)
 static ad_tensor *torch_loss(ad_tape *t, const nn_state *h, int64_t step, void *vc)
 {
     torch_ctx *c = vc;
-    int64_t tg[8];
-    for (int64_t b = 0; b < c->batch; b++) tg[b] = (int64_t)ad_tensor_f64(c->targets)[step * c->batch + b];
+    const int64_t *tg = ad_itensor_data(c->targets) + step * c->batch;
     return ad_cross_entropy(t, nn_linear_forward(t, &c->head, h->h), tg, c->batch, -100, AD_REDUCE_SUM);
 }
 
@@ -57,7 +57,7 @@ static void torch_case(const char *name, int k1, int k2)
     snprintf(file, sizeof file, "%s/x.npy", dir);
     c.x = ad_npy_load(file, NULL);
     snprintf(file, sizeof file, "%s/targets.npy", dir);
-    c.targets = ad_npy_load(file, NULL);
+    c.targets = ad_npy_load_ints(file, NULL);
     snprintf(file, sizeof file, "%s/losses.npy", dir);
     c.losses = ad_npy_load(file, NULL);
     cr_assert(c.x && c.targets && c.losses);
@@ -96,7 +96,7 @@ static void torch_case(const char *name, int k1, int k2)
     nn_optim_free(c.opt);
     nn_params_free(c.ps);
     nn_params_free(want);
-    ad_tensor_free(c.x), ad_tensor_free(c.targets), ad_tensor_free(c.losses);
+    ad_tensor_free(c.x), ad_itensor_free(c.targets), ad_tensor_free(c.losses);
 }
 
 Test(nn_tbptt, matches_pytorch)
@@ -110,7 +110,7 @@ Test(nn_tbptt, matches_pytorch)
 /* ---- against the hand-derived truncated reference (textbook case 2) ----------------------- */
 
 enum { V = 4, H = 3, T = 10, K = 3 };
-static const int inputs[T] = {0, 1, 2, 3, 0, 1, 3, 2, 2, 1}, targets[T] = {1, 2, 3, 0, 1, 3, 2, 2, 1, 0};
+static const int64_t inputs[T] = {0, 1, 2, 3, 0, 1, 3, 2, 2, 1}, targets[T] = {1, 2, 3, 0, 1, 3, 2, 2, 1, 0};
 
 /* Case 2 in row form: h = tanh(x W_xh^T + h W_hh^T + b_h); w = W_xh, W_hh, b_h. */
 static ad_status case2_step(ad_tape *t, const nn_cell *c, ad_tensor *x, const nn_state *prev,

@@ -63,7 +63,8 @@ Test(npy, refuses_what_it_does_not_support)
     } bad[] = {
         {NPY("bad_big_endian.npy"), AD_ERR_FORMAT, "big-endian"},
         {NPY("bad_fortran.npy"), AD_ERR_FORMAT, "Fortran order"},
-        {NPY("bad_int32.npy"), AD_ERR_DTYPE, "'<i4' is not supported"},
+        {NPY("bad_int32.npy"), AD_ERR_DTYPE, "holds integers ('<i4'): read it with ad_npy_read_ints()"},
+        {NPY("bad_int16.npy"), AD_ERR_DTYPE, "'<i2' is not supported"},
         {NPY("bad_rank5.npy"), AD_ERR_RANK, "rank above 4"},
         {NPY("no_such_file.npy"), AD_ERR_IO, "cannot open"},
         {UNROLL_TEST_DATA "/make_fixtures.py", AD_ERR_FORMAT, "bad magic"},

@@ -42,7 +42,7 @@ static void model_init(model *m, uint64_t seed)
 {
     m->ps = nn_params_new(AD_F32, NULL);
     cr_assert_not_null(m->ps);
-    cr_assert_eq(nn_cell_create(&m->cell, NN_CELL_LSTM, m->ps, "lstm", 0, 0, IN, HID, 1, NULL), AD_OK);
+    cr_assert_eq(nn_cell_create(&m->cell, m->ps, "lstm", &(nn_cell_options){.kind = NN_CELL_LSTM, .input_size = IN, .hidden_size = HID}, NULL), AD_OK);
     cr_assert_eq(nn_linear_create(&m->head, m->ps, "head", HID, OUT, 1, NULL), AD_OK);
     ad_rng rng;
     ad_rng_seed(&rng, seed, 0);

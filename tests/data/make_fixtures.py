@@ -9,7 +9,10 @@ ops/  for each op case: its inputs in0.npy, in1.npy (when binary), the
       up.npy and the inputs' gradients g0.npy, g1.npy given that upstream.
 Needs NumPy and PyTorch; the test suite only reads the files.
 """
+import json
 import os
+import struct
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -43,6 +46,17 @@ def npy_fixtures():
     save(f"{d}/bad_fortran.npy", np.asfortranarray(ramp((2, 3), "<f8")), c_order=False)
     save(f"{d}/bad_int32.npy", np.arange(4, dtype="<i4"))
     save(f"{d}/bad_rank5.npy", ramp((1, 2, 1, 2, 1), "<f8"))
+    # Integer files (read as ad_itensor): the extremes of each type.
+    save(f"{d}/i64_2x3.npy", np.array([[-2**63, -1, 0], [1, 2**40 + 3, 2**63 - 1]], dtype="<i8"))
+    save(f"{d}/i32_4.npy", np.array([-2**31, -1, 7, 2**31 - 1], dtype="<i4"))
+    save(f"{d}/u8_2x2.npy", np.array([[0, 1], [200, 255]], dtype="|u1"))
+    save(f"{d}/b1_3.npy", np.array([True, False, True]))
+    save(f"{d}/i64_0.npy", np.zeros((0,), dtype="<i8"))
+    save(f"{d}/i64_scalar.npy", np.array(-42, dtype="<i8"))
+    save(f"{d}/i64_2x2_v2.npy", np.array([[5, -6], [7, -8]], dtype="<i8"), version=(2, 0))
+    # Refused by the integer reader: int16, big-endian int64.
+    save(f"{d}/bad_int16.npy", np.arange(3, dtype="<i2"))
+    save(f"{d}/bad_i8_big_endian.npy", np.arange(3, dtype=">i8"))
 
 
 def t(a, grad=True):
@@ -232,7 +246,7 @@ def tbptt_case(name, k1, k2, steps=11, B=2, I=3, H=4, V=3):
     xs = r.uniform(-1, 1, (steps, B, I))
     tg = r.integers(0, V, (steps, B))
     save(f"{d}/x.npy", xs)
-    save(f"{d}/targets.npy", tg.astype("<f8"))
+    save(f"{d}/targets.npy", tg.astype("<i8"))
     opt = torch.optim.SGD(list(cell.parameters()) + list(head.parameters()), lr=0.1)
     hist = {0: torch.zeros(B, H, dtype=torch.float64)}
     losses, seg, e = [], 0, min(k1, steps)
@@ -275,6 +289,65 @@ def norm_fixtures():
     saved, rng = rng, np.random.default_rng(2026)
     op_case("layer_norm", lambda x: F.layer_norm(x, (x.shape[-1],), eps=1e-5), [rand(3, 2, 6)])
     rng = saved
+def write_safetensors(path, tensors, metadata=None):
+    """The published layout, with struct + json only: u64 LE header size N,
+    N bytes of JSON (padded with spaces to a multiple of 8), the data."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    codes = {"<f4": "F32", "<f8": "F64", "<i8": "I64", "<i4": "I32", "|u1": "U8", "|b1": "BOOL"}
+    header, blobs, at = {}, [], 0
+    if metadata:
+        header["__metadata__"] = metadata
+    for name, (arr, code) in tensors.items():
+        raw = np.ascontiguousarray(arr).tobytes()
+        header[name] = {"dtype": code or codes[arr.dtype.str], "shape": list(arr.shape),
+                        "data_offsets": [at, at + len(raw)]}
+        blobs.append(raw)
+        at += len(raw)
+    text = json.dumps(header).encode("utf-8")
+    text += b" " * ((8 - len(text) % 8) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(text)) + text + b"".join(blobs))
+
+
+def safetensors_fixtures():
+    d = os.path.join(HERE, "safetensors")
+    ramp = lambda n: 0.5 * np.arange(n) - 1
+    bf16 = np.array([1.0, -2.5, 3.140625, 1e-3], dtype="<f4")
+    bf16_bits = (bf16.view("<u4") >> 16).astype("<u2")  # exact: chosen to fit in bf16
+    f16 = np.array([0.5, -65504.0, 2.0 ** -24, np.inf, -0.0], dtype="<f2")
+    write_safetensors(f"{d}/basic.safetensors", {
+        "w.f32": (ramp(6).astype("<f4").reshape(2, 3), None),
+        "w.f64": (ramp(3).astype("<f8"), None),
+        "ids": (np.array([[3, -1], [2**40, 0]], dtype="<i8"), None),
+        "h.bf16": (bf16_bits, "BF16"),
+        "h.f16": (f16.view("<u2"), "F16"),
+        "empty": (np.zeros((0, 3), dtype="<f4"), None),
+        "esc\"aped.\u00e9": (np.array(7.0, dtype="<f8"), None),
+    }, metadata={"format": "pt", "note": "caf\u00e9 \u2713"})
+
+
+def state_dict_fixtures():
+    """A bare torch.nn.LSTM(3, 4, num_layers=2, bidirectional=True) and an
+    nn.Linear(8, 2) applied to every step, in float64: their state dict
+    (the LSTM's keys bare, the Linear's under "fc.") as one safetensors file
+    and as a folder of .npy files, an input x [T=5, B=2, I=3] and PyTorch's
+    outputs: out [T, B, 8], h_n and c_n [4, B, 4], y = fc(out) [T, B, 2]."""
+    d = os.path.join(HERE, "state_dict")
+    torch.manual_seed(17)
+    lstm = torch.nn.LSTM(3, 4, num_layers=2, bidirectional=True).double()
+    fc = torch.nn.Linear(8, 2).double()
+    sd = dict(lstm.state_dict())
+    sd.update({f"fc.{k}": v for k, v in fc.state_dict().items()})
+    write_safetensors(f"{d}/lstm_fc.safetensors", {k: (v.numpy(), None) for k, v in sd.items()},
+                      metadata={"format": "pt"})
+    for k, v in sd.items():
+        save(f"{d}/lstm_fc_npy/{k}.npy", v.numpy())
+    x = torch.tensor(rng.uniform(-1, 1, (5, 2, 3)))
+    with torch.no_grad():
+        out, (hn, cn) = lstm(x)
+        y = fc(out)
+    for name, a in {"x": x, "out": out, "hn": hn, "cn": cn, "y": y}.items():
+        save(f"{d}/{name}.npy", a.numpy())
 
 
 if __name__ == "__main__":
@@ -288,4 +361,6 @@ if __name__ == "__main__":
     tbptt_case("k2_k4", 2, 4)
     norm_fixtures()
     proj_fixtures()
+    safetensors_fixtures()
+    state_dict_fixtures()
     print("fixtures written under", HERE)

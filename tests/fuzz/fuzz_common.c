@@ -15,7 +15,7 @@ void fuzz_model_new(fuzz_model *m, uint64_t seed)
     memset(m, 0, sizeof *m);
     m->ps = nn_params_new(AD_F32, NULL);
     if (!m->ps) return;
-    if (nn_cell_create(&m->cell, NN_CELL_LSTM, m->ps, "lstm", 0, 0, 2, 2, 1, NULL) != AD_OK ||
+    if (nn_cell_create(&m->cell, m->ps, "lstm", &(nn_cell_options){.kind = NN_CELL_LSTM, .input_size = 2, .hidden_size = 2}, NULL) != AD_OK ||
         nn_linear_create(&m->head, m->ps, "head", 2, 3, 1, NULL) != AD_OK) {
         nn_params_free(m->ps);
         m->ps = NULL;

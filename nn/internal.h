@@ -1,0 +1,72 @@
+/*
+ * internal.h - what the nn files share with each other. Never installed.
+ *
+ * Cross-file internals are prefixed nn__. Here: the strict JSON parser that
+ * reads safetensors headers (json.c).
+ */
+#ifndef UNROLL_NN_INTERNAL_H
+#define UNROLL_NN_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../autodiff/status.h"
+
+/* ---- JSON (json.c) ------------------------------------------------------------------ */
+
+typedef enum nn__json_type {
+    NN__JSON_NULL,
+    NN__JSON_FALSE,
+    NN__JSON_TRUE,
+    NN__JSON_NUMBER,
+    NN__JSON_STRING,
+    NN__JSON_ARRAY,
+    NN__JSON_OBJECT
+} nn__json_type;
+
+/* One value. Children of an array or object are a chain: `child` is the
+ * index of the first, `next` of the following sibling (0: none; node 0 is
+ * the root, never a child). A member of an object has its key in key/key_len
+ * (decoded, NUL-terminated). A string's `str` is decoded and NUL-terminated;
+ * a number's is its text as written (not NUL-terminated). */
+typedef struct nn__json {
+    nn__json_type type;
+    const char *str;
+    size_t len;
+    const char *key;
+    size_t key_len;
+    size_t child, next, count; /* count: number of children */
+} nn__json;
+
+typedef struct nn__json_doc {
+    nn__json *nodes; /* nodes[0] is the root */
+    size_t count;
+    char *strings;   /* decoded keys and strings */
+} nn__json_doc;
+
+/* The deepest nesting accepted (safetensors headers need 3). */
+#define NN__JSON_MAX_DEPTH 32
+
+/*
+ * Parses `len` bytes of `text` as one JSON value (RFC 8259, strictly: no
+ * comments, trailing commas, leading zeros, unescaped control characters,
+ * invalid UTF-8 or lone surrogates; nesting up to NN__JSON_MAX_DEPTH) with
+ * only whitespace around it. Duplicate keys in an object are AD_ERR_DUPLICATE;
+ * everything else wrong is AD_ERR_FORMAT with the byte offset. Memory is
+ * bounded by a small multiple of len. On success free doc with
+ * nn__json_free(); on failure doc is empty.
+ */
+ad_status nn__json_parse(const char *text, size_t len, nn__json_doc *doc, ad_error *err);
+
+/* Frees a parsed document (an empty one is fine). */
+void nn__json_free(nn__json_doc *doc);
+
+/* The value of a number node that is a non-negative integer written without
+ * fraction or exponent and at most 2^63 - 1; 0 when it is not one. */
+int nn__json_uint(const nn__json *n, uint64_t *out);
+
+/* 1 when the len bytes of s are valid UTF-8 (no overlong forms, surrogates
+ * or code points above U+10FFFF). */
+int nn__utf8_valid(const char *s, size_t len);
+
+#endif
