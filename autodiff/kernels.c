@@ -1,12 +1,16 @@
 /*
- * kernels.c - plain C11 kernels.
+ * kernels.c - plain C11 kernels: the matrix products.
+ *
+ * Compiled once per instruction-set variant (cpu.c explains which and how
+ * one is chosen): everything here is static except this variant's table of
+ * entry points, ad__gemm_kernels_<variant>.
  *
  * GEMM: C[m,n] (+)= op(A) op(B), blocked so that a panel of B (KC rows by
  * NC columns) stays in cache while every row of A streams past it, with a
  * register micro-kernel of MR = 6 rows by NR columns (two SIMD vectors,
  * written with GCC/Clang vector extensions; a plain-array version elsewhere).
- * Built with -O3, -march=native under UNROLL_NATIVE, and FMA contraction for
- * this file only. B is packed into strips of NR columns ([KC, NR] each,
+ * Built with -O3, -march=native under UNROLL_NATIVE (else the variant's
+ * instruction set), and FMA contraction for this file only. B is packed into strips of NR columns ([KC, NR] each,
  * contiguous, on the stack) unless it is row-major with whole strips and
  * fits one panel, so every case runs the same micro-kernel with unit-stride
  * loads; the narrow last strip runs it on a register tile. The panel is on the
@@ -27,16 +31,12 @@ enum { KC = 128, NC = 256, MR = 6 };
 /*
  * Threads. A large product is split into disjoint rectangles of C, one per
  * thread of a team (a static schedule), each computed exactly as one thread
- * would compute it, so the result never depends on the thread count. Only
- * this file uses OpenMP.
+ * would compute it, so the result never depends on the thread count. The
+ * count itself lives in threads.c (this file exists once per variant).
  */
 #if defined(UNROLL_WITH_OPENMP)
 #include <omp.h>
-#include <stdatomic.h>
 
-/* Process-wide, like a BLAS library's thread count; atomic because other
- * threads may run products while one changes it. */
-static atomic_int num_threads = 1;
 #define PARALLEL_TEAM _Pragma("omp parallel num_threads(nth)")
 static int team_member(void) { return omp_get_thread_num(); }
 static int team_count(void) { return omp_get_num_threads(); }
@@ -45,41 +45,6 @@ static int team_count(void) { return omp_get_num_threads(); }
 static int team_member(void) { return 0; }
 static int team_count(void) { return 1; }
 #endif
-
-ad_status ad_set_num_threads(int n)
-{
-    if (n < 1) return AD_ERR_ARG;
-#if defined(UNROLL_WITH_OPENMP)
-    atomic_store_explicit(&num_threads, n, memory_order_relaxed);
-#endif
-    return AD_OK;
-}
-
-int ad_get_num_threads(void)
-{
-#if defined(UNROLL_WITH_OPENMP)
-    return atomic_load_explicit(&num_threads, memory_order_relaxed);
-#else
-    return 1;
-#endif
-}
-
-ad_status ad_parallel_run(int n_tasks, void (*task)(void *ctx, int i), void *ctx)
-{
-    if (!task) return AD_ERR_NULL;
-    if (n_tasks < 0) return AD_ERR_ARG;
-    int nth = ad_get_num_threads() < n_tasks ? ad_get_num_threads() : n_tasks;
-#if defined(UNROLL_WITH_OPENMP)
-    if (nth > 1) {
-#pragma omp parallel for num_threads(nth) schedule(static)
-        for (int i = 0; i < n_tasks; i++) task(ctx, i);
-        return AD_OK;
-    }
-#endif
-    (void)nth;
-    for (int i = 0; i < n_tasks; i++) task(ctx, i);
-    return AD_OK;
-}
 
 /* The least multiply-adds (m n k) worth a thread. Waking a team and meeting
  * at its end costs a few microseconds; on the 2-core machine this was tuned
@@ -380,8 +345,8 @@ DEFINE_GEMM(ad__gemm_f64, static, builtin_gemm_f64, double, NR_F64)
 
 #define BLAS_WORTH_IT(m, n, k) ((m) >= 8 && (n) >= 8 && (k) >= 8)
 
-void ad__gemm_f32(int trans_a, int trans_b, size_t m, size_t n, size_t k, const float *a,
-                  const float *b, float *c, int accumulate)
+static void gemm_f32(int trans_a, int trans_b, size_t m, size_t n, size_t k, const float *a,
+                     const float *b, float *c, int accumulate)
 {
     if (!BLAS_WORTH_IT(m, n, k)) {
         builtin_gemm_f32(trans_a, trans_b, m, n, k, a, b, c, accumulate);
@@ -392,8 +357,8 @@ void ad__gemm_f32(int trans_a, int trans_b, size_t m, size_t n, size_t k, const 
                 accumulate ? 1.0f : 0.0f, c, (int)n);
 }
 
-void ad__gemm_f64(int trans_a, int trans_b, size_t m, size_t n, size_t k, const double *a,
-                  const double *b, double *c, int accumulate)
+static void gemm_f64(int trans_a, int trans_b, size_t m, size_t n, size_t k, const double *a,
+                     const double *b, double *c, int accumulate)
 {
     if (!BLAS_WORTH_IT(m, n, k)) {
         builtin_gemm_f64(trans_a, trans_b, m, n, k, a, b, c, accumulate);
@@ -405,58 +370,69 @@ void ad__gemm_f64(int trans_a, int trans_b, size_t m, size_t n, size_t k, const 
 }
 
 /* CBLAS packs for itself: nothing is prepacked. */
-size_t ad__gemm_packed_count(int f64, size_t n, size_t k)
+static size_t packed_count(int f64, size_t n, size_t k)
 {
     (void)f64, (void)n, (void)k;
     return 0;
 }
-void ad__gemm_pack_f32(int trans_b, size_t n, size_t k, const float *b, float *packed)
+static void pack_f32(int trans_b, size_t n, size_t k, const float *b, float *packed)
 {
     (void)trans_b, (void)n, (void)k, (void)b, (void)packed;
 }
-void ad__gemm_pack_f64(int trans_b, size_t n, size_t k, const double *b, double *packed)
+static void pack_f64(int trans_b, size_t n, size_t k, const double *b, double *packed)
 {
     (void)trans_b, (void)n, (void)k, (void)b, (void)packed;
 }
-void ad__gemm_prepacked_f32(int trans_a, int trans_b, size_t m, size_t n, size_t k, const float *a,
-                            const float *b, const float *packed, float *c, int accumulate)
+static void prepacked_f32(int trans_a, int trans_b, size_t m, size_t n, size_t k, const float *a,
+                          const float *b, const float *packed, float *c, int accumulate)
 {
     (void)packed;
-    ad__gemm_f32(trans_a, trans_b, m, n, k, a, b, c, accumulate);
+    gemm_f32(trans_a, trans_b, m, n, k, a, b, c, accumulate);
 }
-void ad__gemm_prepacked_f64(int trans_a, int trans_b, size_t m, size_t n, size_t k, const double *a,
-                            const double *b, const double *packed, double *c, int accumulate)
+static void prepacked_f64(int trans_a, int trans_b, size_t m, size_t n, size_t k, const double *a,
+                          const double *b, const double *packed, double *c, int accumulate)
 {
     (void)packed;
-    ad__gemm_f64(trans_a, trans_b, m, n, k, a, b, c, accumulate);
+    gemm_f64(trans_a, trans_b, m, n, k, a, b, c, accumulate);
 }
 #else
-DEFINE_GEMM(ad__gemm_f32, , ad__gemm_f32, float, NR_F32)
-DEFINE_GEMM(ad__gemm_f64, , ad__gemm_f64, double, NR_F64)
+DEFINE_GEMM(ad__gemm_f32, static, gemm_f32, float, NR_F32)
+DEFINE_GEMM(ad__gemm_f64, static, gemm_f64, double, NR_F64)
 
-size_t ad__gemm_packed_count(int f64, size_t n, size_t k)
+static size_t packed_count(int f64, size_t n, size_t k)
 {
     size_t nr = f64 ? NR_F64 : NR_F32;
     return (n + nr - 1) / nr * nr * k;
 }
 /* All of op(B) as NR-column strips of k rows each, strip s at s k NR: one
  * panel of the whole matrix, the layout the kernel reads when prepacked. */
-void ad__gemm_pack_f32(int trans_b, size_t n, size_t k, const float *b, float *packed)
+static void pack_f32(int trans_b, size_t n, size_t k, const float *b, float *packed)
 {
     ad__gemm_f32_pack(trans_b, b, n, k, 0, k, 0, n, packed);
 }
-void ad__gemm_pack_f64(int trans_b, size_t n, size_t k, const double *b, double *packed)
+static void pack_f64(int trans_b, size_t n, size_t k, const double *b, double *packed)
 {
     ad__gemm_f64_pack(trans_b, b, n, k, 0, k, 0, n, packed);
 }
-void ad__gemm_prepacked_f32(int trans_a, int trans_b, size_t m, size_t n, size_t k, const float *a,
-                            const float *b, const float *packed, float *c, int accumulate)
+static void prepacked_f32(int trans_a, int trans_b, size_t m, size_t n, size_t k, const float *a,
+                          const float *b, const float *packed, float *c, int accumulate)
 {
     ad__gemm_f32_run(trans_a, trans_b, m, n, k, a, b, packed, c, accumulate);
 }
-void ad__gemm_prepacked_f64(int trans_a, int trans_b, size_t m, size_t n, size_t k, const double *a,
-                            const double *b, const double *packed, double *c, int accumulate)
+static void prepacked_f64(int trans_a, int trans_b, size_t m, size_t n, size_t k, const double *a,
+                          const double *b, const double *packed, double *c, int accumulate)
 {
     ad__gemm_f64_run(trans_a, trans_b, m, n, k, a, b, packed, c, accumulate);
 }
 #endif
+
+/* This variant's entry points; cpu.c picks one variant's table per process. */
+const ad__gemm_kernels AD__VARIANT(ad__gemm_kernels) = {
+    .packed_count = packed_count,
+    .f32 = gemm_f32,
+    .f64 = gemm_f64,
+    .pack_f32 = pack_f32,
+    .pack_f64 = pack_f64,
+    .prepacked_f32 = prepacked_f32,
+    .prepacked_f64 = prepacked_f64,
+};

@@ -12,6 +12,9 @@
  * Cephes single-precision coefficients), 2^n built in the exponent bits.
  * n is found with the 1.5 * 2^23 rounding trick, so no float-to-int
  * conversion ever sees a NaN or an out-of-range value.
+ *
+ * Compiled once per instruction-set variant, like kernels.c (see cpu.c);
+ * only this variant's table, ad__act_kernels_<variant>, is external.
  */
 #include <stdint.h>
 #include <string.h>
@@ -45,7 +48,7 @@ static inline float exp_core(float x)
 /* sigmoid: with e = e^-|x| (never overflows), 1/(1+e) for x >= 0 and
  * e/(1+e) for x < 0, both without cancellation. e is the square of
  * e^(-|x|/2), which reaches the denormals and 0 as expf does. */
-void ad__sigmoid_f32(size_t n, const float *x, float *y)
+static void sigmoid_f32(size_t n, const float *x, float *y)
 {
     for (size_t i = 0; i < n; i++) {
         float v = x[i];
@@ -61,7 +64,7 @@ void ad__sigmoid_f32(size_t n, const float *x, float *y)
  * tanh: an odd polynomial for |x| < 0.625 (the Cephes tanhf coefficients),
  * 1 - 2/(e^{2|x|} + 1) above, where tanh(10) already rounds to 1.
  */
-void ad__tanh_f32(size_t n, const float *x, float *y)
+static void tanh_f32(size_t n, const float *x, float *y)
 {
     for (size_t i = 0; i < n; i++) {
         float v = x[i];
@@ -116,7 +119,7 @@ static inline void exp_parts(double y, double *scale, double *q)
 }
 
 /* sigmoid: with e = e^-|x|, 1/(1+e) for x >= 0 and e/(1+e) below. */
-void ad__sigmoid_f64(size_t n, const double *x, double *y)
+static void sigmoid_f64(size_t n, const double *x, double *y)
 {
     for (size_t i = 0; i < n; i++) {
         double v = x[i], scale, q;
@@ -131,7 +134,7 @@ void ad__sigmoid_f64(size_t n, const double *x, double *y)
 
 /* tanh |x| = -m / (2 + m) with m = expm1(-2|x|), exact in relative terms at
  * every size; tanh(20) already rounds to 1. */
-void ad__tanh_f64(size_t n, const double *x, double *y)
+static void tanh_f64(size_t n, const double *x, double *y)
 {
     for (size_t i = 0; i < n; i++) {
         double v = x[i];
@@ -143,3 +146,11 @@ void ad__tanh_f64(size_t n, const double *x, double *y)
         y[i] = v < 0 ? -t : v > 0 ? t : v; /* keeps -0, +0 and NaN */
     }
 }
+
+/* This variant's entry points; cpu.c picks one variant's table per process. */
+const ad__act_kernels AD__VARIANT(ad__act_kernels) = {
+    .sigmoid_f32 = sigmoid_f32,
+    .tanh_f32 = tanh_f32,
+    .sigmoid_f64 = sigmoid_f64,
+    .tanh_f64 = tanh_f64,
+};

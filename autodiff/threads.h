@@ -1,6 +1,7 @@
 /*
- * threads.h - how many threads the matrix products may use, and a runner of
- * independent tasks on those threads (data-parallel training).
+ * threads.h - how many threads the matrix products may use, a runner of
+ * independent tasks on those threads (data-parallel training), and which
+ * instruction-set variant of the kernels runs.
  *
  * A build configured with UNROLL_WITH_OPENMP=ON can split large matrix
  * products (forward and backward) over several threads. Threading is an
@@ -52,6 +53,17 @@ AD_API int ad_get_num_threads(void);
  * (n_tasks < 0).
  */
 AD_API ad_status ad_parallel_run(int n_tasks, void (*task)(void *ctx, int i), void *ctx);
+
+/**
+ * The name of the kernel variant this process runs: "avx2" (AVX2 and FMA)
+ * or "generic" (the build's own flags). A portable x86-64 build
+ * (UNROLL_NATIVE=OFF) picks the best variant the CPU supports at the first
+ * kernel call; the environment variable UNROLL_CPU=generic (or avx2) set
+ * before that call chooses instead, and a name the CPU cannot run means
+ * "generic". Other builds have "generic" only. The string is static; the
+ * answer never changes within a process (docs/performance.md).
+ */
+AD_API const char *ad_kernel_variant(void);
 
 #ifdef __cplusplus
 }
