@@ -2,9 +2,10 @@
 # Installs what unroll needs to build and test on Debian 12, if it is missing.
 set -euo pipefail
 # libclang-rt-14-dev: the sanitizer runtimes of Debian 12's clang (the clang package does not pull them in)
-# libopenblas-dev: the UNROLL_WITH_BLAS build; libopenmpi-dev, openmpi-bin: UNROLL_WITH_MPI
+# libopenblas-dev: the UNROLL_WITH_BLAS build; libopenmpi-dev, openmpi-bin: UNROLL_WITH_MPI;
+# gnuplot-nox: the examples' plots (their tests skip visibly without it)
 pkgs=(cmake make gcc clang libclang-rt-14-dev pkg-config libcriterion-dev uthash-dev libopenblas-dev
-      libopenmpi-dev openmpi-bin)
+      libopenmpi-dev openmpi-bin gnuplot-nox)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
