@@ -1,4 +1,5 @@
-/*
+/**
+ * @file
  * threads.h - how many threads the matrix products may use, and a runner of
  * independent tasks on those threads (data-parallel training).
  *

@@ -1,4 +1,5 @@
-/*
+/**
+ * @file
  * tbptt.h - truncated backpropagation through time, TBPTT(k1, k2).
  *
  * Over a long sequence of `steps` steps: every k1 steps, the driver records
@@ -49,7 +50,9 @@ typedef struct nn_tbptt_options {
     int k2;        /**< steps backpropagated through at each update */
     int64_t steps; /**< length of the whole sequence */
     int64_t batch; /**< rows of each input */
+    /**@{*/
     const double *h0, *c0; /**< initial state values [batch, H] in f64, or NULL for zeros */
+    /**@}*/
 } nn_tbptt_options;
 
 /**
