@@ -1,4 +1,5 @@
-/*
+/**
+ * @file
  * autodiff.h - the umbrella header of unroll's reverse-mode engine.
  *
  *     #include <unroll/autodiff/autodiff.h>

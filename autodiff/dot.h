@@ -1,4 +1,5 @@
-/*
+/**
+ * @file
  * dot.h - Graphviz DOT export of a tape.
  *
  * One box per recorded op, labelled with its name, output shape and the

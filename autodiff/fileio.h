@@ -1,4 +1,5 @@
-/*
+/**
+ * @file
  * fileio.h - whole-file reads with a size bound, and crash-safe writes.
  *
  * ad_file_write_atomic() writes to a temporary file in the same folder,

@@ -1,4 +1,5 @@
-/*
+/**
+ * @file
  * gradcheck.h - compare backward's gradients with central finite differences.
  *
  * The graph to check is a function that records ops on a tape from temporal
@@ -63,6 +64,7 @@ typedef struct ad_gradcheck_report {
     int passed;   /**< all entries passed */
     size_t count; /**< entries used */
     size_t evaluations; /**< forward evaluations performed */
+    /** The first `count` hold one parameter each. */
     ad_gradcheck_entry entries[AD_GRADCHECK_MAX_PARAMS];
 } ad_gradcheck_report;
 

@@ -1,4 +1,5 @@
-/*
+/**
+ * @file
  * npy.h - NumPy .npy files of f32/f64 tensors.
  *
  * Reads and writes format versions 1.0 and 2.0, little-endian, C order,

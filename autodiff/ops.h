@@ -1,10 +1,12 @@
-/*
+/**
+ * @file
  * ops.h - the differentiable operations.
  *
  * Every op takes the tape first, checks its inputs (one shared gate), computes
  * its result eagerly into the tape's arena and records a node for backward.
  * On bad input an op returns NULL and records a sticky error on the tape
  * naming the op and the shapes, e.g.
+ *
  *     matmul: [2,3] x [4,5]: inner dimensions 3 and 4 differ
  * An op given a NULL input returns NULL, so a chain of ops is checked once:
  *
@@ -210,6 +212,10 @@ AD_API ad_tensor *ad_mse(ad_tape *t, ad_tensor *pred, ad_tensor *target, ad_redu
 
 /** Activations of ad_rnn_cell(). */
 enum { AD_RNN_TANH = 0, AD_RNN_RELU = 1 };
+/** @var AD_RNN_TANH
+ * h' = tanh(gx + gh). */
+/** @var AD_RNN_RELU
+ * h' = relu(gx + gh). */
 
 /**
  * Elman step: h' = act(gx + gh) with gx, gh [B, H] and act AD_RNN_TANH or
@@ -253,14 +259,18 @@ AD_API ad_tensor *ad_gru_cell(ad_tape *t, ad_tensor *gx, ad_tensor *gh, ad_tenso
  * - forward: fill `out` (allocated by the engine with that shape);
  * - backward: add (+=) dL/din[i] into gin[i] given gout = dL/dout; gin[i] is
  *   NULL when input i needs no gradient.
+ *
  * gradcheck and anomaly mode treat custom ops like built-ins.
  */
 typedef struct ad_custom_op {
     const char *name; /**< shown in errors and DOT output */
     int arity;        /**< number of inputs, 1..AD_CUSTOM_MAX_IN */
+    /** Computes the output shape (see above). */
     ad_status (*shape)(void *ctx, ad_tensor *const *in, int n, ad_shape *out, char *msg,
                        size_t msg_size);
+    /** Fills the output (see above). */
     void (*forward)(void *ctx, ad_tensor *const *in, int n, ad_tensor *out);
+    /** Adds the input gradients (see above). */
     void (*backward)(void *ctx, ad_tensor *const *in, int n, ad_tensor *out, ad_tensor *gout,
                      ad_tensor *const *gin);
 } ad_custom_op;

@@ -1,4 +1,5 @@
-/*
+/**
+ * @file
  * rng.h - an explicit, seedable random number generator (PCG32).
  *
  * unroll has no global random state: everything random (initialisation,

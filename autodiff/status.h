@@ -1,4 +1,5 @@
-/*
+/**
+ * @file
  * status.h - result codes shared by every unroll function.
  *
  * Functions that work on a tape record the first error on the tape (see
@@ -23,7 +24,11 @@
 extern "C" {
 #endif
 
-/* X(code, value, description) */
+/**
+ * The result codes as rows X(code, value, description): the one list that
+ * the ad_status enum, ad_status_name(), ad_status_str() and docs/errors.md
+ * come from or are checked against.
+ */
 #define AD_STATUS_LIST(X)                                                          \
     X(AD_OK, 0, "success")                                                         \
     X(AD_ERR_NULL, 1, "a required argument was NULL")                             \
@@ -50,6 +55,7 @@ typedef enum ad_status {
 #define AD__STATUS_ENUM(code, value, desc) code = value,
     AD_STATUS_LIST(AD__STATUS_ENUM)
 #undef AD__STATUS_ENUM
+    /** The number of codes (one past the largest value); not a code itself. */
     AD_STATUS_COUNT
 } ad_status;
 
@@ -62,18 +68,20 @@ typedef enum ad_status {
  * function and the offending values (empty on success).
  */
 typedef struct ad_error {
+    /** The status the call returned. */
     ad_status code;
+    /** What went wrong, NUL-terminated; empty on success. */
     char msg[AD_ERROR_MSG_SIZE];
 } ad_error;
 
-/** The identifier of a code, e.g. "AD_ERR_SHAPE"; "AD_UNKNOWN" for values outside the list. */
+/** The identifier of a code, such as "AD_ERR_SHAPE"; "AD_UNKNOWN" for values outside the list. */
 AD_API const char *ad_status_name(ad_status s);
 
 /** A one-line description of a code, as listed in docs/errors.md. */
 AD_API const char *ad_status_str(ad_status s);
 
 /**
- * The version of the library actually linked, e.g. "0.2.0"; equal to
+ * The version of the library actually linked, such as "0.2.0"; equal to
  * UNROLL_VERSION_STRING of the headers it was built with (unroll/version.h).
  */
 AD_API const char *ad_version(void);

@@ -1,4 +1,5 @@
-/*
+/**
+ * @file
  * tape.h - the explicit context that records operations and owns their memory.
  *
  * Every op takes the tape first, computes its result at once and appends a
@@ -177,6 +178,7 @@ AD_API size_t ad_tape_bytes_reserved(const ad_tape *t);
  * Turns gradient recording on (1) or off (0) for the ops that follow and
  * returns the previous setting. With recording off, results do not require
  * gradients (a no_grad region):
+ *
  *     int was = ad_tape_set_grad_enabled(t, 0); ...; ad_tape_set_grad_enabled(t, was);
  */
 AD_API int ad_tape_set_grad_enabled(ad_tape *t, int enabled);

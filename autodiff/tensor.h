@@ -1,4 +1,5 @@
-/*
+/**
+ * @file
  * tensor.h - dense tensors and parameters.
  *
  * A tensor is dense, contiguous and row-major, of rank 0 to AD_MAX_RANK, with
@@ -10,6 +11,7 @@
  *   - on the heap (ad_tensor_new(), ad_npy_load()): owned by the caller and
  *     released with ad_tensor_free(). Ops do not take heap tensors directly;
  *     copy one onto a tape with ad_constant().
+ *
  * A parameter (ad_param) owns persistent storage and a gradient buffer outside
  * any tape; ad_use() puts a temporal copy of it on a tape.
  *
@@ -47,7 +49,9 @@ typedef enum ad_dtype {
 
 /** A shape: `rank` sizes in `dim[0..rank-1]`; the rest are ignored. */
 typedef struct ad_shape {
+    /** The number of axes, 0..AD_MAX_RANK. */
     int rank;
+    /** The size of each axis, outermost first. */
     int64_t dim[AD_MAX_RANK];
 } ad_shape;
 

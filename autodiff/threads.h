@@ -1,4 +1,5 @@
-/*
+/**
+ * @file
  * threads.h - how many threads the matrix products may use, a runner of
  * independent tasks on those threads (data-parallel training), and which
  * instruction-set variant of the kernels runs.

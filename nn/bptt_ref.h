@@ -1,4 +1,5 @@
-/*
+/**
+ * @file
  * bptt_ref.h - backpropagation through time derived by hand, in plain loops.
  *
  * No engine call anywhere: these functions implement the textbook
@@ -8,13 +9,19 @@
  * gradient arrays are overwritten (not accumulated).
  *
  * Case 1 (many-to-one, row vectors, no biases; derivations.md section 1):
+ *
  *     O_t = tanh(x_t W_i + O_{t-1} W_h),  O_0 = 0,  yhat = sigmoid(O_T W_o)
  *     L = -(y log yhat + (1 - y) log(1 - yhat))
+ *
  * Case 2 (min-char-rnn, column vectors; section 2):
+ *
  *     h_t = tanh(W_xh x_t + W_hh h_{t-1} + b_h),  y_t = W_hy h_t + b_y
  *     p_t = softmax(y_t),  L = -sum_t log p_t[c_t]
+ *
  * Batched Elman (PyTorch layout; section 3):
+ *
  *     h_t = tanh(x_t W_ih^T + b_ih + h_{t-1} W_hh^T + b_hh),  L = sum_t sum(h_t * U_t)
+ *
  * Batched LSTM and GRU (PyTorch's equations, nn/cell.h; section 4), same loss.
  */
 #ifndef UNROLL_NN_BPTT_REF_H
@@ -30,7 +37,10 @@ extern "C" {
 
 /** Case 1 weights (or their gradients): W_i [V, H], W_h [H, H], W_o [H, 1]. */
 typedef struct nn_case1_weights {
+    /**@{*/
+    /** Row-major arrays of the shapes above. */
     double *W_i, *W_h, *W_o;
+    /**@}*/
 } nn_case1_weights;
 
 /**
@@ -43,7 +53,10 @@ NN_API ad_status nn_ref_case1(int V, int H, const nn_case1_weights *w, const dou
 
 /** Case 2 weights (or gradients): W_xh [H, V], W_hh [H, H], W_hy [V, H], b_h [H], b_y [V]. */
 typedef struct nn_case2_weights {
+    /**@{*/
+    /** Row-major arrays of the shapes above. */
     double *W_xh, *W_hh, *W_hy, *b_h, *b_y;
+    /**@}*/
 } nn_case2_weights;
 
 /**
@@ -75,7 +88,10 @@ NN_API ad_status nn_ref_case2_truncated(int V, int H, const nn_case2_weights *w,
  * 4 (LSTM, gates i f g o) or 3 (GRU, gates r z n).
  */
 typedef struct nn_ref_weights {
+    /**@{*/
+    /** Row-major arrays of the shapes above. */
     double *W_ih, *W_hh, *b_ih, *b_hh;
+    /**@}*/
 } nn_ref_weights;
 
 /**

@@ -1,13 +1,17 @@
-/*
+/**
+ * @file
  * cell.h - recurrent cells: one time step written with engine ops.
  *
  * A cell is a step function plus its parameters:
+ *
  *     next = step(tape, cell, x_t, prev)
+ *
  * with x_t [B, I] and states [B, H] (rows are batch entries, as PyTorch's
  * batch_first layout). The built-in cells follow PyTorch's equations, gate
  * order, parameter names and shapes exactly, so weights exchanged through
  * .npy give the same numbers:
  *
+ * ```
  *   Elman  h' = act(x W_ih^T + b_ih + h W_hh^T + b_hh),        act = tanh | relu
  *   LSTM   [i f g o] = x W_ih^T + b_ih + h W_hh^T + b_hh       (W_ih [4H, I])
  *          c' = sigmoid(f) c + sigmoid(i) tanh(g),  h' = sigmoid(o) tanh(c')
@@ -15,6 +19,7 @@
  *   GRU    [r z n] split of  x W_ih^T + b_ih  and  h W_hh^T + b_hh   (W_ih [3H, I])
  *          r = sigmoid(.), z = sigmoid(.),  n = tanh(x_n + r (h W_hn^T + b_hn))
  *          h' = (1 - z) n + z h
+ * ```
  *
  * Parameters are registered as "<prefix>.weight_ih_l<k>", "weight_hh_l<k>",
  * "bias_ih_l<k>", "bias_hh_l<k>" (and "weight_hr_l<k>" with proj_size;
@@ -38,10 +43,13 @@ extern "C" {
 
 /** The state a cell carries: h, and c for LSTM (NULL otherwise). */
 typedef struct nn_state {
+    /** The hidden state h [B, H]. */
     ad_tensor *h;
+    /** The cell state c [B, H] of an LSTM; NULL for other cells. */
     ad_tensor *c;
 } nn_state;
 
+/** A cell (struct nn_cell below): plain data, so a custom cell is filled by hand. */
 typedef struct nn_cell nn_cell;
 
 /**
@@ -56,23 +64,34 @@ typedef ad_status (*nn_step_fn)(ad_tape *t, const nn_cell *cell, ad_tensor *x,
 
 /** Kinds of built-in cells. */
 typedef enum nn_cell_kind {
+    /** A cell whose step function the user writes. */
     NN_CELL_CUSTOM = 0,
+    /** Elman with tanh: h' = tanh(x W_ih^T + b_ih + h W_hh^T + b_hh). */
     NN_CELL_RNN_TANH,
+    /** Elman with relu: h' = relu(x W_ih^T + b_ih + h W_hh^T + b_hh). */
     NN_CELL_RNN_RELU,
+    /** LSTM, PyTorch's gate order i f g o. */
     NN_CELL_LSTM,
+    /** GRU, PyTorch's gate order r z n. */
     NN_CELL_GRU
 } nn_cell_kind;
 
 /** A cell: its step, sizes and parameters. Plain data; fill it by hand for a custom cell. */
 struct nn_cell {
     char name[AD_NAME_SIZE]; /**< used in tape labels: "<name> t=<step>" */
+    /** Which built-in cell this is, or NN_CELL_CUSTOM. */
     nn_cell_kind kind;
+    /**@{*/
+    /** The sizes I of an input row and H of the state. */
     int input_size, hidden_size;
+    /**@}*/
     int proj_size;      /**< LSTM with projections: h is [B, proj_size]; 0 otherwise */
     int has_bias;       /**< built-in cells: the biases b_ih and b_hh are w[2] and w[3] */
     int has_c;          /**< carries a cell state c (LSTM) */
+    /** The step function; nn_cell_create() sets the built-in one of the kind. */
     nn_step_fn step;
     ad_param *w[NN_CELL_MAX_PARAMS]; /**< the cell's parameters (built-ins: W_ih, W_hh, b_ih, b_hh) */
+    /** How many entries of `w` are used. */
     int n_w;
     /** Built-in cells: 0 (the default) runs the fused gate ops (ad_rnn_cell,
      *  ad_lstm_cell_state/_output, ad_gru_cell); 1 the op-by-op gates (split,
@@ -141,7 +160,10 @@ NN_API ad_status nn_cell_step_projected(ad_tape *t, const nn_cell *cell, ad_tens
 /**
  * The step function of every built-in cell (nn_cell.step of the cells
  * nn_cell_create() makes): nn_cell_step_projected() of
- * nn_cell_input_projection(x). A custom cell may call it on a built-in cell.
+ * nn_cell_input_projection(x), which follows cell->kind. It does not check
+ * its arguments as nn_cell_step() does; it returns the tape's status, and a
+ * custom cell is AD_ERR_ARG on the tape. A custom cell may call it on a
+ * built-in cell.
  */
 NN_API ad_status nn_builtin_step(ad_tape *t, const nn_cell *cell, ad_tensor *x, const nn_state *prev,
                                  nn_state *next);

@@ -1,4 +1,5 @@
-/*
+/**
+ * @file
  * checkpoint.h - crash-safe training checkpoints.
  *
  * One binary file holds a model's named parameters, the optimizer's state,
@@ -35,7 +36,10 @@ typedef struct nn_train_state {
     int64_t step;         /**< the training loop's step counter */
     ad_rng rng;           /**< e.g. the data-sampling RNG */
     nn_schedule schedule; /**< the learning-rate schedule */
+    /**@{*/
+    /** 1 when `rng` / `schedule` hold state to save (or were loaded). */
     int has_rng, has_schedule;
+    /**@}*/
 } nn_train_state;
 
 /**

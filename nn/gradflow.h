@@ -1,4 +1,5 @@
-/*
+/**
+ * @file
  * gradflow.h - the gradient-flow report: how much gradient reaches each time
  * step, the tool to see vanishing and exploding gradients.
  *
@@ -30,6 +31,7 @@ extern "C" {
 
 /** One row per time step (in time order). */
 typedef struct nn_grad_flow_row {
+    /** The time step t. */
     int step;
     double h_norm;                    /**< ||dL/dh_t||; 0 when no gradient reached h_t, NaN/Inf reported as such */
     double w_norm[NN_CELL_MAX_PARAMS]; /**< ||dL/dW^(t)|| for each cell weight */
@@ -37,8 +39,11 @@ typedef struct nn_grad_flow_row {
 
 /** The report. */
 typedef struct nn_grad_flow {
+    /** The number of rows, one per time step. */
     int steps;
+    /** The number of weight columns (the cell's n_w). */
     int n_w;
+    /** The weights' parameter names, one per column. */
     char names[NN_CELL_MAX_PARAMS][AD_NAME_SIZE];
     nn_grad_flow_row *rows; /**< `steps` rows, malloc'd; nn_grad_flow_free() releases them */
 } nn_grad_flow;

@@ -1,4 +1,5 @@
-/*
+/**
+ * @file
  * layers.h - feed-forward layers: Linear, Embedding and LayerNorm, with PyTorch's
  * parameter names, shapes and default initialisation.
  *
@@ -22,8 +23,14 @@ extern "C" {
 
 /** y = x W^T + b with W [out, in], b [out] (NULL without bias). */
 typedef struct nn_linear {
+    /**@{*/
+    /** W [out, in] and b [out] (NULL without bias). */
     ad_param *weight, *bias;
+    /**@}*/
+    /**@{*/
+    /** The sizes in and out. */
     int in_features, out_features;
+    /**@}*/
 } nn_linear;
 
 /** Registers "<prefix>.weight" (and "<prefix>.bias" when bias != 0). Errors: AD_ERR_NULL, AD_ERR_ARG, those of nn_params_add. */
@@ -38,8 +45,12 @@ NN_API ad_tensor *nn_linear_forward(ad_tape *t, const nn_linear *lin, ad_tensor 
 
 /** A lookup table of `num` rows of size `dim`: weight [num, dim]. */
 typedef struct nn_embedding {
+    /** The table [num, dim]. */
     ad_param *weight;
+    /**@{*/
+    /** The number of rows and the size of each. */
     int num, dim;
+    /**@}*/
 } nn_embedding;
 
 /** Registers "<prefix>.weight" [num, dim]. */

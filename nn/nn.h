@@ -1,4 +1,5 @@
-/*
+/**
+ * @file
  * nn.h - the umbrella header of unroll's network layer.
  *
  *     #include <unroll/nn/nn.h>

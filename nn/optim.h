@@ -1,4 +1,5 @@
-/*
+/**
+ * @file
  * optim.h - optimizers, learning-rate schedules and gradient clipping.
  *
  * The optimizers implement PyTorch's update formulas and defaults (SGD with
@@ -33,22 +34,31 @@ extern "C" {
 
 /** The optimizers. */
 typedef enum nn_optim_kind {
+    /** SGD with optional momentum, dampening, Nesterov and weight decay. */
     NN_OPTIM_SGD = 0,
+    /** Adagrad. */
     NN_OPTIM_ADAGRAD,
+    /** RMSprop, centered or not, with optional momentum. */
     NN_OPTIM_RMSPROP,
+    /** Adam. */
     NN_OPTIM_ADAM,
+    /** AdamW: Adam with decoupled weight decay. */
     NN_OPTIM_ADAMW
 } nn_optim_kind;
 
 /** Hyper-parameters; nn_optim_defaults() gives PyTorch's defaults for a kind. */
 typedef struct nn_optim_config {
+    /** Which optimizer. */
     nn_optim_kind kind;
+    /** The learning rate. */
     double lr;
     double weight_decay; /**< L2 added to the gradient; AdamW: decoupled decay */
     double momentum;     /**< SGD, RMSprop */
     double dampening;    /**< SGD */
     int nesterov;        /**< SGD (needs momentum > 0 and dampening 0) */
+    /**@{*/
     double beta1, beta2; /**< Adam, AdamW */
+    /**@}*/
     double eps;          /**< Adam/AdamW 1e-8, RMSprop 1e-8, Adagrad 1e-10 */
     double alpha;        /**< RMSprop smoothing constant (0.99) */
     int centered;        /**< RMSprop */
@@ -96,7 +106,7 @@ NN_API nn_params *nn_optim_params(const nn_optim *opt);
 
 /**
  * The optimizer's state as `count` flat f64 buffers of `numel` elements each
- * (e.g. Adam: first and second moments), for checkpoints. *count may be 0.
+ * (for Adam, the first and second moments), for checkpoints. *count may be 0.
  */
 NN_API double *nn_optim_state(nn_optim *opt, int index, size_t *numel, int *count);
 
@@ -107,6 +117,7 @@ NN_API void nn_optim_set_steps(nn_optim *opt, int64_t steps);
 
 /** Kinds of schedules (PyTorch's StepLR, CosineAnnealingLR, LinearLR). */
 typedef enum nn_schedule_kind {
+    /** lr = base */
     NN_SCHEDULE_CONSTANT = 0,
     NN_SCHEDULE_STEP,   /**< lr = base * gamma^floor(t / step_size) */
     NN_SCHEDULE_COSINE, /**< lr = eta_min + (base - eta_min)(1 + cos(pi t / t_max)) / 2 */
@@ -115,7 +126,9 @@ typedef enum nn_schedule_kind {
 
 /** A schedule as plain data. */
 typedef struct nn_schedule {
+    /** Which schedule. */
     nn_schedule_kind kind;
+    /** The learning rate the schedule starts from (base above). */
     double base_lr;
     int64_t step_size; /**< STEP */
     double gamma;      /**< STEP */

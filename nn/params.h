@@ -1,4 +1,5 @@
-/*
+/**
+ * @file
  * params.h - a model's named parameter set.
  *
  * Parameters are registered by name ("rnn.weight_hh_l0"), iterated in
@@ -73,7 +74,7 @@ NN_API void *nn_params_grads(nn_params *ps, size_t *numel);
  * A replica of `ps` for data-parallel training: the same parameters (names,
  * shapes, order) reading ps's values, with gradient buffers of its own, so
  * that several tapes can run forward and backward at the same time, one
- * replica each (e.g. a shard of the batch per ad_parallel_run() task), and
+ * replica each (such as a shard of the batch per ad_parallel_run() task), and
  * their gradients are then summed into ps with nn_params_accumulate_grads()
  * in a fixed order. Register every parameter of ps first: adding one moves
  * ps's storage and leaves the replica stale (its values follow ps's new

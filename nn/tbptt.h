@@ -1,4 +1,5 @@
-/*
+/**
+ * @file
  * tbptt.h - truncated backpropagation through time, TBPTT(k1, k2).
  *
  * Over a long sequence of `steps` steps: every k1 steps, the driver records
@@ -49,8 +50,10 @@ typedef struct nn_tbptt_options {
     int k2;        /**< steps backpropagated through at each update */
     int64_t steps; /**< length of the whole sequence */
     int64_t batch; /**< rows of each input */
-    /** initial state values in f64, or NULL for zeros: h0 [batch, nn_cell_output_size()], c0 [batch, H] */
+    /**@{*/
+    /** Initial state values in f64, or NULL for zeros: h0 [batch, nn_cell_output_size()], c0 [batch, H]. */
     const double *h0, *c0;
+    /**@}*/
 } nn_tbptt_options;
 
 /**

@@ -1,4 +1,5 @@
-/*
+/**
+ * @file
  * textbook.h - the two textbook models built with engine ops, exactly as
  * bptt_ref.h writes them, and the checker that compares the engine's
  * gradients with the hand-derived reference.
@@ -32,7 +33,10 @@ NN_API ad_tensor *nn_case1_loss(ad_tape *t, ad_param *W_i, ad_param *W_h, ad_par
 
 /** Case 2 parameters: W_xh [H, V], W_hh [H, H], W_hy [V, H], b_h [H, 1], b_y [V, 1]. */
 typedef struct nn_case2_params {
+    /**@{*/
+    /** The parameters, of the shapes above. */
     ad_param *W_xh, *W_hh, *W_hy, *b_h, *b_y;
+    /**@}*/
 } nn_case2_params;
 
 /**
@@ -45,19 +49,32 @@ NN_API ad_tensor *nn_case2_loss(ad_tape *t, const nn_case2_params *p, const int6
 
 /** One weight's worst disagreement between engine and reference. */
 typedef struct nn_check_entry {
+    /** The weight's name ("W_h", ..., or "h0"). */
     char name[AD_NAME_SIZE];
     size_t worst_index; /**< flat index of the worst element */
+    /**@{*/
+    /** The engine's and the reference's gradient at the worst element. */
     double engine, reference;
+    /**@}*/
+    /**@{*/
+    /** |engine - reference| there, and that divided by |reference| (guarded against 0). */
     double abs_err, rel_err;
+    /**@}*/
 } nn_check_entry;
 
 /** The checker's result. */
 typedef struct nn_check_report {
+    /** Entries used. */
     size_t count;
+    /** One entry per weight (and "h0" for case 2). */
     nn_check_entry entries[8];
     double max_abs_err; /**< over all weights and elements */
+    /** The largest rel_err over the entries. */
     double max_rel_err;
+    /**@{*/
+    /** The loss as the engine and as the reference computed it. */
     double engine_loss, reference_loss;
+    /**@}*/
 } nn_check_report;
 
 /**

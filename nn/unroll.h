@@ -1,4 +1,5 @@
-/*
+/**
+ * @file
  * unroll.h - run a cell over T time steps.
  *
  * One generic unroller for every cell, built-in or custom. Each step calls
