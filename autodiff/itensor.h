@@ -1,4 +1,5 @@
-/*
+/**
+ * @file
  * itensor.h - integer tensors on the host: token ids, class targets, masks.
  *
  * Ops take ids and targets as plain `const int64_t *` (ad_cross_entropy,

@@ -75,7 +75,7 @@ typedef struct nn_checkpoint_info {
     size_t n_params;       /**< tensors in the parameter section */
     ad_dtype dtype;        /**< their dtype */
     int has_optim;         /**< an optimizer section is present; then: */
-    nn_optim_kind optim_kind;
+    nn_optim_kind optim_kind; /**< its kind */
     double lr;             /**< its learning rate */
     int64_t optim_steps;   /**< updates it had applied */
     int optim_buffers;     /**< state buffers (e.g. 2 for Adam) */

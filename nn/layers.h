@@ -68,9 +68,12 @@ NN_API ad_tensor *nn_embedding_forward(ad_tape *t, const nn_embedding *e, const 
  * PyTorch's nn.LayerNorm(size, eps): y = ad_layer_norm(x, eps) * weight + bias.
  */
 typedef struct nn_layer_norm {
-    ad_param *weight, *bias; /**< [size] each; NULL without the affine part */
-    int size;
-    double eps;
+    /**@{*/
+    /** The gain and bias, [size] each; NULL without the affine part. */
+    ad_param *weight, *bias;
+    /**@}*/
+    int size;   /**< the length of the normalised last axis */
+    double eps; /**< added to the variance */
 } nn_layer_norm;
 
 /**

@@ -1,4 +1,5 @@
-/*
+/**
+ * @file
  * safetensors.h - safetensors files, the format PyTorch and Hugging Face
  * users exchange weights in.
  *
@@ -100,7 +101,7 @@ NN_API const char *nn_safetensors_metadata(const nn_safetensors *st, const char 
 
 /** One tensor to write: a float tensor or (when `tensor` is NULL) an integer one. */
 typedef struct nn_safetensors_entry {
-    const char *name;
+    const char *name;         /**< the tensor's name in the file */
     const ad_tensor *tensor;  /**< written as F32 or F64 */
     const ad_itensor *ints;   /**< written as I64, I32, U8 or BOOL after its type */
 } nn_safetensors_entry;

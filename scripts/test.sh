@@ -9,6 +9,7 @@
 #   build-portable  UNROLL_NATIVE=OFF: the kernel tests
 #   build-mpi       Open MPI: the data-parallel tests under mpiexec -n 2
 #   build-consumer  the five ways a project consumes unroll (tests/consumer/run.sh)
+#   build-docs      the API reference: doxygen with zero warnings (scripts/check_docs.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/deps.sh
@@ -63,5 +64,8 @@ run_ctest build-mpi -R '^(mpi_dist|test_errors)$'
 
 stage "consumers: find_package, pkg-config, add_subdirectory, .deb"
 bash tests/consumer/run.sh build-consumer
+
+stage "API reference: doxygen, zero warnings"
+bash scripts/check_docs.sh
 
 stage "done"
