@@ -29,7 +29,10 @@ ad_status nn_cell_create(nn_cell *cell, nn_cell_kind kind, nn_params *ps, const 
     cell->has_c = kind == NN_CELL_LSTM;
     cell->step = kind == NN_CELL_LSTM ? nn_lstm_step : kind == NN_CELL_GRU ? nn_gru_step : nn_rnn_step;
     const char *rev = reverse ? "_reverse" : "";
-    snprintf(cell->name, sizeof cell->name, "%s.l%d%s", prefix, layer, rev);
+    /* An empty prefix registers PyTorch's bare names ("weight_ih_l0"), as a
+     * state dict of a torch.nn.LSTM on its own has them. */
+    const char *dot = prefix[0] ? "." : "";
+    snprintf(cell->name, sizeof cell->name, "%s%sl%d%s", prefix, dot, layer, rev);
     int64_t g = (int64_t)gates_of(kind) * hidden_size;
     ad_shape shapes[4] = {ad_shape2(g, input_size), ad_shape2(g, hidden_size), ad_shape1(g),
                           ad_shape1(g)};
@@ -37,7 +40,7 @@ ad_status nn_cell_create(nn_cell *cell, nn_cell_kind kind, nn_params *ps, const 
     int n = bias ? 4 : 2;
     for (int i = 0; i < n; i++) {
         char full[AD_NAME_SIZE];
-        int len = snprintf(full, sizeof full, "%s.%s_l%d%s", prefix, names[i], layer, rev);
+        int len = snprintf(full, sizeof full, "%s%s%s_l%d%s", prefix, dot, names[i], layer, rev);
         if (len < 0 || len >= (int)sizeof full)
             return ad_error_set(err, AD_ERR_ARG, "cell_create: parameter name too long");
         cell->w[i] = nn_params_add(ps, full, shapes[i], err);

@@ -79,7 +79,8 @@ struct nn_cell {
 
 /**
  * Registers a built-in cell's parameters in `ps` and fills `cell`.
- * `prefix` e.g. "rnn"; `layer` the k in "_l<k>"; `reverse` adds "_reverse";
+ * `prefix` e.g. "rnn" ("" registers the bare names "weight_ih_l<k>", ... of a
+ * torch.nn.LSTM's own state dict); `layer` the k in "_l<k>"; `reverse` adds "_reverse";
  * `bias` 0 leaves out the two biases (PyTorch's bias=False).
  * Errors: AD_ERR_NULL, AD_ERR_ARG (sizes < 1, unknown kind), and those of
  * nn_params_add (a duplicate name).
