@@ -138,7 +138,7 @@ Test(safetensors, writes_what_it_reads)
     for (int ty = 0; ty < 4; ty++) {
         cr_assert_str_eq(nn_safetensors_dtype(st, (size_t)ty), dts[ty]);
         ad_itensor *y = nn_safetensors_ints(st, (size_t)ty, NULL);
-        cr_assert_eq(ad_itensor_type(y), ty);
+        cr_assert_eq((int)ad_itensor_type(y), ty);
         for (int i = 0; i < 3; i++) cr_assert_eq(ad_itensor_data(y)[i], ad_itensor_data(ints[ty])[i]);
         ad_itensor_free(y);
         ad_itensor_free(ints[ty]);

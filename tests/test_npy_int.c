@@ -184,7 +184,7 @@ Test(npy_int, round_trips_with_numpy)
             cr_assert_eq(ad_npy_save_ints(path, x, &err), AD_OK, "%s", err.msg);
             ad_itensor *y = ad_npy_load_ints(path, &err);
             cr_assert_not_null(y, "%s", err.msg);
-            cr_assert_eq(ad_itensor_type(y), ty);
+            cr_assert_eq((int)ad_itensor_type(y), ty);
             cr_assert(ad_shape_equal(ad_itensor_shape(y), shapes[s]));
             for (size_t i = 0; i < ad_itensor_numel(x); i++) cr_assert_eq(ad_itensor_data(y)[i], v[i]);
             ad_itensor_free(x);
