@@ -102,8 +102,8 @@ ad_status ad_npy_write_ints(const ad_itensor *x, void **out, size_t *size, ad_er
 ad_status ad_npy_save_ints(const char *path, const ad_itensor *x, ad_error *err)
 {
     if (!path) return ad__set_error(err, AD_ERR_NULL, "npy: path is NULL");
-    void *buf;
-    size_t size;
+    void *buf = NULL;
+    size_t size = 0;
     ad_status st = ad_npy_write_ints(x, &buf, &size, err);
     if (st != AD_OK) return st;
     st = ad_file_write_atomic(path, buf, size, err);

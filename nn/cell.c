@@ -31,7 +31,8 @@ static ad_status add_weight(nn_cell *cell, nn_params *ps, const char *prefix, co
                             const nn_cell_options *o, ad_shape shape, ad_error *err)
 {
     char full[AD_NAME_SIZE];
-    int len = snprintf(full, sizeof full, "%s.%s_l%d%s", prefix, what, o->layer, o->reverse ? "_reverse" : "");
+    const char *dot = prefix[0] ? "." : "";
+    int len = snprintf(full, sizeof full, "%s%s%s_l%d%s", prefix, dot, what, o->layer, o->reverse ? "_reverse" : "");
     if (len < 0 || len >= (int)sizeof full) return ad_error_set(err, AD_ERR_ARG, "cell_create: parameter name too long");
     cell->w[cell->n_w] = nn_params_add(ps, full, shape, err);
     if (!cell->w[cell->n_w]) return err ? err->code : AD_ERR_ARG;
@@ -53,7 +54,10 @@ ad_status nn_cell_create(nn_cell *cell, nn_params *ps, const char *prefix, const
     cell->has_bias = !opts->no_bias;
     cell->has_c = opts->kind == NN_CELL_LSTM;
     cell->step = nn_builtin_step;
-    snprintf(cell->name, sizeof cell->name, "%s.l%d%s", prefix, opts->layer, opts->reverse ? "_reverse" : "");
+    /* An empty prefix registers PyTorch's bare names ("weight_ih_l0"), as a
+     * state dict of a torch.nn.LSTM on its own has them. */
+    snprintf(cell->name, sizeof cell->name, "%s%sl%d%s", prefix, prefix[0] ? "." : "", opts->layer,
+             opts->reverse ? "_reverse" : "");
     int64_t g = (int64_t)gates_of(opts->kind) * opts->hidden_size, out = nn_cell_output_size(cell);
     st = add_weight(cell, ps, prefix, "weight_ih", opts, ad_shape2(g, opts->input_size), err);
     if (st == AD_OK) st = add_weight(cell, ps, prefix, "weight_hh", opts, ad_shape2(g, out), err);

@@ -113,7 +113,9 @@ typedef struct nn_cell_options {
 
 /**
  * Registers a built-in cell's parameters in `ps` under `prefix` (e.g.
- * "lstm": "lstm.weight_ih_l0", ...) and fills `cell`. Errors: AD_ERR_NULL,
+ * "lstm": "lstm.weight_ih_l0", ...; "" registers the bare names
+ * "weight_ih_l<k>", ... of a torch.nn.LSTM's own state dict) and fills
+ * `cell`. Errors: AD_ERR_NULL,
  * AD_ERR_ARG (sizes < 1, a negative layer, an unknown kind, proj_size
  * outside 0..H-1 or on a cell other than an LSTM), and those of
  * nn_params_add (a duplicate name).

@@ -5,7 +5,7 @@
  *     #include <unroll/nn/nn.h>
  *
  * brings in the engine (autodiff/autodiff.h), named parameter sets
- * (params.h), safetensors files (safetensors.h), recurrent cells (cell.h), the unroller (unroll.h) and the
+ * (params.h), safetensors files (safetensors.h), state-dict loading (state_dict.h), recurrent cells (cell.h), the unroller (unroll.h) and the
  * hand-derived BPTT reference (bptt_ref.h). See docs/guide.md.
  */
 #ifndef UNROLL_NN_NN_H
@@ -22,6 +22,7 @@
 #include "optim.h"
 #include "checkpoint.h"
 #include "safetensors.h"
+#include "state_dict.h"
 #include "tbptt.h"
 
 #endif

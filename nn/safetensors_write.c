@@ -192,8 +192,8 @@ ad_status nn_safetensors_save(const char *path, const nn_safetensors_entry *entr
                               const char *const *metadata, size_t n_meta, ad_error *err)
 {
     if (!path) return ad_error_set(err, AD_ERR_NULL, "safetensors_save: path is NULL");
-    void *buf;
-    size_t size;
+    void *buf = NULL;
+    size_t size = 0;
     ad_status st = nn_safetensors_write(entries, n, metadata, n_meta, &buf, &size, err);
     if (st != AD_OK) return st;
     st = ad_file_write_atomic(path, buf, size, err);

@@ -225,7 +225,7 @@ Test(safetensors, header_size_is_bounded_by_the_file)
     ad_error err;
     cr_assert_null(nn_safetensors_read(b, sizeof b, &err));
     cr_assert(strstr(err.msg, "exceeds the file"), "%s", err.msg);
-    cr_assert_eq(ts_total_allocs(), allocs + 1, "only the copy of the image may be allocated");
+    cr_assert(ts_total_allocs() - allocs <= 1, "only the copy of the image may be allocated");
     cr_assert_null(nn_safetensors_read(b, 7, &err));
     cr_assert(strstr(err.msg, "too short"), "%s", err.msg);
     /* a BOOL byte other than 0/1 */
