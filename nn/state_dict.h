@@ -1,4 +1,5 @@
-/*
+/**
+ * @file
  * state_dict.h - loading weights by name like PyTorch's load_state_dict().
  *
  * The source is a .safetensors file or a folder of <key>.npy files (a state
@@ -41,14 +42,15 @@ typedef struct nn_load_options {
     const char *strip_prefix; /**< removed from keys that start with it (others are kept as they are) */
     const char *add_prefix;   /**< then put in front of every key */
     nn_rename_fn rename;      /**< when set, used instead of the two prefixes */
-    void *rename_ctx;
+    void *rename_ctx;         /**< passed to rename */
     int strict;               /**< 1: missing or unexpected keys are an error (AD_ERR_MISMATCH) */
 } nn_load_options;
 
 /** An entry whose shape, or kind (integers for a float parameter), differs. */
 typedef struct nn_load_mismatch {
     char *name;             /**< the model name */
-    ad_shape file_shape, model_shape;
+    ad_shape file_shape;    /**< the entry's shape in the file */
+    ad_shape model_shape;   /**< the parameter's shape */
     int file_is_int;        /**< the file holds integers there */
 } nn_load_mismatch;
 
@@ -56,11 +58,11 @@ typedef struct nn_load_mismatch {
 typedef struct nn_load_report {
     size_t n_loaded;        /**< parameters written (0 when the load failed) */
     char **missing;         /**< model names the file lacks, in registration order */
-    size_t n_missing;
+    size_t n_missing;       /**< entries of missing */
     char **unexpected;      /**< file keys (as in the file) that match no parameter */
-    size_t n_unexpected;
-    nn_load_mismatch *mismatched;
-    size_t n_mismatched;
+    size_t n_unexpected;    /**< entries of unexpected */
+    nn_load_mismatch *mismatched; /**< entries whose shape or kind differs */
+    size_t n_mismatched;    /**< entries of mismatched */
 } nn_load_report;
 
 /**
