@@ -27,9 +27,11 @@
 #include "internal.h"
 #include "kernels.h"
 
-/* The Gram form takes m (m + 1) / 2 (k + n) multiply-adds against the
- * product's m k n: with m (k + n) <= k n it costs about half the product or
- * less. The row limit keeps the m^2 pairs few where k and n are large. */
+/* The Gram form takes m^2 (k + n) multiply-adds (the kernel fills both
+ * halves of each symmetric matrix) against the product's m k n: with
+ * m (k + n) <= k n it costs no more than the product, and with the few rows
+ * of a time step (32 in W3/W4) far less. The row limit keeps the m^2 pairs
+ * few where k and n are large. */
 #define GRAM_MAX_ROWS 64
 static int gram_pays(size_t m, size_t k, size_t n)
 {
