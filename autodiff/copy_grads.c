@@ -12,8 +12,9 @@
  *   ||op(A)^T G||_F^2 = sum_{r,s} (a_r . a_s) (g_r . g_s) over the m rows a_r
  *   of op(A) and g_r of G (the Frobenius product of the Gram matrices A A^T
  *   and G G^T). With few rows this costs a fraction of the product, needs no
- *   buffer, and leaves the product free to go straight into the parameter or
- *   into the stack of weight gradients computed at the end of backward.
+ *   gradient buffer (two m x m matrices of scratch), and leaves the product
+ *   free to go straight into the parameter or into the stack of weight
+ *   gradients computed at the end of backward.
  * - Any other copy gets a buffer as under KEEP; its backward adds it into the
  *   parameter, summing squares on the way (two flops per element), and gives
  *   the buffer back for the next gradient of that size.
@@ -24,53 +25,68 @@
 #include <math.h>
 
 #include "internal.h"
+#include "kernels.h"
 
-/* The Gram form takes m (m + 1) / 2 (k + n) multiply-adds against the
- * product's m k n: with m (k + n) <= k n it costs about half the product or
- * less. The row limit keeps the m^2 pairs few where k and n are large. */
+/* The Gram form takes m^2 (k + n) multiply-adds (the kernel fills both
+ * halves of each symmetric matrix) against the product's m k n: with
+ * m (k + n) <= k n it costs no more than the product, and with the few rows
+ * of a time step (32 in W3/W4) far less. The row limit keeps the m^2 pairs
+ * few where k and n are large. */
 #define GRAM_MAX_ROWS 64
 static int gram_pays(size_t m, size_t k, size_t n)
 {
     return m <= GRAM_MAX_ROWS && m * (k + n) <= k * n;
 }
 
-/* Dot products in double of runs with strides, four partial sums (which
- * also keeps them independent of each other for the pipeline). */
-#define DEFINE_DOT(T)                                                                      \
-    static double dot_##T(const T *x, size_t sx, const T *y, size_t sy, size_t len)        \
-    {                                                                                      \
-        double s0 = 0, s1 = 0, s2 = 0, s3 = 0;                                             \
-        size_t i = 0;                                                                      \
-        for (; i + 4 <= len; i += 4) {                                                     \
-            s0 += (double)x[i * sx] * (double)y[i * sy];                                   \
-            s1 += (double)x[(i + 1) * sx] * (double)y[(i + 1) * sy];                       \
-            s2 += (double)x[(i + 2) * sx] * (double)y[(i + 2) * sy];                       \
-            s3 += (double)x[(i + 3) * sx] * (double)y[(i + 3) * sy];                       \
-        }                                                                                  \
-        for (; i < len; i++) s0 += (double)x[i * sx] * (double)y[i * sy];                  \
-        return (s0 + s1) + (s2 + s3);                                                      \
-    }                                                                                      \
-    /* ||op(A)^T G||^2 with op(A) [m, k] (stored [k, m] when ta) and G [m, n]. */          \
-    static double gram_##T(const T *a, int ta, const T *g, size_t m, size_t k, size_t n)  \
-    {                                                                                      \
-        size_t stride = ta ? m : 1; /* along a row of op(A) */                             \
-        double s = 0;                                                                      \
-        for (size_t r = 0; r < m; r++) {                                                   \
-            const T *ar = ta ? a + r : a + r * k;                                          \
-            for (size_t q = 0; q <= r; q++) {                                              \
-                const T *aq = ta ? a + q : a + q * k;                                      \
-                double v = dot_##T(ar, stride, aq, stride, k) * dot_##T(g + r * n, 1, g + q * n, 1, n); \
-                s += q == r ? v : 2 * v;                                                   \
-            }                                                                              \
-        }                                                                                  \
-        return s;                                                                          \
+/* Dot products in double, in sixteen partial sums in fixed lanes, which the
+ * compiler maps onto four vector registers without reordering any sum (four
+ * independent chains hide the latency of the multiply-adds). */
+#define DEFINE_DOT(T)                                                                     \
+    static double dot_##T(const T *x, const T *y, size_t len)                             \
+    {                                                                                     \
+        double l[16] = {0};                                                               \
+        size_t i = 0;                                                                     \
+        for (; i + 16 <= len; i += 16)                                                    \
+            for (int j = 0; j < 16; j++) l[j] += (double)x[i + j] * (double)y[i + j];     \
+        for (; i < len; i++) l[0] += (double)x[i] * (double)y[i];                         \
+        for (int w = 8; w > 0; w /= 2) /* pairwise, lane j with lane j + w */             \
+            for (int j = 0; j < w; j++) l[j] += l[j + w];                                 \
+        return l[0];                                                                      \
     }
 DEFINE_DOT(float)
 DEFINE_DOT(double)
 
+/*
+ * ||op(A)^T G||^2 = <A A^T, G G^T>_F with op(A) [m, k] (`a` stored [k, m]
+ * when ta) and G [m, n]: the two m x m Gram matrices come from the kernel
+ * (in the tape's dtype, like the product they stand for) into a scratch
+ * buffer the tape keeps until reset, and their Frobenius product is summed
+ * in double. -1 when the scratch cannot be had (the tape is then in error).
+ */
+static double gram_sq(ad_tape *t, ad_dtype dt, const void *a, int ta, const void *g, size_t m, size_t k,
+                      size_t n)
+{
+    size_t es = ad__dtype_size(dt), bytes = 2 * m * m * es;
+    if (bytes > t->gram_bytes) { /* grows to the largest step's size once per tape */
+        t->gram_buf = ad__alloc(t, bytes);
+        t->gram_bytes = t->gram_buf ? bytes : 0;
+        if (!t->gram_buf) return -1;
+    }
+    if (dt == AD_F32) {
+        float *ga = t->gram_buf, *gg = ga + m * m;
+        ad__gemm_f32(ta, !ta, m, m, k, a, a, ga, 0); /* op(A) op(A)^T */
+        ad__gemm_f32(0, 1, m, m, n, g, g, gg, 0);    /* G G^T */
+        return dot_float(ga, gg, m * m);
+    }
+    double *ga = t->gram_buf, *gg = ga + m * m;
+    ad__gemm_f64(ta, !ta, m, m, k, a, a, ga, 0);
+    ad__gemm_f64(0, 1, m, m, n, g, g, gg, 0);
+    return dot_double(ga, gg, m * m);
+}
+
 double ad__sum_squares(ad_dtype dtype, const void *data, size_t n)
 {
-    return dtype == AD_F32 ? dot_float(data, 1, data, 1, n) : dot_double(data, 1, data, 1, n);
+    return dtype == AD_F32 ? dot_float(data, data, n) : dot_double(data, data, n);
 }
 
 void *ad__copy_grad(ad_tape *t, ad_tensor *x)
@@ -86,7 +102,8 @@ void *ad__weight_grad(ad_tape *t, ad_tensor *b, const void *a, int ta, const voi
     *direct = 0;
     if (t->copy_grads == AD_COPY_GRADS_NONE || (b->uses == 1 && b->grad_pass != t->pass && gram_pays(m, k, n))) {
         if (t->copy_grads == AD_COPY_GRADS_NORMS) {
-            b->grad_sq = b->dtype == AD_F32 ? gram_float(a, ta, g, m, k, n) : gram_double(a, ta, g, m, k, n);
+            b->grad_sq = gram_sq(t, b->dtype, a, ta, g, m, k, n);
+            if (b->grad_sq < 0) return NULL;
             b->grad = NULL; /* recorded, with no buffer */
             b->grad_pass = t->pass;
         }

@@ -260,6 +260,8 @@ struct ad_tape {
     size_t n_deferred, cap_deferred, deferred_rows;
     void *stack_buf; /* arena buffer the stacked rows are copied into */
     size_t stack_bytes;
+    void *gram_buf; /* arena scratch for the Gram form of copies' norms (copy_grads.c) */
+    size_t gram_bytes;
     ad__packed_weight packed[AD__PACKED_WEIGHTS];
     int n_packed;
     char msg[AD__MSG_SIZE];
