@@ -2,7 +2,9 @@
 # Installs what unroll needs to build and test on Debian 12, if it is missing.
 set -euo pipefail
 # libclang-rt-14-dev: the sanitizer runtimes of Debian 12's clang (the clang package does not pull them in)
-pkgs=(cmake make gcc clang libclang-rt-14-dev pkg-config libcriterion-dev uthash-dev)
+# gcovr, cppcheck, clang-tools (scan-build) and valgrind: scripts/reliability.sh
+pkgs=(cmake make gcc clang libclang-rt-14-dev pkg-config libcriterion-dev uthash-dev
+      gcovr cppcheck clang-tools valgrind)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -22,3 +22,4 @@ CC=clang cmake -S . -B build-san -DCMAKE_BUILD_TYPE=Debug -DUNROLL_SANITIZE=ON \
 cmake --build build-san -j "$jobs"
 (cd build-san && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
   UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest --output-on-failure -j "$jobs")
+bash scripts/reliability.sh
