@@ -17,6 +17,10 @@ cd "$(dirname "$0")/.."
 bash scripts/deps.sh
 jobs=$(nproc 2>/dev/null || echo 2)
 fuzz_seconds=${FUZZ_SECONDS:-30}
+# The checkpoint and folder targets write a file per input: on a tmpfs that
+# is several times faster than on disk.
+fuzz_tmp=${TMPDIR:-/tmp}
+[ -d /dev/shm ] && [ -w /dev/shm ] && fuzz_tmp=/dev/shm
 for tool in clang gcc gcovr cppcheck scan-build valgrind; do
   command -v "$tool" >/dev/null || { echo "reliability: $tool is missing" >&2; exit 1; }
 done
@@ -32,7 +36,7 @@ for t in "${targets[@]}"; do
   work=build-fuzz/corpus/$t
   rm -rf "$work" && mkdir -p "$work" && cp tests/fuzz/corpus/$t/* "$work"/
   log=build-fuzz/fuzz_$t.log
-  if ! build-fuzz/tests/fuzz/fuzz_$t -max_total_time="$fuzz_seconds" -print_final_stats=1 \
+  if ! TMPDIR=$fuzz_tmp build-fuzz/tests/fuzz/fuzz_$t -max_total_time="$fuzz_seconds" -print_final_stats=1 \
        -artifact_prefix=build-fuzz/crash_$t- "$work" >"$log" 2>&1; then
     tail -40 "$log" >&2
     echo "reliability: fuzz_$t found a failure (see $log)" >&2
