@@ -141,6 +141,9 @@ static walk4 permute_walk(ad_shape in, const int *perm)
     }
     for (int i = 0; i < in.rank; i++) {
         w.dim[off + i] = in.dim[perm[i]];
+        /* perm is a permutation of 0..rank-1 (checked by the shape rule), so
+         * every stride it reads was set above; cppcheck cannot see that. */
+        // cppcheck-suppress uninitvar
         w.step[off + i] = stride[perm[i]];
     }
     return w;

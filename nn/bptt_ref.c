@@ -114,6 +114,8 @@ static ad_status case2_segment(int V, int H, const nn_case2_weights *w, const in
             if (yv > m) m = yv;
         }
         for (int v = 0; v < V; v++) s += exp(pt[v] - m);
+        /* s holds exp(0) = 1 from the maximum, never 0 as cppcheck assumes. */
+        // cppcheck-suppress invalidFunctionArg
         double lse = m + log(s);
         total += lse - pt[tg[t - 1]];       /* -log p_t[c_t] */
         for (int v = 0; v < V; v++) pt[v] = exp(pt[v] - lse);

@@ -440,7 +440,11 @@ ad_status nn_params_accumulate_grads(nn_params *dst, const nn_params *replica, a
     if (replica->values != dst->values || replica->numel != dst->numel)
         return ad_error_set(err, AD_ERR_STATE, "params_accumulate_grads: parameters were added to the set after "
                             "the replica was made; make the replica again");
+    /* The blocks are malloc'd storage of the set's dtype, held as char * for
+     * byte offsets; the casts give them back their type. */
+    // cppcheck-suppress invalidPointerCast
     if (dst->dtype == AD_F32) add_into_float(dst->numel, (const float *)replica->grads, (float *)dst->grads);
+    // cppcheck-suppress invalidPointerCast
     else add_into_double(dst->numel, (const double *)replica->grads, (double *)dst->grads);
     return ad_error_set(err, AD_OK, NULL);
 }

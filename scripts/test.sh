@@ -10,6 +10,7 @@
 #   build-mpi       Open MPI: the data-parallel tests under mpiexec -n 2
 #   build-consumer  the five ways a project consumes unroll (tests/consumer/run.sh)
 #   build-docs      the API reference: doxygen with zero warnings (scripts/check_docs.sh)
+#   reliability     fuzzers, coverage, static analysis, valgrind (scripts/reliability.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/deps.sh
@@ -67,5 +68,8 @@ bash tests/consumer/run.sh build-consumer
 
 stage "API reference: doxygen, zero warnings"
 bash scripts/check_docs.sh
+
+stage "reliability: fuzzing, coverage, static analysis, valgrind"
+bash scripts/reliability.sh
 
 stage "done"
