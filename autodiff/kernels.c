@@ -10,8 +10,8 @@
  * register micro-kernel of MR = 6 rows by NR columns (two SIMD vectors,
  * written with GCC/Clang vector extensions; a plain-array version elsewhere).
  * Built with -O3, -march=native under UNROLL_NATIVE (else the variant's
- * instruction set), and FMA contraction for this file only. B is packed into strips of NR columns ([KC, NR] each,
- * contiguous, on the stack) unless it is row-major with whole strips and
+ * instruction set), and FMA contraction for this file only. B is packed
+ * into strips of NR columns ([KC, NR] each, contiguous, on the stack) unless it is row-major with whole strips and
  * fits one panel, so every case runs the same micro-kernel with unit-stride
  * loads; the narrow last strip runs it on a register tile. The panel is on the
  * stack of the thread using it: under UNROLL_WITH_OPENMP a large product is

@@ -2,7 +2,7 @@
  * @file
  * state_dict.h - loading weights by name like PyTorch's load_state_dict().
  *
- * The source is a .safetensors file or a folder of <key>.npy files (a state
+ * The source is a .safetensors file or a folder of `<key>.npy` files (a state
  * dict saved with numpy.save per entry). Each file key is mapped to a model
  * name (strip and add a prefix, or the caller's rename function), matched
  * with the parameter set, and everything is checked before any value

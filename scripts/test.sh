@@ -54,8 +54,10 @@ OPENBLAS_NUM_THREADS=1 run_ctest build-blas
 stage "portable build (UNROLL_NATIVE=OFF): kernel tests"
 cmake -S . -B build-portable -DCMAKE_BUILD_TYPE=RelWithDebInfo -DUNROLL_NATIVE=OFF \
   -DUNROLL_BUILD_EXAMPLES=OFF -DUNROLL_BUILD_BENCH=OFF
-cmake --build build-portable -j "$jobs" --target test_kernels test_ops_math test_ops_fused
-run_ctest build-portable -R '^test_(kernels|ops_math|ops_fused)$'
+cmake --build build-portable -j "$jobs" --target test_cpu test_kernels test_threads test_ops_math test_ops_fused
+# every CPU variant of the kernels (run-time dispatch), then the generic one alone
+run_ctest build-portable -R '^test_(cpu|kernels|threads|ops_math|ops_fused)$'
+UNROLL_CPU=generic build-portable/tests/test_kernels --jobs "$jobs"
 
 stage "MPI build: data-parallel tests under mpiexec -n 2"
 cmake -S . -B build-mpi -DCMAKE_BUILD_TYPE=RelWithDebInfo -DUNROLL_WITH_MPI=ON \
