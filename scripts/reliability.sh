@@ -29,7 +29,7 @@ summary=()
 # ---- 1. fuzzing ------------------------------------------------------------------------
 CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DUNROLL_BUILD_FUZZ=ON \
   -DUNROLL_BUILD_EXAMPLES=OFF -DUNROLL_BUILD_BENCH=OFF >/dev/null
-targets=(npy checkpoint checkpoint_crc npy_dir)
+targets=(npy checkpoint checkpoint_crc npy_dir safetensors)
 cmake --build build-fuzz -j "$jobs" --target "${targets[@]/#/fuzz_}" >/dev/null
 for t in "${targets[@]}"; do
   # The committed corpus is read only; new inputs go to a scratch copy.
