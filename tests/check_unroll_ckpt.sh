@@ -25,6 +25,11 @@ first=$(ls "$work/params" | head -n 1)
   bad "folder -> checkpoint -> folder"
 "$tool" info "$work/back.ckpt" | grep -q "^optimizer: none" && ok "a converted checkpoint holds parameters only" ||
   bad "converted checkpoint contents"
+"$tool" convert "$ckpt" "$work/w.safetensors" > /dev/null && "$tool" convert "$work/w.safetensors" "$work/st/" > /dev/null &&
+  diff -r "$work/params" "$work/st" > /dev/null && ok "checkpoint -> safetensors -> folder, bit for bit" ||
+  bad "checkpoint -> safetensors -> folder"
+out=$("$tool" info "$work/w.safetensors") && grep -q "safetensors, $n tensors" <<< "$out" && ok "info on a safetensors file" ||
+  { bad "info on a safetensors file"; echo "$out"; }
 
 refuses() { # refuses STATUS WHAT ARGS...: the exit status and one line on stderr
   local want=$1 what=$2
@@ -49,7 +54,10 @@ refuses 1 "a text file" info "$0"
 refuses 1 "an empty folder" info "$work/empty"
 refuses 1 "a corrupt source" convert "$work/flipped.ckpt" "$work/out/"
 refuses 1 "a single .npy as a parameter set" convert "$work/params/$first" "$work/x.ckpt"
+head -c 40 "$work/w.safetensors" > "$work/cut.safetensors"
+refuses 1 "a truncated safetensors file" info "$work/cut.safetensors"
+refuses 1 "a truncated safetensors source" convert "$work/cut.safetensors" "$work/y.ckpt"
 refuses 2 "no arguments"
 refuses 2 "an unknown command" list "$ckpt"
-echo "$((15 - failures)) passed, $failures failed"
+echo "$((19 - failures)) passed, $failures failed"
 [ "$failures" = 0 ]

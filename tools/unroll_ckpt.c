@@ -1,12 +1,13 @@
 /*
  * unroll-ckpt - inspect and convert the files unroll reads and writes.
  *
- *     unroll-ckpt info PATH          a checkpoint, an .npy file or a folder of .npy files
- *     unroll-ckpt convert SRC DST    between a checkpoint and a folder of .npy files
+ *     unroll-ckpt info PATH          a checkpoint, a .safetensors file, an .npy file or a folder of them
+ *     unroll-ckpt convert SRC DST    between a checkpoint, a .safetensors file and a folder of .npy files
  *
  * The kind of a path: a folder (or a name ending in '/') is a folder of .npy
  * files, one per parameter (<name>.npy); a name ending in ".npy" is one
- * array; anything else is a checkpoint. Converting writes the parameters
+ * array, one ending in ".safetensors" a safetensors file; anything else is a
+ * checkpoint. Converting writes the parameters
  * only (a checkpoint's optimizer and training state stay behind). Exit
  * status 0 on success, 1 with a one-line message on bad or corrupt input,
  * 2 on a usage error.
@@ -20,7 +21,7 @@
 #include <sys/stat.h>
 #include <unroll/nn/nn.h>
 
-typedef enum kind { KIND_CHECKPOINT, KIND_NPY, KIND_FOLDER } kind;
+typedef enum kind { KIND_CHECKPOINT, KIND_NPY, KIND_FOLDER, KIND_SAFETENSORS } kind;
 
 static int ends_with(const char *s, const char *tail)
 {
@@ -33,6 +34,7 @@ static kind kind_of(const char *path)
     struct stat st;
     if (ends_with(path, "/") || (stat(path, &st) == 0 && S_ISDIR(st.st_mode))) return KIND_FOLDER;
     if (ends_with(path, ".npy")) return KIND_NPY;
+    if (ends_with(path, ".safetensors")) return KIND_SAFETENSORS;
     return KIND_CHECKPOINT;
 }
 
@@ -149,6 +151,61 @@ static nn_params *read_folder(const char *dir, ad_error *err)
     return ps;
 }
 
+/* A safetensors file's float tensors as a parameter set (f32 when every
+ * tensor is F32, else f64, which holds F16 and BF16 exactly); integer
+ * tensors are not parameters and are refused. */
+static nn_params *read_safetensors(const char *path, ad_error *err)
+{
+    nn_safetensors *st = nn_safetensors_open(path, err);
+    if (!st) return NULL;
+    size_t n = nn_safetensors_count(st);
+    ad_dtype dt = AD_F32;
+    for (size_t i = 0; i < n; i++) {
+        if (nn_safetensors_is_int(st, i)) {
+            ad_error_set(err, AD_ERR_DTYPE, "'%s' holds integers (%s); a parameter set holds floats",
+                         nn_safetensors_name(st, i), nn_safetensors_dtype(st, i));
+            nn_safetensors_free(st);
+            return NULL;
+        }
+        if (strcmp(nn_safetensors_dtype(st, i), "F32") != 0) dt = AD_F64;
+    }
+    nn_params *ps = nn_params_new(dt, err);
+    for (size_t i = 0; ps && i < n; i++) {
+        ad_param *p = nn_params_add(ps, nn_safetensors_name(st, i), nn_safetensors_shape(st, i), err);
+        ad_tensor *x = p ? nn_safetensors_tensor(st, i, dt, err) : NULL;
+        if (!x) {
+            nn_params_free(ps);
+            ps = NULL;
+            break;
+        }
+        size_t bytes = ad_tensor_numel(x) * ad_dtype_size(dt);
+        if (bytes) memcpy(ad_tensor_data(ad_param_value(p)), ad_tensor_data(x), bytes);
+        ad_tensor_free(x);
+    }
+    nn_safetensors_free(st);
+    return ps;
+}
+
+static int info_safetensors(const char *path)
+{
+    ad_error err;
+    nn_safetensors *st = nn_safetensors_open(path, &err);
+    if (!st) return fail(path, &err);
+    size_t n = nn_safetensors_count(st), n_meta = nn_safetensors_metadata_count(st);
+    printf("%s: safetensors, %zu tensors, %zu metadata entries, header and offsets checked\n", path, n, n_meta);
+    for (size_t i = 0; i < n; i++) {
+        char s[96];
+        shape_text(nn_safetensors_shape(st, i), s, sizeof s);
+        printf("  %-40s %s %s\n", nn_safetensors_name(st, i), nn_safetensors_dtype(st, i), s);
+    }
+    for (size_t k = 0; k < n_meta; k++) {
+        const char *value = NULL, *key = nn_safetensors_metadata_at(st, k, &value);
+        printf("  metadata %s = %s\n", key, value ? value : "");
+    }
+    nn_safetensors_free(st);
+    return 0;
+}
+
 static const char *optim_name(nn_optim_kind k)
 {
     static const char *names[] = {"sgd", "adagrad", "rmsprop", "adam", "adamw"};
@@ -201,6 +258,8 @@ static int info(const char *path)
         nn_params_free(ps);
         return 0;
     }
+    case KIND_SAFETENSORS:
+        return info_safetensors(path);
     default:
         return info_checkpoint(path);
     }
@@ -215,7 +274,9 @@ static int convert(const char *src, const char *dst)
                         "convert to or from a folder of .npy files\n");
         return 1;
     }
-    nn_params *ps = ks == KIND_FOLDER ? read_folder(src, &err) : nn_checkpoint_read_params(src, NULL, &err);
+    nn_params *ps = ks == KIND_FOLDER ? read_folder(src, &err)
+                  : ks == KIND_SAFETENSORS ? read_safetensors(src, &err)
+                  : nn_checkpoint_read_params(src, NULL, &err);
     if (!ps) return fail(src, &err);
     ad_status st;
     if (kd == KIND_FOLDER) {
@@ -225,6 +286,8 @@ static int convert(const char *src, const char *dst)
             return 1;
         }
         st = nn_params_save_npy_dir(ps, dst, &err);
+    } else if (kd == KIND_SAFETENSORS) {
+        st = nn_params_save_safetensors(ps, dst, NULL, 0, &err);
     } else {
         st = nn_checkpoint_save(dst, ps, NULL, NULL, &err);
     }
@@ -237,8 +300,8 @@ static int usage(FILE *out, int status)
 {
     fprintf(out, "usage: unroll-ckpt info PATH\n"
                  "       unroll-ckpt convert SRC DST\n"
-                 "PATH, SRC, DST: a checkpoint, a folder of .npy files (a folder, or a name ending in '/'),\n"
-                 "or (info only) an .npy file. convert writes the parameters only.\n");
+                 "PATH, SRC, DST: a checkpoint, a .safetensors file, a folder of .npy files (a folder, or a\n"
+                 "name ending in '/'), or (info only) an .npy file. convert writes the parameters only.\n");
     return status;
 }
 
