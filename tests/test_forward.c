@@ -313,3 +313,35 @@ Test(forward, allocation_failures)
     ad_param_free(b);
     cr_assert_eq(ts_live_allocs(), before);
 }
+
+/* The guards of data a rule reads: the engine never releases such data (it
+ * refuses ad_tape_release on it), so the test sets the states by hand to
+ * prove that a walk meeting them refuses with the op's name instead of
+ * reading freed memory. */
+Test(forward, missing_data_is_refused_naming_the_op)
+{
+    double xv[4] = {0.1, 0.2, 0.3, 0.4}, u[4] = {1, 1, 1, 1};
+    ad_tape *t = ad_tape_new(NULL);
+    ad_tensor *x = ad_variable(t, AD_F64, ad_shape2(1, 4), xv);
+    ad_tensor *y = ad_tanh(t, x);
+    cr_assert_not_null(ad_mul_scalar(t, y, 2.0));
+    y->released = 1;
+    ad_tangent_seed s = {x, NULL, u};
+    cr_assert_eq(ad_jvp(t, &s, 1, 1), AD_ERR_STATE);
+    cr_assert(strstr(ad_tape_message(t), "tanh") && strstr(ad_tape_message(t), "released"), "%s",
+              ad_tape_message(t));
+    y->released = 0;
+    ad_tape_reset(t);
+
+    double g[4] = {0.5, -0.5, 0.25, 1.0}, c0[1] = {0.3};
+    ad_tensor *gx = ad_variable(t, AD_F64, ad_shape2(1, 4), g), *gh = ad_zeros(t, AD_F64, ad_shape2(1, 4));
+    ad_tensor *c = ad_from_data(t, AD_F64, ad_shape2(1, 1), c0);
+    ad_tensor *cn = ad_lstm_cell_state(t, gx, gh, c);
+    cr_assert_not_null(cn, "%s", ad_tape_message(t));
+    cn->node->saved = NULL; /* as a tape that kept no gate planes would leave it */
+    s.x = gx;
+    cr_assert_eq(ad_jvp(t, &s, 1, 1), AD_ERR_STATE);
+    cr_assert(strstr(ad_tape_message(t), "lstm_cell_state") && strstr(ad_tape_message(t), "not kept"), "%s",
+              ad_tape_message(t));
+    ad_tape_free(t);
+}
