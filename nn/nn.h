@@ -21,5 +21,6 @@
 #include "optim.h"
 #include "checkpoint.h"
 #include "tbptt.h"
+#include "rtrl.h"
 
 #endif
