@@ -5,7 +5,7 @@
  *     #include <unroll/autodiff/autodiff.h>
  *
  * brings in tensors and parameters (tensor.h), the tape and backward
- * (tape.h), the ops (ops.h), the random generator (rng.h), status codes
+ * (tape.h), forward mode (forward.h), the ops (ops.h), the random generator (rng.h), status codes
  * (status.h), integer tensors (itensor.h), gradient checking (gradcheck.h), DOT export (dot.h), .npy
  * files (npy.h) and the thread count of the matrix products (threads.h). See
  * docs/guide.md for a tour.
@@ -19,6 +19,7 @@
 #include "itensor.h"
 #include "tape.h"
 #include "ops.h"
+#include "forward.h"
 #include "gradcheck.h"
 #include "fileio.h"
 #include "npy.h"

@@ -1,6 +1,7 @@
 /**
  * @file
- * gradcheck.h - compare backward's gradients with central finite differences.
+ * gradcheck.h - compare backward's gradients with central finite differences,
+ * or exactly with forward mode (ad_gradcheck_exact).
  *
  * The graph to check is a function that records ops on a tape from temporal
  * copies of the parameters (ad_use) and returns its output. gradcheck runs it
@@ -93,6 +94,33 @@ AD_API ad_status ad_gradcheck(ad_graph_fn graph, void *ctx, ad_param *const *par
 AD_API ad_status ad_gradcheck_copy(ad_graph_fn graph, void *ctx, ad_param *param, size_t copy,
                             const ad_gradcheck_options *opts, ad_gradcheck_entry *entry,
                             ad_error *err);
+
+/**
+ * Exact gradient check: backward against forward mode on one recording. For
+ * each parameter and `projections` random u (and one random v over the
+ * output), compares (v^T J) u from backward with v^T (J u) from ad_jvp();
+ * both are exact, so they agree to rounding for any graph. Passes when
+ * |fwd - rev| <= atol + rtol * scale, scale the larger of both values and of
+ * the sums of absolute terms of both dot products; defaults rtol 1e-12,
+ * atol 0, 4 projections (eps and fast are not used). The report has entries
+ * as ad_gradcheck()'s: analytic = reverse, numerical = forward. Errors as
+ * ad_gradcheck(), plus the graph's AD_ERR_STATE when an op has no forward-mode
+ * rule (a custom op without jvp).
+ */
+AD_API ad_status ad_gradcheck_exact(ad_graph_fn graph, void *ctx, ad_param *const *params, size_t n,
+                                    const ad_gradcheck_options *opts, ad_gradcheck_report *report,
+                                    ad_error *err);
+
+/**
+ * The exact check on one temporal copy: the copy-th ad_use() of `param`
+ * alone gets the tangents u, and (v^T J) u uses backward's gradient of that
+ * copy (dL/dW^(t)). Options and tolerances as ad_gradcheck_exact(); the
+ * result goes to `entry`. Errors as ad_gradcheck_exact(), plus AD_ERR_ARG
+ * when the graph records fewer copies.
+ */
+AD_API ad_status ad_gradcheck_exact_copy(ad_graph_fn graph, void *ctx, ad_param *param, size_t copy,
+                                         const ad_gradcheck_options *opts, ad_gradcheck_entry *entry,
+                                         ad_error *err);
 
 /** Prints one line per parameter (name, status, worst element) and a verdict. */
 AD_API void ad_gradcheck_print(const ad_gradcheck_report *report, FILE *out);

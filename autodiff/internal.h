@@ -161,7 +161,9 @@ struct ad_node {
  * message naming the op and shapes; it may set n->a.view, and then no
  * output buffer is allocated and forward points n->out->data into input 0. forward: computes n->out (already
  * allocated) and may allocate n->saved. backward: adds gradients of the
- * inputs that need them (ad__grad) given n->out->grad.
+ * inputs that need them (ad__grad) given n->out->grad. jvp: writes the
+ * tangents of n->out (ad__tan_new) from those of its inputs (ad__tan), for
+ * each of the walk's directions; it reads only the data backward reads.
  */
 typedef struct ad__op_def {
     const char *name;
@@ -169,6 +171,7 @@ typedef struct ad__op_def {
     ad_status (*shape)(ad_tape *t, ad_node *n, ad_shape *out);
     ad_status (*forward)(ad_tape *t, ad_node *n);
     void (*backward)(ad_tape *t, ad_node *n);
+    ad_status (*jvp)(ad_tape *t, ad_node *n); /* forward mode: n->out's tangents (forward.c) */
     unsigned char keeps; /* the data backward reads: AD__KEEPS_* bits */
 } ad__op_def;
 
@@ -264,6 +267,12 @@ struct ad_tape {
     size_t gram_bytes;
     ad__packed_weight packed[AD__PACKED_WEIGHTS];
     int n_packed;
+    /* Forward mode (forward.c): per node, its output's tangents (K blocks of
+     * numel elements) or NULL for a zero tangent; arena memory, so a reset
+     * forgets them. */
+    void **tangents;
+    size_t n_tangents;
+    int tangent_k;
     char msg[AD__MSG_SIZE];
 };
 
@@ -465,11 +474,37 @@ void ad__check_backward_anomaly(ad_tape *t, ad_node *n);
 /* Runs the anomaly check of forward over node n's output. */
 void ad__check_forward_anomaly(ad_tape *t, ad_node *n);
 
+/* ---- forward mode (forward.c) ------------------------------------------------------- */
+
+/* Directions of the current walk (the K of ad_jvp). */
+static inline int ad__tan_k(const ad_tape *t) { return t->tangent_k; }
+
+/* x's tangents (K blocks of x->numel elements of x's dtype), or NULL when
+ * they are zero (x is not downstream of a seed). */
+static inline void *ad__tan(const ad_tape *t, const ad_tensor *x)
+{
+    size_t i = x->node ? x->node->index : (size_t)-1;
+    return i < t->n_tangents ? t->tangents[i] : NULL;
+}
+
+/* A zeroed tangent buffer for n->out, registered as its tangents; NULL after
+ * failing the tape. */
+void *ad__tan_new(ad_tape *t, ad_node *n);
+
+/* The rule of an op linear in its inputs (sums, shapes, gathers, where): its
+ * own forward applied to the inputs' tangents, zero for an input without
+ * any. Inputs in the `fixed` bit mask keep their data (where's condition). */
+ad_status ad__jvp_linear(ad_tape *t, ad_node *n, unsigned fixed);
+
+/* AD_ERR_STATE naming the op when the saved data its rule reads is missing. */
+ad_status ad__jvp_need_saved(ad_tape *t, const ad_node *n);
+
 /* ---- op family entry points (referenced by the table in op_table.c) -------------------- */
 
 #define AD__DECLARE_OP(name)                            \
     ad_status ad__##name##_fwd(ad_tape *t, ad_node *n); \
-    void ad__##name##_bwd(ad_tape *t, ad_node *n);
+    void ad__##name##_bwd(ad_tape *t, ad_node *n);      \
+    ad_status ad__##name##_jvp(ad_tape *t, ad_node *n);
 
 #define AD__DECLARE_SHAPE(name) ad_status ad__shape_##name(ad_tape *t, ad_node *n, ad_shape *out);
 

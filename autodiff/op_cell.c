@@ -241,6 +241,116 @@ ad_tensor *ad_rnn_cell(ad_tape *t, ad_tensor *gx, ad_tensor *gh, int activation)
     return ad__record(t, AD_OP_RNN_CELL, in, 2, &args);
 }
 
+/* ---- forward mode ------------------------------------------------------------------ */
+
+/* Element i of a tangent block, zero for an input without tangents. */
+#define TG(p, i) ((p) ? (p)[i] : 0)
+
+/*
+ * With a = gx + gh the gate pre-activations and d. the tangents (zero where
+ * an input has none), from the forward equations (docs/derivations.md,
+ * "Forward mode"):
+ *   Elman:      dh' = act'(.) (dgx + dgh), act' = 1 - h'^2 or [h' > 0]
+ *   LSTM state: dc' = sf dc + c sf(1-sf) da_f + tg si(1-si) da_i + si (1-tg^2) da_g
+ *   LSTM out:   dh' = tc so(1-so) da_o + so (1-tc^2) dc'
+ *   GRU:        dr = r(1-r) da_r, dz = z(1-z) da_z,
+ *               dn = (1-n^2)(dgx_n + dr gh_n + r dgh_n),
+ *               dh' = dn + dz (h - n) + z (dh - dn)
+ */
+#define DEFINE_CELL_JVP(T)                                                                        \
+    static void rnn_jvp_##T(size_t n, int relu, const T *y, const T *dx, const T *dh, T *dy)     \
+    {                                                                                            \
+        for (size_t k = 0; k < n; k++) {                                                         \
+            T s = TG(dx, k) + TG(dh, k);                                                         \
+            dy[k] = relu ? (y[k] > 0 ? s : 0) : (1 - y[k] * y[k]) * s;                           \
+        }                                                                                        \
+    }                                                                                            \
+    static void lstm_state_jvp_##T(int64_t B, int64_t H, const T *c, const T *si, const T *sf,   \
+                                   const T *tg, const T *dx, const T *dh, const T *dc, T *dy)    \
+    {                                                                                            \
+        for (int64_t b = 0; b < B; b++)                                                          \
+            for (int64_t j = 0; j < H; j++) {                                                    \
+                int64_t k = b * H + j, at = b * 4 * H + j;                                       \
+                T ai = TG(dx, at) + TG(dh, at), af = TG(dx, at + H) + TG(dh, at + H);            \
+                T ag = TG(dx, at + 2 * H) + TG(dh, at + 2 * H);                                  \
+                dy[k] = sf[k] * TG(dc, k) + c[k] * sf[k] * (1 - sf[k]) * af +                    \
+                        tg[k] * si[k] * (1 - si[k]) * ai + si[k] * (1 - tg[k] * tg[k]) * ag;     \
+            }                                                                                    \
+    }                                                                                            \
+    static void lstm_output_jvp_##T(int64_t B, int64_t H, const T *so, const T *tc, const T *dx, \
+                                    const T *dh, const T *dc, T *dy)                             \
+    {                                                                                            \
+        for (int64_t b = 0; b < B; b++)                                                          \
+            for (int64_t j = 0; j < H; j++) {                                                    \
+                int64_t k = b * H + j, at = b * 4 * H + 3 * H + j;                               \
+                T ao = TG(dx, at) + TG(dh, at);                                                  \
+                dy[k] = tc[k] * so[k] * (1 - so[k]) * ao + so[k] * (1 - tc[k] * tc[k]) * TG(dc, k); \
+            }                                                                                    \
+    }                                                                                            \
+    static void gru_jvp_##T(int64_t B, int64_t H, const T *gh, const T *hp, const T *r,          \
+                            const T *z, const T *nn, const T *dx, const T *dh, const T *dp, T *dy) \
+    {                                                                                            \
+        for (int64_t b = 0; b < B; b++)                                                          \
+            for (int64_t j = 0; j < H; j++) {                                                    \
+                int64_t k = b * H + j, at = b * 3 * H + j;                                       \
+                T dr = r[k] * (1 - r[k]) * (TG(dx, at) + TG(dh, at));                            \
+                T dz = z[k] * (1 - z[k]) * (TG(dx, at + H) + TG(dh, at + H));                    \
+                T dn = (1 - nn[k] * nn[k]) *                                                     \
+                       (TG(dx, at + 2 * H) + dr * gh[at + 2 * H] + r[k] * TG(dh, at + 2 * H));   \
+                dy[k] = dn + dz * (hp[k] - nn[k]) + z[k] * (TG(dp, k) - dn);                     \
+            }                                                                                    \
+    }
+DEFINE_CELL_JVP(float)
+DEFINE_CELL_JVP(double)
+
+/* Direction k's block of input i's tangents (NULL when it has none). */
+static const void *tan_block(ad_tape *t, const ad_node *n, int i, size_t k)
+{
+    const char *p = ad__tan(t, n->in[i]);
+    return p ? p + k * n->in[i]->numel * ad__dtype_size(n->out->dtype) : NULL;
+}
+
+static ad_status cell_jvp(ad_tape *t, ad_node *n)
+{
+    if (n->op != AD_OP_RNN_CELL && !n->saved) return ad__jvp_need_saved(t, n);
+    char *dy = ad__tan_new(t, n);
+    if (!dy) return ad_tape_status(t);
+    int f32 = n->out->dtype == AD_F32, relu = n->a.flags == AD_RNN_RELU;
+    size_t ny = n->out->numel, es = ad__dtype_size(n->out->dtype);
+    for (size_t k = 0; k < (size_t)ad__tan_k(t); k++) {
+        const void *dx = tan_block(t, n, 0, k), *dh = tan_block(t, n, 1, k);
+        const void *ds = n->n_in > 2 ? tan_block(t, n, 2, k) : NULL;
+        void *yk = dy + k * ny * es;
+        switch (n->op) {
+        case AD_OP_RNN_CELL:
+            if (f32) rnn_jvp_float(ny, relu, n->out->data, dx, dh, yk);
+            else rnn_jvp_double(ny, relu, n->out->data, dx, dh, yk);
+            break;
+        case AD_OP_LSTM_CELL_STATE:
+            if (f32) lstm_state_jvp_float(B_ROWS(n), H_COLS(n), DATA(float, n, 2), PLANE(float, n, 0),
+                                          PLANE(float, n, 1), PLANE(float, n, 2), dx, dh, ds, yk);
+            else lstm_state_jvp_double(B_ROWS(n), H_COLS(n), DATA(double, n, 2), PLANE(double, n, 0),
+                                       PLANE(double, n, 1), PLANE(double, n, 2), dx, dh, ds, yk);
+            break;
+        case AD_OP_LSTM_CELL_OUTPUT:
+            if (f32) lstm_output_jvp_float(B_ROWS(n), H_COLS(n), PLANE(float, n, 0), PLANE(float, n, 1), dx, dh, ds, yk);
+            else lstm_output_jvp_double(B_ROWS(n), H_COLS(n), PLANE(double, n, 0), PLANE(double, n, 1), dx, dh, ds, yk);
+            break;
+        default:
+            if (f32) gru_jvp_float(B_ROWS(n), H_COLS(n), DATA(float, n, 1), DATA(float, n, 2), PLANE(float, n, 0),
+                                   PLANE(float, n, 1), PLANE(float, n, 2), dx, dh, ds, yk);
+            else gru_jvp_double(B_ROWS(n), H_COLS(n), DATA(double, n, 1), DATA(double, n, 2), PLANE(double, n, 0),
+                                PLANE(double, n, 1), PLANE(double, n, 2), dx, dh, ds, yk);
+        }
+    }
+    return AD_OK;
+}
+
+ad_status ad__rnn_cell_jvp(ad_tape *t, ad_node *n) { return cell_jvp(t, n); }
+ad_status ad__lstm_cell_state_jvp(ad_tape *t, ad_node *n) { return cell_jvp(t, n); }
+ad_status ad__lstm_cell_output_jvp(ad_tape *t, ad_node *n) { return cell_jvp(t, n); }
+ad_status ad__gru_cell_jvp(ad_tape *t, ad_node *n) { return cell_jvp(t, n); }
+
 /* ---- LSTM and GRU entry points ------------------------------------------------------ */
 
 ad_status ad__lstm_cell_state_fwd(ad_tape *t, ad_node *n)

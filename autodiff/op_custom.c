@@ -58,6 +58,30 @@ void ad__custom_bwd(ad_tape *t, ad_node *n)
     n->a.custom->backward(n->a.custom_ctx, n->in, n->n_in, n->out, gout, gin);
 }
 
+/* Forward mode: the callback's tout = sum_i (dout/din[i]) tin[i], per direction. */
+ad_status ad__custom_jvp(ad_tape *t, ad_node *n)
+{
+    if (!n->a.custom->jvp)
+        return ad__fail(t, AD_ERR_STATE, "jvp: custom op %s has no jvp callback; forward mode cannot pass it",
+                        custom_name(n));
+    char *dy = ad__tan_new(t, n);
+    if (!dy) return ad_tape_status(t);
+    size_t es = ad__dtype_size(n->out->dtype);
+    ad_tensor *tin[AD_CUSTOM_MAX_IN] = {0};
+    for (int k = 0; k < ad__tan_k(t); k++) {
+        for (int i = 0; i < n->n_in; i++) {
+            char *p = ad__tan(t, n->in[i]);
+            tin[i] = NULL;
+            if (p && !(tin[i] = grad_view(t, n->in[i], p + (size_t)k * n->in[i]->numel * es)))
+                return ad_tape_status(t);
+        }
+        ad_tensor *tout = grad_view(t, n->out, dy + (size_t)k * n->out->numel * es);
+        if (!tout) return ad_tape_status(t);
+        n->a.custom->jvp(n->a.custom_ctx, n->in, n->n_in, n->out, tin, tout);
+    }
+    return AD_OK;
+}
+
 ad_tensor *ad_custom(ad_tape *t, const ad_custom_op *op, void *ctx, ad_tensor *const *in, int n)
 {
     if (!t || ad_tape_status(t) != AD_OK) return NULL;

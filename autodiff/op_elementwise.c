@@ -254,6 +254,51 @@ BINARY_ENTRY(sub)
 BINARY_ENTRY(mul)
 BINARY_ENTRY(div)
 
+/*
+ * Forward mode. add and sub are linear: their own forward on the tangents.
+ * For mul and div, DOT is the output's tangent in terms of x = a[ia],
+ * y = b[ib] and their tangents dx, dy (zero for an operand without one),
+ * written from the formula, not from backward's partials.
+ */
+#define DEFINE_BINARY_JVP(NAME, T, DOT)                                                   \
+    static void NAME##_jvp_##T(const bcast *bc, const T *a, const T *b, const T *ta,      \
+                               const T *tb, T *out)                                       \
+    {                                                                                     \
+        FOR_BCAST(*bc, {                                                                  \
+            T x = a[ia], y = b[ib], dx = ta ? ta[ia] : 0, dy = tb ? tb[ib] : 0;           \
+            out[o] = (DOT);                                                               \
+        });                                                                               \
+    }
+#define BINARY_JVP_ENTRY(NAME, DOT)                                                       \
+    DEFINE_BINARY_JVP(NAME, float, DOT)                                                   \
+    DEFINE_BINARY_JVP(NAME, double, DOT)                                                  \
+    ad_status ad__##NAME##_jvp(ad_tape *t, ad_node *n)                                    \
+    {                                                                                     \
+        size_t es = ad__dtype_size(n->out->dtype), na = n->in[0]->numel,                  \
+               nb = n->in[1]->numel, ny = n->out->numel;                                  \
+        const char *ta = ad__tan(t, n->in[0]), *tb = ad__tan(t, n->in[1]);                \
+        char *out = ad__tan_new(t, n);                                                    \
+        if (!out) return ad_tape_status(t);                                               \
+        bcast bc;                                                                         \
+        bcast_make(n->out->shape, n->in[0]->shape, n->in[1]->shape, &bc);                 \
+        for (size_t k = 0; k < (size_t)ad__tan_k(t); k++) {                               \
+            const void *da = ta ? ta + k * na * es : NULL, *db = tb ? tb + k * nb * es : NULL; \
+            if (n->out->dtype == AD_F32)                                                  \
+                NAME##_jvp_float(&bc, n->in[0]->data, n->in[1]->data, da, db,             \
+                                 (float *)(void *)(out + k * ny * es));                   \
+            else                                                                          \
+                NAME##_jvp_double(&bc, n->in[0]->data, n->in[1]->data, da, db,            \
+                                  (double *)(void *)(out + k * ny * es));                 \
+        }                                                                                 \
+        return AD_OK;                                                                     \
+    }
+
+ad_status ad__add_jvp(ad_tape *t, ad_node *n) { return ad__jvp_linear(t, n, 0); }
+ad_status ad__sub_jvp(ad_tape *t, ad_node *n) { return ad__jvp_linear(t, n, 0); }
+/* d(xy) = dx y + x dy;  d(x/y) = (dx y - x dy) / y^2 */
+BINARY_JVP_ENTRY(mul, dx * y + x * dy)
+BINARY_JVP_ENTRY(div, dx / y - x * dy / (y * y))
+
 /* ---- unary and scalar ops --------------------------------------------------------- */
 
 /*
@@ -343,6 +388,60 @@ DEFINE_UNARY_OP_VEC(tanh, TANH, ad__tanh_f32, ad__tanh_f64, 1 - y * y)
 DEFINE_UNARY_OP_VEC(sigmoid, SIGMOID, ad__sigmoid_f32, ad__sigmoid_f64, y * (1 - y))
 /* d relu = [x > 0] dx (0 at 0) */
 DEFINE_UNARY_OP(relu, RELU, x > 0 ? x : 0, x > 0 ? x : 0, x > 0)
+
+/*
+ * Forward mode of the unary ops: DOT is the output's tangent in terms of x,
+ * y, the scalar c and the input's tangent d, from the formula.
+ */
+#define UNARY_JVP(NAME, DOT)                                                             \
+    static void NAME##_jvp_float(size_t len, const float *in, const float *out,          \
+                                 const float *td, float *dst, float c)                   \
+    {                                                                                    \
+        for (size_t i = 0; i < len; i++) {                                               \
+            float x = in[i], y = out[i], d = td[i];                                      \
+            (void)x, (void)y, (void)c;                                                   \
+            dst[i] = (DOT);                                                              \
+        }                                                                                \
+    }                                                                                    \
+    static void NAME##_jvp_double(size_t len, const double *in, const double *out,       \
+                                  const double *td, double *dst, double c)               \
+    {                                                                                    \
+        for (size_t i = 0; i < len; i++) {                                               \
+            double x = in[i], y = out[i], d = td[i];                                     \
+            (void)x, (void)y, (void)c;                                                   \
+            dst[i] = (DOT);                                                              \
+        }                                                                                \
+    }                                                                                    \
+    ad_status ad__##NAME##_jvp(ad_tape *t, ad_node *n)                                   \
+    {                                                                                    \
+        size_t len = n->out->numel, es = ad__dtype_size(n->out->dtype);                  \
+        const char *td = ad__tan(t, n->in[0]);                                           \
+        char *dst = ad__tan_new(t, n);                                                   \
+        if (!dst) return ad_tape_status(t);                                              \
+        for (size_t k = 0; k < (size_t)ad__tan_k(t); k++) {                              \
+            if (n->out->dtype == AD_F32)                                                 \
+                NAME##_jvp_float(len, n->in[0]->data, n->out->data,                      \
+                                 (const float *)(const void *)(td + k * len * es),       \
+                                 (float *)(void *)(dst + k * len * es), (float)n->a.scalar); \
+            else                                                                         \
+                NAME##_jvp_double(len, n->in[0]->data, n->out->data,                     \
+                                  (const double *)(const void *)(td + k * len * es),     \
+                                  (double *)(void *)(dst + k * len * es), n->a.scalar);  \
+        }                                                                                \
+        return AD_OK;                                                                    \
+    }
+
+UNARY_JVP(add_scalar, d)
+UNARY_JVP(mul_scalar, c * d)
+UNARY_JVP(pow_scalar, c * pow(x, c - 1) * d)
+UNARY_JVP(neg, -d)
+UNARY_JVP(exp, y * d)
+UNARY_JVP(log, d / x)
+UNARY_JVP(sqrt, d / (2 * y))
+UNARY_JVP(abs, x > 0 ? d : x < 0 ? -d : 0)
+UNARY_JVP(tanh, (1 - y * y) * d)
+UNARY_JVP(sigmoid, y * (1 - y) * d)
+UNARY_JVP(relu, x > 0 ? d : 0)
 
 static ad_tensor *unary(ad_tape *t, ad__op op, ad_tensor *x, double c)
 {

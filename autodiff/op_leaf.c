@@ -35,6 +35,15 @@ void ad__leaf_bwd(ad_tape *t, ad_node *n)
     (void)n;
 }
 
+/* A leaf's tangent is its seed (or zero), set by ad_jvp before the walk;
+ * never reached, since a leaf has no inputs. */
+ad_status ad__leaf_jvp(ad_tape *t, ad_node *n)
+{
+    (void)t;
+    (void)n;
+    return AD_OK;
+}
+
 ad_status ad__param_fwd(ad_tape *t, ad_node *n)
 {
     (void)t;
@@ -63,6 +72,9 @@ void ad__param_bwd(ad_tape *t, ad_node *n)
     }
 }
 
+/* A copy's tangent is its seed, or the parameter's (ad_jvp); never reached. */
+ad_status ad__param_jvp(ad_tape *t, ad_node *n) { return ad__leaf_jvp(t, n); }
+
 ad_status ad__detach_fwd(ad_tape *t, ad_node *n)
 {
     (void)t;
@@ -76,6 +88,14 @@ void ad__detach_bwd(ad_tape *t, ad_node *n)
 {
     (void)t;
     (void)n;
+}
+
+/* Detach stops tangents as it stops gradients: its tangent stays zero. */
+ad_status ad__detach_jvp(ad_tape *t, ad_node *n)
+{
+    (void)t;
+    (void)n;
+    return AD_OK;
 }
 
 ad_tensor *ad_detach(ad_tape *t, ad_tensor *x)

@@ -150,6 +150,44 @@ void ad__cross_entropy_bwd(ad_tape *t, ad_node *n)
     }
 }
 
+/* Writes the reduced tangent of a loss from its per-term tangents dl[0..count). */
+static void store_reduced(const ad_node *n, void *dst, const double *dl, size_t count, double mean_of)
+{
+    ad_dtype d = n->out->dtype;
+    if (n->a.reduction == AD_REDUCE_NONE) {
+        for (size_t i = 0; i < count; i++) store(d, dst, i, dl[i]);
+        return;
+    }
+    double total = 0;
+    for (size_t i = 0; i < count; i++) total += dl[i];
+    store(d, dst, 0, n->a.reduction == AD_REDUCE_MEAN ? total / mean_of : total);
+}
+
+/* Forward mode: dl_r = sum_k p_k dx_k - dx_c (0 for an ignored row), reduced. */
+ad_status ad__cross_entropy_jvp(ad_tape *t, ad_node *n)
+{
+    size_t rows = (size_t)n->in[0]->shape.dim[0], cls = (size_t)n->in[0]->shape.dim[1];
+    size_t es = ad__dtype_size(n->out->dtype), nx = n->in[0]->numel, ny = n->out->numel;
+    if (!n->saved && nx) return ad__jvp_need_saved(t, n);
+    const char *dx = ad__tan(t, n->in[0]);
+    char *dy = ad__tan_new(t, n);
+    double *dl = dy ? ad__alloc_array(t, rows ? rows : 1, sizeof *dl) : NULL;
+    if (!dl) return ad_tape_status(t);
+    ad_dtype d = n->out->dtype;
+    for (size_t k = 0; k < (size_t)ad__tan_k(t); k++) {
+        const void *xk = dx + k * nx * es;
+        for (size_t r = 0; r < rows; r++) {
+            int64_t c = n->a.idx[r];
+            dl[r] = 0;
+            if (c == n->a.ignore_index) continue;
+            for (size_t j = 0; j < cls; j++) dl[r] += load(d, n->saved, r * cls + j) * load(d, xk, r * cls + j);
+            dl[r] -= load(d, xk, r * cls + (size_t)c);
+        }
+        store_reduced(n, dy + k * ny * es, dl, rows, (double)n->a.len);
+    }
+    return AD_OK;
+}
+
 ad_tensor *ad_cross_entropy(ad_tape *t, ad_tensor *logits, const int64_t *targets, int64_t n,
                             int64_t ignore_index, ad_reduction reduction)
 {
@@ -247,6 +285,48 @@ static void pair_bwd(ad_tape *t, ad_node *n)
         if (gy) add_at(d, gy, i, g * r.dy);
     }
 }
+
+/*
+ * Forward mode of the pair losses, with dx, dy the tangents of input and
+ * target (either may be zero), from each loss's own formula:
+ *   bce_with_logits: dl = (sigmoid(x) - y) dx - x dy
+ *   bce:             dl = (p - y) / (p (1 - p)) dp - (log p - log(1 - p)) dy,
+ *                    the denominator bounded by 1e-12 and each log clamped at
+ *                    -100 as in the loss itself
+ *   mse:             dl = 2 (x - y) (dx - dy)
+ */
+static double pair_dot(ad__op op, double x, double y, double dx, double dy)
+{
+    switch (op) {
+    case AD_OP_BCE_WITH_LOGITS: {
+        double s = x >= 0 ? 1.0 / (1.0 + exp(-x)) : exp(x) / (1.0 + exp(x));
+        return (s - y) * dx - x * dy;
+    }
+    case AD_OP_BCE:
+        return (x - y) / fmax(x * (1.0 - x), 1e-12) * dx - (fmax(log(x), -100.0) - fmax(log1p(-x), -100.0)) * dy;
+    default: return 2.0 * (x - y) * (dx - dy);
+    }
+}
+
+static ad_status pair_jvp(ad_tape *t, ad_node *n)
+{
+    ad_dtype d = n->out->dtype;
+    size_t count = n->in[0]->numel, es = ad__dtype_size(d), ny = n->out->numel;
+    const char *tx = ad__tan(t, n->in[0]), *ty = ad__tan(t, n->in[1]);
+    char *dst = ad__tan_new(t, n);
+    double *dl = dst ? ad__alloc_array(t, count ? count : 1, sizeof *dl) : NULL;
+    if (!dl) return ad_tape_status(t);
+    for (size_t k = 0; k < (size_t)ad__tan_k(t); k++) {
+        for (size_t i = 0; i < count; i++)
+            dl[i] = pair_dot(n->op, load(d, n->in[0]->data, i), load(d, n->in[1]->data, i),
+                             tx ? load(d, tx + k * count * es, i) : 0.0, ty ? load(d, ty + k * count * es, i) : 0.0);
+        store_reduced(n, dst + k * ny * es, dl, count, (double)count);
+    }
+    return AD_OK;
+}
+ad_status ad__bce_with_logits_jvp(ad_tape *t, ad_node *n) { return pair_jvp(t, n); }
+ad_status ad__bce_jvp(ad_tape *t, ad_node *n) { return pair_jvp(t, n); }
+ad_status ad__mse_jvp(ad_tape *t, ad_node *n) { return pair_jvp(t, n); }
 
 ad_status ad__bce_with_logits_fwd(ad_tape *t, ad_node *n) { return pair_fwd(t, n); }
 void ad__bce_with_logits_bwd(ad_tape *t, ad_node *n) { pair_bwd(t, n); }

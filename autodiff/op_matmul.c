@@ -283,6 +283,42 @@ void ad__matmul_bwd(ad_tape *t, ad_node *n)
     }
 }
 
+/*
+ * Forward mode: d(op(A) op(B)) = op(dA) op(B) + op(A) op(dB), direction by
+ * direction. Untransposed, the K tangents of A stack into one [K m, k]
+ * operand, so that term is a single product of K m rows. With `bias` (the
+ * tangents of addmm's bias, or NULL) every row of direction k adds its row.
+ */
+static ad_status product_jvp(ad_tape *t, ad_node *n, const char *bias)
+{
+    const ad_tensor *a = n->in[0], *b = n->in[1];
+    int ta = (n->a.flags & AD_TRANS_A) != 0, tb = (n->a.flags & AD_TRANS_B) != 0;
+    int64_t m, k, kb, nn;
+    dims(a, ta, &m, &k);
+    dims(b, tb, &kb, &nn);
+    ad_dtype dt = a->dtype;
+    size_t es = ad__dtype_size(dt), K = (size_t)ad__tan_k(t), ny = n->out->numel;
+    const char *da = ad__tan(t, a), *db = ad__tan(t, b);
+    char *dy = ad__tan_new(t, n);
+    if (!dy) return ad_tape_status(t);
+    if (da && !ta) gemm(dt, 0, tb, m * (int64_t)K, nn, k, da, b->data, dy, 0, NULL, NULL);
+    for (size_t d = 0; d < K; d++) {
+        char *yk = dy + d * ny * es;
+        if (da && ta) gemm(dt, 1, tb, m, nn, k, da + d * a->numel * es, b->data, yk, 1, NULL, NULL);
+        if (db) gemm(dt, ta, tb, m, nn, k, a->data, db + d * b->numel * es, yk, 1, NULL, NULL);
+        if (!bias) continue;
+        const char *bk = bias + d * (size_t)nn * es;
+        for (int64_t r = 0; r < m; r++)
+            for (int64_t j = 0; j < nn; j++) {
+                if (dt == AD_F32) ((float *)(void *)yk)[r * nn + j] += ((const float *)(const void *)bk)[j];
+                else ((double *)(void *)yk)[r * nn + j] += ((const double *)(const void *)bk)[j];
+            }
+    }
+    return AD_OK;
+}
+
+ad_status ad__matmul_jvp(ad_tape *t, ad_node *n) { return product_jvp(t, n, NULL); }
+
 /* ---- addmm: op(a) op(b) + bias ------------------------------------------------------ */
 
 ad_status ad__shape_addmm(ad_tape *t, ad_node *n, ad_shape *out)
@@ -326,6 +362,9 @@ void ad__addmm_bwd(ad_tape *t, ad_node *n)
     if (n->out->dtype == AD_F32) column_sums_float(rows, cols, n->out->grad, gb);
     else column_sums_double(rows, cols, n->out->grad, gb);
 }
+
+/* d(bias + op(A) op(B)) = d bias (on every row) + the product's tangent. */
+ad_status ad__addmm_jvp(ad_tape *t, ad_node *n) { return product_jvp(t, n, ad__tan(t, n->in[2])); }
 
 ad_tensor *ad_addmm(ad_tape *t, ad_tensor *bias, ad_tensor *a, ad_tensor *b, int flags)
 {

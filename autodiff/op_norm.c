@@ -62,6 +62,30 @@ ad_status ad__shape_layer_norm(ad_tape *t, ad_node *n, ad_shape *out)
 DEFINE_LAYER_NORM(float, sqrtf)
 DEFINE_LAYER_NORM(double, sqrt)
 
+/*
+ * Forward mode: y = (x - mu) r with r = 1/sqrt(var + eps) gives, for a
+ * tangent d of x, dy_k = r (d_k - mean_j d_j) - y_k mean_j (y_j r d_j)
+ * = r (d_k - mean d - y_k mean(y d)).
+ */
+#define DEFINE_LAYER_NORM_JVP(T)                                                       \
+    static void layer_norm_jvp_##T(size_t rows, size_t len, const T *y, const T *r,    \
+                                   const T *d, T *dy)                                  \
+    {                                                                                  \
+        for (size_t o = 0; o < rows; o++) {                                            \
+            const T *yr = y + o * len, *dr = d + o * len;                              \
+            T md = 0, myd = 0;                                                         \
+            for (size_t k = 0; k < len; k++) {                                         \
+                md += dr[k];                                                           \
+                myd += yr[k] * dr[k];                                                  \
+            }                                                                          \
+            md /= (T)len;                                                              \
+            myd /= (T)len;                                                             \
+            for (size_t k = 0; k < len; k++) dy[o * len + k] = r[o] * (dr[k] - md - yr[k] * myd); \
+        }                                                                              \
+    }
+DEFINE_LAYER_NORM_JVP(float)
+DEFINE_LAYER_NORM_JVP(double)
+
 static size_t last_len(const ad_tensor *x) { return (size_t)x->shape.dim[x->shape.rank - 1]; }
 
 ad_status ad__layer_norm_fwd(ad_tape *t, ad_node *n)
@@ -85,6 +109,26 @@ void ad__layer_norm_bwd(ad_tape *t, ad_node *n)
         layer_norm_bwd_float(rows, len, n->out->data, n->saved, n->out->grad, gx);
     else
         layer_norm_bwd_double(rows, len, n->out->data, n->saved, n->out->grad, gx);
+}
+
+ad_status ad__layer_norm_jvp(ad_tape *t, ad_node *n)
+{
+    size_t len = last_len(n->in[0]), rows = len ? n->in[0]->numel / len : 0;
+    size_t all = n->out->numel, es = ad__dtype_size(n->out->dtype);
+    if (!n->saved) return ad__jvp_need_saved(t, n);
+    const char *d = ad__tan(t, n->in[0]);
+    char *dy = ad__tan_new(t, n);
+    if (!dy) return ad_tape_status(t);
+    for (size_t k = 0; k < (size_t)ad__tan_k(t); k++) {
+        if (n->out->dtype == AD_F32)
+            layer_norm_jvp_float(rows, len, n->out->data, n->saved,
+                                 (const float *)(const void *)(d + k * all * es), (float *)(void *)(dy + k * all * es));
+        else
+            layer_norm_jvp_double(rows, len, n->out->data, n->saved,
+                                  (const double *)(const void *)(d + k * all * es),
+                                  (double *)(void *)(dy + k * all * es));
+    }
+    return AD_OK;
 }
 
 ad_tensor *ad_layer_norm(ad_tape *t, ad_tensor *x, double eps)

@@ -126,6 +126,10 @@ static void reduce_bwd(ad_tape *t, ad_node *n)
         reduce_bwd_double(sp, n->out->grad, gx, scale);
 }
 
+/* Sums and means are linear: their forward on the tangents. */
+ad_status ad__sum_jvp(ad_tape *t, ad_node *n) { return ad__jvp_linear(t, n, 0); }
+ad_status ad__mean_jvp(ad_tape *t, ad_node *n) { return ad__jvp_linear(t, n, 0); }
+
 ad_status ad__sum_fwd(ad_tape *t, ad_node *n) { return reduce_fwd(t, n); }
 void ad__sum_bwd(ad_tape *t, ad_node *n) { reduce_bwd(t, n); }
 ad_status ad__mean_fwd(ad_tape *t, ad_node *n) { return reduce_fwd(t, n); }
@@ -223,6 +227,52 @@ static void softmax_bwd(ad_tape *t, ad_node *n)
     else
         softmax_bwd_double(sp, n->out->data, n->out->grad, gx, logsm);
 }
+
+/*
+ * Forward mode, with p = softmax(x) along the axis and d the tangent of x:
+ *   softmax:     dy_k = p_k (d_k - sum_j p_j d_j)
+ *   log-softmax: dy_k = d_k - sum_j p_j d_j, p_j = e^(y_j)
+ */
+#define DEFINE_SOFTMAX_JVP(T, EXP)                                                     \
+    static void softmax_jvp_##T(span sp, const T *y, const T *d, T *dy, int logsm)     \
+    {                                                                                  \
+        for (size_t o = 0; o < sp.outer; o++)                                          \
+            for (size_t i = 0; i < sp.inner; i++) {                                    \
+                size_t base = o * sp.len * sp.inner + i;                               \
+                T mix = 0;                                                             \
+                for (size_t k = 0; k < sp.len; k++) {                                  \
+                    size_t j = base + k * sp.inner;                                    \
+                    mix += (logsm ? EXP(y[j]) : y[j]) * d[j];                          \
+                }                                                                      \
+                for (size_t k = 0; k < sp.len; k++) {                                  \
+                    size_t j = base + k * sp.inner;                                    \
+                    dy[j] = logsm ? d[j] - mix : y[j] * (d[j] - mix);                  \
+                }                                                                      \
+            }                                                                          \
+    }
+DEFINE_SOFTMAX_JVP(float, expf)
+DEFINE_SOFTMAX_JVP(double, exp)
+
+static ad_status softmax_jvp(ad_tape *t, ad_node *n)
+{
+    span sp = span_of(n->in[0]->shape, n->a.axis);
+    size_t len = n->out->numel, es = ad__dtype_size(n->out->dtype);
+    const char *d = ad__tan(t, n->in[0]);
+    char *dy = ad__tan_new(t, n);
+    if (!dy) return ad_tape_status(t);
+    int logsm = n->op == AD_OP_LOG_SOFTMAX;
+    for (size_t k = 0; k < (size_t)ad__tan_k(t) && sp.len; k++) {
+        if (n->out->dtype == AD_F32)
+            softmax_jvp_float(sp, n->out->data, (const float *)(const void *)(d + k * len * es),
+                              (float *)(void *)(dy + k * len * es), logsm);
+        else
+            softmax_jvp_double(sp, n->out->data, (const double *)(const void *)(d + k * len * es),
+                               (double *)(void *)(dy + k * len * es), logsm);
+    }
+    return AD_OK;
+}
+ad_status ad__softmax_jvp(ad_tape *t, ad_node *n) { return softmax_jvp(t, n); }
+ad_status ad__log_softmax_jvp(ad_tape *t, ad_node *n) { return softmax_jvp(t, n); }
 
 ad_status ad__softmax_fwd(ad_tape *t, ad_node *n) { return softmax_fwd(t, n); }
 void ad__softmax_bwd(ad_tape *t, ad_node *n) { softmax_bwd(t, n); }

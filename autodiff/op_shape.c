@@ -545,6 +545,19 @@ void ad__where_bwd(ad_tape *t, ad_node *n)
     }
 }
 
+/*
+ * Forward mode of the shape ops: each is linear in its data (a reshape, a
+ * permutation, a join, a slice, a row gather; where picks between a and b
+ * with a fixed condition), so its tangent is its own forward on the tangents.
+ */
+ad_status ad__reshape_jvp(ad_tape *t, ad_node *n) { return ad__jvp_linear(t, n, 0); }
+ad_status ad__permute_jvp(ad_tape *t, ad_node *n) { return ad__jvp_linear(t, n, 0); }
+ad_status ad__concat_jvp(ad_tape *t, ad_node *n) { return ad__jvp_linear(t, n, 0); }
+ad_status ad__slice_jvp(ad_tape *t, ad_node *n) { return ad__jvp_linear(t, n, 0); }
+ad_status ad__gather_rows_jvp(ad_tape *t, ad_node *n) { return ad__jvp_linear(t, n, 0); }
+/* The condition keeps its data (bit 0): no tangent flows through it. */
+ad_status ad__where_jvp(ad_tape *t, ad_node *n) { return ad__jvp_linear(t, n, 1u); }
+
 ad_tensor *ad_where(ad_tape *t, ad_tensor *cond, ad_tensor *a, ad_tensor *b)
 {
     ad_tensor *in[3] = {cond, a, b};
@@ -596,6 +609,27 @@ void ad__dropout_bwd(ad_tape *t, ad_node *n)
         double *gi = gx;
         for (size_t i = 0; i < count; i++) gi[i] += g[i] * f[i];
     }
+}
+
+/* Forward mode: the same saved factors times the tangent (identity without them). */
+ad_status ad__dropout_jvp(ad_tape *t, ad_node *n)
+{
+    size_t count = n->out->numel, es = ad__dtype_size(n->out->dtype);
+    const char *d = ad__tan(t, n->in[0]);
+    char *dy = ad__tan_new(t, n);
+    if (!dy) return ad_tape_status(t);
+    for (size_t k = 0; k < (size_t)ad__tan_k(t); k++) {
+        const void *dk = d + k * count * es;
+        void *yk = dy + k * count * es;
+        if (!n->saved) memcpy(yk, dk, count * es);
+        else if (n->out->dtype == AD_F32)
+            for (size_t i = 0; i < count; i++)
+                ((float *)yk)[i] = ((const float *)dk)[i] * ((const float *)n->saved)[i];
+        else
+            for (size_t i = 0; i < count; i++)
+                ((double *)yk)[i] = ((const double *)dk)[i] * ((const double *)n->saved)[i];
+    }
+    return AD_OK;
 }
 
 ad_tensor *ad_dropout(ad_tape *t, ad_tensor *x, double p, int train, ad_rng *rng)

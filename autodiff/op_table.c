@@ -1,5 +1,6 @@
 /*
- * op_table.c - one row per op: name, arity, shape rule, forward, backward.
+ * op_table.c - one row per op: name, arity, shape rule, forward, backward,
+ * forward-mode rule (jvp).
  *
  * Adding an op touches its family file (op_<family>.c), this table, the enum
  * in internal.h and one gradcheck row in tests/test_ops.c. tests/test_tape.c
@@ -8,7 +9,7 @@
 #include "internal.h"
 
 #define ROW(op, nm, arity, shape, fn, keeps) \
-    [op] = { nm, arity, ad__shape_##shape, ad__##fn##_fwd, ad__##fn##_bwd, keeps }
+    [op] = { nm, arity, ad__shape_##shape, ad__##fn##_fwd, ad__##fn##_bwd, ad__##fn##_jvp, keeps }
 
 /* What each backward reads besides gradients (AD__KEEPS_*): the data of
  * those inputs, or of the output, must live until backward. */

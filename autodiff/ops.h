@@ -258,8 +258,11 @@ AD_API ad_tensor *ad_gru_cell(ad_tape *t, ad_tensor *gx, ad_tensor *gh, ad_tenso
  *   writing a message to msg (msg_size bytes);
  * - forward: fill `out` (allocated by the engine with that shape);
  * - backward: add (+=) dL/din[i] into gin[i] given gout = dL/dout; gin[i] is
- *   NULL when input i needs no gradient.
- *
+ *   NULL when input i needs no gradient;
+ * - jvp (optional, for forward mode, see forward.h): write into tout the
+ *   tangent of the output, sum_i (dout/din[i]) tin[i], where tin[i] is NULL
+ *   for a zero tangent; called once per direction. Without it, ad_jvp()
+ *   through this op fails with AD_ERR_STATE naming the op.
  * gradcheck and anomaly mode treat custom ops like built-ins.
  */
 typedef struct ad_custom_op {
@@ -273,6 +276,8 @@ typedef struct ad_custom_op {
     /** Adds the input gradients (see above). */
     void (*backward)(void *ctx, ad_tensor *const *in, int n, ad_tensor *out, ad_tensor *gout,
                      ad_tensor *const *gin);
+    void (*jvp)(void *ctx, ad_tensor *const *in, int n, ad_tensor *out, ad_tensor *const *tin,
+                ad_tensor *tout); /**< forward-mode rule, or NULL */
 } ad_custom_op;
 
 /** The largest arity of a custom op. */

@@ -87,6 +87,7 @@ void ad_tape_reset(ad_tape *t)
     t->stack_buf = NULL, t->stack_bytes = 0;
     t->gram_buf = NULL, t->gram_bytes = 0;
     t->n_packed = 0; /* packed weights were arena memory, and the values may change now */
+    t->tangents = NULL, t->n_tangents = 0; /* arena memory too */
     t->pass++; /* invalidates every gradient of the old tensors */
 }
 

@@ -24,5 +24,6 @@
 #include "safetensors.h"
 #include "state_dict.h"
 #include "tbptt.h"
+#include "rtrl.h"
 
 #endif

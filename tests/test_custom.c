@@ -45,7 +45,7 @@ static void sp_backward(void *ctx, ad_tensor *const *in, int n, ad_tensor *out, 
     }
 }
 
-static const ad_custom_op softplus_mul = {"softplus_mul", 2, sp_shape, sp_forward, sp_backward};
+static const ad_custom_op softplus_mul = {"softplus_mul", 2, sp_shape, sp_forward, sp_backward, NULL};
 
 typedef struct ctx {
     ad_param *p[3];

@@ -160,7 +160,7 @@ static ad_status same_shape(void *ctx, ad_tensor *const *in, int n, ad_shape *ou
     *out = ad_tensor_shape(in[0]);
     return AD_OK;
 }
-static const ad_custom_op twice_wrong = {"twice_wrong", 1, same_shape, twice_fwd, twice_bwd_wrong};
+static const ad_custom_op twice_wrong = {"twice_wrong", 1, same_shape, twice_fwd, twice_bwd_wrong, NULL};
 
 static ad_tensor *buggy_graph(ad_tape *t, void *vp)
 {

@@ -123,6 +123,10 @@ ParameterizedTest(cell_row *row, ops_fused, gradcheck)
     if (st != AD_OK) ad_gradcheck_print(&rep, stderr);
     cr_assert_eq(st, AD_OK, "op %d B=%lld H=%lld: %s", (int)row->op, (long long)row->b, (long long)row->h,
                  err.msg);
+    /* The exact check: backward against forward mode, to 1e-12. */
+    st = ad_gradcheck_exact(graph, &c, wrt, n_wrt, NULL, &rep, &err);
+    if (st != AD_OK) ad_gradcheck_print(&rep, stderr);
+    cr_assert_eq(st, AD_OK, "exact check: %s", err.msg);
     free_params(c.p);
     cr_assert_eq(ts_live_allocs(), before);
 }
@@ -302,6 +306,10 @@ ParameterizedTest(addmm_row *row, ops_fused, addmm_gradcheck)
     if (st != AD_OK) ad_gradcheck_print(&rep, stderr);
     cr_assert_eq(st, AD_OK, "addmm %lldx%lldx%lld flags %d: %s", (long long)row->m, (long long)row->k,
                  (long long)row->n, row->flags, err.msg);
+    /* The exact check: backward against forward mode, to 1e-12. */
+    st = ad_gradcheck_exact(addmm_graph, &c, c.p, 3, NULL, &rep, &err);
+    if (st != AD_OK) ad_gradcheck_print(&rep, stderr);
+    cr_assert_eq(st, AD_OK, "exact check: %s", err.msg);
     double out[2][400], grads[2][3][400];
     for (c.plain = 0; c.plain < 2; c.plain++) {
         for (int i = 0; i < 3; i++) ad_param_zero_grad(c.p[i]);

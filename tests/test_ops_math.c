@@ -134,6 +134,10 @@ ParameterizedTest(gc_row *row, ops_math, gradcheck)
     ad_status st = ad_gradcheck(graph, &c, c.p, row->nb ? 2 : 1, NULL, &rep, &err);
     if (st != AD_OK) ad_gradcheck_print(&rep, stderr);
     cr_assert_eq(st, AD_OK, "op %d: %s", (int)row->op, err.msg);
+    /* The exact check: backward against forward mode, to 1e-12. */
+    st = ad_gradcheck_exact(graph, &c, c.p, row->nb ? 2 : 1, NULL, &rep, &err);
+    if (st != AD_OK) ad_gradcheck_print(&rep, stderr);
+    cr_assert_eq(st, AD_OK, "exact check: %s", err.msg);
     ad_gradcheck_options fast = {0};
     fast.fast = 1;
     cr_assert_eq(ad_gradcheck(graph, &c, c.p, row->nb ? 2 : 1, &fast, &rep, &err), AD_OK,

@@ -137,6 +137,10 @@ ParameterizedTest(gc_row *row, ops_shape, gradcheck)
     ad_status st = ad_gradcheck(graph, &c, c.p, (size_t)c.n, NULL, &rep, &err);
     if (st != AD_OK) ad_gradcheck_print(&rep, stderr);
     cr_assert_eq(st, AD_OK, "op %d: %s", (int)row->op, err.msg);
+    /* The exact check: backward against forward mode, to 1e-12. */
+    st = ad_gradcheck_exact(graph, &c, c.p, (size_t)c.n, NULL, &rep, &err);
+    if (st != AD_OK) ad_gradcheck_print(&rep, stderr);
+    cr_assert_eq(st, AD_OK, "exact check: %s", err.msg);
     ad_param_free(c.p[0]);
     ad_param_free(c.p[1]);
     cr_assert_eq(ts_live_allocs(), before);

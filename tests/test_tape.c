@@ -17,6 +17,7 @@ Test(tape, op_table_rows_are_complete)
         cr_assert_not_null(d->shape, "op %s has no shape rule", d->name);
         cr_assert_not_null(d->forward, "op %s has no forward", d->name);
         cr_assert_not_null(d->backward, "op %s has no backward", d->name);
+        cr_assert_not_null(d->jvp, "op %s has no forward-mode rule (jvp)", d->name);
         cr_assert(d->arity >= -1 && d->arity <= 3, "op %s has arity %d", d->name, d->arity);
         for (int other = 0; other < op; other++)
             cr_assert_str_neq(d->name, ad__ops[other].name, "two ops are named %s", d->name);
