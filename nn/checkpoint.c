@@ -431,8 +431,9 @@ static ad_status match_params(cur c, nn_params *ps, int apply, size_t *file_off,
     int n_diffs = 0, n_listed = 0;
     uint64_t at = 0; /* elements before this tensor in the file */
     uint32_t count = (uint32_t)get_uint(&c, 4);
-    if (count > nn_params_count(ps) + (uint64_t)(c.end - c.p)) return ad_error_set(err, AD_ERR_FORMAT, "checkpoint: bad tensor count");
-    for (size_t k = 0; k < nn_params_count(ps); k++) file_off[k] = SIZE_MAX;
+    size_t np = nn_params_count(ps); /* once: the analyzer cannot tell it does not change */
+    if (count > np + (uint64_t)(c.end - c.p)) return ad_error_set(err, AD_ERR_FORMAT, "checkpoint: bad tensor count");
+    for (size_t k = 0; k < np; k++) file_off[k] = SIZE_MAX;
     for (uint32_t i = 0; i < count && !c.bad; i++) {
         char name[AD_NAME_SIZE + 1], what[512];
         uint64_t len = get_uint(&c, 2);
@@ -465,7 +466,7 @@ static ad_status match_params(cur c, nn_params *ps, int apply, size_t *file_off,
             note_diff(diffs, &n_diffs, &n_listed, what);
             continue;
         }
-        for (size_t k = 0; k < nn_params_count(ps); k++)
+        for (size_t k = 0; k < np; k++)
             if (nn_params_at(ps, k) == p) {
                 if (file_off[k] != SIZE_MAX) c.bad = 1; /* a name twice */
                 file_off[k] = (size_t)start;
@@ -494,7 +495,7 @@ static ad_status match_params(cur c, nn_params *ps, int apply, size_t *file_off,
         }
     }
     if (!c.bad && c.p != c.end) c.bad = 1;
-    for (size_t k = 0; k < nn_params_count(ps) && !c.bad; k++)
+    for (size_t k = 0; k < np && !c.bad; k++)
         if (file_off[k] == SIZE_MAX) {
             char what[AD_NAME_SIZE + 64];
             snprintf(what, sizeof what, "'%s' is in the model, not in the file", ad_param_name(nn_params_at(ps, k)));
@@ -690,6 +691,7 @@ nn_params *nn_checkpoint_read_params(const char *path, nn_checkpoint_info *info,
     in.version = NN_CHECKPOINT_VERSION;
     in.file_bytes = size;
     plan pl;
+    memset(&pl, 0, sizeof pl); /* read_frame() fills it, or fails */
     nn_params *ps = NULL;
     size_t *file_off = NULL;
     ad_status st = read_frame(data, size, &pl, err);

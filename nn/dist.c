@@ -23,8 +23,8 @@ struct nn_dist {
     MPI_Comm comm;
     int rank, size;
     int finalize; /* nn_dist_new() initialised MPI */
-    double *scratch;
-    size_t scratch_cap; /* in doubles */
+    void *scratch;      /* the receive buffer of the collectives, reused */
+    size_t scratch_cap; /* in bytes */
     int *ints;          /* 4 * size: counts and displacements, statuses */
 };
 
@@ -115,20 +115,23 @@ void nn_dist_free(nn_dist *d)
 int nn_dist_rank(const nn_dist *d) { return d ? d->rank : 0; }
 int nn_dist_size(const nn_dist *d) { return d ? d->size : 1; }
 
-static double *scratch(nn_dist *d, size_t n, ad_error *err, const char *fn)
+/* At least `count` elements of `size` bytes of scratch, untyped (it serves
+ * doubles, floats and 64-bit words); NULL after setting err. */
+static void *scratch(nn_dist *d, size_t count, size_t size, ad_error *err, const char *fn)
 {
-    if (n <= d->scratch_cap) return d->scratch;
-    if (n > SIZE_MAX / sizeof(double)) {
-        ad_error_set(err, AD_ERR_OVERFLOW, "%s: %zu elements do not fit in memory", fn, n);
+    if (size && count > SIZE_MAX / size) {
+        ad_error_set(err, AD_ERR_OVERFLOW, "%s: %zu elements do not fit in memory", fn, count);
         return NULL;
     }
-    double *p = realloc(d->scratch, n * sizeof(double));
+    size_t bytes = count * size > 0 ? count * size : 1;
+    if (bytes <= d->scratch_cap) return d->scratch;
+    void *p = realloc(d->scratch, bytes);
     if (!p) {
-        ad_error_set(err, AD_ERR_NOMEM, "%s: out of memory for %zu elements", fn, n);
+        ad_error_set(err, AD_ERR_NOMEM, "%s: out of memory for %zu bytes", fn, bytes);
         return NULL;
     }
     d->scratch = p;
-    d->scratch_cap = n;
+    d->scratch_cap = bytes;
     return p;
 }
 
@@ -162,9 +165,8 @@ static uint64_t layout_checksum(const nn_params *ps)
 static ad_status first_differing(nn_dist *d, const uint64_t *mine, int words, int *rank,
                                  ad_error *err, const char *fn)
 {
-    double *buf = scratch(d, (size_t)d->size * (size_t)words, err, fn);
-    if (!buf) return err ? err->code : AD_ERR_NOMEM;
-    uint64_t *all = (uint64_t *)buf; /* doubles and uint64_t have one size */
+    uint64_t *all = scratch(d, (size_t)d->size * (size_t)words, sizeof *all, err, fn);
+    if (!all) return AD_ERR_NOMEM;
     MPI_TRY(MPI_Allgather(mine, words, MPI_UINT64_T, all, words, MPI_UINT64_T, d->comm), fn,
             "MPI_Allgather");
     *rank = -1;
@@ -255,23 +257,26 @@ static ad_status average_window(nn_dist *d, void *block, size_t n, int f64, ad_e
     }
     int mine = counts[d->rank];
     /* recv holds N copies of this rank's chunk, in the block's own dtype. */
-    double *buf = scratch(d, ((size_t)N * (size_t)mine * elem + sizeof(double) - 1) / sizeof(double) + 1,
-                          err, fn);
-    if (!buf) return err ? err->code : AD_ERR_NOMEM;
+    void *buf = scratch(d, (size_t)N * (size_t)mine, elem, err, fn);
+    if (!buf) return AD_ERR_NOMEM;
     for (int r = 0; r < N; r++) {
         rcounts[r] = mine;
         rdispls[r] = r * mine;
     }
     MPI_TRY(MPI_Alltoallv(block, counts, displs, type, buf, rcounts, rdispls, type, d->comm), fn,
             "MPI_Alltoallv");
-    char *dst = (char *)block + (size_t)displs[d->rank] * elem;
+    void *dst = (char *)block + (size_t)displs[d->rank] * elem;
+    const double *bd = buf;
+    const float *bf = buf;
+    double *dd = dst;
+    float *df = dst;
     for (int i = 0; i < mine; i++) {
         double acc = 0.0;
         for (int r = 0; r < N; r++)
-            acc += f64 ? buf[(size_t)r * mine + i] : ((const float *)buf)[(size_t)r * mine + i];
+            acc += f64 ? bd[(size_t)r * mine + i] : bf[(size_t)r * mine + i];
         acc /= N;
-        if (f64) ((double *)dst)[i] = acc;
-        else ((float *)dst)[i] = (float)acc;
+        if (f64) dd[i] = acc;
+        else df[i] = (float)acc;
     }
     MPI_TRY(MPI_Allgatherv(MPI_IN_PLACE, 0, type, block, counts, displs, type, d->comm), fn,
             "MPI_Allgatherv");
@@ -299,8 +304,8 @@ ad_status nn_dist_average(nn_dist *d, double *values, size_t n, ad_error *err)
     if (!d || (!values && n > 0)) return ad_error_set(err, AD_ERR_NULL, "%s: %s is NULL", fn, d ? "values" : "d");
     if (n > (size_t)INT_MAX / (size_t)d->size)
         return ad_error_set(err, AD_ERR_ARG, "%s: %zu values is more than one call handles", fn, n);
-    double *all = scratch(d, (size_t)d->size * n + 1, err, fn);
-    if (!all) return err ? err->code : AD_ERR_NOMEM;
+    double *all = scratch(d, (size_t)d->size * n + 1, sizeof *all, err, fn);
+    if (!all) return AD_ERR_NOMEM;
     MPI_TRY(MPI_Allgather(values, (int)n, MPI_DOUBLE, all, (int)n, MPI_DOUBLE, d->comm), fn,
             "MPI_Allgather");
     for (size_t i = 0; i < n; i++) {

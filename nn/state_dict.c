@@ -249,7 +249,7 @@ static ad_status apply(nn_params *ps, source *s, nn_load_report *r, ad_error *er
 ad_status nn_params_load_state_dict(nn_params *ps, const char *path, const nn_load_options *opts,
                                     nn_load_report *report, ad_error *err)
 {
-    nn_load_report local;
+    nn_load_report local = {0};
     nn_load_report *r = report ? report : &local;
     memset(r, 0, sizeof *r);
     if (!ps || !path) return ad_error_set(err, AD_ERR_NULL, "state_dict: %s is NULL", !ps ? "set" : "path");
@@ -262,7 +262,12 @@ ad_status nn_params_load_state_dict(nn_params *ps, const char *path, const nn_lo
     unsigned char *matched = NULL;
     if (st == AD_OK) {
         matched = calloc(nn_params_count(ps) ? nn_params_count(ps) : 1, 1);
-        st = matched ? match(ps, &s, o, matched, err) : ad_error_set(err, AD_ERR_NOMEM, "state_dict: out of memory");
+        if (!matched) {
+            ad_error_set(err, AD_ERR_NOMEM, "state_dict: out of memory");
+            st = AD_ERR_NOMEM;
+        } else {
+            st = match(ps, &s, o, matched, err);
+        }
     }
     if (st == AD_OK && !fill_report(r, ps, &s, matched))
         st = ad_error_set(err, AD_ERR_NOMEM, "state_dict: out of memory");
