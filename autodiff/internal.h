@@ -407,6 +407,11 @@ typedef struct ad__npy_info {
 /* Checks a whole .npy image (header, sizes against the real size); allocates nothing. */
 ad_status ad__npy_inspect(const void *data, size_t size, ad__npy_info *info, ad_error *err);
 
+/* Reads the file at `path` whole (bounded like every .npy file) and hands its
+ * bytes to `read` (ad_npy_read or ad_npy_read_ints); a refusal's message then
+ * names the file, cut at a word boundary when too long. */
+void *ad__npy_load_with(const char *path, void *(*read)(const void *, size_t, ad_error *), ad_error *err);
+
 /* The '<f8'-style descr of an element type. */
 const char *ad__npy_descr(ad__npy_elem elem);
 

@@ -260,12 +260,12 @@ ad_tensor *ad_npy_read(const void *data, size_t size, ad_error *err)
 /* A file can hold at most this much; larger ones are refused before reading. */
 #define NPY_MAX_FILE ((size_t)1 << 40)
 
-ad_tensor *ad_npy_load(const char *path, ad_error *err)
+void *ad__npy_load_with(const char *path, void *(*read)(const void *, size_t, ad_error *), ad_error *err)
 {
     void *buf;
     size_t size;
     if (ad_file_read_all(path, NPY_MAX_FILE, &buf, &size, err) != AD_OK) return NULL;
-    ad_tensor *x = ad_npy_read(buf, size, err);
+    void *x = read(buf, size, err);
     free(buf);
     if (!x && err) {
         char why[AD_ERROR_MSG_SIZE];
@@ -274,6 +274,10 @@ ad_tensor *ad_npy_load(const char *path, ad_error *err)
     }
     return x;
 }
+
+static void *read_floats(const void *data, size_t size, ad_error *err) { return ad_npy_read(data, size, err); }
+
+ad_tensor *ad_npy_load(const char *path, ad_error *err) { return ad__npy_load_with(path, read_floats, err); }
 
 ad_status ad_npy_load_into(const char *path, ad_tensor *dst, ad_error *err)
 {

@@ -63,22 +63,10 @@ ad_itensor *ad_npy_read_ints(const void *data, size_t size, ad_error *err)
     return x;
 }
 
-/* Integer files are bounded as the float ones are. */
-#define NPY_MAX_FILE ((size_t)1 << 40)
+static void *read_ints(const void *data, size_t size, ad_error *err) { return ad_npy_read_ints(data, size, err); }
 
-ad_itensor *ad_npy_load_ints(const char *path, ad_error *err)
-{
-    void *buf;
-    size_t size;
-    if (ad_file_read_all(path, NPY_MAX_FILE, &buf, &size, err) != AD_OK) return NULL;
-    ad_itensor *x = ad_npy_read_ints(buf, size, err);
-    free(buf);
-    if (!x && err) {
-        size_t used = strlen(err->msg);
-        snprintf(err->msg + used, sizeof err->msg - used, " (in '%s')", path);
-    }
-    return x;
-}
+/* Bounded and named as the float files are (npy.c). */
+ad_itensor *ad_npy_load_ints(const char *path, ad_error *err) { return ad__npy_load_with(path, read_ints, err); }
 
 ad_status ad_npy_write_ints(const ad_itensor *x, void **out, size_t *size, ad_error *err)
 {
