@@ -10,6 +10,11 @@
  *
  *     ./build/adding_problem                 # T = 50, about a minute
  *     ./build/adding_problem --T 100 --steps 3000
+ *     ./build/adding_problem --png-dir docs/img   # where gradflow_{elman,lstm}.png go
+ *
+ * It ends by drawing each net's report as gradflow_elman.png and
+ * gradflow_lstm.png (in the current directory unless --png-dir is given),
+ * skipped with a note when gnuplot is not installed.
  */
 #include <math.h>
 #include <stdio.h>
@@ -73,11 +78,13 @@ static ad_tensor *run(ad_tape *t, net *n, const float *x, const float *y, int T,
 int main(int argc, char **argv)
 {
     int T = 50, steps = 1500;
+    const char *png_dir = ".";
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--T") && i + 1 < argc) T = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--steps") && i + 1 < argc) steps = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--png-dir") && i + 1 < argc) png_dir = argv[++i];
         else {
-            fprintf(stderr, "usage: adding_problem [--T N] [--steps N]\n");
+            fprintf(stderr, "usage: adding_problem [--T N] [--steps N] [--png-dir DIR]\n");
             return 2;
         }
     }
@@ -136,6 +143,17 @@ int main(int argc, char **argv)
     for (int k = 0; k < 2; k++) ratio[k] = flow[k].rows[0].h_norm / flow[k].rows[T - 1].h_norm;
     printf("first/last step gradient ratio: elman %.2e, lstm %.2e\n", ratio[0], ratio[1]);
     printf("final MSE: elman %.4f, lstm %.4f\n", avg[0], avg[1]);
+    for (int k = 0; k < 2; k++) {
+        char png[4096], title[128];
+        snprintf(png, sizeof png, "%s/gradflow_%s.png", png_dir, names[k]);
+        snprintf(title, sizeof title, "adding problem, T = %d: gradient flow in the %s net after %d updates", T,
+                 names[k], steps);
+        ad_error err;
+        if (nn_grad_flow_write_png(&flow[k], png, &(nn_grad_flow_plot_options){.title = title}, &err) == AD_OK)
+            printf("gradient-flow picture: %s\n", png);
+        else
+            printf("gradient-flow picture skipped: %s\n", err.msg);
+    }
     for (int k = 0; k < 2; k++) {
         nn_grad_flow_free(&flow[k]);
         nn_optim_free(nets[k].opt);

@@ -14,6 +14,7 @@
  *     if (nn_grad_flow_collect(t, &cell, outs, T, &o, &flow, &err) == AD_OK) {
  *         nn_grad_flow_print(&flow, stdout);      // a table
  *         nn_grad_flow_write_csv(&flow, csv);     // step,h,<weight>,...
+ *         nn_grad_flow_write_png(&flow, "flow.png", NULL, &err); // a heatmap
  *         nn_grad_flow_free(&flow);
  *     }
  */
@@ -70,6 +71,40 @@ NN_API void nn_grad_flow_print(const nn_grad_flow *flow, FILE *out);
 
 /** Writes CSV with a header "step,h,<weight names...>". Returns AD_ERR_IO on a write error. */
 NN_API ad_status nn_grad_flow_write_csv(const nn_grad_flow *flow, FILE *out);
+
+/** How nn_grad_flow_write_png() draws; all zero gives the defaults. */
+typedef struct nn_grad_flow_plot_options {
+    const char *title;     /**< the title above the plot; NULL: "gradient flow" */
+    int width;             /**< the picture's width in pixels; 0: 900 */
+    int height;            /**< the picture's height in pixels; 0: 600 */
+    const char *data_path; /**< where the plotted data is written and kept; NULL: a temporary file next to the PNG, removed afterwards */
+} nn_grad_flow_plot_options;
+
+/**
+ * Writes the data nn_grad_flow_write_png() plots, as gnuplot reads it.
+ * Block 0 (the heatmap): a line "step weight log10||dL/dW^(t)||" per step
+ * and weight column, a blank line after each step. Two blank lines, then
+ * block 1 (the line): "step log10||dL/dh_t||" per step. A norm that is 0,
+ * NaN or infinite has no logarithm and is written as NaN, which gnuplot
+ * leaves out (a blank cell, a gap in the line). Values are printed with 17
+ * significant digits. Returns AD_ERR_NULL, AD_ERR_EMPTY (no steps or no
+ * weight columns) or AD_ERR_IO on a write error.
+ */
+NN_API ad_status nn_grad_flow_write_plot_data(const nn_grad_flow *flow, FILE *out);
+
+/**
+ * Draws the report as a PNG with gnuplot: a heatmap of log10||dL/dW^(t)||
+ * (time step across, one row per weight) with log10||dL/dh_t|| as a line
+ * above it, on the same time axis. Cells with a zero or non-finite norm are
+ * blank and counted in the title. gnuplot is run without a shell
+ * (nn_gnuplot_run()); `opts` may be NULL. Returns AD_ERR_NULL,
+ * AD_ERR_EMPTY (no steps or no weight columns), AD_ERR_IO (the PNG or the
+ * data file cannot be written, or gnuplot failed), AD_ERR_NOT_FOUND
+ * ("gnuplot not found ...": callers print a note and go on), AD_ERR_ARG (a
+ * path or the title too long for the script); on an error no PNG is left.
+ */
+NN_API ad_status nn_grad_flow_write_png(const nn_grad_flow *flow, const char *png_path,
+                                        const nn_grad_flow_plot_options *opts, ad_error *err);
 
 #ifdef __cplusplus
 }

@@ -18,6 +18,7 @@
 #include "bptt_ref.h"
 #include "textbook.h"
 #include "gradflow.h"
+#include "plot.h"
 #include "layers.h"
 #include "optim.h"
 #include "checkpoint.h"
