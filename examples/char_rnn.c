@@ -2,7 +2,8 @@
  * char_rnn.c - a character-level language model: embedding, stacked
  * Elman/LSTM/GRU layers and a linear head, trained with truncated BPTT on a
  * text file, with validation loss, checkpoints, a loss CSV (and a plot when
- * gnuplot is installed) and sampled text at the end.
+ * gnuplot is installed) and sampled text at the end; --grad-flow PATH draws
+ * the gradient flow of the last update.
  *
  *     ./build/char_rnn                          # 300 KB of Shakespeare, about a minute
  *     ./build/char_rnn --data ../shared/data/tinyshakespeare.txt --cell gru --steps 5000
@@ -11,12 +12,10 @@
 #define _POSIX_C_SOURCE 200809L
 #include <errno.h>
 #include <math.h>
-#include <spawn.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -26,12 +25,10 @@
 #define UNROLL_EXAMPLE_DATA "examples/data"
 #endif
 
-extern char **environ; /* for posix_spawnp: gnuplot gets our environment */
-
 enum { RESUME_NO, RESUME_IF_PRESENT, RESUME_REQUIRED };
 
 typedef struct options {
-    const char *data, *cell, *optim, *checkpoint, *csv;
+    const char *data, *cell, *optim, *checkpoint, *csv, *grad_flow;
     long hidden, layers, seq, batch, every, sample, steps, seed;
     double lr, clip, temperature;
     int resume;
@@ -61,6 +58,7 @@ static void usage(FILE *out)
             "  --csv PATH         one row per logged update: step,train_loss,val_loss,lr,tokens_per_s;\n"
             "                     train_loss is that update's own loss (the console shows a smoothed one),\n"
             "                     val_loss is filled every --every updates; a resumed run continues the file\n"
+            "  --grad-flow PATH   a PNG of the last update's gradient flow in the first layer (gnuplot)\n"
             "  --help             this text\n"
             "Losses are mean cross-entropies in nats per character.\n");
 }
@@ -84,6 +82,7 @@ static const opt_def opt_defs[] = {
     OPT("--optim", OPT_CHOICE, 0, 0, "sgd|adagrad|rmsprop|adam|adamw", optim),
     OPT("--checkpoint", OPT_PATH, 0, 0, NULL, checkpoint),
     OPT("--csv", OPT_PATH, 0, 0, NULL, csv),
+    OPT("--grad-flow", OPT_PATH, 0, 0, NULL, grad_flow),
     OPT("--hidden", OPT_WHOLE, 1, 4096, NULL, hidden),
     OPT("--layers", OPT_WHOLE, 1, 8, NULL, layers),
     OPT("--seq", OPT_WHOLE, 1, 10000, NULL, seq),
@@ -302,6 +301,8 @@ typedef struct trainer {
     long tokens;         /* characters trained on in this run */
     FILE *csv;
     int tty;
+    ad_tape *tape;       /* --grad-flow: the training tape and the states of the current segment */
+    nn_state *flow_h;
 } trainer;
 
 static double now(void)
@@ -337,6 +338,7 @@ static ad_tensor *loss_fn(ad_tape *t, const nn_state *h, int64_t step, void *vc)
 {
     trainer *tr = vc;
     int64_t tg[4096];
+    if (tr->flow_h) tr->tape = t, tr->flow_h[step % tr->o->seq] = *h;
     for (long b = 0; b < tr->o->batch; b++)
         tg[b] = tr->c->ids[(size_t)b * tr->stream_len + tr->offset + (size_t)step + 1];
     ad_tensor *logits = nn_linear_forward(t, &tr->m->head, top(t, tr->m, h->h));
@@ -454,11 +456,32 @@ static void report(trainer *tr, double loss, int logged, int validated)
     fprintf(tr->csv, ",%.6g,%.0f\n", nn_optim_config_of(tr->opt)->lr, (double)tr->tokens / train_secs(tr));
 }
 
+/* --grad-flow: the last update's report for the first layer (h is the stacked
+ * state of all layers), drawn as a PNG; a note when it cannot be. */
+static void draw_grad_flow(trainer *tr, int64_t segment)
+{
+    int T = (int)segment_len(tr, segment * tr->o->seq);
+    char title[200];
+    snprintf(title, sizeof title, "char_rnn: gradient flow in layer 0 (%s, %ld layers) at update %ld", tr->o->cell,
+             tr->o->layers, tr->step + 1);
+    nn_grad_flow f;
+    ad_error err;
+    ad_status st = nn_grad_flow_collect(tr->tape, &tr->m->layers[0], tr->flow_h, T, NULL, &f, &err);
+    if (st == AD_OK) {
+        st = nn_grad_flow_write_png(&f, tr->o->grad_flow, &(nn_grad_flow_plot_options){.title = title}, &err);
+        nn_grad_flow_free(&f);
+    }
+    if (tr->tty) fputc('\n', stderr);
+    if (st == AD_OK) printf("gradient flow: %s\n", tr->o->grad_flow);
+    else printf("gradient flow: picture skipped: %s\n", err.msg);
+}
+
 /* After each segment: clip, update, log, validate, checkpoint; stop when enough updates are done. */
 static ad_status update_fn(int64_t segment, double loss, void *vc)
 {
     trainer *tr = vc;
     ad_error err;
+    if (tr->flow_h && tr->step + 1 == tr->o->steps) draw_grad_flow(tr, segment);
     if (tr->o->clip > 0 && nn_clip_grad_norm(tr->m->ps, tr->o->clip, NULL, &err) != AD_OK) {
         fprintf(stderr, "\nchar_rnn: step %ld skipped: %s\n", tr->step, err.msg);
         return AD_OK;
@@ -560,25 +583,12 @@ static FILE *open_csv(const char *path, int resumed, long resume_step)
     return f;
 }
 
-/* Writes `s` into a gnuplot single-quoted string, where '' stands for one quote. */
-static int gnuplot_quote(const char *s, char *out, size_t size)
-{
-    size_t j = 0;
-    for (; *s; s++) {
-        if (j + 3 > size) return 0;
-        if (*s == '\'') out[j++] = '\'';
-        out[j++] = *s;
-    }
-    out[j] = '\0';
-    return 1;
-}
-
-/* Plots the CSV to CSV.png with gnuplot, run directly (no shell, so no path
- * needs shell quoting); skipped with a note when gnuplot is not installed. */
+/* Plots the CSV to CSV.png with gnuplot (nn_gnuplot_run: no shell, so no
+ * path needs shell quoting); skipped with a note when gnuplot is not installed. */
 static void plot(const char *csv)
 {
-    char q[2048], script[5000], prog[] = "gnuplot", dash_e[] = "-e";
-    if (!gnuplot_quote(csv, q, sizeof q)) {
+    char q[2048], script[5000];
+    if (nn_gnuplot_quote(csv, q, sizeof q) != AD_OK) {
         printf("loss curve: the path is too long for gnuplot, plot skipped\n");
         return;
     }
@@ -588,15 +598,12 @@ static void plot(const char *csv)
              " plot '%s' using 1:2 with lines title 'train loss (raw)',"
              " '' using 1:3 with linespoints title 'validation loss'",
              q, q);
-    char *args[] = {prog, dash_e, script, NULL};
-    pid_t pid;
-    int rc = posix_spawnp(&pid, prog, NULL, NULL, args, environ), ws = 0;
-    if (rc == ENOENT) {
+    ad_error err;
+    ad_status st = nn_gnuplot_run(script, &err);
+    if (st == AD_ERR_NOT_FOUND)
         printf("loss curve: gnuplot is not installed, plot skipped (the data is in %s)\n", csv);
-        return;
-    }
-    if (rc != 0 || waitpid(pid, &ws, 0) != pid || !WIFEXITED(ws) || WEXITSTATUS(ws) != 0)
-        printf("loss curve: gnuplot failed (%s), plot skipped\n", rc ? strerror(rc) : "see its message");
+    else if (st != AD_OK)
+        printf("loss curve: plot skipped: %s\n", err.msg);
     else
         printf("loss curve: %s.png\n", csv);
 }
@@ -734,6 +741,10 @@ int main(int argc, char **argv)
         goto done;
     }
     tr.stream_len = c.n_train / (size_t)o.batch;
+    if (o.grad_flow && !(tr.flow_h = calloc((size_t)o.seq, sizeof *tr.flow_h))) {
+        fprintf(stderr, "char_rnn: out of memory\n");
+        goto done;
+    }
     if (train(&tr, t, &err) != AD_OK) {
         fprintf(stderr, "char_rnn: %s\n", err.msg);
         goto done;
@@ -750,6 +761,7 @@ done:
     if (tr.csv && status == 0 && tr.updates) plot(o.csv);
     ad_tape_free(t);
     ad_tape_free(tr.val_tape);
+    free(tr.flow_h);
     nn_optim_free(tr.opt);
     nn_params_free(m.ps);
     free(c.ids);

@@ -72,6 +72,20 @@ static int missing_cells(const nn_grad_flow *f, int *total)
     return miss;
 }
 
+/* A tic step giving about four tics over the finite log10 |dL/dh_t| (the
+ * top panel is short); 0 lets gnuplot choose. */
+static double h_tic_step(const nn_grad_flow *f)
+{
+    double lo = INFINITY, hi = -INFINITY;
+    for (int k = 0; k < f->steps; k++) {
+        double v = log_norm(f->rows[k].h_norm);
+        if (!isnan(v)) lo = fmin(lo, v), hi = fmax(hi, v);
+    }
+    if (!(hi > lo)) return 0;
+    double raw = (hi - lo) / 4, p = pow(10, floor(log10(raw))), m = raw / p;
+    return p * (m < 1.5 ? 1 : m < 3.5 ? 2 : m < 7.5 ? 5 : 10);
+}
+
 /* The multiplot: the line on top, the heatmap below, sharing the time axis. */
 static ad_status build_script(script *s, const nn_grad_flow *f, const char *png, const char *data,
                               const nn_grad_flow_plot_options *o, ad_error *err)
@@ -90,12 +104,14 @@ static ad_status build_script(script *s, const nn_grad_flow *f, const char *png,
         add(s, "set multiplot title '%s';", qtitle);
     add(s, "set lmargin at screen 0.22; set rmargin at screen 0.84; set xrange [-0.5:%g]; unset key;",
         f->steps - 0.5);
+    double tic = h_tic_step(f);
+    if (tic > 0) add(s, "set ytics %.17g;", tic);
     add(s, "set tmargin at screen 0.88; set bmargin at screen 0.66; set grid; set format x '';"
            " set ylabel 'log10 |dL/dh_t|'; plot '%s' index 1 using 1:2 with linespoints pt 7 ps 0.6 lw 2;",
         qdata);
     add(s, "set tmargin at screen 0.60; set bmargin at screen 0.10; unset grid; set format x '%%g';"
-           " set xlabel 'time step t'; set ylabel ''; set yrange [%g:-0.5]; set cblabel 'log10 |dL/dW^(t)|';"
-           " set palette defined (0 '#440154', 1 '#3b528b', 2 '#21918c', 3 '#5ec962', 4 '#fde725');"
+           " set xlabel 'time step t'; set ylabel ''; set yrange [%g:-0.5]; set cblabel 'log10 |dL/dW^(t)|' offset 1.5,0;"
+           " set ytics autofreq; set palette defined (0 '#440154', 1 '#3b528b', 2 '#21918c', 3 '#5ec962', 4 '#fde725');"
            " set ytics (",
         f->n_w - 0.5);
     for (int w = 0; w < f->n_w; w++) {
