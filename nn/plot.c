@@ -48,6 +48,10 @@ ad_status nn_gnuplot_run(const char *script, ad_error *err)
     if (!script) return ad_error_set(err, AD_ERR_NULL, "gnuplot: the script is NULL");
     int fds[2];
     if (pipe(fds) != 0) return ad_error_set(err, AD_ERR_IO, "gnuplot: pipe: %s", strerror(errno));
+    /* neither end leaks into processes other threads start meanwhile; the
+     * child's copy on fd 2 (dup2) is not close-on-exec */
+    fcntl(fds[0], F_SETFD, FD_CLOEXEC);
+    fcntl(fds[1], F_SETFD, FD_CLOEXEC);
     posix_spawn_file_actions_t fa;
     int rc = posix_spawn_file_actions_init(&fa);
     if (rc == 0) rc = posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
