@@ -353,6 +353,9 @@ static int forward_backward(rnet *r, const double *targets_bce)
         loss = ad_bce(t, ad_sigmoid(t, z), d, AD_REDUCE_SUM);
     } else {
         loss = ad_cross_entropy(t, z, r->ids + r->B, TB, -1, r->B == 1 ? AD_REDUCE_SUM : AD_REDUCE_MEAN);
+        /* The loss's backward reads its saved probabilities, not the logits:
+         * their [T B, V] buffer goes back to the tape (reused for their gradient). */
+        if (ad_tape_status(t) == AD_OK) ad_tape_release(t, z);
         if (r->loss_scale != 1.0) loss = ad_mul_scalar(t, loss, r->loss_scale);
     }
     if (!loss || ad_backward(t, loss, NULL) != AD_OK) {
