@@ -347,6 +347,7 @@ static int forward_backward(rnet *r, const double *targets_bce)
      * released before the next block's is written, so no [T B, G H] buffer
      * exists in a long unroll. One block of T when proj_block is 0 or >= T. */
     int blk = r->proj_block > 0 && r->proj_block < r->T ? r->proj_block : r->T;
+    ad_tensor *block_loss = NULL;
     for (int k0 = 0; k0 < r->T; k0 += blk) {
         int nb = r->T - k0 < blk ? r->T - k0 : blk;
         ad_tensor *gx = input_proj(r, r->ids + (size_t)k0 * r->B, (int64_t)nb * r->B);
@@ -355,14 +356,28 @@ static int forward_backward(rnet *r, const double *targets_bce)
             all_h[k] = s.h;
         }
         if (ad_tape_status(t) == AD_OK) ad_tape_release(t, gx); /* read by the steps only */
+        /* Several blocks: the head and the loss (summed) of each block's
+         * tokens too, so the gradient of the states it concatenates is one
+         * block's, released before the previous block's is written. */
+        if (blk < r->T && !r->bce) {
+            ad_tensor *hc = ad_concat(t, all_h + k0, nb, 0); /* [nb B, H] */
+            ad_tensor *zb = ad_addmm(t, ad_use(t, r->by), hc, ad_use(t, r->Wy), 0);
+            ad_tensor *lb = ad_cross_entropy(t, zb, r->ids + (size_t)(k0 + 1) * r->B, (int64_t)nb * r->B, -1,
+                                             AD_REDUCE_SUM);
+            if (ad_tape_status(t) == AD_OK) ad_tape_release(t, zb); /* as below */
+            block_loss = block_loss ? ad_add(t, block_loss, lb) : lb;
+        }
     }
-    ad_tensor *hcat = ad_concat(t, all_h, r->T, 0); /* [T*B, H], step-major */
-    ad_tensor *z = ad_addmm(t, ad_use(t, r->by), hcat, ad_use(t, r->Wy), 0);
     ad_tensor *loss;
-    if (r->bce) {
+    if (block_loss) { /* the mean over the T B tokens, as one block's loss is */
+        loss = ad_mul_scalar(t, block_loss, (r->B == 1 ? 1.0 : 1.0 / (double)TB) * r->loss_scale);
+    } else if (r->bce) {
+        ad_tensor *z = ad_addmm(t, ad_use(t, r->by), ad_concat(t, all_h, r->T, 0), ad_use(t, r->Wy), 0);
         ad_tensor *d = ad_from_f64(t, dt, ad_shape2(r->T, 1), targets_bce);
         loss = ad_bce(t, ad_sigmoid(t, z), d, AD_REDUCE_SUM);
     } else {
+        ad_tensor *hcat = ad_concat(t, all_h, r->T, 0); /* [T*B, H], step-major */
+        ad_tensor *z = ad_addmm(t, ad_use(t, r->by), hcat, ad_use(t, r->Wy), 0);
         loss = ad_cross_entropy(t, z, r->ids + r->B, TB, -1, r->B == 1 ? AD_REDUCE_SUM : AD_REDUCE_MEAN);
         /* The loss's backward reads its saved probabilities, not the logits:
          * their [T B, V] buffer goes back to the tape (reused for their gradient). */
