@@ -356,17 +356,16 @@ static int forward_backward(rnet *r, const double *targets_bce)
             all_h[k] = s.h;
         }
         if (ad_tape_status(t) == AD_OK) ad_tape_release(t, gx); /* read by the steps only */
-        /* Several blocks: the head and the loss (summed) of each block's
-         * tokens too, so the gradient of the states it concatenates is one
-         * block's, released before the previous block's is written. */
-        if (blk < r->T && !r->bce) {
-            ad_tensor *hc = ad_concat(t, all_h + k0, nb, 0); /* [nb B, H] */
-            ad_tensor *zb = ad_addmm(t, ad_use(t, r->by), hc, ad_use(t, r->Wy), 0);
-            ad_tensor *lb = ad_cross_entropy(t, zb, r->ids + (size_t)(k0 + 1) * r->B, (int64_t)nb * r->B, -1,
-                                             AD_REDUCE_SUM);
-            if (ad_tape_status(t) == AD_OK) ad_tape_release(t, zb); /* as below */
-            block_loss = block_loss ? ad_add(t, block_loss, lb) : lb;
-        }
+        /* Several blocks: the head and the loss (summed) of each of the
+         * block's steps too, read from the step's state (no concatenated
+         * copy), so the states' gradients are one block's at most. */
+        if (blk < r->T && !r->bce)
+            for (int k = k0; k < k0 + nb; k++) {
+                ad_tensor *zk = ad_addmm(t, ad_use(t, r->by), all_h[k], ad_use(t, r->Wy), 0);
+                ad_tensor *lk = ad_cross_entropy(t, zk, r->ids + (size_t)(k + 1) * r->B, r->B, -1, AD_REDUCE_SUM);
+                if (ad_tape_status(t) == AD_OK) ad_tape_release(t, zk); /* as below */
+                block_loss = block_loss ? ad_add(t, block_loss, lk) : lk;
+            }
     }
     ad_tensor *loss;
     if (block_loss) { /* the mean over the T B tokens, as one block's loss is */
