@@ -352,15 +352,20 @@ ad_status ad__addmm_fwd(ad_tape *t, ad_node *n)
 DEFINE_COLUMN_SUMS(float)
 DEFINE_COLUMN_SUMS(double)
 
-/* d bias = the column sums of G; a and b as for matmul. */
+/* d bias = the column sums of G; a and b as for matmul. The bias first:
+ * matmul's backward may stack the weight gradient, and the stack, once full,
+ * is computed at once and (release_grads) gives G's buffer back. */
 void ad__addmm_bwd(ad_tape *t, ad_node *n)
 {
-    ad__matmul_bwd(t, n);
     void *gb = ad__grad(t, n->in[2]);
-    if (!gb) return;
-    size_t rows = (size_t)n->out->shape.dim[0], cols = (size_t)n->out->shape.dim[1];
-    if (n->out->dtype == AD_F32) column_sums_float(rows, cols, n->out->grad, gb);
-    else column_sums_double(rows, cols, n->out->grad, gb);
+    if (gb) {
+        size_t rows = (size_t)n->out->shape.dim[0], cols = (size_t)n->out->shape.dim[1];
+        if (n->out->dtype == AD_F32) column_sums_float(rows, cols, n->out->grad, gb);
+        else column_sums_double(rows, cols, n->out->grad, gb);
+    } else if (t->status != AD_OK) {
+        return;
+    }
+    ad__matmul_bwd(t, n);
 }
 
 /* d(bias + op(A) op(B)) = d bias (on every row) + the product's tangent. */

@@ -49,6 +49,7 @@ typedef struct opts {
     ad_dtype dtype;
     int threads, repeat, shards, mpi;
     long seq; /* W6: one sequence length instead of 100 and 1000 (0) */
+    long proj_block; /* steps per block of the hoisted input projection (0: the whole sequence) */
     double seconds;
 } opts;
 
@@ -191,6 +192,7 @@ typedef struct rnet {
     ad_param *Wx, *Wh, *b, *bh, *Wy, *by; /* bh: GRU's b_h */
     nn_cell_kind kind;
     int V, H, T, B, gather;
+    int proj_block; /* steps per hoisted-projection block, 0 for one block of T (forward_backward) */
     ad_tape *tape;
     nn_optim *opt;
     ad_rng rng;
@@ -337,22 +339,48 @@ static int forward_backward(rnet *r, const double *targets_bce)
     nn_state s = {r->hcarry ? ad_from_f64(t, dt, hs, r->hcarry) : ad_zeros(t, dt, hs),
                   r->kind == NN_CELL_LSTM ? ad_zeros(t, dt, hs) : NULL};
     int64_t TB = (int64_t)r->T * r->B;
-    /* x W_x + b for all T*B tokens at once: the bias is added once, not per step */
-    ad_tensor *gx = input_proj(r, r->ids, TB), **all_h = r->all_h;
+    ad_tensor **all_h = r->all_h;
     ad_tensor *wh = ad_use(t, r->Wh); /* one copy serves every step */
-    for (int k = 0; k < r->T; k++) {
-        s = step(r, ad_slice(t, gx, 0, (int64_t)k * r->B, r->B), wh, s);
-        all_h[k] = s.h;
+    /* x W_x + b for a block of steps' tokens at once (the bias added once
+     * per block, not per step), released once the block's steps have read it;
+     * in backward each block's gradient is complete, used by its product and
+     * released before the next block's is written, so no [T B, G H] buffer
+     * exists in a long unroll. One block of T when proj_block is 0 or >= T. */
+    int blk = r->proj_block > 0 && r->proj_block < r->T ? r->proj_block : r->T;
+    ad_tensor *block_loss = NULL;
+    for (int k0 = 0; k0 < r->T; k0 += blk) {
+        int nb = r->T - k0 < blk ? r->T - k0 : blk;
+        ad_tensor *gx = input_proj(r, r->ids + (size_t)k0 * r->B, (int64_t)nb * r->B);
+        for (int k = k0; k < k0 + nb; k++) {
+            s = step(r, ad_slice(t, gx, 0, (int64_t)(k - k0) * r->B, r->B), wh, s);
+            all_h[k] = s.h;
+        }
+        if (ad_tape_status(t) == AD_OK) ad_tape_release(t, gx); /* read by the steps only */
+        /* Several blocks: the head and the loss (summed) of each of the
+         * block's steps too, read from the step's state (no concatenated
+         * copy), so the states' gradients are one block's at most. */
+        if (blk < r->T && !r->bce)
+            for (int k = k0; k < k0 + nb; k++) {
+                ad_tensor *zk = ad_addmm(t, ad_use(t, r->by), all_h[k], ad_use(t, r->Wy), 0);
+                ad_tensor *lk = ad_cross_entropy(t, zk, r->ids + (size_t)(k + 1) * r->B, r->B, -1, AD_REDUCE_SUM);
+                if (ad_tape_status(t) == AD_OK) ad_tape_release(t, zk); /* as below */
+                block_loss = block_loss ? ad_add(t, block_loss, lk) : lk;
+            }
     }
-    if (ad_tape_status(t) == AD_OK) ad_tape_release(t, gx); /* read by the steps only */
-    ad_tensor *hcat = ad_concat(t, all_h, r->T, 0); /* [T*B, H], step-major */
-    ad_tensor *z = ad_addmm(t, ad_use(t, r->by), hcat, ad_use(t, r->Wy), 0);
     ad_tensor *loss;
-    if (r->bce) {
+    if (block_loss) { /* the mean over the T B tokens, as one block's loss is */
+        loss = ad_mul_scalar(t, block_loss, (r->B == 1 ? 1.0 : 1.0 / (double)TB) * r->loss_scale);
+    } else if (r->bce) {
+        ad_tensor *z = ad_addmm(t, ad_use(t, r->by), ad_concat(t, all_h, r->T, 0), ad_use(t, r->Wy), 0);
         ad_tensor *d = ad_from_f64(t, dt, ad_shape2(r->T, 1), targets_bce);
         loss = ad_bce(t, ad_sigmoid(t, z), d, AD_REDUCE_SUM);
     } else {
+        ad_tensor *hcat = ad_concat(t, all_h, r->T, 0); /* [T*B, H], step-major */
+        ad_tensor *z = ad_addmm(t, ad_use(t, r->by), hcat, ad_use(t, r->Wy), 0);
         loss = ad_cross_entropy(t, z, r->ids + r->B, TB, -1, r->B == 1 ? AD_REDUCE_SUM : AD_REDUCE_MEAN);
+        /* The loss's backward reads its saved probabilities, not the logits:
+         * their [T B, V] buffer goes back to the tape (reused for their gradient). */
+        if (ad_tape_status(t) == AD_OK) ad_tape_release(t, z);
         if (r->loss_scale != 1.0) loss = ad_mul_scalar(t, loss, r->loss_scale);
     }
     if (!loss || ad_backward(t, loss, NULL) != AD_OK) {
@@ -462,6 +490,7 @@ static int run_one(const char *name, const opts *o, const text *tx)
         if (!rnet_init(&r, kind, tx->vocab, H, T, B / ranks, tx->vocab, o->dtype)) return 1;
         if (ranks > 1) r.global_B = B, r.b0 = mpi.rank * (B / ranks);
         r.gather = g;
+        r.proj_block = (int)o->proj_block;
         r.tx = tx;
         if (w2) {
             r.hcarry = calloc((size_t)H, sizeof *r.hcarry);
@@ -511,6 +540,7 @@ static int run_w6(const opts *o, const text *tx)
                 return 1;
             }
             r.tx = tx;
+            r.proj_block = (int)o->proj_block;
             nn_optim_config cfg = nn_optim_defaults(NN_OPTIM_SGD);
             r.opt = nn_optim_new(r.ps, &cfg, NULL);
             char variant[32];
@@ -530,12 +560,14 @@ static void usage(void)
     fprintf(stderr, "usage: unroll_bench [--workload W1|W2|W3|W4|W4g|W6|all] [--dtype f32|f64]\n"
                     "                    [--threads N] [--shards S] [--data PATH] [--repeat N] [--seconds S]\n"
                     "                    [--seq T] (W6 at one length T instead of 100 and 1000)\n"
+                    "                    [--proj-block N] (steps per block of the hoisted input projection;\n"
+                    "                    default 64, 0 for the whole sequence at once)\n"
                     "                    [--mpi 1] (a build with UNROLL_WITH_MPI=ON, under mpirun)\n");
 }
 
 int main(int argc, char **argv)
 {
-    opts o = {"all", NULL, AD_F32, 1, 0, 1, 0, 0, 2.0};
+    opts o = {"all", NULL, AD_F32, 1, 0, 1, 0, 0, 64, 2.0};
     for (int i = 1; i < argc; i += 2) { /* --option value pairs */
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!v) {
@@ -550,6 +582,14 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "--repeat")) o.repeat = atoi(v);
         else if (!strcmp(a, "--seconds")) o.seconds = atof(v);
         else if (!strcmp(a, "--mpi")) o.mpi = atoi(v);
+        else if (!strcmp(a, "--proj-block")) {
+            char *end;
+            o.proj_block = strtol(v, &end, 10);
+            if (*end || o.proj_block < 0 || o.proj_block > 10000000) {
+                fprintf(stderr, "unroll_bench: --proj-block '%s': steps per block must be an integer in 0..10000000\n", v);
+                return 2;
+            }
+        }
         else if (!strcmp(a, "--seq")) {
             char *end;
             o.seq = strtol(v, &end, 10);
