@@ -80,8 +80,7 @@ static void write_graph(const ad_tape *t, sink *s)
     for (size_t i = 0; i < count; i++) {
         const ad_node *n = nodes[i];
         char sh[AD__SHAPE_BUF];
-        const char *name = n->op == AD_OP_CUSTOM && n->a.custom ? n->a.custom->name
-                                                                 : ad__ops[n->op].name;
+        const char *name = ad__op_name(n->op, &n->a);
         put(s, "  n%zu [shape=box, label=\"#%zu ", i, i);
         put_text(s, name);
         put(s, " %s", ad__shape_str(n->out->shape, sh));

@@ -11,6 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "op_list.h"
 #include "ops.h"
 #include "status.h"
 #include "tape.h"
@@ -64,49 +65,10 @@ struct ad_param {
 
 /* ---- ops ------------------------------------------------------------------------- */
 
+/* The enum of ops, generated from the one list (op_list.h). */
+#define AD__OP_ENUM(ID, nm, arity, shape, fn, flags, keeps) AD_OP_##ID,
 typedef enum ad__op {
-    AD_OP_CONST,
-    AD_OP_VARIABLE,
-    AD_OP_PARAM,
-    AD_OP_DETACH,
-    AD_OP_MATMUL,
-    AD_OP_ADD,
-    AD_OP_SUB,
-    AD_OP_MUL,
-    AD_OP_DIV,
-    AD_OP_ADD_SCALAR,
-    AD_OP_MUL_SCALAR,
-    AD_OP_POW_SCALAR,
-    AD_OP_NEG,
-    AD_OP_EXP,
-    AD_OP_LOG,
-    AD_OP_SQRT,
-    AD_OP_ABS,
-    AD_OP_TANH,
-    AD_OP_SIGMOID,
-    AD_OP_RELU,
-    AD_OP_SUM,
-    AD_OP_MEAN,
-    AD_OP_SOFTMAX,
-    AD_OP_LOG_SOFTMAX,
-    AD_OP_RESHAPE,
-    AD_OP_PERMUTE,
-    AD_OP_CONCAT,
-    AD_OP_SLICE,
-    AD_OP_GATHER_ROWS,
-    AD_OP_WHERE,
-    AD_OP_DROPOUT,
-    AD_OP_CROSS_ENTROPY,
-    AD_OP_BCE_WITH_LOGITS,
-    AD_OP_BCE,
-    AD_OP_MSE,
-    AD_OP_CUSTOM,
-    AD_OP_LSTM_CELL_STATE,
-    AD_OP_LSTM_CELL_OUTPUT,
-    AD_OP_GRU_CELL,
-    AD_OP_ADDMM,
-    AD_OP_RNN_CELL,
-    AD_OP_LAYER_NORM,
+    AD__OP_LIST(AD__OP_ENUM)
     AD_OP_COUNT
 } ad__op;
 
@@ -173,7 +135,16 @@ typedef struct ad__op_def {
     void (*backward)(ad_tape *t, ad_node *n);
     ad_status (*jvp)(ad_tape *t, ad_node *n); /* forward mode: n->out's tangents (forward.c) */
     unsigned char keeps; /* the data backward reads: AD__KEEPS_* bits */
+    unsigned char flags; /* AD__ROW_* bits */
 } ad__op_def;
+
+/* Bits of ad__op_def.flags. USER_NAMED: messages name a node of this op by
+ * the name its arguments carry (a custom op's), see ad__op_name. */
+#define AD__ROW_USER_NAMED 0x1u
+
+/* The name messages, anomaly reports and DOT graphs give a node of op with
+ * arguments a (may be NULL): a custom op's own name, else the row's. */
+const char *ad__op_name(ad__op op, const ad__args *a);
 
 /* Bits of ad__op_def.keeps: input i's data (i < 6), every input's, the output's. */
 #define AD__KEEPS_IN(i) (1u << (i))
@@ -506,72 +477,15 @@ ad_status ad__jvp_need_saved(ad_tape *t, const ad_node *n);
 
 /* ---- op family entry points (referenced by the table in op_table.c) -------------------- */
 
-#define AD__DECLARE_OP(name)                            \
-    ad_status ad__##name##_fwd(ad_tape *t, ad_node *n); \
-    void ad__##name##_bwd(ad_tape *t, ad_node *n);      \
-    ad_status ad__##name##_jvp(ad_tape *t, ad_node *n);
-
-#define AD__DECLARE_SHAPE(name) ad_status ad__shape_##name(ad_tape *t, ad_node *n, ad_shape *out);
-
-AD__DECLARE_SHAPE(leaf)
-AD__DECLARE_SHAPE(matmul)
-AD__DECLARE_SHAPE(broadcast)
-AD__DECLARE_SHAPE(reduce)
-AD__DECLARE_SHAPE(softmax)
-AD__DECLARE_SHAPE(reshape)
-AD__DECLARE_SHAPE(permute)
-AD__DECLARE_SHAPE(concat)
-AD__DECLARE_SHAPE(slice)
-AD__DECLARE_SHAPE(gather_rows)
-AD__DECLARE_SHAPE(where)
-AD__DECLARE_SHAPE(cross_entropy)
-AD__DECLARE_SHAPE(pair_loss)
-AD__DECLARE_SHAPE(custom)
-AD__DECLARE_SHAPE(cell)
-AD__DECLARE_SHAPE(addmm)
-AD__DECLARE_SHAPE(rnn_cell)
-AD__DECLARE_SHAPE(layer_norm)
-
-AD__DECLARE_OP(leaf)
-AD__DECLARE_OP(param)
-AD__DECLARE_OP(detach)
-AD__DECLARE_OP(matmul)
-AD__DECLARE_OP(add)
-AD__DECLARE_OP(sub)
-AD__DECLARE_OP(mul)
-AD__DECLARE_OP(div)
-AD__DECLARE_OP(add_scalar)
-AD__DECLARE_OP(mul_scalar)
-AD__DECLARE_OP(pow_scalar)
-AD__DECLARE_OP(neg)
-AD__DECLARE_OP(exp)
-AD__DECLARE_OP(log)
-AD__DECLARE_OP(sqrt)
-AD__DECLARE_OP(abs)
-AD__DECLARE_OP(tanh)
-AD__DECLARE_OP(sigmoid)
-AD__DECLARE_OP(relu)
-AD__DECLARE_OP(sum)
-AD__DECLARE_OP(mean)
-AD__DECLARE_OP(softmax)
-AD__DECLARE_OP(log_softmax)
-AD__DECLARE_OP(reshape)
-AD__DECLARE_OP(permute)
-AD__DECLARE_OP(concat)
-AD__DECLARE_OP(slice)
-AD__DECLARE_OP(gather_rows)
-AD__DECLARE_OP(where)
-AD__DECLARE_OP(dropout)
-AD__DECLARE_OP(cross_entropy)
-AD__DECLARE_OP(bce_with_logits)
-AD__DECLARE_OP(bce)
-AD__DECLARE_OP(mse)
-AD__DECLARE_OP(custom)
-AD__DECLARE_OP(layer_norm)
-AD__DECLARE_OP(lstm_cell_state)
-AD__DECLARE_OP(lstm_cell_output)
-AD__DECLARE_OP(gru_cell)
-AD__DECLARE_OP(addmm)
-AD__DECLARE_OP(rnn_cell)
+/* Prototypes of every row's family code and shape rule, generated from the
+ * list; ops sharing a shape rule or family code (leaves) declare it again,
+ * which C allows. ad__shape_same is declared above. */
+#define AD__DECLARE_OP(ID, nm, arity, shape, fn, flags, keeps) \
+    ad_status ad__shape_##shape(ad_tape *t, ad_node *n, ad_shape *out); \
+    ad_status ad__##fn##_fwd(ad_tape *t, ad_node *n);                 \
+    void ad__##fn##_bwd(ad_tape *t, ad_node *n);                      \
+    ad_status ad__##fn##_jvp(ad_tape *t, ad_node *n);
+AD__OP_LIST(AD__DECLARE_OP)
+#undef AD__DECLARE_OP
 
 #endif

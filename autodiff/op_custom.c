@@ -8,7 +8,7 @@
 
 static const char *custom_name(const ad_node *n)
 {
-    return n->a.custom->name ? n->a.custom->name : "custom";
+    return ad__op_name(n->op, &n->a);
 }
 
 ad_status ad__shape_custom(ad_tape *t, ad_node *n, ad_shape *out)
@@ -90,14 +90,14 @@ ad_tensor *ad_custom(ad_tape *t, const ad_custom_op *op, void *ctx, ad_tensor *c
                                               : "the op lacks a shape, forward or backward callback");
         return NULL;
     }
-    const char *name = op->name ? op->name : "custom";
+    ad__args args = {0};
+    args.custom = op;
+    args.custom_ctx = ctx;
+    const char *name = ad__op_name(AD_OP_CUSTOM, &args);
     if (op->arity < 1 || op->arity > AD_CUSTOM_MAX_IN || n != op->arity) {
         ad__fail(t, AD_ERR_ARG, "%s: given %d inputs; arity is %d (1..%d allowed)", name, n,
                  op->arity, AD_CUSTOM_MAX_IN);
         return NULL;
     }
-    ad__args args = {0};
-    args.custom = op;
-    args.custom_ctx = ctx;
     return ad__record(t, AD_OP_CUSTOM, in, n, &args);
 }

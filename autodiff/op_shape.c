@@ -567,7 +567,7 @@ ad_tensor *ad_where(ad_tape *t, ad_tensor *cond, ad_tensor *a, ad_tensor *b)
 /* ---- dropout ---------------------------------------------------------------------------- */
 
 /* saved: the per-element factor (0 or 1/(1-p)) in the tensor's dtype, NULL when identity. */
-ad_status ad__dropout_fwd(ad_tape *t, ad_node *n)
+static ad_status dropout_draw(ad_tape *t, ad_node *n)
 {
     size_t count = n->out->numel;
     double p = n->a.scalar;
@@ -589,6 +589,14 @@ ad_status ad__dropout_fwd(ad_tape *t, ad_node *n)
         }
     }
     return AD_OK;
+}
+
+/* Only forward may draw: the node forgets the rng once its mask is made. */
+ad_status ad__dropout_fwd(ad_tape *t, ad_node *n)
+{
+    ad_status st = dropout_draw(t, n);
+    n->a.rng = NULL;
+    return st;
 }
 
 void ad__dropout_bwd(ad_tape *t, ad_node *n)

@@ -604,9 +604,11 @@ static AD__COLD void fail_inputs(ad_tape *t, ad__op op, ad_tensor *const *in, in
         ad__fail(t, AD_ERR_EMPTY, "%s: no inputs", ad__ops[op].name);
         return;
     }
-    const char *name = (op == AD_OP_CUSTOM && args && args->custom && args->custom->name)
-                           ? args->custom->name
-                           : ad__ops[op].name;
+    const char *name = ad__op_name(op, args);
+    if (ad__ops[op].arity >= 0 && n_in != ad__ops[op].arity) {
+        ad__fail(t, AD_ERR_ARG, "%s: takes %d inputs, got %d", name, ad__ops[op].arity, n_in);
+        return;
+    }
     check_inputs(t, name, in, n_in);
 }
 
@@ -631,7 +633,8 @@ ad_tensor *ad__record(ad_tape *t, ad__op op, ad_tensor *const *in, int n_in, con
     if (!t || t->status != AD_OK) return NULL;
     /* The same conditions as check_inputs, tested in one pass that also
      * collects whether any input needs a gradient. */
-    int ok = in && n_in >= 1 && in[0], needs_grad = 0;
+    int arity = ad__ops[op].arity;
+    int ok = in && n_in >= 1 && (arity < 0 || n_in == arity) && in[0], needs_grad = 0;
     for (int i = 0; ok && i < n_in; i++) {
         const ad_tensor *x = in[i];
         ok = x && x->tape == t && x->dtype == in[0]->dtype && !ad__data_released(x);
@@ -674,7 +677,6 @@ ad_tensor *ad__record(ad_tape *t, ad__op op, ad_tensor *const *in, int n_in, con
     out->requires_grad = (unsigned char)(needs_grad && t->grad_enabled);
     if (ad__ops[op].forward(t, n) != AD_OK || t->status != AD_OK) return NULL;
     keep_for_backward(n, in, n_in);
-    if (op == AD_OP_DROPOUT) n->a.rng = NULL; /* only forward may draw */
     if (t->anomaly) {
         ad__check_forward_anomaly(t, n);
         if (t->status != AD_OK) return NULL;
