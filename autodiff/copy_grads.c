@@ -30,12 +30,11 @@
 /* The Gram form takes m^2 (k + n) multiply-adds (the kernel fills both
  * halves of each symmetric matrix) against the product's m k n: with
  * m (k + n) <= k n it costs no more than the product, and with the few rows
- * of a time step (32 in W3/W4) far less. The row limit keeps the m^2 pairs
- * few where k and n are large. */
-#define GRAM_MAX_ROWS 64
+ * of a time step (32 in W3/W4) far less. The row limit (tuning.h) keeps the
+ * m^2 pairs few where k and n are large. */
 static int gram_pays(size_t m, size_t k, size_t n)
 {
-    return m <= GRAM_MAX_ROWS && m * (k + n) <= k * n;
+    return m <= AD__TUNE_GRAM_MAX_ROWS && m * (k + n) <= k * n;
 }
 
 /* Dot products in double, in sixteen partial sums in fixed lanes, which the

@@ -16,6 +16,7 @@
 #include "status.h"
 #include "tape.h"
 #include "tensor.h"
+#include "tuning.h"
 
 /* Error and growth paths kept out of line, so that the common path of an op
  * is a short straight run. */
@@ -183,9 +184,7 @@ typedef struct ad__chunk {
     size_t used;
 } ad__chunk;
 
-#define AD__FREE_CLASSES 16
-#define AD__RELEASE_MIN 64 /* elements: smaller gradients are not released */
-#define AD__PACKED_WEIGHTS 8
+/* AD__FREE_CLASSES, AD__RELEASE_MIN and AD__PACKED_WEIGHTS: tuning.h. */
 
 /* A weight packed for the kernel once per tape (op_matmul.c). */
 typedef struct ad__packed_weight {
@@ -433,14 +432,15 @@ int ad__tape_grad_enabled(const ad_tape *t);
  */
 int ad__stack_weight_grad(ad_tape *t, ad_tensor *b, const void *a, int ta, ad_tensor *out, size_t m,
                           size_t k, size_t n, int tb);
-/* Steps of fewer than 512 rows are stacked, for weights of at least 4096
- * elements: smaller ones stay in cache between steps, and their stack would
- * cost more memory than it saves time. Inline, so that the common refusal
- * costs no call. */
+/* Steps of fewer than AD__TUNE_STACK_MAX_ROWS rows are stacked, for weights
+ * of at least AD__TUNE_STACK_MIN_WEIGHT elements (tuning.h says why). Inline,
+ * so that the common refusal costs no call. */
 static inline int ad__defer_weight_grad(ad_tape *t, ad_tensor *b, const void *a, int ta, ad_tensor *out,
                                         size_t m, size_t k, size_t n, int tb)
 {
-    if (!t->lean_copies || !b->param || t->anomaly || m >= 512 || k * n < 4096) return 0;
+    if (!t->lean_copies || !b->param || t->anomaly || m >= AD__TUNE_STACK_MAX_ROWS ||
+        k * n < AD__TUNE_STACK_MIN_WEIGHT)
+        return 0;
     return ad__stack_weight_grad(t, b, a, ta, out, m, k, n, tb);
 }
 

@@ -51,11 +51,13 @@ ad_status ad__shape_matmul(ad_tape *t, ad_node *n, ad_shape *out)
 }
 
 /*
- * Products this small (the textbook nets' 3x3 weights, single rows) cost less
- * as a plain loop than the kernel's set-up for blocking and packing. Each C
- * element is still its start value plus the terms in increasing p.
+ * Products this small (tuning.h) cost less as a plain loop than the kernel's
+ * set-up for blocking and packing. Each C element is still its start value
+ * plus the terms in increasing p.
  */
-#define SMALL_PRODUCT(m, n, k) ((m) <= 64 && (n) <= 64 && (k) <= 64 && (m) * (n) * (k) <= 256)
+#define SMALL_PRODUCT(m, n, k)                                                                   \
+    ((m) <= AD__TUNE_SMALL_SIDE && (n) <= AD__TUNE_SMALL_SIDE && (k) <= AD__TUNE_SMALL_SIDE &&   \
+     (m) * (n) * (k) <= AD__TUNE_SMALL_WORK)
 
 /*
  * Without a transposed B a row of C is updated by a multiple of a row of B
@@ -179,7 +181,8 @@ DEFINE_FILL_ROWS(double)
 static const void *packed_weight(ad_tape *t, const ad_tensor *w, int trans, size_t n_cols, size_t k_rows,
                                  size_t m)
 {
-    if (!t->lean_copies || !w->param || m < 6 || SMALL_PRODUCT(m, n_cols, k_rows)) return NULL;
+    if (!t->lean_copies || !w->param || m < AD__TUNE_PACK_MIN_ROWS || SMALL_PRODUCT(m, n_cols, k_rows))
+        return NULL;
     size_t count = ad__gemm_packed_count(w->dtype == AD_F64, n_cols, k_rows);
     if (!count) return NULL;
     for (int i = 0; i < t->n_packed; i++) {

@@ -10,7 +10,7 @@
 
 #include "internal.h"
 
-#define DEFAULT_CHUNK ((size_t)1 << 20)
+#define DEFAULT_CHUNK AD__TUNE_DEFAULT_CHUNK
 #define ALIGN AD__ALIGN
 
 static void *default_alloc(void *ctx, size_t n)
