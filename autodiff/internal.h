@@ -170,7 +170,9 @@ ad_tensor *ad__copy_leaf(ad_tape *t, ad_param *p);
 
 /* The tape's layout is shared by the engine's files so that the checks every
  * op and every backward step makes (status, pass, the arena's fast path) are
- * inlined; only tape.c changes its fields outside those helpers. */
+ * inlined. Each field has one writer: tape.c (the arena, nodes, status, pass,
+ * settings, free lists, label and probe) and, for their own state, the files
+ * named at the fields below; the others only read. */
 #define AD__ALIGN 64
 #define AD__LABEL_SIZE 64
 #define AD__MSG_SIZE 512
@@ -228,16 +230,17 @@ struct ad_tape {
     const ad_param *probe_param;
     size_t probe_copy, probe_index, probe_seen;
     double probe_delta;
-    /* Weight gradients of lean copies left for the end of backward (backward.c). */
+    /* Weight gradients of lean copies left for the end of backward; written
+     * by backward.c (tape.c clears them on reset). */
     struct ad__deferred *deferred;
     size_t n_deferred, cap_deferred, deferred_rows;
     void *stack_buf; /* arena buffer the stacked rows are copied into */
     size_t stack_bytes;
-    void *gram_buf; /* arena scratch for the Gram form of copies' norms (copy_grads.c) */
+    void *gram_buf; /* arena scratch for the Gram form of copies' norms (written by copy_grads.c) */
     size_t gram_bytes;
-    ad__packed_weight packed[AD__PACKED_WEIGHTS];
+    ad__packed_weight packed[AD__PACKED_WEIGHTS]; /* written by op_matmul.c */
     int n_packed;
-    /* Forward mode (forward.c): per node, its output's tangents (K blocks of
+    /* Forward mode (written by forward.c): per node, its output's tangents (K blocks of
      * numel elements) or NULL for a zero tangent; arena memory, so a reset
      * forgets them. */
     void **tangents;
@@ -259,8 +262,9 @@ static inline size_t ad__dtype_size(ad_dtype d)
     return d == AD_F32 ? sizeof(float) : d == AD_F64 ? sizeof(double) : 0;
 }
 
-/* The arena's fast path, inlined where nodes and gradients are made;
- * ad__alloc (below) for the rest. */
+/* Arena allocation, 64-byte aligned, a multiple of 64 bytes and at least 64;
+ * NULL after failing the tape with AD_ERR_NOMEM. ad__bump is its fast path,
+ * inlined where nodes and gradients are made. */
 void *ad__alloc(ad_tape *t, size_t bytes);
 static inline void *ad__bump(ad_tape *t, size_t bytes)
 {
@@ -338,8 +342,7 @@ void ad__release_grad(ad_tape *t, ad_tensor *x);
  * takes a cut word or number for the whole one. */
 void ad__format_message(char *msg, size_t cap, const char *fmt, va_list ap);
 
-/* Arena allocation, 64-byte aligned, a multiple of 64 bytes and at least 64;
- * NULL after failing the tape with AD_ERR_NOMEM. */
+/* ad__alloc with the bytes zeroed. */
 void *ad__alloc_zero(ad_tape *t, size_t bytes);
 /* count * size with overflow check; fails the tape on overflow. */
 void *ad__alloc_array(ad_tape *t, size_t count, size_t size);
@@ -416,10 +419,8 @@ void ad__tape_set_probe(ad_tape *t, const ad_param *p, size_t copy, size_t index
 /* The perturbed values for this use of p, or NULL when this use is not probed. */
 void *ad__tape_probe(ad_tape *t, const ad_param *p);
 
-/* Per-tape settings used by ad__record and backward. */
-int ad__tape_anomaly(const ad_tape *t);
+/* Whether t keeps no per-copy gradient (copy_grads is not KEEP). */
 int ad__tape_lean_copies(const ad_tape *t);
-int ad__tape_grad_enabled(const ad_tape *t);
 
 /*
  * The gradient of a parameter used as the right operand of a product, for a

@@ -164,11 +164,7 @@ const char *ad_copy_grads_name(ad_copy_grads mode)
     return "?";
 }
 
-int ad__tape_anomaly(const ad_tape *t) { return t->anomaly; }
-
 int ad__tape_lean_copies(const ad_tape *t) { return t->lean_copies; }
-
-int ad__tape_grad_enabled(const ad_tape *t) { return t->grad_enabled; }
 
 unsigned ad__tape_pass(const ad_tape *t) { return t->pass; }
 
