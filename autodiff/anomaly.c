@@ -13,7 +13,7 @@
 
 static void fail_anomaly(ad_tape *t, ad_node *n, const char *pass, const char *what)
 {
-    ad__fail(t, AD_ERR_NONFINITE, "anomaly: %s (node %zu%s%s%s) produced NaN/Inf in %s %s",
+    ad_tape_fail(t, AD_ERR_NONFINITE, "anomaly: %s (node %zu%s%s%s) produced NaN/Inf in %s %s",
              ad__op_name(n->op, &n->a), n->index, n->label ? ", label '" : "",
              n->label ? n->label : "", n->label ? "'" : "", pass, what);
 }

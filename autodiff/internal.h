@@ -330,12 +330,7 @@ int ad__give_back_grad(ad_tape *t, ad_tensor *x);
  * its sum of squares recorded first. */
 void ad__release_grad(ad_tape *t, ad_tensor *x);
 
-/* Sets the tape's error unless one is set; returns the tape's status (the
- * public ad_tape_fail, under the name the op files use). */
-#define ad__fail ad_tape_fail
 
-/* Fills err (may be NULL) and returns code: the public ad_error_set. */
-#define ad__set_error ad_error_set
 
 /* vsnprintf into msg[cap], except that a message too long for it is cut at
  * the last space before the end and marked with "…", so that a reader never
