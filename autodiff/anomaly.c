@@ -13,9 +13,8 @@
 
 static void fail_anomaly(ad_tape *t, ad_node *n, const char *pass, const char *what)
 {
-    const ad_custom_op *c = n->op == AD_OP_CUSTOM ? n->a.custom : NULL;
-    ad__fail(t, AD_ERR_NONFINITE, "anomaly: %s (node %zu%s%s%s) produced NaN/Inf in %s %s",
-             c ? c->name : ad__ops[n->op].name, n->index, n->label ? ", label '" : "",
+    ad_tape_fail(t, AD_ERR_NONFINITE, "anomaly: %s (node %zu%s%s%s) produced NaN/Inf in %s %s",
+             ad__op_name(n->op, &n->a), n->index, n->label ? ", label '" : "",
              n->label ? n->label : "", n->label ? "'" : "", pass, what);
 }
 

@@ -124,25 +124,25 @@ static ad_status check_root(ad_tape *t, ad_tensor *root, const ad_tensor *upstre
 {
     char b1[AD__SHAPE_BUF], b2[AD__SHAPE_BUF];
     if (ad_tape_status(t) != AD_OK) return ad_tape_status(t);
-    if (!root) return ad__fail(t, AD_ERR_NULL, "backward: root is NULL");
-    if (root->tape != t) return ad__fail(t, AD_ERR_FOREIGN, "backward: root is not on this tape");
+    if (!root) return ad_tape_fail(t, AD_ERR_NULL, "backward: root is NULL");
+    if (root->tape != t) return ad_tape_fail(t, AD_ERR_FOREIGN, "backward: root is not on this tape");
     if (!root->requires_grad)
-        return ad__fail(t, AD_ERR_STATE,
+        return ad_tape_fail(t, AD_ERR_STATE,
                         "backward: root %s does not depend on any parameter or variable "
                         "(or was recorded with gradients disabled)",
                         ad__shape_str(root->shape, b1));
     if (!upstream) {
         if (root->numel != 1)
-            return ad__fail(t, AD_ERR_NOT_SCALAR,
+            return ad_tape_fail(t, AD_ERR_NOT_SCALAR,
                             "backward: root %s is not a scalar; give an upstream gradient",
                             ad__shape_str(root->shape, b1));
         return AD_OK;
     }
     if (!ad_shape_equal(upstream->shape, root->shape))
-        return ad__fail(t, AD_ERR_SHAPE, "backward: upstream %s differs from root %s",
+        return ad_tape_fail(t, AD_ERR_SHAPE, "backward: upstream %s differs from root %s",
                         ad__shape_str(upstream->shape, b1), ad__shape_str(root->shape, b2));
     if (upstream->dtype != root->dtype)
-        return ad__fail(t, AD_ERR_DTYPE, "backward: upstream is %s but root is %s",
+        return ad_tape_fail(t, AD_ERR_DTYPE, "backward: upstream is %s but root is %s",
                         ad_dtype_name(upstream->dtype), ad_dtype_name(root->dtype));
     return AD_OK;
 }

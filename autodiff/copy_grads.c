@@ -30,12 +30,11 @@
 /* The Gram form takes m^2 (k + n) multiply-adds (the kernel fills both
  * halves of each symmetric matrix) against the product's m k n: with
  * m (k + n) <= k n it costs no more than the product, and with the few rows
- * of a time step (32 in W3/W4) far less. The row limit keeps the m^2 pairs
- * few where k and n are large. */
-#define GRAM_MAX_ROWS 64
+ * of a time step (32 in W3/W4) far less. The row limit (tuning.h) keeps the
+ * m^2 pairs few where k and n are large. */
 static int gram_pays(size_t m, size_t k, size_t n)
 {
-    return m <= GRAM_MAX_ROWS && m * (k + n) <= k * n;
+    return m <= AD__TUNE_GRAM_MAX_ROWS && m * (k + n) <= k * n;
 }
 
 /* Dot products in double, in sixteen partial sums in fixed lanes, which the
@@ -145,13 +144,13 @@ int ad__grad_dropped(const ad_tensor *x, const char *fn)
     if (!t) return 0;
     char sh[AD__SHAPE_BUF];
     if (x->param && t->copy_grads != AD_COPY_GRADS_KEEP) {
-        ad__fail(t, AD_ERR_STATE, "%s: copy gradients are not kept on this tape (copy_grads = %s)%s", fn,
+        ad_tape_fail(t, AD_ERR_STATE, "%s: copy gradients are not kept on this tape (copy_grads = %s)%s", fn,
                  ad_copy_grads_name(t->copy_grads),
                  t->copy_grads == AD_COPY_GRADS_NORMS ? "; ad_tensor_grad_norm reads the copy's norm" : "");
         return 1;
     }
     if (!x->grad && x->grad_pass == t->pass) {
-        ad__fail(t, AD_ERR_STATE,
+        ad_tape_fail(t, AD_ERR_STATE,
                  "%s: the gradient of %s %s was released during backward (release_grads = 1); "
                  "ad_tensor_grad_norm reads its norm",
                  fn, ad__ops[x->node->op].name, ad__shape_str(x->shape, sh));
@@ -162,14 +161,14 @@ int ad__grad_dropped(const ad_tensor *x, const char *fn)
 
 ad_status ad_tensor_grad_norm(const ad_tensor *x, double *norm, ad_error *err)
 {
-    if (!x || !norm) return ad__set_error(err, AD_ERR_NULL, "tensor_grad_norm: %s is NULL", !x ? "tensor" : "norm");
+    if (!x || !norm) return ad_error_set(err, AD_ERR_NULL, "tensor_grad_norm: %s is NULL", !x ? "tensor" : "norm");
     const ad_tape *t = x->tape;
     *norm = 0;
     if (t && x->param && t->copy_grads == AD_COPY_GRADS_NONE)
-        return ad__set_error(err, AD_ERR_STATE,
+        return ad_error_set(err, AD_ERR_STATE,
                              "tensor_grad_norm: this tape records nothing per copy (copy_grads = none); "
                              "use copy_grads = norms or keep");
     if (ad__has_grad(x)) *norm = sqrt(ad__sum_squares(x->dtype, x->grad, x->numel));
     else if (t && x->grad_pass == t->pass) *norm = sqrt(x->grad_sq); /* recorded by the mode that dropped it */
-    return ad__set_error(err, AD_OK, NULL);
+    return ad_error_set(err, AD_OK, NULL);
 }

@@ -80,8 +80,7 @@ static void write_graph(const ad_tape *t, sink *s)
     for (size_t i = 0; i < count; i++) {
         const ad_node *n = nodes[i];
         char sh[AD__SHAPE_BUF];
-        const char *name = n->op == AD_OP_CUSTOM && n->a.custom ? n->a.custom->name
-                                                                 : ad__ops[n->op].name;
+        const char *name = ad__op_name(n->op, &n->a);
         put(s, "  n%zu [shape=box, label=\"#%zu ", i, i);
         put_text(s, name);
         put(s, " %s", ad__shape_str(n->out->shape, sh));
@@ -106,19 +105,19 @@ static void write_graph(const ad_tape *t, sink *s)
 
 ad_status ad_tape_write_dot(const ad_tape *t, FILE *out, ad_error *err)
 {
-    if (!t || !out) return ad__set_error(err, AD_ERR_NULL, "dot: %s is NULL", !t ? "tape" : "out");
+    if (!t || !out) return ad_error_set(err, AD_ERR_NULL, "dot: %s is NULL", !t ? "tape" : "out");
     sink s = {out, NULL, 0, 0, 0};
     write_graph(t, &s);
-    if (s.failed || ferror(out)) return ad__set_error(err, AD_ERR_IO, "dot: write failed");
-    return ad__set_error(err, AD_OK, NULL);
+    if (s.failed || ferror(out)) return ad_error_set(err, AD_ERR_IO, "dot: write failed");
+    return ad_error_set(err, AD_OK, NULL);
 }
 
 ad_status ad_tape_save_dot(const ad_tape *t, const char *path, ad_error *err)
 {
-    if (!t || !path) return ad__set_error(err, AD_ERR_NULL, "dot: %s is NULL", !t ? "tape" : "path");
+    if (!t || !path) return ad_error_set(err, AD_ERR_NULL, "dot: %s is NULL", !t ? "tape" : "path");
     sink s = {NULL, NULL, 0, 0, 0};
     write_graph(t, &s);
-    ad_status st = s.failed ? ad__set_error(err, AD_ERR_NOMEM, "dot: out of memory")
+    ad_status st = s.failed ? ad_error_set(err, AD_ERR_NOMEM, "dot: out of memory")
                             : ad_file_write_atomic(path, s.buf, s.len, err);
     free(s.buf);
     return st;

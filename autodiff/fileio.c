@@ -22,7 +22,7 @@ ad_status ad_file_read_all(const char *path, size_t max_bytes, void **data, size
                            ad_error *err)
 {
     if (!path || !data || !size)
-        return ad__set_error(err, AD_ERR_NULL, "read: %s is NULL",
+        return ad_error_set(err, AD_ERR_NULL, "read: %s is NULL",
                              !path ? "path" : !data ? "data" : "size");
     *data = NULL;
     *size = 0;
@@ -31,28 +31,28 @@ ad_status ad_file_read_all(const char *path, size_t max_bytes, void **data, size
      * regular one, and blocking reads are restored for the rest. */
     int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
     if (fd < 0)
-        return ad__set_error(err, AD_ERR_IO, "read: cannot open '%s': %s", path, strerror(errno));
+        return ad_error_set(err, AD_ERR_IO, "read: cannot open '%s': %s", path, strerror(errno));
     struct stat st;
     int flags;
     if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
         close(fd);
-        return ad__set_error(err, AD_ERR_IO, "read: '%s' is not a regular file", path);
+        return ad_error_set(err, AD_ERR_IO, "read: '%s' is not a regular file", path);
     }
     if ((flags = fcntl(fd, F_GETFL)) == -1 || fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) == -1) {
         int e = errno;
         close(fd);
-        return ad__set_error(err, AD_ERR_IO, "read: cannot read '%s': %s", path, strerror(e));
+        return ad_error_set(err, AD_ERR_IO, "read: cannot read '%s': %s", path, strerror(e));
     }
     if ((unsigned long long)st.st_size > max_bytes) {
         close(fd);
-        return ad__set_error(err, AD_ERR_FORMAT, "read: '%s' has %lld bytes, more than the %zu allowed",
+        return ad_error_set(err, AD_ERR_FORMAT, "read: '%s' has %lld bytes, more than the %zu allowed",
                              path, (long long)st.st_size, max_bytes);
     }
     size_t n = (size_t)st.st_size;
     char *buf = malloc(n ? n : 1);
     if (!buf) {
         close(fd);
-        return ad__set_error(err, AD_ERR_NOMEM, "read: cannot allocate %zu bytes for '%s'", n, path);
+        return ad_error_set(err, AD_ERR_NOMEM, "read: cannot allocate %zu bytes for '%s'", n, path);
     }
     size_t got = 0;
     while (got < n) {
@@ -64,11 +64,11 @@ ad_status ad_file_read_all(const char *path, size_t max_bytes, void **data, size
     close(fd);
     if (got != n) {
         free(buf);
-        return ad__set_error(err, AD_ERR_IO, "read: '%s' changed or failed while reading", path);
+        return ad_error_set(err, AD_ERR_IO, "read: '%s' changed or failed while reading", path);
     }
     *data = buf;
     *size = n;
-    return ad__set_error(err, AD_OK, NULL);
+    return ad_error_set(err, AD_OK, NULL);
 }
 
 static int write_all(int fd, const char *p, size_t n)
@@ -200,15 +200,15 @@ static void remove_stale(const char *path)
 ad_status ad_file_write_atomic(const char *path, const void *data, size_t size, ad_error *err)
 {
     if (!path || (!data && size > 0))
-        return ad__set_error(err, AD_ERR_NULL, "write: %s is NULL", !path ? "path" : "data");
+        return ad_error_set(err, AD_ERR_NULL, "write: %s is NULL", !path ? "path" : "data");
     size_t len = strlen(path);
     char *tmp = malloc(len + TMP_MARK_LEN + TMP_RANDOM + 1);
-    if (!tmp) return ad__set_error(err, AD_ERR_NOMEM, "write: out of memory");
+    if (!tmp) return ad_error_set(err, AD_ERR_NOMEM, "write: out of memory");
     memcpy(tmp, path, len);
     remove_stale(path);
     int fd = create_temporary(tmp, len);
     if (fd < 0) {
-        ad_status st = ad__set_error(err, AD_ERR_IO, "write: cannot create a temporary file next to '%s': %s",
+        ad_status st = ad_error_set(err, AD_ERR_IO, "write: cannot create a temporary file next to '%s': %s",
                                      path, strerror(errno));
         free(tmp);
         return st;
@@ -223,10 +223,10 @@ ad_status ad_file_write_atomic(const char *path, const void *data, size_t size, 
     if (!ok) {
         unlink(tmp);
         free(tmp);
-        return ad__set_error(err, AD_ERR_IO, "write: cannot write '%s': %s", path,
+        return ad_error_set(err, AD_ERR_IO, "write: cannot write '%s': %s", path,
                              strerror(saved_errno));
     }
     free(tmp);
     sync_folder(path);
-    return ad__set_error(err, AD_OK, NULL);
+    return ad_error_set(err, AD_OK, NULL);
 }

@@ -17,7 +17,7 @@ void *ad__tan_new(ad_tape *t, ad_node *n)
 {
     size_t count;
     if (!ad__mul_size((size_t)t->tangent_k, n->out->numel, &count)) {
-        ad__fail(t, AD_ERR_NOMEM, "jvp: %s: %d tangents of %zu elements overflow", ad__ops[n->op].name,
+        ad_tape_fail(t, AD_ERR_NOMEM, "jvp: %s: %d tangents of %zu elements overflow", ad__ops[n->op].name,
                  t->tangent_k, n->out->numel);
         return NULL;
     }
@@ -30,7 +30,7 @@ void *ad__tan_new(ad_tape *t, ad_node *n)
 
 ad_status ad__jvp_need_saved(ad_tape *t, const ad_node *n)
 {
-    return ad__fail(t, AD_ERR_STATE, "jvp: %s (node %zu): the data its forward-mode rule reads was not kept",
+    return ad_tape_fail(t, AD_ERR_STATE, "jvp: %s (node %zu): the data its forward-mode rule reads was not kept",
                     ad__ops[n->op].name, n->index);
 }
 
@@ -85,11 +85,11 @@ static ad_status check_kept(ad_tape *t, const ad_node *n)
     unsigned keeps = ad__ops[n->op].keeps;
     const char *name = n->op == AD_OP_CUSTOM && n->a.custom->name ? n->a.custom->name : ad__ops[n->op].name;
     if ((keeps & AD__KEEPS_OUT) && ad__data_released(n->out))
-        return ad__fail(t, AD_ERR_STATE, "jvp: %s (node %zu): its output's data was released (ad_tape_release)",
+        return ad_tape_fail(t, AD_ERR_STATE, "jvp: %s (node %zu): its output's data was released (ad_tape_release)",
                         name, n->index);
     for (int i = 0; i < n->n_in; i++)
         if (((keeps & AD__KEEPS_ALL_IN) || (i < 6 && ((keeps >> i) & 1u))) && ad__data_released(n->in[i]))
-            return ad__fail(t, AD_ERR_STATE, "jvp: %s (node %zu): input %d's data was released (ad_tape_release)",
+            return ad_tape_fail(t, AD_ERR_STATE, "jvp: %s (node %zu): input %d's data was released (ad_tape_release)",
                             name, n->index, i);
     return AD_OK;
 }
@@ -97,13 +97,13 @@ static ad_status check_kept(ad_tape *t, const ad_node *n)
 static ad_status check_seed(ad_tape *t, const ad_tangent_seed *s, size_t i)
 {
     if ((s->x == NULL) == (s->param == NULL))
-        return ad__fail(t, AD_ERR_ARG, "jvp: seed %zu: set exactly one of x and param", i);
-    if (!s->dot) return ad__fail(t, AD_ERR_NULL, "jvp: seed %zu: dot is NULL", i);
+        return ad_tape_fail(t, AD_ERR_ARG, "jvp: seed %zu: set exactly one of x and param", i);
+    if (!s->dot) return ad_tape_fail(t, AD_ERR_NULL, "jvp: seed %zu: dot is NULL", i);
     if (s->x && s->x->tape != t)
-        return ad__fail(t, AD_ERR_FOREIGN, "jvp: seed %zu: the tensor is not on this tape", i);
+        return ad_tape_fail(t, AD_ERR_FOREIGN, "jvp: seed %zu: the tensor is not on this tape", i);
     if (s->x && s->x->node->n_in != 0) {
         char sh[AD__SHAPE_BUF];
-        return ad__fail(t, AD_ERR_ARG, "jvp: seed %zu: %s %s is not a leaf (seed variables, constants or copies)",
+        return ad_tape_fail(t, AD_ERR_ARG, "jvp: seed %zu: %s %s is not a leaf (seed variables, constants or copies)",
                         i, ad__ops[s->x->node->op].name, ad__shape_str(s->x->shape, sh));
     }
     return AD_OK;
@@ -148,8 +148,8 @@ ad_status ad_jvp(ad_tape *t, const ad_tangent_seed *seeds, size_t n_seeds, int k
     if (!t) return AD_ERR_NULL;
     if (t->status != AD_OK) return t->status;
     if (k < 1 || k > AD_JVP_MAX_K)
-        return ad__fail(t, AD_ERR_ARG, "jvp: k = %d directions (1..%d allowed)", k, AD_JVP_MAX_K);
-    if (!seeds && n_seeds) return ad__fail(t, AD_ERR_NULL, "jvp: seeds is NULL");
+        return ad_tape_fail(t, AD_ERR_ARG, "jvp: k = %d directions (1..%d allowed)", k, AD_JVP_MAX_K);
+    if (!seeds && n_seeds) return ad_tape_fail(t, AD_ERR_NULL, "jvp: seeds is NULL");
     for (size_t i = 0; i < n_seeds; i++)
         if (check_seed(t, &seeds[i], i) != AD_OK) return t->status;
     t->tangents = NULL, t->n_tangents = 0;

@@ -24,7 +24,7 @@ static ad_status graph_error(check *c)
 {
     ad_status st = ad_tape_status(c->tape);
     if (st == AD_OK) st = AD_ERR_NULL;
-    return ad__set_error(c->err, st, "gradcheck: the graph failed: %s",
+    return ad_error_set(c->err, st, "gradcheck: the graph failed: %s",
                          st == AD_ERR_NULL && ad_tape_status(c->tape) == AD_OK
                              ? "it returned NULL without an error"
                              : ad_tape_message(c->tape));
@@ -48,7 +48,7 @@ static ad_status evaluate(check *c, double *f)
     if (!out) return graph_error(c);
     const double *y = ad_tensor_f64(out);
     if (!y || ad_tensor_numel(out) != c->out_numel)
-        return ad__set_error(c->err, AD_ERR_STATE,
+        return ad_error_set(c->err, AD_ERR_STATE,
                              "gradcheck: the graph's output changed between evaluations");
     double s = 0;
     for (size_t i = 0; i < c->out_numel; i++) s += c->v ? c->v[i] * y[i] : y[i];
@@ -94,7 +94,7 @@ static ad_status analytic(check *c, ad_param *const *params, size_t n, double **
     c->evaluations++;
     if (!out) return graph_error(c);
     if (ad_tensor_dtype(out) != AD_F64)
-        return ad__set_error(c->err, AD_ERR_DTYPE, "gradcheck: the graph's output is %s; f64 needed",
+        return ad_error_set(c->err, AD_ERR_DTYPE, "gradcheck: the graph's output is %s; f64 needed",
                              ad_dtype_name(ad_tensor_dtype(out)));
     c->out_numel = ad_tensor_numel(out);
     ad_tensor *up = NULL;
@@ -135,15 +135,15 @@ static ad_status check_args(ad_graph_fn graph, ad_param *const *params, size_t n
                             ad_gradcheck_report *report, ad_error *err)
 {
     if (!graph || !params || !report)
-        return ad__set_error(err, AD_ERR_NULL, "gradcheck: %s is NULL",
+        return ad_error_set(err, AD_ERR_NULL, "gradcheck: %s is NULL",
                              !graph ? "graph" : !params ? "params" : "report");
     if (n == 0 || n > AD_GRADCHECK_MAX_PARAMS)
-        return ad__set_error(err, AD_ERR_ARG, "gradcheck: %zu parameters (1..%d allowed)", n,
+        return ad_error_set(err, AD_ERR_ARG, "gradcheck: %zu parameters (1..%d allowed)", n,
                              AD_GRADCHECK_MAX_PARAMS);
     for (size_t i = 0; i < n; i++) {
-        if (!params[i]) return ad__set_error(err, AD_ERR_NULL, "gradcheck: params[%zu] is NULL", i);
+        if (!params[i]) return ad_error_set(err, AD_ERR_NULL, "gradcheck: params[%zu] is NULL", i);
         if (ad_tensor_dtype(ad_param_value(params[i])) != AD_F64)
-            return ad__set_error(err, AD_ERR_DTYPE,
+            return ad_error_set(err, AD_ERR_DTYPE,
                                  "gradcheck: parameter '%s' is f32; gradcheck needs f64 "
                                  "(f32 central differences hide errors of several percent)",
                                  ad_param_name(params[i]));
@@ -214,7 +214,7 @@ static ad_status draw_weights(check *c, ad_rng *rng)
     size_t len = ad_tensor_numel(out);
     if (len <= 1) return AD_OK;
     c->v = malloc(len * sizeof *c->v);
-    if (!c->v) return ad__set_error(c->err, AD_ERR_NOMEM, "gradcheck: out of memory");
+    if (!c->v) return ad_error_set(c->err, AD_ERR_NOMEM, "gradcheck: out of memory");
     for (size_t i = 0; i < len; i++) c->v[i] = 2 * ad_rng_uniform(rng) - 1;
     return AD_OK;
 }
@@ -234,7 +234,7 @@ ad_status ad_gradcheck(ad_graph_fn graph, void *ctx, ad_param *const *params, si
     double *grads[AD_GRADCHECK_MAX_PARAMS] = {0};
     size_t max_len = 0;
     double *u = NULL;
-    if (!c.tape) return ad__set_error(err, AD_ERR_NOMEM, "gradcheck: out of memory");
+    if (!c.tape) return ad_error_set(err, AD_ERR_NOMEM, "gradcheck: out of memory");
     for (size_t i = 0; i < n; i++) {
         size_t len = ad_tensor_numel(ad_param_value(params[i]));
         grads[i] = malloc((len ? len : 1) * sizeof(double));
@@ -245,7 +245,7 @@ ad_status ad_gradcheck(ad_graph_fn graph, void *ctx, ad_param *const *params, si
         u = malloc((2 * max_len + 1) * sizeof *u);
         if (!u) st = AD_ERR_NOMEM;
     }
-    if (st == AD_ERR_NOMEM) ad__set_error(err, AD_ERR_NOMEM, "gradcheck: out of memory");
+    if (st == AD_ERR_NOMEM) ad_error_set(err, AD_ERR_NOMEM, "gradcheck: out of memory");
     if (st == AD_OK) st = draw_weights(&c, &rng);
     if (st == AD_OK) st = analytic(&c, params, n, grads);
     for (size_t i = 0; i < n && st == AD_OK; i++) {
@@ -262,12 +262,12 @@ ad_status ad_gradcheck(ad_graph_fn graph, void *ctx, ad_param *const *params, si
         for (size_t i = 0; i < report->count; i++) {
             const ad_gradcheck_entry *e = &report->entries[i];
             if (e->passed) continue;
-            return ad__set_error(err, AD_ERR_MISMATCH,
+            return ad_error_set(err, AD_ERR_MISMATCH,
                                  "gradcheck: '%s'[%zu]: analytic %.10g, numerical %.10g", e->name,
                                  e->worst_index, e->analytic, e->numerical);
         }
     }
-    ad__set_error(err, AD_OK, NULL);
+    ad_error_set(err, AD_OK, NULL);
     return AD_OK;
 }
 
@@ -281,13 +281,13 @@ static ad_status copy_analytic(check *c, ad_param *param, size_t copy, double *a
     c->evaluations++;
     if (!out) return graph_error(c);
     if (ad_tensor_dtype(out) != AD_F64)
-        return ad__set_error(c->err, AD_ERR_DTYPE, "gradcheck_copy: the graph's output is f32; f64 needed");
+        return ad_error_set(c->err, AD_ERR_DTYPE, "gradcheck_copy: the graph's output is f32; f64 needed");
     c->out_numel = ad_tensor_numel(out);
     ad_tensor *up = c->out_numel != 1 ? ad_from_data(c->tape, AD_F64, ad_tensor_shape(out), c->v) : NULL;
     if (c->out_numel != 1 && !up) return graph_error(c);
     size_t n = ad_tape_copies(c->tape, param, NULL, 0);
     if (copy >= n)
-        return ad__set_error(c->err, AD_ERR_ARG, "gradcheck_copy: '%s' has %zu copies on the tape, "
+        return ad_error_set(c->err, AD_ERR_ARG, "gradcheck_copy: '%s' has %zu copies on the tape, "
                              "copy %zu asked for", ad_param_name(param), n, copy);
     ad_tensor *g = ad_param_grad(param);
     size_t len = ad_tensor_numel(g);
@@ -304,7 +304,7 @@ static ad_status copy_analytic(check *c, ad_param *param, size_t copy, double *a
         if (st == AD_ERR_STATE) st = AD_OK;
         else if (st != AD_OK) st = graph_error(c);
     } else {
-        ad__set_error(c->err, AD_ERR_NOMEM, "gradcheck_copy: out of memory");
+        ad_error_set(c->err, AD_ERR_NOMEM, "gradcheck_copy: out of memory");
     }
     free(keep);
     free(copies);
@@ -315,7 +315,7 @@ ad_status ad_gradcheck_copy(ad_graph_fn graph, void *ctx, ad_param *param, size_
                             const ad_gradcheck_options *opts, ad_gradcheck_entry *entry,
                             ad_error *err)
 {
-    if (!entry) return ad__set_error(err, AD_ERR_NULL, "gradcheck_copy: entry is NULL");
+    if (!entry) return ad_error_set(err, AD_ERR_NULL, "gradcheck_copy: entry is NULL");
     ad_gradcheck_report dummy;
     ad_status st = check_args(graph, &param, 1, &dummy, err);
     if (st != AD_OK) return st;
@@ -327,7 +327,7 @@ ad_status ad_gradcheck_copy(ad_graph_fn graph, void *ctx, ad_param *param, size_
     check c = {graph, ctx, ad_tape_new(NULL), NULL, 0, err, 0};
     size_t len = ad_tensor_numel(ad_param_value(param));
     double *a = malloc((len ? len : 1) * sizeof *a);
-    if (!c.tape || !a) st = ad__set_error(err, AD_ERR_NOMEM, "gradcheck_copy: out of memory");
+    if (!c.tape || !a) st = ad_error_set(err, AD_ERR_NOMEM, "gradcheck_copy: out of memory");
     if (st == AD_OK) st = draw_weights(&c, &rng);
     if (st == AD_OK) st = copy_analytic(&c, param, copy, a);
     snprintf(entry->name, sizeof entry->name, "%s", ad_param_name(param));
@@ -346,10 +346,10 @@ ad_status ad_gradcheck_copy(ad_graph_fn graph, void *ctx, ad_param *param, size_
     free(c.v);
     if (st != AD_OK) return st;
     if (!entry->passed)
-        return ad__set_error(err, AD_ERR_MISMATCH, "gradcheck_copy: '%s' copy %zu [%zu]: analytic %.10g, "
+        return ad_error_set(err, AD_ERR_MISMATCH, "gradcheck_copy: '%s' copy %zu [%zu]: analytic %.10g, "
                              "numerical %.10g", entry->name, copy, entry->worst_index,
                              entry->analytic, entry->numerical);
-    return ad__set_error(err, AD_OK, NULL);
+    return ad_error_set(err, AD_OK, NULL);
 }
 
 void ad_gradcheck_print(const ad_gradcheck_report *report, FILE *out)

@@ -29,7 +29,7 @@ static ad_status tape_error(exact *c, const char *what)
 {
     ad_status st = ad_tape_status(c->tape);
     if (st == AD_OK) st = AD_ERR_NULL;
-    return ad__set_error(c->err, st, "gradcheck_exact: %s: %s", what,
+    return ad_error_set(c->err, st, "gradcheck_exact: %s: %s", what,
                          ad_tape_status(c->tape) == AD_OK ? "the graph returned NULL without an error"
                                                           : ad_tape_message(c->tape));
 }
@@ -51,7 +51,7 @@ static ad_status record(exact *c, ad_graph_fn graph, void *ctx)
     c->out = graph(c->tape, ctx);
     if (!c->out) return tape_error(c, "the graph failed");
     if (ad_tensor_dtype(c->out) != AD_F64)
-        return ad__set_error(c->err, AD_ERR_DTYPE, "gradcheck_exact: the graph's output is %s; f64 needed",
+        return ad_error_set(c->err, AD_ERR_DTYPE, "gradcheck_exact: the graph's output is %s; f64 needed",
                              ad_dtype_name(ad_tensor_dtype(c->out)));
     size_t len = ad_tensor_numel(c->out);
     c->v = ad__alloc_array(c->tape, len ? len : 1, sizeof *c->v);
@@ -119,9 +119,9 @@ static ad_status compare_side(exact *c, ad_tangent_seed *seed, const double *g, 
 static ad_status check_params(ad_param *const *params, size_t n, ad_error *err)
 {
     for (size_t i = 0; i < n; i++) {
-        if (!params[i]) return ad__set_error(err, AD_ERR_NULL, "gradcheck_exact: params[%zu] is NULL", i);
+        if (!params[i]) return ad_error_set(err, AD_ERR_NULL, "gradcheck_exact: params[%zu] is NULL", i);
         if (ad_tensor_dtype(ad_param_value(params[i])) != AD_F64)
-            return ad__set_error(err, AD_ERR_DTYPE, "gradcheck_exact: parameter '%s' is f32; the check needs f64",
+            return ad_error_set(err, AD_ERR_DTYPE, "gradcheck_exact: parameter '%s' is f32; the check needs f64",
                                  ad_param_name(params[i]));
     }
     return AD_OK;
@@ -175,21 +175,21 @@ ad_status ad_gradcheck_exact(ad_graph_fn graph, void *ctx, ad_param *const *para
                              const ad_gradcheck_options *opts, ad_gradcheck_report *report, ad_error *err)
 {
     if (!graph || !params || !report)
-        return ad__set_error(err, AD_ERR_NULL, "gradcheck_exact: %s is NULL",
+        return ad_error_set(err, AD_ERR_NULL, "gradcheck_exact: %s is NULL",
                              !graph ? "graph" : !params ? "params" : "report");
     if (n == 0 || n > AD_GRADCHECK_MAX_PARAMS)
-        return ad__set_error(err, AD_ERR_ARG, "gradcheck_exact: %zu parameters (1..%d allowed)", n,
+        return ad_error_set(err, AD_ERR_ARG, "gradcheck_exact: %zu parameters (1..%d allowed)", n,
                              AD_GRADCHECK_MAX_PARAMS);
     ad_status st = check_params(params, n, err);
     if (st != AD_OK) return st;
     exact c = {0};
     exact_defaults(opts, &c.o);
     if (c.o.projections > AD_JVP_MAX_K)
-        return ad__set_error(err, AD_ERR_ARG, "gradcheck_exact: %d projections (1..%d allowed)",
+        return ad_error_set(err, AD_ERR_ARG, "gradcheck_exact: %d projections (1..%d allowed)",
                              c.o.projections, AD_JVP_MAX_K);
     c.err = err;
     ad_rng_seed(&c.rng, c.o.seed, 7);
-    if (!(c.tape = ad_tape_new(NULL))) return ad__set_error(err, AD_ERR_NOMEM, "gradcheck_exact: no memory for a tape");
+    if (!(c.tape = ad_tape_new(NULL))) return ad_error_set(err, AD_ERR_NOMEM, "gradcheck_exact: no memory for a tape");
     st = run(&c, graph, ctx, params, n, report);
     ad_tape_free(c.tape);
     return st;
@@ -199,23 +199,23 @@ ad_status ad_gradcheck_exact_copy(ad_graph_fn graph, void *ctx, ad_param *param,
                                   const ad_gradcheck_options *opts, ad_gradcheck_entry *entry, ad_error *err)
 {
     if (!graph || !param || !entry)
-        return ad__set_error(err, AD_ERR_NULL, "gradcheck_exact_copy: %s is NULL",
+        return ad_error_set(err, AD_ERR_NULL, "gradcheck_exact_copy: %s is NULL",
                              !graph ? "graph" : !param ? "param" : "entry");
     ad_status st = check_params(&param, 1, err);
     if (st != AD_OK) return st;
     exact c = {0};
     exact_defaults(opts, &c.o);
     if (c.o.projections > AD_JVP_MAX_K)
-        return ad__set_error(err, AD_ERR_ARG, "gradcheck_exact_copy: %d projections (1..%d allowed)",
+        return ad_error_set(err, AD_ERR_ARG, "gradcheck_exact_copy: %d projections (1..%d allowed)",
                              c.o.projections, AD_JVP_MAX_K);
     c.err = err;
     ad_rng_seed(&c.rng, c.o.seed, 7);
-    if (!(c.tape = ad_tape_new(NULL))) return ad__set_error(err, AD_ERR_NOMEM, "gradcheck_exact_copy: no memory for a tape");
+    if (!(c.tape = ad_tape_new(NULL))) return ad_error_set(err, AD_ERR_NOMEM, "gradcheck_exact_copy: no memory for a tape");
     double *keep = NULL;
     size_t len = ad_tensor_numel(ad_param_grad(param));
     if (!(keep = ad__alloc_zero(c.tape, (len ? len : 1) * sizeof(double)))) {
         ad_tape_free(c.tape);
-        return ad__set_error(err, AD_ERR_NOMEM, "gradcheck_exact_copy: no memory");
+        return ad_error_set(err, AD_ERR_NOMEM, "gradcheck_exact_copy: no memory");
     }
     swap_grads(&param, 1, &keep);
     st = record(&c, graph, ctx);
@@ -226,7 +226,7 @@ ad_status ad_gradcheck_exact_copy(ad_graph_fn graph, void *ctx, ad_param *param,
         size_t count = ad_tape_copies(c.tape, param, NULL, 0);
         ad_tensor **copies = count ? ad__alloc_array(c.tape, count, sizeof *copies) : NULL;
         if (copy >= count) {
-            st = ad__set_error(err, AD_ERR_ARG, "gradcheck_exact_copy: copy %zu of '%s' asked; the graph records %zu",
+            st = ad_error_set(err, AD_ERR_ARG, "gradcheck_exact_copy: copy %zu of '%s' asked; the graph records %zu",
                                copy, ad_param_name(param), count);
         } else if (!copies) {
             st = tape_error(&c, "allocation");

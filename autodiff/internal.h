@@ -11,10 +11,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "op_list.h"
 #include "ops.h"
 #include "status.h"
 #include "tape.h"
 #include "tensor.h"
+#include "tuning.h"
 
 /* Error and growth paths kept out of line, so that the common path of an op
  * is a short straight run. */
@@ -64,49 +66,10 @@ struct ad_param {
 
 /* ---- ops ------------------------------------------------------------------------- */
 
+/* The enum of ops, generated from the one list (op_list.h). */
+#define AD__OP_ENUM(ID, nm, arity, shape, fn, flags, keeps) AD_OP_##ID,
 typedef enum ad__op {
-    AD_OP_CONST,
-    AD_OP_VARIABLE,
-    AD_OP_PARAM,
-    AD_OP_DETACH,
-    AD_OP_MATMUL,
-    AD_OP_ADD,
-    AD_OP_SUB,
-    AD_OP_MUL,
-    AD_OP_DIV,
-    AD_OP_ADD_SCALAR,
-    AD_OP_MUL_SCALAR,
-    AD_OP_POW_SCALAR,
-    AD_OP_NEG,
-    AD_OP_EXP,
-    AD_OP_LOG,
-    AD_OP_SQRT,
-    AD_OP_ABS,
-    AD_OP_TANH,
-    AD_OP_SIGMOID,
-    AD_OP_RELU,
-    AD_OP_SUM,
-    AD_OP_MEAN,
-    AD_OP_SOFTMAX,
-    AD_OP_LOG_SOFTMAX,
-    AD_OP_RESHAPE,
-    AD_OP_PERMUTE,
-    AD_OP_CONCAT,
-    AD_OP_SLICE,
-    AD_OP_GATHER_ROWS,
-    AD_OP_WHERE,
-    AD_OP_DROPOUT,
-    AD_OP_CROSS_ENTROPY,
-    AD_OP_BCE_WITH_LOGITS,
-    AD_OP_BCE,
-    AD_OP_MSE,
-    AD_OP_CUSTOM,
-    AD_OP_LSTM_CELL_STATE,
-    AD_OP_LSTM_CELL_OUTPUT,
-    AD_OP_GRU_CELL,
-    AD_OP_ADDMM,
-    AD_OP_RNN_CELL,
-    AD_OP_LAYER_NORM,
+    AD__OP_LIST(AD__OP_ENUM)
     AD_OP_COUNT
 } ad__op;
 
@@ -173,7 +136,16 @@ typedef struct ad__op_def {
     void (*backward)(ad_tape *t, ad_node *n);
     ad_status (*jvp)(ad_tape *t, ad_node *n); /* forward mode: n->out's tangents (forward.c) */
     unsigned char keeps; /* the data backward reads: AD__KEEPS_* bits */
+    unsigned char flags; /* AD__ROW_* bits */
 } ad__op_def;
+
+/* Bits of ad__op_def.flags. USER_NAMED: messages name a node of this op by
+ * the name its arguments carry (a custom op's), see ad__op_name. */
+#define AD__ROW_USER_NAMED 0x1u
+
+/* The name messages, anomaly reports and DOT graphs give a node of op with
+ * arguments a (may be NULL): a custom op's own name, else the row's. */
+const char *ad__op_name(ad__op op, const ad__args *a);
 
 /* Bits of ad__op_def.keeps: input i's data (i < 6), every input's, the output's. */
 #define AD__KEEPS_IN(i) (1u << (i))
@@ -198,7 +170,9 @@ ad_tensor *ad__copy_leaf(ad_tape *t, ad_param *p);
 
 /* The tape's layout is shared by the engine's files so that the checks every
  * op and every backward step makes (status, pass, the arena's fast path) are
- * inlined; only tape.c changes its fields outside those helpers. */
+ * inlined. Each field has one writer: tape.c (the arena, nodes, status, pass,
+ * settings, free lists, label and probe) and, for their own state, the files
+ * named at the fields below; the others only read. */
 #define AD__ALIGN 64
 #define AD__LABEL_SIZE 64
 #define AD__MSG_SIZE 512
@@ -212,9 +186,7 @@ typedef struct ad__chunk {
     size_t used;
 } ad__chunk;
 
-#define AD__FREE_CLASSES 16
-#define AD__RELEASE_MIN 64 /* elements: smaller gradients are not released */
-#define AD__PACKED_WEIGHTS 8
+/* AD__FREE_CLASSES, AD__RELEASE_MIN and AD__PACKED_WEIGHTS: tuning.h. */
 
 /* A weight packed for the kernel once per tape (op_matmul.c). */
 typedef struct ad__packed_weight {
@@ -258,16 +230,17 @@ struct ad_tape {
     const ad_param *probe_param;
     size_t probe_copy, probe_index, probe_seen;
     double probe_delta;
-    /* Weight gradients of lean copies left for the end of backward (backward.c). */
+    /* Weight gradients of lean copies left for the end of backward; written
+     * by backward.c (tape.c clears them on reset). */
     struct ad__deferred *deferred;
     size_t n_deferred, cap_deferred, deferred_rows;
     void *stack_buf; /* arena buffer the stacked rows are copied into */
     size_t stack_bytes;
-    void *gram_buf; /* arena scratch for the Gram form of copies' norms (copy_grads.c) */
+    void *gram_buf; /* arena scratch for the Gram form of copies' norms (written by copy_grads.c) */
     size_t gram_bytes;
-    ad__packed_weight packed[AD__PACKED_WEIGHTS];
+    ad__packed_weight packed[AD__PACKED_WEIGHTS]; /* written by op_matmul.c */
     int n_packed;
-    /* Forward mode (forward.c): per node, its output's tangents (K blocks of
+    /* Forward mode (written by forward.c): per node, its output's tangents (K blocks of
      * numel elements) or NULL for a zero tangent; arena memory, so a reset
      * forgets them. */
     void **tangents;
@@ -289,8 +262,9 @@ static inline size_t ad__dtype_size(ad_dtype d)
     return d == AD_F32 ? sizeof(float) : d == AD_F64 ? sizeof(double) : 0;
 }
 
-/* The arena's fast path, inlined where nodes and gradients are made;
- * ad__alloc (below) for the rest. */
+/* Arena allocation, 64-byte aligned, a multiple of 64 bytes and at least 64;
+ * NULL after failing the tape with AD_ERR_NOMEM. ad__bump is its fast path,
+ * inlined where nodes and gradients are made. */
 void *ad__alloc(ad_tape *t, size_t bytes);
 static inline void *ad__bump(ad_tape *t, size_t bytes)
 {
@@ -356,20 +330,14 @@ int ad__give_back_grad(ad_tape *t, ad_tensor *x);
  * its sum of squares recorded first. */
 void ad__release_grad(ad_tape *t, ad_tensor *x);
 
-/* Sets the tape's error unless one is set; returns the tape's status (the
- * public ad_tape_fail, under the name the op files use). */
-#define ad__fail ad_tape_fail
 
-/* Fills err (may be NULL) and returns code: the public ad_error_set. */
-#define ad__set_error ad_error_set
 
 /* vsnprintf into msg[cap], except that a message too long for it is cut at
  * the last space before the end and marked with "…", so that a reader never
  * takes a cut word or number for the whole one. */
 void ad__format_message(char *msg, size_t cap, const char *fmt, va_list ap);
 
-/* Arena allocation, 64-byte aligned, a multiple of 64 bytes and at least 64;
- * NULL after failing the tape with AD_ERR_NOMEM. */
+/* ad__alloc with the bytes zeroed. */
 void *ad__alloc_zero(ad_tape *t, size_t bytes);
 /* count * size with overflow check; fails the tape on overflow. */
 void *ad__alloc_array(ad_tape *t, size_t count, size_t size);
@@ -446,10 +414,8 @@ void ad__tape_set_probe(ad_tape *t, const ad_param *p, size_t copy, size_t index
 /* The perturbed values for this use of p, or NULL when this use is not probed. */
 void *ad__tape_probe(ad_tape *t, const ad_param *p);
 
-/* Per-tape settings used by ad__record and backward. */
-int ad__tape_anomaly(const ad_tape *t);
+/* Whether t keeps no per-copy gradient (copy_grads is not KEEP). */
 int ad__tape_lean_copies(const ad_tape *t);
-int ad__tape_grad_enabled(const ad_tape *t);
 
 /*
  * The gradient of a parameter used as the right operand of a product, for a
@@ -462,14 +428,15 @@ int ad__tape_grad_enabled(const ad_tape *t);
  */
 int ad__stack_weight_grad(ad_tape *t, ad_tensor *b, const void *a, int ta, ad_tensor *out, size_t m,
                           size_t k, size_t n, int tb);
-/* Steps of fewer than 512 rows are stacked, for weights of at least 4096
- * elements: smaller ones stay in cache between steps, and their stack would
- * cost more memory than it saves time. Inline, so that the common refusal
- * costs no call. */
+/* Steps of fewer than AD__TUNE_STACK_MAX_ROWS rows are stacked, for weights
+ * of at least AD__TUNE_STACK_MIN_WEIGHT elements (tuning.h says why). Inline,
+ * so that the common refusal costs no call. */
 static inline int ad__defer_weight_grad(ad_tape *t, ad_tensor *b, const void *a, int ta, ad_tensor *out,
                                         size_t m, size_t k, size_t n, int tb)
 {
-    if (!t->lean_copies || !b->param || t->anomaly || m >= 512 || k * n < 4096) return 0;
+    if (!t->lean_copies || !b->param || t->anomaly || m >= AD__TUNE_STACK_MAX_ROWS ||
+        k * n < AD__TUNE_STACK_MIN_WEIGHT)
+        return 0;
     return ad__stack_weight_grad(t, b, a, ta, out, m, k, n, tb);
 }
 
@@ -506,72 +473,15 @@ ad_status ad__jvp_need_saved(ad_tape *t, const ad_node *n);
 
 /* ---- op family entry points (referenced by the table in op_table.c) -------------------- */
 
-#define AD__DECLARE_OP(name)                            \
-    ad_status ad__##name##_fwd(ad_tape *t, ad_node *n); \
-    void ad__##name##_bwd(ad_tape *t, ad_node *n);      \
-    ad_status ad__##name##_jvp(ad_tape *t, ad_node *n);
-
-#define AD__DECLARE_SHAPE(name) ad_status ad__shape_##name(ad_tape *t, ad_node *n, ad_shape *out);
-
-AD__DECLARE_SHAPE(leaf)
-AD__DECLARE_SHAPE(matmul)
-AD__DECLARE_SHAPE(broadcast)
-AD__DECLARE_SHAPE(reduce)
-AD__DECLARE_SHAPE(softmax)
-AD__DECLARE_SHAPE(reshape)
-AD__DECLARE_SHAPE(permute)
-AD__DECLARE_SHAPE(concat)
-AD__DECLARE_SHAPE(slice)
-AD__DECLARE_SHAPE(gather_rows)
-AD__DECLARE_SHAPE(where)
-AD__DECLARE_SHAPE(cross_entropy)
-AD__DECLARE_SHAPE(pair_loss)
-AD__DECLARE_SHAPE(custom)
-AD__DECLARE_SHAPE(cell)
-AD__DECLARE_SHAPE(addmm)
-AD__DECLARE_SHAPE(rnn_cell)
-AD__DECLARE_SHAPE(layer_norm)
-
-AD__DECLARE_OP(leaf)
-AD__DECLARE_OP(param)
-AD__DECLARE_OP(detach)
-AD__DECLARE_OP(matmul)
-AD__DECLARE_OP(add)
-AD__DECLARE_OP(sub)
-AD__DECLARE_OP(mul)
-AD__DECLARE_OP(div)
-AD__DECLARE_OP(add_scalar)
-AD__DECLARE_OP(mul_scalar)
-AD__DECLARE_OP(pow_scalar)
-AD__DECLARE_OP(neg)
-AD__DECLARE_OP(exp)
-AD__DECLARE_OP(log)
-AD__DECLARE_OP(sqrt)
-AD__DECLARE_OP(abs)
-AD__DECLARE_OP(tanh)
-AD__DECLARE_OP(sigmoid)
-AD__DECLARE_OP(relu)
-AD__DECLARE_OP(sum)
-AD__DECLARE_OP(mean)
-AD__DECLARE_OP(softmax)
-AD__DECLARE_OP(log_softmax)
-AD__DECLARE_OP(reshape)
-AD__DECLARE_OP(permute)
-AD__DECLARE_OP(concat)
-AD__DECLARE_OP(slice)
-AD__DECLARE_OP(gather_rows)
-AD__DECLARE_OP(where)
-AD__DECLARE_OP(dropout)
-AD__DECLARE_OP(cross_entropy)
-AD__DECLARE_OP(bce_with_logits)
-AD__DECLARE_OP(bce)
-AD__DECLARE_OP(mse)
-AD__DECLARE_OP(custom)
-AD__DECLARE_OP(layer_norm)
-AD__DECLARE_OP(lstm_cell_state)
-AD__DECLARE_OP(lstm_cell_output)
-AD__DECLARE_OP(gru_cell)
-AD__DECLARE_OP(addmm)
-AD__DECLARE_OP(rnn_cell)
+/* Prototypes of every row's family code and shape rule, generated from the
+ * list; ops sharing a shape rule or family code (leaves) declare it again,
+ * which C allows. ad__shape_same is declared above. */
+#define AD__DECLARE_OP(ID, nm, arity, shape, fn, flags, keeps) \
+    ad_status ad__shape_##shape(ad_tape *t, ad_node *n, ad_shape *out); \
+    ad_status ad__##fn##_fwd(ad_tape *t, ad_node *n);                 \
+    void ad__##fn##_bwd(ad_tape *t, ad_node *n);                      \
+    ad_status ad__##fn##_jvp(ad_tape *t, ad_node *n);
+AD__OP_LIST(AD__DECLARE_OP)
+#undef AD__DECLARE_OP
 
 #endif

@@ -26,7 +26,11 @@
 
 #include "threads.h"
 
-enum { KC = 128, NC = 256, MR = 6 };
+#include "tuning.h"
+
+/* MR is the micro-kernel's row count (the code below is written for it);
+ * the block sizes are tuning.h's. */
+enum { KC = AD__TUNE_GEMM_KC, NC = AD__TUNE_GEMM_NC, MR = 6 };
 
 /*
  * Threads. A large product is split into disjoint rectangles of C, one per
@@ -46,11 +50,9 @@ static int team_member(void) { return 0; }
 static int team_count(void) { return 1; }
 #endif
 
-/* The least multiply-adds (m n k) worth a thread. Waking a team and meeting
- * at its end costs a few microseconds; on the 2-core machine this was tuned
- * on, 32x64x64 (1.3e5) ran slower on 2 threads than on 1 and 32x128x128
- * (5.2e5) faster, so a second thread needs m n k >= 2 * 2^18. */
-#define THREAD_MIN_WORK 262144.0
+/* The least multiply-adds (m n k) worth a thread: waking a team and meeting
+ * at its end costs a few microseconds (the figures are in tuning.h). */
+#define THREAD_MIN_WORK AD__TUNE_THREAD_MIN_WORK
 
 /* How many threads to use for an m x n x k product with NR-column tiles. */
 static int team_size(size_t m, size_t n, size_t k, size_t nr)

@@ -84,19 +84,19 @@ static int parse_size(cursor *c, int64_t *out)
 /* (a, b, ...) with an optional trailing comma; () is rank 0. */
 static ad_status parse_shape(cursor *c, ad_shape *s, ad_error *err)
 {
-    if (!accept(c, '(')) return ad__set_error(err, AD_ERR_FORMAT, "npy: 'shape' is not a tuple");
+    if (!accept(c, '(')) return ad_error_set(err, AD_ERR_FORMAT, "npy: 'shape' is not a tuple");
     s->rank = 0;
     for (int i = 0; i < AD_MAX_RANK; i++) s->dim[i] = 0;
     while (!accept(c, ')')) {
         int64_t d;
         if (!parse_size(c, &d))
-            return ad__set_error(err, AD_ERR_FORMAT, "npy: 'shape' holds a bad size");
+            return ad_error_set(err, AD_ERR_FORMAT, "npy: 'shape' holds a bad size");
         if (s->rank == AD_MAX_RANK)
-            return ad__set_error(err, AD_ERR_RANK, "npy: rank above %d is not supported",
+            return ad_error_set(err, AD_ERR_RANK, "npy: rank above %d is not supported",
                                  AD_MAX_RANK);
         s->dim[s->rank++] = d;
         if (!accept(c, ',') && !(skip_space(c), c->p < c->end && *c->p == ')'))
-            return ad__set_error(err, AD_ERR_FORMAT, "npy: 'shape' tuple is malformed");
+            return ad_error_set(err, AD_ERR_FORMAT, "npy: 'shape' tuple is malformed");
     }
     return AD_OK;
 }
@@ -121,8 +121,8 @@ static ad_status parse_descr(const char *d, ad__npy_elem *elem, size_t *size, ad
             return AD_OK;
         }
     if (d[0] == '>')
-        return ad__set_error(err, AD_ERR_FORMAT, "npy: big-endian data ('%s') is not supported", d);
-    return ad__set_error(err, AD_ERR_DTYPE,
+        return ad_error_set(err, AD_ERR_FORMAT, "npy: big-endian data ('%s') is not supported", d);
+    return ad_error_set(err, AD_ERR_DTYPE,
                          "npy: dtype '%s' is not supported (only '<f4', '<f8', '<i8', '<i4', '|u1', '|b1')",
                          d);
 }
@@ -130,41 +130,41 @@ static ad_status parse_descr(const char *d, ad__npy_elem *elem, size_t *size, ad
 static ad_status parse_header(const char *text, size_t len, ad__npy_info *h, ad_error *err)
 {
     if (len == 0 || text[len - 1] != '\n')
-        return ad__set_error(err, AD_ERR_FORMAT, "npy: header does not end with a newline");
+        return ad_error_set(err, AD_ERR_FORMAT, "npy: header does not end with a newline");
     cursor c = {text, text + len - 1};
     int seen_descr = 0, seen_fortran = 0, seen_shape = 0;
-    if (!accept(&c, '{')) return ad__set_error(err, AD_ERR_FORMAT, "npy: header is not a dict");
+    if (!accept(&c, '{')) return ad_error_set(err, AD_ERR_FORMAT, "npy: header is not a dict");
     while (!accept(&c, '}')) {
         char key[32], val[32];
         if (!parse_string(&c, key, sizeof key) || !accept(&c, ':'))
-            return ad__set_error(err, AD_ERR_FORMAT, "npy: header dict is malformed");
+            return ad_error_set(err, AD_ERR_FORMAT, "npy: header dict is malformed");
         if (strcmp(key, "descr") == 0 && !seen_descr++) {
             if (!parse_string(&c, val, sizeof val))
-                return ad__set_error(err, AD_ERR_FORMAT, "npy: 'descr' is not a string");
+                return ad_error_set(err, AD_ERR_FORMAT, "npy: 'descr' is not a string");
             ad_status st = parse_descr(val, &h->elem, &h->elem_size, err);
             if (st != AD_OK) return st;
         } else if (strcmp(key, "fortran_order") == 0 && !seen_fortran++) {
             if (parse_word(&c, "True"))
-                return ad__set_error(err, AD_ERR_FORMAT, "npy: Fortran order is not supported");
+                return ad_error_set(err, AD_ERR_FORMAT, "npy: Fortran order is not supported");
             if (!parse_word(&c, "False"))
-                return ad__set_error(err, AD_ERR_FORMAT, "npy: 'fortran_order' is not a bool");
+                return ad_error_set(err, AD_ERR_FORMAT, "npy: 'fortran_order' is not a bool");
         } else if (strcmp(key, "shape") == 0 && !seen_shape++) {
             ad_status st = parse_shape(&c, &h->shape, err);
             if (st != AD_OK) return st;
         } else {
-            return ad__set_error(err, AD_ERR_FORMAT, "npy: unexpected or repeated key '%s'", key);
+            return ad_error_set(err, AD_ERR_FORMAT, "npy: unexpected or repeated key '%s'", key);
         }
         if (!accept(&c, ',')) {
             if (!accept(&c, '}'))
-                return ad__set_error(err, AD_ERR_FORMAT, "npy: header dict is malformed");
+                return ad_error_set(err, AD_ERR_FORMAT, "npy: header dict is malformed");
             break;
         }
     }
     skip_space(&c);
     if (c.p != c.end)
-        return ad__set_error(err, AD_ERR_FORMAT, "npy: unexpected text after the header dict");
+        return ad_error_set(err, AD_ERR_FORMAT, "npy: unexpected text after the header dict");
     if (!seen_descr || !seen_fortran || !seen_shape)
-        return ad__set_error(err, AD_ERR_FORMAT, "npy: header lacks '%s'",
+        return ad_error_set(err, AD_ERR_FORMAT, "npy: header lacks '%s'",
                              !seen_descr ? "descr" : !seen_fortran ? "fortran_order" : "shape");
     return AD_OK;
 }
@@ -195,41 +195,41 @@ ad_status ad__npy_inspect(const void *data, size_t size, ad__npy_info *h, ad_err
 {
     const unsigned char *b = data;
     if (size < 10 || memcmp(b, magic, sizeof magic) != 0)
-        return ad__set_error(err, AD_ERR_FORMAT, "npy: not a .npy file (bad magic)");
+        return ad_error_set(err, AD_ERR_FORMAT, "npy: not a .npy file (bad magic)");
     unsigned major = b[6], minor = b[7];
     size_t hlen, off;
     if (major == 1 && minor == 0) {
         hlen = (size_t)b[8] | (size_t)b[9] << 8;
         off = 10;
     } else if (major == 2 && minor == 0) {
-        if (size < 12) return ad__set_error(err, AD_ERR_FORMAT, "npy: truncated header");
+        if (size < 12) return ad_error_set(err, AD_ERR_FORMAT, "npy: truncated header");
         hlen = (size_t)b[8] | (size_t)b[9] << 8 | (size_t)b[10] << 16 | (size_t)b[11] << 24;
         off = 12;
     } else {
-        return ad__set_error(err, AD_ERR_FORMAT, "npy: format version %u.%u is not supported",
+        return ad_error_set(err, AD_ERR_FORMAT, "npy: format version %u.%u is not supported",
                              major, minor);
     }
     if (hlen > AD_NPY_MAX_HEADER)
-        return ad__set_error(err, AD_ERR_FORMAT, "npy: header of %zu bytes exceeds the %d allowed",
+        return ad_error_set(err, AD_ERR_FORMAT, "npy: header of %zu bytes exceeds the %d allowed",
                              hlen, AD_NPY_MAX_HEADER);
     if (hlen > size - off)
-        return ad__set_error(err, AD_ERR_FORMAT, "npy: truncated header (%zu bytes, file has %zu)",
+        return ad_error_set(err, AD_ERR_FORMAT, "npy: truncated header (%zu bytes, file has %zu)",
                              hlen, size - off);
     ad_status st = parse_header((const char *)b + off, hlen, h, err);
     if (st != AD_OK) return st;
     st = ad_shape_numel(h->shape, &h->numel);
-    if (st != AD_OK) return ad__set_error(err, st, "npy: shape is too large");
+    if (st != AD_OK) return ad_error_set(err, st, "npy: shape is too large");
     size_t bytes;
     if (!ad__mul_size(h->numel, h->elem_size, &bytes))
-        return ad__set_error(err, AD_ERR_OVERFLOW, "npy: shape is too large");
+        return ad_error_set(err, AD_ERR_OVERFLOW, "npy: shape is too large");
     h->data_off = off + hlen;
     size_t have = size - h->data_off;
     char s[AD__SHAPE_BUF];
     if (have < bytes)
-        return ad__set_error(err, AD_ERR_FORMAT, "npy: truncated data: shape %s needs %zu bytes, file has %zu",
+        return ad_error_set(err, AD_ERR_FORMAT, "npy: truncated data: shape %s needs %zu bytes, file has %zu",
                              ad__shape_str(h->shape, s), bytes, have);
     if (have > bytes)
-        return ad__set_error(err, AD_ERR_FORMAT, "npy: %zu unexpected bytes after the data of shape %s",
+        return ad_error_set(err, AD_ERR_FORMAT, "npy: %zu unexpected bytes after the data of shape %s",
                              have - bytes, ad__shape_str(h->shape, s));
     return AD_OK;
 }
@@ -237,14 +237,14 @@ ad_status ad__npy_inspect(const void *data, size_t size, ad__npy_info *h, ad_err
 ad_tensor *ad_npy_read(const void *data, size_t size, ad_error *err)
 {
     if (!data) {
-        ad__set_error(err, AD_ERR_NULL, "npy: data is NULL");
+        ad_error_set(err, AD_ERR_NULL, "npy: data is NULL");
         return NULL;
     }
     ad__npy_info h;
     memset(&h, 0, sizeof h);
     if (ad__npy_inspect(data, size, &h, err) != AD_OK) return NULL;
     if (h.elem != AD__NPY_F4 && h.elem != AD__NPY_F8) {
-        ad__set_error(err, AD_ERR_DTYPE,
+        ad_error_set(err, AD_ERR_DTYPE,
                       "npy: the file holds integers ('%s'): read it with ad_npy_read_ints()",
                       ad__npy_descr(h.elem));
         return NULL;
@@ -253,7 +253,7 @@ ad_tensor *ad_npy_read(const void *data, size_t size, ad_error *err)
     ad_tensor *x = ad_tensor_new(dtype, h.shape, err);
     if (!x) return NULL;
     copy_le(ad_tensor_data(x), (const unsigned char *)data + h.data_off, h.numel, h.elem_size);
-    ad__set_error(err, AD_OK, NULL);
+    ad_error_set(err, AD_OK, NULL);
     return x;
 }
 
@@ -270,7 +270,7 @@ void *ad__npy_load_with(const char *path, void *(*read)(const void *, size_t, ad
     if (!x && err) {
         char why[AD_ERROR_MSG_SIZE];
         memcpy(why, err->msg, sizeof why);
-        ad__set_error(err, err->code, "%s (in '%s')", why, path);
+        ad_error_set(err, err->code, "%s (in '%s')", why, path);
     }
     return x;
 }
@@ -283,25 +283,25 @@ ad_status ad_npy_load_into(const char *path, ad_tensor *dst, ad_error *err)
 {
     ad_error local;
     if (!err) err = &local;
-    if (!dst) return ad__set_error(err, AD_ERR_NULL, "npy: destination tensor is NULL");
+    if (!dst) return ad_error_set(err, AD_ERR_NULL, "npy: destination tensor is NULL");
     if (ad__data_released(dst))
-        return ad__set_error(err, AD_ERR_STATE, "npy: the destination tensor's data was released (ad_tape_release)");
+        return ad_error_set(err, AD_ERR_STATE, "npy: the destination tensor's data was released (ad_tape_release)");
     ad_tensor *x = ad_npy_load(path, err);
     if (!x) return err->code;
     ad_status st = AD_OK;
     char a[AD__SHAPE_BUF], b[AD__SHAPE_BUF];
     if (ad_tensor_dtype(x) != ad_tensor_dtype(dst))
-        st = ad__set_error(err, AD_ERR_DTYPE, "npy: '%s' holds %s, the tensor is %s", path,
+        st = ad_error_set(err, AD_ERR_DTYPE, "npy: '%s' holds %s, the tensor is %s", path,
                            ad_dtype_name(ad_tensor_dtype(x)), ad_dtype_name(ad_tensor_dtype(dst)));
     else if (!ad_shape_equal(ad_tensor_shape(x), ad_tensor_shape(dst)))
-        st = ad__set_error(err, AD_ERR_SHAPE, "npy: '%s' has shape %s, the tensor %s", path,
+        st = ad_error_set(err, AD_ERR_SHAPE, "npy: '%s' has shape %s, the tensor %s", path,
                            ad__shape_str(ad_tensor_shape(x), a),
                            ad__shape_str(ad_tensor_shape(dst), b));
     else
         memcpy(ad_tensor_data(dst), ad_tensor_data(x),
                ad_tensor_numel(x) * ad_dtype_size(ad_tensor_dtype(x)));
     ad_tensor_free(x);
-    return st == AD_OK ? ad__set_error(err, AD_OK, NULL) : st;
+    return st == AD_OK ? ad_error_set(err, AD_OK, NULL) : st;
 }
 
 /* ---- writing ------------------------------------------------------------------------- */
@@ -332,7 +332,7 @@ unsigned char *ad__npy_begin(ad__npy_elem elem, ad_shape shape, size_t numel, si
     *total = pre + hlen + numel * es;
     unsigned char *b = malloc(*total);
     if (!b) {
-        ad__set_error(err, AD_ERR_NOMEM, "npy: cannot allocate %zu bytes", *total);
+        ad_error_set(err, AD_ERR_NOMEM, "npy: cannot allocate %zu bytes", *total);
         return NULL;
     }
     memcpy(b, magic, sizeof magic);
@@ -349,9 +349,9 @@ unsigned char *ad__npy_begin(ad__npy_elem elem, ad_shape shape, size_t numel, si
 ad_status ad_npy_write(const ad_tensor *x, void **out, size_t *size, ad_error *err)
 {
     if (!x || !out || !size)
-        return ad__set_error(err, AD_ERR_NULL, "npy: %s is NULL", !x ? "tensor" : "output");
+        return ad_error_set(err, AD_ERR_NULL, "npy: %s is NULL", !x ? "tensor" : "output");
     if (ad__data_released(x))
-        return ad__set_error(err, AD_ERR_STATE, "npy: the tensor's data was released (ad_tape_release)");
+        return ad_error_set(err, AD_ERR_STATE, "npy: the tensor's data was released (ad_tape_release)");
     size_t total, off;
     unsigned char *b = ad__npy_begin(x->dtype == AD_F32 ? AD__NPY_F4 : AD__NPY_F8, x->shape,
                                      x->numel, &total, &off, err);
@@ -359,12 +359,12 @@ ad_status ad_npy_write(const ad_tensor *x, void **out, size_t *size, ad_error *e
     copy_le(b + off, x->data, x->numel, ad_dtype_size(x->dtype));
     *out = b;
     *size = total;
-    return ad__set_error(err, AD_OK, NULL);
+    return ad_error_set(err, AD_OK, NULL);
 }
 
 ad_status ad_npy_save(const char *path, const ad_tensor *x, ad_error *err)
 {
-    if (!path) return ad__set_error(err, AD_ERR_NULL, "npy: path is NULL");
+    if (!path) return ad_error_set(err, AD_ERR_NULL, "npy: path is NULL");
     void *buf = NULL; /* set on success; initialised for gcc's flow analysis */
     size_t size = 0;
     ad_status st = ad_npy_write(x, &buf, &size, err);

@@ -36,14 +36,14 @@ static ad_itype itype_of(ad__npy_elem e)
 ad_itensor *ad_npy_read_ints(const void *data, size_t size, ad_error *err)
 {
     if (!data) {
-        ad__set_error(err, AD_ERR_NULL, "npy: data is NULL");
+        ad_error_set(err, AD_ERR_NULL, "npy: data is NULL");
         return NULL;
     }
     ad__npy_info h;
     memset(&h, 0, sizeof h);
     if (ad__npy_inspect(data, size, &h, err) != AD_OK) return NULL;
     if (h.elem == AD__NPY_F4 || h.elem == AD__NPY_F8) {
-        ad__set_error(err, AD_ERR_DTYPE, "npy: the file holds floats ('%s'): read it with ad_npy_read()",
+        ad_error_set(err, AD_ERR_DTYPE, "npy: the file holds floats ('%s'): read it with ad_npy_read()",
                       ad__npy_descr(h.elem));
         return NULL;
     }
@@ -51,7 +51,7 @@ ad_itensor *ad_npy_read_ints(const void *data, size_t size, ad_error *err)
     if (h.elem == AD__NPY_B1)
         for (size_t i = 0; i < h.numel; i++)
             if (src[i] > 1) {
-                ad__set_error(err, AD_ERR_FORMAT, "npy: boolean element %zu is the byte %u, not 0 or 1", i,
+                ad_error_set(err, AD_ERR_FORMAT, "npy: boolean element %zu is the byte %u, not 0 or 1", i,
                               (unsigned)src[i]);
                 return NULL;
             }
@@ -59,7 +59,7 @@ ad_itensor *ad_npy_read_ints(const void *data, size_t size, ad_error *err)
     if (!x) return NULL;
     int64_t *v = ad_itensor_data(x);
     for (size_t i = 0; i < h.numel; i++) v[i] = get_le(src + i * h.elem_size, h.elem_size);
-    ad__set_error(err, AD_OK, NULL);
+    ad_error_set(err, AD_OK, NULL);
     return x;
 }
 
@@ -71,7 +71,7 @@ ad_itensor *ad_npy_load_ints(const char *path, ad_error *err) { return ad__npy_l
 ad_status ad_npy_write_ints(const ad_itensor *x, void **out, size_t *size, ad_error *err)
 {
     if (!x || !out || !size)
-        return ad__set_error(err, AD_ERR_NULL, "npy: %s is NULL", !x ? "tensor" : "output");
+        return ad_error_set(err, AD_ERR_NULL, "npy: %s is NULL", !x ? "tensor" : "output");
     ad_status st = ad_itensor_check_range(x, err);
     if (st != AD_OK) return st;
     static const ad__npy_elem elems[] = {AD__NPY_I8, AD__NPY_I4, AD__NPY_U1, AD__NPY_B1};
@@ -84,12 +84,12 @@ ad_status ad_npy_write_ints(const ad_itensor *x, void **out, size_t *size, ad_er
     for (size_t i = 0; i < n; i++) put_le(b + off + i * sizes[type], sizes[type], v[i]);
     *out = b;
     *size = total;
-    return ad__set_error(err, AD_OK, NULL);
+    return ad_error_set(err, AD_OK, NULL);
 }
 
 ad_status ad_npy_save_ints(const char *path, const ad_itensor *x, ad_error *err)
 {
-    if (!path) return ad__set_error(err, AD_ERR_NULL, "npy: path is NULL");
+    if (!path) return ad_error_set(err, AD_ERR_NULL, "npy: path is NULL");
     void *buf = NULL;
     size_t size = 0;
     ad_status st = ad_npy_write_ints(x, &buf, &size, err);

@@ -33,11 +33,11 @@ ad_status ad__shape_cell(ad_tape *t, ad_node *n, ad_shape *out)
     int ok = x.rank == 2 && h.rank == 2 && s.rank == 2 && x.dim[0] == h.dim[0] &&
              x.dim[1] == h.dim[1] && s.dim[0] == x.dim[0] && x.dim[1] == g * s.dim[1];
     if (!ok)
-        return ad__fail(t, AD_ERR_SHAPE, "%s: gx %s, gh %s, state %s: the projections must both be "
+        return ad_tape_fail(t, AD_ERR_SHAPE, "%s: gx %s, gh %s, state %s: the projections must both be "
                         "[B, %lldH] for a state [B, H]", ad__ops[n->op].name, ad__shape_str(x, sx),
                         ad__shape_str(h, sh), ad__shape_str(s, ss), (long long)g);
     if (s.dim[0] == 0 || s.dim[1] == 0)
-        return ad__fail(t, AD_ERR_EMPTY, "%s: state %s is empty", ad__ops[n->op].name, ad__shape_str(s, ss));
+        return ad_tape_fail(t, AD_ERR_EMPTY, "%s: state %s is empty", ad__ops[n->op].name, ad__shape_str(s, ss));
     *out = s;
     return AD_OK;
 }
@@ -187,9 +187,9 @@ ad_status ad__shape_rnn_cell(ad_tape *t, ad_node *n, ad_shape *out)
     ad_shape x = n->in[0]->shape, h = n->in[1]->shape;
     char sx[AD__SHAPE_BUF], sh[AD__SHAPE_BUF];
     if (n->a.flags != AD_RNN_TANH && n->a.flags != AD_RNN_RELU)
-        return ad__fail(t, AD_ERR_ARG, "rnn_cell: unknown activation %d", n->a.flags);
+        return ad_tape_fail(t, AD_ERR_ARG, "rnn_cell: unknown activation %d", n->a.flags);
     if (x.rank != 2 || h.rank != 2 || x.dim[0] != h.dim[0] || x.dim[1] != h.dim[1])
-        return ad__fail(t, AD_ERR_SHAPE, "rnn_cell: gx %s and gh %s must both be [B, H]",
+        return ad_tape_fail(t, AD_ERR_SHAPE, "rnn_cell: gx %s and gh %s must both be [B, H]",
                         ad__shape_str(x, sx), ad__shape_str(h, sh));
     *out = x;
     return AD_OK;

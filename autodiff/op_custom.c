@@ -8,7 +8,7 @@
 
 static const char *custom_name(const ad_node *n)
 {
-    return n->a.custom->name ? n->a.custom->name : "custom";
+    return ad__op_name(n->op, &n->a);
 }
 
 ad_status ad__shape_custom(ad_tape *t, ad_node *n, ad_shape *out)
@@ -17,9 +17,9 @@ ad_status ad__shape_custom(ad_tape *t, ad_node *n, ad_shape *out)
     const ad_custom_op *op = n->a.custom;
     ad_status st = op->shape(n->a.custom_ctx, n->in, n->n_in, out, msg, sizeof msg);
     if (st != AD_OK)
-        return ad__fail(t, st, "%s: %s", custom_name(n), msg[0] ? msg : ad_status_str(st));
+        return ad_tape_fail(t, st, "%s: %s", custom_name(n), msg[0] ? msg : ad_status_str(st));
     if (out->rank < 0 || out->rank > AD_MAX_RANK)
-        return ad__fail(t, AD_ERR_RANK, "%s: the shape callback returned rank %d",
+        return ad_tape_fail(t, AD_ERR_RANK, "%s: the shape callback returned rank %d",
                         custom_name(n), out->rank);
     return AD_OK;
 }
@@ -62,7 +62,7 @@ void ad__custom_bwd(ad_tape *t, ad_node *n)
 ad_status ad__custom_jvp(ad_tape *t, ad_node *n)
 {
     if (!n->a.custom->jvp)
-        return ad__fail(t, AD_ERR_STATE, "jvp: custom op %s has no jvp callback; forward mode cannot pass it",
+        return ad_tape_fail(t, AD_ERR_STATE, "jvp: custom op %s has no jvp callback; forward mode cannot pass it",
                         custom_name(n));
     char *dy = ad__tan_new(t, n);
     if (!dy) return ad_tape_status(t);
@@ -86,18 +86,18 @@ ad_tensor *ad_custom(ad_tape *t, const ad_custom_op *op, void *ctx, ad_tensor *c
 {
     if (!t || ad_tape_status(t) != AD_OK) return NULL;
     if (!op || !op->shape || !op->forward || !op->backward) {
-        ad__fail(t, AD_ERR_NULL, "custom: %s", !op ? "op is NULL"
+        ad_tape_fail(t, AD_ERR_NULL, "custom: %s", !op ? "op is NULL"
                                               : "the op lacks a shape, forward or backward callback");
-        return NULL;
-    }
-    const char *name = op->name ? op->name : "custom";
-    if (op->arity < 1 || op->arity > AD_CUSTOM_MAX_IN || n != op->arity) {
-        ad__fail(t, AD_ERR_ARG, "%s: given %d inputs; arity is %d (1..%d allowed)", name, n,
-                 op->arity, AD_CUSTOM_MAX_IN);
         return NULL;
     }
     ad__args args = {0};
     args.custom = op;
     args.custom_ctx = ctx;
+    const char *name = ad__op_name(AD_OP_CUSTOM, &args);
+    if (op->arity < 1 || op->arity > AD_CUSTOM_MAX_IN || n != op->arity) {
+        ad_tape_fail(t, AD_ERR_ARG, "%s: given %d inputs; arity is %d (1..%d allowed)", name, n,
+                 op->arity, AD_CUSTOM_MAX_IN);
+        return NULL;
+    }
     return ad__record(t, AD_OP_CUSTOM, in, n, &args);
 }

@@ -60,7 +60,7 @@ ad_status ad__shape_broadcast(ad_tape *t, ad_node *n, ad_shape *out)
         int64_t da = padded(a, axis), db = padded(b, axis);
         if (da != db && da != 1 && db != 1) {
             char sa[AD__SHAPE_BUF], sb[AD__SHAPE_BUF];
-            return ad__fail(t, AD_ERR_SHAPE, "%s: %s and %s: shapes do not broadcast",
+            return ad_tape_fail(t, AD_ERR_SHAPE, "%s: %s and %s: shapes do not broadcast",
                             ad__ops[n->op].name, ad__shape_str(a, sa), ad__shape_str(b, sb));
         }
         out->dim[i] = da == 1 ? db : da;

@@ -137,7 +137,7 @@ static ad_tensor *leaf_copy(ad_tape *t, ad__op op, ad_dtype dtype, ad_shape shap
                             const void *data, const char *fn)
 {
     if (t && ad_tape_status(t) == AD_OK && !data) {
-        ad__fail(t, AD_ERR_NULL, "%s: data is NULL", fn);
+        ad_tape_fail(t, AD_ERR_NULL, "%s: data is NULL", fn);
         return NULL;
     }
     ad_tensor *x = ad__leaf(t, op, dtype, shape);
@@ -158,7 +158,7 @@ ad_tensor *ad_variable(ad_tape *t, ad_dtype dtype, ad_shape shape, const void *d
 ad_tensor *ad_from_f64(ad_tape *t, ad_dtype dtype, ad_shape shape, const double *data)
 {
     if (t && ad_tape_status(t) == AD_OK && !data) {
-        ad__fail(t, AD_ERR_NULL, "from_f64: data is NULL");
+        ad_tape_fail(t, AD_ERR_NULL, "from_f64: data is NULL");
         return NULL;
     }
     ad_tensor *x = ad__leaf(t, AD_OP_CONST, dtype, shape);
@@ -175,7 +175,7 @@ ad_tensor *ad_from_f64(ad_tape *t, ad_dtype dtype, ad_shape shape, const double 
 ad_tensor *ad_constant(ad_tape *t, const ad_tensor *x)
 {
     if (t && ad_tape_status(t) == AD_OK && !x) {
-        ad__fail(t, AD_ERR_NULL, "constant: tensor is NULL");
+        ad_tape_fail(t, AD_ERR_NULL, "constant: tensor is NULL");
         return NULL;
     }
     if (!x) return NULL;
@@ -186,7 +186,7 @@ static ad_tensor *random_leaf(ad_tape *t, ad_rng *rng, ad_dtype dtype, ad_shape 
                               double a, double b, int normal, const char *fn)
 {
     if (t && ad_tape_status(t) == AD_OK && !rng) {
-        ad__fail(t, AD_ERR_NULL, "%s: rng is NULL", fn);
+        ad_tape_fail(t, AD_ERR_NULL, "%s: rng is NULL", fn);
         return NULL;
     }
     ad_tensor *x = ad__leaf(t, AD_OP_CONST, dtype, shape);
@@ -219,7 +219,7 @@ ad_tensor *ad_use(ad_tape *t, ad_param *p)
 {
     if (!t || t->status != AD_OK) return NULL;
     if (!p) {
-        ad__fail(t, AD_ERR_NULL, "use: parameter is NULL");
+        ad_tape_fail(t, AD_ERR_NULL, "use: parameter is NULL");
         return NULL;
     }
     return ad__copy_leaf(t, p);

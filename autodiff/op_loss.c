@@ -17,7 +17,7 @@ static ad_status check_reduction(ad_tape *t, const ad_node *n)
 {
     int r = n->a.reduction;
     if (r != AD_REDUCE_MEAN && r != AD_REDUCE_SUM && r != AD_REDUCE_NONE)
-        return ad__fail(t, AD_ERR_ARG, "%s: unknown reduction %d", ad__ops[n->op].name, r);
+        return ad_tape_fail(t, AD_ERR_ARG, "%s: unknown reduction %d", ad__ops[n->op].name, r);
     return AD_OK;
 }
 
@@ -56,26 +56,26 @@ ad_status ad__shape_cross_entropy(ad_tape *t, ad_node *n, ad_shape *out)
     char s[AD__SHAPE_BUF];
     if (check_reduction(t, n) != AD_OK) return ad_tape_status(t);
     if (in.rank != 2)
-        return ad__fail(t, AD_ERR_RANK, "cross_entropy: logits must be [N, C], got %s",
+        return ad_tape_fail(t, AD_ERR_RANK, "cross_entropy: logits must be [N, C], got %s",
                         ad__shape_str(in, s));
-    if (!n->a.idx) return ad__fail(t, AD_ERR_NULL, "cross_entropy: targets are NULL");
+    if (!n->a.idx) return ad_tape_fail(t, AD_ERR_NULL, "cross_entropy: targets are NULL");
     if (n->a.n_idx != in.dim[0])
-        return ad__fail(t, AD_ERR_SHAPE, "cross_entropy: %" PRId64 " targets for logits %s",
+        return ad_tape_fail(t, AD_ERR_SHAPE, "cross_entropy: %" PRId64 " targets for logits %s",
                         n->a.n_idx, ad__shape_str(in, s));
     if (in.dim[0] == 0 || in.dim[1] == 0)
-        return ad__fail(t, AD_ERR_EMPTY, "cross_entropy: logits %s are empty",
+        return ad_tape_fail(t, AD_ERR_EMPTY, "cross_entropy: logits %s are empty",
                         ad__shape_str(in, s));
     int64_t counted = 0;
     for (int64_t i = 0; i < n->a.n_idx; i++) {
         int64_t c = n->a.idx[i];
         if (c == n->a.ignore_index) continue;
         if (c < 0 || c >= in.dim[1])
-            return ad__fail(t, AD_ERR_ARG, "cross_entropy: target %" PRId64 " of row %" PRId64
+            return ad_tape_fail(t, AD_ERR_ARG, "cross_entropy: target %" PRId64 " of row %" PRId64
                             " is outside the %" PRId64 " classes", c, i, in.dim[1]);
         counted++;
     }
     if (counted == 0 && n->a.reduction == AD_REDUCE_MEAN)
-        return ad__fail(t, AD_ERR_EMPTY, "cross_entropy: every target is ignore_index %" PRId64
+        return ad_tape_fail(t, AD_ERR_EMPTY, "cross_entropy: every target is ignore_index %" PRId64
                         ", the mean is undefined", n->a.ignore_index);
     n->a.len = counted; /* MEAN divides by the counted rows */
     *out = n->a.reduction == AD_REDUCE_NONE ? ad_shape1(in.dim[0]) : ad_shape0();
@@ -208,13 +208,13 @@ ad_status ad__shape_pair_loss(ad_tape *t, ad_node *n, ad_shape *out)
     const char *name = ad__ops[n->op].name;
     if (check_reduction(t, n) != AD_OK) return ad_tape_status(t);
     if (!ad_shape_equal(a, b))
-        return ad__fail(t, AD_ERR_SHAPE, "%s: input %s and target %s differ", name,
+        return ad_tape_fail(t, AD_ERR_SHAPE, "%s: input %s and target %s differ", name,
                         ad__shape_str(a, sa), ad__shape_str(b, sb));
     if (n->in[0]->numel == 0 && n->a.reduction == AD_REDUCE_MEAN)
-        return ad__fail(t, AD_ERR_EMPTY, "%s: the mean of %s (no elements) is undefined", name,
+        return ad_tape_fail(t, AD_ERR_EMPTY, "%s: the mean of %s (no elements) is undefined", name,
                         ad__shape_str(a, sa));
     if (n->op != AD_OP_MSE && n->in[1]->requires_grad)
-        return ad__fail(t, AD_ERR_ARG, "%s: targets must be constants (no gradient)", name);
+        return ad_tape_fail(t, AD_ERR_ARG, "%s: targets must be constants (no gradient)", name);
     *out = n->a.reduction == AD_REDUCE_NONE ? a : ad_shape0();
     return AD_OK;
 }

@@ -24,14 +24,14 @@ static AD__COLD ad_status fail_matmul(ad_tape *t, const ad_node *n)
     int ta = (n->a.flags & AD_TRANS_A) != 0, tb = (n->a.flags & AD_TRANS_B) != 0;
     const char *name = ad__ops[n->op].name;
     if (n->a.flags & ~(AD_TRANS_A | AD_TRANS_B))
-        return ad__fail(t, AD_ERR_ARG, "%s: unknown flags %d", name, n->a.flags);
+        return ad_tape_fail(t, AD_ERR_ARG, "%s: unknown flags %d", name, n->a.flags);
     if (a->shape.rank != 2 || b->shape.rank != 2)
-        return ad__fail(t, AD_ERR_SHAPE, "%s: %s x %s: both operands must be 2-D", name,
+        return ad_tape_fail(t, AD_ERR_SHAPE, "%s: %s x %s: both operands must be 2-D", name,
                         ad__shape_str(a->shape, sa), ad__shape_str(b->shape, sb));
     int64_t m, ka, kb, nn;
     dims(a, ta, &m, &ka);
     dims(b, tb, &kb, &nn);
-    return ad__fail(t, AD_ERR_SHAPE, "%s: %s%s x %s%s: inner dimensions %lld and %lld differ",
+    return ad_tape_fail(t, AD_ERR_SHAPE, "%s: %s%s x %s%s: inner dimensions %lld and %lld differ",
                     name, ad__shape_str(a->shape, sa), ta ? "^T" : "", ad__shape_str(b->shape, sb),
                     tb ? "^T" : "", (long long)ka, (long long)kb);
 }
@@ -51,11 +51,13 @@ ad_status ad__shape_matmul(ad_tape *t, ad_node *n, ad_shape *out)
 }
 
 /*
- * Products this small (the textbook nets' 3x3 weights, single rows) cost less
- * as a plain loop than the kernel's set-up for blocking and packing. Each C
- * element is still its start value plus the terms in increasing p.
+ * Products this small (tuning.h) cost less as a plain loop than the kernel's
+ * set-up for blocking and packing. Each C element is still its start value
+ * plus the terms in increasing p.
  */
-#define SMALL_PRODUCT(m, n, k) ((m) <= 64 && (n) <= 64 && (k) <= 64 && (m) * (n) * (k) <= 256)
+#define SMALL_PRODUCT(m, n, k)                                                                   \
+    ((m) <= AD__TUNE_SMALL_SIDE && (n) <= AD__TUNE_SMALL_SIDE && (k) <= AD__TUNE_SMALL_SIDE &&   \
+     (m) * (n) * (k) <= AD__TUNE_SMALL_WORK)
 
 /*
  * Without a transposed B a row of C is updated by a multiple of a row of B
@@ -179,7 +181,8 @@ DEFINE_FILL_ROWS(double)
 static const void *packed_weight(ad_tape *t, const ad_tensor *w, int trans, size_t n_cols, size_t k_rows,
                                  size_t m)
 {
-    if (!t->lean_copies || !w->param || m < 6 || SMALL_PRODUCT(m, n_cols, k_rows)) return NULL;
+    if (!t->lean_copies || !w->param || m < AD__TUNE_PACK_MIN_ROWS || SMALL_PRODUCT(m, n_cols, k_rows))
+        return NULL;
     size_t count = ad__gemm_packed_count(w->dtype == AD_F64, n_cols, k_rows);
     if (!count) return NULL;
     for (int i = 0; i < t->n_packed; i++) {
@@ -329,7 +332,7 @@ ad_status ad__shape_addmm(ad_tape *t, ad_node *n, ad_shape *out)
               (bs.rank == 2 && bs.dim[0] == 1 && bs.dim[1] == out->dim[1]);
     if (!row) {
         char sb[AD__SHAPE_BUF], so[AD__SHAPE_BUF];
-        return ad__fail(t, AD_ERR_SHAPE, "addmm: bias %s for a product %s: the bias must be [%lld] or [1, %lld]",
+        return ad_tape_fail(t, AD_ERR_SHAPE, "addmm: bias %s for a product %s: the bias must be [%lld] or [1, %lld]",
                         ad__shape_str(bs, sb), ad__shape_str(*out, so), (long long)out->dim[1],
                         (long long)out->dim[1]);
     }

@@ -15,9 +15,9 @@ ad_status ad__shape_layer_norm(ad_tape *t, ad_node *n, ad_shape *out)
     ad_shape in = n->in[0]->shape;
     char s[AD__SHAPE_BUF];
     if (in.rank < 1 || in.dim[in.rank - 1] < 1)
-        return ad__fail(t, AD_ERR_SHAPE, "layer_norm: %s has no last axis to normalise", ad__shape_str(in, s));
+        return ad_tape_fail(t, AD_ERR_SHAPE, "layer_norm: %s has no last axis to normalise", ad__shape_str(in, s));
     if (!(n->a.scalar > 0.0 && isfinite(n->a.scalar)))
-        return ad__fail(t, AD_ERR_ARG, "layer_norm: eps = %g must be positive and finite", n->a.scalar);
+        return ad_tape_fail(t, AD_ERR_ARG, "layer_norm: eps = %g must be positive and finite", n->a.scalar);
     *out = in;
     return AD_OK;
 }

@@ -37,7 +37,7 @@ static ad_status check_axis(ad_tape *t, ad_node *n)
     int axis = ad__axis(n->a.axis, rank);
     if (axis < 0) {
         char s[AD__SHAPE_BUF];
-        return ad__fail(t, AD_ERR_ARG, "%s: axis %d is out of range for %s", ad__ops[n->op].name,
+        return ad_tape_fail(t, AD_ERR_ARG, "%s: axis %d is out of range for %s", ad__ops[n->op].name,
                         n->a.axis, ad__shape_str(n->in[0]->shape, s));
     }
     n->a.axis = axis;
@@ -50,7 +50,7 @@ ad_status ad__shape_reduce(ad_tape *t, ad_node *n, ad_shape *out)
     ad_shape in = n->in[0]->shape;
     if (n->op == AD_OP_MEAN && span_of(in, n->a.axis).len == 0) {
         char s[AD__SHAPE_BUF];
-        return ad__fail(t, AD_ERR_EMPTY, "mean: %s has no elements along the reduced axis",
+        return ad_tape_fail(t, AD_ERR_EMPTY, "mean: %s has no elements along the reduced axis",
                         ad__shape_str(in, s));
     }
     ad_shape o = {0, {0, 0, 0, 0}};
@@ -66,7 +66,7 @@ ad_status ad__shape_reduce(ad_tape *t, ad_node *n, ad_shape *out)
 ad_status ad__shape_softmax(ad_tape *t, ad_node *n, ad_shape *out)
 {
     if (n->a.axis == AD_AXIS_ALL || n->in[0]->shape.rank == 0)
-        return ad__fail(t, AD_ERR_ARG, "%s: needs one axis of a tensor of rank >= 1",
+        return ad_tape_fail(t, AD_ERR_ARG, "%s: needs one axis of a tensor of rank >= 1",
                         ad__ops[n->op].name);
     if (check_axis(t, n) != AD_OK) return ad_tape_status(t);
     *out = n->in[0]->shape;

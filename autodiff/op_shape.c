@@ -18,7 +18,7 @@ ad_status ad__shape_reshape(ad_tape *t, ad_node *n, ad_shape *out)
     ad_shape in = n->in[0]->shape, want = n->a.shape;
     char si[AD__SHAPE_BUF], sw[AD__SHAPE_BUF];
     if (want.rank < 0 || want.rank > AD_MAX_RANK)
-        return ad__fail(t, AD_ERR_RANK, "reshape: rank %d is outside 0..%d", want.rank,
+        return ad_tape_fail(t, AD_ERR_RANK, "reshape: rank %d is outside 0..%d", want.rank,
                         AD_MAX_RANK);
     int infer = -1;
     size_t known = 1;
@@ -28,19 +28,19 @@ ad_status ad__shape_reshape(ad_tape *t, ad_node *n, ad_shape *out)
             continue;
         }
         if (want.dim[i] < 0 || !ad__mul_size(known, (size_t)want.dim[i], &known))
-            return ad__fail(t, AD_ERR_ARG, "reshape: %s to %s: bad size %" PRId64,
+            return ad_tape_fail(t, AD_ERR_ARG, "reshape: %s to %s: bad size %" PRId64,
                             ad__shape_str(in, si), ad__shape_str(want, sw), want.dim[i]);
     }
     size_t numel = n->in[0]->numel;
     if (infer >= 0) {
         if (known == 0 || numel % known != 0)
-            return ad__fail(t, AD_ERR_SHAPE, "reshape: %s to %s: cannot infer the -1 size",
+            return ad_tape_fail(t, AD_ERR_SHAPE, "reshape: %s to %s: cannot infer the -1 size",
                             ad__shape_str(in, si), ad__shape_str(want, sw));
         want.dim[infer] = (int64_t)(numel / known);
         known = numel;
     }
     if (known != numel)
-        return ad__fail(t, AD_ERR_SHAPE, "reshape: %s to %s: %zu elements cannot become %zu",
+        return ad_tape_fail(t, AD_ERR_SHAPE, "reshape: %s to %s: %zu elements cannot become %zu",
                         ad__shape_str(in, si), ad__shape_str(want, sw), numel, known);
     for (int i = want.rank; i < AD_MAX_RANK; i++) want.dim[i] = 0;
     n->a.shape = want;
@@ -105,7 +105,7 @@ ad_status ad__shape_permute(ad_tape *t, ad_node *n, ad_shape *out)
     for (int i = 0; i < in.rank; i++) {
         int p = n->a.perm[i];
         if (p < 0 || p >= in.rank || seen[p])
-            return ad__fail(t, AD_ERR_ARG, "permute: %s: the axis order is not a permutation of 0..%d",
+            return ad_tape_fail(t, AD_ERR_ARG, "permute: %s: the axis order is not a permutation of 0..%d",
                             ad__shape_str(in, s), in.rank - 1);
         seen[p] = 1;
     }
@@ -199,7 +199,7 @@ ad_tensor *ad_permute(ad_tape *t, ad_tensor *x, const int *perm)
 {
     if (!t || !x) return ad__record(t, AD_OP_PERMUTE, &x, 1, NULL); /* reports the NULL */
     if (!perm) {
-        ad__fail(t, AD_ERR_NULL, "permute: perm is NULL");
+        ad_tape_fail(t, AD_ERR_NULL, "permute: perm is NULL");
         return NULL;
     }
     ad__args args = {0};
@@ -215,7 +215,7 @@ ad_tensor *ad_transpose(ad_tape *t, ad_tensor *x, int a0, int a1)
     int i0 = ad__axis(a0, rank), i1 = ad__axis(a1, rank);
     if (i0 < 0 || i1 < 0) {
         char s[AD__SHAPE_BUF];
-        ad__fail(t, AD_ERR_ARG, "transpose: axes %d and %d are out of range for %s", a0, a1,
+        ad_tape_fail(t, AD_ERR_ARG, "transpose: axes %d and %d are out of range for %s", a0, a1,
                  ad__shape_str(x->shape, s));
         return NULL;
     }
@@ -241,7 +241,7 @@ ad_status ad__shape_concat(ad_tape *t, ad_node *n, ad_shape *out)
     char s0[AD__SHAPE_BUF], si[AD__SHAPE_BUF];
     int axis = ad__axis(n->a.axis, first.rank);
     if (axis < 0)
-        return ad__fail(t, AD_ERR_ARG, "concat: axis %d is out of range for %s", n->a.axis,
+        return ad_tape_fail(t, AD_ERR_ARG, "concat: axis %d is out of range for %s", n->a.axis,
                         ad__shape_str(first, s0));
     ad_shape o = first;
     for (int k = 1; k < n->n_in; k++) {
@@ -249,7 +249,7 @@ ad_status ad__shape_concat(ad_tape *t, ad_node *n, ad_shape *out)
         int ok = s.rank == first.rank;
         for (int i = 0; ok && i < s.rank; i++) ok = i == axis || s.dim[i] == first.dim[i];
         if (!ok)
-            return ad__fail(t, AD_ERR_SHAPE, "concat: input %d %s does not match input 0 %s "
+            return ad_tape_fail(t, AD_ERR_SHAPE, "concat: input %d %s does not match input 0 %s "
                             "outside axis %d", k, ad__shape_str(s, si), ad__shape_str(first, s0), axis);
         o.dim[axis] += s.dim[axis];
     }
@@ -304,15 +304,15 @@ ad_status ad__shape_slice(ad_tape *t, ad_node *n, ad_shape *out)
     char s[AD__SHAPE_BUF];
     int axis = ad__axis(n->a.axis, in.rank);
     if (axis < 0)
-        return ad__fail(t, AD_ERR_ARG, "slice: axis %d is out of range for %s", n->a.axis,
+        return ad_tape_fail(t, AD_ERR_ARG, "slice: axis %d is out of range for %s", n->a.axis,
                         ad__shape_str(in, s));
     if (n->a.start < 0 || n->a.len < 0 || n->a.start > in.dim[axis] ||
         n->a.len > in.dim[axis] - n->a.start) {
         int64_t end;
         if (__builtin_add_overflow(n->a.start, n->a.len, &end)) /* no int64 end to print */
-            return ad__fail(t, AD_ERR_ARG, "slice: [%" PRId64 ", %" PRId64 " + %" PRId64 ") is outside axis %d of %s",
+            return ad_tape_fail(t, AD_ERR_ARG, "slice: [%" PRId64 ", %" PRId64 " + %" PRId64 ") is outside axis %d of %s",
                             n->a.start, n->a.start, n->a.len, axis, ad__shape_str(in, s));
-        return ad__fail(t, AD_ERR_ARG, "slice: [%" PRId64 ", %" PRId64 ") is outside axis %d of %s",
+        return ad_tape_fail(t, AD_ERR_ARG, "slice: [%" PRId64 ", %" PRId64 ") is outside axis %d of %s",
                         n->a.start, end, axis, ad__shape_str(in, s));
     }
     n->a.axis = axis;
@@ -382,22 +382,22 @@ ad_status ad_split(ad_tape *t, ad_tensor *x, int axis, int n, const int64_t *siz
     if (!t) return AD_ERR_NULL;
     if (ad_tape_status(t) != AD_OK) return ad_tape_status(t);
     if (!x || !sizes || !out)
-        return ad__fail(t, AD_ERR_NULL, "split: %s is NULL", !x ? "x" : !sizes ? "sizes" : "out");
-    if (n < 1) return ad__fail(t, AD_ERR_EMPTY, "split: no pieces requested");
+        return ad_tape_fail(t, AD_ERR_NULL, "split: %s is NULL", !x ? "x" : !sizes ? "sizes" : "out");
+    if (n < 1) return ad_tape_fail(t, AD_ERR_EMPTY, "split: no pieces requested");
     int ax = ad__axis(axis, x->shape.rank);
     char s[AD__SHAPE_BUF];
     if (ax < 0)
-        return ad__fail(t, AD_ERR_ARG, "split: axis %d is out of range for %s", axis,
+        return ad_tape_fail(t, AD_ERR_ARG, "split: axis %d is out of range for %s", axis,
                         ad__shape_str(x->shape, s));
     int64_t total = 0;
     for (int i = 0; i < n; i++) {
         if (sizes[i] < 0 || sizes[i] > x->shape.dim[ax] - total)
-            return ad__fail(t, AD_ERR_SHAPE, "split: sizes exceed axis %d of %s", ax,
+            return ad_tape_fail(t, AD_ERR_SHAPE, "split: sizes exceed axis %d of %s", ax,
                             ad__shape_str(x->shape, s));
         total += sizes[i];
     }
     if (total != x->shape.dim[ax])
-        return ad__fail(t, AD_ERR_SHAPE, "split: sizes add up to %" PRId64 ", axis %d of %s has %" PRId64,
+        return ad_tape_fail(t, AD_ERR_SHAPE, "split: sizes add up to %" PRId64 ", axis %d of %s has %" PRId64,
                         total, ax, ad__shape_str(x->shape, s), x->shape.dim[ax]);
     int64_t start = 0;
     for (int i = 0; i < n; i++) {
@@ -415,13 +415,13 @@ ad_status ad__shape_gather_rows(ad_tape *t, ad_node *n, ad_shape *out)
     ad_shape in = n->in[0]->shape;
     char s[AD__SHAPE_BUF];
     if (in.rank != 2)
-        return ad__fail(t, AD_ERR_RANK, "gather_rows: the table must be [V, D], got %s",
+        return ad_tape_fail(t, AD_ERR_RANK, "gather_rows: the table must be [V, D], got %s",
                         ad__shape_str(in, s));
-    if (!n->a.idx) return ad__fail(t, AD_ERR_NULL, "gather_rows: indices are NULL");
-    if (n->a.n_idx < 1) return ad__fail(t, AD_ERR_EMPTY, "gather_rows: no indices");
+    if (!n->a.idx) return ad_tape_fail(t, AD_ERR_NULL, "gather_rows: indices are NULL");
+    if (n->a.n_idx < 1) return ad_tape_fail(t, AD_ERR_EMPTY, "gather_rows: no indices");
     for (int64_t i = 0; i < n->a.n_idx; i++)
         if (n->a.idx[i] < 0 || n->a.idx[i] >= in.dim[0])
-            return ad__fail(t, AD_ERR_ARG, "gather_rows: index %" PRId64 " at position %" PRId64
+            return ad_tape_fail(t, AD_ERR_ARG, "gather_rows: index %" PRId64 " at position %" PRId64
                             " is outside the %" PRId64 " rows of %s", n->a.idx[i], i, in.dim[0],
                             ad__shape_str(in, s));
     *out = ad_shape2(n->a.n_idx, in.dim[1]);
@@ -489,7 +489,7 @@ ad_status ad__shape_where(ad_tape *t, ad_node *n, ad_shape *out)
     ad_shape c = n->in[0]->shape, a = n->in[1]->shape, b = n->in[2]->shape;
     char sc[AD__SHAPE_BUF], sa[AD__SHAPE_BUF], sb[AD__SHAPE_BUF];
     if (!ad_shape_equal(a, b))
-        return ad__fail(t, AD_ERR_SHAPE, "where: a %s and b %s differ", ad__shape_str(a, sa),
+        return ad_tape_fail(t, AD_ERR_SHAPE, "where: a %s and b %s differ", ad__shape_str(a, sa),
                         ad__shape_str(b, sb));
     int ok = c.rank <= a.rank;
     for (int i = 0; ok && i < c.rank; i++) {
@@ -497,10 +497,10 @@ ad_status ad__shape_where(ad_tape *t, ad_node *n, ad_shape *out)
         ok = dc == 1 || dc == da;
     }
     if (!ok)
-        return ad__fail(t, AD_ERR_SHAPE, "where: cond %s does not broadcast to %s",
+        return ad_tape_fail(t, AD_ERR_SHAPE, "where: cond %s does not broadcast to %s",
                         ad__shape_str(c, sc), ad__shape_str(a, sa));
     if (n->in[0]->requires_grad)
-        return ad__fail(t, AD_ERR_ARG, "where: cond must be a constant (no gradient)");
+        return ad_tape_fail(t, AD_ERR_ARG, "where: cond must be a constant (no gradient)");
     *out = a;
     return AD_OK;
 }
@@ -567,7 +567,7 @@ ad_tensor *ad_where(ad_tape *t, ad_tensor *cond, ad_tensor *a, ad_tensor *b)
 /* ---- dropout ---------------------------------------------------------------------------- */
 
 /* saved: the per-element factor (0 or 1/(1-p)) in the tensor's dtype, NULL when identity. */
-ad_status ad__dropout_fwd(ad_tape *t, ad_node *n)
+static ad_status dropout_draw(ad_tape *t, ad_node *n)
 {
     size_t count = n->out->numel;
     double p = n->a.scalar;
@@ -589,6 +589,14 @@ ad_status ad__dropout_fwd(ad_tape *t, ad_node *n)
         }
     }
     return AD_OK;
+}
+
+/* Only forward may draw: the node forgets the rng once its mask is made. */
+ad_status ad__dropout_fwd(ad_tape *t, ad_node *n)
+{
+    ad_status st = dropout_draw(t, n);
+    n->a.rng = NULL;
+    return st;
 }
 
 void ad__dropout_bwd(ad_tape *t, ad_node *n)
@@ -637,11 +645,11 @@ ad_tensor *ad_dropout(ad_tape *t, ad_tensor *x, double p, int train, ad_rng *rng
     if (!t || ad_tape_status(t) != AD_OK) return NULL;
     if (!x) return ad__record(t, AD_OP_DROPOUT, &x, 1, NULL);
     if (!(p >= 0.0 && p < 1.0)) {
-        ad__fail(t, AD_ERR_ARG, "dropout: p = %g is outside [0, 1)", p);
+        ad_tape_fail(t, AD_ERR_ARG, "dropout: p = %g is outside [0, 1)", p);
         return NULL;
     }
     if (train && p > 0.0 && !rng) {
-        ad__fail(t, AD_ERR_NULL, "dropout: training needs an rng");
+        ad_tape_fail(t, AD_ERR_NULL, "dropout: training needs an rng");
         return NULL;
     }
     ad__args args = {0};

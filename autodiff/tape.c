@@ -10,7 +10,7 @@
 
 #include "internal.h"
 
-#define DEFAULT_CHUNK ((size_t)1 << 20)
+#define DEFAULT_CHUNK AD__TUNE_DEFAULT_CHUNK
 #define ALIGN AD__ALIGN
 
 static void *default_alloc(void *ctx, size_t n)
@@ -164,11 +164,7 @@ const char *ad_copy_grads_name(ad_copy_grads mode)
     return "?";
 }
 
-int ad__tape_anomaly(const ad_tape *t) { return t->anomaly; }
-
 int ad__tape_lean_copies(const ad_tape *t) { return t->lean_copies; }
-
-int ad__tape_grad_enabled(const ad_tape *t) { return t->grad_enabled; }
 
 unsigned ad__tape_pass(const ad_tape *t) { return t->pass; }
 
@@ -237,7 +233,7 @@ static ad__chunk *new_chunk(ad_tape *t, size_t bytes)
 void *ad__alloc(ad_tape *t, size_t bytes)
 {
     if (bytes > SIZE_MAX - ALIGN) {
-        ad__fail(t, AD_ERR_OVERFLOW, "arena: request of %zu bytes overflows", bytes);
+        ad_tape_fail(t, AD_ERR_OVERFLOW, "arena: request of %zu bytes overflows", bytes);
         return NULL;
     }
     size_t need = (bytes + ALIGN - 1) & ~(size_t)(ALIGN - 1);
@@ -253,7 +249,7 @@ void *ad__alloc(ad_tape *t, size_t bytes)
     if (!next || next->cap < need) {
         next = new_chunk(t, need);
         if (!next) {
-            ad__fail(t, AD_ERR_NOMEM, "arena: cannot allocate a chunk for %zu bytes", bytes);
+            ad_tape_fail(t, AD_ERR_NOMEM, "arena: cannot allocate a chunk for %zu bytes", bytes);
             return NULL;
         }
     }
@@ -274,7 +270,7 @@ void *ad__alloc_array(ad_tape *t, size_t count, size_t size)
 {
     size_t bytes;
     if (!ad__mul_size(count, size, &bytes)) {
-        ad__fail(t, AD_ERR_OVERFLOW, "arena: %zu x %zu bytes overflows", count, size);
+        ad_tape_fail(t, AD_ERR_OVERFLOW, "arena: %zu x %zu bytes overflows", count, size);
         return NULL;
     }
     return ad__alloc(t, bytes);
@@ -327,18 +323,18 @@ ad_status ad_tape_release(ad_tape *t, ad_tensor *x)
 {
     if (!t) return AD_ERR_NULL;
     if (t->status != AD_OK) return t->status;
-    if (!x) return ad__fail(t, AD_ERR_NULL, "tape_release: tensor is NULL");
-    if (x->tape != t) return ad__fail(t, AD_ERR_FOREIGN, "tape_release: the tensor is not on this tape");
+    if (!x) return ad_tape_fail(t, AD_ERR_NULL, "tape_release: tensor is NULL");
+    if (x->tape != t) return ad_tape_fail(t, AD_ERR_FOREIGN, "tape_release: the tensor is not on this tape");
     const char *op = ad__ops[x->node->op].name;
     char sh[AD__SHAPE_BUF];
     if (x->node->n_in == 0 || x->param)
-        return ad__fail(t, AD_ERR_ARG, "tape_release: %s %s is a leaf; only op outputs can be released", op,
+        return ad_tape_fail(t, AD_ERR_ARG, "tape_release: %s %s is a leaf; only op outputs can be released", op,
                         ad__shape_str(x->shape, sh));
     if (x->view_of)
-        return ad__fail(t, AD_ERR_ARG, "tape_release: %s %s is a view; release the tensor it views", op,
+        return ad_tape_fail(t, AD_ERR_ARG, "tape_release: %s %s is a view; release the tensor it views", op,
                         ad__shape_str(x->shape, sh));
     if (x->data_needed)
-        return ad__fail(t, AD_ERR_STATE, "tape_release: %s %s: the backward of a recorded op reads it", op,
+        return ad_tape_fail(t, AD_ERR_STATE, "tape_release: %s %s: the backward of a recorded op reads it", op,
                         ad__shape_str(x->shape, sh));
     if (x->released) return AD_OK;
     x->released = 1;
@@ -379,12 +375,12 @@ static AD__COLD int grow_nodes(ad_tape *t)
     size_t cap = t->cap_nodes ? t->cap_nodes * 2 : 256;
     size_t bytes;
     if (!ad__mul_size(cap, sizeof *t->nodes, &bytes)) {
-        ad__fail(t, AD_ERR_OVERFLOW, "tape: node list of %zu entries overflows", cap);
+        ad_tape_fail(t, AD_ERR_OVERFLOW, "tape: node list of %zu entries overflows", cap);
         return 0;
     }
     ad_node **nodes = t->alloc(t->alloc_ctx, bytes);
     if (!nodes) {
-        ad__fail(t, AD_ERR_NOMEM, "tape: cannot grow the node list to %zu entries", cap);
+        ad_tape_fail(t, AD_ERR_NOMEM, "tape: cannot grow the node list to %zu entries", cap);
         return 0;
     }
     if (t->n_nodes) memcpy(nodes, t->nodes, t->n_nodes * sizeof *nodes);
@@ -437,7 +433,7 @@ static inline void copy_small(void *dst, const void *src, size_t size)
 
 static AD__COLD void fail_block(ad_tape *t, ad__op op, size_t extra)
 {
-    ad__fail(t, AD_ERR_OVERFLOW, "%s: output of %zu bytes overflows", ad__ops[op].name, extra);
+    ad_tape_fail(t, AD_ERR_OVERFLOW, "%s: output of %zu bytes overflows", ad__ops[op].name, extra);
 }
 
 /*
@@ -489,7 +485,7 @@ static AD__COLD int checked_numel(ad_tape *t, ad__op op, ad_shape shape, size_t 
     ad_status st = ad_shape_numel(shape, numel);
     if (st == AD_OK) return 1;
     char b[AD__SHAPE_BUF];
-    ad__fail(t, st, "%s: invalid shape %s: %s", ad__ops[op].name, ad__shape_str(shape, b),
+    ad_tape_fail(t, st, "%s: invalid shape %s: %s", ad__ops[op].name, ad__shape_str(shape, b),
              ad_status_str(st));
     return 0;
 }
@@ -516,7 +512,7 @@ static inline int shape_numel(ad_tape *t, ad__op op, ad_shape shape, size_t *num
 
 static AD__COLD void fail_dtype(ad_tape *t, ad__op op, ad_dtype dtype)
 {
-    ad__fail(t, AD_ERR_DTYPE, "%s: invalid dtype %d", ad__ops[op].name, (int)dtype);
+    ad_tape_fail(t, AD_ERR_DTYPE, "%s: invalid dtype %d", ad__ops[op].name, (int)dtype);
 }
 
 ad_tensor *ad__leaf(ad_tape *t, ad__op op, ad_dtype dtype, ad_shape shape)
@@ -570,21 +566,21 @@ static int check_inputs(ad_tape *t, const char *name, ad_tensor *const *in, int 
 {
     for (int i = 0; i < n_in; i++) {
         if (!in[i]) {
-            ad__fail(t, AD_ERR_NULL, "%s: input %d is NULL", name, i);
+            ad_tape_fail(t, AD_ERR_NULL, "%s: input %d is NULL", name, i);
             return 0;
         }
         if (in[i]->tape != t) {
-            ad__fail(t, AD_ERR_FOREIGN, "%s: input %d is not a tensor of this tape%s", name, i,
+            ad_tape_fail(t, AD_ERR_FOREIGN, "%s: input %d is not a tensor of this tape%s", name, i,
                      in[i]->tape ? "" : " (copy heap tensors in with ad_constant)");
             return 0;
         }
         if (in[i]->dtype != in[0]->dtype) {
-            ad__fail(t, AD_ERR_DTYPE, "%s: input %d is %s but input 0 is %s", name, i,
+            ad_tape_fail(t, AD_ERR_DTYPE, "%s: input %d is %s but input 0 is %s", name, i,
                      ad_dtype_name(in[i]->dtype), ad_dtype_name(in[0]->dtype));
             return 0;
         }
         if (ad__data_released(in[i])) {
-            ad__fail(t, AD_ERR_STATE, "%s: input %d's data was released (ad_tape_release)", name, i);
+            ad_tape_fail(t, AD_ERR_STATE, "%s: input %d's data was released (ad_tape_release)", name, i);
             return 0;
         }
     }
@@ -597,16 +593,18 @@ static AD__COLD void fail_inputs(ad_tape *t, ad__op op, ad_tensor *const *in, in
                              const ad__args *args)
 {
     if (!in && n_in > 0) {
-        ad__fail(t, AD_ERR_NULL, "%s: input list is NULL", ad__ops[op].name);
+        ad_tape_fail(t, AD_ERR_NULL, "%s: input list is NULL", ad__ops[op].name);
         return;
     }
     if (n_in < 1) {
-        ad__fail(t, AD_ERR_EMPTY, "%s: no inputs", ad__ops[op].name);
+        ad_tape_fail(t, AD_ERR_EMPTY, "%s: no inputs", ad__ops[op].name);
         return;
     }
-    const char *name = (op == AD_OP_CUSTOM && args && args->custom && args->custom->name)
-                           ? args->custom->name
-                           : ad__ops[op].name;
+    const char *name = ad__op_name(op, args);
+    if (ad__ops[op].arity >= 0 && n_in != ad__ops[op].arity) {
+        ad_tape_fail(t, AD_ERR_ARG, "%s: takes %d inputs, got %d", name, ad__ops[op].arity, n_in);
+        return;
+    }
     check_inputs(t, name, in, n_in);
 }
 
@@ -631,7 +629,8 @@ ad_tensor *ad__record(ad_tape *t, ad__op op, ad_tensor *const *in, int n_in, con
     if (!t || t->status != AD_OK) return NULL;
     /* The same conditions as check_inputs, tested in one pass that also
      * collects whether any input needs a gradient. */
-    int ok = in && n_in >= 1 && in[0], needs_grad = 0;
+    int arity = ad__ops[op].arity;
+    int ok = in && n_in >= 1 && (arity < 0 || n_in == arity) && in[0], needs_grad = 0;
     for (int i = 0; ok && i < n_in; i++) {
         const ad_tensor *x = in[i];
         ok = x && x->tape == t && x->dtype == in[0]->dtype && !ad__data_released(x);
@@ -674,7 +673,6 @@ ad_tensor *ad__record(ad_tape *t, ad__op op, ad_tensor *const *in, int n_in, con
     out->requires_grad = (unsigned char)(needs_grad && t->grad_enabled);
     if (ad__ops[op].forward(t, n) != AD_OK || t->status != AD_OK) return NULL;
     keep_for_backward(n, in, n_in);
-    if (op == AD_OP_DROPOUT) n->a.rng = NULL; /* only forward may draw */
     if (t->anomaly) {
         ad__check_forward_anomaly(t, n);
         if (t->status != AD_OK) return NULL;

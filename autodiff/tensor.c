@@ -92,11 +92,11 @@ static ad_status check_new(const char *fn, ad_dtype dtype, ad_shape shape, size_
                            size_t *bytes, ad_error *err)
 {
     if (ad_dtype_size(dtype) == 0)
-        return ad__set_error(err, AD_ERR_DTYPE, "%s: invalid dtype %d", fn, (int)dtype);
+        return ad_error_set(err, AD_ERR_DTYPE, "%s: invalid dtype %d", fn, (int)dtype);
     ad_status st = ad_shape_numel(shape, numel);
     if (st != AD_OK) {
         char b[AD__SHAPE_BUF];
-        return ad__set_error(err, st, "%s: invalid shape %s (rank %d): %s", fn,
+        return ad_error_set(err, st, "%s: invalid shape %s (rank %d): %s", fn,
                              ad__shape_str(shape, b), shape.rank, ad_status_str(st));
     }
     *bytes = *numel * ad_dtype_size(dtype);
@@ -112,7 +112,7 @@ ad_tensor *ad_tensor_new(ad_dtype dtype, ad_shape shape, ad_error *err)
     if (!x || !data) {
         free(x);
         free(data);
-        ad__set_error(err, AD_ERR_NOMEM, "tensor_new: cannot allocate %zu bytes", bytes);
+        ad_error_set(err, AD_ERR_NOMEM, "tensor_new: cannot allocate %zu bytes", bytes);
         return NULL;
     }
     x->dtype = dtype;
@@ -121,7 +121,7 @@ ad_tensor *ad_tensor_new(ad_dtype dtype, ad_shape shape, ad_error *err)
     x->data = data;
     x->owns_data = 1;
     x->is_heap = 1;
-    ad__set_error(err, AD_OK, NULL);
+    ad_error_set(err, AD_OK, NULL);
     return x;
 }
 
@@ -206,18 +206,18 @@ static ad_param *param_make(const char *fn, const char *name, ad_dtype dtype, ad
 {
     size_t numel = 0, bytes = 0;
     if (!name) {
-        ad__set_error(err, AD_ERR_NULL, "%s: name is NULL", fn);
+        ad_error_set(err, AD_ERR_NULL, "%s: name is NULL", fn);
         return NULL;
     }
     if (strlen(name) >= AD_NAME_SIZE) {
-        ad__set_error(err, AD_ERR_ARG, "%s: name '%.20s...' is longer than %d bytes", fn, name,
+        ad_error_set(err, AD_ERR_ARG, "%s: name '%.20s...' is longer than %d bytes", fn, name,
                       AD_NAME_SIZE - 1);
         return NULL;
     }
     if (check_new(fn, dtype, shape, &numel, &bytes, err) != AD_OK) return NULL;
     ad_param *p = calloc(1, sizeof *p);
     if (!p) {
-        ad__set_error(err, AD_ERR_NOMEM, "%s: cannot allocate parameter '%s'", fn, name);
+        ad_error_set(err, AD_ERR_NOMEM, "%s: cannot allocate parameter '%s'", fn, name);
         return NULL;
     }
     if (!data) {
@@ -228,7 +228,7 @@ static ad_param *param_make(const char *fn, const char *name, ad_dtype dtype, ad
             free(data);
             free(grad);
             free(p);
-            ad__set_error(err, AD_ERR_NOMEM, "%s: cannot allocate %zu bytes for '%s'", fn,
+            ad_error_set(err, AD_ERR_NOMEM, "%s: cannot allocate %zu bytes for '%s'", fn,
                           bytes, name);
             return NULL;
         }
@@ -245,7 +245,7 @@ static ad_param *param_make(const char *fn, const char *name, ad_dtype dtype, ad
         views[i]->param = p;
     }
     p->value.grad = grad; /* so the value view reads as "has a gradient" */
-    ad__set_error(err, AD_OK, NULL);
+    ad_error_set(err, AD_OK, NULL);
     return p;
 }
 
@@ -258,7 +258,7 @@ ad_param *ad_param_view(const char *name, ad_dtype dtype, ad_shape shape, void *
                         ad_error *err)
 {
     if (!data || !grad) {
-        ad__set_error(err, AD_ERR_NULL, "param_view: %s storage is NULL", data ? "grad" : "data");
+        ad_error_set(err, AD_ERR_NULL, "param_view: %s storage is NULL", data ? "grad" : "data");
         return NULL;
     }
     return param_make("param_view", name, dtype, shape, data, grad, err);
@@ -267,15 +267,15 @@ ad_param *ad_param_view(const char *name, ad_dtype dtype, ad_shape shape, void *
 ad_status ad_param_rebind(ad_param *p, void *data, void *grad, ad_error *err)
 {
     if (!p || !data || !grad)
-        return ad__set_error(err, AD_ERR_NULL, "param_rebind: %s is NULL",
+        return ad_error_set(err, AD_ERR_NULL, "param_rebind: %s is NULL",
                              !p ? "parameter" : !data ? "data" : "grad");
     if (p->owns_storage)
-        return ad__set_error(err, AD_ERR_STATE, "param_rebind: '%s' owns its storage (not a view)",
+        return ad_error_set(err, AD_ERR_STATE, "param_rebind: '%s' owns its storage (not a view)",
                              p->name);
     p->value.data = data;
     p->value.grad = grad;
     p->grad.data = grad;
-    return ad__set_error(err, AD_OK, NULL);
+    return ad_error_set(err, AD_OK, NULL);
 }
 
 void ad_param_free(ad_param *p)

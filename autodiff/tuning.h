@@ -1,0 +1,70 @@
+/*
+ * tuning.h - every tuning threshold of the engine, in one place. Never
+ * installed.
+ *
+ * Each one changes only speed or memory, never a value: the paths on either
+ * side of it compute the same numbers (their tests compare them). The
+ * figures they were set by are those of the machine in docs/performance.md
+ * (2-core Zen 3, 1 MiB L2 per core).
+ */
+#ifndef UNROLL_AD_TUNING_H
+#define UNROLL_AD_TUNING_H
+
+/* ---- arena and buffers (tape.c) ---------------------------------------------- */
+
+/* Bytes of an arena chunk when the caller gives none: a step of the
+ * benchmark nets fits in a few, and fewer chunks mean fewer allocator calls. */
+#define AD__TUNE_DEFAULT_CHUNK ((size_t)1 << 20)
+
+/* Elements: a smaller gradient is not released (release_grads) nor its data
+ * given back: a free list for it would cost more than the bytes it saves. */
+#define AD__RELEASE_MIN 64
+
+/* Size classes of released buffers a tape keeps lists for; a buffer of a
+ * further size stays where it is (recurrent nets use a handful of sizes). */
+#define AD__FREE_CLASSES 16
+
+/* ---- products (op_matmul.c, kernels.c) --------------------------------------- */
+
+/* Weights a tape packs for the kernel once and reuses (one per layer and
+ * gate block of the nets benchmarked); a further weight is packed per call. */
+#define AD__PACKED_WEIGHTS 8
+
+/* Products of fewer rows than this (one micro-kernel row block) do not
+ * have their weight packed and cached: the kernel's own pass over B costs
+ * no more than the packing. */
+#define AD__TUNE_PACK_MIN_ROWS 6
+
+/* A product at most this small (each side <= 64 and m n k <= 256: textbook
+ * 3x3 weights, single rows) runs as a plain loop, cheaper than the kernel's
+ * blocking and packing. */
+#define AD__TUNE_SMALL_SIDE 64
+#define AD__TUNE_SMALL_WORK 256
+
+/* Blocking of the GEMM: a KC x NC panel of B (128 KiB in f32, 256 KiB in
+ * f64) stays in the 1 MiB L2 while every row block of A streams past it. */
+#define AD__TUNE_GEMM_KC 128
+#define AD__TUNE_GEMM_NC 256
+
+/* The least multiply-adds (m n k) worth a thread: on the 2-core machine
+ * 32x64x64 (1.3e5) ran slower on 2 threads than on 1 and 32x128x128
+ * (5.2e5) faster, so a second thread needs m n k >= 2 * 2^18. */
+#define AD__TUNE_THREAD_MIN_WORK 262144.0
+
+/* ---- lean copies' weight gradients (backward.c, copy_grads.c) ---------------- */
+
+/* Steps of fewer than this many rows have their weight gradient stacked and
+ * run as one product at the end of backward, which reads each gradient
+ * block once instead of once per step ... */
+#define AD__TUNE_STACK_MAX_ROWS 512
+/* ... for weights of at least this many elements: smaller ones stay in
+ * cache between steps, and their stack would cost more memory than it saves
+ * time. */
+#define AD__TUNE_STACK_MIN_WEIGHT 4096
+
+/* Copies' norms (copy_grads = norms) take the Gram form, m^2 (k + n)
+ * multiply-adds against the product's m k n, for at most this many rows:
+ * the limit keeps the m^2 pairs few where k and n are large. */
+#define AD__TUNE_GRAM_MAX_ROWS 64
+
+#endif
