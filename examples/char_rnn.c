@@ -31,7 +31,7 @@ extern char **environ; /* for posix_spawnp: gnuplot gets our environment */
 enum { RESUME_NO, RESUME_IF_PRESENT, RESUME_REQUIRED };
 
 typedef struct options {
-    const char *data, *cell, *optim, *checkpoint, *csv;
+    const char *data, *cell, *optim, *checkpoint, *csv, *dtype;
     long hidden, layers, seq, batch, every, sample, steps, seed;
     double lr, clip, temperature;
     int resume;
@@ -43,6 +43,7 @@ static void usage(FILE *out)
             "usage: char_rnn [options]\n"
             "  --data PATH        text file to train on (default: the shipped Shakespeare excerpt)\n"
             "  --cell rnn|lstm|gru  recurrent cell (default lstm)\n"
+            "  --dtype f32|f64    parameter and activation precision (default f32)\n"
             "  --hidden N         hidden size, 1..4096 (default 128)\n"
             "  --layers N         stacked layers, 1..8 (default 1)\n"
             "  --seq N            truncation length k of TBPTT(k, k), 1..10000 (default 32)\n"
@@ -82,6 +83,7 @@ static const opt_def opt_defs[] = {
     OPT("--data", OPT_PATH, 0, 0, NULL, data),
     OPT("--cell", OPT_CHOICE, 0, 0, "rnn|lstm|gru", cell),
     OPT("--optim", OPT_CHOICE, 0, 0, "sgd|adagrad|rmsprop|adam|adamw", optim),
+    OPT("--dtype", OPT_CHOICE, 0, 0, "f32|f64", dtype),
     OPT("--checkpoint", OPT_PATH, 0, 0, NULL, checkpoint),
     OPT("--csv", OPT_PATH, 0, 0, NULL, csv),
     OPT("--hidden", OPT_WHOLE, 1, 4096, NULL, hidden),
@@ -142,7 +144,7 @@ static int set_option(options *o, const opt_def *d, const char *v)
 /* Returns 0 on success, 1 for --help, -1 with a one-line message printed on bad arguments. */
 static int parse_args(int argc, char **argv, options *o)
 {
-    *o = (options){.data = UNROLL_EXAMPLE_DATA "/shakespeare.txt", .cell = "lstm", .optim = "adam",
+    *o = (options){.data = UNROLL_EXAMPLE_DATA "/shakespeare.txt", .cell = "lstm", .optim = "adam", .dtype = "f32",
                    .hidden = 128, .layers = 1, .seq = 32, .batch = 16, .every = 250, .sample = 300,
                    .steps = 2500, .seed = 1, .lr = 0.005, .clip = 5.0, .temperature = 0.8};
     for (int i = 1; i < argc; i++) {
@@ -221,6 +223,7 @@ static int load_corpus(const char *path, corpus *c)
 
 typedef struct model {
     nn_params *ps;
+    ad_dtype dtype; /* of the parameters and of every activation */
     nn_embedding emb;
     nn_cell layers[8];
     int n_layers, hidden;
@@ -252,7 +255,8 @@ static int build_model(model *m, const options *o, int vocab, ad_rng *rng)
                         : !strcmp(o->cell, "gru") ? NN_CELL_GRU : NN_CELL_LSTM;
     int hidden = (int)o->hidden, emb = hidden < 64 ? hidden : 64;
     memset(m, 0, sizeof *m);
-    m->ps = nn_params_new(AD_F32, &err);
+    m->dtype = !strcmp(o->dtype, "f64") ? AD_F64 : AD_F32;
+    m->ps = nn_params_new(m->dtype, &err);
     m->n_layers = (int)o->layers;
     m->hidden = hidden;
     int ok = m->ps && nn_embedding_create(&m->emb, m->ps, "emb", vocab, emb, &err) == AD_OK;
@@ -348,15 +352,16 @@ static ad_tensor *loss_fn(ad_tape *t, const nn_state *h, int64_t step, void *vc)
 
 /* Sums the cross-entropy of `steps` steps of `streams` held-out streams of `len`
  * characters from position s, the state carried in hv/cv; 0 on a tape error. */
-static int validate_chunk(trainer *tr, size_t s, size_t steps, int streams, size_t len, float *hv,
-                          float *cv, double *total)
+static int validate_chunk(trainer *tr, size_t s, size_t steps, int streams, size_t len, void *hv,
+                          void *cv, double *total)
 {
     ad_tape *t = tr->val_tape;
     const corpus *c = tr->c;
     int64_t H = tr->m->stack.hidden_size;
     ad_tape_reset(t);
-    nn_state h = {ad_from_data(t, AD_F32, ad_shape2(streams, H), hv),
-                  tr->m->stack.has_c ? ad_from_data(t, AD_F32, ad_shape2(streams, H), cv) : NULL};
+    ad_dtype dt = tr->m->dtype;
+    nn_state h = {ad_from_data(t, dt, ad_shape2(streams, H), hv),
+                  tr->m->stack.has_c ? ad_from_data(t, dt, ad_shape2(streams, H), cv) : NULL};
     for (size_t k = s; k < s + steps; k++) {
         int64_t ids[VAL_STREAMS], tg[VAL_STREAMS];
         for (int b = 0; b < streams; b++) {
@@ -372,8 +377,9 @@ static int validate_chunk(trainer *tr, size_t s, size_t steps, int streams, size
         if (!l) return 0;
         *total += ad_tensor_item(l);
     }
-    memcpy(hv, ad_tensor_f32(h.h), (size_t)streams * (size_t)H * sizeof *hv);
-    if (h.c) memcpy(cv, ad_tensor_f32(h.c), (size_t)streams * (size_t)H * sizeof *cv);
+    size_t bytes = (size_t)streams * (size_t)H * ad_dtype_size(dt);
+    memcpy(hv, ad_tensor_data(h.h), bytes);
+    if (h.c) memcpy(cv, ad_tensor_data(h.c), bytes);
     return 1;
 }
 
@@ -385,9 +391,9 @@ static double validate(trainer *tr)
     double t0 = now();
     size_t n = tr->c->n - tr->c->n_train;
     int streams = n / 512 < 1 ? 1 : n / 512 > VAL_STREAMS ? VAL_STREAMS : (int)(n / 512);
-    size_t len = n / (size_t)streams, H = (size_t)tr->m->stack.hidden_size;
+    size_t len = n / (size_t)streams, H = (size_t)tr->m->stack.hidden_size, es = ad_dtype_size(tr->m->dtype);
     if (len < 2 || !tr->val_tape) return NAN;
-    float *hv = calloc((size_t)streams * H, sizeof *hv), *cv = calloc((size_t)streams * H, sizeof *cv);
+    void *hv = calloc((size_t)streams * H, es), *cv = calloc((size_t)streams * H, es);
     double total = 0;
     int ok = hv && cv;
     for (size_t s = 0; ok && s + 1 < len; s += VAL_CHUNK)
@@ -491,13 +497,13 @@ static void sample_text(trainer *tr, ad_tape *t, int count)
     const model *m = tr->m;
     int64_t id = tr->c->ids[0];
     int was = ad_tape_set_grad_enabled(t, 0);
-    size_t H = (size_t)m->stack.hidden_size;
-    float *hv = calloc(H, sizeof *hv), *cv = calloc(H, sizeof *cv);
+    size_t H = (size_t)m->stack.hidden_size, es = ad_dtype_size(m->dtype);
+    void *hv = calloc(H, es), *cv = calloc(H, es);
     printf("--- sample (temperature %.2f) ---\n%c", tr->o->temperature, tr->c->chars[id]);
     for (int i = 0; i < count && hv && cv; i++) {
         ad_tape_reset(t);
-        nn_state h = {ad_from_data(t, AD_F32, ad_shape2(1, (int64_t)H), hv),
-                      m->stack.has_c ? ad_from_data(t, AD_F32, ad_shape2(1, (int64_t)H), cv) : NULL}, next;
+        nn_state h = {ad_from_data(t, m->dtype, ad_shape2(1, (int64_t)H), hv),
+                      m->stack.has_c ? ad_from_data(t, m->dtype, ad_shape2(1, (int64_t)H), cv) : NULL}, next;
         if (nn_cell_step(t, &m->stack, nn_embedding_forward(t, &m->emb, &id, 1), &h, &next) != AD_OK) break;
         ad_tensor *logits = nn_linear_forward(t, &m->head, top(t, m, next.h));
         ad_tensor *prob = ad_softmax(t, ad_mul_scalar(t, logits, 1.0 / tr->o->temperature), 1);
@@ -505,15 +511,15 @@ static void sample_text(trainer *tr, ad_tape *t, int count)
         double u = ad_rng_uniform(&tr->rng), acc = 0;
         id = tr->c->vocab - 1;
         for (int v = 0; v < tr->c->vocab; v++) {
-            acc += ad_tensor_f32(prob)[v];
+            acc += ad_tensor_get(prob, (size_t)v);
             if (u < acc) {
                 id = v;
                 break;
             }
         }
         putchar(tr->c->chars[id]);
-        memcpy(hv, ad_tensor_f32(next.h), H * sizeof *hv);
-        if (next.c) memcpy(cv, ad_tensor_f32(next.c), H * sizeof *cv);
+        memcpy(hv, ad_tensor_data(next.h), H * es);
+        if (next.c) memcpy(cv, ad_tensor_data(next.c), H * es);
     }
     printf("\n--- end of sample ---\n");
     free(hv), free(cv);
@@ -669,8 +675,8 @@ static int setup(trainer *tr, const options *o)
     nn_params_values(tr->m->ps, &n_params);
     printf("corpus %s: %zu characters (%zu for training, %zu held out for validation), vocabulary %d\n",
            o->data, c->n, c->n_train, c->n - c->n_train, c->vocab);
-    printf("model: %ld x %s(%ld), %zu parameters; TBPTT(%ld, %ld), batch %ld, %s lr %g\n", o->layers,
-           o->cell, o->hidden, n_params, o->seq, o->seq, o->batch, o->optim, o->lr);
+    printf("model: %ld x %s(%ld), %zu parameters (%s); TBPTT(%ld, %ld), batch %ld, %s lr %g\n", o->layers,
+           o->cell, o->hidden, n_params, o->dtype, o->seq, o->seq, o->batch, o->optim, o->lr);
     return tr->val_tape != NULL || (fprintf(stderr, "char_rnn: out of memory\n"), 0);
 }
 
