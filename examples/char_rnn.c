@@ -7,6 +7,11 @@
  *     ./build/char_rnn                          # 300 KB of Shakespeare, about a minute
  *     ./build/char_rnn --data ../shared/data/tinyshakespeare.txt --cell gru --steps 5000
  *     ./build/char_rnn --help
+ *
+ * In a build with UNROLL_WITH_MPI=ON it also trains data-parallel under
+ * mpirun (docs/distributed.md): --batch is the global batch, split over the
+ * ranks, and rank 0 alone prints, writes the CSV and the checkpoints.
+ *     mpirun -np 2 ./build-mpi/char_rnn --batch 16 --dtype f64
  */
 #define _POSIX_C_SOURCE 200809L
 #include <errno.h>
@@ -21,6 +26,9 @@
 #include <unistd.h>
 
 #include <unroll/nn/nn.h>
+#ifdef UNROLL_CHAR_RNN_MPI
+#include <unroll/nn/dist.h>
+#endif
 
 #ifndef UNROLL_EXAMPLE_DATA
 #define UNROLL_EXAMPLE_DATA "examples/data"
@@ -47,7 +55,8 @@ static void usage(FILE *out)
             "  --hidden N         hidden size, 1..4096 (default 128)\n"
             "  --layers N         stacked layers, 1..8 (default 1)\n"
             "  --seq N            truncation length k of TBPTT(k, k), 1..10000 (default 32)\n"
-            "  --batch N          parallel streams, 1..4096 (default 16)\n"
+            "  --batch N          parallel streams, 1..4096 (default 16); under mpirun the global\n"
+            "                     batch, a multiple of the rank count, split over the ranks\n"
             "  --steps N          optimizer updates in all, counting those before a resume (default 2500)\n"
             "  --optim NAME       sgd|adagrad|rmsprop|adam|adamw (default adam)\n"
             "  --lr X             learning rate, 0..10 (default 0.005)\n"
@@ -306,7 +315,80 @@ typedef struct trainer {
     long tokens;         /* characters trained on in this run */
     FILE *csv;
     int tty;
+    void *dist;          /* nn_dist * in an MPI build, else NULL */
+    int rank, ranks;     /* this process's rank and the rank count (0 and 1 without MPI) */
+    int64_t b0, nb;      /* this rank's streams [b0, b0 + nb) of the global batch */
+    int agreed;          /* a failure was already agreed on by every rank */
 } trainer;
+
+/* ---- the ranks: without MPI, one rank and every call a no-op ------------------------------- */
+
+/* Joins the ranks of mpirun; 0 (message printed) when MPI fails. */
+static int dist_start(trainer *tr)
+{
+    tr->ranks = 1;
+#ifdef UNROLL_CHAR_RNN_MPI
+    ad_error err;
+    if (!(tr->dist = nn_dist_new(&(nn_dist_options){.init = 1}, &err))) {
+        fprintf(stderr, "char_rnn: %s\n", err.msg);
+        return 0;
+    }
+    tr->rank = nn_dist_rank(tr->dist), tr->ranks = nn_dist_size(tr->dist);
+#endif
+    return 1;
+}
+
+static void dist_end(trainer *tr)
+{
+#ifdef UNROLL_CHAR_RNN_MPI
+    nn_dist_free(tr->dist);
+#endif
+    tr->dist = NULL;
+}
+
+/* Every rank passes its status and gets the lowest failing rank's (AD_OK when none failed). */
+static ad_status dist_agree(trainer *tr, ad_status st, ad_error *err)
+{
+#ifdef UNROLL_CHAR_RNN_MPI
+    if (tr->dist) {
+        st = nn_dist_agree(tr->dist, st, err);
+        if (st != AD_OK) tr->agreed = 1;
+    }
+#else
+    (void)tr, (void)err;
+#endif
+    return st;
+}
+
+/* Rank 0's weights and optimizer state on every rank, after a check that the models match. */
+static ad_status dist_sync(trainer *tr, ad_error *err)
+{
+#ifdef UNROLL_CHAR_RNN_MPI
+    if (tr->dist) {
+        ad_status st = nn_dist_check_params(tr->dist, tr->m->ps, err);
+        if (st == AD_OK) st = nn_dist_broadcast_params(tr->dist, tr->m->ps, err);
+        if (st == AD_OK) st = nn_dist_broadcast_optim(tr->dist, tr->opt, err);
+        return st;
+    }
+#else
+    (void)tr, (void)err;
+#endif
+    return AD_OK;
+}
+
+/* The gradients and the loss averaged over the ranks (each rank's loss is the mean over its streams). */
+static ad_status dist_average(trainer *tr, double *loss, ad_error *err)
+{
+#ifdef UNROLL_CHAR_RNN_MPI
+    if (tr->dist) {
+        ad_status st = nn_dist_average_grads(tr->dist, tr->m->ps, err);
+        return st == AD_OK ? nn_dist_average(tr->dist, loss, 1, err) : st;
+    }
+#else
+    (void)tr, (void)loss, (void)err;
+#endif
+    return AD_OK;
+}
 
 static double now(void)
 {
@@ -332,21 +414,21 @@ static ad_tensor *input_fn(ad_tape *t, int64_t step, void *vc)
 {
     trainer *tr = vc;
     int64_t ids[4096];
-    for (long b = 0; b < tr->o->batch; b++)
-        ids[b] = tr->c->ids[(size_t)b * tr->stream_len + tr->offset + (size_t)step];
-    return nn_embedding_forward(t, &tr->m->emb, ids, tr->o->batch);
+    for (int64_t b = 0; b < tr->nb; b++)
+        ids[b] = tr->c->ids[(size_t)(tr->b0 + b) * tr->stream_len + tr->offset + (size_t)step];
+    return nn_embedding_forward(t, &tr->m->emb, ids, tr->nb);
 }
 
 static ad_tensor *loss_fn(ad_tape *t, const nn_state *h, int64_t step, void *vc)
 {
     trainer *tr = vc;
     int64_t tg[4096];
-    for (long b = 0; b < tr->o->batch; b++)
-        tg[b] = tr->c->ids[(size_t)b * tr->stream_len + tr->offset + (size_t)step + 1];
+    for (int64_t b = 0; b < tr->nb; b++)
+        tg[b] = tr->c->ids[(size_t)(tr->b0 + b) * tr->stream_len + tr->offset + (size_t)step + 1];
     ad_tensor *logits = nn_linear_forward(t, &tr->m->head, top(t, tr->m, h->h));
     /* mean over the batch and the steps of a segment, so a pass's shorter last
      * segment reports (and steps with) a loss per character like the others */
-    return ad_mul_scalar(t, ad_cross_entropy(t, logits, tg, tr->o->batch, -1, AD_REDUCE_MEAN),
+    return ad_mul_scalar(t, ad_cross_entropy(t, logits, tg, tr->nb, -1, AD_REDUCE_MEAN),
                          1.0 / (double)segment_len(tr, step));
 }
 
@@ -465,6 +547,14 @@ static ad_status update_fn(int64_t segment, double loss, void *vc)
 {
     trainer *tr = vc;
     ad_error err;
+    /* every rank reaches this point or has failed: agree before the collectives of the average */
+    ad_status st = dist_agree(tr, AD_OK, &err);
+    if (st == AD_OK) st = dist_average(tr, &loss, &err);
+    if (st != AD_OK) {
+        fprintf(stderr, "\nchar_rnn: %s\n", err.msg);
+        tr->agreed = 1;
+        return st;
+    }
     if (tr->o->clip > 0 && nn_clip_grad_norm(tr->m->ps, tr->o->clip, NULL, &err) != AD_OK) {
         fprintf(stderr, "\nchar_rnn: step %ld skipped: %s\n", tr->step, err.msg);
         return AD_OK;
@@ -482,10 +572,10 @@ static ad_status update_fn(int64_t segment, double loss, void *vc)
     tr->loss_avg = tr->updates == 1 ? loss : 0.95 * tr->loss_avg + 0.05 * loss;
     long log_every = tr->o->steps >= 20 ? tr->o->steps / 20 : 1;
     int last = tr->step == tr->o->steps, validated = last || tr->step % tr->o->every == 0;
-    if (validated) tr->val_loss = validate(tr);
+    if (validated && tr->rank == 0) tr->val_loss = validate(tr); /* the same on every rank */
     report(tr, loss, validated || last || tr->step % log_every == 0, validated);
     /* the last update's checkpoint is written once, after the loop */
-    if (tr->o->checkpoint && !last && tr->step % tr->o->every == 0 && save_checkpoint(tr) != AD_OK)
+    if (tr->o->checkpoint && tr->rank == 0 && !last && tr->step % tr->o->every == 0 && save_checkpoint(tr) != AD_OK)
         return AD_ERR_IO;
     return tr->step >= tr->o->steps ? AD_ERR_STATE : AD_OK; /* AD_ERR_STATE here means: done */
 }
@@ -668,7 +758,7 @@ static int setup(trainer *tr, const options *o)
     }
     int resumed;
     if (!resume(tr, &resumed)) return 0;
-    if (o->csv && !(tr->csv = open_csv(o->csv, resumed, tr->step))) return 0;
+    if (o->csv && tr->rank == 0 && !(tr->csv = open_csv(o->csv, resumed, tr->step))) return 0;
     tr->val_tape = ad_tape_new(NULL);
     if (tr->val_tape) ad_tape_set_grad_enabled(tr->val_tape, 0);
     size_t n_params;
@@ -677,6 +767,8 @@ static int setup(trainer *tr, const options *o)
            o->data, c->n, c->n_train, c->n - c->n_train, c->vocab);
     printf("model: %ld x %s(%ld), %zu parameters (%s); TBPTT(%ld, %ld), batch %ld, %s lr %g\n", o->layers,
            o->cell, o->hidden, n_params, o->dtype, o->seq, o->seq, o->batch, o->optim, o->lr);
+    if (tr->ranks > 1)
+        printf("data-parallel: %d ranks, %lld streams each\n", tr->ranks, (long long)tr->nb);
     return tr->val_tape != NULL || (fprintf(stderr, "char_rnn: out of memory\n"), 0);
 }
 
@@ -691,7 +783,7 @@ static ad_status train(trainer *tr, ad_tape *t, ad_error *err)
     ad_status st = AD_OK;
     while (tr->step < o->steps && st == AD_OK) {
         tr->pass_steps = (int64_t)(tr->stream_len - 1 - tr->offset);
-        nn_tbptt_options to = {.k1 = (int)o->seq, .k2 = (int)o->seq, .steps = tr->pass_steps, .batch = o->batch};
+        nn_tbptt_options to = {.k1 = (int)o->seq, .k2 = (int)o->seq, .steps = tr->pass_steps, .batch = tr->nb};
         st = nn_tbptt_run(t, &tr->m->stack, tr->m->ps, &to, input_fn, loss_fn, update_fn, tr, err);
         if (st == AD_ERR_STATE && tr->step >= o->steps) st = AD_OK;
         tr->offset = 0;
@@ -704,6 +796,7 @@ static ad_status train(trainer *tr, ad_tape *t, ad_error *err)
 static void summary(trainer *tr)
 {
     char a[16], v[16];
+    if (tr->rank != 0) return;
     if (!tr->updates) {
         tr->val_loss = validate(tr);
         printf("nothing to train: at step %ld of --steps %ld; validation loss %s\n", tr->step, tr->o->steps,
@@ -726,27 +819,60 @@ int main(int argc, char **argv)
     if (r < 0) return 2;
     corpus c = {0};
     model m = {0};
-    trainer tr = {.o = &o, .c = &c, .m = &m, .tty = isatty(2), .val_loss = NAN};
+    trainer tr = {.o = &o, .c = &c, .m = &m, .val_loss = NAN, .nb = o.batch};
     ad_error err;
+    if (!dist_start(&tr)) return 1;
+    tr.tty = tr.rank == 0 && isatty(2);
+    if (tr.rank != 0 && !freopen("/dev/null", "w", stdout)) { /* rank 0 alone reports */
+        fprintf(stderr, "char_rnn: rank %d: cannot silence its output: %s\n", tr.rank, strerror(errno));
+        dist_end(&tr);
+        return 1;
+    }
+#ifdef UNROLL_CHAR_RNN_MPI
+    /* the same on every rank: a global batch the ranks cannot share fails everywhere */
+    if (tr.dist && nn_dist_shard(tr.dist, o.batch, &tr.b0, &tr.nb, &err) != AD_OK) {
+        fprintf(stderr, "char_rnn: --batch %ld: %s\n", o.batch, err.msg);
+        dist_end(&tr);
+        return 1;
+    }
+#endif
     /* A training loop that reads neither per-copy nor intermediate gradients:
      * the lean options save memory and time (docs/guide.md). */
     ad_tape_options tape_opts = {0};
     tape_opts.lean_copies = 1;
     tape_opts.release_grads = 1;
     ad_tape *t = NULL;
-    if (!setup(&tr, &o)) goto done;
-    if (!(t = ad_tape_new(&tape_opts))) {
+    /* each step that can fail on one rank alone ends with every rank agreeing on its status */
+    int ok = setup(&tr, &o);
+    if (ok && !(t = ad_tape_new(&tape_opts))) {
         fprintf(stderr, "char_rnn: out of memory\n");
+        ok = 0;
+    }
+    err = (ad_error){.code = ok ? AD_OK : AD_ERR_STATE};
+    if (!ok) snprintf(err.msg, sizeof err.msg, "it could not start: its message above says why");
+    if (dist_agree(&tr, err.code, &err) != AD_OK) {
+        if (ok) fprintf(stderr, "char_rnn: %s\n", err.msg); /* another rank's failure */
         goto done;
     }
-    tr.stream_len = c.n_train / (size_t)o.batch;
-    if (train(&tr, t, &err) != AD_OK) {
+    if (dist_sync(&tr, &err) != AD_OK) {
         fprintf(stderr, "char_rnn: %s\n", err.msg);
         goto done;
     }
+    tr.stream_len = c.n_train / (size_t)o.batch;
+    ad_status st = train(&tr, t, &err);
+    if (st != AD_OK && !tr.agreed) fprintf(stderr, "char_rnn: %s\n", err.msg);
+    if (!tr.agreed && dist_agree(&tr, st, &err) != AD_OK) {
+        if (st == AD_OK) fprintf(stderr, "char_rnn: %s\n", err.msg);
+        goto done;
+    }
+    if (st != AD_OK) goto done;
     summary(&tr);
-    if (o.checkpoint && tr.updates && save_checkpoint(&tr) != AD_OK) goto done;
-    if (o.sample > 0) sample_text(&tr, t, (int)o.sample);
+    st = o.checkpoint && tr.updates && tr.rank == 0 ? save_checkpoint(&tr) : AD_OK;
+    if (dist_agree(&tr, st, &err) != AD_OK) {
+        if (st == AD_OK) fprintf(stderr, "char_rnn: %s\n", err.msg);
+        goto done;
+    }
+    if (o.sample > 0 && tr.rank == 0) sample_text(&tr, t, (int)o.sample);
     status = 0;
 done:
     if (tr.csv && fclose(tr.csv) != 0 && status == 0) {
@@ -759,5 +885,6 @@ done:
     nn_optim_free(tr.opt);
     nn_params_free(m.ps);
     free(c.ids);
+    dist_end(&tr);
     return status;
 }
