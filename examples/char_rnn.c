@@ -319,6 +319,9 @@ typedef struct trainer {
     int rank, ranks;     /* this process's rank and the rank count (0 and 1 without MPI) */
     int64_t b0, nb;      /* this rank's streams [b0, b0 + nb) of the global batch */
     int agreed;          /* a failure was already agreed on by every rank */
+    double *carry;       /* [2, batch, W]: h then c of every stream after the latest segment (this
+                          * rank's rows; all rows after carry_gather); W = the stacked state width */
+    const double *h0, *c0; /* the first pass's initial state after a resume (this rank's rows), or NULL */
 } trainer;
 
 /* ---- the ranks: without MPI, one rank and every call a no-op ------------------------------- */
@@ -376,6 +379,29 @@ static ad_status dist_sync(trainer *tr, ad_error *err)
     return AD_OK;
 }
 
+/* Every stream's carried state in tr->carry on every rank: each rank's rows
+ * with the others zero, summed in rank order (exact: one term is not zero)
+ * by nn_dist_average and scaled back by the rank count (exact for 2^k ranks,
+ * within one rounding otherwise). Collective. */
+static ad_status carry_gather(trainer *tr, ad_error *err)
+{
+#ifdef UNROLL_CHAR_RNN_MPI
+    if (tr->dist && tr->ranks > 1) {
+        size_t W = (size_t)tr->m->stack.hidden_size, B = (size_t)tr->o->batch, n = 2 * B * W;
+        for (size_t half = 0; half < 2; half++)
+            for (size_t b = 0; b < B; b++)
+                if ((int64_t)b < tr->b0 || (int64_t)b >= tr->b0 + tr->nb)
+                    memset(tr->carry + (half * B + b) * W, 0, W * sizeof *tr->carry);
+        ad_status st = nn_dist_average(tr->dist, tr->carry, n, err);
+        for (size_t i = 0; st == AD_OK && i < n; i++) tr->carry[i] *= (double)tr->ranks;
+        return st;
+    }
+#else
+    (void)tr, (void)err;
+#endif
+    return AD_OK;
+}
+
 /* The gradients and the loss averaged over the ranks (each rank's loss is the mean over its streams). */
 static ad_status dist_average(trainer *tr, double *loss, ad_error *err)
 {
@@ -425,6 +451,13 @@ static ad_tensor *loss_fn(ad_tape *t, const nn_state *h, int64_t step, void *vc)
     int64_t tg[4096];
     for (int64_t b = 0; b < tr->nb; b++)
         tg[b] = tr->c->ids[(size_t)(tr->b0 + b) * tr->stream_len + tr->offset + (size_t)step + 1];
+    if ((step + 1) % tr->o->seq == 0 || step + 1 == tr->pass_steps) { /* the state the next segment starts from */
+        size_t W = (size_t)tr->m->stack.hidden_size, B = (size_t)tr->o->batch, row0 = (size_t)tr->b0 * W;
+        for (size_t i = 0; i < (size_t)tr->nb * W; i++) {
+            tr->carry[row0 + i] = ad_tensor_get(h->h, i);
+            if (h->c) tr->carry[B * W + row0 + i] = ad_tensor_get(h->c, i);
+        }
+    }
     ad_tensor *logits = nn_linear_forward(t, &tr->m->head, top(t, tr->m, h->h));
     /* mean over the batch and the steps of a segment, so a pass's shorter last
      * segment reports (and steps with) a loss per character like the others */
@@ -510,9 +543,37 @@ static void progress(trainer *tr, int force)
     fflush(stderr);
 }
 
+/* Where the streams' carried state of checkpoint `path` goes. */
+static void carry_path(const char *path, char *out, size_t size)
+{
+    snprintf(out, size, "%s.carry.safetensors", path);
+}
+
+/* Rank 0, after carry_gather: the carried state (PATH.carry.safetensors, with
+ * its step, written before the checkpoint), then the checkpoint, each atomically. */
 static ad_status save_checkpoint(trainer *tr)
 {
     ad_error err;
+    size_t W = (size_t)tr->m->stack.hidden_size, B = (size_t)tr->o->batch;
+    char path[4096], step[32];
+    carry_path(tr->o->checkpoint, path, sizeof path);
+    snprintf(step, sizeof step, "%ld", tr->step);
+    const char *meta[] = {"step", step};
+    ad_tensor *h = ad_tensor_new(AD_F64, ad_shape2((int64_t)B, (int64_t)W), &err), *c = NULL;
+    if (h && tr->m->stack.has_c) c = ad_tensor_new(AD_F64, ad_shape2((int64_t)B, (int64_t)W), &err);
+    ad_status st = h && (c || !tr->m->stack.has_c) ? AD_OK : err.code;
+    if (st == AD_OK) {
+        memcpy(ad_tensor_f64(h), tr->carry, B * W * sizeof *tr->carry);
+        if (c) memcpy(ad_tensor_f64(c), tr->carry + B * W, B * W * sizeof *tr->carry);
+        nn_safetensors_entry e[] = {{.name = "h", .tensor = h}, {.name = "c", .tensor = c}};
+        st = nn_safetensors_save(path, e, c ? 2 : 1, meta, 1, &err);
+    }
+    ad_tensor_free(h);
+    ad_tensor_free(c);
+    if (st != AD_OK) {
+        fprintf(stderr, "\nchar_rnn: %s\n", err.msg);
+        return st;
+    }
     nn_train_state ts = {.step = tr->step, .rng = tr->rng, .has_rng = 1};
     if (nn_checkpoint_save(tr->o->checkpoint, tr->m->ps, tr->opt, &ts, &err) != AD_OK) {
         fprintf(stderr, "\nchar_rnn: %s\n", err.msg);
@@ -575,8 +636,14 @@ static ad_status update_fn(int64_t segment, double loss, void *vc)
     if (validated && tr->rank == 0) tr->val_loss = validate(tr); /* the same on every rank */
     report(tr, loss, validated || last || tr->step % log_every == 0, validated);
     /* the last update's checkpoint is written once, after the loop */
-    if (tr->o->checkpoint && tr->rank == 0 && !last && tr->step % tr->o->every == 0 && save_checkpoint(tr) != AD_OK)
-        return AD_ERR_IO;
+    if (tr->o->checkpoint && !last && tr->step % tr->o->every == 0) {
+        if ((st = carry_gather(tr, &err)) != AD_OK) {
+            fprintf(stderr, "\nchar_rnn: %s\n", err.msg);
+            tr->agreed = 1; /* a collective: every rank failed it */
+            return st;
+        }
+        if (tr->rank == 0 && save_checkpoint(tr) != AD_OK) return AD_ERR_IO;
+    }
     return tr->step >= tr->o->steps ? AD_ERR_STATE : AD_OK; /* AD_ERR_STATE here means: done */
 }
 
@@ -708,6 +775,40 @@ static nn_optim_kind optim_kind(const char *name)
     return NN_OPTIM_ADAM; /* parse_args let nothing else through */
 }
 
+/* The carried state of the resumed checkpoint's step into tr->carry (every
+ * row), so the first pass continues each stream from where it stopped; when
+ * the file is missing or is not of that step and batch, a note says the
+ * streams restart from zero. */
+static void load_carry(trainer *tr)
+{
+    char path[4096];
+    carry_path(tr->o->checkpoint, path, sizeof path);
+    size_t W = (size_t)tr->m->stack.hidden_size, B = (size_t)tr->o->batch;
+    ad_error err;
+    nn_safetensors *f = nn_safetensors_open(path, &err);
+    const char *step = f ? nn_safetensors_metadata(f, "step") : NULL;
+    long ih = f ? nn_safetensors_find(f, "h") : -1, ic = f ? nn_safetensors_find(f, "c") : -1;
+    char want[32];
+    snprintf(want, sizeof want, "%ld", tr->step);
+    ad_tensor *h = NULL, *c = NULL;
+    int ok = step && !strcmp(step, want) && ih >= 0 && (ic >= 0) == tr->m->stack.has_c &&
+             (h = nn_safetensors_tensor(f, (size_t)ih, AD_F64, &err)) != NULL &&
+             (ic < 0 || (c = nn_safetensors_tensor(f, (size_t)ic, AD_F64, &err)) != NULL) &&
+             ad_tensor_numel(h) == B * W && (!c || ad_tensor_numel(c) == B * W);
+    if (ok) {
+        memcpy(tr->carry, ad_tensor_f64(h), B * W * sizeof *tr->carry);
+        if (c) memcpy(tr->carry + B * W, ad_tensor_f64(c), B * W * sizeof *tr->carry);
+        tr->h0 = tr->carry + (size_t)tr->b0 * W;
+        tr->c0 = c ? tr->carry + B * W + (size_t)tr->b0 * W : NULL;
+    } else {
+        printf("note: no carried state of step %ld and batch %zu in %s: the streams restart from zero\n",
+               tr->step, B, path);
+    }
+    ad_tensor_free(h);
+    ad_tensor_free(c);
+    nn_safetensors_free(f);
+}
+
 /* Loads the checkpoint when asked to; 0 (message printed) when the run cannot go on. */
 static int resume(trainer *tr, int *resumed)
 {
@@ -732,6 +833,7 @@ static int resume(trainer *tr, int *resumed)
     if (ts.has_rng) tr->rng = ts.rng;
     *resumed = 1;
     printf("resumed from %s at step %ld\n", o->checkpoint, tr->step);
+    load_carry(tr);
     return 1;
 }
 
@@ -754,6 +856,11 @@ static int setup(trainer *tr, const options *o)
     tr->opt = nn_optim_new(tr->m->ps, &cfg, &err);
     if (!tr->opt) {
         fprintf(stderr, "char_rnn: %s\n", err.msg);
+        return 0;
+    }
+    tr->carry = calloc(2 * (size_t)o->batch * (size_t)tr->m->stack.hidden_size, sizeof *tr->carry);
+    if (!tr->carry) {
+        fprintf(stderr, "char_rnn: out of memory\n");
         return 0;
     }
     int resumed;
@@ -783,10 +890,13 @@ static ad_status train(trainer *tr, ad_tape *t, ad_error *err)
     ad_status st = AD_OK;
     while (tr->step < o->steps && st == AD_OK) {
         tr->pass_steps = (int64_t)(tr->stream_len - 1 - tr->offset);
-        nn_tbptt_options to = {.k1 = (int)o->seq, .k2 = (int)o->seq, .steps = tr->pass_steps, .batch = tr->nb};
+        /* a pass starts from zero; a resumed one from the streams' carried state */
+        nn_tbptt_options to = {.k1 = (int)o->seq, .k2 = (int)o->seq, .steps = tr->pass_steps, .batch = tr->nb,
+                               .h0 = tr->offset ? tr->h0 : NULL, .c0 = tr->offset ? tr->c0 : NULL};
         st = nn_tbptt_run(t, &tr->m->stack, tr->m->ps, &to, input_fn, loss_fn, update_fn, tr, err);
         if (st == AD_ERR_STATE && tr->step >= o->steps) st = AD_OK;
         tr->offset = 0;
+        tr->h0 = tr->c0 = NULL;
     }
     if (tr->tty && tr->updates) fputc('\n', stderr);
     return st;
@@ -867,7 +977,9 @@ int main(int argc, char **argv)
     }
     if (st != AD_OK) goto done;
     summary(&tr);
-    st = o.checkpoint && tr.updates && tr.rank == 0 ? save_checkpoint(&tr) : AD_OK;
+    st = o.checkpoint && tr.updates ? carry_gather(&tr, &err) : AD_OK;
+    if (st != AD_OK) fprintf(stderr, "char_rnn: %s\n", err.msg);
+    else if (o.checkpoint && tr.updates && tr.rank == 0) st = save_checkpoint(&tr);
     if (dist_agree(&tr, st, &err) != AD_OK) {
         if (st == AD_OK) fprintf(stderr, "char_rnn: %s\n", err.msg);
         goto done;
@@ -885,6 +997,7 @@ done:
     nn_optim_free(tr.opt);
     nn_params_free(m.ps);
     free(c.ids);
+    free(tr.carry);
     dist_end(&tr);
     return status;
 }
