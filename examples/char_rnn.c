@@ -8,6 +8,11 @@
  *     ./build/char_rnn                          # 300 KB of Shakespeare, about a minute
  *     ./build/char_rnn --data ../shared/data/tinyshakespeare.txt --cell gru --steps 5000
  *     ./build/char_rnn --help
+ *
+ * In a build with UNROLL_WITH_MPI=ON it also trains data-parallel under
+ * mpirun (docs/distributed.md): --batch is the global batch, split over the
+ * ranks, and rank 0 alone prints, writes the CSV and the checkpoints.
+ *     mpirun -np 2 ./build-mpi/char_rnn --batch 16 --dtype f64
  */
 #define _POSIX_C_SOURCE 200809L
 #include <errno.h>
@@ -20,6 +25,9 @@
 #include <unistd.h>
 
 #include <unroll/nn/nn.h>
+#ifdef UNROLL_CHAR_RNN_MPI
+#include <unroll/nn/dist.h>
+#endif
 
 #ifndef UNROLL_EXAMPLE_DATA
 #define UNROLL_EXAMPLE_DATA "examples/data"
@@ -28,7 +36,7 @@
 enum { RESUME_NO, RESUME_IF_PRESENT, RESUME_REQUIRED };
 
 typedef struct options {
-    const char *data, *cell, *optim, *checkpoint, *csv, *grad_flow;
+    const char *data, *cell, *optim, *checkpoint, *csv, *grad_flow, *dtype;
     long hidden, layers, seq, batch, every, sample, steps, seed;
     double lr, clip, temperature;
     int resume;
@@ -40,10 +48,12 @@ static void usage(FILE *out)
             "usage: char_rnn [options]\n"
             "  --data PATH        text file to train on (default: the shipped Shakespeare excerpt)\n"
             "  --cell rnn|lstm|gru  recurrent cell (default lstm)\n"
+            "  --dtype f32|f64    parameter and activation precision (default f32)\n"
             "  --hidden N         hidden size, 1..4096 (default 128)\n"
             "  --layers N         stacked layers, 1..8 (default 1)\n"
             "  --seq N            truncation length k of TBPTT(k, k), 1..10000 (default 32)\n"
-            "  --batch N          parallel streams, 1..4096 (default 16)\n"
+            "  --batch N          parallel streams, 1..4096 (default 16); under mpirun the global\n"
+            "                     batch, a multiple of the rank count, split over the ranks\n"
             "  --steps N          optimizer updates in all, counting those before a resume (default 2500)\n"
             "  --optim NAME       sgd|adagrad|rmsprop|adam|adamw (default adam)\n"
             "  --lr X             learning rate, 0..10 (default 0.005)\n"
@@ -80,6 +90,7 @@ static const opt_def opt_defs[] = {
     OPT("--data", OPT_PATH, 0, 0, NULL, data),
     OPT("--cell", OPT_CHOICE, 0, 0, "rnn|lstm|gru", cell),
     OPT("--optim", OPT_CHOICE, 0, 0, "sgd|adagrad|rmsprop|adam|adamw", optim),
+    OPT("--dtype", OPT_CHOICE, 0, 0, "f32|f64", dtype),
     OPT("--checkpoint", OPT_PATH, 0, 0, NULL, checkpoint),
     OPT("--csv", OPT_PATH, 0, 0, NULL, csv),
     OPT("--grad-flow", OPT_PATH, 0, 0, NULL, grad_flow),
@@ -141,7 +152,7 @@ static int set_option(options *o, const opt_def *d, const char *v)
 /* Returns 0 on success, 1 for --help, -1 with a one-line message printed on bad arguments. */
 static int parse_args(int argc, char **argv, options *o)
 {
-    *o = (options){.data = UNROLL_EXAMPLE_DATA "/shakespeare.txt", .cell = "lstm", .optim = "adam",
+    *o = (options){.data = UNROLL_EXAMPLE_DATA "/shakespeare.txt", .cell = "lstm", .optim = "adam", .dtype = "f32",
                    .hidden = 128, .layers = 1, .seq = 32, .batch = 16, .every = 250, .sample = 300,
                    .steps = 2500, .seed = 1, .lr = 0.005, .clip = 5.0, .temperature = 0.8};
     for (int i = 1; i < argc; i++) {
@@ -220,6 +231,7 @@ static int load_corpus(const char *path, corpus *c)
 
 typedef struct model {
     nn_params *ps;
+    ad_dtype dtype; /* of the parameters and of every activation */
     nn_embedding emb;
     nn_cell layers[8];
     int n_layers, hidden;
@@ -251,7 +263,8 @@ static int build_model(model *m, const options *o, int vocab, ad_rng *rng)
                         : !strcmp(o->cell, "gru") ? NN_CELL_GRU : NN_CELL_LSTM;
     int hidden = (int)o->hidden, emb = hidden < 64 ? hidden : 64;
     memset(m, 0, sizeof *m);
-    m->ps = nn_params_new(AD_F32, &err);
+    m->dtype = !strcmp(o->dtype, "f64") ? AD_F64 : AD_F32;
+    m->ps = nn_params_new(m->dtype, &err);
     m->n_layers = (int)o->layers;
     m->hidden = hidden;
     int ok = m->ps && nn_embedding_create(&m->emb, m->ps, "emb", vocab, emb, &err) == AD_OK;
@@ -303,7 +316,106 @@ typedef struct trainer {
     int tty;
     ad_tape *tape;       /* --grad-flow: the training tape and the states of the current segment */
     nn_state *flow_h;
+    void *dist;          /* nn_dist * in an MPI build, else NULL */
+    int rank, ranks;     /* this process's rank and the rank count (0 and 1 without MPI) */
+    int64_t b0, nb;      /* this rank's streams [b0, b0 + nb) of the global batch */
+    int agreed;          /* a failure was already agreed on by every rank */
+    double *carry;       /* [2, batch, W]: h then c of every stream after the latest segment (this
+                          * rank's rows; all rows after carry_gather); W = the stacked state width */
+    const double *h0, *c0; /* the first pass's initial state after a resume (this rank's rows), or NULL */
 } trainer;
+
+/* ---- the ranks: without MPI, one rank and every call a no-op ------------------------------- */
+
+/* Joins the ranks of mpirun; 0 (message printed) when MPI fails. */
+static int dist_start(trainer *tr)
+{
+    tr->ranks = 1;
+#ifdef UNROLL_CHAR_RNN_MPI
+    ad_error err;
+    if (!(tr->dist = nn_dist_new(&(nn_dist_options){.init = 1}, &err))) {
+        fprintf(stderr, "char_rnn: %s\n", err.msg);
+        return 0;
+    }
+    tr->rank = nn_dist_rank(tr->dist), tr->ranks = nn_dist_size(tr->dist);
+#endif
+    return 1;
+}
+
+static void dist_end(trainer *tr)
+{
+#ifdef UNROLL_CHAR_RNN_MPI
+    nn_dist_free(tr->dist);
+#endif
+    tr->dist = NULL;
+}
+
+/* Every rank passes its status and gets the lowest failing rank's (AD_OK when none failed). */
+static ad_status dist_agree(trainer *tr, ad_status st, ad_error *err)
+{
+#ifdef UNROLL_CHAR_RNN_MPI
+    if (tr->dist) {
+        st = nn_dist_agree(tr->dist, st, err);
+        if (st != AD_OK) tr->agreed = 1;
+    }
+#else
+    (void)tr, (void)err;
+#endif
+    return st;
+}
+
+/* Rank 0's weights and optimizer state on every rank, after a check that the models match. */
+static ad_status dist_sync(trainer *tr, ad_error *err)
+{
+#ifdef UNROLL_CHAR_RNN_MPI
+    if (tr->dist) {
+        ad_status st = nn_dist_check_params(tr->dist, tr->m->ps, err);
+        if (st == AD_OK) st = nn_dist_broadcast_params(tr->dist, tr->m->ps, err);
+        if (st == AD_OK) st = nn_dist_broadcast_optim(tr->dist, tr->opt, err);
+        return st;
+    }
+#else
+    (void)tr, (void)err;
+#endif
+    return AD_OK;
+}
+
+/* Every stream's carried state in tr->carry on every rank: each rank's rows
+ * with the others zero, summed in rank order (exact: one term is not zero)
+ * by nn_dist_average and scaled back by the rank count (exact for 2^k ranks,
+ * within one rounding otherwise). Collective. */
+static ad_status carry_gather(trainer *tr, ad_error *err)
+{
+#ifdef UNROLL_CHAR_RNN_MPI
+    if (tr->dist && tr->ranks > 1) {
+        size_t W = (size_t)tr->m->stack.hidden_size, B = (size_t)tr->o->batch, n = 2 * B * W;
+        for (size_t half = 0; half < 2; half++)
+            for (size_t b = 0; b < B; b++)
+                if ((int64_t)b < tr->b0 || (int64_t)b >= tr->b0 + tr->nb)
+                    memset(tr->carry + (half * B + b) * W, 0, W * sizeof *tr->carry);
+        ad_status st = nn_dist_average(tr->dist, tr->carry, n, err);
+        for (size_t i = 0; st == AD_OK && i < n; i++) tr->carry[i] *= (double)tr->ranks;
+        return st;
+    }
+#else
+    (void)tr, (void)err;
+#endif
+    return AD_OK;
+}
+
+/* The gradients and the loss averaged over the ranks (each rank's loss is the mean over its streams). */
+static ad_status dist_average(trainer *tr, double *loss, ad_error *err)
+{
+#ifdef UNROLL_CHAR_RNN_MPI
+    if (tr->dist) {
+        ad_status st = nn_dist_average_grads(tr->dist, tr->m->ps, err);
+        return st == AD_OK ? nn_dist_average(tr->dist, loss, 1, err) : st;
+    }
+#else
+    (void)tr, (void)loss, (void)err;
+#endif
+    return AD_OK;
+}
 
 static double now(void)
 {
@@ -329,9 +441,9 @@ static ad_tensor *input_fn(ad_tape *t, int64_t step, void *vc)
 {
     trainer *tr = vc;
     int64_t ids[4096];
-    for (long b = 0; b < tr->o->batch; b++)
-        ids[b] = tr->c->ids[(size_t)b * tr->stream_len + tr->offset + (size_t)step];
-    return nn_embedding_forward(t, &tr->m->emb, ids, tr->o->batch);
+    for (int64_t b = 0; b < tr->nb; b++)
+        ids[b] = tr->c->ids[(size_t)(tr->b0 + b) * tr->stream_len + tr->offset + (size_t)step];
+    return nn_embedding_forward(t, &tr->m->emb, ids, tr->nb);
 }
 
 static ad_tensor *loss_fn(ad_tape *t, const nn_state *h, int64_t step, void *vc)
@@ -339,26 +451,34 @@ static ad_tensor *loss_fn(ad_tape *t, const nn_state *h, int64_t step, void *vc)
     trainer *tr = vc;
     int64_t tg[4096];
     if (tr->flow_h) tr->tape = t, tr->flow_h[step % tr->o->seq] = *h;
-    for (long b = 0; b < tr->o->batch; b++)
-        tg[b] = tr->c->ids[(size_t)b * tr->stream_len + tr->offset + (size_t)step + 1];
+    for (int64_t b = 0; b < tr->nb; b++)
+        tg[b] = tr->c->ids[(size_t)(tr->b0 + b) * tr->stream_len + tr->offset + (size_t)step + 1];
+    if ((step + 1) % tr->o->seq == 0 || step + 1 == tr->pass_steps) { /* the state the next segment starts from */
+        size_t W = (size_t)tr->m->stack.hidden_size, B = (size_t)tr->o->batch, row0 = (size_t)tr->b0 * W;
+        for (size_t i = 0; i < (size_t)tr->nb * W; i++) {
+            tr->carry[row0 + i] = ad_tensor_get(h->h, i);
+            if (h->c) tr->carry[B * W + row0 + i] = ad_tensor_get(h->c, i);
+        }
+    }
     ad_tensor *logits = nn_linear_forward(t, &tr->m->head, top(t, tr->m, h->h));
     /* mean over the batch and the steps of a segment, so a pass's shorter last
      * segment reports (and steps with) a loss per character like the others */
-    return ad_mul_scalar(t, ad_cross_entropy(t, logits, tg, tr->o->batch, -1, AD_REDUCE_MEAN),
+    return ad_mul_scalar(t, ad_cross_entropy(t, logits, tg, tr->nb, -1, AD_REDUCE_MEAN),
                          1.0 / (double)segment_len(tr, step));
 }
 
 /* Sums the cross-entropy of `steps` steps of `streams` held-out streams of `len`
  * characters from position s, the state carried in hv/cv; 0 on a tape error. */
-static int validate_chunk(trainer *tr, size_t s, size_t steps, int streams, size_t len, float *hv,
-                          float *cv, double *total)
+static int validate_chunk(trainer *tr, size_t s, size_t steps, int streams, size_t len, void *hv,
+                          void *cv, double *total)
 {
     ad_tape *t = tr->val_tape;
     const corpus *c = tr->c;
     int64_t H = tr->m->stack.hidden_size;
     ad_tape_reset(t);
-    nn_state h = {ad_from_data(t, AD_F32, ad_shape2(streams, H), hv),
-                  tr->m->stack.has_c ? ad_from_data(t, AD_F32, ad_shape2(streams, H), cv) : NULL};
+    ad_dtype dt = tr->m->dtype;
+    nn_state h = {ad_from_data(t, dt, ad_shape2(streams, H), hv),
+                  tr->m->stack.has_c ? ad_from_data(t, dt, ad_shape2(streams, H), cv) : NULL};
     for (size_t k = s; k < s + steps; k++) {
         int64_t ids[VAL_STREAMS], tg[VAL_STREAMS];
         for (int b = 0; b < streams; b++) {
@@ -374,8 +494,9 @@ static int validate_chunk(trainer *tr, size_t s, size_t steps, int streams, size
         if (!l) return 0;
         *total += ad_tensor_item(l);
     }
-    memcpy(hv, ad_tensor_f32(h.h), (size_t)streams * (size_t)H * sizeof *hv);
-    if (h.c) memcpy(cv, ad_tensor_f32(h.c), (size_t)streams * (size_t)H * sizeof *cv);
+    size_t bytes = (size_t)streams * (size_t)H * ad_dtype_size(dt);
+    memcpy(hv, ad_tensor_data(h.h), bytes);
+    if (h.c) memcpy(cv, ad_tensor_data(h.c), bytes);
     return 1;
 }
 
@@ -387,9 +508,9 @@ static double validate(trainer *tr)
     double t0 = now();
     size_t n = tr->c->n - tr->c->n_train;
     int streams = n / 512 < 1 ? 1 : n / 512 > VAL_STREAMS ? VAL_STREAMS : (int)(n / 512);
-    size_t len = n / (size_t)streams, H = (size_t)tr->m->stack.hidden_size;
+    size_t len = n / (size_t)streams, H = (size_t)tr->m->stack.hidden_size, es = ad_dtype_size(tr->m->dtype);
     if (len < 2 || !tr->val_tape) return NAN;
-    float *hv = calloc((size_t)streams * H, sizeof *hv), *cv = calloc((size_t)streams * H, sizeof *cv);
+    void *hv = calloc((size_t)streams * H, es), *cv = calloc((size_t)streams * H, es);
     double total = 0;
     int ok = hv && cv;
     for (size_t s = 0; ok && s + 1 < len; s += VAL_CHUNK)
@@ -424,9 +545,37 @@ static void progress(trainer *tr, int force)
     fflush(stderr);
 }
 
+/* Where the streams' carried state of checkpoint `path` goes. */
+static void carry_path(const char *path, char *out, size_t size)
+{
+    snprintf(out, size, "%s.carry.safetensors", path);
+}
+
+/* Rank 0, after carry_gather: the carried state (PATH.carry.safetensors, with
+ * its step, written before the checkpoint), then the checkpoint, each atomically. */
 static ad_status save_checkpoint(trainer *tr)
 {
     ad_error err;
+    size_t W = (size_t)tr->m->stack.hidden_size, B = (size_t)tr->o->batch;
+    char path[4096], step[32];
+    carry_path(tr->o->checkpoint, path, sizeof path);
+    snprintf(step, sizeof step, "%ld", tr->step);
+    const char *meta[] = {"step", step};
+    ad_tensor *h = ad_tensor_new(AD_F64, ad_shape2((int64_t)B, (int64_t)W), &err), *c = NULL;
+    if (h && tr->m->stack.has_c) c = ad_tensor_new(AD_F64, ad_shape2((int64_t)B, (int64_t)W), &err);
+    ad_status st = h && (c || !tr->m->stack.has_c) ? AD_OK : err.code;
+    if (st == AD_OK) {
+        memcpy(ad_tensor_f64(h), tr->carry, B * W * sizeof *tr->carry);
+        if (c) memcpy(ad_tensor_f64(c), tr->carry + B * W, B * W * sizeof *tr->carry);
+        nn_safetensors_entry e[] = {{.name = "h", .tensor = h}, {.name = "c", .tensor = c}};
+        st = nn_safetensors_save(path, e, c ? 2 : 1, meta, 1, &err);
+    }
+    ad_tensor_free(h);
+    ad_tensor_free(c);
+    if (st != AD_OK) {
+        fprintf(stderr, "\nchar_rnn: %s\n", err.msg);
+        return st;
+    }
     nn_train_state ts = {.step = tr->step, .rng = tr->rng, .has_rng = 1};
     if (nn_checkpoint_save(tr->o->checkpoint, tr->m->ps, tr->opt, &ts, &err) != AD_OK) {
         fprintf(stderr, "\nchar_rnn: %s\n", err.msg);
@@ -481,7 +630,15 @@ static ad_status update_fn(int64_t segment, double loss, void *vc)
 {
     trainer *tr = vc;
     ad_error err;
-    if (tr->flow_h && tr->step + 1 == tr->o->steps) draw_grad_flow(tr, segment);
+    if (tr->flow_h && tr->rank == 0 && tr->step + 1 == tr->o->steps) draw_grad_flow(tr, segment);
+    /* every rank reaches this point or has failed: agree before the collectives of the average */
+    ad_status st = dist_agree(tr, AD_OK, &err);
+    if (st == AD_OK) st = dist_average(tr, &loss, &err);
+    if (st != AD_OK) {
+        fprintf(stderr, "\nchar_rnn: %s\n", err.msg);
+        tr->agreed = 1;
+        return st;
+    }
     if (tr->o->clip > 0 && nn_clip_grad_norm(tr->m->ps, tr->o->clip, NULL, &err) != AD_OK) {
         fprintf(stderr, "\nchar_rnn: step %ld skipped: %s\n", tr->step, err.msg);
         return AD_OK;
@@ -499,11 +656,17 @@ static ad_status update_fn(int64_t segment, double loss, void *vc)
     tr->loss_avg = tr->updates == 1 ? loss : 0.95 * tr->loss_avg + 0.05 * loss;
     long log_every = tr->o->steps >= 20 ? tr->o->steps / 20 : 1;
     int last = tr->step == tr->o->steps, validated = last || tr->step % tr->o->every == 0;
-    if (validated) tr->val_loss = validate(tr);
+    if (validated && tr->rank == 0) tr->val_loss = validate(tr); /* the same on every rank */
     report(tr, loss, validated || last || tr->step % log_every == 0, validated);
     /* the last update's checkpoint is written once, after the loop */
-    if (tr->o->checkpoint && !last && tr->step % tr->o->every == 0 && save_checkpoint(tr) != AD_OK)
-        return AD_ERR_IO;
+    if (tr->o->checkpoint && !last && tr->step % tr->o->every == 0) {
+        if ((st = carry_gather(tr, &err)) != AD_OK) {
+            fprintf(stderr, "\nchar_rnn: %s\n", err.msg);
+            tr->agreed = 1; /* a collective: every rank failed it */
+            return st;
+        }
+        if (tr->rank == 0 && save_checkpoint(tr) != AD_OK) return AD_ERR_IO;
+    }
     return tr->step >= tr->o->steps ? AD_ERR_STATE : AD_OK; /* AD_ERR_STATE here means: done */
 }
 
@@ -514,13 +677,13 @@ static void sample_text(trainer *tr, ad_tape *t, int count)
     const model *m = tr->m;
     int64_t id = tr->c->ids[0];
     int was = ad_tape_set_grad_enabled(t, 0);
-    size_t H = (size_t)m->stack.hidden_size;
-    float *hv = calloc(H, sizeof *hv), *cv = calloc(H, sizeof *cv);
+    size_t H = (size_t)m->stack.hidden_size, es = ad_dtype_size(m->dtype);
+    void *hv = calloc(H, es), *cv = calloc(H, es);
     printf("--- sample (temperature %.2f) ---\n%c", tr->o->temperature, tr->c->chars[id]);
     for (int i = 0; i < count && hv && cv; i++) {
         ad_tape_reset(t);
-        nn_state h = {ad_from_data(t, AD_F32, ad_shape2(1, (int64_t)H), hv),
-                      m->stack.has_c ? ad_from_data(t, AD_F32, ad_shape2(1, (int64_t)H), cv) : NULL}, next;
+        nn_state h = {ad_from_data(t, m->dtype, ad_shape2(1, (int64_t)H), hv),
+                      m->stack.has_c ? ad_from_data(t, m->dtype, ad_shape2(1, (int64_t)H), cv) : NULL}, next;
         if (nn_cell_step(t, &m->stack, nn_embedding_forward(t, &m->emb, &id, 1), &h, &next) != AD_OK) break;
         ad_tensor *logits = nn_linear_forward(t, &m->head, top(t, m, next.h));
         ad_tensor *prob = ad_softmax(t, ad_mul_scalar(t, logits, 1.0 / tr->o->temperature), 1);
@@ -528,15 +691,15 @@ static void sample_text(trainer *tr, ad_tape *t, int count)
         double u = ad_rng_uniform(&tr->rng), acc = 0;
         id = tr->c->vocab - 1;
         for (int v = 0; v < tr->c->vocab; v++) {
-            acc += ad_tensor_f32(prob)[v];
+            acc += ad_tensor_get(prob, (size_t)v);
             if (u < acc) {
                 id = v;
                 break;
             }
         }
         putchar(tr->c->chars[id]);
-        memcpy(hv, ad_tensor_f32(next.h), H * sizeof *hv);
-        if (next.c) memcpy(cv, ad_tensor_f32(next.c), H * sizeof *cv);
+        memcpy(hv, ad_tensor_data(next.h), H * es);
+        if (next.c) memcpy(cv, ad_tensor_data(next.c), H * es);
     }
     printf("\n--- end of sample ---\n");
     free(hv), free(cv);
@@ -619,6 +782,40 @@ static nn_optim_kind optim_kind(const char *name)
     return NN_OPTIM_ADAM; /* parse_args let nothing else through */
 }
 
+/* The carried state of the resumed checkpoint's step into tr->carry (every
+ * row), so the first pass continues each stream from where it stopped; when
+ * the file is missing or is not of that step and batch, a note says the
+ * streams restart from zero. */
+static void load_carry(trainer *tr)
+{
+    char path[4096];
+    carry_path(tr->o->checkpoint, path, sizeof path);
+    size_t W = (size_t)tr->m->stack.hidden_size, B = (size_t)tr->o->batch;
+    ad_error err;
+    nn_safetensors *f = nn_safetensors_open(path, &err);
+    const char *step = f ? nn_safetensors_metadata(f, "step") : NULL;
+    long ih = f ? nn_safetensors_find(f, "h") : -1, ic = f ? nn_safetensors_find(f, "c") : -1;
+    char want[32];
+    snprintf(want, sizeof want, "%ld", tr->step);
+    ad_tensor *h = NULL, *c = NULL;
+    int ok = step && !strcmp(step, want) && ih >= 0 && (ic >= 0) == tr->m->stack.has_c &&
+             (h = nn_safetensors_tensor(f, (size_t)ih, AD_F64, &err)) != NULL &&
+             (ic < 0 || (c = nn_safetensors_tensor(f, (size_t)ic, AD_F64, &err)) != NULL) &&
+             ad_tensor_numel(h) == B * W && (!c || ad_tensor_numel(c) == B * W);
+    if (ok) {
+        memcpy(tr->carry, ad_tensor_f64(h), B * W * sizeof *tr->carry);
+        if (c) memcpy(tr->carry + B * W, ad_tensor_f64(c), B * W * sizeof *tr->carry);
+        tr->h0 = tr->carry + (size_t)tr->b0 * W;
+        tr->c0 = c ? tr->carry + B * W + (size_t)tr->b0 * W : NULL;
+    } else {
+        printf("note: no carried state of step %ld and batch %zu in %s: the streams restart from zero\n",
+               tr->step, B, path);
+    }
+    ad_tensor_free(h);
+    ad_tensor_free(c);
+    nn_safetensors_free(f);
+}
+
 /* Loads the checkpoint when asked to; 0 (message printed) when the run cannot go on. */
 static int resume(trainer *tr, int *resumed)
 {
@@ -643,6 +840,7 @@ static int resume(trainer *tr, int *resumed)
     if (ts.has_rng) tr->rng = ts.rng;
     *resumed = 1;
     printf("resumed from %s at step %ld\n", o->checkpoint, tr->step);
+    load_carry(tr);
     return 1;
 }
 
@@ -667,17 +865,24 @@ static int setup(trainer *tr, const options *o)
         fprintf(stderr, "char_rnn: %s\n", err.msg);
         return 0;
     }
+    tr->carry = calloc(2 * (size_t)o->batch * (size_t)tr->m->stack.hidden_size, sizeof *tr->carry);
+    if (!tr->carry) {
+        fprintf(stderr, "char_rnn: out of memory\n");
+        return 0;
+    }
     int resumed;
     if (!resume(tr, &resumed)) return 0;
-    if (o->csv && !(tr->csv = open_csv(o->csv, resumed, tr->step))) return 0;
+    if (o->csv && tr->rank == 0 && !(tr->csv = open_csv(o->csv, resumed, tr->step))) return 0;
     tr->val_tape = ad_tape_new(NULL);
     if (tr->val_tape) ad_tape_set_grad_enabled(tr->val_tape, 0);
     size_t n_params;
     nn_params_values(tr->m->ps, &n_params);
     printf("corpus %s: %zu characters (%zu for training, %zu held out for validation), vocabulary %d\n",
            o->data, c->n, c->n_train, c->n - c->n_train, c->vocab);
-    printf("model: %ld x %s(%ld), %zu parameters; TBPTT(%ld, %ld), batch %ld, %s lr %g\n", o->layers,
-           o->cell, o->hidden, n_params, o->seq, o->seq, o->batch, o->optim, o->lr);
+    printf("model: %ld x %s(%ld), %zu parameters (%s); TBPTT(%ld, %ld), batch %ld, %s lr %g\n", o->layers,
+           o->cell, o->hidden, n_params, o->dtype, o->seq, o->seq, o->batch, o->optim, o->lr);
+    if (tr->ranks > 1)
+        printf("data-parallel: %d ranks, %lld streams each\n", tr->ranks, (long long)tr->nb);
     return tr->val_tape != NULL || (fprintf(stderr, "char_rnn: out of memory\n"), 0);
 }
 
@@ -692,10 +897,13 @@ static ad_status train(trainer *tr, ad_tape *t, ad_error *err)
     ad_status st = AD_OK;
     while (tr->step < o->steps && st == AD_OK) {
         tr->pass_steps = (int64_t)(tr->stream_len - 1 - tr->offset);
-        nn_tbptt_options to = {.k1 = (int)o->seq, .k2 = (int)o->seq, .steps = tr->pass_steps, .batch = o->batch};
+        /* a pass starts from zero; a resumed one from the streams' carried state */
+        nn_tbptt_options to = {.k1 = (int)o->seq, .k2 = (int)o->seq, .steps = tr->pass_steps, .batch = tr->nb,
+                               .h0 = tr->offset ? tr->h0 : NULL, .c0 = tr->offset ? tr->c0 : NULL};
         st = nn_tbptt_run(t, &tr->m->stack, tr->m->ps, &to, input_fn, loss_fn, update_fn, tr, err);
         if (st == AD_ERR_STATE && tr->step >= o->steps) st = AD_OK;
         tr->offset = 0;
+        tr->h0 = tr->c0 = NULL;
     }
     if (tr->tty && tr->updates) fputc('\n', stderr);
     return st;
@@ -705,6 +913,7 @@ static ad_status train(trainer *tr, ad_tape *t, ad_error *err)
 static void summary(trainer *tr)
 {
     char a[16], v[16];
+    if (tr->rank != 0) return;
     if (!tr->updates) {
         tr->val_loss = validate(tr);
         printf("nothing to train: at step %ld of --steps %ld; validation loss %s\n", tr->step, tr->o->steps,
@@ -727,31 +936,66 @@ int main(int argc, char **argv)
     if (r < 0) return 2;
     corpus c = {0};
     model m = {0};
-    trainer tr = {.o = &o, .c = &c, .m = &m, .tty = isatty(2), .val_loss = NAN};
+    trainer tr = {.o = &o, .c = &c, .m = &m, .val_loss = NAN, .nb = o.batch};
     ad_error err;
+    if (!dist_start(&tr)) return 1;
+    tr.tty = tr.rank == 0 && isatty(2);
+    if (tr.rank != 0 && !freopen("/dev/null", "w", stdout)) { /* rank 0 alone reports */
+        fprintf(stderr, "char_rnn: rank %d: cannot silence its output: %s\n", tr.rank, strerror(errno));
+        dist_end(&tr);
+        return 1;
+    }
+#ifdef UNROLL_CHAR_RNN_MPI
+    /* the same on every rank: a global batch the ranks cannot share fails everywhere */
+    if (tr.dist && nn_dist_shard(tr.dist, o.batch, &tr.b0, &tr.nb, &err) != AD_OK) {
+        fprintf(stderr, "char_rnn: --batch %ld: %s\n", o.batch, err.msg);
+        dist_end(&tr);
+        return 1;
+    }
+#endif
     /* A training loop that reads neither per-copy nor intermediate gradients:
      * the lean options save memory and time (docs/guide.md). */
     ad_tape_options tape_opts = {0};
     tape_opts.lean_copies = 1;
     tape_opts.release_grads = 1;
     ad_tape *t = NULL;
-    if (!setup(&tr, &o)) goto done;
-    if (!(t = ad_tape_new(&tape_opts))) {
+    /* each step that can fail on one rank alone ends with every rank agreeing on its status */
+    int ok = setup(&tr, &o);
+    if (ok && !(t = ad_tape_new(&tape_opts))) {
         fprintf(stderr, "char_rnn: out of memory\n");
+        ok = 0;
+    }
+    err = (ad_error){.code = ok ? AD_OK : AD_ERR_STATE};
+    if (!ok) snprintf(err.msg, sizeof err.msg, "it could not start: its message above says why");
+    if (dist_agree(&tr, err.code, &err) != AD_OK) {
+        if (ok) fprintf(stderr, "char_rnn: %s\n", err.msg); /* another rank's failure */
         goto done;
     }
-    tr.stream_len = c.n_train / (size_t)o.batch;
+    if (dist_sync(&tr, &err) != AD_OK) {
+        fprintf(stderr, "char_rnn: %s\n", err.msg);
+        goto done;
+    }
     if (o.grad_flow && !(tr.flow_h = calloc((size_t)o.seq, sizeof *tr.flow_h))) {
         fprintf(stderr, "char_rnn: out of memory\n");
         goto done;
     }
-    if (train(&tr, t, &err) != AD_OK) {
-        fprintf(stderr, "char_rnn: %s\n", err.msg);
+    tr.stream_len = c.n_train / (size_t)o.batch;
+    ad_status st = train(&tr, t, &err);
+    if (st != AD_OK && !tr.agreed) fprintf(stderr, "char_rnn: %s\n", err.msg);
+    if (!tr.agreed && dist_agree(&tr, st, &err) != AD_OK) {
+        if (st == AD_OK) fprintf(stderr, "char_rnn: %s\n", err.msg);
         goto done;
     }
+    if (st != AD_OK) goto done;
     summary(&tr);
-    if (o.checkpoint && tr.updates && save_checkpoint(&tr) != AD_OK) goto done;
-    if (o.sample > 0) sample_text(&tr, t, (int)o.sample);
+    st = o.checkpoint && tr.updates ? carry_gather(&tr, &err) : AD_OK;
+    if (st != AD_OK) fprintf(stderr, "char_rnn: %s\n", err.msg);
+    else if (o.checkpoint && tr.updates && tr.rank == 0) st = save_checkpoint(&tr);
+    if (dist_agree(&tr, st, &err) != AD_OK) {
+        if (st == AD_OK) fprintf(stderr, "char_rnn: %s\n", err.msg);
+        goto done;
+    }
+    if (o.sample > 0 && tr.rank == 0) sample_text(&tr, t, (int)o.sample);
     status = 0;
 done:
     if (tr.csv && fclose(tr.csv) != 0 && status == 0) {
@@ -765,5 +1009,7 @@ done:
     nn_optim_free(tr.opt);
     nn_params_free(m.ps);
     free(c.ids);
+    free(tr.carry);
+    dist_end(&tr);
     return status;
 }
