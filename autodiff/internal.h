@@ -107,6 +107,7 @@ typedef enum ad__op {
     AD_OP_ADDMM,
     AD_OP_RNN_CELL,
     AD_OP_LAYER_NORM,
+    AD_OP_CHECKPOINT, /* checkpoint.c */
     AD_OP_COUNT
 } ad__op;
 
@@ -273,6 +274,7 @@ struct ad_tape {
     void **tangents;
     size_t n_tangents;
     int tangent_k;
+    ad_tape *scratch; /* where checkpointed regions run (checkpoint.c), made on first use */
     char msg[AD__MSG_SIZE];
 };
 
@@ -531,6 +533,7 @@ AD__DECLARE_SHAPE(cell)
 AD__DECLARE_SHAPE(addmm)
 AD__DECLARE_SHAPE(rnn_cell)
 AD__DECLARE_SHAPE(layer_norm)
+AD__DECLARE_SHAPE(checkpoint)
 
 AD__DECLARE_OP(leaf)
 AD__DECLARE_OP(param)
@@ -573,5 +576,6 @@ AD__DECLARE_OP(lstm_cell_output)
 AD__DECLARE_OP(gru_cell)
 AD__DECLARE_OP(addmm)
 AD__DECLARE_OP(rnn_cell)
+AD__DECLARE_OP(checkpoint)
 
 #endif

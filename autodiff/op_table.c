@@ -62,4 +62,5 @@ const ad__op_def ad__ops[AD_OP_COUNT] = {
     ROW(AD_OP_ADDMM,           "addmm",           3, addmm,         addmm, IN0 | IN1),
     ROW(AD_OP_RNN_CELL,        "rnn_cell",        2, rnn_cell,      rnn_cell, OUT),
     ROW(AD_OP_LAYER_NORM,      "layer_norm",      1, layer_norm,    layer_norm, OUT),
+    ROW(AD_OP_CHECKPOINT,      "checkpoint",     -1, checkpoint,    checkpoint, AD__KEEPS_ALL_IN),
 };

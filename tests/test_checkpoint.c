@@ -1,0 +1,310 @@
+/*
+ * test_checkpoint.c - checkpointed regions (ad_checkpoint): gradients equal
+ * the plainly recorded computation's, the recomputed forward is
+ * bit-identical, dropout masks come back from the saved RNG state, regions
+ * nest, and errors (at the first run or only at recomputation) are clear
+ * tape errors with nothing leaked.
+ */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <string.h>
+
+#include <unroll/nn/nn.h>
+#include "testsupport.h"
+
+enum { B = 3, I = 4, H = 5 };
+
+/* ---- (a) an MLP region: y = tanh(x W1) W2, with dropout when ctx says ---- */
+
+typedef struct mlp {
+    ad_param *w1, *w2;
+    ad_rng *rng; /* dropout's generator, or NULL */
+    int fail;    /* 1: the region returns an error */
+    int calls;
+} mlp;
+
+static ad_status mlp_fn(ad_tape *t, void *ctx, ad_tensor *const *in, int n_in, ad_tensor **out, int n_out)
+{
+    (void)n_in;
+    (void)n_out;
+    mlp *m = ctx;
+    m->calls++;
+    if (m->fail) return AD_ERR_ARG;
+    ad_tensor *h = ad_tanh(t, ad_matmul(t, in[0], ad_use(t, m->w1), 0));
+    if (m->rng) h = ad_dropout(t, h, 0.3, 1, m->rng);
+    out[0] = ad_matmul(t, h, ad_use(t, m->w2), 0);
+    return ad_tape_status(t);
+}
+
+/* Two checkpointed MLP layers in a row, or the same recorded plainly; the
+ * loss is sum(y^2). Fills the gradients of x, w1 and w2 and returns the
+ * forward outputs' data copied into y. */
+static void mlp_run(int ckpt, int nested, mlp *m, const double *xd, double *y, double *gx)
+{
+    ad_tape *t = ad_tape_new(NULL);
+    ad_param_zero_grad(m->w1);
+    ad_param_zero_grad(m->w2);
+    ad_tensor *x = ad_variable(t, AD_F64, ad_shape2(B, I), xd);
+    ad_tensor *cur = x;
+    for (int l = 0; l < 2; l++) {
+        ad_tensor *o[1];
+        if (ckpt) {
+            ad_checkpoint_options co = {.rng = m->rng, .label = "layer"};
+            cr_assert_eq(ad_checkpoint(t, mlp_fn, m, &cur, 1, o, 1, &co), AD_OK, "%s", ad_tape_message(t));
+        } else {
+            cr_assert_eq(mlp_fn(t, m, &cur, 1, o, 1), AD_OK);
+        }
+        cur = ad_reshape(t, o[0], ad_shape2(B, I));
+        (void)nested;
+    }
+    memcpy(y, ad_tensor_f64(cur), sizeof(double) * B * I);
+    ad_tensor *loss = ad_sum(t, ad_mul(t, cur, cur), AD_AXIS_ALL, 0);
+    cr_assert_eq(ad_backward(t, loss, NULL), AD_OK, "%s", ad_tape_message(t));
+    memcpy(gx, ad_tensor_grad_f64(x), sizeof(double) * B * I);
+    ad_tape_free(t);
+}
+
+static void make_mlp(mlp *m)
+{
+    memset(m, 0, sizeof *m);
+    m->w1 = ad_param_new("w1", AD_F64, ad_shape2(I, H), NULL);
+    m->w2 = ad_param_new("w2", AD_F64, ad_shape2(H, I), NULL);
+    ts_fill_uniform(ad_tensor_f64(ad_param_value(m->w1)), I * H, 1, -0.8, 0.8);
+    ts_fill_uniform(ad_tensor_f64(ad_param_value(m->w2)), H * I, 2, -0.8, 0.8);
+}
+
+static void free_mlp(mlp *m)
+{
+    ad_param_free(m->w1);
+    ad_param_free(m->w2);
+}
+
+static void expect_close(const double *a, const double *b, size_t n, const char *what)
+{
+    for (size_t i = 0; i < n; i++)
+        cr_assert(ts_rel_diff(a[i], b[i]) <= 1e-12, "%s[%zu]: %.17g vs %.17g", what, i, a[i], b[i]);
+}
+
+static void compare_mlp(ad_rng *rng)
+{
+    long before = ts_live_allocs();
+    mlp m;
+    make_mlp(&m);
+    double xd[B * I], y0[B * I], y1[B * I], g0[B * I], g1[B * I], w1p[I * H], w2p[H * I];
+    ts_fill_uniform(xd, B * I, 3, -1, 1);
+    ad_rng start = {0};
+    if (rng) start = *rng, m.rng = rng;
+    mlp_run(0, 0, &m, xd, y0, g0);
+    memcpy(w1p, ad_tensor_f64(ad_param_grad(m.w1)), sizeof w1p);
+    memcpy(w2p, ad_tensor_f64(ad_param_grad(m.w2)), sizeof w2p);
+    if (rng) *rng = start;
+    m.calls = 0;
+    mlp_run(1, 0, &m, xd, y1, g1);
+    cr_assert_eq(m.calls, 4, "two regions, each run twice (forward, recomputation): %d", m.calls);
+    cr_assert_eq(memcmp(y0, y1, sizeof y0), 0, "the checkpointed forward is bit-identical");
+    expect_close(g0, g1, B * I, "dL/dx");
+    expect_close(w1p, ad_tensor_f64(ad_param_grad(m.w1)), I * H, "dL/dw1");
+    expect_close(w2p, ad_tensor_f64(ad_param_grad(m.w2)), H * I, "dL/dw2");
+    free_mlp(&m);
+    cr_assert_eq(ts_live_allocs(), before, "no leak");
+}
+
+Test(checkpoint, mlp_region_equals_plain) { compare_mlp(NULL); }
+
+Test(checkpoint, dropout_mask_reproduced_from_rng)
+{
+    ad_rng rng;
+    ad_rng_seed(&rng, 42, 7);
+    compare_mlp(&rng);
+}
+
+/* ---- (b) an Elman / LSTM / GRU segment of a few steps through nn cells ---- */
+
+enum { SEG = 4, T = 12 };
+
+typedef struct seg {
+    const nn_cell *cell;
+    ad_tensor **xs; /* the steps' inputs, on the outer tape */
+    int t0, lstm;
+} seg;
+
+/* inputs: h (and c); outputs: the segment's last h (and c) */
+static ad_status seg_fn(ad_tape *t, void *ctx, ad_tensor *const *in, int n_in, ad_tensor **out, int n_out)
+{
+    (void)n_in;
+    (void)n_out;
+    seg *s = ctx;
+    nn_state st = {in[0], s->lstm ? in[1] : NULL};
+    for (int k = 0; k < SEG; k++) {
+        nn_state next;
+        ad_tensor *x = ad_constant(t, s->xs[s->t0 + k]);
+        ad_status rc = nn_builtin_step(t, s->cell, x, &st, &next);
+        if (rc != AD_OK) return rc;
+        st = next;
+    }
+    out[0] = st.h;
+    if (s->lstm) out[1] = st.c;
+    return ad_tape_status(t);
+}
+
+static void cell_run(nn_cell_kind kind, int ckpt, double *grads, size_t *n_grads, double *hout, size_t *bytes)
+{
+    nn_params *ps = nn_params_new(AD_F64, NULL);
+    nn_cell cell;
+    cr_assert_eq(nn_cell_create(&cell, ps, "c", &(nn_cell_options){.kind = kind, .input_size = I, .hidden_size = H},
+                                NULL),
+                 AD_OK);
+    ad_rng rng;
+    ad_rng_seed(&rng, 5, 1);
+    nn_cell_init_pytorch(&cell, &rng);
+    ad_tape *t = ad_tape_new(NULL);
+    ad_tensor *xs[T];
+    for (int k = 0; k < T; k++) xs[k] = ad_rand_normal(t, &rng, AD_F64, ad_shape2(B, I), 0, 1);
+    int lstm = kind == NN_CELL_LSTM;
+    double h0d[B * H];
+    ts_fill_uniform(h0d, B * H, 9, -0.5, 0.5);
+    ad_tensor *h = ad_variable(t, AD_F64, ad_shape2(B, H), h0d);
+    ad_tensor *c = lstm ? ad_variable(t, AD_F64, ad_shape2(B, H), h0d) : NULL;
+    ad_tensor *h0 = h, *c0 = c;
+    seg segs[T / SEG];
+    for (int g = 0; g < T / SEG; g++) {
+        segs[g] = (seg){&cell, xs, g * SEG, lstm};
+        ad_tensor *in[2] = {h, c}, *out[2] = {NULL, NULL};
+        if (ckpt)
+            cr_assert_eq(ad_checkpoint(t, seg_fn, &segs[g], in, 1 + lstm, out, 1 + lstm, NULL), AD_OK, "%s",
+                         ad_tape_message(t));
+        else
+            cr_assert_eq(seg_fn(t, &segs[g], in, 1 + lstm, out, 1 + lstm), AD_OK);
+        h = out[0], c = out[1];
+    }
+    if (bytes) *bytes = ad_tape_bytes_used(t);
+    memcpy(hout, ad_tensor_f64(h), sizeof(double) * B * H);
+    ad_tensor *loss = ad_sum(t, ad_tanh(t, h), AD_AXIS_ALL, 0);
+    if (lstm) loss = ad_add(t, loss, ad_sum(t, ad_mul(t, c, c), AD_AXIS_ALL, 0));
+    cr_assert_eq(ad_backward(t, loss, NULL), AD_OK, "%s", ad_tape_message(t));
+    size_t n = 0;
+    for (int i = 0; i < B * H; i++) grads[n++] = ad_tensor_grad_f64(h0)[i];
+    if (lstm)
+        for (int i = 0; i < B * H; i++) grads[n++] = ad_tensor_grad_f64(c0)[i];
+    for (size_t p = 0; p < nn_params_count(ps); p++) {
+        ad_param *w = nn_params_at(ps, p);
+        for (size_t i = 0; i < ad_tensor_numel(ad_param_grad(w)); i++) grads[n++] = ad_tensor_f64(ad_param_grad(w))[i];
+    }
+    *n_grads = n;
+    ad_tape_free(t);
+    nn_params_free(ps);
+}
+
+static void compare_cell(nn_cell_kind kind)
+{
+    long before = ts_live_allocs();
+    static double g0[4096], g1[4096];
+    double h0[B * H], h1[B * H];
+    size_t n0, n1;
+    cell_run(kind, 0, g0, &n0, h0, NULL);
+    cell_run(kind, 1, g1, &n1, h1, NULL);
+    cr_assert_eq(n0, n1);
+    cr_assert_eq(memcmp(h0, h1, sizeof h0), 0, "the checkpointed forward is bit-identical");
+    expect_close(g0, g1, n0, "gradient");
+    cr_assert_eq(ts_live_allocs(), before, "no leak");
+}
+
+Test(checkpoint, elman_segments_equal_plain) { compare_cell(NN_CELL_RNN_TANH); }
+Test(checkpoint, lstm_segments_equal_plain) { compare_cell(NN_CELL_LSTM); }
+Test(checkpoint, gru_segments_equal_plain) { compare_cell(NN_CELL_GRU); }
+
+/* ---- memory: a T=200 Elman unroll in checkpointed segments ---- */
+
+Test(checkpoint, segments_keep_fewer_bytes)
+{
+    /* cell_run's segments are SEG steps; the plain tape keeps every step */
+    static double g[4096];
+    double h[B * H];
+    size_t n, plain, ck;
+    cell_run(NN_CELL_RNN_TANH, 0, g, &n, h, &plain);
+    cell_run(NN_CELL_RNN_TANH, 1, g, &n, h, &ck);
+    cr_assert(ck < plain, "checkpointed %zu bytes, plain %zu", ck, plain);
+}
+
+/* ---- errors ---- */
+
+static ad_status ident_fn(ad_tape *t, void *ctx, ad_tensor *const *in, int n_in, ad_tensor **out, int n_out)
+{
+    (void)ctx, (void)n_in, (void)n_out;
+    out[0] = ad_tanh(t, in[0]);
+    return ad_tape_status(t);
+}
+
+Test(checkpoint, bad_arguments)
+{
+    long before = ts_live_allocs();
+    ad_tensor *out[1];
+    cr_assert_eq(ad_checkpoint(NULL, ident_fn, NULL, NULL, 1, out, 1, NULL), AD_ERR_NULL);
+    ad_tape *t = ad_tape_new(NULL);
+    ad_tensor *x = ad_ones(t, AD_F64, ad_shape1(3));
+    cr_assert_eq(ad_checkpoint(t, NULL, NULL, &x, 1, out, 1, NULL), AD_ERR_NULL);
+    cr_assert(strstr(ad_tape_message(t), "fn is NULL"));
+    ad_tape_reset(t);
+    x = ad_ones(t, AD_F64, ad_shape1(3));
+    cr_assert_eq(ad_checkpoint(t, ident_fn, NULL, NULL, 1, out, 1, NULL), AD_ERR_NULL);
+    ad_tape_reset(t);
+    x = ad_ones(t, AD_F64, ad_shape1(3));
+    cr_assert_eq(ad_checkpoint(t, ident_fn, NULL, &x, 1, out, 0, NULL), AD_ERR_EMPTY);
+    cr_assert(strstr(ad_tape_message(t), "n_out"));
+    ad_tape_reset(t);
+    ad_tensor *nul = NULL;
+    cr_assert_eq(ad_checkpoint(t, ident_fn, NULL, &nul, 1, out, 1, NULL), AD_ERR_NULL);
+    cr_assert(strstr(ad_tape_message(t), "input 0 is NULL"));
+    ad_tape_free(t);
+    cr_assert_eq(ts_live_allocs(), before, "no leak");
+}
+
+Test(checkpoint, region_error_at_first_run)
+{
+    long before = ts_live_allocs();
+    mlp m;
+    make_mlp(&m);
+    m.fail = 1;
+    ad_tape *t = ad_tape_new(NULL);
+    ad_tensor *x = ad_ones(t, AD_F64, ad_shape2(B, I)), *out[1];
+    cr_assert_eq(ad_checkpoint(t, mlp_fn, &m, &x, 1, out, 1, NULL), AD_ERR_ARG);
+    cr_assert(strstr(ad_tape_message(t), "checkpoint: the region returned"), "%s", ad_tape_message(t));
+    ad_tape_free(t);
+    free_mlp(&m);
+    cr_assert_eq(ts_live_allocs(), before, "no leak");
+}
+
+Test(checkpoint, region_error_only_at_recomputation)
+{
+    long before = ts_live_allocs();
+    mlp m;
+    make_mlp(&m);
+    ad_tape *t = ad_tape_new(NULL);
+    double xd[B * I];
+    ts_fill_uniform(xd, B * I, 3, -1, 1);
+    ad_tensor *x = ad_variable(t, AD_F64, ad_shape2(B, I), xd), *out[1];
+    cr_assert_eq(ad_checkpoint(t, mlp_fn, &m, &x, 1, out, 1, &(ad_checkpoint_options){.label = "seg 3"}), AD_OK);
+    m.fail = 1; /* the context changed before backward */
+    ad_status st = ad_backward(t, ad_sum(t, out[0], AD_AXIS_ALL, 0), NULL);
+    cr_assert_eq(st, AD_ERR_ARG);
+    cr_assert(strstr(ad_tape_message(t), "checkpoint: the region returned"), "%s", ad_tape_message(t));
+    ad_tape_free(t);
+    free_mlp(&m);
+    cr_assert_eq(ts_live_allocs(), before, "no leak");
+}
+
+Test(checkpoint, no_grad_runs_the_region_on_the_tape)
+{
+    long before = ts_live_allocs();
+    mlp m;
+    make_mlp(&m);
+    ad_tape *t = ad_tape_new(NULL);
+    ad_tape_set_grad_enabled(t, 0);
+    ad_tensor *x = ad_ones(t, AD_F64, ad_shape2(B, I)), *out[1];
+    cr_assert_eq(ad_checkpoint(t, mlp_fn, &m, &x, 1, out, 1, NULL), AD_OK);
+    cr_assert_eq(m.calls, 1);
+    cr_assert_eq(ad_tensor_shape(out[0]).dim[1], I);
+    ad_tape_free(t);
+    free_mlp(&m);
+    cr_assert_eq(ts_live_allocs(), before, "no leak");
+}
