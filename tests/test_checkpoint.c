@@ -308,3 +308,68 @@ Test(checkpoint, no_grad_runs_the_region_on_the_tape)
     free_mlp(&m);
     cr_assert_eq(ts_live_allocs(), before, "no leak");
 }
+
+/* ---- (e) nested regions: a region whose body is itself checkpointed ---- */
+
+static ad_status outer_fn(ad_tape *t, void *ctx, ad_tensor *const *in, int n_in, ad_tensor **out, int n_out)
+{
+    (void)n_in, (void)n_out;
+    ad_tensor *o[1];
+    ad_status st = ad_checkpoint(t, mlp_fn, ctx, in, 1, o, 1, NULL);
+    if (st != AD_OK) return st;
+    out[0] = ad_sigmoid(t, o[0]);
+    return ad_tape_status(t);
+}
+
+Test(checkpoint, nested_regions_equal_plain)
+{
+    long before = ts_live_allocs();
+    mlp m;
+    make_mlp(&m);
+    double xd[B * I], y[2][B * I], gx[2][B * I], gw[2][I * H];
+    ts_fill_uniform(xd, B * I, 3, -1, 1);
+    for (int ck = 0; ck < 2; ck++) {
+        ad_param_zero_grad(m.w1);
+        ad_param_zero_grad(m.w2);
+        ad_tape *t = ad_tape_new(NULL);
+        ad_tensor *x = ad_variable(t, AD_F64, ad_shape2(B, I), xd), *o[1];
+        if (ck) cr_assert_eq(ad_checkpoint(t, outer_fn, &m, &x, 1, o, 1, NULL), AD_OK, "%s", ad_tape_message(t));
+        else {
+            cr_assert_eq(mlp_fn(t, &m, &x, 1, o, 1), AD_OK);
+            o[0] = ad_sigmoid(t, o[0]);
+        }
+        memcpy(y[ck], ad_tensor_f64(o[0]), sizeof y[ck]);
+        cr_assert_eq(ad_backward(t, ad_sum(t, ad_mul(t, o[0], o[0]), AD_AXIS_ALL, 0), NULL), AD_OK, "%s",
+                     ad_tape_message(t));
+        memcpy(gx[ck], ad_tensor_grad_f64(x), sizeof gx[ck]);
+        memcpy(gw[ck], ad_tensor_f64(ad_param_grad(m.w1)), sizeof gw[ck]);
+        ad_tape_free(t);
+    }
+    cr_assert_eq(memcmp(y[0], y[1], sizeof y[0]), 0, "bit-identical forward");
+    expect_close(gx[0], gx[1], B * I, "dL/dx");
+    expect_close(gw[0], gw[1], I * H, "dL/dw1");
+    free_mlp(&m);
+    cr_assert_eq(ts_live_allocs(), before, "no leak");
+}
+
+/* ---- anomaly mode: a NaN inside the region names the region's label ---- */
+
+static ad_status log_fn(ad_tape *t, void *ctx, ad_tensor *const *in, int n_in, ad_tensor **out, int n_out)
+{
+    (void)ctx, (void)n_in, (void)n_out;
+    out[0] = ad_log(t, in[0]);
+    return ad_tape_status(t);
+}
+
+Test(checkpoint, anomaly_names_the_step)
+{
+    long before = ts_live_allocs();
+    ad_tape *t = ad_tape_new(&(ad_tape_options){.anomaly = 1});
+    ad_tensor *x = ad_full(t, AD_F64, ad_shape1(3), -1.0), *out[1];
+    cr_assert_neq(ad_checkpoint(t, log_fn, NULL, &x, 1, out, 1, &(ad_checkpoint_options){.label = "seg t=7"}),
+                  AD_OK);
+    cr_assert(strstr(ad_tape_message(t), "log"), "%s", ad_tape_message(t));
+    cr_assert(strstr(ad_tape_message(t), "seg t=7"), "%s", ad_tape_message(t));
+    ad_tape_free(t);
+    cr_assert_eq(ts_live_allocs(), before, "no leak");
+}
