@@ -48,7 +48,7 @@ static ad_tape *scratch_of(ad_tape *t)
 }
 
 /* Runs the region on s from the tape's inputs; outputs in c->tmp. */
-static ad_status run_region(ad_tape *t, ad_tape *s, ad__ckpt *c, ad_tensor **sin)
+static ad_status run_region(ad_tape *t, ad_tape *s, ad__ckpt *c, ad_tensor **sin, const char *when)
 {
     ad_tape_set_label(s, c->label);
     for (int i = 0; i < c->n_in; i++) {
@@ -61,9 +61,9 @@ static ad_status run_region(ad_tape *t, ad_tape *s, ad__ckpt *c, ad_tensor **sin
     ad_status st = s->status;
     if (st == AD_OK) st = c->fn(s, c->ctx, sin, c->n_in, c->tmp, c->n_out);
     if (s->status != AD_OK)
-        return ad__fail(t, s->status, "checkpoint: region failed: %s", s->msg);
+        return ad__fail(t, s->status, "checkpoint: region failed (%s): %s", when, s->msg);
     if (st != AD_OK)
-        return ad__fail(t, st, "checkpoint: the region returned %s", ad_status_name(st));
+        return ad__fail(t, st, "checkpoint: the region returned %s (%s)", ad_status_name(st), when);
     for (int k = 0; k < c->n_out; k++) {
         ad_tensor *y = c->tmp[k];
         if (!y) return ad__fail(t, AD_ERR_NULL, "checkpoint: the region left output %d NULL", k);
@@ -118,7 +118,7 @@ ad_status ad_checkpoint(ad_tape *t, ad_checkpoint_fn fn, void *ctx, ad_tensor *c
     if (!sin) return t->status;
     /* The first run records nothing that needs a gradient on s. */
     s->grad_enabled = 0;
-    ad_status st = run_region(t, s, c, sin);
+    ad_status st = run_region(t, s, c, sin, "first run");
     if (st != AD_OK) {
         ad_tape_reset(s);
         return st;
@@ -168,7 +168,7 @@ void ad__checkpoint_bwd(ad_tape *t, ad_node *n)
     ad_rng now;
     if (c->rng) now = *c->rng, *c->rng = c->rng_state;
     s->grad_enabled = 1;
-    ad_status st = run_region(t, s, c, sin);
+    ad_status st = run_region(t, s, c, sin, "recomputation");
     if (c->rng) *c->rng = now;
     if (st != AD_OK) {
         ad_tape_reset(s);
