@@ -39,9 +39,11 @@ static ad_status mlp_fn(ad_tape *t, void *ctx, ad_tensor *const *in, int n_in, a
 /* Two checkpointed MLP layers in a row, or the same recorded plainly; the
  * loss is sum(y^2). Fills the gradients of x, w1 and w2 and returns the
  * forward outputs' data copied into y. */
+static const ad_tape_options *run_opts; /* the tape's modes, NULL: defaults */
+
 static void mlp_run(int ckpt, int nested, mlp *m, const double *xd, double *y, double *gx)
 {
-    ad_tape *t = ad_tape_new(NULL);
+    ad_tape *t = ad_tape_new(run_opts);
     ad_param_zero_grad(m->w1);
     ad_param_zero_grad(m->w2);
     ad_tensor *x = ad_variable(t, AD_F64, ad_shape2(B, I), xd);
@@ -110,6 +112,16 @@ static void compare_mlp(ad_rng *rng)
 }
 
 Test(checkpoint, mlp_region_equals_plain) { compare_mlp(NULL); }
+
+Test(checkpoint, norms_and_release_grads_modes)
+{
+    ad_tape_options o = {.copy_grads = AD_COPY_GRADS_NORMS, .release_grads = 1};
+    run_opts = &o;
+    compare_mlp(NULL);
+    o.copy_grads = AD_COPY_GRADS_NONE;
+    compare_mlp(NULL);
+    run_opts = NULL;
+}
 
 Test(checkpoint, dropout_mask_reproduced_from_rng)
 {
