@@ -6,7 +6,7 @@
  *
  * brings in tensors and parameters (tensor.h), the tape and backward
  * (tape.h), forward mode (forward.h), the ops (ops.h), the random generator (rng.h), status codes
- * (status.h), integer tensors (itensor.h), gradient checking (gradcheck.h), DOT export (dot.h), .npy
+ * (status.h), integer tensors (itensor.h), gradient checking (gradcheck.h), DOT export (dot.h), checkpointed regions (checkpoint.h), .npy
  * files (npy.h) and the thread count of the matrix products (threads.h). See
  * docs/guide.md for a tour.
  */
@@ -24,6 +24,7 @@
 #include "fileio.h"
 #include "npy.h"
 #include "dot.h"
+#include "checkpoint.h"
 #include "threads.h"
 
 #endif

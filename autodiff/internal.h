@@ -246,6 +246,7 @@ struct ad_tape {
     void **tangents;
     size_t n_tangents;
     int tangent_k;
+    ad_tape *scratch; /* where checkpointed regions run (checkpoint.c), made on first use */
     char msg[AD__MSG_SIZE];
 };
 

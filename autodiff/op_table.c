@@ -15,6 +15,7 @@
 #define KEEPS_IN(i) AD__KEEPS_IN(i)
 #define KEEPS_OUT AD__KEEPS_OUT
 #define KEEPS_ALL (AD__KEEPS_ALL_IN | AD__KEEPS_OUT)
+#define KEEPS_ALL_IN AD__KEEPS_ALL_IN
 #define ROW_USER_NAMED AD__ROW_USER_NAMED
 
 /* The cast makes an empty keeps column a compile error. */

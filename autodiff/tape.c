@@ -68,6 +68,7 @@ void ad_tape_free(ad_tape *t)
     }
     if (t->nodes) t->free(t->alloc_ctx, t->nodes);
     if (t->deferred) t->free(t->alloc_ctx, t->deferred);
+    ad_tape_free(t->scratch);
     t->free(t->alloc_ctx, t);
 }
 

@@ -141,6 +141,17 @@ static ad_tensor *g_gru_cell(ad_tape *t, oc_ctx *c) { return ad_gru_cell(t, U(0)
 static ad_tensor *g_addmm(ad_tape *t, oc_ctx *c) { return ad_addmm(t, U(2), U(0), U(1), AD_TRANS_B); }
 static ad_tensor *g_rnn_cell(ad_tape *t, oc_ctx *c) { return ad_rnn_cell(t, U(0), U(1), AD_RNN_TANH); }
 static ad_tensor *g_layer_norm(ad_tape *t, oc_ctx *c) { return ad_layer_norm(t, U(0), 1e-5); }
+static ad_status tanh_of_product(ad_tape *t, void *ctx, ad_tensor *const *in, int n_in, ad_tensor **out, int n_out)
+{
+    (void)ctx, (void)n_in, (void)n_out;
+    out[0] = ad_tanh(t, ad_mul(t, in[0], in[1]));
+    return ad_tape_status(t);
+}
+static ad_tensor *g_checkpoint(ad_tape *t, oc_ctx *c)
+{
+    ad_tensor *in[2] = {U(0), U(1)}, *out = NULL;
+    return ad_checkpoint(t, tanh_of_product, NULL, in, 2, &out, 1, NULL) == AD_OK ? out : NULL;
+}
 
 typedef struct op_row {
     ad_tensor *(*graph)(ad_tape *t, oc_ctx *c);
@@ -198,7 +209,12 @@ static const op_row rows[AD_OP_COUNT] = {
     [AD_OP_ADDMM] = R(addmm, 3, X23, D(4, 3), D(4, 0), -2, 2),
     [AD_OP_RNN_CELL] = R(rnn_cell, 2, X23, X23, NO, -2, 2),
     [AD_OP_LAYER_NORM] = R(layer_norm, 1, X23, NO, NO, -2, 2),
+    [AD_OP_CHECKPOINT] = R(checkpoint, 2, X23, X23, NO, -2, 2),
 };
+
+/* Ops whose forward mode is not written yet: the exact check must refuse
+ * them with AD_ERR_STATE naming the op, never pass with zeros. */
+static int jvp_unsupported(int op) { return op == AD_OP_CHECKPOINT; }
 
 typedef struct row_ctx {
     oc_ctx c;
@@ -245,8 +261,13 @@ Test(op_list, every_op_has_an_f64_gradcheck_row)
         if (st != AD_OK) ad_gradcheck_print(&rep, stderr);
         cr_assert_eq(st, AD_OK, "op %s: gradcheck: %s", name, err.msg);
         st = ad_gradcheck_exact(graph, &rc, rc.c.p, (size_t)r->n, NULL, &rep, &err);
-        if (st != AD_OK) ad_gradcheck_print(&rep, stderr);
-        cr_assert_eq(st, AD_OK, "op %s: exact check (jvp): %s", name, err.msg);
+        if (jvp_unsupported(op)) {
+            cr_assert_eq(st, AD_ERR_STATE, "op %s: exact check: %s", name, ad_status_name(st));
+            cr_assert(strstr(err.msg, name), "op %s: the refusal does not name it: %s", name, err.msg);
+        } else {
+            if (st != AD_OK) ad_gradcheck_print(&rep, stderr);
+            cr_assert_eq(st, AD_OK, "op %s: exact check (jvp): %s", name, err.msg);
+        }
         for (int i = 0; i < r->n; i++) ad_param_free(rc.c.p[i]);
         cr_assert_eq(ts_live_allocs(), before, "op %s leaks", name);
     }

@@ -1,0 +1,217 @@
+/*
+ * checkpoint.c - checkpointed regions (ad_checkpoint): the region runs on a
+ * scratch tape, only its outputs are recorded on the tape (one "checkpoint"
+ * node per output, whose inputs are the region's inputs), and backward
+ * re-runs the region on the scratch tape and backpropagates through it.
+ */
+#include "checkpoint.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "internal.h"
+
+/* What the output nodes of one region share (arena memory of the tape). */
+typedef struct ad__ckpt {
+    ad_checkpoint_fn fn;
+    void *ctx;
+    int n_in, n_out;
+    ad_tensor **in;   /* the region's inputs on the tape */
+    ad_tensor **out;  /* its outputs on the tape */
+    ad_tensor **tmp;  /* the scratch run's outputs while the nodes are recorded */
+    ad_rng *rng;
+    ad_rng rng_state; /* the RNG's state before the first run */
+    char label[AD__LABEL_SIZE];
+    unsigned done_pass; /* the backward pass that already ran the recomputation */
+} ad__ckpt;
+
+/* The scratch tape of t, made on first use with t's allocator and modes. */
+static ad_tape *scratch_of(ad_tape *t)
+{
+    if (!t->scratch) {
+        ad_tape_options o = {0};
+        o.alloc = t->alloc, o.free = t->free, o.alloc_ctx = t->alloc_ctx;
+        o.chunk_bytes = t->chunk_bytes;
+        o.copy_grads = t->copy_grads;
+        o.release_grads = t->release_grads;
+        t->scratch = ad_tape_new(&o);
+        if (!t->scratch) {
+            ad_tape_fail(t, AD_ERR_NOMEM, "checkpoint: cannot allocate the scratch tape");
+            return NULL;
+        }
+    }
+    ad_tape *s = t->scratch;
+    ad_tape_reset(s);
+    s->anomaly = t->anomaly;
+    s->grad_enabled = t->grad_enabled;
+    return s;
+}
+
+/* Runs the region on s from the tape's inputs; outputs in c->tmp. */
+static ad_status run_region(ad_tape *t, ad_tape *s, ad__ckpt *c, ad_tensor **sin, const char *when)
+{
+    ad_tape_set_label(s, c->label);
+    for (int i = 0; i < c->n_in; i++) {
+        ad_tensor *x = c->in[i];
+        sin[i] = x->requires_grad ? ad_variable(s, x->dtype, x->shape, x->data)
+                                  : ad_from_data(s, x->dtype, x->shape, x->data);
+        if (!sin[i]) break;
+    }
+    for (int k = 0; k < c->n_out; k++) c->tmp[k] = NULL;
+    ad_status st = s->status;
+    if (st == AD_OK) st = c->fn(s, c->ctx, sin, c->n_in, c->tmp, c->n_out);
+    if (s->status != AD_OK)
+        return ad_tape_fail(t, s->status, "checkpoint: region failed (%s): %s", when, s->msg);
+    if (st != AD_OK)
+        return ad_tape_fail(t, st, "checkpoint: the region returned %s (%s)", ad_status_name(st), when);
+    for (int k = 0; k < c->n_out; k++) {
+        ad_tensor *y = c->tmp[k];
+        if (!y) return ad_tape_fail(t, AD_ERR_NULL, "checkpoint: the region left output %d NULL", k);
+        if (y->tape != s)
+            return ad_tape_fail(t, AD_ERR_FOREIGN, "checkpoint: output %d is not a tensor of the region's tape", k);
+        if (y->dtype != c->in[0]->dtype)
+            return ad_tape_fail(t, AD_ERR_DTYPE, "checkpoint: output %d is %s but input 0 is %s", k,
+                            ad_dtype_name(y->dtype), ad_dtype_name(c->in[0]->dtype));
+    }
+    return AD_OK;
+}
+
+ad_status ad_checkpoint(ad_tape *t, ad_checkpoint_fn fn, void *ctx, ad_tensor *const *inputs, int n_in,
+                        ad_tensor **outputs, int n_out, const ad_checkpoint_options *opts)
+{
+    if (!t) return AD_ERR_NULL;
+    if (t->status != AD_OK) return t->status;
+    if (!fn) return ad_tape_fail(t, AD_ERR_NULL, "checkpoint: fn is NULL");
+    if (!outputs) return ad_tape_fail(t, AD_ERR_NULL, "checkpoint: outputs is NULL");
+    if (n_out < 1) return ad_tape_fail(t, AD_ERR_EMPTY, "checkpoint: n_out = %d (at least 1 output)", n_out);
+    if (!inputs) return ad_tape_fail(t, AD_ERR_NULL, "checkpoint: inputs is NULL");
+    if (n_in < 1) return ad_tape_fail(t, AD_ERR_EMPTY, "checkpoint: n_in = %d (at least 1 input)", n_in);
+    for (int i = 0; i < n_in; i++) {
+        if (!inputs[i]) return ad_tape_fail(t, AD_ERR_NULL, "checkpoint: input %d is NULL", i);
+        if (inputs[i]->tape != t)
+            return ad_tape_fail(t, AD_ERR_FOREIGN, "checkpoint: input %d is not a tensor of this tape", i);
+        if (ad__data_released(inputs[i]))
+            return ad_tape_fail(t, AD_ERR_STATE, "checkpoint: input %d's data was released", i);
+    }
+    for (int k = 0; k < n_out; k++) outputs[k] = NULL;
+    if (!t->grad_enabled) { /* nothing to recompute: the region runs on t itself */
+        ad_status st = fn(t, ctx, inputs, n_in, outputs, n_out);
+        if (t->status != AD_OK) return t->status;
+        if (st != AD_OK) return ad_tape_fail(t, st, "checkpoint: the region returned %s", ad_status_name(st));
+        return AD_OK;
+    }
+
+    ad__ckpt *c = ad__alloc_zero(t, sizeof *c);
+    if (!c) return t->status;
+    c->fn = fn, c->ctx = ctx, c->n_in = n_in, c->n_out = n_out;
+    c->in = ad__alloc_array(t, (size_t)n_in, sizeof *c->in);
+    c->out = ad__alloc_array(t, (size_t)n_out, sizeof *c->out);
+    c->tmp = ad__alloc_array(t, (size_t)n_out, sizeof *c->tmp);
+    if (!c->in || !c->out || !c->tmp) return t->status;
+    for (int i = 0; i < n_in; i++) c->in[i] = inputs[i];
+    snprintf(c->label, sizeof c->label, "%s", (opts && opts->label) ? opts->label : t->label);
+    if (opts && opts->rng) c->rng = opts->rng, c->rng_state = *opts->rng;
+
+    ad_tape *s = scratch_of(t);
+    if (!s) return t->status;
+    ad_tensor **sin = ad__alloc_array(t, (size_t)n_in, sizeof *sin);
+    if (!sin) return t->status;
+    /* The first run records nothing that needs a gradient on s. */
+    s->grad_enabled = 0;
+    ad_status st = run_region(t, s, c, sin, "first run");
+    if (st != AD_OK) {
+        ad_tape_reset(s);
+        return st;
+    }
+    for (int k = 0; k < n_out; k++) {
+        ad__args a;
+        memset(&a, 0, sizeof a);
+        a.custom_ctx = c;
+        a.axis = k;
+        c->out[k] = ad__record(t, AD_OP_CHECKPOINT, inputs, n_in, &a);
+        if (!c->out[k]) break;
+    }
+    ad_tape_reset(s);
+    if (t->status != AD_OK) return t->status;
+    for (int k = 0; k < n_out; k++) outputs[k] = c->out[k];
+    return AD_OK;
+}
+
+ad_status ad__shape_checkpoint(ad_tape *t, ad_node *n, ad_shape *out)
+{
+    (void)t;
+    const ad__ckpt *c = n->a.custom_ctx;
+    *out = c->tmp[n->a.axis]->shape;
+    return AD_OK;
+}
+
+ad_status ad__checkpoint_fwd(ad_tape *t, ad_node *n)
+{
+    const ad__ckpt *c = n->a.custom_ctx;
+    const ad_tensor *y = c->tmp[n->a.axis];
+    memcpy(n->out->data, y->data, y->numel * ad__dtype_size(y->dtype));
+    /* parameters used inside the region make the output need a gradient too */
+    n->out->requires_grad = (unsigned char)t->grad_enabled;
+    return AD_OK;
+}
+
+/* The first output node backward reaches re-runs the region for all of them. */
+void ad__checkpoint_bwd(ad_tape *t, ad_node *n)
+{
+    ad__ckpt *c = n->a.custom_ctx;
+    if (c->done_pass == t->pass) return;
+    c->done_pass = t->pass;
+    ad_tape *s = scratch_of(t);
+    if (!s) return;
+    ad_tensor **sin = ad__alloc_array(t, (size_t)c->n_in, sizeof *sin);
+    if (!sin) return;
+    ad_rng now;
+    if (c->rng) now = *c->rng, *c->rng = c->rng_state;
+    s->grad_enabled = 1;
+    ad_status st = run_region(t, s, c, sin, "recomputation");
+    if (c->rng) *c->rng = now;
+    if (st != AD_OK) {
+        ad_tape_reset(s);
+        return;
+    }
+    /* root = sum_k sum(y_k * g_k): its gradient with respect to y_k is g_k exactly */
+    ad_tensor *root = NULL;
+    for (int k = 0; k < c->n_out && s->status == AD_OK; k++) {
+        ad_tensor *y = c->out[k];
+        if (!y->requires_grad || y->grad_pass != t->pass || !y->grad || !c->tmp[k]->requires_grad) continue;
+        ad_tensor *g = ad_from_data(s, y->dtype, y->shape, y->grad);
+        ad_tensor *term = ad_sum(s, ad_mul(s, c->tmp[k], g), AD_AXIS_ALL, 0);
+        root = root ? ad_add(s, root, term) : term;
+    }
+    if (s->status == AD_OK && root) ad_backward(s, root, NULL);
+    if (s->status != AD_OK) {
+        ad_tape_fail(t, s->status, "checkpoint: recomputation failed: %s", s->msg);
+        ad_tape_reset(s);
+        return;
+    }
+    if (root)
+        for (int i = 0; i < c->n_in; i++) {
+            ad_tensor *x = c->in[i], *sx = sin[i];
+            if (!x->requires_grad || sx->grad_pass != s->pass || !sx->grad) continue;
+            void *g = ad__grad(t, x);
+            if (!g) break;
+            if (x->dtype == AD_F32) {
+                float *d = g;
+                const float *v = sx->grad;
+                for (size_t j = 0; j < x->numel; j++) d[j] += v[j];
+            } else {
+                double *d = g;
+                const double *v = sx->grad;
+                for (size_t j = 0; j < x->numel; j++) d[j] += v[j];
+            }
+        }
+    ad_tape_reset(s);
+}
+
+ad_status ad__checkpoint_jvp(ad_tape *t, ad_node *n)
+{
+    return ad_tape_fail(t, AD_ERR_STATE,
+                    "jvp: checkpoint (node %zu): forward mode through a checkpointed region is not "
+                    "supported; record the region without ad_checkpoint for ad_jvp",
+                    n->index);
+}
