@@ -193,13 +193,15 @@ def torch_w6(variant, data, seconds, T):
         x = F.one_hot(seq[:T], V).float()
         tg = seq[1:]
         opt.zero_grad()
-        h, c = torch.zeros(B, H), torch.zeros(B, H)
+        # The reentrant checkpoint (PyTorch 1.13's non-reentrant one kept every
+        # segment's graph here: no memory saved) needs an input that requires grad.
+        h, c = torch.zeros(B, H, requires_grad=recompute), torch.zeros(B, H, requires_grad=recompute)
         n_seg = math.ceil(math.sqrt(T)) if recompute else 1
         total = 0
         for s in range(n_seg):
             a, e = s * T // n_seg, (s + 1) * T // n_seg
             if recompute:
-                l, h, c = checkpoint(segment, x[a:e], tg[a:e], h, c, use_reentrant=False)
+                l, h, c = checkpoint(segment, x[a:e], tg[a:e], h, c, use_reentrant=True)
             else:
                 l, h, c = segment(x[a:e], tg[a:e], h, c)
             total = total + l
