@@ -139,6 +139,90 @@ def torch_worker(workload, variant, data, seconds):
     print(f"{workload},{variant},f32,1,{med:.2f},{T * B / (med * 1e-6):.0f},0")
 
 
+def rss_kib(key):
+    for line in open("/proc/self/status"):
+        if line.startswith(key):
+            return int(line.split()[1])
+    return 0
+
+
+def torch_w6(variant, data, seconds, T):
+    """W6 in PyTorch: one forward + backward of the op-by-op W3 (rnn) or W4
+    (lstm) net at sequence length T, peak RSS above the pre-step RSS. The
+    *-recompute variants wrap sqrt(T) segments in torch.utils.checkpoint, each
+    segment holding its cell steps and the head + loss of those steps, as
+    unroll's recompute variants do."""
+    import math
+    import torch
+    import torch.nn.functional as F
+    from torch.utils.checkpoint import checkpoint
+    torch.set_num_threads(1)
+    torch.manual_seed(1)
+    ids, V = load_ids(data)
+    ids_t = torch.tensor(ids)
+    kind = "lstm" if variant.startswith("lstm") else "rnn"
+    recompute = variant.endswith("-recompute")
+    G, H, B = (4 if kind == "lstm" else 1), 256, 32
+    k = 1 / H ** 0.5
+
+    def param(*shape):
+        return torch.empty(*shape).uniform_(-k, k).requires_grad_()
+
+    Wx, Wh, b, Wy, by = param(V, G * H), param(H, G * H), param(G * H), param(H, V), param(V)
+    params = [Wx, Wh, b, Wy, by]
+    opt = torch.optim.SGD(params, lr=1e-3)
+
+    def segment(x, tg, h, c):
+        # The steps of one segment and their loss terms (sum of cross-entropies / (T B)).
+        loss = h.new_zeros(())
+        for t in range(x.shape[0]):
+            gates = x[t] @ Wx + h @ Wh + b
+            if kind == "rnn":
+                h = torch.tanh(gates)
+            else:
+                i, f, g, o = gates.chunk(4, 1)
+                c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+                h = torch.sigmoid(o) * torch.tanh(c)
+            loss = loss + F.cross_entropy(h @ Wy + by, tg[t], reduction="sum") / (T * B)
+        return loss, h, c
+
+    def step():
+        offs = torch.randint(0, len(ids), (B,))
+        idx = (offs.view(1, B) + torch.arange(T + 1).view(T + 1, 1)) % len(ids)  # cyclic, as unroll's
+        seq = ids_t[idx]
+        x = F.one_hot(seq[:T], V).float()
+        tg = seq[1:]
+        opt.zero_grad()
+        # The reentrant checkpoint (PyTorch 1.13's non-reentrant one kept every
+        # segment's graph here: no memory saved) needs an input that requires grad.
+        h, c = torch.zeros(B, H, requires_grad=recompute), torch.zeros(B, H, requires_grad=recompute)
+        n_seg = math.ceil(math.sqrt(T)) if recompute else 1
+        total = 0
+        for s in range(n_seg):
+            a, e = s * T // n_seg, (s + 1) * T // n_seg
+            if recompute:
+                l, h, c = checkpoint(segment, x[a:e], tg[a:e], h, c, use_reentrant=True)
+            else:
+                l, h, c = segment(x[a:e], tg[a:e], h, c)
+            total = total + l
+        total.backward()
+        opt.step()
+
+    rss0 = rss_kib("VmRSS:")
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+    for _ in range(3):
+        step()
+    times = []
+    for _ in range(3):  # as unroll_bench's W6: 3 warm-up steps, 3 timed ones
+        t0 = time.perf_counter()
+        step()
+        times.append((time.perf_counter() - t0) * 1e6)
+    med = statistics.median(times)
+    peak = max(0, rss_kib("VmHWM:") - rss0) / 1024
+    print(f"W6,torch-{variant}-T{T},f32,1,{med:.2f},{T * B / (med * 1e-6):.0f},{peak:.1f}")
+
+
 # ---- the driver ----------------------------------------------------------------------------
 
 # One thread everywhere: PyTorch's intra-op pool and the BLAS it loads.
@@ -160,11 +244,19 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--seconds", type=float, default=2.0)
     ap.add_argument("--workloads", default=",".join(WORKLOADS))
+    ap.add_argument("--seq", type=int, default=1000, help="W6: the sequence length T")
     ap.add_argument("--torch-worker", nargs=2, metavar=("WORKLOAD", "VARIANT"), help=argparse.SUPPRESS)
     a = ap.parse_args()
+    if a.seq < 1:
+        ap.error(f"--seq {a.seq}: the W6 sequence length must be at least 1")
     if a.torch_worker:
-        torch_worker(a.torch_worker[0], a.torch_worker[1], a.data, a.seconds)
+        if a.torch_worker[0] == "W6":
+            torch_w6(a.torch_worker[1], a.data, a.seconds, a.seq)
+        else:
+            torch_worker(a.torch_worker[0], a.torch_worker[1], a.data, a.seconds)
         return 0
+    if "W6" in a.workloads.split(","):
+        return side_by_side_w6(a)
     try:
         import torch  # noqa: F401
     except ImportError:
@@ -207,6 +299,31 @@ def main():
             cells.append(fmt(t) if t else "–")
             ratios.append(f"{t[0] / best[0]:.2f}×" if t else "–")
         print(f"| {w} ({unit}) | " + " | ".join(cells + ratios) + " |")
+    return 0
+
+
+def side_by_side_w6(a):
+    """W6 rows only: unroll_bench --workload W6 --seq T and the PyTorch W6
+    variants (store-all and torch.utils.checkpoint over sqrt(T) segments),
+    interleaved over --rounds; peak_mib and median µs per training step."""
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        print("side_by_side: PyTorch is not installed (Debian: python3-torch); nothing to compare.")
+        return 0
+    results = {}
+    for _ in range(a.rounds):
+        rows = run([a.bench, "--workload", "W6", "--seq", str(a.seq), "--data", a.data, "--repeat", "3"])
+        for v in ("rnn", "lstm", "rnn-recompute", "lstm-recompute"):
+            rows += run([sys.executable, __file__, "--data", a.data, "--seconds", "0", "--seq", str(a.seq),
+                         "--torch-worker", "W6", v])
+        for r in rows:
+            results.setdefault(r[1], []).append((float(r[4]), float(r[6])))
+    print(f"\n{time.strftime('%Y-%m-%d')}, W6 at T = {a.seq}, {a.rounds} rounds, f32, 1 thread\n")
+    print("| variant | median µs per training step | peak MiB |")
+    print("|---|---:|---:|")
+    for v, x in sorted(results.items()):
+        print(f"| {v} | {statistics.median(y[0] for y in x):,.0f} | {statistics.median(y[1] for y in x):.1f} |")
     return 0
 
 

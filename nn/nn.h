@@ -26,5 +26,6 @@
 #include "state_dict.h"
 #include "tbptt.h"
 #include "rtrl.h"
+#include "recompute_plan.h"
 
 #endif
