@@ -23,6 +23,7 @@ int main(void)
     ad_error err;
     ad_rng rng;
     ad_rng_seed(&rng, 7, 0);
+    /* guide-snippet begin exchange_weights */
     /* A bare LSTM + head, named as a torch.nn.LSTM's own state dict is:
      * "weight_ih_l0", ..., "fc.weight", "fc.bias". */
     nn_params *src = nn_params_new(AD_F64, &err);
@@ -51,6 +52,7 @@ int main(void)
     for (size_t i = 0; i < rep.n_unexpected; i++) printf("  unexpected %s\n", rep.unexpected[i]);
     for (size_t i = 0; i < rep.n_missing; i++) printf("  missing %s\n", rep.missing[i]);
     nn_load_report_free(&rep);
+    /* guide-snippet end */
     /* Not strict: the LSTM loads, fc.* are reported; then fc by its own name. */
     nn_load_options lenient = {.add_prefix = "encoder."};
     if (nn_params_load_state_dict(dst, "exchange_weights.safetensors", &lenient, &rep, &err) != AD_OK)

@@ -62,7 +62,7 @@ int main(void)
                            ad_tensor_f64(ad_param_value(W_o))};
     nn_case1_weights gr = {ref, ref + V * H, ref + V * H + H * H};
     ad_tape *t = ad_tape_new(NULL);
-    ad_tensor *l0 = nn_case1_loss(t, W_i, W_h, W_o, x, data[0].len, data[0].y);
+    ad_tensor *l0 = nn_case1_loss(t, W_i, W_h, W_o, x, data[0].len, data[0].y, NULL);
     if (nn_ref_case1(V, H, &wv, x, data[0].len, data[0].y, &ref_loss, &gr, &err) != AD_OK || !l0 ||
         ad_backward(t, l0, NULL) != AD_OK) {
         fprintf(stderr, "sentiment: %s%s\n", err.msg, ad_tape_message(t));
@@ -108,7 +108,7 @@ int main(void)
         for (int i = 0; i < N_SENT; i++) {
             ad_tape_reset(t);
             one_hot(&data[i], x);
-            ad_tensor *loss = nn_case1_loss(t, W_i, W_h, W_o, x, data[i].len, data[i].y);
+            ad_tensor *loss = nn_case1_loss(t, W_i, W_h, W_o, x, data[i].len, data[i].y, NULL);
             if (!loss || ad_backward(t, loss, NULL) != AD_OK) {
                 fprintf(stderr, "sentiment: %s\n", ad_tape_message(t));
                 return 1;

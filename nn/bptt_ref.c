@@ -80,8 +80,8 @@ static void zero_case2(nn_case2_weights *g, int V, int H)
     memset(g->W_xh, 0, sizeof(double) * (size_t)H * V);
     memset(g->W_hh, 0, sizeof(double) * (size_t)H * H);
     memset(g->W_hy, 0, sizeof(double) * (size_t)V * H);
-    memset(g->b_h, 0, sizeof(double) * (size_t)H);
-    memset(g->b_y, 0, sizeof(double) * (size_t)V);
+    if (g->b_h) memset(g->b_h, 0, sizeof(double) * (size_t)H);
+    if (g->b_y) memset(g->b_y, 0, sizeof(double) * (size_t)V);
 }
 
 /* One segment; gradients are added into g (already zeroed by the caller). */
@@ -102,13 +102,13 @@ static ad_status case2_segment(int V, int H, const nn_case2_weights *w, const in
     for (int t = 1; t <= T; t++) {
         double *ht = h + (size_t)t * H, *hp = h + (size_t)(t - 1) * H, *pt = p + (size_t)(t - 1) * V;
         for (int i = 0; i < H; i++) {
-            double a = w->W_xh[i * V + in[t - 1]] + w->b_h[i];
+            double a = w->W_xh[i * V + in[t - 1]] + (w->b_h ? w->b_h[i] : 0.0);
             for (int k = 0; k < H; k++) a += w->W_hh[i * H + k] * hp[k];
             ht[i] = tanh(a);
         }
         double m = -INFINITY, s = 0;
         for (int v = 0; v < V; v++) {
-            double yv = w->b_y[v];
+            double yv = w->b_y ? w->b_y[v] : 0.0;
             for (int i = 0; i < H; i++) yv += w->W_hy[v * H + i] * ht[i];
             pt[v] = yv;
             if (yv > m) m = yv;
@@ -129,7 +129,7 @@ static ad_status case2_segment(int V, int H, const nn_case2_weights *w, const in
             pt[tg[t - 1]] -= 1.0; /* now dy_t */
             for (int i = 0; i < H; i++) dh[i] = dnext[i];
             for (int v = 0; v < V; v++) {
-                g->b_y[v] += pt[v];
+                if (g->b_y) g->b_y[v] += pt[v];
                 for (int i = 0; i < H; i++) {
                     g->W_hy[v * H + i] += pt[v] * ht[i];
                     dh[i] += w->W_hy[v * H + i] * pt[v];
@@ -138,7 +138,7 @@ static ad_status case2_segment(int V, int H, const nn_case2_weights *w, const in
             for (int i = 0; i < H; i++) dh[i] *= 1 - ht[i] * ht[i]; /* d(pre-activation) */
             for (int k = 0; k < H; k++) dnext[k] = 0;
             for (int i = 0; i < H; i++) {
-                g->b_h[i] += dh[i];
+                if (g->b_h) g->b_h[i] += dh[i];
                 g->W_xh[i * V + in[t - 1]] += dh[i];
                 for (int k = 0; k < H; k++) {
                     g->W_hh[i * H + k] += dh[i] * hp[k];
@@ -155,7 +155,7 @@ static ad_status case2_segment(int V, int H, const nn_case2_weights *w, const in
 static ad_status check_case2(int V, int H, const nn_case2_weights *w, const int64_t *in, const int64_t *tg,
                              int T, const double *loss, ad_error *err)
 {
-    if (!w || !w->W_xh || !w->W_hh || !w->W_hy || !w->b_h || !w->b_y || !in || !tg || !loss)
+    if (!w || !w->W_xh || !w->W_hh || !w->W_hy || !in || !tg || !loss)
         return ad_error_set(err, AD_ERR_NULL, "ref_case2: a required argument is NULL");
     if (T < 1) return ad_error_set(err, AD_ERR_EMPTY, "ref_case2: empty sequence");
     if (V < 1 || H < 1) return ad_error_set(err, AD_ERR_ARG, "ref_case2: sizes must be >= 1");

@@ -51,7 +51,11 @@ typedef struct nn_case1_weights {
 NN_API ad_status nn_ref_case1(int V, int H, const nn_case1_weights *w, const double *x, int T, double y,
                        double *loss, nn_case1_weights *grads, ad_error *err);
 
-/** Case 2 weights (or gradients): W_xh [H, V], W_hh [H, H], W_hy [V, H], b_h [H], b_y [V]. */
+/**
+ * Case 2 weights (or gradients): W_xh [H, V], W_hh [H, H], W_hy [V, H], b_h [H], b_y [V].
+ * b_h and b_y may be NULL: the model then has no such bias (and a NULL gradient
+ * array for a bias is skipped).
+ */
 typedef struct nn_case2_weights {
     /**@{*/
     /** Row-major arrays of the shapes above. */

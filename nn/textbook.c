@@ -11,8 +11,9 @@
 static int64_t dim(ad_param *p, int i) { return ad_tensor_dim(ad_param_value(p), i); }
 
 ad_tensor *nn_case1_loss(ad_tape *t, ad_param *W_i, ad_param *W_h, ad_param *W_o, const double *x,
-                         int T, double y)
+                         int T, double y, ad_tensor **y_hat)
 {
+    if (y_hat) *y_hat = NULL;
     if (!t) return NULL;
     if (!W_i || !W_h || !W_o || !x) {
         ad_tape_fail(t, AD_ERR_NULL, "case1: a weight or x is NULL");
@@ -32,6 +33,7 @@ ad_tensor *nn_case1_loss(ad_tape *t, ad_param *W_i, ad_param *W_h, ad_param *W_o
                               ad_matmul(t, O, ad_use(t, W_h), 0)));
     }
     ad_tensor *yhat = ad_sigmoid(t, ad_matmul(t, O, ad_use(t, W_o), 0));
+    if (y_hat) *y_hat = yhat;
     double yv[1] = {y};
     return ad_bce(t, yhat, ad_from_f64(t, dt, ad_shape2(1, 1), yv), AD_REDUCE_SUM);
 }
@@ -40,7 +42,8 @@ ad_tensor *nn_case2_loss(ad_tape *t, const nn_case2_params *p, const int64_t *in
                          const int64_t *targets, int T, ad_tensor *h0, ad_tensor **h_last)
 {
     if (!t) return NULL;
-    if (!p || !p->W_xh || !p->W_hh || !p->W_hy || !p->b_h || !p->b_y || !inputs || !targets) {
+    if (h_last) *h_last = NULL;
+    if (!p || !p->W_xh || !p->W_hh || !p->W_hy || !inputs || !targets) {
         ad_tape_fail(t, AD_ERR_NULL, "case2: a weight, the inputs or the targets are NULL");
         return NULL;
     }
@@ -58,15 +61,22 @@ ad_tensor *nn_case2_loss(ad_tape *t, const nn_case2_params *p, const int64_t *in
                          (long long)V - 1);
             return NULL;
         }
+        if (targets[k] < 0 || targets[k] >= V) {
+            ad_tape_fail(t, AD_ERR_ARG, "case2: target %lld at t=%d is outside 0..%lld", (long long)targets[k], k,
+                         (long long)V - 1);
+            return NULL;
+        }
         ad_tensor *x = ad_zeros(t, dt, ad_shape2(V, 1)); /* one-hot column */
         if (!x) return NULL;
         if (dt == AD_F32) ad_tensor_f32(x)[inputs[k]] = 1.0f;
         else ad_tensor_f64(x)[inputs[k]] = 1.0;
         /* h_t = tanh(W_xh x_t + W_hh h_{t-1} + b_h);  y_t = W_hy h_t + b_y */
-        h = ad_tanh(t, ad_add(t, ad_add(t, ad_matmul(t, ad_use(t, p->W_xh), x, 0),
-                                        ad_matmul(t, ad_use(t, p->W_hh), h, 0)),
-                              ad_use(t, p->b_h)));
-        ad_tensor *y = ad_add(t, ad_matmul(t, ad_use(t, p->W_hy), h, 0), ad_use(t, p->b_y));
+        /* (a missing bias is left out, not added as zeros) */
+        ad_tensor *a = ad_add(t, ad_matmul(t, ad_use(t, p->W_xh), x, 0), ad_matmul(t, ad_use(t, p->W_hh), h, 0));
+        if (p->b_h) a = ad_add(t, a, ad_use(t, p->b_h));
+        h = ad_tanh(t, a);
+        ad_tensor *y = ad_matmul(t, ad_use(t, p->W_hy), h, 0);
+        if (p->b_y) y = ad_add(t, y, ad_use(t, p->b_y));
         int64_t c = targets[k];
         /* -log softmax(y_t)[c_t]: cross-entropy of the row y_t^T */
         ad_tensor *l = ad_cross_entropy(t, ad_transpose(t, y, 0, 1), &c, 1, -1, AD_REDUCE_SUM);
@@ -165,7 +175,7 @@ ad_status nn_check_case1(ad_param *W_i, ad_param *W_h, ad_param *W_o, const doub
     ad_tape *t = ad_tape_new(NULL);
     if (st == AD_OK && !t) st = ad_error_set(err, AD_ERR_NOMEM, "check_case1: out of memory");
     if (st == AD_OK)
-        st = run_engine(t, nn_case1_loss(t, W_i, W_h, W_o, x, T, y), &report->engine_loss, err);
+        st = run_engine(t, nn_case1_loss(t, W_i, W_h, W_o, x, T, y, NULL), &report->engine_loss, err);
     if (st == AD_OK) {
         compare(report, ad_param_name(W_i), ad_tensor_f64(ad_param_grad(W_i)), g.W_i, (size_t)(V * H));
         compare(report, ad_param_name(W_h), ad_tensor_f64(ad_param_grad(W_h)), g.W_h, (size_t)(H * H));
@@ -178,50 +188,60 @@ ad_status nn_check_case1(ad_param *W_i, ad_param *W_h, ad_param *W_o, const doub
 }
 
 ad_status nn_check_case2(const nn_case2_params *p, const int64_t *inputs, const int64_t *targets, int T,
-                         nn_check_report *report, ad_error *err)
+                         const double *h0, nn_check_report *report, ad_error *err)
 {
     if (!p || !report || !inputs || !targets)
         return ad_error_set(err, AD_ERR_NULL, "check_case2: an argument is NULL");
-    ad_param *ws[5] = {p->W_xh, p->W_hh, p->W_hy, p->b_h, p->b_y};
-    ad_status st = check_f64(ws, 5, err);
+    if (!p->W_xh || !p->W_hh || !p->W_hy)
+        return ad_error_set(err, AD_ERR_NULL, "check_case2: W_xh, W_hh or W_hy is NULL");
+    /* ws: the weights present, in the order W_xh W_hh W_hy [b_h] [b_y] */
+    ad_param *ws[5] = {p->W_xh, p->W_hh, p->W_hy, NULL, NULL};
+    int n_w = 3;
+    if (p->b_h) ws[n_w++] = p->b_h;
+    if (p->b_y) ws[n_w++] = p->b_y;
+    ad_status st = check_f64(ws, n_w, err);
     if (st != AD_OK) return st;
     int64_t H = dim(p->W_xh, 0), V = dim(p->W_xh, 1);
     if (dim(p->W_hh, 0) != H || dim(p->W_hh, 1) != H || dim(p->W_hy, 0) != V ||
-        dim(p->W_hy, 1) != H || dim(p->b_h, 0) != H || dim(p->b_y, 0) != V)
+        dim(p->W_hy, 1) != H || (p->b_h && dim(p->b_h, 0) != H) || (p->b_y && dim(p->b_y, 0) != V))
         return ad_error_set(err, AD_ERR_SHAPE, "check_case2: weight shapes do not fit together");
     memset(report, 0, sizeof *report);
     size_t n = (size_t)(2 * H * V + H * H + H + V + H);
     double *ref = malloc(n * sizeof *ref), *saved[5];
-    if (!ref || !stash_grads(ws, 5, saved, 0)) {
+    if (!ref || !stash_grads(ws, n_w, saved, 0)) {
         free(ref);
         return ad_error_set(err, AD_ERR_NOMEM, "check_case2: out of memory");
     }
     nn_case2_weights w = {ad_tensor_f64(ad_param_value(p->W_xh)), ad_tensor_f64(ad_param_value(p->W_hh)),
-                          ad_tensor_f64(ad_param_value(p->W_hy)), ad_tensor_f64(ad_param_value(p->b_h)),
-                          ad_tensor_f64(ad_param_value(p->b_y))};
-    nn_case2_weights g = {ref, ref + H * V, ref + H * V + H * H, ref + 2 * H * V + H * H,
-                          ref + 2 * H * V + H * H + H};
+                          ad_tensor_f64(ad_param_value(p->W_hy)),
+                          p->b_h ? ad_tensor_f64(ad_param_value(p->b_h)) : NULL,
+                          p->b_y ? ad_tensor_f64(ad_param_value(p->b_y)) : NULL};
+    nn_case2_weights g = {ref, ref + H * V, ref + H * V + H * H, p->b_h ? ref + 2 * H * V + H * H : NULL,
+                          p->b_y ? ref + 2 * H * V + H * H + H : NULL};
     double *dh0 = ref + 2 * H * V + H * H + H + V;
-    st = nn_ref_case2((int)V, (int)H, &w, inputs, targets, T, NULL, &report->reference_loss, &g,
+    st = nn_ref_case2((int)V, (int)H, &w, inputs, targets, T, h0, &report->reference_loss, &g,
                       dh0, NULL, err);
     ad_tape *t = ad_tape_new(NULL);
     if (st == AD_OK && !t) st = ad_error_set(err, AD_ERR_NOMEM, "check_case2: out of memory");
-    ad_tensor *h0 = NULL;
+    ad_tensor *h0v = NULL;
     if (st == AD_OK) {
-        h0 = ad_variable(t, AD_F64, ad_shape2(H, 1), dh0); /* a buffer of the right size... */
-        if (h0) memset(ad_tensor_f64(h0), 0, (size_t)H * sizeof(double)); /* ...then h0 = 0 */
+        h0v = ad_variable(t, AD_F64, ad_shape2(H, 1), h0 ? h0 : dh0); /* a buffer of the right size... */
+        if (h0v && !h0) memset(ad_tensor_f64(h0v), 0, (size_t)H * sizeof(double)); /* ...then h0 = 0 */
     }
     if (st == AD_OK)
-        st = run_engine(t, nn_case2_loss(t, p, inputs, targets, T, h0, NULL), &report->engine_loss, err);
+        st = run_engine(t, nn_case2_loss(t, p, inputs, targets, T, h0v, NULL), &report->engine_loss, err);
     if (st == AD_OK) {
-        const double *refs[5] = {g.W_xh, g.W_hh, g.W_hy, g.b_h, g.b_y};
-        for (int i = 0; i < 5; i++)
+        const double *refs[5] = {g.W_xh, g.W_hh, g.W_hy, NULL, NULL};
+        int r = 3;
+        if (p->b_h) refs[r++] = g.b_h;
+        if (p->b_y) refs[r++] = g.b_y;
+        for (int i = 0; i < n_w; i++)
             compare(report, ad_param_name(ws[i]), ad_tensor_f64(ad_param_grad(ws[i])), refs[i],
                     ad_tensor_numel(ad_param_value(ws[i])));
-        compare(report, "h0", ad_tensor_grad_f64(h0), dh0, (size_t)H);
+        compare(report, "h0", ad_tensor_grad_f64(h0v), dh0, (size_t)H);
     }
     ad_tape_free(t);
-    stash_grads(ws, 5, saved, 1);
+    stash_grads(ws, n_w, saved, 1);
     free(ref);
     return st;
 }

@@ -26,12 +26,17 @@ extern "C" {
 /**
  * Case 1 on tape t: x [T, V] one-hot rows (f64 data, copied), label y.
  * W_i [V, H], W_h [H, H], W_o [H, 1]; every step uses fresh temporal copies
- * of W_i and W_h. Returns the scalar BCE loss or NULL (tape error).
+ * of W_i and W_h. *y_hat (y_hat may be NULL) receives the prediction
+ * yhat = sigmoid(O_T W_o), a [1, 1] tensor on t (NULL on error). Returns the
+ * scalar BCE loss or NULL (tape error).
  */
 NN_API ad_tensor *nn_case1_loss(ad_tape *t, ad_param *W_i, ad_param *W_h, ad_param *W_o, const double *x,
-                         int T, double y);
+                         int T, double y, ad_tensor **y_hat);
 
-/** Case 2 parameters: W_xh [H, V], W_hh [H, H], W_hy [V, H], b_h [H, 1], b_y [V, 1]. */
+/**
+ * Case 2 parameters: W_xh [H, V], W_hh [H, H], W_hy [V, H], b_h [H, 1], b_y [V, 1].
+ * b_h and b_y may be NULL: the model then has no such bias.
+ */
 typedef struct nn_case2_params {
     /**@{*/
     /** The parameters, of the shapes above. */
@@ -42,7 +47,9 @@ typedef struct nn_case2_params {
 /**
  * Case 2 on tape t in column form, the loss summed over the T steps.
  * h0 ([H, 1] on t, e.g. an ad_variable to read dL/dh0) may be NULL (zeros);
- * *h_last (may be NULL) receives the last state. Returns the loss or NULL.
+ * *h_last (may be NULL) receives the last state. b_h, b_y may be NULL (no
+ * bias). inputs and targets must lie in 0..V-1 (AD_ERR_ARG otherwise).
+ * Returns the loss or NULL.
  */
 NN_API ad_tensor *nn_case2_loss(ad_tape *t, const nn_case2_params *p, const int64_t *inputs,
                          const int64_t *targets, int T, ad_tensor *h0, ad_tensor **h_last);
@@ -86,9 +93,14 @@ typedef struct nn_check_report {
 NN_API ad_status nn_check_case1(ad_param *W_i, ad_param *W_h, ad_param *W_o, const double *x, int T,
                          double y, nn_check_report *report, ad_error *err);
 
-/** The same for case 2 (h0 zero), including dL/dh0 as the entry "h0". */
+/**
+ * The same for case 2 from the initial state h0 ([H] values; NULL means
+ * zeros), including dL/dh0 as the entry "h0". b_h and b_y may be NULL (no
+ * bias; they then have no entry). Errors as nn_check_case1(), and AD_ERR_ARG
+ * for an input or target outside 0..V-1.
+ */
 NN_API ad_status nn_check_case2(const nn_case2_params *p, const int64_t *inputs, const int64_t *targets, int T,
-                         nn_check_report *report, ad_error *err);
+                         const double *h0, nn_check_report *report, ad_error *err);
 
 /** Prints one line per weight and a last line "max |engine - reference| = <value>". */
 NN_API void nn_check_print(const nn_check_report *report, FILE *out);

@@ -94,11 +94,144 @@ Test(nn_bptt, case2_many_to_many_with_initial_state)
     for (size_t k = 0; k < sizeof lengths / sizeof lengths[0]; k++) {
         nn_check_report rep;
         ad_error err;
-        cr_assert_eq(nn_check_case2(&p, in, tg, lengths[k], &rep, &err), AD_OK, "%s", err.msg);
+        cr_assert_eq(nn_check_case2(&p, in, tg, lengths[k], NULL, &rep, &err), AD_OK, "%s", err.msg);
         cr_assert_eq(rep.count, 6, "five weights and h0");
         cr_assert_str_eq(rep.entries[5].name, "h0");
         expect_report(&rep, "case 2");
     }
+    nn_params_free(ps);
+    cr_assert_eq(ts_live_allocs(), before);
+}
+
+/* The checker without biases (either or both) and from a given h0. */
+Test(nn_bptt, case2_without_biases_and_given_h0)
+{
+    long before = ts_live_allocs();
+    enum { V = 5, H = 4, T = 40 };
+    nn_case2_params full;
+    nn_params *ps = case2_model(V, H, &full, 21);
+    int64_t in[T], tg[T];
+    ad_rng rng;
+    ad_rng_seed(&rng, 22, 0);
+    for (int t = 0; t < T; t++) in[t] = (int64_t)ad_rng_below(&rng, V), tg[t] = (int64_t)ad_rng_below(&rng, V);
+    double h0[H] = {0.3, -0.7, 0.1, 0.55};
+    for (int form = 0; form < 4; form++) {
+        nn_case2_params p = full;
+        if (form & 1) p.b_h = NULL;
+        if (form & 2) p.b_y = NULL;
+        for (int given = 0; given <= 1; given++) {
+            nn_check_report rep;
+            ad_error err;
+            cr_assert_eq(nn_check_case2(&p, in, tg, T, given ? h0 : NULL, &rep, &err), AD_OK, "%s", err.msg);
+            cr_assert_eq(rep.count, (size_t)(3 + (p.b_h != NULL) + (p.b_y != NULL) + 1), "weights present and h0");
+            cr_assert_str_eq(rep.entries[rep.count - 1].name, "h0");
+            expect_report(&rep, "case 2 form");
+        }
+    }
+    nn_params_free(ps);
+    cr_assert_eq(ts_live_allocs(), before);
+}
+
+/* The given h0 reaches the reference and the engine: a reference run from h0 by hand. */
+Test(nn_bptt, case2_given_h0_changes_loss)
+{
+    long before = ts_live_allocs();
+    enum { V = 3, H = 2, T = 1 };
+    nn_case2_params p;
+    nn_params *ps = case2_model(V, H, &p, 31);
+    p.b_h = p.b_y = NULL;
+    int64_t in[T] = {1}, tg[T] = {2};
+    double h0[H] = {0.4, -0.9};
+    nn_check_report rep;
+    ad_error err;
+    cr_assert_eq(nn_check_case2(&p, in, tg, T, h0, &rep, &err), AD_OK, "%s", err.msg);
+    /* by hand: h1 = tanh(W_xh[:, 1] + W_hh h0), y = W_hy h1, L = lse(y) - y[2] */
+    const double *Wxh = ad_tensor_f64(ad_param_value(p.W_xh)), *Whh = ad_tensor_f64(ad_param_value(p.W_hh)),
+                 *Why = ad_tensor_f64(ad_param_value(p.W_hy));
+    double h1[H], y[V], s = 0;
+    for (int i = 0; i < H; i++) h1[i] = tanh(Wxh[i * V + 1] + Whh[i * H] * h0[0] + Whh[i * H + 1] * h0[1]);
+    for (int v = 0; v < V; v++) y[v] = Why[v * H] * h1[0] + Why[v * H + 1] * h1[1], s += exp(y[v]);
+    double L = log(s) - y[2];
+    cr_assert(fabs(rep.reference_loss - L) <= 1e-14, "reference %.17g hand %.17g", rep.reference_loss, L);
+    cr_assert(fabs(rep.engine_loss - L) <= 1e-14, "engine %.17g hand %.17g", rep.engine_loss, L);
+    expect_report(&rep, "case 2 h0");
+    nn_params_free(ps);
+    cr_assert_eq(ts_live_allocs(), before);
+}
+
+/* nn_case1_loss hands out yhat = sigmoid(O_T W_o); checked against a hand computation. */
+Test(nn_bptt, case1_prediction)
+{
+    long before = ts_live_allocs();
+    enum { V = 2, H = 2, T = 2 };
+    nn_params *ps = nn_params_new(AD_F64, NULL);
+    ad_param *W_i = nn_params_add(ps, "W_i", ad_shape2(V, H), NULL);
+    ad_param *W_h = nn_params_add(ps, "W_h", ad_shape2(H, H), NULL);
+    ad_param *W_o = nn_params_add(ps, "W_o", ad_shape2(H, 1), NULL);
+    ad_rng rng;
+    ad_rng_seed(&rng, 41, 0);
+    nn_params_init_uniform(ps, &rng, -0.9, 0.9);
+    const double *wi = ad_tensor_f64(ad_param_value(W_i)), *wh = ad_tensor_f64(ad_param_value(W_h)),
+                 *wo = ad_tensor_f64(ad_param_value(W_o));
+    double x[T * V] = {1, 0, 0, 1};
+    double O[H] = {0, 0};
+    for (int t = 0; t < T; t++) {
+        double n[H];
+        for (int j = 0; j < H; j++) {
+            double a = 0;
+            for (int v = 0; v < V; v++) a += x[t * V + v] * wi[v * H + j];
+            for (int k = 0; k < H; k++) a += O[k] * wh[k * H + j];
+            n[j] = tanh(a);
+        }
+        memcpy(O, n, sizeof O);
+    }
+    double yhat = 1 / (1 + exp(-(O[0] * wo[0] + O[1] * wo[1])));
+    ad_tape *t = ad_tape_new(NULL);
+    ad_tensor *yh = NULL;
+    ad_tensor *loss = nn_case1_loss(t, W_i, W_h, W_o, x, T, 1.0, &yh);
+    cr_assert_not_null(loss, "%s", ad_tape_message(t));
+    cr_assert_not_null(yh);
+    cr_assert_eq(ad_tensor_numel(yh), 1);
+    cr_assert(fabs(ad_tensor_item(yh) - yhat) <= 1e-15, "yhat %.17g hand %.17g", ad_tensor_item(yh), yhat);
+    cr_assert(fabs(ad_tensor_item(loss) + log(yhat)) <= 1e-14);
+    /* on error *y_hat is NULL */
+    cr_assert_null(nn_case1_loss(t, W_i, W_h, W_o, x, 0, 1.0, &yh));
+    cr_assert_null(yh);
+    ad_tape_free(t);
+    nn_params_free(ps);
+    cr_assert_eq(ts_live_allocs(), before);
+}
+
+/* Bad ids, empty sequences and NULLs in the case 2 engine model and checker. */
+Test(nn_bptt, case2_bad_ids)
+{
+    long before = ts_live_allocs();
+    enum { V = 3, H = 2 };
+    nn_case2_params p;
+    nn_params *ps = case2_model(V, H, &p, 51);
+    int64_t in[2] = {0, 1}, tg[2] = {1, 3}, neg[2] = {-1, 0};
+    nn_check_report rep;
+    ad_error err;
+    cr_assert_eq(nn_check_case2(&p, in, tg, 2, NULL, &rep, &err), AD_ERR_ARG);
+    cr_assert(strstr(err.msg, "outside"), "%s", err.msg);
+    cr_assert_eq(nn_check_case2(&p, neg, in, 2, NULL, &rep, &err), AD_ERR_ARG);
+    cr_assert_eq(nn_check_case2(&p, in, in, 0, NULL, &rep, &err), AD_ERR_EMPTY);
+    cr_assert_eq(nn_check_case2(NULL, in, in, 1, NULL, &rep, &err), AD_ERR_NULL);
+    ad_tape *t = ad_tape_new(NULL);
+    ad_tensor *hl = (ad_tensor *)1;
+    cr_assert_null(nn_case2_loss(t, &p, in, tg, 2, NULL, &hl));
+    cr_assert_null(hl);
+    cr_assert_eq(ad_tape_status(t), AD_ERR_ARG);
+    cr_assert(strstr(ad_tape_message(t), "target 3 at t=1"), "%s", ad_tape_message(t));
+    ad_tape_free(t);
+    t = ad_tape_new(NULL);
+    cr_assert_null(nn_case2_loss(t, &p, neg, tg, 2, NULL, NULL));
+    cr_assert(strstr(ad_tape_message(t), "input -1 at t=0"), "%s", ad_tape_message(t));
+    ad_tape_free(t);
+    t = ad_tape_new(NULL);
+    cr_assert_null(nn_case2_loss(t, &p, in, in, 0, NULL, NULL));
+    cr_assert_eq(ad_tape_status(t), AD_ERR_EMPTY);
+    ad_tape_free(t);
     nn_params_free(ps);
     cr_assert_eq(ts_live_allocs(), before);
 }
@@ -271,10 +404,10 @@ Test(nn_bptt, bad_inputs)
     ad_param *b = nn_params_add(pd, "b", ad_shape2(3, 2), NULL);
     cr_assert_eq(nn_check_case1(b, b, b, x, 1, 1, &rep, &err), AD_ERR_SHAPE);
     cr_assert_eq(nn_check_case1(b, NULL, b, x, 1, 1, &rep, &err), AD_ERR_NULL);
-    nn_case2_params p2 = {b, b, b, b, NULL};
-    cr_assert_eq(nn_check_case2(&p2, in, tg, 1, &rep, &err), AD_ERR_NULL);
+    nn_case2_params p2 = {b, b, NULL, b, b}; /* W_hy missing (a bias may be NULL) */
+    cr_assert_eq(nn_check_case2(&p2, in, tg, 1, NULL, &rep, &err), AD_ERR_NULL);
     ad_tape *t = ad_tape_new(NULL);
-    cr_assert_null(nn_case1_loss(t, b, b, b, x, 0, 1));
+    cr_assert_null(nn_case1_loss(t, b, b, b, x, 0, 1, NULL));
     cr_assert_eq(ad_tape_status(t), AD_ERR_EMPTY);
     ad_tape_free(t);
     nn_params_free(ps);
