@@ -13,6 +13,7 @@
 
 #include <unroll/nn/nn.h>
 #include "testsupport.h"
+#include "../nn/internal.h"
 
 typedef struct rnn_case {
     const char *dir;
@@ -489,7 +490,7 @@ static void run_two_layers(nn_cell_kind kind, uint64_t seed, int hoist, int plai
     nn_cell cells[2];
     nn_cell_create(&cells[0], ps, "l", &(nn_cell_options){.kind = kind, .input_size = LI, .hidden_size = LH}, NULL);
     nn_cell_create(&cells[1], ps, "l", &(nn_cell_options){.kind = kind, .layer = 1, .input_size = LH, .hidden_size = LH}, NULL);
-    cells[0].plain_gates = cells[1].plain_gates = plain;
+    if (plain) cells[0].step = cells[1].step = nn__builtin_step_plain;
     ad_rng rng;
     ad_rng_seed(&rng, seed, 0);
     nn_params_init_uniform(ps, &rng, -0.7, 0.7);
