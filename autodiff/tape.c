@@ -47,7 +47,6 @@ ad_tape *ad_tape_new(const ad_tape_options *opts)
     t->alloc_ctx = o.alloc_ctx;
     t->chunk_bytes = o.chunk_bytes ? o.chunk_bytes : DEFAULT_CHUNK;
     t->grad_enabled = 1;
-    t->anomaly = o.anomaly != 0;
     t->copy_grads = o.copy_grads;
     t->lean_copies = o.copy_grads != AD_COPY_GRADS_KEEP;
     t->release_grads = o.release_grads != 0;
