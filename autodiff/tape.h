@@ -78,12 +78,6 @@ typedef struct ad_tape_options {
      */
     ad_copy_grads copy_grads;
     /**
-     * 1: the same as copy_grads = AD_COPY_GRADS_NORMS (the name this option
-     * had before copy_grads existed); it is ignored when copy_grads is set to
-     * a mode other than KEEP.
-     */
-    int lean_copies;
-    /**
      * 1: backward hands each intermediate tensor's gradient buffer back to the
      * tape as soon as the op that produced the tensor has used it, and reuses
      * it for a later gradient of the same size, so that backward keeps about
