@@ -233,10 +233,10 @@ void ad__rnn_cell_bwd(ad_tape *t, ad_node *n)
     else rnn_bwd_double(n->out->numel, relu, n->out->data, n->out->grad, gx, gh);
 }
 
-ad_tensor *ad_rnn_cell(ad_tape *t, ad_tensor *gx, ad_tensor *gh, int activation)
+ad_tensor *ad_rnn_cell(ad_tape *t, ad_tensor *gx, ad_tensor *gh, ad_rnn_activation activation)
 {
     ad__args args = {0};
-    args.flags = activation;
+    args.flags = (int)activation;
     ad_tensor *in[2] = {gx, gh};
     return ad__record(t, AD_OP_RNN_CELL, in, 2, &args);
 }

@@ -211,11 +211,12 @@ AD_API ad_tensor *ad_mse(ad_tape *t, ad_tensor *pred, ad_tensor *target, ad_redu
  */
 
 /** Activations of ad_rnn_cell(). */
-enum { AD_RNN_TANH = 0, AD_RNN_RELU = 1 };
-/** @var AD_RNN_TANH
- * h' = tanh(gx + gh). */
-/** @var AD_RNN_RELU
- * h' = relu(gx + gh). */
+typedef enum ad_rnn_activation {
+    /** h' = tanh(gx + gh). */
+    AD_RNN_TANH = 0,
+    /** h' = relu(gx + gh). */
+    AD_RNN_RELU = 1
+} ad_rnn_activation;
 
 /**
  * Elman step: h' = act(gx + gh) with gx, gh [B, H] and act AD_RNN_TANH or
@@ -223,7 +224,7 @@ enum { AD_RNN_TANH = 0, AD_RNN_RELU = 1 };
  * what ad_tanh(ad_add(gx, gh)) records as two; the gradient, act'(.) times
  * the upstream one, goes to both gx and gh.
  */
-AD_API ad_tensor *ad_rnn_cell(ad_tape *t, ad_tensor *gx, ad_tensor *gh, int activation);
+AD_API ad_tensor *ad_rnn_cell(ad_tape *t, ad_tensor *gx, ad_tensor *gh, ad_rnn_activation activation);
 
 /**
  * LSTM cell state: with [i f g o] = gx + gh ([B, 4H]) and c [B, H],

@@ -33,8 +33,6 @@ ad_tape *ad_tape_new(const ad_tape_options *opts)
     if (o.copy_grads != AD_COPY_GRADS_KEEP && o.copy_grads != AD_COPY_GRADS_NORMS &&
         o.copy_grads != AD_COPY_GRADS_NONE)
         return NULL;
-    /* lean_copies is the option's earlier name for norms */
-    if (o.copy_grads == AD_COPY_GRADS_KEEP && o.lean_copies) o.copy_grads = AD_COPY_GRADS_NORMS;
     if (!o.alloc) {
         o.alloc = default_alloc;
         o.free = default_free;
@@ -47,7 +45,6 @@ ad_tape *ad_tape_new(const ad_tape_options *opts)
     t->alloc_ctx = o.alloc_ctx;
     t->chunk_bytes = o.chunk_bytes ? o.chunk_bytes : DEFAULT_CHUNK;
     t->grad_enabled = 1;
-    t->anomaly = o.anomaly != 0;
     t->copy_grads = o.copy_grads;
     t->lean_copies = o.copy_grads != AD_COPY_GRADS_KEEP;
     t->release_grads = o.release_grads != 0;

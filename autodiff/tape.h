@@ -65,7 +65,6 @@ typedef struct ad_tape_options {
     void *(*alloc)(void *ctx, size_t n); /**< NULL means malloc */
     void (*free)(void *ctx, void *ptr);  /**< NULL means free */
     void *alloc_ctx;                     /**< passed to alloc and free */
-    int anomaly;                         /**< start with anomaly detection on */
     /**
      * What is kept of each temporal copy's gradient (ad_copy_grads). In the
      * modes that do not keep it (NORMS, NONE) backward also saves time: the
@@ -78,12 +77,6 @@ typedef struct ad_tape_options {
      * parameters' gradients equal KEEP's up to summation order.
      */
     ad_copy_grads copy_grads;
-    /**
-     * 1: the same as copy_grads = AD_COPY_GRADS_NORMS (the name this option
-     * had before copy_grads existed); it is ignored when copy_grads is set to
-     * a mode other than KEEP.
-     */
-    int lean_copies;
     /**
      * 1: backward hands each intermediate tensor's gradient buffer back to the
      * tape as soon as the op that produced the tensor has used it, and reuses
@@ -184,8 +177,13 @@ AD_API size_t ad_tape_bytes_reserved(const ad_tape *t);
 AD_API int ad_tape_set_grad_enabled(ad_tape *t, int enabled);
 
 /**
- * Turns anomaly detection on or off and returns the previous setting. When
- * on, the first op whose forward output or backward input-gradient holds NaN
+ * Turns anomaly detection on or off and returns the previous setting: the
+ * one way to set it (a new tape starts with it off), for the whole tape or
+ * for a region:
+ *
+ *     int was = ad_tape_set_anomaly(t, 1); ...; ad_tape_set_anomaly(t, was);
+ *
+ * When on, the first op whose forward output or backward input-gradient holds NaN
  * or Inf sets AD_ERR_NONFINITE with a message naming the op, the node index,
  * the pass (forward/backward) and the node's label.
  */

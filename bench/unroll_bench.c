@@ -264,7 +264,7 @@ static int rnet_init(rnet *r, nn_cell_kind kind, int V, int H, int T, int B, int
     double k = 1.0 / sqrt((double)H);
     nn_params_init_uniform(r->ps, &r->rng, -k, k);
     ad_tape_options to = {0};
-    to.lean_copies = 1;   /* a training loop that does not read per-copy gradients */
+    to.copy_grads = AD_COPY_GRADS_NORMS;   /* a training loop that does not read per-copy gradients */
     to.release_grads = 1; /* nor intermediate ones */
     r->tape = ad_tape_new(&to);
     r->ids = malloc((size_t)(T + 1) * (size_t)B * sizeof *r->ids);
@@ -292,7 +292,7 @@ static int rnet_shard(rnet *r, int n)
         sh->loss_scale = 1.0 / n;
         sh->ps = nn_params_replica(r->ps, NULL);
         ad_tape_options to = {0};
-        to.lean_copies = 1;
+        to.copy_grads = AD_COPY_GRADS_NORMS;
         to.release_grads = 1;
         sh->tape = ad_tape_new(&to);
         sh->ids = malloc((size_t)(r->T + 1) * (size_t)sh->B * sizeof *sh->ids);

@@ -956,7 +956,7 @@ int main(int argc, char **argv)
     /* A training loop that reads neither per-copy nor intermediate gradients:
      * the lean options save memory and time (docs/guide.md). */
     ad_tape_options tape_opts = {0};
-    tape_opts.lean_copies = 1;
+    tape_opts.copy_grads = AD_COPY_GRADS_NORMS;
     tape_opts.release_grads = 1;
     ad_tape *t = NULL;
     /* each step that can fail on one rank alone ends with every rank agreeing on its status */

@@ -62,7 +62,7 @@ int main(void)
         for (int s = 0; s < 1001; s++) text[b][s] = (s * (b + 1)) % V;   /* toy data */
 
     /* lean: this loop reads neither per-copy nor intermediate gradients */
-    ad_tape *t = ad_tape_new(&(ad_tape_options){.lean_copies = 1, .release_grads = 1});
+    ad_tape *t = ad_tape_new(&(ad_tape_options){.copy_grads = AD_COPY_GRADS_NORMS, .release_grads = 1});
     nn_tbptt_options o = {.k1 = K, .k2 = K, .steps = 1000, .batch = B};
     ad_status st = nn_tbptt_run(t, &m.lstm, m.ps, &o, input, loss, update, &m, &err);
     nn_train_state ts = {.step = nn_optim_steps(m.opt), .rng = rng, .has_rng = 1};

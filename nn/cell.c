@@ -3,6 +3,7 @@
  * equations, and the checks every step goes through.
  */
 #include "cell.h"
+#include "internal.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -220,12 +221,13 @@ ad_status nn_cell_step_projected(ad_tape *t, const nn_cell *cell, ad_tensor *gx,
     if (!cell || !prev || !next || !gx)
         return ad_tape_fail(t, AD_ERR_NULL, "step_projected: an argument is NULL");
     ad_tensor *gh = hidden_projection(t, cell, prev->h);
+    int plain = cell->step == nn__builtin_step_plain;
     next->c = NULL;
     switch (cell->kind) {
     case NN_CELL_RNN_TANH:
     case NN_CELL_RNN_RELU: {
         int relu = cell->kind == NN_CELL_RNN_RELU;
-        if (!cell->plain_gates) {
+        if (!plain) {
             next->h = ad_rnn_cell(t, gx, gh, relu ? AD_RNN_RELU : AD_RNN_TANH);
             release_projection(t, gh);
             break;
@@ -235,13 +237,13 @@ ad_status nn_cell_step_projected(ad_tape *t, const nn_cell *cell, ad_tensor *gx,
         break;
     }
     case NN_CELL_LSTM:
-        if (cell->plain_gates) return plain_gates(t, cell, gx, gh, prev, next);
+        if (plain) return plain_gates(t, cell, gx, gh, prev, next);
         next->c = ad_lstm_cell_state(t, gx, gh, prev->c);
         next->h = project_output(t, cell, ad_lstm_cell_output(t, gx, gh, next->c));
         release_projection(t, gh);
         break;
     case NN_CELL_GRU:
-        if (cell->plain_gates) return plain_gates(t, cell, gx, gh, prev, next);
+        if (plain) return plain_gates(t, cell, gx, gh, prev, next);
         next->h = ad_gru_cell(t, gx, gh, prev->h);
         break;
     default: return ad_tape_fail(t, AD_ERR_ARG, "%s: not a built-in cell", cell->name);
@@ -251,6 +253,14 @@ ad_status nn_cell_step_projected(ad_tape *t, const nn_cell *cell, ad_tensor *gx,
 
 ad_status nn_builtin_step(ad_tape *t, const nn_cell *cell, ad_tensor *x, const nn_state *prev,
                           nn_state *next)
+{
+    return nn_cell_step_projected(t, cell, nn_cell_input_projection(t, cell, x), prev, next);
+}
+
+/* The reference path: the same step as nn_builtin_step with the op-by-op
+ * gates; nn_cell_step_projected() takes it for a cell whose step is this. */
+ad_status nn__builtin_step_plain(ad_tape *t, const nn_cell *cell, ad_tensor *x, const nn_state *prev,
+                                 nn_state *next)
 {
     return nn_cell_step_projected(t, cell, nn_cell_input_projection(t, cell, x), prev, next);
 }

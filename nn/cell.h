@@ -93,10 +93,6 @@ struct nn_cell {
     ad_param *w[NN_CELL_MAX_PARAMS]; /**< the cell's parameters (built-ins: W_ih, W_hh, b_ih, b_hh) */
     /** How many entries of `w` are used. */
     int n_w;
-    /** Built-in cells: 0 (the default) runs the fused gate ops (ad_rnn_cell,
-     *  ad_lstm_cell_state/_output, ad_gru_cell); 1 the op-by-op gates (split,
-     *  add, sigmoid, tanh, mul), equal within rounding and kept as their reference. */
-    int plain_gates;
     void *ctx;          /**< for custom cells */
 };
 

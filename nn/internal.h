@@ -11,6 +11,18 @@
 #include <stdint.h>
 
 #include "../autodiff/status.h"
+#include "cell.h"
+
+/* ---- The op-by-op gates (cell.c) ----------------------------------------------------- */
+
+/*
+ * The built-in step with the op-by-op gates (split, add, sigmoid, tanh, mul)
+ * instead of the fused gate ops: a built-in cell whose `step` is set to this
+ * records them, in nn_unroll's hoisted path too. Equal to nn_builtin_step
+ * within rounding; the reference the fused gates are tested against.
+ */
+ad_status nn__builtin_step_plain(ad_tape *t, const nn_cell *cell, ad_tensor *x, const nn_state *prev,
+                                 nn_state *next);
 
 /* ---- JSON (json.c) ------------------------------------------------------------------ */
 

@@ -11,9 +11,8 @@ Test(anomaly, forward_names_op_node_and_label)
     ad_param *w = ad_param_new("w", AD_F64, ad_shape1(3), NULL);
     double *v = ad_tensor_f64(ad_param_value(w));
     v[0] = 1, v[1] = -1, v[2] = 2;
-    ad_tape_options o = {0};
-    o.anomaly = 1;
-    ad_tape *t = ad_tape_new(&o);
+    ad_tape *t = ad_tape_new(NULL);
+    cr_assert_eq(ad_tape_set_anomaly(t, 1), 0, "a new tape starts with anomaly mode off");
     ad_tensor *x = ad_use(t, w);
     ad_tensor *e = ad_exp(t, x);
     ad_tape_set_label(t, "cell t=17");

@@ -381,7 +381,9 @@ static ad_status log_fn(ad_tape *t, void *ctx, ad_tensor *const *in, int n_in, a
 Test(checkpoint, anomaly_names_the_step)
 {
     long before = ts_live_allocs();
-    ad_tape *t = ad_tape_new(&(ad_tape_options){.anomaly = 1});
+    ad_tape *t = ad_tape_new(NULL);
+    cr_assert_not_null(t);
+    ad_tape_set_anomaly(t, 1);
     ad_tensor *x = ad_full(t, AD_F64, ad_shape1(3), -1.0), *out[1];
     cr_assert_neq(ad_checkpoint(t, log_fn, NULL, &x, 1, out, 1, &(ad_checkpoint_options){.label = "seg t=7"}),
                   AD_OK);

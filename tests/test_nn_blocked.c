@@ -171,7 +171,7 @@ static void per_step_head(int lean, double *gw, double *gb, size_t nw, size_t nb
     ad_rng_seed(&rng, 5, 0);
     nn_params_init_uniform(ps, &rng, -0.3, 0.3);
     ad_tape_options to = {0};
-    to.lean_copies = lean, to.release_grads = lean;
+    to.copy_grads = lean ? AD_COPY_GRADS_NORMS : AD_COPY_GRADS_KEEP, to.release_grads = lean;
     ad_tape *t = ad_tape_new(&to);
     int64_t ids[R];
     double *x = malloc((size_t)R * K * sizeof *x);

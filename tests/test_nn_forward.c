@@ -11,6 +11,7 @@
 
 #include <unroll/nn/nn.h>
 #include "testsupport.h"
+#include "../nn/internal.h"
 
 enum { I = 3, H = 4, B = 2, T = 5 };
 
@@ -68,7 +69,7 @@ static void make_cell(const row *r, nn_params *ps, ctx *c)
                              .proj_size = r->cell == C_LSTM_PROJ ? 2 : 0};
         ad_error err;
         cr_assert_eq(nn_cell_create(&c->cell, ps, "cell", &o, &err), AD_OK, "%s", err.msg);
-        c->cell.plain_gates = r->plain_gates;
+        if (r->plain_gates) c->cell.step = nn__builtin_step_plain;
     }
     ad_rng rng;
     ad_rng_seed(&rng, 21 + (uint64_t)r->cell, 0);

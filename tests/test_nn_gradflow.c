@@ -110,7 +110,7 @@ static const lean_case lean_cases[] = {
 };
 static int lean_ids[sizeof lean_cases / sizeof lean_cases[0]];
 
-/* The report of one unroll; lean: lean_copies (copy_grads = norms). */
+/* The report of one unroll; lean: copy_grads = norms. */
 static void lean_report(const lean_case *c, int lean, nn_grad_flow *f)
 {
     enum { LT = 12, LI = 8 };
@@ -121,7 +121,7 @@ static void lean_report(const lean_case *c, int lean, nn_grad_flow *f)
     ad_rng_seed(&rng, 21, 0);
     nn_cell_init_pytorch(&cell, &rng);
     ad_tape_options o = {0};
-    o.lean_copies = lean;
+    o.copy_grads = lean ? AD_COPY_GRADS_NORMS : AD_COPY_GRADS_KEEP;
     o.release_grads = lean && c->release;
     ad_tape *t = ad_tape_new(&o);
     ad_tensor *xs[LT];
@@ -221,7 +221,7 @@ Test(nn_gradflow, nan_norms_are_reported)
     ad_rng_seed(&rng, 10, 0);
     nn_cell_init_pytorch(&cell, &rng);
     for (int lean = 0; lean < 2; lean++) {
-        ad_tape *t = ad_tape_new(&(ad_tape_options){.lean_copies = lean});
+        ad_tape *t = ad_tape_new(&(ad_tape_options){.copy_grads = lean ? AD_COPY_GRADS_NORMS : AD_COPY_GRADS_KEEP});
         ad_tensor *xs[T];
         for (int k = 0; k < T; k++) xs[k] = ad_rand_normal(t, &rng, AD_F64, ad_shape2(B, I), 0, 1);
         ad_tensor_f64(xs[5])[0] = NAN;

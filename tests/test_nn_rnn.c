@@ -13,6 +13,7 @@
 
 #include <unroll/nn/nn.h>
 #include "testsupport.h"
+#include "../nn/internal.h"
 
 typedef struct rnn_case {
     const char *dir;
@@ -376,12 +377,12 @@ Test(nn_rnn, anomaly_names_cell_and_step)
 }
 
 /*
- * Copies' gradients not kept (copy_grads = norms, the old lean_copies, and
+ * Copies' gradients not kept (copy_grads = norms, and
  * none): the same parameter gradients without a buffer per copy. Norms
  * records the norms of the biases (added by column sums, not a product)
  * through one buffer per bias that each step reuses; none keeps nothing.
  */
-Test(nn_rnn, lean_copies_give_the_same_gradients_in_less_memory)
+Test(nn_rnn, norms_copies_give_the_same_gradients_in_less_memory)
 {
     long before = ts_live_allocs();
     nn_params *ps = nn_params_new(AD_F64, NULL);
@@ -394,9 +395,9 @@ Test(nn_rnn, lean_copies_give_the_same_gradients_in_less_memory)
     ts_fill_uniform(x, 120, 15, -1, 1);
     size_t n;
     double full[2000], used[3];
-    for (int mode = 0; mode < 3; mode++) { /* keep, norms (as lean_copies), none */
+    for (int mode = 0; mode < 3; mode++) { /* keep, norms, none */
         ad_tape_options o = {0};
-        if (mode == 1) o.lean_copies = 1;
+        if (mode == 1) o.copy_grads = AD_COPY_GRADS_NORMS;
         if (mode == 2) o.copy_grads = AD_COPY_GRADS_NONE;
         ad_tape *t = ad_tape_new(&o);
         cr_assert_eq(ad_tape_mode(t).copy_grads, (ad_copy_grads)mode);
@@ -432,7 +433,7 @@ Test(nn_rnn, lean_copies_give_the_same_gradients_in_less_memory)
     cr_assert(used[0] - used[1] >= 19.0 * per_step, "norms %.0f bytes vs %.0f", used[1], used[0]);
     /* a loss that is itself a copy */
     ad_tape_options o = {0};
-    o.lean_copies = 1;
+    o.copy_grads = AD_COPY_GRADS_NORMS;
     ad_tape *t = ad_tape_new(&o);
     nn_params_zero_grad(ps);
     ad_param *b = cell.w[2];
@@ -489,7 +490,7 @@ static void run_two_layers(nn_cell_kind kind, uint64_t seed, int hoist, int plai
     nn_cell cells[2];
     nn_cell_create(&cells[0], ps, "l", &(nn_cell_options){.kind = kind, .input_size = LI, .hidden_size = LH}, NULL);
     nn_cell_create(&cells[1], ps, "l", &(nn_cell_options){.kind = kind, .layer = 1, .input_size = LH, .hidden_size = LH}, NULL);
-    cells[0].plain_gates = cells[1].plain_gates = plain;
+    if (plain) cells[0].step = cells[1].step = nn__builtin_step_plain;
     ad_rng rng;
     ad_rng_seed(&rng, seed, 0);
     nn_params_init_uniform(ps, &rng, -0.7, 0.7);

@@ -212,7 +212,7 @@ static ad_tensor *call_bad(ad_tape *t, int i)
         return ad_lstm_cell_state(t, e, e, ad_zeros(t, AD_F64, ad_shape2(0, 2)));
     }
     case 11: return ad_rnn_cell(t, s, s3, AD_RNN_TANH);
-    case 12: return ad_rnn_cell(t, s, s, 7);
+    case 12: return ad_rnn_cell(t, s, s, (ad_rnn_activation)7);
     case 13: return ad_rnn_cell(t, NULL, s, AD_RNN_RELU);
     case 10: {
         ad_tape *other = ad_tape_new(NULL);

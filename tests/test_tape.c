@@ -215,7 +215,7 @@ static void stacked_grads(int lean, ad_param *const *p, const double *x, double 
 {
     enum { T = 70, B = 32, H = 64 };
     ad_tape_options o = {0};
-    o.lean_copies = lean;
+    o.copy_grads = lean ? AD_COPY_GRADS_NORMS : AD_COPY_GRADS_KEEP;
     ad_tape *t = ad_tape_new(&o);
     for (int i = 0; i < 3; i++) ad_param_zero_grad(p[i]);
     ad_tensor *h = ad_zeros(t, AD_F64, ad_shape2(B, H)), *loss = NULL;
@@ -267,7 +267,7 @@ static size_t release_run(int release, int lean, ad_param *const *p, const doubl
     enum { T = 30, B = 4, H = 64 };
     ad_tape_options o = {0};
     o.release_grads = release;
-    o.lean_copies = lean;
+    o.copy_grads = lean ? AD_COPY_GRADS_NORMS : AD_COPY_GRADS_KEEP;
     ad_tape *t = ad_tape_new(&o);
     for (int i = 0; i < 2; i++) ad_param_zero_grad(p[i]);
     ad_tensor *x0 = ad_variable(t, AD_F64, ad_shape2(B, H), x);
@@ -497,19 +497,19 @@ Test(tape, modes_are_named_and_queried)
     cr_assert_eq(d.release_grads, 0);
     struct {
         ad_copy_grads copy_grads;
-        int lean, release, anomaly;
+        int release, anomaly;
         ad_copy_grads want;
     } rows[] = {
-        {AD_COPY_GRADS_KEEP, 0, 0, 0, AD_COPY_GRADS_KEEP},   {AD_COPY_GRADS_KEEP, 1, 1, 0, AD_COPY_GRADS_NORMS},
-        {AD_COPY_GRADS_NORMS, 0, 0, 1, AD_COPY_GRADS_NORMS}, {AD_COPY_GRADS_NONE, 0, 1, 0, AD_COPY_GRADS_NONE},
-        {AD_COPY_GRADS_NONE, 1, 0, 0, AD_COPY_GRADS_NONE}, /* an explicit mode wins over lean_copies */
+        {AD_COPY_GRADS_KEEP, 0, 0, AD_COPY_GRADS_KEEP},   {AD_COPY_GRADS_NORMS, 1, 0, AD_COPY_GRADS_NORMS},
+        {AD_COPY_GRADS_NORMS, 0, 1, AD_COPY_GRADS_NORMS}, {AD_COPY_GRADS_NONE, 1, 0, AD_COPY_GRADS_NONE},
     };
     for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
         ad_tape_options o = {0};
-        o.copy_grads = rows[i].copy_grads, o.lean_copies = rows[i].lean;
-        o.release_grads = rows[i].release, o.anomaly = rows[i].anomaly;
+        o.copy_grads = rows[i].copy_grads;
+        o.release_grads = rows[i].release;
         ad_tape *t = ad_tape_new(&o);
         cr_assert_not_null(t);
+        cr_assert_eq(ad_tape_set_anomaly(t, rows[i].anomaly), 0, "row %zu", i);
         ad_tape_modes m = ad_tape_mode(t);
         cr_assert_eq(m.copy_grads, rows[i].want, "row %zu", i);
         cr_assert_eq(m.release_grads, rows[i].release, "row %zu", i);
