@@ -79,23 +79,35 @@ void nn_cell_init_pytorch(nn_cell *cell, ad_rng *rng)
 {
     if (!cell || !rng || cell->hidden_size < 1) return;
     double k = 1.0 / sqrt((double)cell->hidden_size);
-    for (int i = 0; i < cell->n_w; i++) nn_init_uniform(cell->w[i], rng, -k, k);
+    for (int i = 0; i < cell->n_w; i++) nn_init_uniform(nn_cell_weight(cell, i), rng, -k, k);
+}
+
+ad_param *nn_cell_weight(const nn_cell *cell, int i)
+{
+    if (!cell || i < 0 || i >= cell->n_w) return NULL;
+    if (cell->params) return cell->params[i];
+    return i < NN_CELL_MAX_PARAMS ? cell->w[i] : NULL;
 }
 
 static ad_dtype cell_dtype(const nn_cell *cell)
 {
-    return cell->n_w > 0 ? ad_tensor_dtype(ad_param_value(cell->w[0])) : AD_F64;
+    ad_param *w0 = nn_cell_weight(cell, 0);
+    return w0 ? ad_tensor_dtype(ad_param_value(w0)) : AD_F64;
 }
 
 /* A hand-filled cell's weight list: n_w in range and no NULL entry (a
- * custom cell's n_w = 9 would otherwise read past w[]). */
+ * custom cell's n_w = 9 would otherwise read past w[]; with `params` set,
+ * any n_w >= 0 is allowed). */
 static ad_status check_weights(ad_tape *t, const nn_cell *cell)
 {
-    if (cell->n_w < 0 || cell->n_w > NN_CELL_MAX_PARAMS)
-        return ad_tape_fail(t, AD_ERR_ARG, "%s: n_w = %d is outside 0..%d (NN_CELL_MAX_PARAMS)", cell->name,
-                            cell->n_w, NN_CELL_MAX_PARAMS);
+    if (cell->n_w < 0 || (!cell->params && cell->n_w > NN_CELL_MAX_PARAMS))
+        return ad_tape_fail(t, AD_ERR_ARG,
+                            "%s: n_w = %d is outside 0..%d (NN_CELL_MAX_PARAMS; set params for more)",
+                            cell->name, cell->n_w, NN_CELL_MAX_PARAMS);
     for (int i = 0; i < cell->n_w; i++)
-        if (!cell->w[i]) return ad_tape_fail(t, AD_ERR_NULL, "%s: w[%d] is NULL (n_w = %d)", cell->name, i, cell->n_w);
+        if (!nn_cell_weight(cell, i))
+            return ad_tape_fail(t, AD_ERR_NULL, "%s: %s[%d] is NULL (n_w = %d)", cell->name,
+                                cell->params ? "params" : "w", i, cell->n_w);
     return AD_OK;
 }
 

@@ -59,7 +59,10 @@ typedef struct nn_cell nn_cell;
 typedef ad_status (*nn_step_fn)(ad_tape *t, const nn_cell *cell, ad_tensor *x,
                                  const nn_state *prev, nn_state *next);
 
-/** The most parameters one cell holds. */
+/**
+ * The most parameters the inline list nn_cell::w holds. A custom cell with
+ * more sets nn_cell::params to its own list instead: then there is no limit.
+ */
 #define NN_CELL_MAX_PARAMS 8
 
 /** Kinds of built-in cells. */
@@ -91,10 +94,20 @@ struct nn_cell {
     /** The step function; nn_cell_create() sets the built-in one of the kind. */
     nn_step_fn step;
     ad_param *w[NN_CELL_MAX_PARAMS]; /**< the cell's parameters (built-ins: W_ih, W_hh, b_ih, b_hh) */
-    /** How many entries of `w` are used. */
+    /** How many parameters the cell has: entries of `w`, or of `params` when that is set. */
     int n_w;
     void *ctx;          /**< for custom cells */
+    /**
+     * Custom cells with any number of parameters: when non-NULL, the cell's
+     * parameters are params[0..n_w-1] (n_w unlimited) and `w` is not read.
+     * The array is the caller's; it must outlive every use of the cell.
+     * Read a parameter with nn_cell_weight(), which handles both lists.
+     */
+    ad_param *const *params;
 };
+
+/** The cell's i-th parameter, from `params` when set, else from `w`; NULL when i is outside 0..n_w-1. */
+NN_API ad_param *nn_cell_weight(const nn_cell *cell, int i);
 
 /** How nn_cell_create() builds a built-in cell; zero fields are PyTorch's defaults. */
 typedef struct nn_cell_options {

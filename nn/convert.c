@@ -91,6 +91,10 @@ ad_status nn_cell_rebind(const nn_cell *src, nn_params *ps, nn_cell *dst, ad_err
 {
     if (!src || !ps || !dst)
         return ad_error_set(err, AD_ERR_NULL, "nn_cell_rebind: %s is NULL", !src ? "src" : !ps ? "ps" : "dst");
+    if (src->params)
+        return ad_error_set(err, AD_ERR_ARG,
+                            "nn_cell_rebind: %s has an external parameter list (params); rebind its entries "
+                            "with nn_params_get() into a list of your own", src->name);
     if (src->n_w < 0 || src->n_w > NN_CELL_MAX_PARAMS)
         return ad_error_set(err, AD_ERR_ARG, "nn_cell_rebind: n_w = %d is outside 0..%d", src->n_w, NN_CELL_MAX_PARAMS);
     nn_cell c = *src;

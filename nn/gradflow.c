@@ -69,6 +69,9 @@ ad_status nn_grad_flow_collect(const ad_tape *t, const nn_cell *cell, const nn_s
     if (!t || !cell || !outs || !out) return ad_error_set(err, AD_ERR_NULL, "grad_flow: an argument is NULL");
     if (T < 1) return ad_error_set(err, AD_ERR_EMPTY, "grad_flow: no steps");
     memset(out, 0, sizeof *out);
+    if (cell->n_w > NN_CELL_MAX_PARAMS)
+        return ad_error_set(err, AD_ERR_ARG, "grad_flow: %s has %d parameters; the report has %d columns "
+                            "(NN_CELL_MAX_PARAMS)", cell->name, cell->n_w, NN_CELL_MAX_PARAMS);
     if (ad_tape_mode(t).copy_grads == AD_COPY_GRADS_NONE)
         return ad_error_set(err, AD_ERR_STATE,
                             "grad_flow: this tape records nothing per copy (copy_grads = none); "
@@ -87,8 +90,8 @@ ad_status nn_grad_flow_collect(const ad_tape *t, const nn_cell *cell, const nn_s
         if (st != AD_OK) return fail_collect(out, copies, st);
     }
     for (int w = 0; w < cell->n_w; w++) {
-        snprintf(out->names[w], sizeof out->names[w], "%s", ad_param_name(cell->w[w]));
-        size_t n = ad_tape_copies(t, cell->w[w], copies, cap);
+        snprintf(out->names[w], sizeof out->names[w], "%s", ad_param_name(nn_cell_weight(cell, w)));
+        size_t n = ad_tape_copies(t, nn_cell_weight(cell, w), copies, cap);
         if (n == 0 || n % (size_t)T != 0 || n > cap)
             return fail_collect(out, copies,
                                 ad_error_set(err, AD_ERR_MISMATCH,

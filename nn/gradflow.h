@@ -58,7 +58,8 @@ typedef struct nn_grad_flow {
  * reported, not skipped. Errors: AD_ERR_NULL, AD_ERR_EMPTY (T < 1),
  * AD_ERR_MISMATCH (a weight's copy count is not a multiple of T),
  * AD_ERR_STATE (copy_grads = none, or norms with a weight used several times
- * per step; the message names the mode), AD_ERR_NOMEM.
+ * per step; the message names the mode), AD_ERR_NOMEM, AD_ERR_ARG (a cell with more than NN_CELL_MAX_PARAMS
+ * parameters through nn_cell::params: the report has that many columns).
  */
 NN_API ad_status nn_grad_flow_collect(const ad_tape *t, const nn_cell *cell, const nn_state *outs, int T,
                                const nn_unroll_options *opts, nn_grad_flow *out, ad_error *err);

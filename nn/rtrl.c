@@ -20,7 +20,8 @@ struct nn_rtrl {
     size_t es, B, Hs, Hc, P; /* Hc: 0 without a cell state */
     void *h, *c;             /* the state: B*Hs and B*Hc elements */
     void *mh, *mc;           /* influence: P blocks of B*Hs (B*Hc) */
-    void *seeds[NN_CELL_MAX_PARAMS]; /* P blocks of each parameter's numel: unit vectors */
+    void **seeds;            /* n_w entries: P blocks of each parameter's numel, unit vectors */
+    int n_seeds;
     size_t bytes;
 };
 
@@ -36,7 +37,9 @@ void nn_rtrl_free(nn_rtrl *r)
     if (!r) return;
     ad_tape_free(r->tape);
     free(r->h), free(r->c), free(r->mh), free(r->mc);
-    for (int i = 0; i < NN_CELL_MAX_PARAMS; i++) free(r->seeds[i]);
+    if (r->seeds)
+        for (int i = 0; i < r->n_seeds; i++) free(r->seeds[i]);
+    free(r->seeds);
     free(r);
 }
 
@@ -45,7 +48,7 @@ static void fill_unit_seeds(nn_rtrl *r)
 {
     size_t off = 0;
     for (int i = 0; i < r->cell->n_w; i++) {
-        size_t len = ad_tensor_numel(ad_param_value(r->cell->w[i]));
+        size_t len = ad_tensor_numel(ad_param_value(nn_cell_weight(r->cell, i)));
         for (size_t j = 0; j < len; j++) {
             size_t at = (off + j) * len + j;
             if (r->dtype == AD_F32) ((float *)r->seeds[i])[at] = 1.0f;
@@ -58,26 +61,32 @@ static void fill_unit_seeds(nn_rtrl *r)
 nn_rtrl *nn_rtrl_new(const nn_cell *cell, int64_t batch, ad_error *err)
 {
     if (!cell) return ad_error_set(err, AD_ERR_NULL, "rtrl_new: cell is NULL"), NULL;
-    if (batch < 1 || cell->n_w < 1 || !cell->w[0])
+    if (batch < 1 || cell->n_w < 1 || !nn_cell_weight(cell, 0))
         return ad_error_set(err, AD_ERR_ARG, "rtrl_new: batch %lld and %d parameters (need >= 1 each)",
                             (long long)batch, cell->n_w), NULL;
+    for (int i = 0; i < cell->n_w; i++)
+        if (!nn_cell_weight(cell, i))
+            return ad_error_set(err, AD_ERR_ARG, "rtrl_new: %s: parameter %d of %d is NULL or beyond w[] (set params)",
+                                cell->name, i, cell->n_w), NULL;
     nn_rtrl *r = calloc(1, sizeof *r);
     if (!r) return ad_error_set(err, AD_ERR_NOMEM, "rtrl_new: out of memory"), NULL;
     r->cell = cell;
-    r->dtype = ad_tensor_dtype(ad_param_value(cell->w[0]));
+    r->dtype = ad_tensor_dtype(ad_param_value(nn_cell_weight(cell, 0)));
     r->es = ad_dtype_size(r->dtype);
     r->B = (size_t)batch;
     r->Hs = (size_t)nn_cell_output_size(cell);
     r->Hc = cell->has_c ? (size_t)cell->hidden_size : 0;
-    for (int i = 0; i < cell->n_w; i++) r->P += ad_tensor_numel(ad_param_value(cell->w[i]));
+    for (int i = 0; i < cell->n_w; i++) r->P += ad_tensor_numel(ad_param_value(nn_cell_weight(cell, i)));
     r->tape = ad_tape_new(NULL);
     r->h = grab(r, r->B * r->Hs);
     r->c = grab(r, r->B * r->Hc);
     r->mh = grab(r, r->P * r->B * r->Hs);
     r->mc = grab(r, r->P * r->B * r->Hc);
-    int ok = r->tape && r->h && r->c && r->mh && r->mc;
+    r->seeds = calloc((size_t)cell->n_w, sizeof *r->seeds);
+    if (r->seeds) r->n_seeds = cell->n_w;
+    int ok = r->tape && r->h && r->c && r->mh && r->mc && r->seeds;
     for (int i = 0; ok && i < cell->n_w; i++)
-        ok = (r->seeds[i] = grab(r, r->P * ad_tensor_numel(ad_param_value(cell->w[i])))) != NULL;
+        ok = (r->seeds[i] = grab(r, r->P * ad_tensor_numel(ad_param_value(nn_cell_weight(cell, i))))) != NULL;
     if (!ok) {
         nn_rtrl_free(r);
         return ad_error_set(err, AD_ERR_NOMEM, "rtrl_new: out of memory"), NULL;
@@ -102,7 +111,7 @@ static void add_gradients(nn_rtrl *r, ad_tensor *loss)
 {
     size_t k = 0;
     for (int i = 0; i < r->cell->n_w; i++) {
-        ad_tensor *g = ad_param_grad(r->cell->w[i]);
+        ad_tensor *g = ad_param_grad(nn_cell_weight(r->cell, i));
         for (size_t j = 0; j < ad_tensor_numel(g); j++, k++) {
             const void *d = ad_tensor_tangent(loss, (int)k);
             if (!d) continue;
@@ -137,12 +146,15 @@ ad_status nn_rtrl_step(nn_rtrl *r, const void *x, nn_rtrl_loss_fn loss, void *ct
     if (ad_tensor_numel(l) != 1)
         return ad_error_set(err, AD_ERR_NOT_SCALAR, "rtrl_step: the loss has %zu elements; a scalar needed",
                             ad_tensor_numel(l));
-    ad_tangent_seed seeds[NN_CELL_MAX_PARAMS + 2];
+    ad_tangent_seed *seeds = malloc(((size_t)r->cell->n_w + 2) * sizeof *seeds);
+    if (!seeds) return ad_error_set(err, AD_ERR_NOMEM, "rtrl_step: out of memory");
     size_t n = 0;
     seeds[n++] = (ad_tangent_seed){prev.h, NULL, r->mh};
     if (prev.c) seeds[n++] = (ad_tangent_seed){prev.c, NULL, r->mc};
-    for (int i = 0; i < r->cell->n_w; i++) seeds[n++] = (ad_tangent_seed){NULL, r->cell->w[i], r->seeds[i]};
-    if (ad_jvp(t, seeds, n, (int)r->P) != AD_OK) return tape_error(r, err);
+    for (int i = 0; i < r->cell->n_w; i++) seeds[n++] = (ad_tangent_seed){NULL, nn_cell_weight(r->cell, i), r->seeds[i]};
+    ad_status jst = ad_jvp(t, seeds, n, (int)r->P);
+    free(seeds);
+    if (jst != AD_OK) return tape_error(r, err);
     add_gradients(r, l);
     take_influence(r, next.h, r->mh, r->B * r->Hs);
     memcpy(r->h, ad_tensor_data(next.h), r->B * r->Hs * r->es);

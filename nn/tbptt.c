@@ -32,7 +32,7 @@ static void keep_state(ring *r, int64_t s, const nn_state *st)
 static ad_status load_state(ad_tape *t, const nn_cell *cell, ring *r, int64_t s, int64_t batch,
                             nn_state *out)
 {
-    ad_dtype dt = ad_tensor_dtype(ad_param_value(cell->w[0]));
+    ad_dtype dt = ad_tensor_dtype(ad_param_value(nn_cell_weight(cell, 0)));
     out->h = ad_from_f64(t, dt, ad_shape2(batch, nn_cell_output_size(cell)), slot(r, s));
     out->c = cell->has_c ? ad_from_f64(t, dt, ad_shape2(batch, cell->hidden_size), slot(r, s) + r->bh) : NULL;
     return ad_tape_status(t);
@@ -90,7 +90,7 @@ ad_status nn_tbptt_run(ad_tape *t, const nn_cell *cell, nn_params *ps, const nn_
     if (o->k1 < 1 || o->k2 < o->k1)
         return ad_error_set(err, AD_ERR_ARG, "tbptt: needs k2 >= k1 >= 1");
     if (o->steps < 1) return ad_error_set(err, AD_ERR_EMPTY, "tbptt: empty sequence");
-    if (o->batch < 1 || cell->n_w < 1) return ad_error_set(err, AD_ERR_ARG, "tbptt: batch must be >= 1 and the cell must have weights");
+    if (o->batch < 1 || cell->n_w < 1 || !nn_cell_weight(cell, 0)) return ad_error_set(err, AD_ERR_ARG, "tbptt: batch must be >= 1 and the cell must have weights");
     size_t bh = (size_t)o->batch * (size_t)nn_cell_output_size(cell);
     size_t bc = cell->has_c ? (size_t)o->batch * (size_t)cell->hidden_size : 0;
     /* States S_0..S_steps: a ring of more than `steps` slots never wraps, so
