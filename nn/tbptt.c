@@ -90,7 +90,8 @@ ad_status nn_tbptt_run(ad_tape *t, const nn_cell *cell, nn_params *ps, const nn_
     if (o->k1 < 1 || o->k2 < o->k1)
         return ad_error_set(err, AD_ERR_ARG, "tbptt: needs k2 >= k1 >= 1");
     if (o->steps < 1) return ad_error_set(err, AD_ERR_EMPTY, "tbptt: empty sequence");
-    if (o->batch < 1 || cell->n_w < 1 || !nn_cell_weight(cell, 0)) return ad_error_set(err, AD_ERR_ARG, "tbptt: batch must be >= 1 and the cell must have weights");
+    if (o->batch < 1 || cell->n_w < 1 || !nn_cell_weight(cell, 0))
+        return ad_error_set(err, AD_ERR_ARG, "tbptt: batch must be >= 1 and the cell must have weights");
     size_t bh = (size_t)o->batch * (size_t)nn_cell_output_size(cell);
     size_t bc = cell->has_c ? (size_t)o->batch * (size_t)cell->hidden_size : 0;
     /* States S_0..S_steps: a ring of more than `steps` slots never wraps, so

@@ -86,6 +86,71 @@ ad_tensor *nn_case2_loss(ad_tape *t, const nn_case2_params *p, const int64_t *in
     return loss;
 }
 
+/* ---- case 2 as a cell -------------------------------------------------------------------- */
+
+/* The column step of nn_case2_loss() on a batch of one: w = {W_xh, W_hh[, b_h]}. */
+static ad_status case2_step(ad_tape *t, const nn_cell *cell, ad_tensor *x, const nn_state *prev, nn_state *next)
+{
+    int64_t V = cell->input_size, H = cell->hidden_size;
+    if (ad_tensor_dim(x, 0) != 1 || ad_tensor_dim(prev->h, 0) != 1)
+        return ad_tape_fail(t, AD_ERR_SHAPE, "%s: the column form takes a batch of 1, got %lld rows", cell->name,
+                            (long long)ad_tensor_dim(x, 0));
+    ad_tensor *xc = ad_reshape(t, x, ad_shape2(V, 1)), *hc = ad_reshape(t, prev->h, ad_shape2(H, 1));
+    ad_tensor *a = ad_add(t, ad_matmul(t, ad_use(t, cell->w[0]), xc, 0), ad_matmul(t, ad_use(t, cell->w[1]), hc, 0));
+    if (cell->n_w == 3) a = ad_add(t, a, ad_use(t, cell->w[2]));
+    next->h = ad_reshape(t, ad_tanh(t, a), ad_shape2(1, H));
+    next->c = NULL;
+    return ad_tape_status(t);
+}
+
+ad_status nn_case2_cell(const nn_case2_params *p, nn_cell *cell, ad_error *err)
+{
+    if (!p || !cell || !p->W_xh || !p->W_hh || !p->W_hy)
+        return ad_error_set(err, AD_ERR_NULL, "case2_cell: %s is NULL", !p ? "p" : !cell ? "cell" : "a weight");
+    int64_t H = dim(p->W_xh, 0), V = dim(p->W_xh, 1);
+    ad_dtype dt = ad_tensor_dtype(ad_param_value(p->W_xh));
+    ad_param *all[5] = {p->W_xh, p->W_hh, p->W_hy, p->b_h, p->b_y};
+    for (int i = 1; i < 5; i++)
+        if (all[i] && ad_tensor_dtype(ad_param_value(all[i])) != dt)
+            return ad_error_set(err, AD_ERR_DTYPE, "case2_cell: the weights' dtypes differ");
+    if (dim(p->W_hh, 0) != H || dim(p->W_hh, 1) != H || dim(p->W_hy, 0) != V || dim(p->W_hy, 1) != H ||
+        (p->b_h && (dim(p->b_h, 0) != H || dim(p->b_h, 1) != 1)) ||
+        (p->b_y && (dim(p->b_y, 0) != V || dim(p->b_y, 1) != 1)))
+        return ad_error_set(err, AD_ERR_SHAPE, "case2_cell: weight shapes do not fit together (W_xh is [%lld, %lld])",
+                            (long long)H, (long long)V);
+    *cell = (nn_cell){.kind = NN_CELL_CUSTOM, .input_size = (int)V, .hidden_size = (int)H, .step = case2_step,
+                      .ctx = (void *)p};
+    snprintf(cell->name, sizeof cell->name, "case2");
+    cell->w[cell->n_w++] = p->W_xh;
+    cell->w[cell->n_w++] = p->W_hh;
+    if (p->b_h) cell->w[cell->n_w++] = p->b_h;
+    return ad_error_set(err, AD_OK, NULL);
+}
+
+ad_tensor *nn_case2_step_loss(ad_tape *t, const nn_case2_params *p, const nn_state *h, int64_t target)
+{
+    if (!t) return NULL;
+    if (!p || !p->W_hy || !h || !h->h) {
+        ad_tape_fail(t, AD_ERR_NULL, "case2_step_loss: %s is NULL", !p || !p->W_hy ? "W_hy" : "the state");
+        return NULL;
+    }
+    int64_t V = dim(p->W_hy, 0), H = dim(p->W_hy, 1);
+    if (target < 0 || target >= V) {
+        ad_tape_fail(t, AD_ERR_ARG, "case2_step_loss: target %lld is outside 0..%lld", (long long)target,
+                     (long long)V - 1);
+        return NULL;
+    }
+    if (ad_tensor_numel(h->h) != (size_t)H) {
+        ad_tape_fail(t, AD_ERR_SHAPE, "case2_step_loss: the state has %zu elements, W_hy takes %lld",
+                     ad_tensor_numel(h->h), (long long)H);
+        return NULL;
+    }
+    ad_tensor *y = ad_matmul(t, ad_use(t, p->W_hy), ad_reshape(t, h->h, ad_shape2(H, 1)), 0);
+    if (p->b_y) y = ad_add(t, y, ad_use(t, p->b_y));
+    int64_t c = target;
+    return ad_cross_entropy(t, ad_transpose(t, y, 0, 1), &c, 1, -1, AD_REDUCE_SUM);
+}
+
 /* ---- checker ---------------------------------------------------------------------------- */
 
 static void compare(nn_check_report *r, const char *name, const double *engine,

@@ -18,6 +18,7 @@
 
 #include "../autodiff/autodiff.h"
 #include "bptt_ref.h"
+#include "cell.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -53,6 +54,26 @@ typedef struct nn_case2_params {
  */
 NN_API ad_tensor *nn_case2_loss(ad_tape *t, const nn_case2_params *p, const int64_t *inputs,
                          const int64_t *targets, int T, ad_tensor *h0, ad_tensor **h_last);
+
+/**
+ * Case 2 as a custom cell, for the unrollers and the truncated-BPTT driver
+ * (nn_tbptt_run()): the step is the column form of nn_case2_loss(),
+ * h_t = tanh(W_xh x_t + W_hh h_{t-1} + b_h), on a batch of one: x [1, V]
+ * (a one-hot row) and h [1, H] are read as the columns [V, 1] and [H, 1].
+ * The cell's parameters are W_xh, W_hh and b_h (when not NULL); p must
+ * outlive the cell. Pair it with nn_case2_step_loss(). Errors: AD_ERR_NULL,
+ * AD_ERR_DTYPE (W_xh not f32/f64 alike), AD_ERR_SHAPE (weights that do not
+ * fit together). A step with a batch other than 1 fails with AD_ERR_SHAPE.
+ */
+NN_API ad_status nn_case2_cell(const nn_case2_params *p, nn_cell *cell, ad_error *err);
+
+/**
+ * The loss of one case-2 step from the cell's state h ([1, H], as
+ * nn_case2_cell() gives it): -log softmax(W_hy h + b_y)[target], exactly the
+ * term nn_case2_loss() adds at each step. Returns NULL on a tape error
+ * (AD_ERR_NULL, AD_ERR_ARG for a target outside 0..V-1, AD_ERR_SHAPE).
+ */
+NN_API ad_tensor *nn_case2_step_loss(ad_tape *t, const nn_case2_params *p, const nn_state *h, int64_t target);
 
 /** One weight's worst disagreement between engine and reference. */
 typedef struct nn_check_entry {

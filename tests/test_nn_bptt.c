@@ -414,3 +414,151 @@ Test(nn_bptt, bad_inputs)
     nn_params_free(pd);
     cr_assert_eq(ts_live_allocs(), before);
 }
+
+/* ---- case 2 as a cell, through the truncated-BPTT driver ---------------------------- */
+
+typedef struct tb_ctx {
+    const nn_case2_params *p;
+    const int64_t *in, *tg;
+    int V;
+    nn_params *ps;
+    double *sum; /* the segments' gradients, added up */
+    double loss;
+    int segments;
+} tb_ctx;
+
+static ad_tensor *tb_input(ad_tape *t, int64_t step, void *vc)
+{
+    tb_ctx *c = vc;
+    ad_tensor *x = ad_zeros(t, AD_F64, ad_shape2(1, c->V));
+    if (x) ad_tensor_f64(x)[c->in[step]] = 1.0;
+    return x;
+}
+
+static ad_tensor *tb_loss(ad_tape *t, const nn_state *h, int64_t step, void *vc)
+{
+    tb_ctx *c = vc;
+    return nn_case2_step_loss(t, c->p, h, c->tg[step]);
+}
+
+static ad_status tb_update(int64_t segment, double loss, void *vc)
+{
+    (void)segment;
+    tb_ctx *c = vc;
+    size_t n;
+    const double *g = nn_params_grads(c->ps, &n);
+    for (size_t i = 0; i < n; i++) c->sum[i] += g[i];
+    c->loss += loss;
+    c->segments++;
+    return AD_OK;
+}
+
+/* nn_tbptt_run(k1 = k2 = K) over the case-2 cell equals the reference's
+ * truncated BPTT over the same windows, with and without biases, from zeros
+ * and from a given h0 (T = 10 is not a multiple of K: a last short window). */
+Test(nn_bptt, case2_cell_through_tbptt_equals_the_reference)
+{
+    long before = ts_live_allocs();
+    enum { V = 4, H = 3, T = 10, K = 3 };
+    int64_t in[T] = {0, 1, 2, 3, 0, 1, 3, 2, 2, 1}, tg[T] = {1, 2, 3, 0, 1, 3, 2, 2, 1, 0};
+    const double h0v[H] = {0.3, -0.2, 0.5};
+    for (int variant = 0; variant < 4; variant++) {
+        int bias = variant < 2;
+        const double *h0 = variant % 2 ? h0v : NULL;
+        nn_case2_params p;
+        nn_params *ps = case2_model(V, H, &p, 15);
+        if (!bias) p.b_h = p.b_y = NULL;
+        size_t n;
+        nn_params_grads(ps, &n);
+        double *ref = calloc(n, sizeof *ref), *sum = calloc(n, sizeof *sum), ref_loss;
+        cr_assert(ref && sum);
+        nn_case2_weights w = {ad_tensor_f64(ad_param_value(p.W_xh)), ad_tensor_f64(ad_param_value(p.W_hh)),
+                              ad_tensor_f64(ad_param_value(p.W_hy)),
+                              bias ? ad_tensor_f64(ad_param_value(p.b_h)) : NULL,
+                              bias ? ad_tensor_f64(ad_param_value(p.b_y)) : NULL};
+        nn_case2_weights g = {ref, ref + H * V, ref + H * V + H * H, bias ? ref + 2 * H * V + H * H : NULL,
+                              bias ? ref + 2 * H * V + H * H + H : NULL};
+        cr_assert_eq(nn_ref_case2_truncated(V, H, &w, in, tg, T, K, h0, &ref_loss, &g, NULL, NULL), AD_OK);
+
+        nn_cell cell;
+        ad_error err;
+        cr_assert_eq(nn_case2_cell(&p, &cell, &err), AD_OK, "%s", err.msg);
+        cr_assert_eq(cell.n_w, bias ? 3 : 2);
+        cr_assert_eq(cell.input_size, V);
+        cr_assert_eq(cell.hidden_size, H);
+        tb_ctx c = {&p, in, tg, V, ps, sum, 0, 0};
+        nn_tbptt_options o = {.k1 = K, .k2 = K, .steps = T, .batch = 1, .h0 = h0};
+        ad_tape *t = ad_tape_new(NULL);
+        cr_assert_eq(nn_tbptt_run(t, &cell, ps, &o, tb_input, tb_loss, tb_update, &c, &err), AD_OK, "%s", err.msg);
+        cr_assert_eq(c.segments, (T + K - 1) / K);
+        cr_assert(fabs(c.loss - ref_loss) <= 1e-12 * ref_loss, "variant %d: %.17g vs %.17g", variant, c.loss,
+                  ref_loss);
+        expect_agree(bias ? "tbptt grads" : "tbptt grads, no bias", sum, ref, n);
+        /* one window by the cell equals nn_case2_loss over it */
+        ad_tape_reset(t);
+        ad_tensor *hv = ad_from_data(t, AD_F64, ad_shape2(H, 1), h0 ? h0 : (double[H]){0});
+        ad_tensor *whole = nn_case2_loss(t, &p, in, tg, K, hv, NULL);
+        cr_assert(whole, "%s", ad_tape_message(t));
+        double direct = ad_tensor_item(whole);
+        ad_tape_reset(t);
+        nn_state s = {ad_from_data(t, AD_F64, ad_shape2(1, H), h0 ? h0 : (double[H]){0}), NULL};
+        double by_cell = 0;
+        for (int k = 0; k < K; k++) {
+            nn_state next;
+            cr_assert_eq(nn_cell_step(t, &cell, tb_input(t, k, &c), &s, &next), AD_OK, "%s", ad_tape_message(t));
+            by_cell += ad_tensor_item(tb_loss(t, &next, k, &c));
+            s = next;
+        }
+        cr_assert(fabs(by_cell - direct) <= 1e-12 * direct, "%.17g vs %.17g", by_cell, direct);
+        ad_tape_free(t);
+        free(ref);
+        free(sum);
+        nn_params_free(ps);
+    }
+    cr_assert_eq(ts_live_allocs(), before);
+}
+
+Test(nn_bptt, case2_cell_bad_input)
+{
+    long before = ts_live_allocs();
+    enum { V = 4, H = 3 };
+    nn_case2_params p;
+    nn_params *ps = case2_model(V, H, &p, 16);
+    nn_cell cell;
+    ad_error err;
+    cr_assert_eq(nn_case2_cell(NULL, &cell, &err), AD_ERR_NULL);
+    cr_assert_eq(nn_case2_cell(&p, NULL, &err), AD_ERR_NULL);
+    nn_case2_params q = p;
+    q.W_hh = NULL;
+    cr_assert_eq(nn_case2_cell(&q, &cell, &err), AD_ERR_NULL);
+    q = p;
+    q.W_hh = p.W_hy; /* [V, H] where [H, H] is needed */
+    cr_assert_eq(nn_case2_cell(&q, &cell, &err), AD_ERR_SHAPE);
+    cr_assert(strstr(err.msg, "do not fit"), "%s", err.msg);
+    cr_assert_eq(nn_case2_cell(&p, &cell, &err), AD_OK, "%s", err.msg);
+    ad_tape *t = ad_tape_new(NULL);
+    /* a batch of 2 */
+    nn_state s = {ad_zeros(t, AD_F64, ad_shape2(2, H)), NULL}, next;
+    cr_assert_eq(nn_cell_step(t, &cell, ad_zeros(t, AD_F64, ad_shape2(2, V)), &s, &next), AD_ERR_SHAPE);
+    cr_assert(strstr(ad_tape_message(t), "batch of 1"), "%s", ad_tape_message(t));
+    ad_tape_reset(t);
+    /* the step loss: NULL, a bad target, a bad state */
+    nn_state h = {ad_zeros(t, AD_F64, ad_shape2(1, H)), NULL};
+    cr_assert_null(nn_case2_step_loss(t, NULL, &h, 0));
+    cr_assert_eq(ad_tape_status(t), AD_ERR_NULL);
+    ad_tape_reset(t);
+    h.h = ad_zeros(t, AD_F64, ad_shape2(1, H));
+    cr_assert_null(nn_case2_step_loss(t, &p, &h, V));
+    cr_assert(strstr(ad_tape_message(t), "target 4 is outside 0..3"), "%s", ad_tape_message(t));
+    ad_tape_reset(t);
+    h.h = ad_zeros(t, AD_F64, ad_shape2(1, H + 1));
+    cr_assert_null(nn_case2_step_loss(t, &p, &h, 0));
+    cr_assert_eq(ad_tape_status(t), AD_ERR_SHAPE);
+    /* T = 0 through the driver */
+    nn_tbptt_options o = {.k1 = 2, .k2 = 2, .steps = 0, .batch = 1};
+    cr_assert_eq(nn_tbptt_run(t, &cell, ps, &o, tb_input, tb_loss, tb_update, NULL, &err), AD_ERR_EMPTY);
+    cr_assert(strstr(err.msg, "empty sequence"), "%s", err.msg);
+    ad_tape_free(t);
+    nn_params_free(ps);
+    cr_assert_eq(ts_live_allocs(), before);
+}
