@@ -11,6 +11,18 @@ library's nn.RNN/LSTM/GRU + Linear ("torch-nn"). Each measurement is a fresh
 process: 3 warm-up steps, then single steps timed for --seconds, median. The
 whole round is repeated --rounds times and the medians of the rounds are
 reported. PyTorch is optional: without it the script says so and exits 0.
+
+Like is compared with like: unroll's dense-onehot variant (the products
+torch-ops and torch-nn run) and its gather variant are printed apart, and the
+ratios use dense-onehot; "best" (the faster of the two) is printed beside.
+
+With a GEMM ceiling (bench/gemm_ceiling; --ceiling PATH, or build/bench/
+gemm_ceiling when it is built) the script runs it once and prints each
+W3/W4/W4g figure as a fraction of the ceiling, for every kernel the tool
+timed (builtin; openblas in a build with UNROLL_BENCH_CBLAS=ON).
+
+--kann DIR names a KANN checkout as a further peer; the peer driver is not
+written yet, so the option only checks the checkout and says it is skipped.
 """
 import argparse
 import os
@@ -245,6 +257,10 @@ def main():
     ap.add_argument("--seconds", type=float, default=2.0)
     ap.add_argument("--workloads", default=",".join(WORKLOADS))
     ap.add_argument("--seq", type=int, default=1000, help="W6: the sequence length T")
+    ap.add_argument("--ceiling", default=os.path.join(HERE, "..", "build", "bench", "gemm_ceiling"),
+                    help="the gemm_ceiling tool (skipped when it does not exist)")
+    ap.add_argument("--ceiling-seconds", type=float, default=0.5)
+    ap.add_argument("--kann", metavar="DIR", help="a KANN checkout (optional peer)")
     ap.add_argument("--torch-worker", nargs=2, metavar=("WORKLOAD", "VARIANT"), help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.seq < 1:
@@ -265,6 +281,11 @@ def main():
     if not os.path.exists(a.bench):
         print(f"side_by_side: {a.bench} not found; build unroll first (cmake --build build)")
         return 1
+    if a.kann:
+        if not os.path.exists(os.path.join(a.kann, "kann.h")):
+            print(f"side_by_side: --kann {a.kann}: no kann.h there; KANN skipped")
+        else:
+            print(f"side_by_side: --kann {a.kann}: the KANN peer driver is not written yet; KANN skipped")
     results = {}
     for _ in range(a.rounds):
         for w in a.workloads.split(","):
@@ -283,22 +304,45 @@ def main():
     libblas = os.path.realpath("/usr/lib/x86_64-linux-gnu/libblas.so.3")
     print(f"\n{time.strftime('%Y-%m-%d')}, {a.rounds} rounds, {a.seconds} s per measurement, f32, 1 thread; "
           f"PyTorch {torch.__version__} ({blas[0] if blas else 'BLAS_INFO=?'}, libblas.so.3 -> {libblas})\n")
-    print("| workload | unroll (best variant) | torch-ops | torch-nn | unroll / torch-ops | unroll / torch-nn |")
-    print("|---|---:|---:|---:|---:|---:|")
+    print("| workload | unroll dense-onehot | unroll gather | unroll best | torch-ops | torch-nn "
+          "| dense / torch-ops | dense / torch-nn | best / torch-ops |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for w in a.workloads.split(","):
-        ours = [v for (wl, var), v in med.items() if wl == w and not var.startswith("torch")]
+        ours = {var: v for (wl, var), v in med.items() if wl == w and not var.startswith("torch")}
         if not ours:
             continue
-        best = min(ours, key=lambda x: x[0])
+        best = min(ours.values(), key=lambda x: x[0])
+        dense, gather = ours.get("dense-onehot"), ours.get("gather")
         unit = "µs/step" if w == "W1" else "tokens/s"
-        fmt = (lambda x: f"{x[0]:.2f} µs") if w == "W1" else (lambda x: f"{x[1]:,.0f}")
-        cells = [fmt(best)]
-        ratios = []
-        for v in ("torch-ops", "torch-nn"):
-            t = med.get((w, v))
-            cells.append(fmt(t) if t else "–")
-            ratios.append(f"{t[0] / best[0]:.2f}×" if t else "–")
-        print(f"| {w} ({unit}) | " + " | ".join(cells + ratios) + " |")
+        fmt = (lambda x: f"{x[0]:.2f} µs" if x else "–") if w == "W1" else (lambda x: f"{x[1]:,.0f}" if x else "–")
+        tops, tnn = med.get((w, "torch-ops")), med.get((w, "torch-nn"))
+        ratio = (lambda u, t: f"{t[0] / u[0]:.2f}×" if u and t else "–")
+        cells = [fmt(dense), fmt(gather), fmt(best), fmt(tops), fmt(tnn),
+                 ratio(dense, tops), ratio(dense, tnn), ratio(best, tops)]
+        print(f"| {w} ({unit}) | " + " | ".join(cells) + " |")
+    ceiling = {}
+    if a.ceiling and os.path.exists(a.ceiling):
+        for r in run([a.ceiling, "--seconds", str(a.ceiling_seconds)]):
+            if r[0] == "ceiling":
+                ceiling[(r[1], r[2])] = float(r[5])
+    elif a.ceiling:
+        print(f"\nside_by_side: {a.ceiling} not found; no ceiling (cmake --build build --target gemm_ceiling)")
+    if ceiling:
+        kernels = sorted({k for _, k in ceiling}, key=lambda k: (k != "builtin", k))
+        print("\nFraction of the GEMM-bound ceiling (tokens/s at each kernel's measured rate per product shape):\n")
+        print("| workload | variant | tokens/s | " + " | ".join(f"ceiling {k} | fraction {k}" for k in kernels) + " |")
+        print("|---|---|---:|" + "---:|---:|" * len(kernels))
+        for w in a.workloads.split(","):
+            if not any((w, k) in ceiling for k in kernels):
+                continue
+            for (wl, var), v in sorted(med.items()):
+                if wl != w:
+                    continue
+                cells = []
+                for k in kernels:
+                    c = ceiling.get((w, k))
+                    cells += [f"{c:,.0f}" if c else "–", f"{v[1] / c:.2f}" if c else "–"]
+                print(f"| {w} | {var} | {v[1]:,.0f} | " + " | ".join(cells) + " |")
     return 0
 
 
