@@ -69,23 +69,24 @@ ad_status nn_grad_flow_collect(const ad_tape *t, const nn_cell *cell, const nn_s
     if (!t || !cell || !outs || !out) return ad_error_set(err, AD_ERR_NULL, "grad_flow: an argument is NULL");
     if (T < 1) return ad_error_set(err, AD_ERR_EMPTY, "grad_flow: no steps");
     memset(out, 0, sizeof *out);
-    if (cell->n_w > NN_CELL_MAX_PARAMS)
-        return ad_error_set(err, AD_ERR_ARG, "grad_flow: %s has %d parameters; the report has %d columns "
-                            "(NN_CELL_MAX_PARAMS)", cell->name, cell->n_w, NN_CELL_MAX_PARAMS);
     if (ad_tape_mode(t).copy_grads == AD_COPY_GRADS_NONE)
         return ad_error_set(err, AD_ERR_STATE,
                             "grad_flow: this tape records nothing per copy (copy_grads = none); "
                             "record with copy_grads = norms (or keep)");
     int reverse = opts && opts->reverse;
+    size_t n_w = cell->n_w > 0 ? (size_t)cell->n_w : 1;
     out->rows = calloc((size_t)T, sizeof *out->rows);
+    out->norms = calloc((size_t)T * n_w, sizeof *out->norms);
+    out->names = calloc(n_w, sizeof *out->names);
     size_t cap = (size_t)T * 4;
     ad_tensor **copies = malloc(cap * sizeof *copies);
-    if (!out->rows || !copies)
+    if (!out->rows || !out->norms || !out->names || !copies)
         return fail_collect(out, copies, ad_error_set(err, AD_ERR_NOMEM, "grad_flow: out of memory"));
     out->steps = T;
     out->n_w = cell->n_w;
     for (int k = 0; k < T; k++) {
         out->rows[k].step = k;
+        out->rows[k].w_norm = out->norms + (size_t)k * n_w;
         ad_status st = state_norm(outs[k].h, k, &out->rows[k].h_norm, err);
         if (st != AD_OK) return fail_collect(out, copies, st);
     }
@@ -113,7 +114,11 @@ void nn_grad_flow_free(nn_grad_flow *flow)
 {
     if (!flow) return;
     free(flow->rows);
+    free(flow->norms);
+    free(flow->names);
     flow->rows = NULL;
+    flow->norms = NULL;
+    flow->names = NULL;
     flow->steps = 0;
 }
 

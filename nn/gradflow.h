@@ -35,7 +35,7 @@ typedef struct nn_grad_flow_row {
     /** The time step t. */
     int step;
     double h_norm;                    /**< ||dL/dh_t||; 0 when no gradient reached h_t, NaN/Inf reported as such */
-    double w_norm[NN_CELL_MAX_PARAMS]; /**< ||dL/dW^(t)|| for each cell weight */
+    double *w_norm; /**< ||dL/dW^(t)|| for each of the n_w cell weights (in the report's `norms` block) */
 } nn_grad_flow_row;
 
 /** The report. */
@@ -45,7 +45,9 @@ typedef struct nn_grad_flow {
     /** The number of weight columns (the cell's n_w). */
     int n_w;
     /** The weights' parameter names, one per column. */
-    char names[NN_CELL_MAX_PARAMS][AD_NAME_SIZE];
+    char (*names)[AD_NAME_SIZE];
+    /** The steps x n_w norms the rows point into, malloc'd; nn_grad_flow_free() releases them. */
+    double *norms;
     nn_grad_flow_row *rows; /**< `steps` rows, malloc'd; nn_grad_flow_free() releases them */
 } nn_grad_flow;
 
@@ -58,8 +60,8 @@ typedef struct nn_grad_flow {
  * reported, not skipped. Errors: AD_ERR_NULL, AD_ERR_EMPTY (T < 1),
  * AD_ERR_MISMATCH (a weight's copy count is not a multiple of T),
  * AD_ERR_STATE (copy_grads = none, or norms with a weight used several times
- * per step; the message names the mode), AD_ERR_NOMEM, AD_ERR_ARG (a cell with more than NN_CELL_MAX_PARAMS
- * parameters through nn_cell::params: the report has that many columns).
+ * per step; the message names the mode), AD_ERR_NOMEM. The report has one column per cell weight, however
+ * many (nn_cell::params).
  */
 NN_API ad_status nn_grad_flow_collect(const ad_tape *t, const nn_cell *cell, const nn_state *outs, int T,
                                const nn_unroll_options *opts, nn_grad_flow *out, ad_error *err);
