@@ -161,8 +161,11 @@ ad_status nn_grad_flow_write_png(const nn_grad_flow *f, const char *png_path, co
             st = ad_error_set(err, AD_ERR_IO, "grad_flow png: writing the data file '%s' failed", data_path);
     }
     script *s = st == AD_OK ? calloc(1, sizeof *s) : NULL;
-    if (st == AD_OK && !s) st = ad_error_set(err, AD_ERR_NOMEM, "grad_flow png: out of memory");
-    if (st == AD_OK) st = build_script(s, f, png_path, data_path, &o, err);
+    if (st == AD_OK && !s) {
+        ad_error_set(err, AD_ERR_NOMEM, "grad_flow png: out of memory");
+        st = AD_ERR_NOMEM; /* spelled out: the analyzer cannot see that ad_error_set returns its code */
+    }
+    if (st == AD_OK && s) st = build_script(s, f, png_path, data_path, &o, err);
     if (st == AD_OK) st = nn_gnuplot_run(s->text, err);
     free(s);
     if (tmp[0] && !o.data_path) remove(tmp);
