@@ -7,7 +7,6 @@
 #include <string.h>
 
 #include "recompute_plan.h"
-#include "../autodiff/internal.h"
 
 typedef struct builder {
     nn_recompute_plan *s;
@@ -29,16 +28,16 @@ static int push(builder *b, int begin, int end, int parent, int ckpt, int slots,
 
 static ad_status check(const char *fn, int T, nn_recompute_plan *out, ad_error *err)
 {
-    if (!out) return ad__set_error(err, AD_ERR_NULL, "%s: out is NULL", fn);
+    if (!out) return ad_error_set(err, AD_ERR_NULL, "%s: out is NULL", fn);
     memset(out, 0, sizeof *out);
-    if (T < 1) return ad__set_error(err, AD_ERR_EMPTY, "%s: T = %d: the sequence is empty", fn, T);
+    if (T < 1) return ad_error_set(err, AD_ERR_EMPTY, "%s: T = %d: the sequence is empty", fn, T);
     return AD_OK;
 }
 
 static ad_status nomem(nn_recompute_plan *out, const char *fn, ad_error *err)
 {
     nn_recompute_plan_free(out);
-    return ad__set_error(err, AD_ERR_NOMEM, "%s: out of memory", fn);
+    return ad_error_set(err, AD_ERR_NOMEM, "%s: out of memory", fn);
 }
 
 ad_status nn_recompute_plan_segments(int T, int segments, nn_recompute_plan *out, ad_error *err)
@@ -46,7 +45,7 @@ ad_status nn_recompute_plan_segments(int T, int segments, nn_recompute_plan *out
     ad_status st = check("nn_recompute_plan_segments", T, out, err);
     if (st) return st;
     if (segments < 0)
-        return ad__set_error(err, AD_ERR_ARG, "nn_recompute_plan_segments: segments = %d is negative", segments);
+        return ad_error_set(err, AD_ERR_ARG, "nn_recompute_plan_segments: segments = %d is negative", segments);
     int k = segments;
     if (k == 0)
         while ((int64_t)k * k < T) k++;
@@ -111,7 +110,7 @@ ad_status nn_recompute_plan_slots(int T, int slots, nn_recompute_plan *out, ad_e
     ad_status st = check("nn_recompute_plan_slots", T, out, err);
     if (st) return st;
     if (slots < 1)
-        return ad__set_error(err, AD_ERR_ARG, "nn_recompute_plan_slots: slots = %d: at least one slot is needed", slots);
+        return ad_error_set(err, AD_ERR_ARG, "nn_recompute_plan_slots: slots = %d: at least one slot is needed", slots);
     builder b = {out, 0};
     out->T = T;
     if (level(&b, 0, T, slots, -1, 0) < 0) return nomem(out, "nn_recompute_plan_slots", err);
