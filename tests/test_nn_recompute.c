@@ -213,6 +213,34 @@ Test(nn_recompute, fewer_tape_bytes_at_t200)
     cr_assert_eq(ts_live_allocs(), before, "no leak");
 }
 
+/* With gradients disabled the regions simply run on the tape: the same loss. */
+Test(nn_recompute, grad_disabled_gives_the_same_loss)
+{
+    long before = ts_live_allocs();
+    net n;
+    make_net(&n, NN_CELL_LSTM);
+    double l[3];
+    for (int mode = 0; mode < 3; mode++) {
+        ad_tape *t = ad_tape_new(NULL);
+        ad_tape_set_grad_enabled(t, 0);
+        ad_rng rng;
+        ad_rng_seed(&rng, 7, 1);
+        ad_tensor *xs[23];
+        for (int k = 0; k < 23; k++) xs[k] = ad_rand_normal(t, &rng, AD_F64, ad_shape2(B, I), 0, 1);
+        ad_tensor *loss = NULL;
+        nn_unroll_options o = {.recompute = mode == 0 ? NN_RECOMPUTE_OFF : mode == 1 ? NN_RECOMPUTE_SEGMENTS
+                                                                                    : NN_RECOMPUTE_SLOTS,
+                               .slots = 2, .step_loss = head_loss, .step_loss_ctx = &n, .loss = &loss};
+        cr_assert_eq(nn_unroll(t, &n.cell, xs, 23, &o, NULL, NULL), AD_OK, "%s", ad_tape_message(t));
+        l[mode] = ad_tensor_f64(loss)[0];
+        ad_tape_free(t);
+    }
+    cr_assert(fabs(l[1] - l[0]) <= 1e-12 * fabs(l[0]) && fabs(l[2] - l[0]) <= 1e-12 * fabs(l[0]),
+              "losses %.17g %.17g %.17g", l[0], l[1], l[2]);
+    nn_params_free(n.ps);
+    cr_assert_eq(ts_live_allocs(), before, "no leak");
+}
+
 /* ---- bad options ---- */
 
 static ad_tensor *null_loss(ad_tape *t, void *ctx, int step, const nn_state *h)
