@@ -51,6 +51,7 @@ typedef struct opts {
     long seq; /* W6: one sequence length instead of 100 and 1000 (0) */
     long proj_block; /* steps per block of the hoisted input projection (0: the whole sequence) */
     double seconds;
+    int w6_recompute_only; /* W6: only the rnn-recompute and lstm-recompute rows */
 } opts;
 
 /* --mpi: the context, and the time spent averaging gradients (µs). */
@@ -193,6 +194,7 @@ typedef struct rnet {
     nn_cell_kind kind;
     int V, H, T, B, gather;
     int proj_block; /* steps per hoisted-projection block, 0 for one block of T (forward_backward) */
+    int recompute;  /* W6 -recompute rows: nn_unroll with sqrt(T) recomputed segments */
     ad_tape *tape;
     nn_optim *opt;
     ad_rng rng;
@@ -329,8 +331,11 @@ static void rnet_free(rnet *r)
  * (or gather) and the output projection and loss one more, so only h W_h
  * and the gates run per step.
  */
+static int forward_backward_recompute(rnet *r);
+
 static int forward_backward(rnet *r, const double *targets_bce)
 {
+    if (r->recompute) return forward_backward_recompute(r);
     ad_tape *t = r->tape;
     ad_dtype dt = nn_params_dtype(r->ps);
     ad_tape_reset(t);
@@ -389,6 +394,77 @@ static int forward_backward(rnet *r, const double *targets_bce)
     }
     if (r->hcarry)
         for (size_t i = 0; i < (size_t)r->H; i++) r->hcarry[i] = ad_tensor_get(s.h, i);
+    return 0;
+}
+
+/* ---- W6 with recomputation: the same net as forward_backward, through nn_unroll ---------- */
+
+/* The rnet as a custom cell: x is [B, 1] holding each row's token id, so the
+ * inputs cost T B numbers; the step gathers x W_x + b and runs the fused
+ * gates as step() does. */
+static ad_status rc_cell_step(ad_tape *t, const nn_cell *cell, ad_tensor *x, const nn_state *prev, nn_state *next)
+{
+    rnet *r = cell->ctx;
+    int64_t ids[256];
+    for (int b = 0; b < r->B; b++) ids[b] = (int64_t)ad_tensor_get(x, (size_t)b);
+    ad_tensor *gx = ad_add(t, ad_gather_rows(t, ad_use(t, r->Wx), ids, r->B), ad_use(t, r->b));
+    ad_tensor *gh = ad_matmul(t, prev->h, ad_use(t, r->Wh), 0);
+    if (r->kind == NN_CELL_RNN_TANH) {
+        next->h = ad_rnn_cell(t, gx, gh, AD_RNN_TANH);
+        next->c = NULL;
+    } else {
+        next->c = ad_lstm_cell_state(t, gx, gh, prev->c);
+        next->h = ad_lstm_cell_output(t, gx, gh, next->c);
+    }
+    if (ad_tape_status(t) == AD_OK) ad_tape_release(t, gh);
+    return ad_tape_status(t);
+}
+
+/* The head and the cross-entropy (summed over the batch) of one step. */
+static ad_tensor *rc_step_loss(ad_tape *t, void *ctx, int k, const nn_state *h)
+{
+    rnet *r = ctx;
+    ad_tensor *z = ad_addmm(t, ad_use(t, r->by), h->h, ad_use(t, r->Wy), 0);
+    ad_tensor *l = ad_cross_entropy(t, z, r->ids + (size_t)(k + 1) * r->B, r->B, -1, AD_REDUCE_SUM);
+    if (ad_tape_status(t) == AD_OK) ad_tape_release(t, z);
+    return l;
+}
+
+/* forward_backward's net and loss (the mean over the T B tokens) with
+ * nn_unroll's recomputation over ceil(sqrt(T)) segments, the head and loss
+ * of each step inside its segment. */
+static int forward_backward_recompute(rnet *r)
+{
+    ad_tape *t = r->tape;
+    ad_dtype dt = nn_params_dtype(r->ps);
+    ad_tape_reset(t);
+    nn_params_zero_grad(r->ps);
+    if (r->B > 256) return 1;
+    ad_shape hs = ad_shape2(r->B, r->H);
+    nn_state h0 = {ad_zeros(t, dt, hs), r->kind == NN_CELL_LSTM ? ad_zeros(t, dt, hs) : NULL};
+    nn_cell cell = {.name = "w6", .input_size = 1, .hidden_size = r->H, .has_c = r->kind == NN_CELL_LSTM,
+                    .step = rc_cell_step, .ctx = r};
+    for (int k = 0; k < r->T; k++) {
+        ad_tensor *x = ad_zeros(t, dt, ad_shape2(r->B, 1));
+        if (!x) break;
+        for (int b = 0; b < r->B; b++) {
+            double id = (double)r->ids[(size_t)k * r->B + b];
+            if (dt == AD_F32) ad_tensor_f32(x)[b] = (float)id;
+            else ad_tensor_f64(x)[b] = id;
+        }
+        r->all_h[k] = x; /* the inputs, in all_h's array */
+    }
+    ad_tensor *sum = NULL;
+    nn_unroll_options o = {.h0 = &h0, .recompute = NN_RECOMPUTE_SEGMENTS, .step_loss = rc_step_loss,
+                           .step_loss_ctx = r, .loss = &sum};
+    nn_state last;
+    ad_tensor *loss = NULL;
+    if (ad_tape_status(t) == AD_OK && nn_unroll(t, &cell, r->all_h, r->T, &o, NULL, &last) == AD_OK)
+        loss = ad_mul_scalar(t, sum, r->B == 1 ? 1.0 : 1.0 / ((double)r->T * r->B));
+    if (!loss || ad_backward(t, loss, NULL) != AD_OK) {
+        fprintf(stderr, "unroll_bench: %s\n", ad_tape_message(t));
+        return 1;
+    }
     return 0;
 }
 
@@ -531,20 +607,22 @@ static int run_w6(const opts *o, const text *tx)
     nn_cell_kind kinds[2] = {NN_CELL_RNN_TANH, NN_CELL_LSTM};
     int Ts[2] = {100, 1000}, n_T = 2;
     if (o->seq > 0) Ts[0] = (int)o->seq, n_T = 1;
-    for (int k = 0; k < 2; k++)
+    /* k = 0, 1: store-all rnn, lstm; k = 2, 3: rnn-recompute, lstm-recompute */
+    for (int k = o->w6_recompute_only ? 2 : 0; k < 4; k++)
         for (int i = 0; i < n_T; i++) {
             rnet r;
-            if (!rnet_init(&r, kinds[k], tx->vocab, 256, Ts[i], 32, tx->vocab, o->dtype)) {
+            if (!rnet_init(&r, kinds[k % 2], tx->vocab, 256, Ts[i], 32, tx->vocab, o->dtype)) {
                 fprintf(stderr, "unroll_bench: W6 at T = %d: out of memory\n", Ts[i]);
                 rnet_free(&r);
                 return 1;
             }
             r.tx = tx;
             r.proj_block = (int)o->proj_block;
+            r.recompute = k >= 2;
             nn_optim_config cfg = nn_optim_defaults(NN_OPTIM_SGD);
             r.opt = nn_optim_new(r.ps, &cfg, NULL);
-            char variant[32];
-            snprintf(variant, sizeof variant, "%s-T%d", k ? "lstm" : "rnn", Ts[i]);
+            char variant[48];
+            snprintf(variant, sizeof variant, "%s%s-T%d", k % 2 ? "lstm" : "rnn", k >= 2 ? "-recompute" : "", Ts[i]);
             workload w = {"W6", variant, (double)Ts[i] * 32, batched_step, &r};
             opts one = *o;
             if (one.repeat <= 0 || one.repeat > 3) one.repeat = 3;
@@ -560,6 +638,7 @@ static void usage(void)
     fprintf(stderr, "usage: unroll_bench [--workload W1|W2|W3|W4|W4g|W6|all] [--dtype f32|f64]\n"
                     "                    [--threads N] [--shards S] [--data PATH] [--repeat N] [--seconds S]\n"
                     "                    [--seq T] (W6 at one length T instead of 100 and 1000)\n"
+                    "                    [--recompute-only 1] (W6: only the rnn-recompute and lstm-recompute rows)\n"
                     "                    [--proj-block N] (steps per block of the hoisted input projection;\n"
                     "                    default 64, 0 for the whole sequence at once)\n"
                     "                    [--mpi 1] (a build with UNROLL_WITH_MPI=ON, under mpirun)\n");
@@ -567,7 +646,7 @@ static void usage(void)
 
 int main(int argc, char **argv)
 {
-    opts o = {"all", NULL, AD_F32, 1, 0, 1, 0, 0, 64, 2.0};
+    opts o = {"all", NULL, AD_F32, 1, 0, 1, 0, 0, 64, 2.0, 0};
     for (int i = 1; i < argc; i += 2) { /* --option value pairs */
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!v) {
@@ -582,7 +661,9 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "--repeat")) o.repeat = atoi(v);
         else if (!strcmp(a, "--seconds")) o.seconds = atof(v);
         else if (!strcmp(a, "--mpi")) o.mpi = atoi(v);
-        else if (!strcmp(a, "--proj-block")) {
+        else if (!strcmp(a, "--recompute-only")) {
+            o.w6_recompute_only = atoi(v) != 0;
+        } else if (!strcmp(a, "--proj-block")) {
             char *end;
             o.proj_block = strtol(v, &end, 10);
             if (*end || o.proj_block < 0 || o.proj_block > 10000000) {

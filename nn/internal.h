@@ -81,4 +81,18 @@ int nn__json_uint(const nn__json *n, uint64_t *out);
  * or code points above U+10FFFF). */
 int nn__utf8_valid(const char *s, size_t len);
 
+/* ---- recomputation in nn_unroll (unroll_recompute.c) ---------------------------------- */
+
+struct ad_tape;
+struct ad_tensor;
+struct nn_cell;
+struct nn_unroll_options;
+struct nn_state;
+
+/* nn_unroll() with o->recompute or o->step_loss: the arguments are checked
+ * (check_args), h is the initial state. Returns the tape's status. */
+ad_status nn__unroll_recompute(struct ad_tape *t, const struct nn_cell *cell, struct ad_tensor *const *xs,
+                               int T, const struct nn_unroll_options *o, struct nn_state h,
+                               struct nn_state *outs, struct nn_state *last);
+
 #endif

@@ -7,7 +7,6 @@
 #include <string.h>
 
 #include "recompute_plan.h"
-#include "../autodiff/internal.h"
 
 typedef struct builder {
     nn_recompute_plan *s;

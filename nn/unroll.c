@@ -2,6 +2,7 @@
  * unroll.c - the generic unroller, stacked and bidirectional layers.
  */
 #include "unroll.h"
+#include "internal.h"
 
 #include <stdio.h>
 
@@ -96,6 +97,13 @@ static ad_status run(ad_tape *t, const nn_cell *cell, ad_tensor *const *xs, int 
     nn_state h;
     if (o.h0) h = *o.h0;
     else if (nn_cell_zero_state(t, cell, batch, &h) != AD_OK) return ad_tape_status(t);
+    /* recomputation, and the per-step loss: unroll_recompute.c */
+    if (o.recompute || o.step_loss || o.loss) {
+        if (!xs)
+            return ad_tape_fail(t, AD_ERR_ARG, "unroll_layers %s: recompute and step_loss are not supported "
+                                               "with stacked layers yet", cell->name);
+        return nn__unroll_recompute(t, cell, xs, T, &o, h, outs, last);
+    }
     ad_tensor *gx_all = o.hoist_input && cell->kind != NN_CELL_CUSTOM
                             ? hoisted_projection(t, cell, xs, outs, T, batch) : NULL;
     if (ad_tape_status(t) != AD_OK) return ad_tape_status(t);
@@ -195,6 +203,9 @@ ad_status nn_unroll_layers(ad_tape *t, const nn_cell *cells, int n_layers, ad_te
     if (n_layers < 1) return ad_tape_fail(t, AD_ERR_EMPTY, "unroll_layers: no layers");
     nn_unroll_options o = {0};
     if (opts) o = *opts;
+    if (o.recompute || o.step_loss || o.loss)
+        return ad_tape_fail(t, AD_ERR_ARG, "unroll_layers: recompute and step_loss are not supported with "
+                                           "stacked layers yet");
     if (check_dropout(t, &o) != AD_OK) return ad_tape_status(t);
     for (int l = 0; l < n_layers; l++) {
         o.h0 = opts && opts->h0 ? &opts->h0[l] : NULL;
@@ -215,6 +226,9 @@ ad_status nn_unroll_bidirectional(ad_tape *t, const nn_cell *fwd, const nn_cell 
         return ad_tape_fail(t, AD_ERR_NULL, "unroll_bidirectional: an output array or xs is NULL");
     nn_unroll_options o = {0};
     if (opts) o = *opts;
+    if (o.recompute || o.step_loss || o.loss)
+        return ad_tape_fail(t, AD_ERR_ARG, "unroll_bidirectional: recompute and step_loss are not supported "
+                                           "with bidirectional layers yet");
     o.reverse = 0;
     o.h0 = opts && opts->h0 ? &opts->h0[0] : NULL;
     if (run(t, fwd, xs, T, &o, outs_fwd, NULL) != AD_OK) return ad_tape_status(t);

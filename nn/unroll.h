@@ -31,6 +31,26 @@
 extern "C" {
 #endif
 
+/** Recomputation modes of nn_unroll() (nn_unroll_options::recompute). */
+typedef enum nn_recompute_mode {
+    /** Store all: every step's intermediates stay on the tape (the default). */
+    NN_RECOMPUTE_OFF = 0,
+    /** Equal checkpointed segments (nn_recompute_plan_segments()): every step runs twice. */
+    NN_RECOMPUTE_SEGMENTS = 1,
+    /** The binomial (revolve) schedule for nn_unroll_options::slots checkpoint slots
+     *  (nn_recompute_plan_slots()), as nested checkpointed segments. */
+    NN_RECOMPUTE_SLOTS = 2
+} nn_recompute_mode;
+
+/**
+ * A per-step head and loss: returns the loss term of step `step` (a tensor
+ * of one element, of the state's dtype) computed on tape t from the state h
+ * after that step, or NULL after an error on t. Under recomputation it runs
+ * inside the step's checkpointed segment (on a scratch tape during backward)
+ * and must be deterministic given its arguments and ctx.
+ */
+typedef ad_tensor *(*nn_step_loss_fn)(ad_tape *t, void *ctx, int step, const nn_state *h);
+
 /** Options of the unrollers; zero-initialise for the defaults. */
 typedef struct nn_unroll_options {
     const nn_state *h0;     /**< initial state; NULL: zeros. Per layer for nn_unroll_layers(). */
@@ -66,6 +86,41 @@ typedef struct nn_unroll_options {
      * and [T, B, H].
      */
     int batch_first;
+    /**
+     * nn_unroll() only: recompute the steps in backward instead of keeping
+     * their intermediates (an nn_recompute_mode; 0 = store all). The steps
+     * are cut by the schedule of nn_recompute_plan.h; every checkpointed
+     * segment is one ad_checkpoint() region whose inputs are the carried
+     * state (h, c) and the segment's inputs xs, and whose outputs are the
+     * segment's last state, its summed loss (with step_loss) and, only when
+     * nn_unroll() is given `outs`, every step's state (which then stay on
+     * the tape: pass outs = NULL and put the head in step_loss to keep
+     * nothing of size T). With hoist_input the input projection is computed
+     * per segment inside its region. Gradients equal the store-all unroll's
+     * up to rounding (tested). Not supported yet (AD_ERR_ARG naming the
+     * option, never a different result): lengths (masks), reverse,
+     * nn_unroll_layers(), nn_unroll_bidirectional(), nn_unroll_seq() and
+     * nn_unroll_layers_seq(). The cell and step_loss_ctx must stay valid
+     * until backward has run (the regions re-run them).
+     */
+    int recompute;
+    /** NN_RECOMPUTE_SEGMENTS: the number of segments (0: ceil(sqrt(T)); above T: T; < 0: AD_ERR_ARG). */
+    int segments;
+    /** NN_RECOMPUTE_SLOTS: checkpoint slots, >= 1 (AD_ERR_ARG otherwise). */
+    int slots;
+    /**
+     * nn_unroll() only, with or without recompute: called after every step
+     * (in time order) with the step's state; the terms are summed, in step
+     * order within each segment and then over the segments, into one scalar
+     * written to *loss. Requires `loss` (and `loss` requires step_loss:
+     * AD_ERR_NULL otherwise); not supported with lengths or reverse
+     * (AD_ERR_ARG).
+     */
+    nn_step_loss_fn step_loss;
+    /** The ctx passed to step_loss. */
+    void *step_loss_ctx;
+    /** With step_loss: receives the summed loss (a tensor on the tape); NULL otherwise. */
+    ad_tensor **loss;
 } nn_unroll_options;
 
 /**

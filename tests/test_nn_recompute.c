@@ -1,0 +1,330 @@
+/*
+ * test_nn_recompute.c - nn_unroll() with recomputation (nn_unroll_options
+ * recompute / segments / slots) and a per-step head + loss (step_loss): the
+ * loss, every parameter gradient and the gradients of the inputs and of h0
+ * equal the store-all unroll's (the same head applied after a plain
+ * nn_unroll) within 1e-12 relative in f64, for Elman, LSTM, GRU and a custom
+ * cell; the tape keeps fewer bytes; bad options are clear errors; nothing
+ * leaks.
+ */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <string.h>
+
+#include <unroll/nn/nn.h>
+#include "testsupport.h"
+
+enum { B = 3, I = 4, H = 5, V = 3, TMAX = 200 };
+
+/* A custom cell: u = sigmoid(x Wu + h Uu), h' = u h + (1 - u) tanh(x Wc + h Uc). */
+static ad_status mgu_step(ad_tape *t, const nn_cell *c, ad_tensor *x, const nn_state *prev, nn_state *next)
+{
+    ad_tensor *u = ad_sigmoid(t, ad_add(t, ad_matmul(t, x, ad_use(t, c->w[0]), 0),
+                                        ad_matmul(t, prev->h, ad_use(t, c->w[1]), 0)));
+    ad_tensor *cand = ad_tanh(t, ad_add(t, ad_matmul(t, x, ad_use(t, c->w[2]), 0),
+                                        ad_matmul(t, prev->h, ad_use(t, c->w[3]), 0)));
+    next->h = ad_add(t, ad_mul(t, u, prev->h), ad_mul(t, ad_add_scalar(t, ad_neg(t, u), 1.0), cand));
+    return ad_tape_status(t);
+}
+
+typedef struct net {
+    nn_params *ps;
+    nn_cell cell;
+    ad_param *wo; /* the head [H, V] */
+} net;
+
+static void make_net(net *n, nn_cell_kind kind)
+{
+    memset(n, 0, sizeof *n);
+    n->ps = nn_params_new(AD_F64, NULL);
+    ad_rng rng;
+    ad_rng_seed(&rng, 11, 3);
+    if (kind == NN_CELL_CUSTOM) {
+        n->cell = (nn_cell){.name = "mgu", .input_size = I, .hidden_size = H, .step = mgu_step, .n_w = 4};
+        const char *names[4] = {"mgu.Wu", "mgu.Uu", "mgu.Wc", "mgu.Uc"};
+        for (int i = 0; i < 4; i++)
+            n->cell.w[i] = nn_params_add(n->ps, names[i], i % 2 ? ad_shape2(H, H) : ad_shape2(I, H), NULL);
+    } else {
+        cr_assert_eq(nn_cell_create(&n->cell, n->ps, "c",
+                                    &(nn_cell_options){.kind = kind, .input_size = I, .hidden_size = H}, NULL),
+                     AD_OK);
+    }
+    n->wo = nn_params_add(n->ps, "head.W", ad_shape2(H, V), NULL);
+    nn_params_init_uniform(n->ps, &rng, -0.7, 0.7);
+}
+
+/* the head + loss of one step: sum(tanh(h Wo)^2) * (1 + step / 10), and for an LSTM + 0.1 sum(c) */
+static ad_tensor *head_loss(ad_tape *t, void *ctx, int step, const nn_state *h)
+{
+    net *n = ctx;
+    ad_tensor *y = ad_tanh(t, ad_matmul(t, h->h, ad_use(t, n->wo), 0));
+    ad_tensor *l = ad_mul_scalar(t, ad_sum(t, ad_mul(t, y, y), AD_AXIS_ALL, 0), 1.0 + step / 10.0);
+    if (h->c) l = ad_add(t, l, ad_mul_scalar(t, ad_sum(t, h->c, AD_AXIS_ALL, 0), 0.1));
+    return l;
+}
+
+typedef struct run_cfg {
+    int recompute, segments, slots, hoist, want_outs;
+} run_cfg;
+
+/* One forward + backward over T steps; recompute = -1: the store-all
+ * reference (plain nn_unroll, then the head on every output). Writes the
+ * loss, the gradients (parameters, inputs, h0) into g and the states to hs. */
+static double run(net *n, int T, run_cfg c, double *g, size_t *ng, double *hs, size_t *bytes)
+{
+    ad_tape *t = ad_tape_new(NULL);
+    nn_params_zero_grad(n->ps);
+    ad_rng rng;
+    ad_rng_seed(&rng, 7, 1);
+    static ad_tensor *xs[TMAX];
+    static nn_state outs[TMAX];
+    static double xd[B * I];
+    for (int k = 0; k < T; k++) {
+        ad_tensor *r = ad_rand_normal(t, &rng, AD_F64, ad_shape2(B, I), 0, 1);
+        memcpy(xd, ad_tensor_f64(r), sizeof xd);
+        xs[k] = ad_variable(t, AD_F64, ad_shape2(B, I), xd);
+    }
+    double h0d[B * H];
+    ts_fill_uniform(h0d, B * H, 9, -0.5, 0.5);
+    nn_state h0 = {ad_variable(t, AD_F64, ad_shape2(B, H), h0d), NULL};
+    if (n->cell.has_c) h0.c = ad_variable(t, AD_F64, ad_shape2(B, H), h0d);
+    nn_unroll_options o = {.h0 = &h0, .hoist_input = c.hoist};
+    ad_tensor *loss = NULL;
+    nn_state last;
+    if (c.recompute < 0) {
+        cr_assert_eq(nn_unroll(t, &n->cell, xs, T, &o, outs, &last), AD_OK, "%s", ad_tape_message(t));
+        for (int k = 0; k < T; k++) {
+            ad_tensor *l = head_loss(t, n, k, &outs[k]);
+            loss = loss ? ad_add(t, loss, l) : l;
+        }
+    } else {
+        o.recompute = c.recompute, o.segments = c.segments, o.slots = c.slots;
+        o.step_loss = head_loss, o.step_loss_ctx = n, o.loss = &loss;
+        cr_assert_eq(nn_unroll(t, &n->cell, xs, T, &o, c.want_outs ? outs : NULL, &last), AD_OK, "%s",
+                     ad_tape_message(t));
+    }
+    cr_assert_not_null(loss);
+    if (bytes) *bytes = ad_tape_bytes_used(t);
+    if (hs) {
+        memcpy(hs, ad_tensor_f64(last.h), sizeof(double) * B * H);
+        if (c.want_outs || c.recompute < 0)
+            for (int k = 0; k < T; k++) memcpy(hs + (k + 1) * B * H, ad_tensor_f64(outs[k].h), sizeof(double) * B * H);
+    }
+    double lv = ad_tensor_f64(loss)[0];
+    cr_assert_eq(ad_backward(t, loss, NULL), AD_OK, "%s", ad_tape_message(t));
+    size_t m = 0;
+    for (size_t p = 0; p < nn_params_count(n->ps); p++) {
+        ad_tensor *gr = ad_param_grad(nn_params_at(n->ps, p));
+        for (size_t i = 0; i < ad_tensor_numel(gr); i++) g[m++] = ad_tensor_f64(gr)[i];
+    }
+    for (int k = 0; k < T; k++)
+        for (int i = 0; i < B * I; i++) g[m++] = ad_tensor_grad_f64(xs[k])[i];
+    for (int i = 0; i < B * H; i++) g[m++] = ad_tensor_grad_f64(h0.h)[i];
+    if (h0.c)
+        for (int i = 0; i < B * H; i++) g[m++] = ad_tensor_grad_f64(h0.c)[i];
+    *ng = m;
+    ad_tape_free(t);
+    return lv;
+}
+
+static void expect_rel(const double *a, const double *b, size_t n, const char *what)
+{
+    double scale = 0, diff = 0;
+    for (size_t i = 0; i < n; i++) {
+        cr_assert(isfinite(a[i]) && isfinite(b[i]), "%s[%zu] not finite", what, i);
+        if (fabs(a[i]) > scale) scale = fabs(a[i]);
+        if (fabs(a[i] - b[i]) > diff) diff = fabs(a[i] - b[i]);
+    }
+    cr_assert(scale > 0, "%s is all zero", what);
+    cr_assert(diff <= 1e-12 * scale, "%s: max difference %.3g at scale %.3g", what, diff, scale);
+}
+
+static double g_ref[40000], g_rc[40000], hs_ref[(TMAX + 1) * B * H], hs_rc[(TMAX + 1) * B * H];
+
+static void compare(nn_cell_kind kind, run_cfg c, int T)
+{
+    long before = ts_live_allocs();
+    net n;
+    make_net(&n, kind);
+    size_t n0, n1;
+    run_cfg ref = c;
+    ref.recompute = -1;
+    double l0 = run(&n, T, ref, g_ref, &n0, hs_ref, NULL);
+    double l1 = run(&n, T, c, g_rc, &n1, hs_rc, NULL);
+    cr_assert_eq(n0, n1);
+    cr_assert(fabs(l0 - l1) <= 1e-12 * fabs(l0), "loss %.17g vs store-all %.17g", l1, l0);
+    expect_rel(g_ref, g_rc, n0, "gradient");
+    expect_rel(hs_ref, hs_rc, (size_t)B * H * (c.want_outs ? (size_t)T + 1 : 1), "states");
+    nn_params_free(n.ps);
+    cr_assert_eq(ts_live_allocs(), before, "no leak");
+}
+
+#define SQRT_T {.recompute = NN_RECOMPUTE_SEGMENTS}
+#define SEG5 {.recompute = NN_RECOMPUTE_SEGMENTS, .segments = 5}
+#define SLOTS3 {.recompute = NN_RECOMPUTE_SLOTS, .slots = 3}
+
+Test(nn_recompute, elman_sqrt_segments) { compare(NN_CELL_RNN_TANH, (run_cfg)SQRT_T, 23); }
+Test(nn_recompute, elman_five_segments) { compare(NN_CELL_RNN_TANH, (run_cfg)SEG5, 23); }
+Test(nn_recompute, lstm_sqrt_segments) { compare(NN_CELL_LSTM, (run_cfg)SQRT_T, 23); }
+Test(nn_recompute, lstm_five_segments) { compare(NN_CELL_LSTM, (run_cfg)SEG5, 23); }
+Test(nn_recompute, gru_sqrt_segments) { compare(NN_CELL_GRU, (run_cfg)SQRT_T, 23); }
+Test(nn_recompute, gru_five_segments) { compare(NN_CELL_GRU, (run_cfg)SEG5, 23); }
+Test(nn_recompute, custom_sqrt_segments) { compare(NN_CELL_CUSTOM, (run_cfg)SQRT_T, 23); }
+Test(nn_recompute, custom_five_segments) { compare(NN_CELL_CUSTOM, (run_cfg)SEG5, 23); }
+
+Test(nn_recompute, hoisted_projection_per_segment)
+{
+    compare(NN_CELL_LSTM, (run_cfg){.recompute = NN_RECOMPUTE_SEGMENTS, .hoist = 1}, 23);
+    compare(NN_CELL_RNN_TANH, (run_cfg){.recompute = NN_RECOMPUTE_SEGMENTS, .segments = 4, .hoist = 1}, 23);
+}
+
+Test(nn_recompute, states_as_outputs)
+{
+    compare(NN_CELL_LSTM, (run_cfg){.recompute = NN_RECOMPUTE_SEGMENTS, .want_outs = 1}, 23);
+    compare(NN_CELL_GRU, (run_cfg){.recompute = NN_RECOMPUTE_SLOTS, .slots = 2, .want_outs = 1}, 23);
+}
+
+Test(nn_recompute, step_loss_without_recompute) { compare(NN_CELL_GRU, (run_cfg){.want_outs = 1}, 23); }
+
+Test(nn_recompute, slots_nested_regions)
+{
+    compare(NN_CELL_RNN_TANH, (run_cfg)SLOTS3, 23);
+    compare(NN_CELL_LSTM, (run_cfg)SLOTS3, 23);
+    compare(NN_CELL_GRU, (run_cfg){.recompute = NN_RECOMPUTE_SLOTS, .slots = 1}, 23);
+    compare(NN_CELL_CUSTOM, (run_cfg){.recompute = NN_RECOMPUTE_SLOTS, .slots = 2, .hoist = 1}, 23);
+}
+
+Test(nn_recompute, fewer_tape_bytes_at_t200)
+{
+    long before = ts_live_allocs();
+    net n;
+    make_net(&n, NN_CELL_LSTM);
+    size_t n0, n1, b_all, b_rc, b_slots;
+    run(&n, TMAX, (run_cfg){.recompute = -1}, g_ref, &n0, NULL, &b_all);
+    run(&n, TMAX, (run_cfg)SQRT_T, g_rc, &n1, NULL, &b_rc);
+    expect_rel(g_ref, g_rc, n0, "gradient");
+    run(&n, TMAX, (run_cfg){.recompute = NN_RECOMPUTE_SLOTS, .slots = 4}, g_rc, &n1, NULL, &b_slots);
+    expect_rel(g_ref, g_rc, n0, "gradient (slots)");
+    cr_log_info("T=%d LSTM tape bytes: store-all %zu, sqrt(T) segments %zu, 4 slots %zu", TMAX, b_all, b_rc,
+                b_slots);
+    cr_assert(3 * b_rc < b_all, "sqrt(T) segments keep %zu bytes, store-all %zu", b_rc, b_all);
+    cr_assert(3 * b_slots < b_all, "slots keep %zu bytes, store-all %zu", b_slots, b_all);
+    nn_params_free(n.ps);
+    cr_assert_eq(ts_live_allocs(), before, "no leak");
+}
+
+/* With gradients disabled the regions simply run on the tape: the same loss. */
+Test(nn_recompute, grad_disabled_gives_the_same_loss)
+{
+    long before = ts_live_allocs();
+    net n;
+    make_net(&n, NN_CELL_LSTM);
+    double l[3];
+    for (int mode = 0; mode < 3; mode++) {
+        ad_tape *t = ad_tape_new(NULL);
+        ad_tape_set_grad_enabled(t, 0);
+        ad_rng rng;
+        ad_rng_seed(&rng, 7, 1);
+        ad_tensor *xs[23];
+        for (int k = 0; k < 23; k++) xs[k] = ad_rand_normal(t, &rng, AD_F64, ad_shape2(B, I), 0, 1);
+        ad_tensor *loss = NULL;
+        nn_unroll_options o = {.recompute = mode == 0 ? NN_RECOMPUTE_OFF : mode == 1 ? NN_RECOMPUTE_SEGMENTS
+                                                                                    : NN_RECOMPUTE_SLOTS,
+                               .slots = 2, .step_loss = head_loss, .step_loss_ctx = &n, .loss = &loss};
+        cr_assert_eq(nn_unroll(t, &n.cell, xs, 23, &o, NULL, NULL), AD_OK, "%s", ad_tape_message(t));
+        l[mode] = ad_tensor_f64(loss)[0];
+        ad_tape_free(t);
+    }
+    cr_assert(fabs(l[1] - l[0]) <= 1e-12 * fabs(l[0]) && fabs(l[2] - l[0]) <= 1e-12 * fabs(l[0]),
+              "losses %.17g %.17g %.17g", l[0], l[1], l[2]);
+    nn_params_free(n.ps);
+    cr_assert_eq(ts_live_allocs(), before, "no leak");
+}
+
+/* ---- bad options ---- */
+
+static ad_tensor *null_loss(ad_tape *t, void *ctx, int step, const nn_state *h)
+{
+    (void)t, (void)ctx, (void)step, (void)h;
+    return NULL;
+}
+
+static ad_tensor *vector_loss(ad_tape *t, void *ctx, int step, const nn_state *h)
+{
+    (void)t, (void)ctx, (void)step;
+    return h->h;
+}
+
+/* nn_unroll with options o on T steps: returns the status, the message in msg */
+static ad_status try_unroll(net *n, int T, nn_unroll_options o, char *msg)
+{
+    ad_tape *t = ad_tape_new(NULL);
+    ad_tensor *xs[8];
+    for (int k = 0; k < 8; k++) xs[k] = ad_zeros(t, AD_F64, ad_shape2(B, I));
+    nn_state last;
+    ad_status st = nn_unroll(t, &n->cell, xs, T, &o, NULL, &last);
+    strcpy(msg, ad_tape_message(t));
+    ad_tape_free(t);
+    return st;
+}
+
+Test(nn_recompute, bad_options_are_clear_errors)
+{
+    long before = ts_live_allocs();
+    net n;
+    make_net(&n, NN_CELL_LSTM);
+    char msg[512];
+    ad_tensor *loss;
+    nn_unroll_options ok = {.recompute = NN_RECOMPUTE_SEGMENTS, .step_loss = head_loss, .step_loss_ctx = &n,
+                            .loss = &loss};
+    cr_assert_eq(try_unroll(&n, 8, ok, msg), AD_OK, "%s", msg);
+
+    nn_unroll_options o = ok;
+    o.segments = -2;
+    cr_assert_eq(try_unroll(&n, 8, o, msg), AD_ERR_ARG);
+    cr_assert(strstr(msg, "segments = -2"), "%s", msg);
+    o = ok, o.recompute = NN_RECOMPUTE_SLOTS, o.slots = 0;
+    cr_assert_eq(try_unroll(&n, 8, o, msg), AD_ERR_ARG);
+    cr_assert(strstr(msg, "slots = 0"), "%s", msg);
+    o = ok, o.recompute = 7;
+    cr_assert_eq(try_unroll(&n, 8, o, msg), AD_ERR_ARG);
+    cr_assert(strstr(msg, "recompute = 7"), "%s", msg);
+    cr_assert_eq(try_unroll(&n, 0, ok, msg), AD_ERR_EMPTY);
+    cr_assert(strstr(msg, "T = 0"), "%s", msg);
+    o = ok, o.step_loss = NULL;
+    cr_assert_eq(try_unroll(&n, 8, o, msg), AD_ERR_NULL);
+    cr_assert(strstr(msg, "step_loss is NULL"), "%s", msg);
+    o = ok, o.loss = NULL;
+    cr_assert_eq(try_unroll(&n, 8, o, msg), AD_ERR_NULL);
+    cr_assert(strstr(msg, "loss (its output) is NULL"), "%s", msg);
+    o = ok, o.step_loss = null_loss;
+    cr_assert_eq(try_unroll(&n, 8, o, msg), AD_ERR_NULL);
+    cr_assert(strstr(msg, "step_loss returned NULL at t=0"), "%s", msg);
+    o = ok, o.step_loss = vector_loss;
+    cr_assert_eq(try_unroll(&n, 8, o, msg), AD_ERR_SHAPE);
+    cr_assert(strstr(msg, "one element"), "%s", msg);
+    int64_t lengths[B] = {8, 5, 8};
+    o = ok, o.lengths = lengths;
+    cr_assert_eq(try_unroll(&n, 8, o, msg), AD_ERR_ARG);
+    cr_assert(strstr(msg, "lengths"), "%s", msg);
+    o = ok, o.reverse = 1;
+    cr_assert_eq(try_unroll(&n, 8, o, msg), AD_ERR_ARG);
+    cr_assert(strstr(msg, "reverse"), "%s", msg);
+
+    /* stacked and bidirectional layers refuse the option by name */
+    ad_tape *t = ad_tape_new(NULL);
+    ad_tensor *xs[4];
+    nn_state outs[4], outs2[4];
+    ad_tensor *cat[4];
+    for (int k = 0; k < 4; k++) xs[k] = ad_zeros(t, AD_F64, ad_shape2(B, I));
+    cr_assert_eq(nn_unroll_layers(t, &n.cell, 1, xs, 4, &ok, outs, NULL), AD_ERR_ARG);
+    cr_assert(strstr(ad_tape_message(t), "recompute"), "%s", ad_tape_message(t));
+    ad_tape_free(t);
+    t = ad_tape_new(NULL);
+    for (int k = 0; k < 4; k++) xs[k] = ad_zeros(t, AD_F64, ad_shape2(B, I));
+    cr_assert_eq(nn_unroll_bidirectional(t, &n.cell, &n.cell, xs, 4, &ok, outs, outs2, cat), AD_ERR_ARG);
+    cr_assert(strstr(ad_tape_message(t), "bidirectional"), "%s", ad_tape_message(t));
+    ad_tape_free(t);
+    nn_params_free(n.ps);
+    cr_assert_eq(ts_live_allocs(), before, "no leak");
+}
