@@ -178,7 +178,9 @@ void ad__checkpoint_bwd(ad_tape *t, ad_node *n)
     ad_tensor *root = NULL;
     for (int k = 0; k < c->n_out && s->status == AD_OK; k++) {
         ad_tensor *y = c->out[k];
-        if (!y || !y->requires_grad || y->grad_pass != t->pass || !y->grad || !c->tmp[k]->requires_grad) continue;
+        if (!y || !y->requires_grad || y->grad_pass != t->pass || !y->grad || !c->tmp[k] ||
+            !c->tmp[k]->requires_grad)
+            continue;
         ad_tensor *g = ad_from_data(s, y->dtype, y->shape, y->grad);
         ad_tensor *term = ad_sum(s, ad_mul(s, c->tmp[k], g), AD_AXIS_ALL, 0);
         root = root ? ad_add(s, root, term) : term;

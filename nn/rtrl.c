@@ -48,6 +48,7 @@ static void fill_unit_seeds(nn_rtrl *r)
 {
     size_t off = 0;
     for (int i = 0; i < r->cell->n_w; i++) {
+        if (i >= r->n_seeds || !r->seeds[i]) return; /* not reached: rtrl_new filled every seed */
         size_t len = ad_tensor_numel(ad_param_value(nn_cell_weight(r->cell, i)));
         for (size_t j = 0; j < len; j++) {
             size_t at = (off + j) * len + j;
