@@ -25,15 +25,21 @@ typedef struct ad__ckpt {
     unsigned done_pass; /* the backward pass that already ran the recomputation */
 } ad__ckpt;
 
+void ad__scratch_free(ad_tape *t)
+{
+    ad_tape_free(t->scratch);
+    t->scratch = NULL;
+}
+
 /* The scratch tape of t, made on first use with t's allocator and modes. */
 static ad_tape *scratch_of(ad_tape *t)
 {
     if (!t->scratch) {
         ad_tape_options o = {0};
-        o.alloc = t->alloc, o.free = t->free, o.alloc_ctx = t->alloc_ctx;
-        o.chunk_bytes = t->chunk_bytes;
-        o.copy_grads = t->copy_grads;
-        o.release_grads = t->release_grads;
+        ad__arena_options(t, &o);
+        o.copy_grads = ad__tape_copy_grads(t);
+        o.release_grads = ad__tape_releases_grads(t);
+        o.fast_off = ad__tape_fast_off(t);
         t->scratch = ad_tape_new(&o);
         if (!t->scratch) {
             ad_tape_fail(t, AD_ERR_NOMEM, "checkpoint: cannot allocate the scratch tape");
@@ -42,8 +48,8 @@ static ad_tape *scratch_of(ad_tape *t)
     }
     ad_tape *s = t->scratch;
     ad_tape_reset(s);
-    s->anomaly = t->anomaly;
-    s->grad_enabled = t->grad_enabled;
+    ad_tape_set_anomaly(s, ad__tape_anomaly(t));
+    ad_tape_set_grad_enabled(s, ad__tape_grad_enabled(t));
     return s;
 }
 
@@ -58,10 +64,10 @@ static ad_status run_region(ad_tape *t, ad_tape *s, ad__ckpt *c, ad_tensor **sin
         if (!sin[i]) break;
     }
     for (int k = 0; k < c->n_out; k++) c->tmp[k] = NULL;
-    ad_status st = s->status;
+    ad_status st = ad__status(s);
     if (st == AD_OK) st = c->fn(s, c->ctx, sin, c->n_in, c->tmp, c->n_out);
-    if (s->status != AD_OK)
-        return ad_tape_fail(t, s->status, "checkpoint: region failed (%s): %s", when, s->msg);
+    if (ad__status(s) != AD_OK)
+        return ad_tape_fail(t, ad__status(s), "checkpoint: region failed (%s): %s", when, ad_tape_message(s));
     if (st != AD_OK)
         return ad_tape_fail(t, st, "checkpoint: the region returned %s (%s)", ad_status_name(st), when);
     for (int k = 0; k < c->n_out; k++) {
@@ -80,7 +86,7 @@ ad_status ad_checkpoint(ad_tape *t, ad_checkpoint_fn fn, void *ctx, ad_tensor *c
                         ad_tensor **outputs, int n_out, const ad_checkpoint_options *opts)
 {
     if (!t) return AD_ERR_NULL;
-    if (t->status != AD_OK) return t->status;
+    if (ad__status(t) != AD_OK) return ad__status(t);
     if (!fn) return ad_tape_fail(t, AD_ERR_NULL, "checkpoint: fn is NULL");
     if (!outputs) return ad_tape_fail(t, AD_ERR_NULL, "checkpoint: outputs is NULL");
     if (n_out < 1) return ad_tape_fail(t, AD_ERR_EMPTY, "checkpoint: n_out = %d (at least 1 output)", n_out);
@@ -94,30 +100,30 @@ ad_status ad_checkpoint(ad_tape *t, ad_checkpoint_fn fn, void *ctx, ad_tensor *c
             return ad_tape_fail(t, AD_ERR_STATE, "checkpoint: input %d's data was released", i);
     }
     for (int k = 0; k < n_out; k++) outputs[k] = NULL;
-    if (!t->grad_enabled) { /* nothing to recompute: the region runs on t itself */
+    if (!ad__tape_grad_enabled(t)) { /* nothing to recompute: the region runs on t itself */
         ad_status st = fn(t, ctx, inputs, n_in, outputs, n_out);
-        if (t->status != AD_OK) return t->status;
+        if (ad__status(t) != AD_OK) return ad__status(t);
         if (st != AD_OK) return ad_tape_fail(t, st, "checkpoint: the region returned %s", ad_status_name(st));
         return AD_OK;
     }
 
     ad__ckpt *c = ad__alloc_zero(t, sizeof *c);
-    if (!c) return t->status;
+    if (!c) return ad__status(t);
     c->fn = fn, c->ctx = ctx, c->n_in = n_in, c->n_out = n_out;
     c->in = ad__alloc_array(t, (size_t)n_in, sizeof *c->in);
     c->out = ad__alloc_array(t, (size_t)n_out, sizeof *c->out);
     c->tmp = ad__alloc_array(t, (size_t)n_out, sizeof *c->tmp);
-    if (!c->in || !c->out || !c->tmp) return t->status;
+    if (!c->in || !c->out || !c->tmp) return ad__status(t);
     for (int i = 0; i < n_in; i++) c->in[i] = inputs[i];
-    snprintf(c->label, sizeof c->label, "%s", (opts && opts->label) ? opts->label : t->label);
+    snprintf(c->label, sizeof c->label, "%s", (opts && opts->label) ? opts->label : ad__tape_label(t));
     if (opts && opts->rng) c->rng = opts->rng, c->rng_state = *opts->rng;
 
     ad_tape *s = scratch_of(t);
-    if (!s) return t->status;
+    if (!s) return ad__status(t);
     ad_tensor **sin = ad__alloc_array(t, (size_t)n_in, sizeof *sin);
-    if (!sin) return t->status;
+    if (!sin) return ad__status(t);
     /* The first run records nothing that needs a gradient on s. */
-    s->grad_enabled = 0;
+    ad_tape_set_grad_enabled(s, 0);
     ad_status st = run_region(t, s, c, sin, "first run");
     if (st != AD_OK) {
         ad_tape_reset(s);
@@ -132,7 +138,7 @@ ad_status ad_checkpoint(ad_tape *t, ad_checkpoint_fn fn, void *ctx, ad_tensor *c
         if (!c->out[k]) break;
     }
     ad_tape_reset(s);
-    if (t->status != AD_OK) return t->status;
+    if (ad__status(t) != AD_OK) return ad__status(t);
     for (int k = 0; k < n_out; k++) outputs[k] = c->out[k];
     return AD_OK;
 }
@@ -151,7 +157,7 @@ ad_status ad__checkpoint_fwd(ad_tape *t, ad_node *n)
     const ad_tensor *y = c->tmp[n->a.axis];
     memcpy(n->out->data, y->data, y->numel * ad__dtype_size(y->dtype));
     /* parameters used inside the region make the output need a gradient too */
-    n->out->requires_grad = (unsigned char)t->grad_enabled;
+    n->out->requires_grad = (unsigned char)ad__tape_grad_enabled(t);
     return AD_OK;
 }
 
@@ -159,15 +165,15 @@ ad_status ad__checkpoint_fwd(ad_tape *t, ad_node *n)
 void ad__checkpoint_bwd(ad_tape *t, ad_node *n)
 {
     ad__ckpt *c = n->a.custom_ctx;
-    if (c->done_pass == t->pass) return;
-    c->done_pass = t->pass;
+    if (c->done_pass == ad__tape_pass(t)) return;
+    c->done_pass = ad__tape_pass(t);
     ad_tape *s = scratch_of(t);
     if (!s) return;
     ad_tensor **sin = ad__alloc_array(t, (size_t)c->n_in, sizeof *sin);
     if (!sin) return;
     ad_rng now;
     if (c->rng) now = *c->rng, *c->rng = c->rng_state;
-    s->grad_enabled = 1;
+    ad_tape_set_grad_enabled(s, 1);
     ad_status st = run_region(t, s, c, sin, "recomputation");
     if (c->rng) *c->rng = now;
     if (st != AD_OK) {
@@ -176,25 +182,25 @@ void ad__checkpoint_bwd(ad_tape *t, ad_node *n)
     }
     /* root = sum_k sum(y_k * g_k): its gradient with respect to y_k is g_k exactly */
     ad_tensor *root = NULL;
-    for (int k = 0; k < c->n_out && s->status == AD_OK; k++) {
+    for (int k = 0; k < c->n_out && ad__status(s) == AD_OK; k++) {
         ad_tensor *y = c->out[k];
-        if (!y || !y->requires_grad || y->grad_pass != t->pass || !y->grad || !c->tmp[k] ||
+        if (!y || !y->requires_grad || y->grad_pass != ad__tape_pass(t) || !y->grad || !c->tmp[k] ||
             !c->tmp[k]->requires_grad)
             continue;
         ad_tensor *g = ad_from_data(s, y->dtype, y->shape, y->grad);
         ad_tensor *term = ad_sum(s, ad_mul(s, c->tmp[k], g), AD_AXIS_ALL, 0);
         root = root ? ad_add(s, root, term) : term;
     }
-    if (s->status == AD_OK && root) ad_backward(s, root, NULL);
-    if (s->status != AD_OK) {
-        ad_tape_fail(t, s->status, "checkpoint: recomputation failed: %s", s->msg);
+    if (ad__status(s) == AD_OK && root) ad_backward(s, root, NULL);
+    if (ad__status(s) != AD_OK) {
+        ad_tape_fail(t, ad__status(s), "checkpoint: recomputation failed: %s", ad_tape_message(s));
         ad_tape_reset(s);
         return;
     }
     if (root)
         for (int i = 0; i < c->n_in; i++) {
             ad_tensor *x = c->in[i], *sx = sin[i];
-            if (!x->requires_grad || sx->grad_pass != s->pass || !sx->grad) continue;
+            if (!x->requires_grad || sx->grad_pass != ad__tape_pass(s) || !sx->grad) continue;
             void *g = ad__grad(t, x);
             if (!g) break;
             if (x->dtype == AD_F32) {

@@ -66,22 +66,21 @@ static double gram_sq(ad_tape *t, ad_dtype dt, const void *a, int ta, const void
                       size_t n)
 {
     size_t es = ad__dtype_size(dt), bytes = 2 * m * m * es;
-    if (bytes > t->gram_bytes) { /* grows to the largest step's size once per tape */
-        t->gram_buf = ad__alloc(t, bytes);
-        t->gram_bytes = t->gram_buf ? bytes : 0;
-        if (!t->gram_buf) return -1;
+    if (bytes > t->gram.bytes) { /* grows to the largest step's size once per tape */
+        t->gram.buf = ad__alloc(t, bytes);
+        t->gram.bytes = t->gram.buf ? bytes : 0;
+        if (!t->gram.buf) return -1;
     }
-    if (dt == AD_F32) {
-        float *ga = t->gram_buf, *gg = ga + m * m;
-        ad__gemm_f32(ta, !ta, m, m, k, a, a, ga, 0); /* op(A) op(A)^T */
-        ad__gemm_f32(0, 1, m, m, n, g, g, gg, 0);    /* G G^T */
-        return dot_float(ga, gg, m * m);
-    }
-    double *ga = t->gram_buf, *gg = ga + m * m;
-    ad__gemm_f64(ta, !ta, m, m, k, a, a, ga, 0);
-    ad__gemm_f64(0, 1, m, m, n, g, g, gg, 0);
-    return dot_double(ga, gg, m * m);
+    char *ga = t->gram.buf, *gg = ga + m * m * es;
+    ad__product aa = {dt == AD_F64, ta, !ta, m, m, k, a, a, ga, 0, NULL, NULL}; /* op(A) op(A)^T */
+    ad__product ggt = {dt == AD_F64, 0, 1, m, m, n, g, g, gg, 0, NULL, NULL};   /* G G^T */
+    ad__gemm(&aa);
+    ad__gemm(&ggt);
+    return dt == AD_F32 ? dot_float((const float *)(const void *)ga, (const float *)(const void *)gg, m * m)
+                        : dot_double((const double *)(const void *)ga, (const double *)(const void *)gg, m * m);
 }
+
+void ad__gram_reset(ad_tape *t) { t->gram.buf = NULL, t->gram.bytes = 0; /* arena memory */ }
 
 double ad__sum_squares(ad_dtype dtype, const void *data, size_t n)
 {
@@ -90,8 +89,8 @@ double ad__sum_squares(ad_dtype dtype, const void *data, size_t n)
 
 void *ad__copy_grad(ad_tape *t, ad_tensor *x)
 {
-    if (t->copy_grads == AD_COPY_GRADS_NONE) return x->param->grad.data;
-    if (x->grad_pass == t->pass && x->grad) return x->grad;
+    if (ad__tape_copy_grads(t) == AD_COPY_GRADS_NONE) return x->param->grad.data;
+    if (x->grad_pass == ad__tape_pass(t) && x->grad) return x->grad;
     return ad__grad_new(t, x);
 }
 
@@ -99,12 +98,12 @@ void *ad__weight_grad(ad_tape *t, ad_tensor *b, const void *a, int ta, const voi
                       size_t n, int *direct)
 {
     *direct = 0;
-    if (t->copy_grads == AD_COPY_GRADS_NONE || (b->uses == 1 && b->grad_pass != t->pass && gram_pays(m, k, n))) {
-        if (t->copy_grads == AD_COPY_GRADS_NORMS) {
+    if (ad__tape_copy_grads(t) == AD_COPY_GRADS_NONE || (b->uses == 1 && b->grad_pass != ad__tape_pass(t) && gram_pays(m, k, n))) {
+        if (ad__tape_copy_grads(t) == AD_COPY_GRADS_NORMS) {
             b->grad_sq = gram_sq(t, b->dtype, a, ta, g, m, k, n);
             if (b->grad_sq < 0) return NULL;
             b->grad = NULL; /* recorded, with no buffer */
-            b->grad_pass = t->pass;
+            b->grad_pass = ad__tape_pass(t);
         }
         *direct = 1;
         return b->param->grad.data;
@@ -114,7 +113,7 @@ void *ad__weight_grad(ad_tape *t, ad_tensor *b, const void *a, int ta, const voi
 
 void ad__copy_add(ad_tape *t, ad_tensor *copy)
 {
-    if (t->copy_grads != AD_COPY_GRADS_NORMS || !copy->grad) return;
+    if (ad__tape_copy_grads(t) != AD_COPY_GRADS_NORMS || !copy->grad) return;
     double s0 = 0, s1 = 0;
     size_t i = 0, len = copy->numel;
     if (copy->dtype == AD_F32) {
@@ -143,13 +142,13 @@ int ad__grad_dropped(const ad_tensor *x, const char *fn)
     ad_tape *t = x ? x->tape : NULL;
     if (!t) return 0;
     char sh[AD__SHAPE_BUF];
-    if (x->param && t->copy_grads != AD_COPY_GRADS_KEEP) {
+    if (x->param && ad__tape_copy_grads(t) != AD_COPY_GRADS_KEEP) {
         ad_tape_fail(t, AD_ERR_STATE, "%s: copy gradients are not kept on this tape (copy_grads = %s)%s", fn,
-                 ad_copy_grads_name(t->copy_grads),
-                 t->copy_grads == AD_COPY_GRADS_NORMS ? "; ad_tensor_grad_norm reads the copy's norm" : "");
+                 ad_copy_grads_name(ad__tape_copy_grads(t)),
+                 ad__tape_copy_grads(t) == AD_COPY_GRADS_NORMS ? "; ad_tensor_grad_norm reads the copy's norm" : "");
         return 1;
     }
-    if (!x->grad && x->grad_pass == t->pass) {
+    if (!x->grad && x->grad_pass == ad__tape_pass(t)) {
         ad_tape_fail(t, AD_ERR_STATE,
                  "%s: the gradient of %s %s was released during backward (release_grads = 1); "
                  "ad_tensor_grad_norm reads its norm",
@@ -164,11 +163,11 @@ ad_status ad_tensor_grad_norm(const ad_tensor *x, double *norm, ad_error *err)
     if (!x || !norm) return ad_error_set(err, AD_ERR_NULL, "tensor_grad_norm: %s is NULL", !x ? "tensor" : "norm");
     const ad_tape *t = x->tape;
     *norm = 0;
-    if (t && x->param && t->copy_grads == AD_COPY_GRADS_NONE)
+    if (t && x->param && ad__tape_copy_grads(t) == AD_COPY_GRADS_NONE)
         return ad_error_set(err, AD_ERR_STATE,
                              "tensor_grad_norm: this tape records nothing per copy (copy_grads = none); "
                              "use copy_grads = norms or keep");
     if (ad__has_grad(x)) *norm = sqrt(ad__sum_squares(x->dtype, x->grad, x->numel));
-    else if (t && x->grad_pass == t->pass) *norm = sqrt(x->grad_sq); /* recorded by the mode that dropped it */
+    else if (t && x->grad_pass == ad__tape_pass(t)) *norm = sqrt(x->grad_sq); /* recorded by the mode that dropped it */
     return ad_error_set(err, AD_OK, NULL);
 }

@@ -16,15 +16,15 @@
 void *ad__tan_new(ad_tape *t, ad_node *n)
 {
     size_t count;
-    if (!ad__mul_size((size_t)t->tangent_k, n->out->numel, &count)) {
+    if (!ad__mul_size((size_t)t->fwd.k, n->out->numel, &count)) {
         ad_tape_fail(t, AD_ERR_NOMEM, "jvp: %s: %d tangents of %zu elements overflow", ad__ops[n->op].name,
-                 t->tangent_k, n->out->numel);
+                 t->fwd.k, n->out->numel);
         return NULL;
     }
     void *buf = ad__alloc_array(t, count ? count : 1, ad__dtype_size(n->out->dtype));
     if (!buf) return NULL;
     memset(buf, 0, (count ? count : 1) * ad__dtype_size(n->out->dtype));
-    t->tangents[n->index] = buf;
+    t->fwd.at[n->index] = buf;
     return buf;
 }
 
@@ -51,7 +51,7 @@ ad_status ad__jvp_linear(ad_tape *t, ad_node *n, unsigned fixed)
         if (n->in[i]->numel > biggest) biggest = n->in[i]->numel;
     void *zero = ad__alloc_zero(t, biggest * es);
     if (!zero) return ad_tape_status(t);
-    for (int k = 0; k < t->tangent_k; k++) {
+    for (int k = 0; k < t->fwd.k; k++) {
         for (int i = 0; i < n->n_in; i++) {
             const ad_tensor *x = n->in[i];
             char *tx = ad__tan(t, x);
@@ -112,7 +112,7 @@ static ad_status check_seed(ad_tape *t, const ad_tangent_seed *s, size_t i)
 /* Adds seed s's tangents into leaf x's. */
 static ad_status seed_leaf(ad_tape *t, ad_tensor *x, const void *dot)
 {
-    size_t es = ad__dtype_size(x->dtype), count = (size_t)t->tangent_k * x->numel;
+    size_t es = ad__dtype_size(x->dtype), count = (size_t)t->fwd.k * x->numel;
     void *have = ad__tan(t, x);
     if (!have) {
         if (!(have = ad__tan_new(t, x->node))) return ad_tape_status(t);
@@ -133,9 +133,11 @@ static ad_status apply_seeds(ad_tape *t, const ad_tangent_seed *seeds, size_t n_
             if (seed_leaf(t, s->x, s->dot) != AD_OK) return ad_tape_status(t);
             continue;
         }
-        for (size_t j = 0; j < t->n_nodes; j++) {
-            ad_tensor *x = t->nodes[j]->out;
-            if (t->nodes[j]->op == AD_OP_PARAM && x->param == s->param &&
+        size_t count;
+        ad_node *const *nodes = ad__tape_nodes(t, &count);
+        for (size_t j = 0; j < count; j++) {
+            ad_tensor *x = nodes[j]->out;
+            if (nodes[j]->op == AD_OP_PARAM && x->param == s->param &&
                 seed_leaf(t, x, s->dot) != AD_OK)
                 return ad_tape_status(t);
         }
@@ -143,38 +145,42 @@ static ad_status apply_seeds(ad_tape *t, const ad_tangent_seed *seeds, size_t n_
     return AD_OK;
 }
 
+void ad__tangents_reset(ad_tape *t) { t->fwd.at = NULL, t->fwd.n = 0; /* arena memory */ }
+
 ad_status ad_jvp(ad_tape *t, const ad_tangent_seed *seeds, size_t n_seeds, int k)
 {
     if (!t) return AD_ERR_NULL;
-    if (t->status != AD_OK) return t->status;
+    if (ad__status(t) != AD_OK) return ad__status(t);
     if (k < 1 || k > AD_JVP_MAX_K)
         return ad_tape_fail(t, AD_ERR_ARG, "jvp: k = %d directions (1..%d allowed)", k, AD_JVP_MAX_K);
     if (!seeds && n_seeds) return ad_tape_fail(t, AD_ERR_NULL, "jvp: seeds is NULL");
     for (size_t i = 0; i < n_seeds; i++)
-        if (check_seed(t, &seeds[i], i) != AD_OK) return t->status;
-    t->tangents = NULL, t->n_tangents = 0;
-    void **table = ad__alloc_array(t, t->n_nodes ? t->n_nodes : 1, sizeof *table);
-    if (!table) return t->status;
-    memset(table, 0, (t->n_nodes ? t->n_nodes : 1) * sizeof *table);
-    t->tangents = table;
-    t->n_tangents = t->n_nodes;
-    t->tangent_k = k;
-    if (apply_seeds(t, seeds, n_seeds) != AD_OK) return t->status;
-    for (size_t j = 0; j < t->n_nodes; j++) {
-        ad_node *n = t->nodes[j];
+        if (check_seed(t, &seeds[i], i) != AD_OK) return ad__status(t);
+    ad__tangents_reset(t);
+    size_t count;
+    ad_node *const *nodes = ad__tape_nodes(t, &count);
+    void **table = ad__alloc_array(t, count ? count : 1, sizeof *table);
+    if (!table) return ad__status(t);
+    memset(table, 0, (count ? count : 1) * sizeof *table);
+    t->fwd.at = table;
+    t->fwd.n = count;
+    t->fwd.k = k;
+    if (apply_seeds(t, seeds, n_seeds) != AD_OK) return ad__status(t);
+    for (size_t j = 0; j < count; j++) {
+        ad_node *n = nodes[j];
         int reached = 0;
         for (int i = 0; i < n->n_in && !reached; i++) reached = ad__tan(t, n->in[i]) != NULL;
         if (!reached) continue;
-        if (check_kept(t, n) != AD_OK || ad__ops[n->op].jvp(t, n) != AD_OK) return t->status;
+        if (check_kept(t, n) != AD_OK || ad__ops[n->op].jvp(t, n) != AD_OK) return ad__status(t);
     }
-    return t->status;
+    return ad__status(t);
 }
 
 const void *ad_tensor_tangent(const ad_tensor *x, int k)
 {
     if (!x || !x->tape || !x->node) return NULL;
     const ad_tape *t = x->tape;
-    if (k < 0 || k >= t->tangent_k) return NULL;
+    if (k < 0 || k >= t->fwd.k) return NULL;
     const char *buf = ad__tan(t, x);
     return buf ? buf + (size_t)k * x->numel * ad__dtype_size(x->dtype) : NULL;
 }

@@ -61,7 +61,7 @@ static ad_status record(exact *c, ad_graph_fn graph, void *ctx)
     if (!up) return tape_error(c, "allocation");
     ad_status st = ad_backward(c->tape, c->out, up);
     if (st == AD_ERR_STATE) { /* no parameter reaches the output: every gradient is zero */
-        c->tape->status = AD_OK, c->tape->msg[0] = '\0';
+        ad__tape_clear_error(c->tape);
         return AD_ERR_STATE;
     }
     return st == AD_OK ? AD_OK : tape_error(c, "backward failed");

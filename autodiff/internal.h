@@ -168,11 +168,14 @@ ad_tensor *ad__copy_leaf(ad_tape *t, ad_param *p);
 
 /* ---- tape internals ----------------------------------------------------------------- */
 
-/* The tape's layout is shared by the engine's files so that the checks every
- * op and every backward step makes (status, pass, the arena's fast path) are
- * inlined. Each field has one writer: tape.c (the arena, nodes, status, pass,
- * settings, free lists, label and probe) and, for their own state, the files
- * named at the fields below; the others only read. */
+/*
+ * The tape is made of parts, one per mechanism, each written only by the
+ * file that owns it (named at the part); every other file goes through that
+ * file's functions or the inline accessors below, which exist so that the
+ * checks every op and every backward step makes (status, pass, the arena's
+ * fast path) stay inlined. tests/check_tape_parts.sh holds the files to
+ * this.
+ */
 #define AD__ALIGN 64
 #define AD__LABEL_SIZE 64
 #define AD__MSG_SIZE 512
@@ -186,69 +189,155 @@ typedef struct ad__chunk {
     size_t used;
 } ad__chunk;
 
-/* AD__FREE_CLASSES, AD__RELEASE_MIN and AD__PACKED_WEIGHTS: tuning.h. */
+/* The arena and the allocator behind it (arena.c). */
+typedef struct ad__arena {
+    void *(*alloc)(void *ctx, size_t n);
+    void (*free)(void *ctx, void *ptr);
+    void *ctx;
+    size_t chunk_bytes;
+    ad__chunk *first;
+    ad__chunk *cur;
+    size_t reserved;
+    size_t used_before_cur; /* bytes used in chunks before cur */
+} ad__arena;
 
-/* A weight packed for the kernel once per tape (op_matmul.c). */
+/* The node list and the label new nodes carry (record.c). */
+typedef struct ad__node_list {
+    ad_node **at;
+    size_t n, cap;
+    char label[AD__LABEL_SIZE];
+    const char *label_copy; /* arena copy of label, shared by nodes until it changes */
+} ad__node_list;
+
+/* Buffers handed back for reuse (release.c): one list per size, the first
+ * bytes of a free buffer pointing to the next; cleared by a reset.
+ * AD__FREE_CLASSES and AD__RELEASE_MIN: tuning.h. */
+typedef struct ad__buffer_pool {
+    int release_grads; /* intermediate gradient buffers are reused during backward */
+    struct {
+        size_t bytes;
+        void *head;
+    } list[AD__FREE_CLASSES];
+    int n_lists;
+} ad__buffer_pool;
+
+/* Weight gradients of lean copies left for a stacked product (stacked_grads.c). */
+typedef struct ad__deferred ad__deferred;
+typedef struct ad__grad_stack {
+    int on; /* the tape allows it (lean, not turned off) */
+    ad__deferred *rec;
+    size_t n, cap, rows;
+    void *buf; /* arena buffer the stacked rows are copied into */
+    size_t bytes;
+} ad__grad_stack;
+
+/* Weights packed for the kernel once per tape (packed_cache.c). */
 typedef struct ad__packed_weight {
     const void *data;
     int trans;
     size_t n, k;
     void *packed;
 } ad__packed_weight;
+typedef struct ad__packed_cache {
+    int on; /* the tape allows it (lean, not turned off) */
+    int n;
+    ad__packed_weight at[AD__PACKED_WEIGHTS];
+} ad__packed_cache;
+
+/* Forward mode (forward.c): per node, its output's tangents (K blocks of
+ * numel elements) or NULL for a zero tangent; arena memory, so a reset
+ * forgets them. */
+typedef struct ad__tangents {
+    void **at;
+    size_t n;
+    int k;
+} ad__tangents;
+
+/* Per-copy gradient checks (probe.c): the `copy`-th use of `param` (counted
+ * from the last reset) sees element `index` shifted by `delta`; every other
+ * use sees the parameter unchanged. */
+typedef struct ad__probe {
+    const ad_param *param;
+    size_t copy, index, seen;
+    double delta;
+} ad__probe;
 
 struct ad_tape {
-    void *(*alloc)(void *ctx, size_t n);
-    void (*free)(void *ctx, void *ptr);
-    void *alloc_ctx;
-    size_t chunk_bytes;
-    ad__chunk *first;
-    ad__chunk *cur;
-    size_t reserved;
-    size_t used_before_cur; /* bytes used in chunks before cur */
-    ad_node **nodes;
-    size_t n_nodes;
-    size_t cap_nodes;
+    /* tape.c: the settings, the sticky error and the pass number */
     ad_status status;
     unsigned pass;
     int grad_enabled;
     int anomaly;
-    int lean_copies; /* copy_grads is not KEEP: no per-copy gradient is kept */
     ad_copy_grads copy_grads;
-    int release_grads; /* intermediate gradient buffers are reused during backward */
-    /* Released gradient buffers, one list per size (the first bytes of a free
-     * buffer point to the next); cleared by a reset. */
-    struct {
-        size_t bytes;
-        void *head;
-    } free_grads[AD__FREE_CLASSES];
-    int n_free_classes;
-    char label[AD__LABEL_SIZE];
-    const char *label_copy; /* arena copy of label, shared by nodes until it changes */
-    /* Per-copy gradient checks: the `probe_copy`-th use of `probe_param`
-     * (counted from the last reset) sees element probe_index shifted by
-     * probe_delta; every other use sees the parameter unchanged. */
-    const ad_param *probe_param;
-    size_t probe_copy, probe_index, probe_seen;
-    double probe_delta;
-    /* Weight gradients of lean copies left for the end of backward; written
-     * by backward.c (tape.c clears them on reset). */
-    struct ad__deferred *deferred;
-    size_t n_deferred, cap_deferred, deferred_rows;
-    void *stack_buf; /* arena buffer the stacked rows are copied into */
-    size_t stack_bytes;
-    void *gram_buf; /* arena scratch for the Gram form of copies' norms (written by copy_grads.c) */
-    size_t gram_bytes;
-    ad__packed_weight packed[AD__PACKED_WEIGHTS]; /* written by op_matmul.c */
-    int n_packed;
-    /* Forward mode (written by forward.c): per node, its output's tangents (K blocks of
-     * numel elements) or NULL for a zero tangent; arena memory, so a reset
-     * forgets them. */
-    void **tangents;
-    size_t n_tangents;
-    int tangent_k;
-    ad_tape *scratch; /* where checkpointed regions run (checkpoint.c), made on first use */
+    int lean_copies; /* copy_grads is not KEEP: no per-copy gradient is kept */
+    unsigned fast_off; /* AD_FAST_* paths turned off by the options */
     char msg[AD__MSG_SIZE];
+    ad__arena arena;        /* arena.c */
+    ad__node_list nodes;    /* record.c */
+    ad__buffer_pool pool;   /* release.c */
+    ad__grad_stack stack;   /* stacked_grads.c */
+    ad__packed_cache packs; /* packed_cache.c */
+    ad__tangents fwd;       /* forward.c */
+    ad__probe probe;        /* probe.c */
+    struct {
+        void *buf; /* arena scratch for the Gram form of copies' norms */
+        size_t bytes;
+    } gram;         /* copy_grads.c */
+    ad_tape *scratch; /* checkpoint.c: where checkpointed regions run, made on first use */
 };
+
+/* Accessors of tape.c's part. */
+static inline ad_status ad__status(const ad_tape *t) { return t->status; }
+static inline unsigned ad__tape_pass(const ad_tape *t) { return t->pass; }
+static inline int ad__tape_lean_copies(const ad_tape *t) { return t->lean_copies; }
+static inline int ad__tape_anomaly(const ad_tape *t) { return t->anomaly; }
+static inline int ad__tape_grad_enabled(const ad_tape *t) { return t->grad_enabled; }
+static inline ad_copy_grads ad__tape_copy_grads(const ad_tape *t) { return t->copy_grads; }
+static inline unsigned ad__tape_fast_off(const ad_tape *t) { return t->fast_off; }
+/* Whether the lean-tape fast path `path` (an AD_FAST_* bit) is allowed. */
+static inline int ad__tape_fast(const ad_tape *t, unsigned path) { return t->lean_copies && !(t->fast_off & path); }
+
+/* The start of a new backward pass (tape.c). */
+unsigned ad__tape_next_pass(ad_tape *t);
+/* Clears the sticky error, for a caller that expected it and handled it (tape.c). */
+void ad__tape_clear_error(ad_tape *t);
+
+/* The node list of a tape (record.c; backward, DOT export, forward mode). */
+static inline ad_node *const *ad__tape_nodes(const ad_tape *t, size_t *count)
+{
+    *count = t->nodes.n;
+    return t->nodes.at;
+}
+/* The label new nodes get ("" for none; record.c). */
+static inline const char *ad__tape_label(const ad_tape *t) { return t->nodes.label; }
+
+/* The allocator of the tape (arena.c), for the few heap blocks outside the
+ * arena (the node list, the stacked records, the scratch tape). */
+void *ad__heap_alloc(ad_tape *t, size_t bytes);
+void ad__heap_free(ad_tape *t, void *p);
+/* Options for a tape with t's allocator and arena chunk size (arena.c). */
+void ad__arena_options(const ad_tape *t, ad_tape_options *o);
+
+/* Each part's set-up, reset (every buffer was arena memory) and teardown,
+ * called by tape.c. */
+void ad__arena_init(ad_tape *t, const ad_tape_options *o);
+void ad__arena_reset(ad_tape *t);
+void ad__arena_free(ad_tape *t);
+size_t ad__arena_bytes_used(const ad_tape *t);
+size_t ad__arena_bytes_reserved(const ad_tape *t);
+void ad__nodes_reset(ad_tape *t);
+void ad__nodes_free(ad_tape *t);
+void ad__pool_init(ad_tape *t, int release_grads);
+void ad__pool_reset(ad_tape *t);
+void ad__stack_init(ad_tape *t);
+void ad__stack_reset(ad_tape *t);
+void ad__stack_free(ad_tape *t);
+void ad__packs_init(ad_tape *t);
+void ad__packs_reset(ad_tape *t);
+void ad__gram_reset(ad_tape *t);
+void ad__tangents_reset(ad_tape *t);
+void ad__probe_reset(ad_tape *t);
+void ad__scratch_free(ad_tape *t);
 
 /* Whether x's data was handed back by ad_tape_release (its own, or that of
  * the tensor it views): nothing may read it any more. */
@@ -269,7 +358,7 @@ static inline size_t ad__dtype_size(ad_dtype d)
 void *ad__alloc(ad_tape *t, size_t bytes);
 static inline void *ad__bump(ad_tape *t, size_t bytes)
 {
-    ad__chunk *c = t->cur;
+    ad__chunk *c = t->arena.cur;
     /* need is 0 for bytes == 0 and when rounding up wraps (bytes within one
      * alignment unit of SIZE_MAX); need - 1 then wraps to SIZE_MAX, which no
      * chunk has free, so both go to ad__alloc with the rest. */
@@ -281,6 +370,15 @@ static inline void *ad__bump(ad_tape *t, size_t bytes)
     }
     return ad__alloc(t, bytes);
 }
+
+/* A buffer of `bytes` handed back earlier (release.c), or NULL. */
+void *ad__pool_take_listed(ad_tape *t, size_t bytes);
+static inline void *ad__pool_take(ad_tape *t, size_t bytes)
+{
+    return t->pool.n_lists ? ad__pool_take_listed(t, bytes) : NULL;
+}
+/* Whether backward hands intermediate gradients back (release_grads). */
+static inline int ad__tape_releases_grads(const ad_tape *t) { return t->pool.release_grads; }
 
 /* The gradient buffer of x for the current backward pass, allocated and
  * zeroed on first use; NULL if x needs no gradient or on failure (tape set). */
@@ -344,10 +442,6 @@ void *ad__alloc_zero(ad_tape *t, size_t bytes);
 void *ad__alloc_array(ad_tape *t, size_t count, size_t size);
 
 
-/* Current backward pass number (for grad validity), and the start of a new one. */
-unsigned ad__tape_pass(const ad_tape *t);
-unsigned ad__tape_next_pass(ad_tape *t);
-
 /* Whether x's gradient is valid for the latest backward pass of its tape. */
 int ad__has_grad(const ad_tensor *x);
 
@@ -402,9 +496,6 @@ ad_status ad__keep_indices(ad_tape *t, ad_node *n);
 /* Shape rule of ops whose output has the shape of input 0 (unary, scalar, dropout). */
 ad_status ad__shape_same(ad_tape *t, ad_node *n, ad_shape *out);
 
-/* The node list of a tape (for backward, DOT export). */
-ad_node *const *ad__tape_nodes(const ad_tape *t, size_t *count);
-
 /*
  * Per-copy gradient checks: from now on (until changed; reset restarts the
  * count), the copy-th ad_use() of p on t gets a private copy of p's values
@@ -414,9 +505,8 @@ void ad__tape_set_probe(ad_tape *t, const ad_param *p, size_t copy, size_t index
 
 /* The perturbed values for this use of p, or NULL when this use is not probed. */
 void *ad__tape_probe(ad_tape *t, const ad_param *p);
-
-/* Whether t keeps no per-copy gradient (copy_grads is not KEEP). */
-int ad__tape_lean_copies(const ad_tape *t);
+/* Whether uses of p on t are being probed. */
+static inline int ad__tape_probes(const ad_tape *t, const ad_param *p) { return t->probe.param == p; }
 
 /*
  * The gradient of a parameter used as the right operand of a product, for a
@@ -429,17 +519,31 @@ int ad__tape_lean_copies(const ad_tape *t);
  */
 int ad__stack_weight_grad(ad_tape *t, ad_tensor *b, const void *a, int ta, ad_tensor *out, size_t m,
                           size_t k, size_t n, int tb);
+/* A backward pass starts with no stacked rows, and ends by computing what
+ * is stacked (stacked_grads.c). */
+void ad__stack_begin(ad_tape *t);
+void ad__stack_flush(ad_tape *t);
 /* Steps of fewer than AD__TUNE_STACK_MAX_ROWS rows are stacked, for weights
  * of at least AD__TUNE_STACK_MIN_WEIGHT elements (tuning.h says why). Inline,
  * so that the common refusal costs no call. */
 static inline int ad__defer_weight_grad(ad_tape *t, ad_tensor *b, const void *a, int ta, ad_tensor *out,
                                         size_t m, size_t k, size_t n, int tb)
 {
-    if (!t->lean_copies || !b->param || t->anomaly || m >= AD__TUNE_STACK_MAX_ROWS ||
+    if (!t->stack.on || !b->param || t->anomaly || m >= AD__TUNE_STACK_MAX_ROWS ||
         k * n < AD__TUNE_STACK_MIN_WEIGHT)
         return 0;
     return ad__stack_weight_grad(t, b, a, ta, out, m, k, n, tb);
 }
+
+/*
+ * op(w) packed for the kernel (packed_cache.c), made on the first product
+ * with w on this tape and kept until reset, for a parameter's copy on a tape
+ * whose packed-weight path is on (AD_FAST_PACKED_WEIGHTS): the values do not
+ * change between recording and backward. op(w) is [k_rows, n_cols] and the
+ * product has m rows; NULL where the kernel packs for itself (few rows,
+ * small products, CBLAS, a full cache) or after failing the tape.
+ */
+const void *ad__packed_for(ad_tape *t, const ad_tensor *w, int trans, size_t n_cols, size_t k_rows, size_t m);
 
 /* Runs the anomaly check of backward over node n's input gradients. */
 void ad__check_backward_anomaly(ad_tape *t, ad_node *n);
@@ -450,14 +554,14 @@ void ad__check_forward_anomaly(ad_tape *t, ad_node *n);
 /* ---- forward mode (forward.c) ------------------------------------------------------- */
 
 /* Directions of the current walk (the K of ad_jvp). */
-static inline int ad__tan_k(const ad_tape *t) { return t->tangent_k; }
+static inline int ad__tan_k(const ad_tape *t) { return t->fwd.k; }
 
 /* x's tangents (K blocks of x->numel elements of x's dtype), or NULL when
  * they are zero (x is not downstream of a seed). */
 static inline void *ad__tan(const ad_tape *t, const ad_tensor *x)
 {
     size_t i = x->node ? x->node->index : (size_t)-1;
-    return i < t->n_tangents ? t->tangents[i] : NULL;
+    return i < t->fwd.n ? t->fwd.at[i] : NULL;
 }
 
 /* A zeroed tangent buffer for n->out, registered as its tangents; NULL after

@@ -14,6 +14,64 @@
 
 #include <stddef.h>
 
+#include "tuning.h"
+
+/*
+ * One product C (+)= op(A) op(B), the way every product of the engine is
+ * computed (ad__gemm below): op(A) [m,k], op(B) [k,n], C [m,n], row-major and
+ * contiguous (A stored [k,m] when trans_a, B stored [n,k] when trans_b).
+ * With `bias` (a row of n) every row of C starts as the bias (accumulate is
+ * then ignored); `packed` is op(B) packed by ad__gemm_pack_*() or NULL.
+ * Every C element is its start value plus the terms in increasing p,
+ * whichever path computes it.
+ */
+typedef struct ad__product {
+    int f64; /* double (1) or float (0) operands */
+    int trans_a, trans_b;
+    size_t m, n, k;
+    const void *a, *b;
+    void *c;
+    int accumulate;
+    const void *bias;
+    const void *packed;
+} ad__product;
+
+/* Products this small (tuning.h) cost less as a plain loop than the
+ * blocked kernel's set-up for blocking and packing. */
+static inline int ad__is_small_product(size_t m, size_t n, size_t k)
+{
+    return m <= AD__TUNE_SMALL_SIDE && n <= AD__TUNE_SMALL_SIDE && k <= AD__TUNE_SMALL_SIDE &&
+           m * n * k <= AD__TUNE_SMALL_WORK;
+}
+
+/* The paths of ad__gemm (gemm.c): a small product with n, k <= 4 by its
+ * table entry [f64][trans_b][trans_a][n-1][k-1] (both loops unroll fully),
+ * another small product, and the blocked kernel (which fills the bias rows
+ * first and uses `packed` when given). */
+typedef void (*ad__small_fixed)(size_t m, const void *a, const void *b, void *c, int accumulate,
+                                const void *bias);
+extern const ad__small_fixed ad__small_fixed_table[2][2][2][4][4];
+void ad__small_product(int f64, int trans_a, int trans_b, size_t m, size_t n, size_t k, const void *a,
+                       const void *b, void *c, int accumulate, const void *bias);
+void ad__gemm_blocked(const ad__product *p);
+
+/* The one entry point of every product. Inline, so that a call site's
+ * constants reach the test of the tiny case, the one that runs most often
+ * (n, k <= 4 and m <= 16: m n k <= 256), at no call cost. */
+static inline void ad__gemm(const ad__product *p)
+{
+    if (p->n - 1 < 4 && p->k - 1 < 4 && p->m <= 16)
+        ad__small_fixed_table[p->f64 != 0][p->trans_b != 0][p->trans_a != 0][p->n - 1][p->k - 1](
+            p->m, p->a, p->b, p->c, p->accumulate, p->bias);
+    else if (ad__is_small_product(p->m, p->n, p->k))
+        ad__small_product(p->f64, p->trans_a, p->trans_b, p->m, p->n, p->k, p->a, p->b, p->c, p->accumulate,
+                          p->bias);
+    else
+        ad__gemm_blocked(p);
+}
+
+/* ---- the blocked kernel (kernels.c, through cpu.c's dispatch) ---------------------- */
+
 /*
  * C[m,n] (+)= op(A) op(B), row-major and contiguous, where op(A) is [m,k]
  * (A stored [m,k], or [k,m] when trans_a) and op(B) is [k,n] (B stored [k,n],

@@ -217,7 +217,7 @@ ad_tensor *ad_rand_normal(ad_tape *t, ad_rng *rng, ad_dtype dtype, ad_shape shap
 
 ad_tensor *ad_use(ad_tape *t, ad_param *p)
 {
-    if (!t || t->status != AD_OK) return NULL;
+    if (!t || ad__status(t) != AD_OK) return NULL;
     if (!p) {
         ad_tape_fail(t, AD_ERR_NULL, "use: parameter is NULL");
         return NULL;

@@ -50,186 +50,12 @@ ad_status ad__shape_matmul(ad_tape *t, ad_node *n, ad_shape *out)
     return AD_OK;
 }
 
-/*
- * Products this small (tuning.h) cost less as a plain loop than the kernel's
- * set-up for blocking and packing. Each C element is still its start value
- * plus the terms in increasing p.
- */
-#define SMALL_PRODUCT(m, n, k)                                                                   \
-    ((m) <= AD__TUNE_SMALL_SIDE && (n) <= AD__TUNE_SMALL_SIDE && (k) <= AD__TUNE_SMALL_SIDE &&   \
-     (m) * (n) * (k) <= AD__TUNE_SMALL_WORK)
-
-/*
- * Without a transposed B a row of C is updated by a multiple of a row of B
- * for p = 0, 1, ... (C's row and B's row are contiguous); with a transposed B
- * each element is a dot product of two contiguous runs. Either way each
- * element is its start value plus the terms in increasing p, as in the
- * kernel. Products whose row length n and inner length k are both at most 4
- * go to one small function per (n, k), in which both loops unroll fully; the
- * rest take the general loops. At these sizes the set-up of one function
- * holding every variant (and loop control) would cost more than the
- * arithmetic.
- */
-/* Kept out of line so that the dispatch (gemm, below) stays a short straight run. */
-#if defined(__GNUC__)
-#define NOINLINE __attribute__((noinline))
-#else
-#define NOINLINE
-#endif
-
-#define DEFINE_SMALL(T)                                                                        \
-    static inline void rows_##T(size_t m, size_t nn, size_t k, size_t ar, size_t ac,           \
-                                const T *restrict a, const T *restrict b, T *restrict c,       \
-                                int accumulate, const T *restrict bias)                        \
-    {                                                                                          \
-        for (size_t i = 0; i < m; i++) {                                                       \
-            T *restrict ci = c + i * nn;                                                       \
-            const T *ai = a + i * ar;                                                          \
-            if (bias)                                                                          \
-                for (size_t j = 0; j < nn; j++) ci[j] = bias[j];                               \
-            else if (!accumulate)                                                              \
-                for (size_t j = 0; j < nn; j++) ci[j] = 0;                                     \
-            for (size_t p = 0; p < k; p++) {                                                   \
-                T x = ai[p * ac];                                                              \
-                const T *bp = b + p * nn;                                                      \
-                for (size_t j = 0; j < nn; j++) ci[j] += x * bp[j];                            \
-            }                                                                                  \
-        }                                                                                      \
-    }                                                                                          \
-    static inline void dots_##T(size_t m, size_t nn, size_t k, size_t ar, size_t ac,           \
-                                const T *restrict a, const T *restrict b, T *restrict c,       \
-                                int accumulate, const T *restrict bias)                        \
-    {                                                                                          \
-        for (size_t i = 0; i < m; i++) {                                                       \
-            T *restrict ci = c + i * nn;                                                       \
-            const T *ai = a + i * ar;                                                          \
-            for (size_t j = 0; j < nn; j++) {                                                  \
-                const T *bj = b + j * k;                                                       \
-                T s = bias ? bias[j] : accumulate ? ci[j] : 0;                                 \
-                for (size_t p = 0; p < k; p++) s += ai[p * ac] * bj[p];                        \
-                ci[j] = s;                                                                     \
-            }                                                                                  \
-        }                                                                                      \
-    }
-
-DEFINE_SMALL(float)
-DEFINE_SMALL(double)
-
-/*
- * The loops above with the transpose of A, n and k fixed (m varies), named
- * <form>_<T>_<ta>_<n>_<k>; one signature for both dtypes so that one table
- * holds them all.
- */
-typedef void (*small_fixed)(size_t m, const void *a, const void *b, void *c, int accumulate,
-                            const void *bias);
-#define DEFINE_FIXED_FORM(form, T, TA, N, K)                                                 \
-    static void form##_##T##_##TA##_##N##_##K(size_t m, const void *a, const void *b, void *c, \
-                                              int accumulate, const void *bias)              \
-    {                                                                                        \
-        form##_##T(m, N, K, TA ? 1 : K, TA ? m : 1, a, b, c, accumulate, bias);             \
-    }
-#define DEFINE_FIXED(T, TA, N, K) DEFINE_FIXED_FORM(rows, T, TA, N, K) DEFINE_FIXED_FORM(dots, T, TA, N, K)
-#define DEFINE_FIXED_K(T, TA, N) \
-    DEFINE_FIXED(T, TA, N, 1) DEFINE_FIXED(T, TA, N, 2) DEFINE_FIXED(T, TA, N, 3) DEFINE_FIXED(T, TA, N, 4)
-#define DEFINE_FIXED_N(T, TA) \
-    DEFINE_FIXED_K(T, TA, 1) DEFINE_FIXED_K(T, TA, 2) DEFINE_FIXED_K(T, TA, 3) DEFINE_FIXED_K(T, TA, 4)
-DEFINE_FIXED_N(float, 0)
-DEFINE_FIXED_N(float, 1)
-DEFINE_FIXED_N(double, 0)
-DEFINE_FIXED_N(double, 1)
-
-#define FIXED_K(form, T, TA, N) \
-    {form##_##T##_##TA##_##N##_1, form##_##T##_##TA##_##N##_2, form##_##T##_##TA##_##N##_3, form##_##T##_##TA##_##N##_4}
-#define FIXED_N(form, T, TA) \
-    {FIXED_K(form, T, TA, 1), FIXED_K(form, T, TA, 2), FIXED_K(form, T, TA, 3), FIXED_K(form, T, TA, 4)}
-#define FIXED_TA(form, T) {FIXED_N(form, T, 0), FIXED_N(form, T, 1)}
-#define FIXED_TB(T) {FIXED_TA(rows, T), FIXED_TA(dots, T)}
-
-/* [f64][tb][ta][n - 1][k - 1] */
-static const small_fixed fixed_table[2][2][2][4][4] = {FIXED_TB(float), FIXED_TB(double)};
-
-/* The small products with n or k above 4. */
-static NOINLINE void small_any(ad_dtype dt, int ta, int tb, size_t m, size_t nn, size_t k, const void *a,
-                               const void *b, void *c, int accumulate, const void *bias)
+/* The product op(a) op(b) of the given sizes into c (accumulate: c +=). */
+static inline ad__product prod(ad_dtype dt, int ta, int tb, int64_t m, int64_t n, int64_t k, const void *a,
+                               const void *b, void *c, int accumulate)
 {
-    size_t ar = ta ? 1 : k, ac = ta ? m : 1;
-    if (dt == AD_F32 && !tb) rows_float(m, nn, k, ar, ac, a, b, c, accumulate, bias);
-    else if (dt == AD_F32) dots_float(m, nn, k, ar, ac, a, b, c, accumulate, bias);
-    else if (!tb) rows_double(m, nn, k, ar, ac, a, b, c, accumulate, bias);
-    else dots_double(m, nn, k, ar, ac, a, b, c, accumulate, bias);
-}
-
-/* Copies the bias into every row (a loop: a memcpy call per short row costs
- * more than the copy). */
-#define DEFINE_FILL_ROWS(T)                                                            \
-    static void fill_rows_##T(size_t rows, size_t cols, const T *bias, T *restrict out) \
-    {                                                                                  \
-        for (size_t i = 0; i < rows; i++)                                              \
-            for (size_t j = 0; j < cols; j++) out[i * cols + j] = bias[j];             \
-    }
-DEFINE_FILL_ROWS(float)
-DEFINE_FILL_ROWS(double)
-
-/*
- * op(w) packed for the kernel, made on the first product with w on this tape
- * and kept until the tape is reset, for a lean tape's copy of a parameter
- * (its values do not change between recording and backward): the recurrent
- * weight of an unroll is then packed once instead of once per step and
- * direction. op(w) is [k_rows, n_cols]; NULL where the kernel packs for
- * itself (few rows, CBLAS, a full cache).
- */
-static const void *packed_weight(ad_tape *t, const ad_tensor *w, int trans, size_t n_cols, size_t k_rows,
-                                 size_t m)
-{
-    if (!t->lean_copies || !w->param || m < AD__TUNE_PACK_MIN_ROWS || SMALL_PRODUCT(m, n_cols, k_rows))
-        return NULL;
-    size_t count = ad__gemm_packed_count(w->dtype == AD_F64, n_cols, k_rows);
-    if (!count) return NULL;
-    for (int i = 0; i < t->n_packed; i++) {
-        const ad__packed_weight *e = &t->packed[i];
-        if (e->data == w->data && e->trans == trans && e->n == n_cols && e->k == k_rows) return e->packed;
-    }
-    if (t->n_packed == AD__PACKED_WEIGHTS) return NULL;
-    void *buf = ad__alloc_array(t, count, ad__dtype_size(w->dtype));
-    if (!buf) return NULL; /* the tape is in error */
-    if (w->dtype == AD_F32) ad__gemm_pack_f32(trans, n_cols, k_rows, w->data, buf);
-    else ad__gemm_pack_f64(trans, n_cols, k_rows, w->data, buf);
-    ad__packed_weight *e = &t->packed[t->n_packed++];
-    e->data = w->data, e->trans = trans, e->n = n_cols, e->k = k_rows, e->packed = buf;
-    return buf;
-}
-
-/* The kernel's path of gemm (below). */
-static NOINLINE void gemm_kernel(ad_dtype dt, int tx, int ty, size_t um, size_t un, size_t uk, const void *x,
-                                 const void *y, void *dst, int accumulate, const void *bias, const void *packed)
-{
-    if (bias) {
-        if (dt == AD_F32) fill_rows_float(um, un, bias, dst);
-        else fill_rows_double(um, un, bias, dst);
-        accumulate = 1;
-    }
-    if (packed && dt == AD_F32) ad__gemm_prepacked_f32(tx, ty, um, un, uk, x, y, packed, dst, accumulate);
-    else if (packed) ad__gemm_prepacked_f64(tx, ty, um, un, uk, x, y, packed, dst, accumulate);
-    else if (dt == AD_F32) ad__gemm_f32(tx, ty, um, un, uk, x, y, dst, accumulate);
-    else ad__gemm_f64(tx, ty, um, un, uk, x, y, dst, accumulate);
-}
-
-/*
- * One product dst (+)= op(x) op(y) in the given dtype; with a bias (a row of
- * n) every row of dst starts as the bias instead (accumulate is then
- * ignored). The small loops start from the bias directly; the kernel adds
- * onto rows filled with it first, so both give bias + terms in increasing p.
- * Inlined, so that each call site passes its constants straight on.
- */
-static inline void gemm(ad_dtype dt, int tx, int ty, int64_t m, int64_t nn, int64_t k, const void *x,
-                        const void *y, void *dst, int accumulate, const void *bias, const void *packed)
-{
-    size_t um = (size_t)m, un = (size_t)nn, uk = (size_t)k;
-    /* n, k <= 4 and m <= 16 is a small product (m n k <= 256), tested first */
-    if (un - 1 < 4 && uk - 1 < 4 && um <= 16)
-        fixed_table[dt == AD_F64][ty != 0][tx != 0][un - 1][uk - 1](um, x, y, dst, accumulate, bias);
-    else if (SMALL_PRODUCT(um, un, uk)) small_any(dt, tx, ty, um, un, uk, x, y, dst, accumulate, bias);
-    else gemm_kernel(dt, tx, ty, um, un, uk, x, y, dst, accumulate, bias, packed);
+    ad__product p = {dt == AD_F64, ta, tb, (size_t)m, (size_t)n, (size_t)k, a, b, c, accumulate, NULL, NULL};
+    return p;
 }
 
 /* out = op(a) op(b), or with a bias out = bias + op(a) op(b) row by row. */
@@ -240,15 +66,17 @@ static void product(ad_tape *t, const ad_node *n, const void *bias)
     int64_t m, k, kb, nn;
     dims(a, ta, &m, &k);
     dims(b, tb, &kb, &nn);
-    const void *packed = packed_weight(t, b, tb, (size_t)nn, (size_t)k, (size_t)m);
-    if (t->status != AD_OK) return;
-    gemm(a->dtype, ta, tb, m, nn, k, a->data, b->data, n->out->data, 0, bias, packed);
+    ad__product p = prod(a->dtype, ta, tb, m, nn, k, a->data, b->data, n->out->data, 0);
+    p.bias = bias;
+    p.packed = ad__packed_for(t, b, tb, (size_t)nn, (size_t)k, (size_t)m);
+    if (ad__status(t) != AD_OK) return;
+    ad__gemm(&p);
 }
 
 ad_status ad__matmul_fwd(ad_tape *t, ad_node *n)
 {
     product(t, n, NULL);
-    return t->status;
+    return ad__status(t);
 }
 
 /*
@@ -268,21 +96,24 @@ void ad__matmul_bwd(ad_tape *t, ad_node *n)
     ad_dtype dt = a->dtype;
     void *ga = ad__grad(t, a);
     if (ga) {
-        if (!ta) /* dA[m,k] = G[m,n] op(B)^T[n,k] */
-            gemm(dt, 0, !tb, m, k, nn, g, b->data, ga, 1, NULL, packed_weight(t, b, !tb, (size_t)k, (size_t)nn, (size_t)m));
-        else /* dA[k,m] = op(B)[k,n] G^T[n,m] */
-            gemm(dt, tb, 1, k, m, nn, b->data, g, ga, 1, NULL, NULL);
+        ad__product p;
+        if (!ta) { /* dA[m,k] = G[m,n] op(B)^T[n,k] */
+            p = prod(dt, 0, !tb, m, k, nn, g, b->data, ga, 1);
+            p.packed = ad__packed_for(t, b, !tb, (size_t)k, (size_t)nn, (size_t)m);
+        } else { /* dA[k,m] = op(B)[k,n] G^T[n,m] */
+            p = prod(dt, tb, 1, k, m, nn, b->data, g, ga, 1);
+        }
+        ad__gemm(&p);
     }
     /* a copy's gradient on a tape that does not keep it: see copy_grads.c */
     int direct = 0;
-    void *gb = b->param && t->lean_copies && b->requires_grad
+    void *gb = b->param && ad__tape_lean_copies(t) && b->requires_grad
                    ? ad__weight_grad(t, b, a->data, ta, g, (size_t)m, (size_t)k, (size_t)nn, &direct)
                    : ad__grad(t, b);
     if (gb && !(direct && ad__defer_weight_grad(t, b, a->data, ta, n->out, (size_t)m, (size_t)k, (size_t)nn, tb))) {
-        if (!tb) /* dB[k,n] = op(A)^T[k,m] G[m,n] */
-            gemm(dt, !ta, 0, k, nn, m, a->data, g, gb, 1, NULL, NULL);
-        else /* dB[n,k] = G^T[n,m] op(A)[m,k] */
-            gemm(dt, 1, ta, nn, k, m, g, a->data, gb, 1, NULL, NULL);
+        ad__product p = !tb ? prod(dt, !ta, 0, k, nn, m, a->data, g, gb, 1)  /* dB[k,n] = op(A)^T[k,m] G[m,n] */
+                            : prod(dt, 1, ta, nn, k, m, g, a->data, gb, 1); /* dB[n,k] = G^T[n,m] op(A)[m,k] */
+        ad__gemm(&p);
     }
 }
 
@@ -304,11 +135,12 @@ static ad_status product_jvp(ad_tape *t, ad_node *n, const char *bias)
     const char *da = ad__tan(t, a), *db = ad__tan(t, b);
     char *dy = ad__tan_new(t, n);
     if (!dy) return ad_tape_status(t);
-    if (da && !ta) gemm(dt, 0, tb, m * (int64_t)K, nn, k, da, b->data, dy, 0, NULL, NULL);
+    ad__product p;
+    if (da && !ta) p = prod(dt, 0, tb, m * (int64_t)K, nn, k, da, b->data, dy, 0), ad__gemm(&p);
     for (size_t d = 0; d < K; d++) {
         char *yk = dy + d * ny * es;
-        if (da && ta) gemm(dt, 1, tb, m, nn, k, da + d * a->numel * es, b->data, yk, 1, NULL, NULL);
-        if (db) gemm(dt, ta, tb, m, nn, k, a->data, db + d * b->numel * es, yk, 1, NULL, NULL);
+        if (da && ta) p = prod(dt, 1, tb, m, nn, k, da + d * a->numel * es, b->data, yk, 1), ad__gemm(&p);
+        if (db) p = prod(dt, ta, tb, m, nn, k, a->data, db + d * b->numel * es, yk, 1), ad__gemm(&p);
         if (!bias) continue;
         const char *bk = bias + d * (size_t)nn * es;
         for (int64_t r = 0; r < m; r++)
@@ -343,7 +175,7 @@ ad_status ad__shape_addmm(ad_tape *t, ad_node *n, ad_shape *out)
 ad_status ad__addmm_fwd(ad_tape *t, ad_node *n)
 {
     product(t, n, n->in[2]->data);
-    return t->status;
+    return ad__status(t);
 }
 
 #define DEFINE_COLUMN_SUMS(T)                                                        \
@@ -365,7 +197,7 @@ void ad__addmm_bwd(ad_tape *t, ad_node *n)
         size_t rows = (size_t)n->out->shape.dim[0], cols = (size_t)n->out->shape.dim[1];
         if (n->out->dtype == AD_F32) column_sums_float(rows, cols, n->out->grad, gb);
         else column_sums_double(rows, cols, n->out->grad, gb);
-    } else if (t->status != AD_OK) {
+    } else if (ad__status(t) != AD_OK) {
         return;
     }
     ad__matmul_bwd(t, n);

@@ -56,6 +56,22 @@ typedef enum ad_copy_grads {
 } ad_copy_grads;
 
 /**
+ * The speed paths of a lean tape (copy_grads NORMS or NONE), each of which
+ * can be turned off on its own with ad_tape_options.fast_off; each computes
+ * what the plain path computes (docs/performance.md).
+ */
+typedef enum ad_fast_path {
+    /** Each parameter used in products is packed for the kernel once per
+     * tape (until reset) instead of once per product; the products are bit
+     * for bit the same. */
+    AD_FAST_PACKED_WEIGHTS = 1u << 0,
+    /** The weight gradients of per-step products (under 512 rows, weights of
+     * 4096 elements or more) are stacked and computed in one product per
+     * few thousand rows, outside anomaly mode; equal up to summation order. */
+    AD_FAST_STACKED_GRADS = 1u << 1
+} ad_fast_path;
+
+/**
  * Options for ad_tape_new(); a zero-filled struct (or NULL) means defaults.
  * The allocator hooks serve all the tape's own memory (arena chunks and the
  * node list); both or neither must be set.
@@ -66,15 +82,12 @@ typedef struct ad_tape_options {
     void (*free)(void *ctx, void *ptr);  /**< NULL means free */
     void *alloc_ctx;                     /**< passed to alloc and free */
     /**
-     * What is kept of each temporal copy's gradient (ad_copy_grads). In the
-     * modes that do not keep it (NORMS, NONE) backward also saves time: the
-     * weight gradients of per-step products (under 512 rows, weights of 4096
-     * elements or more) are stacked and computed in one product at the end of
-     * backward, outside anomaly mode, and each parameter used in products is
-     * packed for the kernel once per tape (until reset) instead of once per
-     * product, so parameter values must not change between recording and
-     * backward (they must not anyway, for the gradients to be right). The
-     * parameters' gradients equal KEEP's up to summation order.
+     * What is kept of each temporal copy's gradient (ad_copy_grads). The
+     * modes that do not keep it (NORMS, NONE) also turn on the lean-tape
+     * speed paths (ad_fast_path; each can be turned off with fast_off):
+     * parameter values must then not change between recording and backward
+     * (they must not anyway, for the gradients to be right). The parameters'
+     * gradients equal KEEP's up to summation order.
      */
     ad_copy_grads copy_grads;
     /**
@@ -88,6 +101,11 @@ typedef struct ad_tape_options {
      * gradient itself fails with AD_ERR_STATE.
      */
     int release_grads;
+    /**
+     * AD_FAST_* bits (ad_fast_path): lean-tape speed paths turned off; 0 leaves
+     * every one that applies on. Any other bit makes ad_tape_new() fail.
+     */
+    unsigned fast_off;
 } ad_tape_options;
 
 /** The modes a tape runs in (ad_tape_mode()). */
@@ -95,6 +113,7 @@ typedef struct ad_tape_modes {
     ad_copy_grads copy_grads; /**< what is kept of the temporal copies' gradients */
     int release_grads;        /**< 1 when intermediate gradient buffers are released */
     int anomaly;              /**< 1 when anomaly detection is on */
+    unsigned fast_paths;      /**< AD_FAST_* bits of the speed paths in use now */
 } ad_tape_modes;
 
 /**

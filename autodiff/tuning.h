@@ -51,7 +51,7 @@
  * (5.2e5) faster, so a second thread needs m n k >= 2 * 2^18. */
 #define AD__TUNE_THREAD_MIN_WORK 262144.0
 
-/* ---- lean copies' weight gradients (backward.c, copy_grads.c) ---------------- */
+/* ---- lean copies' weight gradients (stacked_grads.c, copy_grads.c) ---------- */
 
 /* Steps of fewer than this many rows have their weight gradient stacked and
  * run as one product at the end of backward, which reads each gradient
@@ -61,6 +61,10 @@
  * cache between steps, and their stack would cost more memory than it saves
  * time. */
 #define AD__TUNE_STACK_MIN_WEIGHT 4096
+/* Rows per stacked product, and twice this many stacked rows trigger one
+ * before the end of backward: a long unroll's step gradients need not all
+ * stay until the end, and 2048 rows already amortise a product's set-up. */
+#define AD__TUNE_STACK_ROWS 2048
 
 /* Copies' norms (copy_grads = norms) take the Gram form, m^2 (k + n)
  * multiply-adds against the product's m k n, for at most this many rows:

@@ -211,12 +211,15 @@ Test(tape, labels_are_kept_per_node)
  * transposed, and with a transposed left operand; 70 steps of 32 rows take
  * two stacked products.
  */
-static void stacked_grads(int lean, ad_param *const *p, const double *x, double *out)
+static unsigned stacked_grads_off(int lean, unsigned fast_off, ad_param *const *p, const double *x, double *out)
 {
     enum { T = 70, B = 32, H = 64 };
     ad_tape_options o = {0};
     o.copy_grads = lean ? AD_COPY_GRADS_NORMS : AD_COPY_GRADS_KEEP;
+    o.fast_off = fast_off;
     ad_tape *t = ad_tape_new(&o);
+    cr_assert_not_null(t);
+    unsigned used = ad_tape_mode(t).fast_paths;
     for (int i = 0; i < 3; i++) ad_param_zero_grad(p[i]);
     ad_tensor *h = ad_zeros(t, AD_F64, ad_shape2(B, H)), *loss = NULL;
     for (int s = 0; s < T; s++) {
@@ -231,6 +234,12 @@ static void stacked_grads(int lean, ad_param *const *p, const double *x, double 
     cr_assert_eq(ad_backward(t, loss, NULL), AD_OK, "%s", ad_tape_message(t));
     for (int i = 0; i < 3; i++) memcpy(out + i * H * H, ad_tensor_f64(ad_param_grad(p[i])), H * H * sizeof *out);
     ad_tape_free(t);
+    return used;
+}
+
+static void stacked_grads(int lean, ad_param *const *p, const double *x, double *out)
+{
+    stacked_grads_off(lean, 0, p, x, out);
 }
 
 Test(tape, lean_tapes_stack_the_steps_weight_gradients)
@@ -254,6 +263,59 @@ Test(tape, lean_tapes_stack_the_steps_weight_gradients)
     for (int i = 0; i < 3; i++) ad_param_free(p[i]);
     free(x), free(g[0]), free(g[1]);
     cr_assert_eq(ts_live_allocs(), before);
+}
+
+/*
+ * Each lean-tape speed path turns off on its own (ad_tape_options.fast_off)
+ * and ad_tape_mode() says which are in use: every combination gives the
+ * plain tape's gradients within f64 rounding, and the packed weights change
+ * no bit (with and without stacking).
+ */
+Test(tape, each_fast_path_turns_off_on_its_own)
+{
+    long before = ts_live_allocs();
+    enum { T = 70, B = 32, H = 64, N = 3 * H * H };
+    double *x = malloc((size_t)T * H * B * sizeof *x), *g[5];
+    for (int i = 0; i < 5; i++) g[i] = malloc(N * sizeof(double));
+    ts_fill_uniform(x, (size_t)T * H * B, 31, -1, 1);
+    const char *names[3] = {"W", "U", "V"};
+    ad_param *p[3];
+    for (int i = 0; i < 3; i++) {
+        p[i] = ad_param_new(names[i], AD_F64, ad_shape2(H, H), NULL);
+        ts_fill_uniform(ad_tensor_f64(ad_param_value(p[i])), H * H, 32 + (uint64_t)i, -0.15, 0.15);
+    }
+    const unsigned both = AD_FAST_PACKED_WEIGHTS | AD_FAST_STACKED_GRADS;
+    cr_assert_eq(stacked_grads_off(0, 0, p, x, g[0]), 0u, "a KEEP tape has no lean speed path");
+    cr_assert_eq(stacked_grads_off(1, 0, p, x, g[1]), both);
+    cr_assert_eq(stacked_grads_off(1, AD_FAST_PACKED_WEIGHTS, p, x, g[2]), (unsigned)AD_FAST_STACKED_GRADS);
+    cr_assert_eq(stacked_grads_off(1, AD_FAST_STACKED_GRADS, p, x, g[3]), (unsigned)AD_FAST_PACKED_WEIGHTS);
+    cr_assert_eq(stacked_grads_off(1, both, p, x, g[4]), 0u);
+    for (int r = 1; r < 5; r++)
+        for (int i = 0; i < N; i++)
+            cr_assert(fabs(g[r][i] - g[0][i]) <= 1e-12 * fabs(g[0][i]) + 1e-13, "run %d grad %d: %.17g, plain %.17g",
+                      r, i, g[r][i], g[0][i]);
+    cr_assert(!memcmp(g[1], g[2], N * sizeof(double)), "packing changes no bit (stacked)");
+    cr_assert(!memcmp(g[3], g[4], N * sizeof(double)), "packing changes no bit (per step)");
+    for (int i = 0; i < 3; i++) ad_param_free(p[i]);
+    free(x);
+    for (int i = 0; i < 5; i++) free(g[i]);
+    cr_assert_eq(ts_live_allocs(), before);
+}
+
+Test(tape, fast_off_refuses_unknown_paths_and_anomaly_mode_drops_stacking)
+{
+    ad_tape_options o = {0};
+    o.copy_grads = AD_COPY_GRADS_NONE;
+    o.fast_off = 1u << 7;
+    cr_assert_null(ad_tape_new(&o), "an unknown fast_off bit is refused");
+    o.fast_off = 0;
+    ad_tape *t = ad_tape_new(&o);
+    cr_assert_eq(ad_tape_mode(t).fast_paths, (unsigned)(AD_FAST_PACKED_WEIGHTS | AD_FAST_STACKED_GRADS));
+    ad_tape_set_anomaly(t, 1);
+    cr_assert_eq(ad_tape_mode(t).fast_paths, (unsigned)AD_FAST_PACKED_WEIGHTS,
+                 "stacking steps aside so that anomalies are caught at their step");
+    ad_tape_free(t);
+    cr_assert_eq(ad_tape_mode(NULL).fast_paths, 0u);
 }
 
 /*
