@@ -202,10 +202,11 @@ ad_status nn_ref_case2_truncated(int V, int H, const nn_case2_weights *w, const 
 
 /* ---- batched Elman (section 3) --------------------------------------------------------- */
 
-ad_status nn_ref_elman(int B, int I, int H, const nn_ref_weights *w, const double *x, int T,
-                       const double *h0, const double *U, double *loss, nn_ref_weights *g,
-                       double *dh0, double *dx, ad_error *err)
+ad_status nn_ref_elman(const nn_ref_sizes *sizes, const nn_ref_weights *w, const double *x, const double *h0,
+                       const double *U, double *loss, nn_ref_weights *g, double *dh0, double *dx, ad_error *err)
 {
+    if (!sizes) return ad_error_set(err, AD_ERR_NULL, "ref_elman: sizes are NULL");
+    const int B = sizes->batch, I = sizes->input, H = sizes->hidden, T = sizes->steps;
     if (!w || !w->W_ih || !w->W_hh || !w->b_ih || !w->b_hh || !x || !h0 || !U || !loss)
         return ad_error_set(err, AD_ERR_NULL, "ref_elman: a required argument is NULL");
     if (T < 1) return ad_error_set(err, AD_ERR_EMPTY, "ref_elman: empty sequence");

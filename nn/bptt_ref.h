@@ -98,12 +98,20 @@ typedef struct nn_ref_weights {
     /**@}*/
 } nn_ref_weights;
 
+/** The sizes of a batched reference layer (nn_ref_elman(), nn_ref_lstm(), nn_ref_gru()). */
+typedef struct nn_ref_sizes {
+    int batch;  /**< B, rows per step (>= 1) */
+    int input;  /**< I, features per row (>= 1) */
+    int hidden; /**< H, hidden units (>= 1) */
+    int steps;  /**< T, time steps (>= 1; 0 is an empty sequence, AD_ERR_EMPTY) */
+} nn_ref_sizes;
+
 /**
  * Batched tanh Elman layer over x [T, B, I] from h0 [B, H] with loss
  * L = sum_t sum(h_t * U_t), U [T, B, H] (any upstream weighting). Writes the
  * loss, gradients, dL/dh0 (may be NULL) and dL/dx (dx may be NULL, [T, B, I]).
  */
-NN_API ad_status nn_ref_elman(int B, int I, int H, const nn_ref_weights *w, const double *x, int T,
+NN_API ad_status nn_ref_elman(const nn_ref_sizes *sizes, const nn_ref_weights *w, const double *x,
                        const double *h0, const double *U, double *loss, nn_ref_weights *grads,
                        double *dh0, double *dx, ad_error *err);
 
@@ -112,12 +120,12 @@ NN_API ad_status nn_ref_elman(int B, int I, int H, const nn_ref_weights *w, cons
  * [B, H], loss L = sum_t sum(h_t * U_t). Writes the loss, gradients, and
  * dL/dh0, dL/dc0, dL/dx (each may be NULL).
  */
-NN_API ad_status nn_ref_lstm(int B, int I, int H, const nn_ref_weights *w, const double *x, int T,
+NN_API ad_status nn_ref_lstm(const nn_ref_sizes *sizes, const nn_ref_weights *w, const double *x,
                       const double *h0, const double *c0, const double *U, double *loss,
                       nn_ref_weights *grads, double *dh0, double *dc0, double *dx, ad_error *err);
 
 /** Batched GRU layer (section 4), as nn_ref_lstm() without the cell state. */
-NN_API ad_status nn_ref_gru(int B, int I, int H, const nn_ref_weights *w, const double *x, int T,
+NN_API ad_status nn_ref_gru(const nn_ref_sizes *sizes, const nn_ref_weights *w, const double *x,
                      const double *h0, const double *U, double *loss, nn_ref_weights *grads,
                      double *dh0, double *dx, ad_error *err);
 

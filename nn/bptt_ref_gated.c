@@ -60,10 +60,12 @@ static void zero_grads(nn_ref_weights *g, int G, int I, int H)
 
 /* ---- LSTM ------------------------------------------------------------------------------- */
 
-ad_status nn_ref_lstm(int B, int I, int H, const nn_ref_weights *w, const double *x, int T,
-                      const double *h0, const double *c0, const double *U, double *loss,
-                      nn_ref_weights *g, double *dh0, double *dc0, double *dx, ad_error *err)
+ad_status nn_ref_lstm(const nn_ref_sizes *sizes, const nn_ref_weights *w, const double *x, const double *h0,
+                      const double *c0, const double *U, double *loss, nn_ref_weights *g, double *dh0, double *dc0,
+                      double *dx, ad_error *err)
 {
+    if (!sizes) return ad_error_set(err, AD_ERR_NULL, "ref_lstm: sizes are NULL");
+    const int B = sizes->batch, I = sizes->input, H = sizes->hidden, T = sizes->steps;
     ad_status st = check(B, I, H, w, x, T, h0, U, loss, err);
     if (st != AD_OK) return st;
     if (!c0) return ad_error_set(err, AD_ERR_NULL, "ref_lstm: c0 is NULL");
@@ -137,10 +139,11 @@ done:
 
 /* ---- GRU ---------------------------------------------------------------------------------- */
 
-ad_status nn_ref_gru(int B, int I, int H, const nn_ref_weights *w, const double *x, int T,
-                     const double *h0, const double *U, double *loss, nn_ref_weights *g,
-                     double *dh0, double *dx, ad_error *err)
+ad_status nn_ref_gru(const nn_ref_sizes *sizes, const nn_ref_weights *w, const double *x, const double *h0,
+                     const double *U, double *loss, nn_ref_weights *g, double *dh0, double *dx, ad_error *err)
 {
+    if (!sizes) return ad_error_set(err, AD_ERR_NULL, "ref_gru: sizes are NULL");
+    const int B = sizes->batch, I = sizes->input, H = sizes->hidden, T = sizes->steps;
     ad_status st = check(B, I, H, w, x, T, h0, U, loss, err);
     if (st != AD_OK) return st;
     size_t bh = (size_t)B * H, G = 3 * (size_t)H;

@@ -300,10 +300,11 @@ static void layer_case(nn_cell_kind kind, int B, int T)
                         ad_tensor_f64(ad_param_value(cell.w[2])), ad_tensor_f64(ad_param_value(cell.w[3]))};
     size_t gh = (size_t)G * H;
     nn_ref_weights g = {ref, ref + gh * I, ref + gh * I + gh * H, ref + gh * I + gh * H + gh};
+    const nn_ref_sizes sz = {B, I, H, T};
     ad_status st = kind == NN_CELL_LSTM
-                       ? nn_ref_lstm(B, I, H, &w, x, T, h0, c0, U, &rloss, &g, rdh0, rdc0, rdx, NULL)
-                   : kind == NN_CELL_GRU ? nn_ref_gru(B, I, H, &w, x, T, h0, U, &rloss, &g, rdh0, rdx, NULL)
-                                         : nn_ref_elman(B, I, H, &w, x, T, h0, U, &rloss, &g, rdh0, rdx, NULL);
+                       ? nn_ref_lstm(&sz, &w, x, h0, c0, U, &rloss, &g, rdh0, rdc0, rdx, NULL)
+                   : kind == NN_CELL_GRU ? nn_ref_gru(&sz, &w, x, h0, U, &rloss, &g, rdh0, rdx, NULL)
+                                         : nn_ref_elman(&sz, &w, x, h0, U, &rloss, &g, rdh0, rdx, NULL);
     cr_assert_eq(st, AD_OK);
 
     ad_tape *t = ad_tape_new(NULL);
@@ -389,11 +390,15 @@ Test(nn_bptt, bad_inputs)
     in[0] = 0;
     cr_assert_eq(nn_ref_case2_truncated(3, 1, &w2, in, tg, 1, 0, NULL, &loss, NULL, NULL, &err), AD_ERR_ARG);
     nn_ref_weights we = {x, x, x, x};
-    cr_assert_eq(nn_ref_elman(1, 1, 1, &we, x, 0, x, x, &loss, NULL, NULL, NULL, &err), AD_ERR_EMPTY);
-    cr_assert_eq(nn_ref_elman(1, 1, 1, &we, NULL, 1, x, x, &loss, NULL, NULL, NULL, &err), AD_ERR_NULL);
-    cr_assert_eq(nn_ref_lstm(1, 1, 1, &we, x, 1, x, NULL, x, &loss, NULL, NULL, NULL, NULL, &err), AD_ERR_NULL);
-    cr_assert_eq(nn_ref_lstm(1, 1, 1, &we, x, 0, x, x, x, &loss, NULL, NULL, NULL, NULL, &err), AD_ERR_EMPTY);
-    cr_assert_eq(nn_ref_gru(1, 0, 1, &we, x, 1, x, x, &loss, NULL, NULL, NULL, &err), AD_ERR_ARG);
+    const nn_ref_sizes one = {1, 1, 1, 1}, empty = {1, 1, 1, 0}, no_input = {1, 0, 1, 1};
+    cr_assert_eq(nn_ref_elman(&empty, &we, x, x, x, &loss, NULL, NULL, NULL, &err), AD_ERR_EMPTY);
+    cr_assert_eq(nn_ref_elman(&one, &we, NULL, x, x, &loss, NULL, NULL, NULL, &err), AD_ERR_NULL);
+    cr_assert_eq(nn_ref_elman(NULL, &we, x, x, x, &loss, NULL, NULL, NULL, &err), AD_ERR_NULL);
+    cr_assert(strstr(err.msg, "sizes"), "%s", err.msg);
+    cr_assert_eq(nn_ref_lstm(&one, &we, x, x, NULL, x, &loss, NULL, NULL, NULL, NULL, &err), AD_ERR_NULL);
+    cr_assert_eq(nn_ref_lstm(&empty, &we, x, x, x, x, &loss, NULL, NULL, NULL, NULL, &err), AD_ERR_EMPTY);
+    cr_assert_eq(nn_ref_gru(&no_input, &we, x, x, x, &loss, NULL, NULL, NULL, &err), AD_ERR_ARG);
+    cr_assert_eq(nn_ref_gru(NULL, &we, x, x, x, &loss, NULL, NULL, NULL, &err), AD_ERR_NULL);
 
     /* The checker refuses f32 weights and weights that do not fit together. */
     nn_params *ps = nn_params_new(AD_F32, NULL);
