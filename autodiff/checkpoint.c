@@ -23,7 +23,84 @@ typedef struct ad__ckpt {
     ad_rng rng_state; /* the RNG's state before the first run */
     char label[AD__LABEL_SIZE];
     unsigned done_pass; /* the backward pass that already ran the recomputation */
+    /* The temporal copies the region uses, in recording order, as tensors of
+     * the tape that hold each copy's gradient norm once backward has re-run
+     * the region (ad_tape_copies, the gradient-flow report). */
+    ad_tensor **copies;
+    size_t n_copies;
 } ad__ckpt;
+
+ad_tensor *const *ad__checkpoint_copies(const ad_node *n, size_t *count)
+{
+    const ad__ckpt *c = n->a.custom_ctx;
+    *count = n->a.axis == 0 ? c->n_copies : 0;
+    return c->copies;
+}
+
+/* Tensors on t standing for the n copies the first run made on s (their
+ * norms arrive in backward). */
+static ad_status stand_ins(ad_tape *t, ad_tape *s, ad__ckpt *c)
+{
+    /* a NONE tape records nothing per copy: no stand-ins either */
+    size_t n = ad__tape_copy_grads(t) == AD_COPY_GRADS_NONE ? 0 : ad__tape_copies_of(s, NULL, NULL, 0);
+    if (n == 0) return AD_OK;
+    ad_tensor **in_s = ad__alloc_array(s, n, sizeof *in_s); /* gone with s's reset */
+    c->copies = ad__alloc_array(t, n, sizeof *c->copies);
+    ad_tensor *blk = ad__alloc_array(t, n, sizeof *blk);
+    if (!in_s) return ad_tape_fail(t, ad__status(s), "checkpoint: %s", ad_tape_message(s));
+    if (!c->copies || !blk) return ad__status(t);
+    ad__tape_copies_of(s, NULL, in_s, n);
+    memset(blk, 0, n * sizeof *blk);
+    for (size_t j = 0; j < n; j++) {
+        ad_tensor *x = &blk[j];
+        x->dtype = in_s[j]->dtype, x->shape = in_s[j]->shape, x->numel = in_s[j]->numel;
+        x->param = in_s[j]->param, x->data = x->param->value.data;
+        x->tape = t, x->requires_grad = 1, x->in_region = 1;
+        c->copies[j] = x;
+    }
+    c->n_copies = n;
+    return AD_OK;
+}
+
+/*
+ * After the region's backward on s: each output's gradient becomes dL/dy_k
+ * as a plain recording would have it, the upstream gradient plus what flows
+ * back to y_k from the region's later outputs (a segment's states: the
+ * gradient-flow report reads |dL/dh_t| from them). Backward on t has already
+ * used the upstream part; nothing on t reads these buffers again.
+ */
+static void whole_output_grads(ad_tape *t, ad_tape *s, ad__ckpt *c)
+{
+    for (int k = 0; k < c->n_out; k++) {
+        ad_tensor *y = c->out[k], *ys = c->tmp[k];
+        if (!y || !y->requires_grad || !ys || ys->grad_pass != ad__tape_pass(s) || !ys->grad) continue;
+        void *g = ad__grad(t, y);
+        if (!g) return;
+        memcpy(g, ys->grad, y->numel * ad__dtype_size(y->dtype));
+    }
+}
+
+/* After the region's backward on s: each copy's norm to its stand-in. */
+static ad_status pass_norms(ad_tape *t, ad_tape *s, ad__ckpt *c)
+{
+    if (ad__tape_copy_grads(t) == AD_COPY_GRADS_NONE) return AD_OK;
+    size_t n = ad__tape_copies_of(s, NULL, NULL, 0);
+    if (n != c->n_copies)
+        return ad_tape_fail(t, AD_ERR_MISMATCH,
+                            "checkpoint: the recomputation used %zu temporal copies, the first run %zu "
+                            "(the region must do the same each time)", n, c->n_copies);
+    if (n == 0) return AD_OK;
+    ad_tensor **in_s = ad__alloc_array(s, n, sizeof *in_s); /* gone with s's reset */
+    if (!in_s) return ad_tape_fail(t, ad__status(s), "checkpoint: %s", ad_tape_message(s));
+    ad__tape_copies_of(s, NULL, in_s, n);
+    for (size_t j = 0; j < n; j++) {
+        double norm = 0;
+        ad_tensor_grad_norm(in_s[j], &norm, NULL);
+        ad_tensor *x = c->copies[j];
+        x->grad = NULL, x->grad_sq = norm * norm, x->grad_pass = ad__tape_pass(t);
+    }
+    return AD_OK;
+}
 
 void ad__scratch_free(ad_tape *t)
 {
@@ -129,7 +206,8 @@ ad_status ad_checkpoint(ad_tape *t, ad_checkpoint_fn fn, void *ctx, ad_tensor *c
         ad_tape_reset(s);
         return st;
     }
-    for (int k = 0; k < n_out; k++) {
+    st = stand_ins(t, s, c);
+    for (int k = 0; st == AD_OK && k < n_out; k++) {
         ad__args a;
         memset(&a, 0, sizeof a);
         a.custom_ctx = c;
@@ -137,6 +215,8 @@ ad_status ad_checkpoint(ad_tape *t, ad_checkpoint_fn fn, void *ctx, ad_tensor *c
         c->out[k] = ad__record(t, AD_OP_CHECKPOINT, inputs, n_in, &a);
         if (!c->out[k]) break;
     }
+    if (ad__status(t) == AD_OK) /* every output recorded: the first one's node speaks for the copies */
+        for (size_t j = 0; j < c->n_copies; j++) c->copies[j]->node = c->out[0]->node;
     ad_tape_reset(s);
     if (ad__status(t) != AD_OK) return ad__status(t);
     for (int k = 0; k < n_out; k++) outputs[k] = c->out[k];
@@ -184,16 +264,21 @@ void ad__checkpoint_bwd(ad_tape *t, ad_node *n)
     ad_tensor *root = NULL;
     for (int k = 0; k < c->n_out && ad__status(s) == AD_OK; k++) {
         ad_tensor *y = c->out[k];
-        if (!y || !y->requires_grad || y->grad_pass != ad__tape_pass(t) || !y->grad || !c->tmp[k] ||
-            !c->tmp[k]->requires_grad)
-            continue;
+        if (!c->tmp[k] || !c->tmp[k]->requires_grad) continue;
+        c->tmp[k]->grad_pinned = 1; /* its whole gradient is read after backward (below) */
+        if (!y || !y->requires_grad || y->grad_pass != ad__tape_pass(t) || !y->grad) continue;
         ad_tensor *g = ad_from_data(s, y->dtype, y->shape, y->grad);
         ad_tensor *term = ad_sum(s, ad_mul(s, c->tmp[k], g), AD_AXIS_ALL, 0);
         root = root ? ad_add(s, root, term) : term;
     }
     if (ad__status(s) == AD_OK && root) ad_backward(s, root, NULL);
+    if (ad__status(s) == AD_OK && root) whole_output_grads(t, s, c);
     if (ad__status(s) != AD_OK) {
         ad_tape_fail(t, ad__status(s), "checkpoint: recomputation failed: %s", ad_tape_message(s));
+        ad_tape_reset(s);
+        return;
+    }
+    if (pass_norms(t, s, c) != AD_OK) {
         ad_tape_reset(s);
         return;
     }

@@ -142,6 +142,13 @@ int ad__grad_dropped(const ad_tensor *x, const char *fn)
     ad_tape *t = x ? x->tape : NULL;
     if (!t) return 0;
     char sh[AD__SHAPE_BUF];
+    if (x->in_region) {
+        ad_tape_fail(t, AD_ERR_STATE,
+                     "%s: this copy of '%s' was used inside a checkpointed region (ad_checkpoint), "
+                     "whose gradients are recomputed and not kept; ad_tensor_grad_norm reads the copy's norm",
+                     fn, x->param->name);
+        return 1;
+    }
     if (x->param && ad__tape_copy_grads(t) != AD_COPY_GRADS_KEEP) {
         ad_tape_fail(t, AD_ERR_STATE, "%s: copy gradients are not kept on this tape (copy_grads = %s)%s", fn,
                  ad_copy_grads_name(ad__tape_copy_grads(t)),

@@ -50,6 +50,7 @@ struct ad_tensor {
     unsigned char data_needed; /* a recorded op's backward reads the data: it cannot be released */
     unsigned char released;    /* ad_tape_release gave the data back; no op may read it */
     unsigned char uses;        /* ops recorded with it as an input: 0, 1 or 2 (two or more) */
+    unsigned char in_region;   /* stands for a copy used inside a checkpointed region: only its norm is kept */
     ad_tensor *view_of;        /* a view's tensor that owns the data (slices of a block) */
     /* Sum of squares of the gradient, recorded when the tape's mode drops the
      * buffer (copy_grads = norms, release_grads); such a gradient has
@@ -544,6 +545,17 @@ static inline int ad__defer_weight_grad(ad_tape *t, ad_tensor *b, const void *a,
  * small products, CBLAS, a full cache) or after failing the tape.
  */
 const void *ad__packed_for(ad_tape *t, const ad_tensor *w, int trans, size_t n_cols, size_t k_rows, size_t m);
+
+/*
+ * The temporal copies on t in recording order, of parameter p (NULL: of
+ * every parameter), into out[0..cap) (out may be NULL to count); the copies
+ * used inside a checkpointed region come at its first output node, as the
+ * tensors that keep their norms (op_leaf.c).
+ */
+size_t ad__tape_copies_of(const ad_tape *t, const ad_param *p, ad_tensor **out, size_t cap);
+/* The copies used inside the region whose output node is n (checkpoint.c):
+ * *count of them for its first output node, none for the others. */
+ad_tensor *const *ad__checkpoint_copies(const ad_node *n, size_t *count);
 
 /* Runs the anomaly check of backward over node n's input gradients. */
 void ad__check_backward_anomaly(ad_tape *t, ad_node *n);

@@ -225,15 +225,28 @@ ad_tensor *ad_use(ad_tape *t, ad_param *p)
     return ad__copy_leaf(t, p);
 }
 
-size_t ad_tape_copies(const ad_tape *t, const ad_param *p, ad_tensor **out, size_t cap)
+size_t ad__tape_copies_of(const ad_tape *t, const ad_param *p, ad_tensor **out, size_t cap)
 {
-    if (!t || !p) return 0;
     size_t count, found = 0;
     ad_node *const *nodes = ad__tape_nodes(t, &count);
     for (size_t i = 0; i < count; i++) {
-        if (nodes[i]->op != AD_OP_PARAM || nodes[i]->out->param != p) continue;
-        if (out && found < cap) out[found] = nodes[i]->out;
-        found++;
+        size_t n_in_region = 0;
+        ad_tensor *const *in_region = NULL;
+        if (nodes[i]->op == AD_OP_CHECKPOINT) in_region = ad__checkpoint_copies(nodes[i], &n_in_region);
+        else if (nodes[i]->op != AD_OP_PARAM) continue;
+        size_t n = in_region ? n_in_region : 1;
+        for (size_t j = 0; j < n; j++) {
+            ad_tensor *x = in_region ? in_region[j] : nodes[i]->out;
+            if (p && x->param != p) continue;
+            if (out && found < cap) out[found] = x;
+            found++;
+        }
     }
     return found;
+}
+
+size_t ad_tape_copies(const ad_tape *t, const ad_param *p, ad_tensor **out, size_t cap)
+{
+    if (!t || !p) return 0;
+    return ad__tape_copies_of(t, p, out, cap);
 }

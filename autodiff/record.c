@@ -131,6 +131,7 @@ static inline ad_node *node_block(ad_tape *t, ad__op op, ad_dtype dtype, const a
     out->data_needed = 0;
     out->released = 0;
     out->uses = 0;
+    out->in_region = 0;
     out->view_of = NULL;
     n->op = op;
     n->n_in = 0;

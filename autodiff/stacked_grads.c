@@ -19,6 +19,7 @@ struct ad__deferred {
     ad_tensor *out; /* whose gradient g is: released once used (release_grads) */
     size_t m, k, n;
     int ta, tb, done;
+    unsigned char was_pinned; /* out's gradient was pinned before: it stays so */
 };
 
 void ad__stack_init(ad_tape *t) { t->stack.on = ad__tape_fast(t, AD_FAST_STACKED_GRADS); }
@@ -48,6 +49,7 @@ int ad__stack_weight_grad(ad_tape *t, ad_tensor *b, const void *a, int ta, ad_te
     }
     ad__deferred *d = &t->stack.rec[t->stack.n++];
     d->param = b->param, d->a = a, d->g = out->grad, d->out = out;
+    d->was_pinned = out->grad_pinned;
     out->grad_pinned = 1; /* read again when the stack is computed */
     d->m = m, d->k = k, d->n = n, d->ta = ta, d->tb = tb, d->done = 0;
     /* Long unrolls: compute what is stacked every few thousand rows, so that
@@ -112,7 +114,7 @@ void ad__stack_flush(ad_tape *t)
             memcpy(sg + rows * d->n * es, d->g, d->m * d->n * es);
             rows += d->m;
             d->done = 1;
-            d->out->grad_pinned = 0;
+            d->out->grad_pinned = d->was_pinned;
             if (ad__tape_releases_grads(t)) ad__release_grad(t, d->out);
         }
         if (rows) stacked_product(first, rows, sa, sg);

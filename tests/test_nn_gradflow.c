@@ -241,3 +241,57 @@ Test(nn_gradflow, nan_norms_are_reported)
     nn_params_free(ps);
     cr_assert_eq(ts_live_allocs(), before);
 }
+
+/*
+ * An unroll with recomputation (sqrt(T) segments and revolve slots, nested
+ * regions) gives the plain unroll's report within 1e-12: the copies used
+ * inside checkpointed regions keep their norms on the tape.
+ */
+static void recompute_report(nn_cell_kind kind, int mode, nn_grad_flow *f)
+{
+    nn_params *ps = nn_params_new(AD_F64, NULL);
+    nn_cell cell;
+    nn_cell_create(&cell, ps, "c", &(nn_cell_options){.kind = kind, .input_size = I, .hidden_size = H}, NULL);
+    ad_rng rng;
+    ad_rng_seed(&rng, 11, 0);
+    nn_cell_init_pytorch(&cell, &rng);
+    ad_tape *t = ad_tape_new(&(ad_tape_options){.copy_grads = AD_COPY_GRADS_NORMS});
+    ad_tensor *xs[T];
+    for (int k = 0; k < T; k++) xs[k] = ad_rand_normal(t, &rng, AD_F64, ad_shape2(B, I), 0, 1);
+    nn_unroll_options o = {.recompute = mode, .slots = 2};
+    nn_state outs[T], last;
+    cr_assert_eq(nn_unroll(t, &cell, xs, T, &o, outs, &last), AD_OK, "%s", ad_tape_message(t));
+    ad_tensor *loss = ad_sum(t, ad_mul(t, last.h, last.h), AD_AXIS_ALL, 0);
+    for (int k = 0; k < T; k += 3) loss = ad_add(t, loss, ad_sum(t, outs[k].h, AD_AXIS_ALL, 0));
+    cr_assert_eq(ad_backward(t, loss, NULL), AD_OK, "%s", ad_tape_message(t));
+    ad_error err;
+    cr_assert_eq(nn_grad_flow_collect(t, &cell, outs, T, &o, f, &err), AD_OK, "%s", err.msg);
+    ad_tape_free(t);
+    nn_params_free(ps);
+}
+
+Test(nn_gradflow, recomputed_unrolls_report_the_plain_norms)
+{
+    long before = ts_live_allocs();
+    nn_cell_kind kinds[2] = {NN_CELL_LSTM, NN_CELL_GRU};
+    for (int c = 0; c < 2; c++) {
+        nn_grad_flow plain, rc;
+        recompute_report(kinds[c], NN_RECOMPUTE_OFF, &plain);
+        cr_assert(plain.rows[T / 2].w_norm[1] > 0, "the recurrent weight's copies have gradients");
+        for (int mode = NN_RECOMPUTE_SEGMENTS; mode <= NN_RECOMPUTE_SLOTS; mode++) {
+            recompute_report(kinds[c], mode, &rc);
+            for (int k = 0; k < T; k++) {
+                cr_assert(fabs(rc.rows[k].h_norm - plain.rows[k].h_norm) <= 1e-12 * plain.rows[k].h_norm,
+                          "cell %d mode %d step %d |dL/dh|", c, mode, k);
+                for (int w = 0; w < plain.n_w; w++) {
+                    double a = rc.rows[k].w_norm[w], b = plain.rows[k].w_norm[w];
+                    cr_assert(fabs(a - b) <= 1e-12 * b, "cell %d mode %d step %d %s: %.17g vs %.17g", c,
+                              mode, k, plain.names[w], a, b);
+                }
+            }
+            nn_grad_flow_free(&rc);
+        }
+        nn_grad_flow_free(&plain);
+    }
+    cr_assert_eq(ts_live_allocs(), before);
+}
