@@ -21,7 +21,6 @@
 #include "ops.h"
 #include "forward.h"
 #include "gradcheck.h"
-#include "fileio.h"
 #include "npy.h"
 #include "dot.h"
 #include "checkpoint.h"

@@ -118,7 +118,7 @@ ad_status ad_tape_save_dot(const ad_tape *t, const char *path, ad_error *err)
     sink s = {NULL, NULL, 0, 0, 0};
     write_graph(t, &s);
     ad_status st = s.failed ? ad_error_set(err, AD_ERR_NOMEM, "dot: out of memory")
-                            : ad_file_write_atomic(path, s.buf, s.len, err);
+                            : ad__file_write_atomic(path, s.buf, s.len, err);
     free(s.buf);
     return st;
 }

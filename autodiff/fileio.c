@@ -18,8 +18,7 @@
 
 #include "internal.h"
 
-ad_status ad_file_read_all(const char *path, size_t max_bytes, void **data, size_t *size,
-                           ad_error *err)
+ad_status ad__file_read_all(const char *path, size_t max_bytes, void **data, size_t *size, ad_error *err)
 {
     if (!path || !data || !size)
         return ad_error_set(err, AD_ERR_NULL, "read: %s is NULL",
@@ -197,7 +196,7 @@ static void remove_stale(const char *path)
     closedir(d);
 }
 
-ad_status ad_file_write_atomic(const char *path, const void *data, size_t size, ad_error *err)
+ad_status ad__file_write_atomic(const char *path, const void *data, size_t size, ad_error *err)
 {
     if (!path || (!data && size > 0))
         return ad_error_set(err, AD_ERR_NULL, "write: %s is NULL", !path ? "path" : "data");

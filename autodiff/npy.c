@@ -264,7 +264,7 @@ void *ad__npy_load_with(const char *path, void *(*read)(const void *, size_t, ad
 {
     void *buf;
     size_t size;
-    if (ad_file_read_all(path, NPY_MAX_FILE, &buf, &size, err) != AD_OK) return NULL;
+    if (ad__file_read_all(path, NPY_MAX_FILE, &buf, &size, err) != AD_OK) return NULL;
     void *x = read(buf, size, err);
     free(buf);
     if (!x && err) {
@@ -369,7 +369,7 @@ ad_status ad_npy_save(const char *path, const ad_tensor *x, ad_error *err)
     size_t size = 0;
     ad_status st = ad_npy_write(x, &buf, &size, err);
     if (st != AD_OK) return st;
-    st = ad_file_write_atomic(path, buf, size, err);
+    st = ad__file_write_atomic(path, buf, size, err);
     free(buf);
     return st;
 }

@@ -94,7 +94,7 @@ ad_status ad_npy_save_ints(const char *path, const ad_itensor *x, ad_error *err)
     size_t size = 0;
     ad_status st = ad_npy_write_ints(x, &buf, &size, err);
     if (st != AD_OK) return st;
-    st = ad_file_write_atomic(path, buf, size, err);
+    st = ad__file_write_atomic(path, buf, size, err);
     free(buf);
     return st;
 }

@@ -32,6 +32,7 @@
  *     mpirun -np 2 ./build-mpi/bench/unroll_bench --workload W4 --mpi 1 --data ...
  */
 #define _POSIX_C_SOURCE 200809L
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -152,6 +153,30 @@ typedef struct text {
     int vocab;
 } text;
 
+/* Reads the whole file at `path` into a new malloc'd buffer (free it) of
+ * *size bytes. NULL on failure, with errno saying why. Plain stdio: the
+ * library's file reader is its own, not part of its API. */
+static void *read_file(const char *path, size_t *size)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    size_t cap = 1 << 16, n = 0, got;
+    unsigned char *buf = malloc(cap);
+    while (buf && (got = fread(buf + n, 1, cap - n, f)) > 0) {
+        n += got;
+        if (n < cap) continue;
+        unsigned char *bigger = realloc(buf, cap *= 2);
+        if (!bigger) free(buf);
+        buf = bigger;
+    }
+    int saved = errno;
+    if (buf && ferror(f)) free(buf), buf = NULL;
+    fclose(f);
+    errno = saved;
+    *size = n;
+    return buf;
+}
+
 /* Token id = rank of the byte value among the bytes present. A missing file
  * gives a synthetic text of 65 symbols so the bench still runs. */
 static int load_text(const char *path, text *tx)
@@ -159,8 +184,8 @@ static int load_text(const char *path, text *tx)
     void *buf = NULL;
     size_t size = 0;
     int rank[256], seen[256] = {0};
-    if (path && ad_file_read_all(path, (size_t)1 << 31, &buf, &size, NULL) != AD_OK) {
-        fprintf(stderr, "unroll_bench: cannot read '%s'\n", path);
+    if (path && !(buf = read_file(path, &size))) {
+        fprintf(stderr, "unroll_bench: cannot read '%s': %s\n", path, strerror(errno));
         return 0;
     }
     if (!buf) {

@@ -197,13 +197,36 @@ typedef struct corpus {
     int vocab;
 } corpus;
 
+/* Reads the whole file at `path` into a new malloc'd buffer (free it) of
+ * *size bytes. NULL on failure, with errno saying why. Plain stdio: the
+ * library's file reader is its own, not part of its API. */
+static void *read_file(const char *path, size_t *size)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    size_t cap = 1 << 16, n = 0, got;
+    unsigned char *buf = malloc(cap);
+    while (buf && (got = fread(buf + n, 1, cap - n, f)) > 0) {
+        n += got;
+        if (n < cap) continue;
+        unsigned char *bigger = realloc(buf, cap *= 2);
+        if (!bigger) free(buf);
+        buf = bigger;
+    }
+    int saved = errno;
+    if (buf && ferror(f)) free(buf), buf = NULL;
+    fclose(f);
+    errno = saved;
+    *size = n;
+    return buf;
+}
+
 static int load_corpus(const char *path, corpus *c)
 {
-    void *buf;
     size_t size;
-    ad_error err;
-    if (ad_file_read_all(path, (size_t)1 << 30, &buf, &size, &err) != AD_OK) {
-        fprintf(stderr, "char_rnn: %s\n", err.msg);
+    void *buf = read_file(path, &size);
+    if (!buf) {
+        fprintf(stderr, "char_rnn: cannot read '%s': %s\n", path, strerror(errno));
         return 0;
     }
     int index[256], seen[256] = {0};
@@ -718,9 +741,9 @@ static FILE *open_csv(const char *path, int resumed, long resume_step)
 {
     void *old = NULL;
     size_t size = 0;
-    ad_error err;
-    if (resumed && access(path, F_OK) == 0 && ad_file_read_all(path, (size_t)1 << 30, &old, &size, &err) != AD_OK)
-        fprintf(stderr, "char_rnn: cannot read the earlier rows of %s, starting it anew: %s\n", path, err.msg);
+    if (resumed && access(path, F_OK) == 0 && !(old = read_file(path, &size)))
+        fprintf(stderr, "char_rnn: cannot read the earlier rows of %s, starting it anew: %s\n", path,
+                strerror(errno));
     FILE *f = fopen(path, "w");
     if (!f) {
         fprintf(stderr, "char_rnn: cannot write '%s': %s\n", path, strerror(errno));

@@ -10,6 +10,7 @@
  *
  *     ./build/min_char_rnn [--steps N] [--data PATH]
  */
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -137,6 +138,30 @@ static void sample(run *r, const unsigned char *chars, int seed, int n, ad_rng *
     ad_tape_free(t);
 }
 
+/* Reads the whole file at `path` into a new malloc'd buffer (free it) of
+ * *size bytes. NULL on failure, with errno saying why. Plain stdio: the
+ * library's file reader is its own, not part of its API. */
+static void *read_file(const char *path, size_t *size)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    size_t cap = 1 << 16, n = 0, got;
+    unsigned char *buf = malloc(cap);
+    while (buf && (got = fread(buf + n, 1, cap - n, f)) > 0) {
+        n += got;
+        if (n < cap) continue;
+        unsigned char *bigger = realloc(buf, cap *= 2);
+        if (!bigger) free(buf);
+        buf = bigger;
+    }
+    int saved = errno;
+    if (buf && ferror(f)) free(buf), buf = NULL;
+    fclose(f);
+    errno = saved;
+    *size = n;
+    return buf;
+}
+
 int main(int argc, char **argv)
 {
     const char *path = UNROLL_EXAMPLE_DATA "/corpus.txt";
@@ -149,15 +174,15 @@ int main(int argc, char **argv)
             return 2;
         }
     }
-    void *text;
     size_t size;
     ad_error err;
     if (max_segments < 1) {
         fprintf(stderr, "min_char_rnn: --steps must be >= 1\n");
         return 2;
     }
-    if (ad_file_read_all(path, (size_t)1 << 30, &text, &size, &err) != AD_OK) {
-        fprintf(stderr, "min_char_rnn: %s\n", err.msg);
+    void *text = read_file(path, &size);
+    if (!text) {
+        fprintf(stderr, "min_char_rnn: cannot read '%s': %s\n", path, strerror(errno));
         return 1;
     }
     run r = {.n = size, .max_segments = max_segments};

@@ -10,10 +10,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "internal.h"
+
 static const char magic[8] = {'U', 'N', 'R', 'L', 'C', 'K', 'P', 'T'};
 enum { HEADER_SIZE = 32, TAG_PARAMS = 0x4D524150, TAG_OPTIM = 0x4D54504F, TAG_TRAIN = 0x54535254 };
 
-uint32_t nn_crc32(uint32_t crc, const void *data, size_t n)
+uint32_t nn__crc32(uint32_t crc, const void *data, size_t n)
 {
     const unsigned char *p = data;
     crc = ~crc;
@@ -181,7 +183,7 @@ static void end_section(buf *b, size_t start)
     if (b->failed) return;
     uint64_t len = b->len - start;
     for (int i = 0; i < 8; i++) b->p[start - 8 + i] = (unsigned char)(len >> (8 * i));
-    put_uint(b, nn_crc32(0, b->p + start, b->len - start), 4);
+    put_uint(b, nn__crc32(0, b->p + start, b->len - start), 4);
 }
 
 /* Tensor elements as little-endian bytes. */
@@ -292,11 +294,11 @@ ad_status nn_checkpoint_save(const char *path, nn_params *ps, const nn_optim *op
         return ad_error_set(err, AD_ERR_NOMEM, "checkpoint: save: out of memory");
     }
     for (int i = 0; i < 8; i++) b.p[16 + i] = (unsigned char)((uint64_t)b.len >> (8 * i));
-    uint32_t hc = nn_crc32(0, b.p, 28), fc;
+    uint32_t hc = nn__crc32(0, b.p, 28), fc;
     for (int i = 0; i < 4; i++) b.p[28 + i] = (unsigned char)(hc >> (8 * i));
-    fc = nn_crc32(0, b.p, b.len - 4);
+    fc = nn__crc32(0, b.p, b.len - 4);
     for (int i = 0; i < 4; i++) b.p[b.len - 4 + i] = (unsigned char)(fc >> (8 * i));
-    st = ad_file_write_atomic(path, b.p, b.len, err);
+    st = ad__file_write_atomic(path, b.p, b.len, err);
     free(b.p);
     return st;
 }
@@ -354,7 +356,7 @@ static ad_status read_frame(const unsigned char *data, size_t size, plan *pl, ad
     uint64_t total = get_uint(&h, 8);
     get_uint(&h, 4);
     uint32_t hcrc = (uint32_t)get_uint(&h, 4);
-    if (hcrc != nn_crc32(0, data, 28)) return ad_error_set(err, AD_ERR_FORMAT, "checkpoint: header checksum mismatch (corrupt file)");
+    if (hcrc != nn__crc32(0, data, 28)) return ad_error_set(err, AD_ERR_FORMAT, "checkpoint: header checksum mismatch (corrupt file)");
     if (version != NN_CHECKPOINT_VERSION) {
         char m[96];
         snprintf(m, sizeof m, "format version %u is not supported (this library reads %d)", version,
@@ -368,7 +370,7 @@ static ad_status read_frame(const unsigned char *data, size_t size, plan *pl, ad
         return ad_error_set(err, AD_ERR_FORMAT, "checkpoint: %s", m);
     }
     cur f = {data + size - 4, data + size, 0};
-    if ((uint32_t)get_uint(&f, 4) != nn_crc32(0, data, size - 4))
+    if ((uint32_t)get_uint(&f, 4) != nn__crc32(0, data, size - 4))
         return ad_error_set(err, AD_ERR_FORMAT, "checkpoint: file checksum mismatch (corrupt file)");
     if (sections < 1 || sections > 3) return ad_error_set(err, AD_ERR_FORMAT, "checkpoint: bad section count");
     cur c = {data + HEADER_SIZE, data + size - 4, 0};
@@ -380,7 +382,7 @@ static ad_status read_frame(const unsigned char *data, size_t size, plan *pl, ad
         const unsigned char *payload = get_bytes(&c, len);
         uint32_t crc = (uint32_t)get_uint(&c, 4);
         if (c.bad) return ad_error_set(err, AD_ERR_FORMAT, "checkpoint: a section runs past the end of the file");
-        if (crc != nn_crc32(0, payload, len)) return ad_error_set(err, AD_ERR_FORMAT, "checkpoint: section checksum mismatch");
+        if (crc != nn__crc32(0, payload, len)) return ad_error_set(err, AD_ERR_FORMAT, "checkpoint: section checksum mismatch");
         cur body = {payload, payload + len, 0};
         int *seen = tag == TAG_PARAMS ? &pl->has_params : tag == TAG_OPTIM ? &pl->has_optim
                   : tag == TAG_TRAIN ? &pl->has_train : NULL;
@@ -593,7 +595,7 @@ ad_status nn_checkpoint_load(const char *path, nn_params *ps, nn_optim *opt, nn_
     if (st != AD_OK) return st;
     void *data;
     size_t size;
-    st = ad_file_read_all(path, (size_t)1 << 40, &data, &size, err);
+    st = ad__file_read_all(path, (size_t)1 << 40, &data, &size, err);
     if (st != AD_OK) return st;
     size_t *file_off = malloc((nn_params_count(ps) + 1) * sizeof *file_off);
     if (!file_off) {
@@ -685,7 +687,7 @@ nn_params *nn_checkpoint_read_params(const char *path, nn_checkpoint_info *info,
     }
     void *data;
     size_t size;
-    if (ad_file_read_all(path, (size_t)1 << 40, &data, &size, err) != AD_OK) return NULL;
+    if (ad__file_read_all(path, (size_t)1 << 40, &data, &size, err) != AD_OK) return NULL;
     nn_checkpoint_info in;
     memset(&in, 0, sizeof in);
     in.version = NN_CHECKPOINT_VERSION;

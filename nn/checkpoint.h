@@ -96,9 +96,6 @@ typedef struct nn_checkpoint_info {
  */
 NN_API nn_params *nn_checkpoint_read_params(const char *path, nn_checkpoint_info *info, ad_error *err);
 
-/** CRC-32 (IEEE 802.3, as zlib's crc32) of `n` bytes, continuing from `crc` (0 to start). */
-NN_API uint32_t nn_crc32(uint32_t crc, const void *data, size_t n);
-
 #ifdef __cplusplus
 }
 #endif

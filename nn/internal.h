@@ -2,7 +2,8 @@
  * internal.h - what the nn files share with each other. Never installed.
  *
  * Cross-file internals are prefixed nn__. Here: the strict JSON parser that
- * reads safetensors headers (json.c).
+ * reads safetensors headers (json.c), the checkpoints' CRC-32, and (through
+ * autodiff/fileio.h) the bounded reads and atomic writes of every file format.
  */
 #ifndef UNROLL_NN_INTERNAL_H
 #define UNROLL_NN_INTERNAL_H
@@ -10,6 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "../autodiff/fileio.h"
 #include "../autodiff/status.h"
 #include "cell.h"
 
@@ -23,6 +25,12 @@
  */
 ad_status nn__builtin_step_plain(ad_tape *t, const nn_cell *cell, ad_tensor *x, const nn_state *prev,
                                  nn_state *next);
+
+/* ---- checksums (checkpoint.c) ------------------------------------------------------- */
+
+/* CRC-32 (IEEE 802.3, as zlib's crc32) of `n` bytes, continuing from `crc`
+ * (0 to start). nn__crc32(0, "123456789", 9) is 0xCBF43926. */
+uint32_t nn__crc32(uint32_t crc, const void *data, size_t n);
 
 /* ---- JSON (json.c) ------------------------------------------------------------------ */
 

@@ -248,7 +248,7 @@ nn_safetensors *nn_safetensors_open(const char *path, ad_error *err)
 {
     void *buf;
     size_t size;
-    if (ad_file_read_all(path, ST_MAX_FILE, &buf, &size, err) != AD_OK) return NULL;
+    if (ad__file_read_all(path, ST_MAX_FILE, &buf, &size, err) != AD_OK) return NULL;
     nn_safetensors *st = parse(buf, size, err);
     if (!st && err) {
         size_t used = strlen(err->msg);

@@ -196,7 +196,7 @@ ad_status nn_safetensors_save(const char *path, const nn_safetensors_entry *entr
     size_t size = 0;
     ad_status st = nn_safetensors_write(entries, n, metadata, n_meta, &buf, &size, err);
     if (st != AD_OK) return st;
-    st = ad_file_write_atomic(path, buf, size, err);
+    st = ad__file_write_atomic(path, buf, size, err);
     free(buf);
     return st;
 }

@@ -36,9 +36,9 @@ Test(dot, draws_parameters_once_with_their_copies)
     close(fd);
     ad_error err;
     cr_assert_eq(ad_tape_save_dot(t, path, &err), AD_OK, "%s", err.msg);
-    char *buf;
     size_t size;
-    cr_assert_eq(ad_file_read_all(path, 1 << 20, (void **)&buf, &size, NULL), AD_OK);
+    char *buf = ts_read_file(path, &size);
+    cr_assert_not_null(buf, "%s", path);
     buf = realloc(buf, size + 1);
     buf[size] = '\0';
     unlink(path);

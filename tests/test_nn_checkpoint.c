@@ -16,6 +16,7 @@
 
 #include <unroll/nn/nn.h>
 #include "testsupport.h"
+#include "../nn/internal.h"
 
 static char path[64];
 
@@ -140,7 +141,7 @@ Test(nn_checkpoint, every_truncation_and_byte_flip_is_an_error)
     cr_assert_eq(nn_checkpoint_save(path, ps, opt, &ts, NULL), AD_OK);
     void *file;
     size_t size;
-    cr_assert_eq(ad_file_read_all(path, 1 << 20, &file, &size, NULL), AD_OK);
+    cr_assert_eq(ad__file_read_all(path, 1 << 20, &file, &size, NULL), AD_OK);
     unsigned char *orig = file, *copy = malloc(size);
     for (size_t i = 0; i < n; i++) v[i] = -1; /* sentinel: a failed load must leave it */
     nn_train_state untouched = {.step = 42};
@@ -203,7 +204,7 @@ Test(nn_checkpoint, differences_from_the_model_are_listed)
     cr_assert_eq(nn_checkpoint_load("/nonexistent/x.ckpt", a, NULL, NULL, &err), AD_ERR_IO);
     cr_assert_eq(nn_checkpoint_save("/nonexistent/x.ckpt", a, NULL, NULL, &err), AD_ERR_IO);
     cr_assert_eq(nn_checkpoint_save(path, NULL, NULL, NULL, &err), AD_ERR_NULL);
-    cr_assert_eq(nn_crc32(0, "123456789", 9), 0xCBF43926u, "the standard CRC-32 check value");
+    cr_assert_eq(nn__crc32(0, "123456789", 9), 0xCBF43926u, "the standard CRC-32 check value");
     nn_optim_free(opt);
     nn_optim_free(other);
     nn_params_free(a);
@@ -340,10 +341,10 @@ static void reseal(unsigned char *b, size_t size)
 {
     for (size_t at = 32; at + 16 <= size - 4;) {
         uint64_t len = le_get(b + at + 8, 8);
-        le_put(b + at + 16 + len, nn_crc32(0, b + at + 16, len), 4);
+        le_put(b + at + 16 + len, nn__crc32(0, b + at + 16, len), 4);
         at += 16 + len + 4;
     }
-    le_put(b + size - 4, nn_crc32(0, b, size - 4), 4);
+    le_put(b + size - 4, nn__crc32(0, b, size - 4), 4);
 }
 
 enum { SEC_OPTIM = 0x4D54504F, SEC_TRAIN = 0x54535254 };
@@ -379,7 +380,7 @@ Test(nn_checkpoint, values_out_of_range_are_refused_on_load)
     cr_assert_eq(nn_checkpoint_save(path, ps, opt, &ts, &err), AD_OK, "%s", err.msg);
     void *file;
     size_t size;
-    cr_assert_eq(ad_file_read_all(path, 1 << 20, &file, &size, NULL), AD_OK);
+    cr_assert_eq(ad__file_read_all(path, 1 << 20, &file, &size, NULL), AD_OK);
     unsigned char *orig = file, *copy = malloc(size);
     /* optimizer payload: kind 4, lr 8, steps 8, count 4, numel 8, state;
      * training payload: step 8, has_rng 1, rng 8 + 8, has_schedule 1, kind 4,

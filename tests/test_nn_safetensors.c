@@ -25,7 +25,7 @@
 static void *slurp(const char *path, size_t *size)
 {
     void *buf;
-    cr_assert_eq(ad_file_read_all(path, 1 << 20, &buf, size, NULL), AD_OK, "%s", path);
+    cr_assert_eq(ad__file_read_all(path, 1 << 20, &buf, size, NULL), AD_OK, "%s", path);
     return buf;
 }
 

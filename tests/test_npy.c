@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "testsupport.h"
+#include "../autodiff/fileio.h"
 
 #define NPY(name) UNROLL_TEST_DATA "/npy/" name
 
@@ -81,7 +82,7 @@ Test(npy, refuses_what_it_does_not_support)
 static void *slurp(const char *path, size_t *size)
 {
     void *buf;
-    cr_assert_eq(ad_file_read_all(path, 1 << 20, &buf, size, NULL), AD_OK);
+    cr_assert_eq(ad__file_read_all(path, 1 << 20, &buf, size, NULL), AD_OK);
     return buf;
 }
 
@@ -229,10 +230,10 @@ Test(npy, bad_arguments)
     cr_assert_eq(ad_npy_write(NULL, &buf, &size, &err), AD_ERR_NULL);
     cr_assert_eq(ad_npy_save("/nonexistent-dir/x.npy", x, &err), AD_ERR_IO);
     cr_assert(strstr(err.msg, "temporary file"), "%s", err.msg);
-    cr_assert_eq(ad_file_read_all(NULL, 1, &buf, &size, &err), AD_ERR_NULL);
-    cr_assert_eq(ad_file_read_all(NPY("f64_5.npy"), 8, &buf, &size, &err), AD_ERR_FORMAT);
-    cr_assert_eq(ad_file_read_all(UNROLL_TEST_DATA, 1 << 20, &buf, &size, &err), AD_ERR_IO);
-    cr_assert_eq(ad_file_write_atomic(NULL, "", 0, &err), AD_ERR_NULL);
+    cr_assert_eq(ad__file_read_all(NULL, 1, &buf, &size, &err), AD_ERR_NULL);
+    cr_assert_eq(ad__file_read_all(NPY("f64_5.npy"), 8, &buf, &size, &err), AD_ERR_FORMAT);
+    cr_assert_eq(ad__file_read_all(UNROLL_TEST_DATA, 1 << 20, &buf, &size, &err), AD_ERR_IO);
+    cr_assert_eq(ad__file_write_atomic(NULL, "", 0, &err), AD_ERR_NULL);
     ad_tensor_free(x);
     cr_assert_eq(ts_live_allocs(), before);
 }
@@ -272,8 +273,8 @@ Test(npy, a_named_pipe_is_refused_without_blocking, .timeout = 20)
     cr_assert_eq(ad_npy_load_into(path, x, &err), AD_ERR_IO);
     void *buf;
     size_t size;
-    cr_assert_eq(ad_file_read_all(path, 1 << 20, &buf, &size, &err), AD_ERR_IO);
-    cr_assert_eq(ad_file_read_all("/dev/zero", 1 << 20, &buf, &size, &err), AD_ERR_IO);
+    cr_assert_eq(ad__file_read_all(path, 1 << 20, &buf, &size, &err), AD_ERR_IO);
+    cr_assert_eq(ad__file_read_all("/dev/zero", 1 << 20, &buf, &size, &err), AD_ERR_IO);
     ad_tensor_free(x);
     unlink(path);
     rmdir(dir);
@@ -306,7 +307,7 @@ Test(npy, saved_files_get_the_mode_fopen_gives)
         cr_assert_eq(mode_of(path), 0666u & ~masks[i], "umask %03o: mode %03o", masks[i], mode_of(path));
         cr_assert_eq(ad_npy_save(path, x, NULL), AD_OK, "replacing");
         cr_assert_eq(mode_of(path), 0666u & ~masks[i], "umask %03o, replaced: mode %03o", masks[i], mode_of(path));
-        cr_assert_eq(ad_file_write_atomic(raw, "abc", 3, NULL), AD_OK);
+        cr_assert_eq(ad__file_write_atomic(raw, "abc", 3, NULL), AD_OK);
         cr_assert_eq(mode_of(raw), 0666u & ~masks[i]);
     }
     umask(old);

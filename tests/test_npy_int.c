@@ -19,8 +19,8 @@
 
 static void *slurp(const char *path, size_t *size)
 {
-    void *buf;
-    cr_assert_eq(ad_file_read_all(path, 1 << 20, &buf, size, NULL), AD_OK, "%s", path);
+    void *buf = ts_read_file(path, size);
+    cr_assert_not_null(buf, "%s", path);
     return buf;
 }
 

@@ -7,6 +7,8 @@
  * replay.c it is a plain program that runs every file of a corpus once, which
  * is how the normal test build replays the committed corpora. A target
  * reports a broken invariant with abort(), which both drivers see as a crash.
+ * The harness reads files and repairs checksums with the libraries' own
+ * internals (nn/internal.h), so in a shared build it links their static copies.
  */
 #ifndef UNROLL_FUZZ_H
 #define UNROLL_FUZZ_H
@@ -16,6 +18,8 @@
 
 #include <unroll/autodiff/autodiff.h>
 #include <unroll/nn/nn.h>
+
+#include "../../nn/internal.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

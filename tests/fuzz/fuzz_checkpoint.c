@@ -43,11 +43,11 @@ static void repair(unsigned char *p, size_t size)
     while (at + 16 <= size - 4) {
         uint64_t len = get_le(p + at + 8, 8);
         if (len > size - 4 - (at + 16) || size - 4 - (at + 16) - len < 4) break;
-        put_le(p + at + 16 + len, nn_crc32(0, p + at + 16, (size_t)len), 4);
+        put_le(p + at + 16 + len, nn__crc32(0, p + at + 16, (size_t)len), 4);
         at += 16 + (size_t)len + 4;
     }
-    put_le(p + 28, nn_crc32(0, p, 28), 4);
-    put_le(p + size - 4, nn_crc32(0, p, size - 4), 4);
+    put_le(p + 28, nn__crc32(0, p, 28), 4);
+    put_le(p + size - 4, nn__crc32(0, p, size - 4), 4);
 }
 
 static int train_equal(const nn_train_state *a, const nn_train_state *b)

@@ -81,7 +81,7 @@ static void put_checkpoints(void)
             exit(1);
         void *data;
         size_t n;
-        if (ad_file_read_all(path, 1 << 20, &data, &n, NULL) != AD_OK) exit(1);
+        if (ad__file_read_all(path, 1 << 20, &data, &n, NULL) != AD_OK) exit(1);
         put("checkpoint", kinds[k].name, data, n);
         put("checkpoint_crc", kinds[k].name, data, n);
         free(data);

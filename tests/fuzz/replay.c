@@ -19,7 +19,7 @@ static int run_file(const char *path)
     void *data;
     size_t size;
     ad_error err;
-    if (ad_file_read_all(path, (size_t)1 << 30, &data, &size, &err) != AD_OK) {
+    if (ad__file_read_all(path, (size_t)1 << 30, &data, &size, &err) != AD_OK) {
         fprintf(stderr, "replay: %s\n", err.msg);
         return -1;
     }

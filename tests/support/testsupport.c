@@ -2,6 +2,7 @@
 
 #include <criterion/criterion.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -127,6 +128,26 @@ void ts_fill_uniform(double *x, size_t n, uint64_t seed, double lo, double hi)
     ad_rng r;
     ad_rng_seed(&r, seed, 7);
     for (size_t i = 0; i < n; i++) x[i] = lo + (hi - lo) * ad_rng_uniform(&r);
+}
+
+void *ts_read_file(const char *path, size_t *size)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    size_t cap = 4096, n = 0, got;
+    unsigned char *buf = malloc(cap);
+    while (buf && (got = fread(buf + n, 1, cap - n, f)) > 0) {
+        n += got;
+        if (n == cap) {
+            unsigned char *bigger = realloc(buf, cap * 2);
+            if (!bigger) free(buf);
+            buf = bigger, cap *= 2;
+        }
+    }
+    if (buf && ferror(f)) free(buf), buf = NULL;
+    fclose(f);
+    *size = n;
+    return buf;
 }
 
 void ts_expect_tape_errors(ad_tensor *(*call)(ad_tape *t, int i), const ts_bad_case *cases, int n)

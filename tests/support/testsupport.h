@@ -46,6 +46,11 @@ double ts_rel_diff(double a, double b);
 /* Fills an f64 buffer with uniform values in [lo, hi) from a seed. */
 void ts_fill_uniform(double *x, size_t n, uint64_t seed, double lo, double hi);
 
+/* The whole file at `path` in a new malloc'd buffer (free it), its length in
+ * *size; NULL when it cannot be read. Plain stdio, so that tests of the public
+ * API need not reach into the library's own file reader. */
+void *ts_read_file(const char *path, size_t *size);
+
 /* One bad-input case of a tape op: what the tape's status and message must be. */
 typedef struct ts_bad_case {
     const char *name;
