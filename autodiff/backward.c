@@ -14,8 +14,8 @@
 /* ---- deferred weight gradients ------------------------------------------------------------ */
 
 /* STACK_ROWS rows make one stacked product (which steps are stacked:
- * ad__defer_weight_grad in internal.h). */
-enum { STACK_ROWS = 2048 };
+ * ad__defer_weight_grad in internal.h); the value and its why: tuning.h. */
+enum { STACK_ROWS = AD__TUNE_STACK_ROWS };
 
 typedef struct ad__deferred {
     ad_param *param;

@@ -62,6 +62,13 @@
  * time. */
 #define AD__TUNE_STACK_MIN_WEIGHT 4096
 
+/* Rows of one stacked product. Backward computes what is stacked every
+ * 2 x this many rows, so the steps' gradients it pins and the stacking
+ * buffer stay below a few MiB in an unroll of any length (1 MiB pinned and
+ * 1 MiB of buffer for the W6 Elman net): 512-row products run at the
+ * GEMM's full rate, as 2048-row ones did. */
+#define AD__TUNE_STACK_ROWS 512
+
 /* Copies' norms (copy_grads = norms) take the Gram form, m^2 (k + n)
  * multiply-adds against the product's m k n, for at most this many rows:
  * the limit keeps the m^2 pairs few where k and n are large. */
