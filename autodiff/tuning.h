@@ -61,10 +61,12 @@
  * cache between steps, and their stack would cost more memory than it saves
  * time. */
 #define AD__TUNE_STACK_MIN_WEIGHT 4096
-/* Rows per stacked product, and twice this many stacked rows trigger one
- * before the end of backward: a long unroll's step gradients need not all
- * stay until the end, and 2048 rows already amortise a product's set-up. */
-#define AD__TUNE_STACK_ROWS 2048
+/* Rows of one stacked product. Backward computes what is stacked every
+ * 2 x this many rows, so the steps' gradients it pins and the stacking
+ * buffer stay below a few MiB in an unroll of any length (1 MiB pinned and
+ * 1 MiB of buffer for the W6 Elman net): 512-row products run at the
+ * GEMM's full rate, as 2048-row ones did. */
+#define AD__TUNE_STACK_ROWS 512
 
 /* Copies' norms (copy_grads = norms) take the Gram form, m^2 (k + n)
  * multiply-adds against the product's m k n, for at most this many rows:

@@ -219,7 +219,9 @@ typedef struct rnet {
     nn_cell_kind kind;
     int V, H, T, B, gather;
     int proj_block; /* steps per hoisted-projection block, 0 for one block of T (forward_backward) */
-    int recompute;  /* W6 -recompute rows: nn_unroll with sqrt(T) recomputed segments */
+    int via_unroll; /* W6 rows: through nn_unroll (forward_backward_unroll) */
+    int recompute;  /* with via_unroll: sqrt(T) recomputed segments (-recompute rows) */
+    ad_tensor *copy[5]; /* via_unroll store-all: one copy each of W_x, b, W_h, W_y, b_y for every step */
     ad_tape *tape;
     nn_optim *opt;
     ad_rng rng;
@@ -356,11 +358,11 @@ static void rnet_free(rnet *r)
  * (or gather) and the output projection and loss one more, so only h W_h
  * and the gates run per step.
  */
-static int forward_backward_recompute(rnet *r);
+static int forward_backward_unroll(rnet *r);
 
 static int forward_backward(rnet *r, const double *targets_bce)
 {
-    if (r->recompute) return forward_backward_recompute(r);
+    if (r->via_unroll) return forward_backward_unroll(r);
     ad_tape *t = r->tape;
     ad_dtype dt = nn_params_dtype(r->ps);
     ad_tape_reset(t);
@@ -422,7 +424,17 @@ static int forward_backward(rnet *r, const double *targets_bce)
     return 0;
 }
 
-/* ---- W6 with recomputation: the same net as forward_backward, through nn_unroll ---------- */
+/* ---- W6: the same net as forward_backward, through nn_unroll ------------------------------ */
+
+enum { C_WX, C_B, C_WH, C_WY, C_BY };
+
+/* Parameter p (copy slot i) on t: the step's own copy, or under store-all
+ * the one copy every step shares (fewer nodes; recomputed segments run on
+ * scratch tapes, so they take their own). */
+static ad_tensor *weight(ad_tape *t, rnet *r, int i, ad_param *p)
+{
+    return r->copy[i] ? r->copy[i] : ad_use(t, p);
+}
 
 /* The rnet as a custom cell: x is [B, 1] holding each row's token id, so the
  * inputs cost T B numbers; the step gathers x W_x + b and runs the fused
@@ -432,8 +444,9 @@ static ad_status rc_cell_step(ad_tape *t, const nn_cell *cell, ad_tensor *x, con
     rnet *r = cell->ctx;
     int64_t ids[256];
     for (int b = 0; b < r->B; b++) ids[b] = (int64_t)ad_tensor_get(x, (size_t)b);
-    ad_tensor *gx = ad_add(t, ad_gather_rows(t, ad_use(t, r->Wx), ids, r->B), ad_use(t, r->b));
-    ad_tensor *gh = ad_matmul(t, prev->h, ad_use(t, r->Wh), 0);
+    ad_tensor *rows = ad_gather_rows(t, weight(t, r, C_WX, r->Wx), ids, r->B);
+    ad_tensor *gx = ad_add(t, rows, weight(t, r, C_B, r->b));
+    ad_tensor *gh = ad_matmul(t, prev->h, weight(t, r, C_WH, r->Wh), 0);
     if (r->kind == NN_CELL_RNN_TANH) {
         next->h = ad_rnn_cell(t, gx, gh, AD_RNN_TANH);
         next->c = NULL;
@@ -441,7 +454,11 @@ static ad_status rc_cell_step(ad_tape *t, const nn_cell *cell, ad_tensor *x, con
         next->c = ad_lstm_cell_state(t, gx, gh, prev->c);
         next->h = ad_lstm_cell_output(t, gx, gh, next->c);
     }
-    if (ad_tape_status(t) == AD_OK) ad_tape_release(t, gh);
+    /* No backward reads the gathered rows, the pre-activations or h W_h
+     * (the fused gates keep what they need): their buffers go back to the
+     * tape for the next step, so a store-all unroll keeps only the states. */
+    ad_tensor *done[3] = {rows, gx, gh};
+    for (int i = 0; i < 3 && ad_tape_status(t) == AD_OK; i++) ad_tape_release(t, done[i]);
     return ad_tape_status(t);
 }
 
@@ -449,16 +466,19 @@ static ad_status rc_cell_step(ad_tape *t, const nn_cell *cell, ad_tensor *x, con
 static ad_tensor *rc_step_loss(ad_tape *t, void *ctx, int k, const nn_state *h)
 {
     rnet *r = ctx;
-    ad_tensor *z = ad_addmm(t, ad_use(t, r->by), h->h, ad_use(t, r->Wy), 0);
+    ad_tensor *z = ad_addmm(t, weight(t, r, C_BY, r->by), h->h, weight(t, r, C_WY, r->Wy), 0);
     ad_tensor *l = ad_cross_entropy(t, z, r->ids + (size_t)(k + 1) * r->B, r->B, -1, AD_REDUCE_SUM);
     if (ad_tape_status(t) == AD_OK) ad_tape_release(t, z);
     return l;
 }
 
-/* forward_backward's net and loss (the mean over the T B tokens) with
- * nn_unroll's recomputation over ceil(sqrt(T)) segments, the head and loss
- * of each step inside its segment. */
-static int forward_backward_recompute(rnet *r)
+/* forward_backward's net and loss (the mean over the T B tokens) through
+ * nn_unroll, the head and loss of each step in step_loss (nothing of size
+ * T B V but the loss's saved probabilities is kept): store-all, or with
+ * r->recompute over ceil(sqrt(T)) recomputed segments, each step's head and
+ * loss inside its segment. The inputs are the token ids ([B, 1] per step),
+ * so the tape holds no one-hot rows. */
+static int forward_backward_unroll(rnet *r)
 {
     ad_tape *t = r->tape;
     ad_dtype dt = nn_params_dtype(r->ps);
@@ -467,6 +487,8 @@ static int forward_backward_recompute(rnet *r)
     if (r->B > 256) return 1;
     ad_shape hs = ad_shape2(r->B, r->H);
     nn_state h0 = {ad_zeros(t, dt, hs), r->kind == NN_CELL_LSTM ? ad_zeros(t, dt, hs) : NULL};
+    ad_param *ps[5] = {r->Wx, r->b, r->Wh, r->Wy, r->by};
+    for (int i = 0; i < 5; i++) r->copy[i] = r->recompute ? NULL : ad_use(t, ps[i]);
     nn_cell cell = {.name = "w6", .input_size = 1, .hidden_size = r->H, .has_c = r->kind == NN_CELL_LSTM,
                     .step = rc_cell_step, .ctx = r};
     for (int k = 0; k < r->T; k++) {
@@ -480,7 +502,8 @@ static int forward_backward_recompute(rnet *r)
         r->all_h[k] = x; /* the inputs, in all_h's array */
     }
     ad_tensor *sum = NULL;
-    nn_unroll_options o = {.h0 = &h0, .recompute = NN_RECOMPUTE_SEGMENTS, .step_loss = rc_step_loss,
+    nn_unroll_options o = {.h0 = &h0, .recompute = r->recompute ? NN_RECOMPUTE_SEGMENTS : NN_RECOMPUTE_OFF,
+                           .step_loss = rc_step_loss,
                            .step_loss_ctx = r, .loss = &sum};
     nn_state last;
     ad_tensor *loss = NULL;
@@ -643,6 +666,7 @@ static int run_w6(const opts *o, const text *tx)
             }
             r.tx = tx;
             r.proj_block = (int)o->proj_block;
+            r.via_unroll = 1;
             r.recompute = k >= 2;
             nn_optim_config cfg = nn_optim_defaults(NN_OPTIM_SGD);
             r.opt = nn_optim_new(r.ps, &cfg, NULL);

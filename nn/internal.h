@@ -97,6 +97,16 @@ struct nn_cell;
 struct nn_unroll_options;
 struct nn_state;
 
+/* Steps per block of the hoisted input projection for a T-step unroll
+ * (o->hoist_block, or NN_UNROLL_HOIST_BLOCK when 0; at most T). */
+int nn__hoist_block(const struct nn_unroll_options *o, int T);
+
+/* x W_ih^T + b_ih of n steps at once ([n B, G H]): the inputs xs[0..n-1], or
+ * (xs NULL) from[0..n-1].h, stacked; each must be [batch, I] (AD_ERR_SHAPE
+ * naming the step first + k otherwise). NULL after an error on t. */
+struct ad_tensor *nn__project_block(struct ad_tape *t, const struct nn_cell *cell, struct ad_tensor *const *xs,
+                                    const struct nn_state *from, int first, int n, int64_t batch);
+
 /* nn_unroll() with o->recompute or o->step_loss: the arguments are checked
  * (check_args), h is the initial state. Returns the tape's status. */
 ad_status nn__unroll_recompute(struct ad_tape *t, const struct nn_cell *cell, struct ad_tensor *const *xs,

@@ -52,33 +52,56 @@ static ad_status check_args(ad_tape *t, const nn_cell *cell, ad_tensor *const *x
     return AD_OK;
 }
 
-/* x W_ih^T + b_ih of every step at once: the inputs stacked into [T B, I]. */
-static ad_tensor *hoisted_projection(ad_tape *t, const nn_cell *cell, ad_tensor *const *xs,
-                                     const nn_state *from, int T, int64_t batch)
+int nn__hoist_block(const nn_unroll_options *o, int T)
 {
-    for (int k = 0; k < T; k++) {
-        ad_tensor *x = input_at(xs, from, k);
-        if (ad_tensor_rank(x) != 2 || ad_tensor_dim(x, 0) != batch || ad_tensor_dim(x, 1) != cell->input_size) {
-            ad_tape_fail(t, AD_ERR_SHAPE, "%s: x must be [B, %d] at every step (t=%d differs)", cell->name,
-                         cell->input_size, k);
-            return NULL;
+    int blk = o->hoist_block > 0 ? o->hoist_block : NN_UNROLL_HOIST_BLOCK;
+    return blk < T ? blk : T;
+}
+
+/* The most inputs one concat takes here: longer blocks are joined in groups. */
+enum { CONCAT_GROUP = 256 };
+
+ad_tensor *nn__project_block(ad_tape *t, const nn_cell *cell, ad_tensor *const *xs, const nn_state *from,
+                             int first, int n, int64_t batch)
+{
+    ad_tensor *parts[CONCAT_GROUP], *all = NULL;
+    for (int k0 = 0; k0 < n; k0 += CONCAT_GROUP) {
+        int m = n - k0 < CONCAT_GROUP ? n - k0 : CONCAT_GROUP;
+        for (int k = 0; k < m; k++) {
+            ad_tensor *x = parts[k] = input_at(xs, from, k0 + k);
+            if (ad_tensor_rank(x) != 2 || ad_tensor_dim(x, 0) != batch || ad_tensor_dim(x, 1) != cell->input_size) {
+                ad_tape_fail(t, AD_ERR_SHAPE, "%s: x must be [B, %d] at every step (t=%d differs)", cell->name,
+                             cell->input_size, first + k0 + k);
+                return NULL;
+            }
         }
+        ad_tensor *g = m == 1 ? parts[0] : ad_concat(t, parts, m, 0);
+        all = all ? ad_concat(t, (ad_tensor *[]){all, g}, 2, 0) : g;
     }
-    ad_tensor *stacked;
-    if (xs) {
-        stacked = ad_concat(t, xs, T, 0);
-    } else {
-        ad_tensor *parts[256], *all = NULL;
-        /* stacked in groups (concat takes an array), then joined */
-        for (int k0 = 0; k0 < T; k0 += 256) {
-            int n = T - k0 < 256 ? T - k0 : 256;
-            for (int k = 0; k < n; k++) parts[k] = from[k0 + k].h;
-            ad_tensor *g = ad_concat(t, parts, n, 0);
-            all = all ? ad_concat(t, (ad_tensor *[]){all, g}, 2, 0) : g;
-        }
-        stacked = all;
+    return nn_cell_input_projection(t, cell, all);
+}
+
+/* One step of the unroller: its state from gx (the step's rows of a hoisted
+ * block) or from its input, masked where padded. */
+static ad_status one_step(ad_tape *t, const nn_cell *cell, ad_tensor *const *xs, nn_state *outs,
+                          const nn_unroll_options *o, ad_tensor *gx, int step, int64_t batch, nn_state *h)
+{
+    char label[AD_NAME_SIZE + 16];
+    snprintf(label, sizeof label, "%s t=%d", cell->name, step);
+    ad_tape_set_label(t, label);
+    nn_state next;
+    ad_status st = gx ? nn_cell_step_projected(t, cell, gx, h, &next)
+                      : nn_cell_step(t, cell, input_at(xs, outs, step), h, &next);
+    if (st != AD_OK) return st;
+    int all_valid = 1;
+    ad_tensor *m = o->lengths ? step_mask(t, ad_tensor_dtype(next.h), o->lengths, batch, step, &all_valid) : NULL;
+    if (!all_valid) {
+        next.h = ad_where(t, m, next.h, h->h);
+        if (next.c) next.c = ad_where(t, m, next.c, h->c);
     }
-    return nn_cell_input_projection(t, cell, stacked);
+    *h = next;
+    if (outs) outs[step] = *h;
+    return ad_tape_status(t);
 }
 
 /*
@@ -93,6 +116,8 @@ static ad_status run(ad_tape *t, const nn_cell *cell, ad_tensor *const *xs, int 
     nn_unroll_options o = {0};
     if (opts) o = *opts;
     if (check_args(t, cell, xs, outs, T, &o) != AD_OK) return ad_tape_status(t);
+    if (o.hoist_block < 0)
+        return ad_tape_fail(t, AD_ERR_ARG, "unroll %s: hoist_block = %d is negative", cell->name, o.hoist_block);
     int64_t batch = ad_tensor_dim(input_at(xs, outs, 0), 0);
     nn_state h;
     if (o.h0) h = *o.h0;
@@ -104,33 +129,25 @@ static ad_status run(ad_tape *t, const nn_cell *cell, ad_tensor *const *xs, int 
                                                "with stacked layers yet", cell->name);
         return nn__unroll_recompute(t, cell, xs, T, &o, h, outs, last);
     }
-    ad_tensor *gx_all = o.hoist_input && cell->kind != NN_CELL_CUSTOM
-                            ? hoisted_projection(t, cell, xs, outs, T, batch) : NULL;
-    if (ad_tape_status(t) != AD_OK) return ad_tape_status(t);
-    for (int k = 0; k < T; k++) {
-        int step = o.reverse ? T - 1 - k : k;
-        char label[AD_NAME_SIZE + 16];
-        snprintf(label, sizeof label, "%s t=%d", cell->name, step);
-        ad_tape_set_label(t, label);
-        nn_state next;
-        ad_status st = gx_all ? nn_cell_step_projected(t, cell, ad_slice(t, gx_all, 0, step * batch, batch), &h, &next)
-                              : nn_cell_step(t, cell, input_at(xs, outs, step), &h, &next);
-        if (st != AD_OK) break;
-        int all_valid = 1;
-        ad_tensor *m = o.lengths ? step_mask(t, ad_tensor_dtype(next.h), o.lengths, batch, step,
-                                             &all_valid) : NULL;
-        if (!all_valid) {
-            next.h = ad_where(t, m, next.h, h.h);
-            if (next.c) next.c = ad_where(t, m, next.c, h.c);
+    int hoist = o.hoist_input && cell->kind != NN_CELL_CUSTOM;
+    int blk = hoist ? nn__hoist_block(&o, T) : T;
+    /* Blocks of processing order k; reversed, a block is steps T-k0-nb..T-k0-1. */
+    for (int k0 = 0; k0 < T && ad_tape_status(t) == AD_OK; k0 += blk) {
+        int nb = T - k0 < blk ? T - k0 : blk, lo = o.reverse ? T - k0 - nb : k0;
+        /* Stacked layers read outs[lo..].h here, before this block's steps overwrite them. */
+        ad_tensor *gx = hoist ? nn__project_block(t, cell, xs ? xs + lo : NULL, xs ? NULL : outs + lo, lo, nb, batch)
+                              : NULL;
+        for (int k = k0; k < k0 + nb && ad_tape_status(t) == AD_OK; k++) {
+            int step = o.reverse ? T - 1 - k : k;
+            ad_tensor *g = gx ? ad_slice(t, gx, 0, (int64_t)(step - lo) * batch, batch) : NULL;
+            one_step(t, cell, xs, outs, &o, g, step, batch, &h);
         }
-        h = next;
-        if (outs) outs[step] = h;
+        /* The steps read the block through views, and no gate's backward
+         * needs it: its buffer is free for the next block (and, in backward,
+         * for its gradient of the same size). */
+        if (gx && ad_tape_status(t) == AD_OK) ad_tape_release(t, gx);
     }
     ad_tape_set_label(t, NULL);
-    /* The steps read the hoisted projection through views, and no gate's
-     * backward needs it: its buffer is free for what comes next (its
-     * gradient, of the same size, in backward). */
-    if (gx_all && ad_tape_status(t) == AD_OK) ad_tape_release(t, gx_all);
     if (last && ad_tape_status(t) == AD_OK) *last = h;
     return ad_tape_status(t);
 }

@@ -51,6 +51,14 @@ typedef enum nn_recompute_mode {
  */
 typedef ad_tensor *(*nn_step_loss_fn)(ad_tape *t, void *ctx, int step, const nn_state *h);
 
+/**
+ * Steps per block of the hoisted input projection when
+ * nn_unroll_options::hoist_block is 0: with B = 32 a block is a 2048-row
+ * product, as fast per row as one over the whole sequence, while one block's
+ * projection and its gradient stay a few MiB however long the sequence.
+ */
+#define NN_UNROLL_HOIST_BLOCK 64
+
 /** Options of the unrollers; zero-initialise for the defaults. */
 typedef struct nn_unroll_options {
     const nn_state *h0;     /**< initial state; NULL: zeros. Per layer for nn_unroll_layers(). */
@@ -64,6 +72,16 @@ typedef struct nn_unroll_options {
      * sequence instead of one per step. Ignored for custom cells.
      */
     int hoist_input;
+    /**
+     * With hoist_input: the projection is computed per block of this many
+     * steps (0: NN_UNROLL_HOIST_BLOCK; T or more: one product for the whole
+     * sequence; negative: AD_ERR_ARG). Each block's projection is released
+     * once its steps have read it, and in backward each block's gradient is
+     * used and released before the next one is written, so no [T B, G H]
+     * buffer is kept. W_ih and b_ih get one temporal copy per block. The
+     * gradients equal the step-by-step unroll's up to rounding (tested).
+     */
+    int hoist_block;
     /**
      * nn_unroll_layers() and nn_unroll_layers_seq(): dropout with probability
      * `dropout` (in [0, 1)) on the outputs of every layer but the last, as

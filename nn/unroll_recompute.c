@@ -33,6 +33,7 @@ struct rc_shared {
     nn_step_loss_fn step_loss;
     void *loss_ctx;
     int hoist;       /* built-in cell with hoist_input */
+    int block;       /* steps per block of the hoisted projection (T without hoist) */
     int ns;          /* state tensors: 1 (h) or 2 (h, c) */
     int want_states; /* regions output every step's state */
     int n;           /* nodes */
@@ -55,38 +56,33 @@ static ad_status after_step(ad_tape *t, rc_shared *s, int step, const nn_state *
     return ad_tape_status(t);
 }
 
-/* Plain steps a..b-1 (xin[k - base] is step k's input). */
+/* Plain steps a..b-1 (xin[k - base] is step k's input); with hoisting, the
+ * input projection per block of s->block steps, released after them. */
 static ad_status plain_steps(ad_tape *t, rc_shared *s, ad_tensor *const *xin, int base, int a, int b,
                              nn_state *h, nn_state *states, ad_tensor **loss)
 {
-    if (a >= b) return ad_tape_status(t);
     const nn_cell *cell = s->cell;
-    ad_tensor *gx = NULL;
-    int64_t batch = ad_tensor_dim(xin[a - base], 0);
-    if (s->hoist) {
-        for (int k = a; k < b; k++) {
-            ad_tensor *x = xin[k - base];
-            if (ad_tensor_rank(x) != 2 || ad_tensor_dim(x, 0) != batch || ad_tensor_dim(x, 1) != cell->input_size)
-                return ad_tape_fail(t, AD_ERR_SHAPE, "%s: x must be [B, %d] at every step (t=%d differs)",
-                                    cell->name, cell->input_size, k);
-        }
-        gx = nn_cell_input_projection(t, cell, ad_concat(t, xin + (a - base), b - a, 0));
+    int64_t batch = a < b ? ad_tensor_dim(xin[a - base], 0) : 0;
+    for (int k0 = a; k0 < b; k0 += s->block) {
+        int nb = b - k0 < s->block ? b - k0 : s->block;
+        ad_tensor *gx = s->hoist ? nn__project_block(t, cell, xin + (k0 - base), NULL, k0, nb, batch) : NULL;
         if (ad_tape_status(t) != AD_OK) return ad_tape_status(t);
+        for (int k = k0; k < k0 + nb; k++) {
+            char label[AD_NAME_SIZE + 16];
+            snprintf(label, sizeof label, "%s t=%d", cell->name, k);
+            ad_tape_set_label(t, label);
+            nn_state next;
+            ad_status st = gx ? nn_cell_step_projected(t, cell, ad_slice(t, gx, 0, (int64_t)(k - k0) * batch, batch),
+                                                       h, &next)
+                              : nn_cell_step(t, cell, xin[k - base], h, &next);
+            if (st != AD_OK) return st;
+            *h = next;
+            if (states) states[k - base] = next;
+            if (after_step(t, s, k, h, loss) != AD_OK) return ad_tape_status(t);
+        }
+        ad_tape_set_label(t, NULL);
+        if (gx) ad_tape_release(t, gx);
     }
-    for (int k = a; k < b; k++) {
-        char label[AD_NAME_SIZE + 16];
-        snprintf(label, sizeof label, "%s t=%d", cell->name, k);
-        ad_tape_set_label(t, label);
-        nn_state next;
-        ad_status st = gx ? nn_cell_step_projected(t, cell, ad_slice(t, gx, 0, (int64_t)(k - a) * batch, batch), h, &next)
-                          : nn_cell_step(t, cell, xin[k - base], h, &next);
-        if (st != AD_OK) return st;
-        *h = next;
-        if (states) states[k - base] = next;
-        if (after_step(t, s, k, h, loss) != AD_OK) return ad_tape_status(t);
-    }
-    ad_tape_set_label(t, NULL);
-    if (gx) ad_tape_release(t, gx);
     return ad_tape_status(t);
 }
 
@@ -219,6 +215,7 @@ ad_status nn__unroll_recompute(ad_tape *t, const nn_cell *cell, ad_tensor *const
     s->step_loss = o->step_loss;
     s->loss_ctx = o->step_loss_ctx;
     s->hoist = o->hoist_input && cell->kind != NN_CELL_CUSTOM;
+    s->block = s->hoist ? nn__hoist_block(o, T) : T;
     s->ns = cell->has_c ? 2 : 1;
     s->want_states = outs != NULL;
     s->n = plan.n;

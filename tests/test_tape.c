@@ -206,10 +206,10 @@ Test(tape, labels_are_kept_per_node)
 /*
  * On a lean tape the weight gradients of per-step products (few rows,
  * weights of 4096+ elements) are stacked and computed once at the end of
- * backward, STACK_ROWS (2048) rows at a time: the same gradients as a tape
+ * backward, AD__TUNE_STACK_ROWS (512) rows at a time: the same gradients as a tape
  * with per-copy buffers, within f64 rounding, for a weight used plainly, used
  * transposed, and with a transposed left operand; 70 steps of 32 rows take
- * two stacked products.
+ * several stacked products.
  */
 static unsigned stacked_grads_off(int lean, unsigned fast_off, ad_param *const *p, const double *x, double *out)
 {
