@@ -1,7 +1,9 @@
 #include "testsupport.h"
 
+#include <criterion/alloc.h>
 #include <criterion/criterion.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -140,4 +142,17 @@ void ts_expect_tape_errors(ad_tensor *(*call)(ad_tape *t, int i), const ts_bad_c
                   cases[i].name, ad_tape_message(t));
         ad_tape_free(t);
     }
+}
+
+static void free_row_numbers(struct criterion_test_params *p) { cr_free(p->params); }
+
+struct criterion_test_params ts_row_numbers(size_t n)
+{
+    size_t *numbers = cr_malloc(n * sizeof *numbers);
+    if (!numbers) { /* before any test runs: no test to fail, so stop loudly */
+        fprintf(stderr, "testsupport: no memory for %zu row numbers\n", n);
+        abort();
+    }
+    for (size_t i = 0; i < n; i++) numbers[i] = i;
+    return cr_make_param_array(size_t, numbers, n, free_row_numbers);
 }

@@ -9,6 +9,7 @@
 #ifndef UNROLL_TESTSUPPORT_H
 #define UNROLL_TESTSUPPORT_H
 
+#include <criterion/parameterized.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -59,5 +60,16 @@ typedef struct ts_bad_case {
  * cases[i].fragment.
  */
 void ts_expect_tape_errors(ad_tensor *(*call)(ad_tape *t, int i), const ts_bad_case *cases, int n);
+
+/*
+ * The row numbers 0..n-1 as the parameters of a parameterized test.
+ *
+ * Criterion runs each parameterized case in a re-executed child and hands it
+ * a byte copy of its parameter: a pointer into the binary (a function, a
+ * string literal) does not survive that (the child is loaded elsewhere). A
+ * family test therefore keeps its rows, calls included, in a static table and
+ * is parameterized over row numbers: `const row *r = &rows[*i];`.
+ */
+struct criterion_test_params ts_row_numbers(size_t n);
 
 #endif
