@@ -61,6 +61,17 @@ typedef struct ts_bad_case {
  */
 void ts_expect_tape_errors(ad_tensor *(*call)(ad_tape *t, int i), const ts_bad_case *cases, int n);
 
+/* A bad-input case that carries its call (made on a fresh tape). */
+typedef struct ts_bad_call {
+    const char *name;
+    ad_status want;
+    const char *fragment; /* must occur in the tape's message */
+    ad_tensor *(*call)(ad_tape *t);
+} ts_bad_call;
+
+/* ts_expect_tape_errors for cases that carry their calls. */
+void ts_expect_bad_calls(const ts_bad_call *cases, int n);
+
 /*
  * The row numbers 0..n-1 as the parameters of a parameterized test.
  *
