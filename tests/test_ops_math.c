@@ -96,7 +96,7 @@ static const gc_row rows[] = {
     UN(exp, 2, (2, 3), -2, 2), UN(log, 2, (2, 3), 0.2, 3), UN(sqrt, 1, (4), 0.2, 3),
     UN(abs, 2, (3, 3), 0.1, 2), UN(tanh, 4, (2, 1, 2, 3), -2, 2),
     UN(tanh, 0, (0), -2, 2), UN(sigmoid, 2, (2, 3), -4, 4),
-    UN(relu, 2, (2, 3), 0.1, 2),
+    UN(relu, 2, (2, 3), 0.1, 2), UN(softplus, 2, (2, 3), -4, 4), UN(softplus, 3, (2, 2, 3), -30, 30),
     /* reductions: every axis, negative axes, keepdim both ways, all axes */
     RED(sum, 2, (2, 3), 0, 0), RED(sum, 2, (2, 3), 1, 1), RED(sum, 3, (2, 3, 4), -1, 0),
     RED(sum, 3, (2, 3, 4), 1, 0), RED(sum, 4, (2, 1, 3, 2), AD_AXIS_ALL, 0),
@@ -480,6 +480,38 @@ Test(ops_math, unary_values)
         /* the two-branch sigmoid never overflows */
         ad_tensor *big = ad_from_f64(t, d, ad_shape1(2), (double[]){-800, 800});
         assert_values(ad_sigmoid(t, big), (double[]){0, 1}, 2, 0);
+    }
+    cr_assert_eq(ad_tape_status(t), AD_OK, "%s", ad_tape_message(t));
+    ad_tape_free(t);
+}
+
+/*
+ * softplus in both dtypes: log(1 + e^x) at ordinary x, and its stable form at
+ * the extremes: x itself for large x (where e^x overflows), e^x for very
+ * negative x (where 1 + e^x rounds to 1), log 2 at 0; its gradient is
+ * sigmoid(x) there too.
+ */
+Test(ops_math, softplus_values)
+{
+    ad_tape *t = ad_tape_new(NULL);
+    double x[7] = {-2, -0.5, 0, 1.5, 800, -800, -40};
+    for (int dt = 0; dt < 2; dt++) {
+        ad_dtype d = dt ? AD_F64 : AD_F32;
+        double tol = dt ? 1e-15 : 1e-6;
+        ad_tensor *v = ad_variable(t, d, ad_shape1(5), ad_tensor_data(ad_from_f64(t, d, ad_shape1(5), x)));
+        ad_tensor *y = ad_softplus(t, v);
+        assert_values(y, (double[]){log1p(exp(-2)), log1p(exp(-0.5)), log(2), log1p(exp(1.5)), 800}, 5, tol);
+        cr_assert_eq(ad_backward(t, ad_sum(t, y, AD_AXIS_ALL, 0), NULL), AD_OK, "%s", ad_tape_message(t));
+        double s[5] = {1 / (1 + exp(2)), 1 / (1 + exp(0.5)), 0.5, 1 / (1 + exp(-1.5)), 1};
+        for (size_t i = 0; i < 5; i++)
+            cr_assert(fabs(ad_tensor_grad_get(v, i) - s[i]) <= tol, "dtype %d grad %zu: %.17g, want %.17g", dt, i,
+                      ad_tensor_grad_get(v, i), s[i]);
+        /* the tail: relative accuracy, where log(1 + e^x) would give 0 */
+        ad_tensor *tail = ad_softplus(t, ad_from_f64(t, d, ad_shape1(2), x + 5));
+        cr_assert_eq(ad_tensor_get(tail, 0), 0.0, "softplus(-800) underflows to 0, never NaN");
+        double want = dt ? exp(-40.0) : (double)expf(-40.0f);
+        cr_assert(fabs(ad_tensor_get(tail, 1) - want) <= 4 * (dt ? DBL_EPSILON : FLT_EPSILON) * want,
+                  "dtype %d softplus(-40) = %.17g, want %.17g", dt, ad_tensor_get(tail, 1), want);
     }
     cr_assert_eq(ad_tape_status(t), AD_OK, "%s", ad_tape_message(t));
     ad_tape_free(t);
