@@ -390,6 +390,26 @@ DEFINE_UNARY_OP_VEC(sigmoid, SIGMOID, ad__sigmoid_f32, ad__sigmoid_f64, y * (1 -
 DEFINE_UNARY_OP(relu, RELU, x > 0 ? x : 0, x > 0 ? x : 0, x > 0)
 
 /*
+ * softplus(x) = log(1 + e^x) as max(x, 0) + log1p(e^-|x|): e^-|x| <= 1 never
+ * overflows, and log1p keeps the small tail for large |x| (where log(1 + e)
+ * rounds to 0). Its derivative is sigmoid(x), in the two-branch form: with
+ * e = e^-|x|, 1 / (1 + e) for x >= 0 and e / (1 + e) below.
+ */
+static float sigmoid_of_f32(float x)
+{
+    float e = expf(-fabsf(x));
+    return x >= 0 ? 1 / (1 + e) : e / (1 + e);
+}
+static double sigmoid_of_f64(double x)
+{
+    double e = exp(-fabs(x));
+    return x >= 0 ? 1 / (1 + e) : e / (1 + e);
+}
+#define SIGMOID_OF(x) _Generic((x), float: sigmoid_of_f32, default: sigmoid_of_f64)(x)
+DEFINE_UNARY_OP(softplus, SOFTPLUS, (x > 0 ? x : 0) + log1pf(expf(-fabsf(x))),
+                (x > 0 ? x : 0) + log1p(exp(-fabs(x))), SIGMOID_OF(x))
+
+/*
  * Forward mode of the unary ops: DOT is the output's tangent in terms of x,
  * y, the scalar c and the input's tangent d, from the formula.
  */
@@ -442,6 +462,7 @@ UNARY_JVP(abs, x > 0 ? d : x < 0 ? -d : 0)
 UNARY_JVP(tanh, (1 - y * y) * d)
 UNARY_JVP(sigmoid, y * (1 - y) * d)
 UNARY_JVP(relu, x > 0 ? d : 0)
+UNARY_JVP(softplus, SIGMOID_OF(x) * d)
 
 static ad_tensor *unary(ad_tape *t, ad__op op, ad_tensor *x, double c)
 {
@@ -461,3 +482,4 @@ ad_tensor *ad_abs(ad_tape *t, ad_tensor *x) { return unary(t, AD_OP_ABS, x, 0); 
 ad_tensor *ad_tanh(ad_tape *t, ad_tensor *x) { return unary(t, AD_OP_TANH, x, 0); }
 ad_tensor *ad_sigmoid(ad_tape *t, ad_tensor *x) { return unary(t, AD_OP_SIGMOID, x, 0); }
 ad_tensor *ad_relu(ad_tape *t, ad_tensor *x) { return unary(t, AD_OP_RELU, x, 0); }
+ad_tensor *ad_softplus(ad_tape *t, ad_tensor *x) { return unary(t, AD_OP_SOFTPLUS, x, 0); }

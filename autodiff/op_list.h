@@ -65,7 +65,8 @@
     X(ADDMM,            addmm,            3,  addmm,         addmm,            0,              KEEPS_IN(0) | KEEPS_IN(1)) \
     X(RNN_CELL,         rnn_cell,         2,  rnn_cell,      rnn_cell,         0,              KEEPS_OUT) \
     X(LAYER_NORM,       layer_norm,       1,  layer_norm,    layer_norm,       0,              KEEPS_OUT) \
-    X(CHECKPOINT,       checkpoint,       -1, checkpoint,    checkpoint,       0,              KEEPS_ALL_IN)
+    X(CHECKPOINT,       checkpoint,       -1, checkpoint,    checkpoint,       0,              KEEPS_ALL_IN) \
+    X(SOFTPLUS,         softplus,         1,  same,          softplus,         0,              KEEPS_IN(0))
 /* clang-format on */
 
 #endif

@@ -96,6 +96,12 @@ AD_API ad_tensor *ad_tanh(ad_tape *t, ad_tensor *x);
 AD_API ad_tensor *ad_sigmoid(ad_tape *t, ad_tensor *x);
 /** max(x, 0); the gradient at 0 is 0. */
 AD_API ad_tensor *ad_relu(ad_tape *t, ad_tensor *x);
+/**
+ * softplus(x) = log(1 + e^x), computed as max(x, 0) + log1p(e^-|x|) so that it
+ * never overflows and keeps its small values for very negative x;
+ * d/dx = sigmoid(x) (two-branch stable). A smooth relu: positive everywhere.
+ */
+AD_API ad_tensor *ad_softplus(ad_tape *t, ad_tensor *x);
 
 /* ---- reductions and normalisations ------------------------------------------- */
 

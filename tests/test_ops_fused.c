@@ -11,72 +11,121 @@
 
 #include "testsupport.h"
 
-typedef enum cell_op { LSTM_STATE, LSTM_OUTPUT, LSTM_BOTH, GRU, RNN_TANH, RNN_RELU } cell_op;
+/* The fused call and the same formulas with the general ops. */
+typedef ad_tensor *(*cell_fn)(ad_tape *t, ad_tensor *gx, ad_tensor *gh, ad_tensor *s);
 
-/* One gradcheck case (plain data, see STYLE.md). shared: gh is gx itself. */
+/* A gate op: its gates per hidden unit, its inputs (the Elman ops take no
+ * state: two instead of three), the fused call and its op-by-op formula. */
+typedef struct cell_def {
+    const char *name;
+    int64_t gates;
+    int inputs;
+    cell_fn fused, plain;
+} cell_def;
+
+static ad_tensor *lstm_state(ad_tape *t, ad_tensor *gx, ad_tensor *gh, ad_tensor *s)
+{
+    return ad_lstm_cell_state(t, gx, gh, s);
+}
+static ad_tensor *lstm_output(ad_tape *t, ad_tensor *gx, ad_tensor *gh, ad_tensor *s)
+{
+    return ad_lstm_cell_output(t, gx, gh, s);
+}
+static ad_tensor *lstm_both(ad_tape *t, ad_tensor *gx, ad_tensor *gh, ad_tensor *s)
+{
+    return ad_lstm_cell_output(t, gx, gh, ad_lstm_cell_state(t, gx, gh, s));
+}
+static ad_tensor *gru(ad_tape *t, ad_tensor *gx, ad_tensor *gh, ad_tensor *s) { return ad_gru_cell(t, gx, gh, s); }
+static ad_tensor *rnn_tanh(ad_tape *t, ad_tensor *gx, ad_tensor *gh, ad_tensor *s)
+{
+    (void)s;
+    return ad_rnn_cell(t, gx, gh, AD_RNN_TANH);
+}
+static ad_tensor *rnn_relu(ad_tape *t, ad_tensor *gx, ad_tensor *gh, ad_tensor *s)
+{
+    (void)s;
+    return ad_rnn_cell(t, gx, gh, AD_RNN_RELU);
+}
+
+/* The LSTM with the general ops: the new state c (from s), or with `output`
+ * the new output from c (c = s itself without `state`). */
+static ad_tensor *plain_lstm(ad_tape *t, ad_tensor *gx, ad_tensor *gh, ad_tensor *s, int state, int output)
+{
+    int64_t h = ad_tensor_dim(s, 1), sz[4] = {h, h, h, h};
+    ad_tensor *q[4];
+    if (ad_split(t, ad_add(t, gx, gh), 1, 4, sz, q) != AD_OK) return NULL;
+    ad_tensor *c = s;
+    if (state)
+        c = ad_add(t, ad_mul(t, ad_sigmoid(t, q[1]), s), ad_mul(t, ad_sigmoid(t, q[0]), ad_tanh(t, q[2])));
+    if (!output) return c;
+    return ad_mul(t, ad_sigmoid(t, q[3]), ad_tanh(t, c));
+}
+static ad_tensor *plain_lstm_state(ad_tape *t, ad_tensor *gx, ad_tensor *gh, ad_tensor *s)
+{
+    return plain_lstm(t, gx, gh, s, 1, 0);
+}
+static ad_tensor *plain_lstm_output(ad_tape *t, ad_tensor *gx, ad_tensor *gh, ad_tensor *s)
+{
+    return plain_lstm(t, gx, gh, s, 0, 1);
+}
+static ad_tensor *plain_lstm_both(ad_tape *t, ad_tensor *gx, ad_tensor *gh, ad_tensor *s)
+{
+    return plain_lstm(t, gx, gh, s, 1, 1);
+}
+static ad_tensor *plain_gru(ad_tape *t, ad_tensor *gx, ad_tensor *gh, ad_tensor *s)
+{
+    int64_t h = ad_tensor_dim(s, 1), sz[3] = {h, h, h};
+    ad_tensor *x[3], *y[3];
+    if (ad_split(t, gx, 1, 3, sz, x) != AD_OK || ad_split(t, gh, 1, 3, sz, y) != AD_OK) return NULL;
+    ad_tensor *r = ad_sigmoid(t, ad_add(t, x[0], y[0])), *z = ad_sigmoid(t, ad_add(t, x[1], y[1]));
+    ad_tensor *n = ad_tanh(t, ad_add(t, x[2], ad_mul(t, r, y[2])));
+    ad_tensor *one_minus_z = ad_add_scalar(t, ad_neg(t, z), 1);
+    return ad_add(t, ad_mul(t, one_minus_z, n), ad_mul(t, z, s));
+}
+static ad_tensor *plain_rnn_tanh(ad_tape *t, ad_tensor *gx, ad_tensor *gh, ad_tensor *s)
+{
+    (void)s;
+    return ad_tanh(t, ad_add(t, gx, gh));
+}
+static ad_tensor *plain_rnn_relu(ad_tape *t, ad_tensor *gx, ad_tensor *gh, ad_tensor *s)
+{
+    (void)s;
+    return ad_relu(t, ad_add(t, gx, gh));
+}
+
+#define CELL(name, gates, inputs) {#name, gates, inputs, name, plain_##name}
+enum { LSTM_STATE, LSTM_OUTPUT, LSTM_BOTH, GRU, RNN_TANH, RNN_RELU, N_CELLS };
+static const cell_def cells[N_CELLS] = {
+    [LSTM_STATE] = CELL(lstm_state, 4, 3), [LSTM_OUTPUT] = CELL(lstm_output, 4, 3),
+    [LSTM_BOTH] = CELL(lstm_both, 4, 3),   [GRU] = CELL(gru, 3, 3),
+    [RNN_TANH] = CELL(rnn_tanh, 1, 2),     [RNN_RELU] = CELL(rnn_relu, 1, 2),
+};
+
+/* One gradcheck case (plain data, see STYLE.md): the cell by its number in
+ * cells[]. shared: gh is gx itself. */
 typedef struct cell_row {
-    cell_op op;
+    int cell;
     int64_t b, h;
     int shared;
     uint64_t seed;
 } cell_row;
-
-static int64_t gates(cell_op op) { return op >= RNN_TANH ? 1 : op == GRU ? 3 : 4; }
-
-/* The Elman ops take no state: two inputs instead of three. */
-static int inputs_of(cell_op op) { return op >= RNN_TANH ? 2 : 3; }
 
 typedef struct cell_ctx {
     const cell_row *row;
     ad_param *p[3]; /* gx, gh, state */
 } cell_ctx;
 
-static ad_tensor *fused(ad_tape *t, cell_op op, ad_tensor *gx, ad_tensor *gh, ad_tensor *s)
-{
-    switch (op) {
-    case LSTM_STATE: return ad_lstm_cell_state(t, gx, gh, s);
-    case LSTM_OUTPUT: return ad_lstm_cell_output(t, gx, gh, s);
-    case LSTM_BOTH: return ad_lstm_cell_output(t, gx, gh, ad_lstm_cell_state(t, gx, gh, s));
-    case GRU: return ad_gru_cell(t, gx, gh, s);
-    case RNN_TANH: return ad_rnn_cell(t, gx, gh, AD_RNN_TANH);
-    case RNN_RELU: return ad_rnn_cell(t, gx, gh, AD_RNN_RELU);
-    }
-    return NULL;
-}
-
-/* The same formulas with the general ops. */
-static ad_tensor *plain(ad_tape *t, cell_op op, ad_tensor *gx, ad_tensor *gh, ad_tensor *s)
-{
-    int64_t h = ad_tensor_dim(s, 1), sz[4] = {h, h, h, h};
-    ad_tensor *q[4], *x[3], *y[3];
-    if (op == RNN_TANH) return ad_tanh(t, ad_add(t, gx, gh));
-    if (op == RNN_RELU) return ad_relu(t, ad_add(t, gx, gh));
-    if (op == GRU) {
-        if (ad_split(t, gx, 1, 3, sz, x) != AD_OK || ad_split(t, gh, 1, 3, sz, y) != AD_OK) return NULL;
-        ad_tensor *r = ad_sigmoid(t, ad_add(t, x[0], y[0])), *z = ad_sigmoid(t, ad_add(t, x[1], y[1]));
-        ad_tensor *n = ad_tanh(t, ad_add(t, x[2], ad_mul(t, r, y[2])));
-        ad_tensor *one_minus_z = ad_add_scalar(t, ad_neg(t, z), 1);
-        return ad_add(t, ad_mul(t, one_minus_z, n), ad_mul(t, z, s));
-    }
-    if (ad_split(t, ad_add(t, gx, gh), 1, 4, sz, q) != AD_OK) return NULL;
-    ad_tensor *c = s;
-    if (op != LSTM_OUTPUT)
-        c = ad_add(t, ad_mul(t, ad_sigmoid(t, q[1]), s), ad_mul(t, ad_sigmoid(t, q[0]), ad_tanh(t, q[2])));
-    if (op == LSTM_STATE) return c;
-    return ad_mul(t, ad_sigmoid(t, q[3]), ad_tanh(t, c));
-}
-
 static ad_tensor *graph(ad_tape *t, void *vctx)
 {
     cell_ctx *c = vctx;
     ad_tensor *gx = ad_use(t, c->p[0]);
     ad_tensor *gh = c->row->shared ? gx : ad_use(t, c->p[1]);
-    return fused(t, c->row->op, gx, gh, ad_use(t, c->p[2]));
+    return cells[c->row->cell].fused(t, gx, gh, ad_use(t, c->p[2]));
 }
 
 static void make_params(const cell_row *r, ad_dtype dt, ad_param **p)
 {
-    ad_shape sg = ad_shape2(r->b, gates(r->op) * r->h), ss = ad_shape2(r->b, r->h);
+    ad_shape sg = ad_shape2(r->b, cells[r->cell].gates * r->h), ss = ad_shape2(r->b, r->h);
     const char *names[3] = {"gx", "gh", "state"};
     for (int i = 0; i < 3; i++) {
         p[i] = ad_param_new(names[i], dt, i < 2 ? sg : ss, NULL);
@@ -118,10 +167,10 @@ ParameterizedTest(cell_row *row, ops_fused, gradcheck)
     ad_gradcheck_report rep;
     ad_error err;
     ad_param *wrt[3] = {c.p[0], row->shared ? c.p[2] : c.p[1], c.p[2]};
-    size_t n_wrt = (size_t)inputs_of(row->op) - (row->shared ? 1 : 0);
+    size_t n_wrt = (size_t)cells[row->cell].inputs - (row->shared ? 1 : 0);
     ad_status st = ad_gradcheck(graph, &c, wrt, n_wrt, NULL, &rep, &err);
     if (st != AD_OK) ad_gradcheck_print(&rep, stderr);
-    cr_assert_eq(st, AD_OK, "op %d B=%lld H=%lld: %s", (int)row->op, (long long)row->b, (long long)row->h,
+    cr_assert_eq(st, AD_OK, "%s B=%lld H=%lld: %s", cells[row->cell].name, (long long)row->b, (long long)row->h,
                  err.msg);
     /* The exact check: backward against forward mode, to 1e-12. */
     st = ad_gradcheck_exact(graph, &c, wrt, n_wrt, NULL, &rep, &err);
@@ -132,13 +181,12 @@ ParameterizedTest(cell_row *row, ops_fused, gradcheck)
 }
 
 /* Output and input gradients of one op, from sum(out * w) with fixed w. */
-static void run(ad_tensor *(*fn)(ad_tape *, cell_op, ad_tensor *, ad_tensor *, ad_tensor *),
-                const cell_row *r, ad_dtype dt, double *out, double *grads)
+static void run(cell_fn fn, const cell_row *r, ad_dtype dt, double *out, double *grads)
 {
     ad_param *p[3];
     make_params(r, dt, p);
     ad_tape *t = ad_tape_new(NULL);
-    ad_tensor *y = fn(t, r->op, ad_use(t, p[0]), ad_use(t, p[1]), ad_use(t, p[2]));
+    ad_tensor *y = fn(t, ad_use(t, p[0]), ad_use(t, p[1]), ad_use(t, p[2]));
     cr_assert_not_null(y, "%s", ad_tape_message(t));
     size_t n = ad_tensor_numel(y), off = 0;
     double w[512];
@@ -157,14 +205,13 @@ static void run(ad_tensor *(*fn)(ad_tape *, cell_op, ad_tensor *, ad_tensor *, a
 Test(ops_fused, equal_the_op_by_op_formulas)
 {
     long before = ts_live_allocs();
-    cell_op ops[6] = {LSTM_STATE, LSTM_OUTPUT, LSTM_BOTH, GRU, RNN_TANH, RNN_RELU};
-    for (int k = 0; k < 6; k++) {
-        cell_row r = {ops[k], 4, 6, 0, 50 + (uint64_t)k};
-        size_t n_out = 24, n_grad = (size_t)(2 * gates(r.op) + 1) * 24;
+    for (int k = 0; k < N_CELLS; k++) {
+        cell_row r = {k, 4, 6, 0, 50 + (uint64_t)k};
+        size_t n_out = 24, n_grad = (size_t)(2 * cells[k].gates + 1) * 24;
         double fo[24], po[24], fg[240], pg[240], f32o[24], f32g[240];
-        run(fused, &r, AD_F64, fo, fg);
-        run(plain, &r, AD_F64, po, pg);
-        run(fused, &r, AD_F32, f32o, f32g);
+        run(cells[k].fused, &r, AD_F64, fo, fg);
+        run(cells[k].plain, &r, AD_F64, po, pg);
+        run(cells[k].fused, &r, AD_F32, f32o, f32g);
         for (size_t i = 0; i < n_out; i++) {
             cr_assert(fabs(fo[i] - po[i]) <= 1e-15, "op %d out %zu: %.17g vs %.17g", k, i, fo[i], po[i]);
             cr_assert(fabs(f32o[i] - fo[i]) <= 2e-6, "op %d f32 out %zu: %.9g vs %.17g", k, i, f32o[i], fo[i]);

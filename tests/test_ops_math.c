@@ -7,20 +7,26 @@
 #include <criterion/parameterized.h>
 #include <float.h>
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "kernels.h"
 #include "testsupport.h"
 
-typedef enum op_id {
-    OP_ADD, OP_SUB, OP_MUL, OP_DIV, OP_ADD_SCALAR, OP_MUL_SCALAR, OP_POW_SCALAR, OP_NEG,
-    OP_EXP, OP_LOG, OP_SQRT, OP_ABS, OP_TANH, OP_SIGMOID, OP_RELU, OP_SUM, OP_MEAN,
-    OP_SOFTMAX, OP_LOG_SOFTMAX, OP_LAYER_NORM
-} op_id;
+typedef struct gc_row gc_row;
 
-/* One gradcheck case: plain data only (see STYLE.md). */
-typedef struct gc_row {
-    op_id op;
+/*
+ * One gradcheck case. The row carries its call: `unary` or `binary` when the
+ * op's public function takes only its inputs (then the row names it
+ * directly), else `call`, which reads the row's axis/keepdim or fixes a
+ * scalar. Criterion cannot pass pointers to a case, so the cases run by row
+ * number (ts_row_numbers).
+ */
+struct gc_row {
+    const char *name;
+    ad_tensor *(*unary)(ad_tape *t, ad_tensor *a);
+    ad_tensor *(*binary)(ad_tape *t, ad_tensor *a, ad_tensor *b);
+    ad_tensor *(*call)(ad_tape *t, const gc_row *r, ad_tensor *a);
     int ra;
     int64_t sa[4];
     int rb; /* 0 with nb == 0: unary */
@@ -30,7 +36,24 @@ typedef struct gc_row {
     int keepdim;
     double lo, hi; /* range of input values */
     uint64_t seed;
-} gc_row;
+};
+
+static ad_tensor *call_add_scalar(ad_tape *t, const gc_row *r, ad_tensor *a) { (void)r; return ad_add_scalar(t, a, 1.5); }
+static ad_tensor *call_mul_scalar(ad_tape *t, const gc_row *r, ad_tensor *a) { (void)r; return ad_mul_scalar(t, a, -2.5); }
+static ad_tensor *call_pow_scalar(ad_tape *t, const gc_row *r, ad_tensor *a) { (void)r; return ad_pow_scalar(t, a, 2.7); }
+static ad_tensor *call_sum(ad_tape *t, const gc_row *r, ad_tensor *a) { return ad_sum(t, a, r->axis, r->keepdim); }
+static ad_tensor *call_mean(ad_tape *t, const gc_row *r, ad_tensor *a) { return ad_mean(t, a, r->axis, r->keepdim); }
+static ad_tensor *call_softmax(ad_tape *t, const gc_row *r, ad_tensor *a) { return ad_softmax(t, a, r->axis); }
+static ad_tensor *call_log_softmax(ad_tape *t, const gc_row *r, ad_tensor *a) { return ad_log_softmax(t, a, r->axis); }
+static ad_tensor *call_layer_norm(ad_tape *t, const gc_row *r, ad_tensor *a) { (void)r; return ad_layer_norm(t, a, 1e-5); }
+
+/* The row's op on a (and b for binary rows). */
+static ad_tensor *apply(ad_tape *t, const gc_row *r, ad_tensor *a, ad_tensor *b)
+{
+    if (r->binary) return r->binary(t, a, b);
+    if (r->unary) return r->unary(t, a);
+    return r->call(t, r, a);
+}
 
 typedef struct gc_ctx {
     const gc_row *row;
@@ -43,68 +66,50 @@ static ad_tensor *graph(ad_tape *t, void *vctx)
     const gc_row *r = c->row;
     ad_tensor *a = ad_use(t, c->p[0]);
     ad_tensor *b = r->nb ? ad_use(t, c->p[1]) : NULL;
-    switch (r->op) {
-    case OP_ADD: return ad_add(t, a, b);
-    case OP_SUB: return ad_sub(t, a, b);
-    case OP_MUL: return ad_mul(t, a, b);
-    case OP_DIV: return ad_div(t, a, b);
-    case OP_ADD_SCALAR: return ad_add_scalar(t, a, 1.5);
-    case OP_MUL_SCALAR: return ad_mul_scalar(t, a, -2.5);
-    case OP_POW_SCALAR: return ad_pow_scalar(t, a, 2.7);
-    case OP_NEG: return ad_neg(t, a);
-    case OP_EXP: return ad_exp(t, a);
-    case OP_LOG: return ad_log(t, a);
-    case OP_SQRT: return ad_sqrt(t, a);
-    case OP_ABS: return ad_abs(t, a);
-    case OP_TANH: return ad_tanh(t, a);
-    case OP_SIGMOID: return ad_sigmoid(t, a);
-    case OP_RELU: return ad_relu(t, a);
-    case OP_SUM: return ad_sum(t, a, r->axis, r->keepdim);
-    case OP_MEAN: return ad_mean(t, a, r->axis, r->keepdim);
-    case OP_SOFTMAX: return ad_softmax(t, a, r->axis);
-    case OP_LOG_SOFTMAX: return ad_log_softmax(t, a, r->axis);
-    case OP_LAYER_NORM: return ad_layer_norm(t, a, 1e-5);
-    }
-    return NULL;
+    return apply(t, r, a, b);
 }
 
 #define S(...) {__VA_ARGS__}
-#define BIN(op, ra, sa, rb, sb, lo, hi) {op, ra, S sa, rb, S sb, 1, 0, 0, lo, hi, 11}
-#define UN(op, ra, sa, lo, hi) {op, ra, S sa, 0, {0}, 0, 0, 0, lo, hi, 12}
-#define RED(op, ra, sa, axis, keep) {op, ra, S sa, 0, {0}, 0, axis, keep, -2, 2, 13}
+#define BIN(op, ra, sa, rb, sb, lo, hi) {#op, NULL, ad_##op, NULL, ra, S sa, rb, S sb, 1, 0, 0, lo, hi, 11}
+#define UN(op, ra, sa, lo, hi) {#op, ad_##op, NULL, NULL, ra, S sa, 0, {0}, 0, 0, 0, lo, hi, 12}
+/* an op whose call fixes a scalar argument (call_<op> above) */
+#define SCAL(op, ra, sa, lo, hi) {#op, NULL, NULL, call_##op, ra, S sa, 0, {0}, 0, 0, 0, lo, hi, 12}
+#define RED(op, ra, sa, axis, keep) {#op, NULL, NULL, call_##op, ra, S sa, 0, {0}, 0, axis, keep, -2, 2, 13}
 
-static gc_row rows[] = {
+static const gc_row rows[] = {
     /* broadcasting in both operand orders, for each binary op */
-    BIN(OP_ADD, 2, (2, 3), 2, (2, 3), -2, 2), BIN(OP_ADD, 2, (2, 3), 1, (3), -2, 2),
-    BIN(OP_ADD, 1, (3), 2, (2, 3), -2, 2), BIN(OP_ADD, 2, (2, 1), 2, (1, 3), -2, 2),
-    BIN(OP_ADD, 3, (4, 1, 3), 2, (2, 1), -2, 2), BIN(OP_ADD, 0, (0), 2, (2, 2), -2, 2),
-    BIN(OP_ADD, 4, (2, 1, 3, 1), 4, (1, 2, 1, 2), -2, 2),
-    BIN(OP_SUB, 2, (2, 3), 1, (3), -2, 2), BIN(OP_SUB, 1, (3), 2, (2, 3), -2, 2),
-    BIN(OP_SUB, 2, (2, 1), 2, (1, 3), -2, 2), BIN(OP_SUB, 2, (2, 2), 0, (0), -2, 2),
-    BIN(OP_MUL, 2, (2, 3), 2, (2, 3), -2, 2), BIN(OP_MUL, 2, (2, 3), 1, (3), -2, 2),
-    BIN(OP_MUL, 1, (3), 2, (2, 3), -2, 2), BIN(OP_MUL, 2, (2, 1), 2, (1, 3), -2, 2),
-    BIN(OP_MUL, 3, (4, 1, 3), 2, (2, 1), -2, 2), BIN(OP_MUL, 0, (0), 2, (2, 2), -2, 2),
-    BIN(OP_DIV, 2, (2, 3), 2, (2, 3), 0.5, 2), BIN(OP_DIV, 2, (2, 3), 1, (3), 0.5, 2),
-    BIN(OP_DIV, 1, (3), 2, (2, 3), 0.5, 2), BIN(OP_DIV, 2, (2, 1), 2, (1, 3), 0.5, 2),
-    BIN(OP_DIV, 3, (4, 1, 3), 2, (2, 1), 0.5, 2),
+    BIN(add, 2, (2, 3), 2, (2, 3), -2, 2), BIN(add, 2, (2, 3), 1, (3), -2, 2),
+    BIN(add, 1, (3), 2, (2, 3), -2, 2), BIN(add, 2, (2, 1), 2, (1, 3), -2, 2),
+    BIN(add, 3, (4, 1, 3), 2, (2, 1), -2, 2), BIN(add, 0, (0), 2, (2, 2), -2, 2),
+    BIN(add, 4, (2, 1, 3, 1), 4, (1, 2, 1, 2), -2, 2),
+    BIN(sub, 2, (2, 3), 1, (3), -2, 2), BIN(sub, 1, (3), 2, (2, 3), -2, 2),
+    BIN(sub, 2, (2, 1), 2, (1, 3), -2, 2), BIN(sub, 2, (2, 2), 0, (0), -2, 2),
+    BIN(mul, 2, (2, 3), 2, (2, 3), -2, 2), BIN(mul, 2, (2, 3), 1, (3), -2, 2),
+    BIN(mul, 1, (3), 2, (2, 3), -2, 2), BIN(mul, 2, (2, 1), 2, (1, 3), -2, 2),
+    BIN(mul, 3, (4, 1, 3), 2, (2, 1), -2, 2), BIN(mul, 0, (0), 2, (2, 2), -2, 2),
+    BIN(div, 2, (2, 3), 2, (2, 3), 0.5, 2), BIN(div, 2, (2, 3), 1, (3), 0.5, 2),
+    BIN(div, 1, (3), 2, (2, 3), 0.5, 2), BIN(div, 2, (2, 1), 2, (1, 3), 0.5, 2),
+    BIN(div, 3, (4, 1, 3), 2, (2, 1), 0.5, 2),
     /* unary and scalar ops; log/sqrt/pow on positive inputs */
-    UN(OP_ADD_SCALAR, 2, (2, 3), -2, 2), UN(OP_MUL_SCALAR, 3, (2, 1, 3), -2, 2),
-    UN(OP_POW_SCALAR, 2, (3, 2), 0.3, 2), UN(OP_NEG, 1, (5), -2, 2),
-    UN(OP_EXP, 2, (2, 3), -2, 2), UN(OP_LOG, 2, (2, 3), 0.2, 3), UN(OP_SQRT, 1, (4), 0.2, 3),
-    UN(OP_ABS, 2, (3, 3), 0.1, 2), UN(OP_TANH, 4, (2, 1, 2, 3), -2, 2),
-    UN(OP_TANH, 0, (0), -2, 2), UN(OP_SIGMOID, 2, (2, 3), -4, 4),
-    UN(OP_RELU, 2, (2, 3), 0.1, 2),
+    SCAL(add_scalar, 2, (2, 3), -2, 2), SCAL(mul_scalar, 3, (2, 1, 3), -2, 2),
+    SCAL(pow_scalar, 2, (3, 2), 0.3, 2), UN(neg, 1, (5), -2, 2),
+    UN(exp, 2, (2, 3), -2, 2), UN(log, 2, (2, 3), 0.2, 3), UN(sqrt, 1, (4), 0.2, 3),
+    UN(abs, 2, (3, 3), 0.1, 2), UN(tanh, 4, (2, 1, 2, 3), -2, 2),
+    UN(tanh, 0, (0), -2, 2), UN(sigmoid, 2, (2, 3), -4, 4),
+    UN(relu, 2, (2, 3), 0.1, 2), UN(softplus, 2, (2, 3), -4, 4), UN(softplus, 3, (2, 2, 3), -30, 30),
     /* reductions: every axis, negative axes, keepdim both ways, all axes */
-    RED(OP_SUM, 2, (2, 3), 0, 0), RED(OP_SUM, 2, (2, 3), 1, 1), RED(OP_SUM, 3, (2, 3, 4), -1, 0),
-    RED(OP_SUM, 3, (2, 3, 4), 1, 0), RED(OP_SUM, 4, (2, 1, 3, 2), AD_AXIS_ALL, 0),
-    RED(OP_SUM, 2, (2, 3), AD_AXIS_ALL, 1), RED(OP_MEAN, 2, (2, 3), 0, 1),
-    RED(OP_MEAN, 3, (2, 3, 4), -2, 0), RED(OP_MEAN, 2, (3, 2), AD_AXIS_ALL, 0),
-    RED(OP_SOFTMAX, 2, (2, 5), 1, 0), RED(OP_SOFTMAX, 2, (4, 3), 0, 0),
-    RED(OP_SOFTMAX, 3, (2, 3, 4), 1, 0), RED(OP_LOG_SOFTMAX, 2, (2, 5), -1, 0),
-    RED(OP_LOG_SOFTMAX, 3, (2, 3, 4), 0, 0), RED(OP_LOG_SOFTMAX, 1, (6), 0, 0),
-    RED(OP_LAYER_NORM, 2, (3, 5), -1, 0), RED(OP_LAYER_NORM, 3, (2, 3, 4), -1, 0),
-    RED(OP_LAYER_NORM, 1, (7), -1, 0),
+    RED(sum, 2, (2, 3), 0, 0), RED(sum, 2, (2, 3), 1, 1), RED(sum, 3, (2, 3, 4), -1, 0),
+    RED(sum, 3, (2, 3, 4), 1, 0), RED(sum, 4, (2, 1, 3, 2), AD_AXIS_ALL, 0),
+    RED(sum, 2, (2, 3), AD_AXIS_ALL, 1), RED(mean, 2, (2, 3), 0, 1),
+    RED(mean, 3, (2, 3, 4), -2, 0), RED(mean, 2, (3, 2), AD_AXIS_ALL, 0),
+    RED(softmax, 2, (2, 5), 1, 0), RED(softmax, 2, (4, 3), 0, 0),
+    RED(softmax, 3, (2, 3, 4), 1, 0), RED(log_softmax, 2, (2, 5), -1, 0),
+    RED(log_softmax, 3, (2, 3, 4), 0, 0), RED(log_softmax, 1, (6), 0, 0),
+    RED(layer_norm, 2, (3, 5), -1, 0), RED(layer_norm, 3, (2, 3, 4), -1, 0),
+    RED(layer_norm, 1, (7), -1, 0),
 };
+
+#define N_ROWS (sizeof rows / sizeof rows[0])
 
 static ad_shape shape_of(int rank, const int64_t *d)
 {
@@ -114,11 +119,12 @@ static ad_shape shape_of(int rank, const int64_t *d)
 
 ParameterizedTestParameters(ops_math, gradcheck)
 {
-    return cr_make_param_array(gc_row, rows, sizeof rows / sizeof rows[0]);
+    return ts_row_numbers(N_ROWS);
 }
 
-ParameterizedTest(gc_row *row, ops_math, gradcheck)
+ParameterizedTest(size_t *i, ops_math, gradcheck)
 {
+    const gc_row *row = &rows[*i];
     long before = ts_live_allocs();
     gc_ctx c = {row, {NULL, NULL}};
     c.p[0] = ad_param_new("a", AD_F64, shape_of(row->ra, row->sa), NULL);
@@ -133,7 +139,7 @@ ParameterizedTest(gc_row *row, ops_math, gradcheck)
     ad_error err;
     ad_status st = ad_gradcheck(graph, &c, c.p, row->nb ? 2 : 1, NULL, &rep, &err);
     if (st != AD_OK) ad_gradcheck_print(&rep, stderr);
-    cr_assert_eq(st, AD_OK, "op %d: %s", (int)row->op, err.msg);
+    cr_assert_eq(st, AD_OK, "row %zu (%s): %s", *i, row->name, err.msg);
     /* The exact check: backward against forward mode, to 1e-12. */
     st = ad_gradcheck_exact(graph, &c, c.p, row->nb ? 2 : 1, NULL, &rep, &err);
     if (st != AD_OK) ad_gradcheck_print(&rep, stderr);
@@ -141,9 +147,41 @@ ParameterizedTest(gc_row *row, ops_math, gradcheck)
     ad_gradcheck_options fast = {0};
     fast.fast = 1;
     cr_assert_eq(ad_gradcheck(graph, &c, c.p, row->nb ? 2 : 1, &fast, &rep, &err), AD_OK,
-                 "fast mode, op %d: %s", (int)row->op, err.msg);
+                 "fast mode, row %zu (%s): %s", *i, row->name, err.msg);
     ad_param_free(c.p[0]);
     ad_param_free(c.p[1]);
+    cr_assert_eq(ts_live_allocs(), before);
+}
+
+/*
+ * The bad inputs every row's op shares: a NULL input (either one of a binary
+ * op) fails with AD_ERR_NULL naming the op and the input, and a binary op's
+ * operands of two dtypes with AD_ERR_DTYPE. Walking the rows covers each op
+ * the rows check.
+ */
+Test(ops_math, every_row_refuses_null_and_mixed_dtypes)
+{
+    long before = ts_live_allocs();
+    for (size_t i = 0; i < N_ROWS; i++) {
+        const gc_row *r = &rows[i];
+        char want[64];
+        for (int which = 0; which <= r->nb; which++) {
+            ad_tape *t = ad_tape_new(NULL);
+            ad_tensor *a = which == 0 ? NULL : ad_ones(t, AD_F64, shape_of(r->ra, r->sa));
+            ad_tensor *b = !r->nb || which == 1 ? NULL : ad_ones(t, AD_F64, shape_of(r->rb, r->sb));
+            cr_assert_null(apply(t, r, a, b), "row %zu (%s): NULL input %d gave a tensor", i, r->name, which);
+            cr_assert_eq(ad_tape_status(t), AD_ERR_NULL, "row %zu (%s): %s", i, r->name, ad_tape_message(t));
+            snprintf(want, sizeof want, "%s: input %d", r->name, which);
+            cr_assert(strstr(ad_tape_message(t), want), "row %zu: '%s' lacks '%s'", i, ad_tape_message(t), want);
+            ad_tape_free(t);
+        }
+        if (!r->nb) continue;
+        ad_tape *t = ad_tape_new(NULL);
+        ad_tensor *a = ad_ones(t, AD_F64, shape_of(r->ra, r->sa)), *b = ad_ones(t, AD_F32, shape_of(r->rb, r->sb));
+        cr_assert_null(apply(t, r, a, b), "row %zu (%s): f64 with f32 gave a tensor", i, r->name);
+        cr_assert_eq(ad_tape_status(t), AD_ERR_DTYPE, "row %zu (%s): %s", i, r->name, ad_tape_message(t));
+        ad_tape_free(t);
+    }
     cr_assert_eq(ts_live_allocs(), before);
 }
 
@@ -442,6 +480,38 @@ Test(ops_math, unary_values)
         /* the two-branch sigmoid never overflows */
         ad_tensor *big = ad_from_f64(t, d, ad_shape1(2), (double[]){-800, 800});
         assert_values(ad_sigmoid(t, big), (double[]){0, 1}, 2, 0);
+    }
+    cr_assert_eq(ad_tape_status(t), AD_OK, "%s", ad_tape_message(t));
+    ad_tape_free(t);
+}
+
+/*
+ * softplus in both dtypes: log(1 + e^x) at ordinary x, and its stable form at
+ * the extremes: x itself for large x (where e^x overflows), e^x for very
+ * negative x (where 1 + e^x rounds to 1), log 2 at 0; its gradient is
+ * sigmoid(x) there too.
+ */
+Test(ops_math, softplus_values)
+{
+    ad_tape *t = ad_tape_new(NULL);
+    double x[7] = {-2, -0.5, 0, 1.5, 800, -800, -40};
+    for (int dt = 0; dt < 2; dt++) {
+        ad_dtype d = dt ? AD_F64 : AD_F32;
+        double tol = dt ? 1e-15 : 1e-6;
+        ad_tensor *v = ad_variable(t, d, ad_shape1(5), ad_tensor_data(ad_from_f64(t, d, ad_shape1(5), x)));
+        ad_tensor *y = ad_softplus(t, v);
+        assert_values(y, (double[]){log1p(exp(-2)), log1p(exp(-0.5)), log(2), log1p(exp(1.5)), 800}, 5, tol);
+        cr_assert_eq(ad_backward(t, ad_sum(t, y, AD_AXIS_ALL, 0), NULL), AD_OK, "%s", ad_tape_message(t));
+        double s[5] = {1 / (1 + exp(2)), 1 / (1 + exp(0.5)), 0.5, 1 / (1 + exp(-1.5)), 1};
+        for (size_t i = 0; i < 5; i++)
+            cr_assert(fabs(ad_tensor_grad_get(v, i) - s[i]) <= tol, "dtype %d grad %zu: %.17g, want %.17g", dt, i,
+                      ad_tensor_grad_get(v, i), s[i]);
+        /* the tail: relative accuracy, where log(1 + e^x) would give 0 */
+        ad_tensor *tail = ad_softplus(t, ad_from_f64(t, d, ad_shape1(2), x + 5));
+        cr_assert_eq(ad_tensor_get(tail, 0), 0.0, "softplus(-800) underflows to 0, never NaN");
+        double want = dt ? exp(-40.0) : (double)expf(-40.0f);
+        cr_assert(fabs(ad_tensor_get(tail, 1) - want) <= 4 * (dt ? DBL_EPSILON : FLT_EPSILON) * want,
+                  "dtype %d softplus(-40) = %.17g, want %.17g", dt, ad_tensor_get(tail, 1), want);
     }
     cr_assert_eq(ad_tape_status(t), AD_OK, "%s", ad_tape_message(t));
     ad_tape_free(t);

@@ -77,7 +77,7 @@ typedef struct torch_case {
     int b_const; /* the second input is a constant target */
 } torch_case;
 
-static torch_case cases[] = {
+static const torch_case cases[] = {
     {"matmul", f_matmul, 2, 0}, {"matmul_ta", f_matmul_ta, 2, 0}, {"matmul_tb", f_matmul_tb, 2, 0},
     {"add", f_add, 2, 0}, {"sub", f_sub, 2, 0}, {"mul", f_mul, 2, 0}, {"div", f_div, 2, 0},
     {"add_scalar", f_add_scalar, 1, 0}, {"mul_scalar", f_mul_scalar, 1, 0},
@@ -111,17 +111,14 @@ static void expect_close(const char *what, const char *name, const double *got, 
                   "%s %s[%zu]: %.17g, PyTorch %.17g", name, what, i, got[i], w[i]);
 }
 
-/* Parameters are case numbers: the test runs in a fresh process image where
- * the table's pointers may differ, so only plain data crosses over. */
-static int case_ids[sizeof cases / sizeof cases[0]];
-
+/* Parameters are case numbers (ts_row_numbers): the test runs in a fresh
+ * process image where the table's pointers may differ. */
 ParameterizedTestParameters(ops_torch, matches_pytorch)
 {
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) case_ids[i] = (int)i;
-    return cr_make_param_array(int, case_ids, sizeof cases / sizeof cases[0]);
+    return ts_row_numbers(sizeof cases / sizeof cases[0]);
 }
 
-ParameterizedTest(int *id, ops_torch, matches_pytorch)
+ParameterizedTest(size_t *id, ops_torch, matches_pytorch)
 {
     const torch_case *c = &cases[*id];
     long before = ts_live_allocs();

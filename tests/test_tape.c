@@ -384,51 +384,81 @@ Test(tape, released_gradient_buffers_change_no_result)
  * NaN the data of every input (and the output) that its row says backward
  * does not read. The parameter gradients must agree to the bit.
  */
-typedef enum keep_case {
-    K_ADD, K_SUB, K_ADD_SCALAR, K_MUL_SCALAR, K_NEG, K_EXP, K_SQRT, K_TANH, K_SIGMOID, K_POW, K_LOG,
-    K_ABS, K_RELU, K_SUM, K_MEAN, K_RESHAPE, K_PERMUTE, K_CONCAT, K_SLICE0, K_SLICE1, K_GATHER, K_CE,
-    K_MATMUL, K_ADDMM, K_RNN, K_LSTM_STATE, K_LSTM_OUTPUT, K_GRU, K_DROPOUT_EVAL, K_LAYER_NORM, K_COUNT
-} keep_case;
+/* One case: a name and the op call on x[0..2] (each [4, 8]). */
+typedef struct keep_row {
+    const char *name;
+    ad_tensor *(*op)(ad_tape *t, ad_tensor *const *x);
+} keep_row;
 
-static ad_tensor *keep_op(ad_tape *t, keep_case k, ad_tensor *const *x)
+static const int64_t keep_idx[4] = {2, 0, 1, 2};
+
+static ad_tensor *k_add(ad_tape *t, ad_tensor *const *x) { return ad_add(t, x[0], x[1]); }
+static ad_tensor *k_sub(ad_tape *t, ad_tensor *const *x) { return ad_sub(t, x[0], x[1]); }
+static ad_tensor *k_add_scalar(ad_tape *t, ad_tensor *const *x) { return ad_add_scalar(t, x[0], 0.5); }
+static ad_tensor *k_mul_scalar(ad_tape *t, ad_tensor *const *x) { return ad_mul_scalar(t, x[0], -1.5); }
+static ad_tensor *k_neg(ad_tape *t, ad_tensor *const *x) { return ad_neg(t, x[0]); }
+static ad_tensor *k_exp(ad_tape *t, ad_tensor *const *x) { return ad_exp(t, x[0]); }
+static ad_tensor *k_sqrt(ad_tape *t, ad_tensor *const *x)
 {
-    int64_t idx[4] = {2, 0, 1, 2};
-    switch (k) {
-    case K_ADD: return ad_add(t, x[0], x[1]);
-    case K_SUB: return ad_sub(t, x[0], x[1]);
-    case K_ADD_SCALAR: return ad_add_scalar(t, x[0], 0.5);
-    case K_MUL_SCALAR: return ad_mul_scalar(t, x[0], -1.5);
-    case K_NEG: return ad_neg(t, x[0]);
-    case K_EXP: return ad_exp(t, x[0]);
-    case K_SQRT: return ad_sqrt(t, ad_add_scalar(t, ad_abs(t, x[0]), 0.1));
-    case K_TANH: return ad_tanh(t, x[0]);
-    case K_SIGMOID: return ad_sigmoid(t, x[0]);
-    case K_POW: return ad_pow_scalar(t, ad_add_scalar(t, ad_abs(t, x[0]), 0.1), 1.7);
-    case K_LOG: return ad_log(t, ad_add_scalar(t, ad_abs(t, x[0]), 0.1));
-    case K_ABS: return ad_abs(t, x[0]);
-    case K_RELU: return ad_relu(t, x[0]);
-    case K_SUM: return ad_sum(t, x[0], 1, 0);
-    case K_MEAN: return ad_mean(t, x[0], 0, 1);
-    case K_RESHAPE: return ad_reshape(t, x[0], ad_shape2(8, 4));
-    case K_PERMUTE: return ad_transpose(t, x[0], 0, 1);
-    case K_CONCAT: return ad_concat(t, x, 2, 1);
-    case K_SLICE0: return ad_slice(t, x[0], 0, 1, 2);
-    case K_SLICE1: return ad_slice(t, x[0], 1, 2, 3);
-    case K_GATHER: return ad_gather_rows(t, x[0], idx, 4);
-    case K_CE: return ad_cross_entropy(t, x[0], idx, 4, -100, AD_REDUCE_MEAN);
-    case K_MATMUL: return ad_matmul(t, x[0], x[1], AD_TRANS_B);
-    case K_ADDMM: return ad_addmm(t, ad_slice(t, ad_reshape(t, x[2], ad_shape1(32)), 0, 0, 4), x[0],
-                                  ad_reshape(t, x[1], ad_shape2(8, 4)), 0);
-    case K_RNN: return ad_rnn_cell(t, x[0], x[1], AD_RNN_TANH);
-    case K_LSTM_STATE: return ad_lstm_cell_state(t, x[0], x[1], ad_slice(t, x[2], 1, 0, 2));
-    case K_LSTM_OUTPUT: return ad_lstm_cell_output(t, x[0], x[1], ad_slice(t, x[2], 1, 0, 2));
-    case K_GRU: return ad_gru_cell(t, ad_slice(t, x[0], 1, 0, 6), ad_slice(t, x[1], 1, 0, 6), ad_slice(t, x[2], 1, 0, 2));
-    case K_DROPOUT_EVAL: return ad_dropout(t, x[0], 0.3, 0, NULL);
-    case K_LAYER_NORM: return ad_layer_norm(t, x[0], 1e-5);
-    case K_COUNT: break;
-    }
-    return NULL;
+    return ad_sqrt(t, ad_add_scalar(t, ad_abs(t, x[0]), 0.1));
 }
+static ad_tensor *k_tanh(ad_tape *t, ad_tensor *const *x) { return ad_tanh(t, x[0]); }
+static ad_tensor *k_sigmoid(ad_tape *t, ad_tensor *const *x) { return ad_sigmoid(t, x[0]); }
+static ad_tensor *k_pow(ad_tape *t, ad_tensor *const *x)
+{
+    return ad_pow_scalar(t, ad_add_scalar(t, ad_abs(t, x[0]), 0.1), 1.7);
+}
+static ad_tensor *k_log(ad_tape *t, ad_tensor *const *x)
+{
+    return ad_log(t, ad_add_scalar(t, ad_abs(t, x[0]), 0.1));
+}
+static ad_tensor *k_abs(ad_tape *t, ad_tensor *const *x) { return ad_abs(t, x[0]); }
+static ad_tensor *k_relu(ad_tape *t, ad_tensor *const *x) { return ad_relu(t, x[0]); }
+static ad_tensor *k_sum(ad_tape *t, ad_tensor *const *x) { return ad_sum(t, x[0], 1, 0); }
+static ad_tensor *k_mean(ad_tape *t, ad_tensor *const *x) { return ad_mean(t, x[0], 0, 1); }
+static ad_tensor *k_reshape(ad_tape *t, ad_tensor *const *x) { return ad_reshape(t, x[0], ad_shape2(8, 4)); }
+static ad_tensor *k_permute(ad_tape *t, ad_tensor *const *x) { return ad_transpose(t, x[0], 0, 1); }
+static ad_tensor *k_concat(ad_tape *t, ad_tensor *const *x) { return ad_concat(t, x, 2, 1); }
+static ad_tensor *k_slice0(ad_tape *t, ad_tensor *const *x) { return ad_slice(t, x[0], 0, 1, 2); }
+static ad_tensor *k_slice1(ad_tape *t, ad_tensor *const *x) { return ad_slice(t, x[0], 1, 2, 3); }
+static ad_tensor *k_gather(ad_tape *t, ad_tensor *const *x) { return ad_gather_rows(t, x[0], keep_idx, 4); }
+static ad_tensor *k_ce(ad_tape *t, ad_tensor *const *x)
+{
+    return ad_cross_entropy(t, x[0], keep_idx, 4, -100, AD_REDUCE_MEAN);
+}
+static ad_tensor *k_matmul(ad_tape *t, ad_tensor *const *x) { return ad_matmul(t, x[0], x[1], AD_TRANS_B); }
+static ad_tensor *k_addmm(ad_tape *t, ad_tensor *const *x)
+{
+    return ad_addmm(t, ad_slice(t, ad_reshape(t, x[2], ad_shape1(32)), 0, 0, 4), x[0], ad_reshape(t, x[1], ad_shape2(8, 4)), 0);
+}
+static ad_tensor *k_rnn(ad_tape *t, ad_tensor *const *x) { return ad_rnn_cell(t, x[0], x[1], AD_RNN_TANH); }
+static ad_tensor *k_lstm_state(ad_tape *t, ad_tensor *const *x)
+{
+    return ad_lstm_cell_state(t, x[0], x[1], ad_slice(t, x[2], 1, 0, 2));
+}
+static ad_tensor *k_lstm_output(ad_tape *t, ad_tensor *const *x)
+{
+    return ad_lstm_cell_output(t, x[0], x[1], ad_slice(t, x[2], 1, 0, 2));
+}
+static ad_tensor *k_gru(ad_tape *t, ad_tensor *const *x)
+{
+    return ad_gru_cell(t, ad_slice(t, x[0], 1, 0, 6), ad_slice(t, x[1], 1, 0, 6), ad_slice(t, x[2], 1, 0, 2));
+}
+static ad_tensor *k_dropout_eval(ad_tape *t, ad_tensor *const *x)
+{
+    return ad_dropout(t, x[0], 0.3, 0, NULL);
+}
+static ad_tensor *k_layer_norm(ad_tape *t, ad_tensor *const *x) { return ad_layer_norm(t, x[0], 1e-5); }
+
+#define K(name) {#name, k_##name}
+static const keep_row keep_rows[] = {
+    K(add), K(sub), K(add_scalar), K(mul_scalar), K(neg), K(exp), K(sqrt), K(tanh), K(sigmoid),
+    K(pow), K(log), K(abs), K(relu), K(sum), K(mean), K(reshape), K(permute), K(concat), K(slice0),
+    K(slice1), K(gather), K(ce), K(matmul), K(addmm), K(rnn), K(lstm_state), K(lstm_output), K(gru),
+    K(dropout_eval), K(layer_norm),
+};
+
+#define N_KEEP_ROWS (sizeof keep_rows / sizeof keep_rows[0])
 
 static void poison(ad_tensor *x)
 {
@@ -436,13 +466,13 @@ static void poison(ad_tensor *x)
 }
 
 /* One run of case k; with `poisoned`, the data its backward should not read is overwritten. */
-static void keep_run(keep_case k, ad_param *const *p, int poisoned, double *g)
+static void keep_run(const keep_row *k, ad_param *const *p, int poisoned, double *g)
 {
     ad_tape *t = ad_tape_new(NULL);
     ad_tensor *x[3];
     for (int i = 0; i < 3; i++) x[i] = ad_mul_scalar(t, ad_use(t, p[i]), 1.0);
-    ad_tensor *y = keep_op(t, k, x);
-    cr_assert_not_null(y, "case %d: %s", (int)k, ad_tape_message(t));
+    ad_tensor *y = k->op(t, x);
+    cr_assert_not_null(y, "case %s: %s", k->name, ad_tape_message(t));
     ad_node *n = y->node;
     ad_tensor *loss = ad_sum(t, y, AD_AXIS_ALL, 0);
     if (poisoned) {
@@ -455,7 +485,7 @@ static void keep_run(keep_case k, ad_param *const *p, int poisoned, double *g)
         }
         if (!(keeps & AD__KEEPS_OUT) && !y->view_of) poison(y);
     }
-    cr_assert_eq(ad_backward(t, loss, NULL), AD_OK, "case %d: %s", (int)k, ad_tape_message(t));
+    cr_assert_eq(ad_backward(t, loss, NULL), AD_OK, "case %s: %s", k->name, ad_tape_message(t));
     for (int i = 0; i < 3; i++) memcpy(g + i * 32, ad_tensor_f64(ad_param_grad(p[i])), 32 * sizeof *g);
     ad_tape_free(t);
 }
@@ -469,13 +499,13 @@ Test(tape, backward_reads_only_the_data_its_row_keeps)
         p[i] = ad_param_new(names[i], AD_F64, ad_shape2(4, 8), NULL);
         ts_fill_uniform(ad_tensor_f64(ad_param_value(p[i])), 32, 60 + (uint64_t)i, -1.5, 1.5);
     }
-    for (int k = 0; k < K_COUNT; k++) {
+    for (size_t k = 0; k < N_KEEP_ROWS; k++) {
         double clean[96], dirty[96];
         for (int i = 0; i < 3; i++) ad_param_zero_grad(p[i]);
-        keep_run((keep_case)k, p, 0, clean);
+        keep_run(&keep_rows[k], p, 0, clean);
         for (int i = 0; i < 3; i++) ad_param_zero_grad(p[i]);
-        keep_run((keep_case)k, p, 1, dirty);
-        cr_assert(!memcmp(clean, dirty, sizeof clean), "case %d: backward read data its row does not keep", k);
+        keep_run(&keep_rows[k], p, 1, dirty);
+        cr_assert(!memcmp(clean, dirty, sizeof clean), "case %s: backward read data its row does not keep", keep_rows[k].name);
     }
     for (int i = 0; i < 3; i++) ad_param_free(p[i]);
     cr_assert_eq(ts_live_allocs(), before);

@@ -1,5 +1,6 @@
 #include "testsupport.h"
 
+#include <criterion/alloc.h>
 #include <criterion/criterion.h>
 #include <math.h>
 #include <stdio.h>
@@ -150,15 +151,42 @@ void *ts_read_file(const char *path, size_t *size)
     return buf;
 }
 
+/* Asserts that `got` is NULL and the tape failed with `want` and `fragment`. */
+static void expect_tape_error(ad_tape *t, ad_tensor *got, const char *name, ad_status want, const char *fragment)
+{
+    cr_assert_null(got, "%s: returned a tensor", name);
+    cr_assert_eq(ad_tape_status(t), want, "%s: status %s (%s)", name, ad_status_name(ad_tape_status(t)),
+                 ad_tape_message(t));
+    cr_assert(strstr(ad_tape_message(t), fragment), "%s: message '%s'", name, ad_tape_message(t));
+}
+
 void ts_expect_tape_errors(ad_tensor *(*call)(ad_tape *t, int i), const ts_bad_case *cases, int n)
 {
     for (int i = 0; i < n; i++) {
         ad_tape *t = ad_tape_new(NULL);
-        cr_assert_null(call(t, i), "%s: returned a tensor", cases[i].name);
-        cr_assert_eq(ad_tape_status(t), cases[i].want, "%s: status %s (%s)", cases[i].name,
-                     ad_status_name(ad_tape_status(t)), ad_tape_message(t));
-        cr_assert(strstr(ad_tape_message(t), cases[i].fragment), "%s: message '%s'",
-                  cases[i].name, ad_tape_message(t));
+        expect_tape_error(t, call(t, i), cases[i].name, cases[i].want, cases[i].fragment);
         ad_tape_free(t);
     }
+}
+
+void ts_expect_bad_calls(const ts_bad_call *cases, int n)
+{
+    for (int i = 0; i < n; i++) {
+        ad_tape *t = ad_tape_new(NULL);
+        expect_tape_error(t, cases[i].call(t), cases[i].name, cases[i].want, cases[i].fragment);
+        ad_tape_free(t);
+    }
+}
+
+static void free_row_numbers(struct criterion_test_params *p) { cr_free(p->params); }
+
+struct criterion_test_params ts_row_numbers(size_t n)
+{
+    size_t *numbers = cr_malloc(n * sizeof *numbers);
+    if (!numbers) { /* before any test runs: no test to fail, so stop loudly */
+        fprintf(stderr, "testsupport: no memory for %zu row numbers\n", n);
+        abort();
+    }
+    for (size_t i = 0; i < n; i++) numbers[i] = i;
+    return cr_make_param_array(size_t, numbers, n, free_row_numbers);
 }

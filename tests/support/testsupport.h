@@ -9,6 +9,7 @@
 #ifndef UNROLL_TESTSUPPORT_H
 #define UNROLL_TESTSUPPORT_H
 
+#include <criterion/parameterized.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -64,5 +65,27 @@ typedef struct ts_bad_case {
  * cases[i].fragment.
  */
 void ts_expect_tape_errors(ad_tensor *(*call)(ad_tape *t, int i), const ts_bad_case *cases, int n);
+
+/* A bad-input case that carries its call (made on a fresh tape). */
+typedef struct ts_bad_call {
+    const char *name;
+    ad_status want;
+    const char *fragment; /* must occur in the tape's message */
+    ad_tensor *(*call)(ad_tape *t);
+} ts_bad_call;
+
+/* ts_expect_tape_errors for cases that carry their calls. */
+void ts_expect_bad_calls(const ts_bad_call *cases, int n);
+
+/*
+ * The row numbers 0..n-1 as the parameters of a parameterized test.
+ *
+ * Criterion runs each parameterized case in a re-executed child and hands it
+ * a byte copy of its parameter: a pointer into the binary (a function, a
+ * string literal) does not survive that (the child is loaded elsewhere). A
+ * family test therefore keeps its rows, calls included, in a static table and
+ * is parameterized over row numbers: `const row *r = &rows[*i];`.
+ */
+struct criterion_test_params ts_row_numbers(size_t n);
 
 #endif
