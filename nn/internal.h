@@ -89,6 +89,12 @@ struct nn_cell;
 struct nn_unroll_options;
 struct nn_state;
 
+/* The masked step of variable-length batches (unroll.c): rows with
+ * lengths[b] <= step keep *prev (ad_where on h and c), the others take
+ * *next; nothing happens with lengths NULL or every row valid. */
+ad_status nn__mask_step(struct ad_tape *t, const int64_t *lengths, int64_t batch, int step,
+                        const struct nn_state *prev, struct nn_state *next);
+
 /* nn_unroll() with o->recompute or o->step_loss: the arguments are checked
  * (check_args), h is the initial state. Returns the tape's status. */
 ad_status nn__unroll_recompute(struct ad_tape *t, const struct nn_cell *cell, struct ad_tensor *const *xs,

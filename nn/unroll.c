@@ -25,6 +25,19 @@ static ad_tensor *step_mask(ad_tape *t, ad_dtype dtype, const int64_t *lengths, 
     return m;
 }
 
+ad_status nn__mask_step(ad_tape *t, const int64_t *lengths, int64_t batch, int step, const nn_state *prev,
+                        nn_state *next)
+{
+    if (!lengths) return ad_tape_status(t);
+    int all_valid = 1;
+    ad_tensor *m = step_mask(t, ad_tensor_dtype(next->h), lengths, batch, step, &all_valid);
+    if (!all_valid) {
+        next->h = ad_where(t, m, next->h, prev->h);
+        if (next->c) next->c = ad_where(t, m, next->c, prev->c);
+    }
+    return ad_tape_status(t);
+}
+
 /* The input at step k: xs[k], or the previous layer's state in outs[k].h. */
 static ad_tensor *input_at(ad_tensor *const *xs, const nn_state *outs, int k)
 {
@@ -116,13 +129,7 @@ static ad_status run(ad_tape *t, const nn_cell *cell, ad_tensor *const *xs, int 
         ad_status st = gx_all ? nn_cell_step_projected(t, cell, ad_slice(t, gx_all, 0, step * batch, batch), &h, &next)
                               : nn_cell_step(t, cell, input_at(xs, outs, step), &h, &next);
         if (st != AD_OK) break;
-        int all_valid = 1;
-        ad_tensor *m = o.lengths ? step_mask(t, ad_tensor_dtype(next.h), o.lengths, batch, step,
-                                             &all_valid) : NULL;
-        if (!all_valid) {
-            next.h = ad_where(t, m, next.h, h.h);
-            if (next.c) next.c = ad_where(t, m, next.c, h.c);
-        }
+        if (nn__mask_step(t, o.lengths, batch, step, &h, &next) != AD_OK) break;
         h = next;
         if (outs) outs[step] = h;
     }

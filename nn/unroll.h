@@ -96,12 +96,15 @@ typedef struct nn_unroll_options {
      * nn_unroll() is given `outs`, every step's state (which then stay on
      * the tape: pass outs = NULL and put the head in step_loss to keep
      * nothing of size T). With hoist_input the input projection is computed
-     * per segment inside its region. Gradients equal the store-all unroll's
-     * up to rounding (tested). Not supported yet (AD_ERR_ARG naming the
-     * option, never a different result): lengths (masks), reverse,
-     * nn_unroll_layers(), nn_unroll_bidirectional(), nn_unroll_seq() and
-     * nn_unroll_layers_seq(). The cell and step_loss_ctx must stay valid
-     * until backward has run (the regions re-run them).
+     * per segment inside its region. With lengths the steps are masked
+     * exactly as in the store-all unroll (inside the regions; the lengths
+     * are copied), and with reverse the schedule runs over the steps in
+     * processing order (T-1 down to 0). Gradients equal the store-all
+     * unroll's up to rounding (tested). Not supported yet (AD_ERR_ARG naming
+     * the option, never a different result): nn_unroll_layers(),
+     * nn_unroll_bidirectional(), nn_unroll_seq() and nn_unroll_layers_seq().
+     * The cell and step_loss_ctx must stay valid until backward has run (the
+     * regions re-run them).
      */
     int recompute;
     /** NN_RECOMPUTE_SEGMENTS: the number of segments (0: ceil(sqrt(T)); above T: T; < 0: AD_ERR_ARG). */
@@ -110,11 +113,12 @@ typedef struct nn_unroll_options {
     int slots;
     /**
      * nn_unroll() only, with or without recompute: called after every step
-     * (in time order) with the step's state; the terms are summed, in step
-     * order within each segment and then over the segments, into one scalar
-     * written to *loss. Requires `loss` (and `loss` requires step_loss:
-     * AD_ERR_NULL otherwise); not supported with lengths or reverse
-     * (AD_ERR_ARG).
+     * (in processing order: T-1 down to 0 with reverse) with the step's
+     * state, masked as in outs when lengths are given (padded rows carry
+     * their state: leave them out of the term); the terms are summed, in
+     * processing order within each segment and then over the segments, into
+     * one scalar written to *loss. Requires `loss` (and `loss` requires
+     * step_loss: AD_ERR_NULL otherwise).
      */
     nn_step_loss_fn step_loss;
     /** The ctx passed to step_loss. */

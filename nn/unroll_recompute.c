@@ -35,6 +35,8 @@ struct rc_shared {
     int hoist;       /* built-in cell with hoist_input */
     int ns;          /* state tensors: 1 (h) or 2 (h, c) */
     int want_states; /* regions output every step's state */
+    int T, reverse;  /* position k of the schedule is step T-1-k when reversed */
+    int64_t *lengths; /* a copy of the options' lengths (batch entries), or NULL */
     int n;           /* nodes */
     nn_recompute_segment *node;
     rc_call *call;
@@ -55,7 +57,11 @@ static ad_status after_step(ad_tape *t, rc_shared *s, int step, const nn_state *
     return ad_tape_status(t);
 }
 
-/* Plain steps a..b-1 (xin[k - base] is step k's input). */
+/* The step at position k of the schedule. */
+static int step_at(const rc_shared *s, int k) { return s->reverse ? s->T - 1 - k : k; }
+
+/* Plain steps at positions a..b-1 (xin[k - base] is position k's input),
+ * masked as in the store-all unroll (nn__mask_step). */
 static ad_status plain_steps(ad_tape *t, rc_shared *s, ad_tensor *const *xin, int base, int a, int b,
                              nn_state *h, nn_state *states, ad_tensor **loss)
 {
@@ -74,16 +80,18 @@ static ad_status plain_steps(ad_tape *t, rc_shared *s, ad_tensor *const *xin, in
         if (ad_tape_status(t) != AD_OK) return ad_tape_status(t);
     }
     for (int k = a; k < b; k++) {
+        int step = step_at(s, k);
         char label[AD_NAME_SIZE + 16];
-        snprintf(label, sizeof label, "%s t=%d", cell->name, k);
+        snprintf(label, sizeof label, "%s t=%d", cell->name, step);
         ad_tape_set_label(t, label);
         nn_state next;
         ad_status st = gx ? nn_cell_step_projected(t, cell, ad_slice(t, gx, 0, (int64_t)(k - a) * batch, batch), h, &next)
                           : nn_cell_step(t, cell, xin[k - base], h, &next);
         if (st != AD_OK) return st;
+        if (nn__mask_step(t, s->lengths, batch, step, h, &next) != AD_OK) return ad_tape_status(t);
         *h = next;
         if (states) states[k - base] = next;
-        if (after_step(t, s, k, h, loss) != AD_OK) return ad_tape_status(t);
+        if (after_step(t, s, step, h, loss) != AD_OK) return ad_tape_status(t);
     }
     ad_tape_set_label(t, NULL);
     if (gx) ad_tape_release(t, gx);
@@ -115,7 +123,7 @@ static ad_status run_range(ad_tape *t, rc_shared *s, int parent, int base, int b
             if (ns == 2) rin[1] = h->c;
             for (int k = 0; k < L; k++) rin[ns + k] = xin[g->begin + k - base];
             char label[AD_NAME_SIZE + 32];
-            snprintf(label, sizeof label, "%s t=%d..%d", s->cell->name, g->begin, g->end - 1);
+            snprintf(label, sizeof label, "%s t=%d..%d", s->cell->name, step_at(s, g->begin), step_at(s, g->end - 1));
             ad_checkpoint_options co = {.label = label};
             ad_status st = ad_checkpoint(t, region_fn, &s->call[j], rin, n_in, rout, n_out, &co);
             if (st == AD_OK) {
@@ -185,12 +193,62 @@ static ad_status check_options(ad_tape *t, const nn_cell *cell, const nn_unroll_
         return ad_tape_fail(t, AD_ERR_NULL, "unroll %s: step_loss is set but loss (its output) is NULL", name);
     if (o->loss && !o->step_loss)
         return ad_tape_fail(t, AD_ERR_NULL, "unroll %s: loss is requested but step_loss is NULL", name);
-    const char *what = o->recompute ? "recompute" : "step_loss";
-    if (o->lengths)
-        return ad_tape_fail(t, AD_ERR_ARG, "unroll %s: %s with lengths (masks) is not supported yet", name, what);
-    if (o->reverse)
-        return ad_tape_fail(t, AD_ERR_ARG, "unroll %s: %s with reverse is not supported yet", name, what);
     return AD_OK;
+}
+
+/* The regions' context, in a buffer owned by the tape (so it lives until
+ * backward has re-run them): the plan's nodes and a copy of the lengths. */
+static rc_shared *make_shared(ad_tape *t, const nn_cell *cell, const nn_unroll_options *o, int T, int64_t batch,
+                              const nn_recompute_plan *plan, int want_states)
+{
+    size_t nl = o->lengths ? (size_t)batch : 0;
+    size_t bytes = sizeof(rc_shared) + nl * sizeof(int64_t) +
+                   (size_t)plan->n * (sizeof(rc_call) + sizeof(nn_recompute_segment));
+    ad_tensor *store = ad_zeros(t, AD_F64, ad_shape1((int64_t)((bytes + 7) / 8)));
+    if (!store) {
+        if (ad_tape_status(t) == AD_OK) ad_tape_fail(t, AD_ERR_NOMEM, "unroll %s: out of memory", cell->name);
+        return NULL;
+    }
+    rc_shared *s = (rc_shared *)(void *)ad_tensor_f64(store);
+    s->lengths = nl ? (int64_t *)(void *)(s + 1) : NULL;
+    s->call = (rc_call *)(void *)((int64_t *)(void *)(s + 1) + nl);
+    s->node = (nn_recompute_segment *)(s->call + plan->n);
+    if (nl) memcpy(s->lengths, o->lengths, nl * sizeof(int64_t));
+    s->cell = cell;
+    s->step_loss = o->step_loss;
+    s->loss_ctx = o->step_loss_ctx;
+    s->hoist = o->hoist_input && cell->kind != NN_CELL_CUSTOM;
+    s->ns = cell->has_c ? 2 : 1;
+    s->want_states = want_states;
+    s->T = T;
+    s->reverse = o->reverse != 0;
+    s->n = plan->n;
+    if (plan->n) memcpy(s->node, plan->node, sizeof *s->node * (size_t)plan->n);
+    for (int j = 0; j < plan->n; j++) s->call[j] = (rc_call){s, j};
+    return s;
+}
+
+/* Runs the schedule over positions 0..T-1. Reversed, position k reads
+ * xs[T-1-k] and its state goes to outs[T-1-k]: arrays in position order are
+ * made for the run (the regions copy what they keep). */
+static ad_status run_positions(ad_tape *t, rc_shared *s, ad_tensor *const *xs, nn_state *h, nn_state *outs,
+                               ad_tensor **loss)
+{
+    int T = s->T;
+    if (!s->reverse) return run_range(t, s, -1, 0, 0, T, xs, h, outs, loss);
+    ad_tensor **xr = malloc(sizeof *xr * (size_t)T);
+    nn_state *sr = outs ? malloc(sizeof *sr * (size_t)T) : NULL;
+    if (!xr || (outs && !sr)) {
+        free(xr);
+        free(sr);
+        return ad_tape_fail(t, AD_ERR_NOMEM, "unroll %s: out of memory", s->cell->name);
+    }
+    for (int k = 0; k < T; k++) xr[k] = xs[T - 1 - k];
+    if (run_range(t, s, -1, 0, 0, T, xr, h, sr, loss) == AD_OK && outs)
+        for (int k = 0; k < T; k++) outs[T - 1 - k] = sr[k];
+    free(xr);
+    free(sr);
+    return ad_tape_status(t);
 }
 
 ad_status nn__unroll_recompute(ad_tape *t, const nn_cell *cell, ad_tensor *const *xs, int T,
@@ -204,30 +262,11 @@ ad_status nn__unroll_recompute(ad_tape *t, const nn_cell *cell, ad_tensor *const
     if (o->recompute == NN_RECOMPUTE_SEGMENTS) st = nn_recompute_plan_segments(T, o->segments, &plan, &err);
     else if (o->recompute == NN_RECOMPUTE_SLOTS) st = nn_recompute_plan_slots(T, o->slots, &plan, &err);
     if (st != AD_OK) return ad_tape_fail(t, st, "unroll %s: %s", cell->name, err.msg);
-    /* the context of the regions, in a buffer owned by the tape */
-    size_t bytes = sizeof(rc_shared) + (size_t)plan.n * (sizeof(rc_call) + sizeof(nn_recompute_segment));
-    ad_tensor *store = ad_zeros(t, AD_F64, ad_shape1((int64_t)((bytes + 7) / 8)));
-    if (!store) {
-        nn_recompute_plan_free(&plan);
-        return ad_tape_status(t) != AD_OK ? ad_tape_status(t)
-                                          : ad_tape_fail(t, AD_ERR_NOMEM, "unroll %s: out of memory", cell->name);
-    }
-    rc_shared *s = (rc_shared *)(void *)ad_tensor_f64(store);
-    s->call = (rc_call *)(s + 1);
-    s->node = (nn_recompute_segment *)(s->call + plan.n);
-    s->cell = cell;
-    s->step_loss = o->step_loss;
-    s->loss_ctx = o->step_loss_ctx;
-    s->hoist = o->hoist_input && cell->kind != NN_CELL_CUSTOM;
-    s->ns = cell->has_c ? 2 : 1;
-    s->want_states = outs != NULL;
-    s->n = plan.n;
-    if (plan.n) memcpy(s->node, plan.node, sizeof *s->node * (size_t)plan.n);
-    for (int j = 0; j < plan.n; j++) s->call[j] = (rc_call){s, j};
+    rc_shared *s = make_shared(t, cell, o, T, ad_tensor_dim(xs[0], 0), &plan, outs != NULL);
     nn_recompute_plan_free(&plan);
+    if (!s) return ad_tape_status(t);
     ad_tensor *loss = NULL;
-    nn_state *states = outs;
-    run_range(t, s, -1, 0, 0, T, xs, &h, states, &loss);
+    run_positions(t, s, xs, &h, outs, &loss);
     ad_tape_set_label(t, NULL);
     if (ad_tape_status(t) != AD_OK) return ad_tape_status(t);
     if (last) *last = h;

@@ -31,6 +31,7 @@ typedef struct net {
     nn_params *ps;
     nn_cell cell;
     ad_param *wo; /* the head [H, V] */
+    const int64_t *lengths; /* with masks: the head leaves padded rows out */
 } net;
 
 static void make_net(net *n, nn_cell_kind kind)
@@ -53,11 +54,21 @@ static void make_net(net *n, nn_cell_kind kind)
     nn_params_init_uniform(n->ps, &rng, -0.7, 0.7);
 }
 
-/* the head + loss of one step: sum(tanh(h Wo)^2) * (1 + step / 10), and for an LSTM + 0.1 sum(c) */
+/* [B, 1]: 1 for the rows valid at `step`, 0 for the padded ones. */
+static ad_tensor *valid_rows(ad_tape *t, const int64_t *lengths, int step)
+{
+    ad_tensor *m = ad_zeros(t, AD_F64, ad_shape2(B, 1));
+    for (int b = 0; b < B; b++) ad_tensor_f64(m)[b] = step < lengths[b] ? 1.0 : 0.0;
+    return m;
+}
+
+/* the head + loss of one step: sum(tanh(h Wo)^2) * (1 + step / 10), and for
+ * an LSTM + 0.1 sum(c); with lengths, over the rows valid at the step */
 static ad_tensor *head_loss(ad_tape *t, void *ctx, int step, const nn_state *h)
 {
     net *n = ctx;
     ad_tensor *y = ad_tanh(t, ad_matmul(t, h->h, ad_use(t, n->wo), 0));
+    if (n->lengths) y = ad_mul(t, y, valid_rows(t, n->lengths, step));
     ad_tensor *l = ad_mul_scalar(t, ad_sum(t, ad_mul(t, y, y), AD_AXIS_ALL, 0), 1.0 + step / 10.0);
     if (h->c) l = ad_add(t, l, ad_mul_scalar(t, ad_sum(t, h->c, AD_AXIS_ALL, 0), 0.1));
     return l;
@@ -65,7 +76,11 @@ static ad_tensor *head_loss(ad_tape *t, void *ctx, int step, const nn_state *h)
 
 typedef struct run_cfg {
     int recompute, segments, slots, hoist, want_outs;
+    int masked, reverse; /* lengths (row_lengths), reversed time */
 } run_cfg;
+
+/* The masked rows: some end inside a segment, one after a single step. */
+static const int64_t row_lengths[B] = {23, 9, 1};
 
 /* One forward + backward over T steps; recompute = -1: the store-all
  * reference (plain nn_unroll, then the head on every output). Writes the
@@ -88,12 +103,15 @@ static double run(net *n, int T, run_cfg c, double *g, size_t *ng, double *hs, s
     ts_fill_uniform(h0d, B * H, 9, -0.5, 0.5);
     nn_state h0 = {ad_variable(t, AD_F64, ad_shape2(B, H), h0d), NULL};
     if (n->cell.has_c) h0.c = ad_variable(t, AD_F64, ad_shape2(B, H), h0d);
-    nn_unroll_options o = {.h0 = &h0, .hoist_input = c.hoist};
+    nn_unroll_options o = {.h0 = &h0, .hoist_input = c.hoist, .reverse = c.reverse};
+    n->lengths = c.masked ? row_lengths : NULL;
+    o.lengths = n->lengths;
     ad_tensor *loss = NULL;
     nn_state last;
     if (c.recompute < 0) {
         cr_assert_eq(nn_unroll(t, &n->cell, xs, T, &o, outs, &last), AD_OK, "%s", ad_tape_message(t));
-        for (int k = 0; k < T; k++) {
+        for (int i = 0; i < T; i++) { /* in the order the steps ran */
+            int k = c.reverse ? T - 1 - i : i;
             ad_tensor *l = head_loss(t, n, k, &outs[k]);
             loss = loss ? ad_add(t, loss, l) : l;
         }
@@ -185,6 +203,29 @@ Test(nn_recompute, states_as_outputs)
 }
 
 Test(nn_recompute, step_loss_without_recompute) { compare(NN_CELL_GRU, (run_cfg){.want_outs = 1}, 23); }
+
+/* ---- masks (lengths) and reversed time ---- */
+
+/* Both schedules, with and without outs (the states through the regions) and
+ * hoisting, for one cell kind: masked, reversed, and both at once. */
+static void masked_and_reversed(nn_cell_kind kind)
+{
+    const run_cfg base[4] = {SQRT_T, SEG5, SLOTS3, {.recompute = NN_RECOMPUTE_SLOTS, .slots = 1}};
+    for (int i = 0; i < 4; i++)
+        for (int v = 1; v < 4; v++) {
+            run_cfg c = base[i];
+            c.masked = v & 1, c.reverse = (v >> 1) & 1;
+            c.want_outs = (i + v) % 2, c.hoist = i == 1;
+            compare(kind, c, 23);
+        }
+    /* step_loss without recompute follows the masks and the order too */
+    compare(kind, (run_cfg){.masked = 1, .reverse = 1, .want_outs = 1}, 23);
+}
+
+Test(nn_recompute, masks_and_reverse_elman) { masked_and_reversed(NN_CELL_RNN_TANH); }
+Test(nn_recompute, masks_and_reverse_lstm) { masked_and_reversed(NN_CELL_LSTM); }
+Test(nn_recompute, masks_and_reverse_gru) { masked_and_reversed(NN_CELL_GRU); }
+Test(nn_recompute, masks_and_reverse_custom) { masked_and_reversed(NN_CELL_CUSTOM); }
 
 Test(nn_recompute, slots_nested_regions)
 {
@@ -303,13 +344,10 @@ Test(nn_recompute, bad_options_are_clear_errors)
     o = ok, o.step_loss = vector_loss;
     cr_assert_eq(try_unroll(&n, 8, o, msg), AD_ERR_SHAPE);
     cr_assert(strstr(msg, "one element"), "%s", msg);
-    int64_t lengths[B] = {8, 5, 8};
+    int64_t lengths[B] = {8, 9, 8};
     o = ok, o.lengths = lengths;
     cr_assert_eq(try_unroll(&n, 8, o, msg), AD_ERR_ARG);
-    cr_assert(strstr(msg, "lengths"), "%s", msg);
-    o = ok, o.reverse = 1;
-    cr_assert_eq(try_unroll(&n, 8, o, msg), AD_ERR_ARG);
-    cr_assert(strstr(msg, "reverse"), "%s", msg);
+    cr_assert(strstr(msg, "length 9 of row 1 is outside 1..8"), "%s", msg);
 
     /* stacked and bidirectional layers refuse the option by name */
     ad_tape *t = ad_tape_new(NULL);
