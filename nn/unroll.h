@@ -105,10 +105,11 @@ typedef struct nn_unroll_options {
      * the steps are masked exactly as in the store-all unroll (inside the
      * regions; the lengths are copied), and with reverse the schedule runs
      * over the steps in processing order (T-1 down to 0). Gradients equal
-     * the store-all unroll's up to rounding (tested). Not supported yet
-     * (AD_ERR_ARG naming the option): nn_unroll_seq() and
-     * nn_unroll_layers_seq(). The cells and step_loss_ctx must stay valid
-     * until backward has run (the regions re-run them).
+     * the store-all unroll's up to rounding (tested), also through
+     * nn_unroll_seq() and nn_unroll_layers_seq() (whose output needs every
+     * state, so the top layer's states are region outputs there). The
+     * cells and step_loss_ctx must stay valid until backward has run (the
+     * regions re-run them).
      */
     int recompute;
     /** NN_RECOMPUTE_SEGMENTS: the number of segments (0: ceil(sqrt(T)); above T: T; < 0: AD_ERR_ARG). */
@@ -199,7 +200,8 @@ NN_API ad_status nn_unroll_seq(ad_tape *t, const nn_cell *cell, ad_tensor *x,
  * nn_unroll_layers() over a sequence tensor: x as in nn_unroll_seq(), *y the
  * top layer's states ([T, B, H] or [B, T, H]), lasts (n_layers entries, may
  * be NULL) each layer's final state; dropout between layers as the options
- * say. Errors: those of nn_unroll_layers() and nn_unroll_seq().
+ * say; recompute as in nn_unroll_layers(). Errors: those of
+ * nn_unroll_layers() and nn_unroll_seq().
  */
 NN_API ad_status nn_unroll_layers_seq(ad_tape *t, const nn_cell *cells, int n_layers, ad_tensor *x,
                                       const nn_unroll_options *opts, ad_tensor **y, nn_state *lasts);

@@ -456,6 +456,60 @@ Test(nn_recompute, bidirectional_each_direction)
     }
 }
 
+/* ---- sequence tensors: the array form underneath ---- */
+
+/* sum(y^2 * w) over nn_unroll_seq's (stack: nn_unroll_layers_seq's) output
+ * for x [T, B, I] (or batch-first), w fixed weights; the loss and the
+ * gradients of the parameters and of x. */
+static double run_seq(net *n, int T, int batch_first, int recompute, double *g, size_t *ng)
+{
+    ad_tape *t = ad_tape_new(NULL);
+    nn_params_zero_grad(n->ps);
+    static double xd[TMAX * B * I], wd[TMAX * B * H];
+    ts_fill_uniform(xd, (size_t)T * B * I, 3, -1, 1);
+    ts_fill_uniform(wd, (size_t)T * B * H, 4, 0, 1);
+    ad_shape xs = batch_first ? ad_shape3(B, T, I) : ad_shape3(T, B, I);
+    ad_tensor *x = ad_variable(t, AD_F64, xs, xd), *y = NULL;
+    ad_tensor *w = ad_from_data(t, AD_F64, batch_first ? ad_shape3(B, T, H) : ad_shape3(T, B, H), wd);
+    nn_unroll_options o = {.batch_first = batch_first, .recompute = recompute, .slots = 2, .hoist_input = 1};
+    nn_state lasts[LMAX];
+    ad_status st = n->L == 1 ? nn_unroll_seq(t, n->cells, x, &o, &y, lasts)
+                             : nn_unroll_layers_seq(t, n->cells, n->L, x, &o, &y, lasts);
+    cr_assert_eq(st, AD_OK, "%s", ad_tape_message(t));
+    ad_tensor *loss = ad_sum(t, ad_mul(t, ad_mul(t, y, y), w), AD_AXIS_ALL, 0);
+    double lv = ad_tensor_f64(loss)[0];
+    cr_assert_eq(ad_backward(t, loss, NULL), AD_OK, "%s", ad_tape_message(t));
+    size_t m = 0;
+    for (size_t p = 0; p < nn_params_count(n->ps); p++) {
+        ad_tensor *gr = ad_param_grad(nn_params_at(n->ps, p));
+        for (size_t i = 0; i < ad_tensor_numel(gr); i++) g[m++] = ad_tensor_f64(gr)[i];
+    }
+    for (size_t i = 0; i < (size_t)T * B * I; i++) g[m++] = ad_tensor_grad_f64(x)[i];
+    *ng = m;
+    ad_tape_free(t);
+    return lv;
+}
+
+Test(nn_recompute, sequence_tensors)
+{
+    long before = ts_live_allocs();
+    const nn_cell_kind kinds[2][2] = {{NN_CELL_LSTM}, {NN_CELL_GRU, NN_CELL_CUSTOM}};
+    for (int s = 0; s < 2; s++)
+        for (int bf = 0; bf < 2; bf++)
+            for (int mode = NN_RECOMPUTE_SEGMENTS; mode <= NN_RECOMPUTE_SLOTS; mode++) {
+                net n;
+                make_stack(&n, kinds[s], s + 1);
+                size_t n0, n1;
+                double l0 = run_seq(&n, 23, bf, NN_RECOMPUTE_OFF, g_ref, &n0);
+                double l1 = run_seq(&n, 23, bf, mode, g_rc, &n1);
+                cr_assert_eq(n0, n1);
+                cr_assert(fabs(l0 - l1) <= 1e-12 * fabs(l0), "loss %.17g vs store-all %.17g", l1, l0);
+                expect_rel(g_ref, g_rc, n0, "gradient");
+                nn_params_free(n.ps);
+            }
+    cr_assert_eq(ts_live_allocs(), before, "no leak");
+}
+
 /* With gradients disabled the regions simply run on the tape: the same loss. */
 Test(nn_recompute, grad_disabled_gives_the_same_loss)
 {
