@@ -98,10 +98,12 @@ static ad_tensor *step_loss(ad_tape *t, void *vc, int step, const nn_state *h)
 }
 
 /* Steps [s0, e) through nn_unroll with the options' recomputation: the
- * inputs are made first, the losses are summed by the unroller. */
+ * inputs are made first, the losses are summed by the unroller. *lc is the
+ * head's context, which the regions read again in backward: it lives in the
+ * caller, which runs backward. */
 static ad_status steps_recompute(ad_tape *t, const nn_cell *cell, const nn_tbptt_options *o, ring *r, int64_t s0,
                                  int64_t e, int64_t first_loss, nn_tbptt_input_fn input, nn_tbptt_loss_fn loss,
-                                 void *ctx, nn_state *h, ad_tensor **total)
+                                 void *ctx, step_loss_ctx *lc, nn_state *h, ad_tensor **total)
 {
     int n = (int)(e - s0);
     ad_tensor **xs = malloc(sizeof *xs * (size_t)n);
@@ -109,13 +111,13 @@ static ad_status steps_recompute(ad_tape *t, const nn_cell *cell, const nn_tbptt
     for (int k = 0; k < n && ad_tape_status(t) == AD_OK; k++)
         if (!(xs[k] = input(t, s0 + k, ctx)) && ad_tape_status(t) == AD_OK)
             ad_tape_fail(t, AD_ERR_NULL, "input of step %lld is NULL", (long long)(s0 + k));
-    step_loss_ctx lc = {r, s0, first_loss, loss, ctx, ad_tensor_dtype(h->h), 0};
+    *lc = (step_loss_ctx){r, s0, first_loss, loss, ctx, ad_tensor_dtype(h->h), 0};
     nn_unroll_options uo = {.h0 = h, .recompute = o->recompute, .segments = o->segments, .slots = o->slots,
-                            .step_loss = step_loss, .step_loss_ctx = &lc, .loss = total};
+                            .step_loss = step_loss, .step_loss_ctx = lc, .loss = total};
     nn_state last;
     if (ad_tape_status(t) == AD_OK && nn_unroll(t, cell, xs, n, &uo, NULL, &last) == AD_OK) {
         *h = last;
-        if (!lc.any) *total = NULL;
+        if (!lc->any) *total = NULL;
     }
     free(xs);
     return ad_tape_status(t);
@@ -131,7 +133,8 @@ static ad_status segment(ad_tape *t, const nn_cell *cell, nn_params *ps, const n
     nn_state h;
     if (load_state(t, cell, r, s0, o->batch, &h) != AD_OK) return tape_err(t, err);
     ad_tensor *total = NULL;
-    ad_status st = o->recompute ? steps_recompute(t, cell, o, r, s0, e, first_loss, input, loss, ctx, &h, &total)
+    step_loss_ctx lc; /* read by the recomputation during backward below */
+    ad_status st = o->recompute ? steps_recompute(t, cell, o, r, s0, e, first_loss, input, loss, ctx, &lc, &h, &total)
                                 : steps_plain(t, cell, r, s0, e, first_loss, input, loss, ctx, &h, &total);
     if (st != AD_OK) return tape_err(t, err);
     *value = 0;
