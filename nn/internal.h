@@ -107,10 +107,19 @@ int nn__hoist_block(const struct nn_unroll_options *o, int T);
 struct ad_tensor *nn__project_block(struct ad_tape *t, const struct nn_cell *cell, struct ad_tensor *const *xs,
                                     const struct nn_state *from, int first, int n, int64_t batch);
 
-/* nn_unroll() with o->recompute or o->step_loss: the arguments are checked
- * (check_args), h is the initial state. Returns the tape's status. */
-ad_status nn__unroll_recompute(struct ad_tape *t, const struct nn_cell *cell, struct ad_tensor *const *xs,
-                               int T, const struct nn_unroll_options *o, struct nn_state h,
-                               struct nn_state *outs, struct nn_state *last);
+/* The masked step of variable-length batches (unroll.c): rows with
+ * lengths[b] <= step keep *prev (ad_where on h and c), the others take
+ * *next; nothing happens with lengths NULL or every row valid. */
+ad_status nn__mask_step(struct ad_tape *t, const int64_t *lengths, int64_t batch, int step,
+                        const struct nn_state *prev, struct nn_state *next);
+
+/* nn_unroll() and nn_unroll_layers() with o->recompute or o->step_loss: L
+ * layers (cells[0..L)) run segment by segment, every layer in each segment;
+ * the arguments are checked (check_args, check_dropout), h0 holds L initial
+ * states, outs (may be NULL) receives the top layer's states and lasts (may
+ * be NULL) every layer's final state. Returns the tape's status. */
+ad_status nn__unroll_recompute(struct ad_tape *t, const struct nn_cell *cells, int L, struct ad_tensor *const *xs,
+                               int T, const struct nn_unroll_options *o, const struct nn_state *h0,
+                               struct nn_state *outs, struct nn_state *lasts);
 
 #endif

@@ -50,9 +50,6 @@ static ad_status unroll_seq(ad_tape *t, const nn_cell *cells, int n_layers, ad_t
         return ad_tape_fail(t, AD_ERR_NULL, "unroll_seq: %s is NULL", !cells ? "cell" : !x ? "x" : "y");
     nn_unroll_options o = {0};
     if (opts) o = *opts;
-    if (o.recompute || o.step_loss || o.loss)
-        return ad_tape_fail(t, AD_ERR_ARG, "unroll_seq: recompute and step_loss are not supported with "
-                                           "sequence tensors yet (use nn_unroll)");
     int64_t T0 = ad_tensor_dim(x, o.batch_first ? 1 : 0);
     if (T0 > (int64_t)1 << 30)
         return ad_tape_fail(t, AD_ERR_ARG, "unroll_seq: %lld steps is more than one call handles", (long long)T0);

@@ -6,6 +6,7 @@
  * so the segment ending at step e can start from S_{e-k2} as a constant.
  */
 #include "tbptt.h"
+#include "unroll.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -47,6 +48,81 @@ static ad_status tape_err(ad_tape *t, ad_error *err)
     return ad_error_set(err, st, "%s", msg);
 }
 
+/* Records steps [s0, e) from *h, keeping every state in the ring; *total
+ * gets the sum of the losses of steps >= first_loss (NULL: none). */
+static ad_status steps_plain(ad_tape *t, const nn_cell *cell, ring *r, int64_t s0, int64_t e, int64_t first_loss,
+                             nn_tbptt_input_fn input, nn_tbptt_loss_fn loss, void *ctx, nn_state *h,
+                             ad_tensor **total)
+{
+    for (int64_t s = s0; s < e; s++) {
+        char label[AD_NAME_SIZE + 24];
+        snprintf(label, sizeof label, "%s t=%lld", cell->name, (long long)s);
+        ad_tape_set_label(t, label);
+        nn_state next;
+        ad_tensor *x = input(t, s, ctx);
+        if (!x && ad_tape_status(t) == AD_OK) ad_tape_fail(t, AD_ERR_NULL, "input of step %lld is NULL", (long long)s);
+        if (!x || nn_cell_step(t, cell, x, h, &next) != AD_OK) return ad_tape_status(t);
+        *h = next;
+        keep_state(r, s + 1, h);
+        if (s < first_loss) continue;
+        ad_tensor *l = loss(t, h, s, ctx);
+        if (ad_tape_status(t) != AD_OK) return ad_tape_status(t);
+        if (l) *total = *total ? ad_add(t, *total, l) : l;
+    }
+    ad_tape_set_label(t, NULL);
+    return ad_tape_status(t);
+}
+
+/* The caller's loss as nn_unroll's step_loss: it also keeps each state in
+ * the ring (again, with the same values, when a region is recomputed), and
+ * a step without a loss adds an exact zero. */
+typedef struct step_loss_ctx {
+    ring *r;
+    int64_t s0, first_loss;
+    nn_tbptt_loss_fn loss;
+    void *ctx;
+    ad_dtype dtype;
+    int any; /* some step had a loss */
+} step_loss_ctx;
+
+static ad_tensor *step_loss(ad_tape *t, void *vc, int step, const nn_state *h)
+{
+    step_loss_ctx *c = vc;
+    int64_t s = c->s0 + step;
+    keep_state(c->r, s + 1, h);
+    ad_tensor *l = s < c->first_loss ? NULL : c->loss(t, h, s, c->ctx);
+    if (ad_tape_status(t) != AD_OK) return NULL;
+    if (!l) return ad_zeros(t, c->dtype, ad_shape0());
+    c->any = 1;
+    return l;
+}
+
+/* Steps [s0, e) through nn_unroll with the options' recomputation: the
+ * inputs are made first, the losses are summed by the unroller. *lc is the
+ * head's context, which the regions read again in backward: it lives in the
+ * caller, which runs backward. */
+static ad_status steps_recompute(ad_tape *t, const nn_cell *cell, const nn_tbptt_options *o, ring *r, int64_t s0,
+                                 int64_t e, int64_t first_loss, nn_tbptt_input_fn input, nn_tbptt_loss_fn loss,
+                                 void *ctx, step_loss_ctx *lc, nn_state *h, ad_tensor **total)
+{
+    int n = (int)(e - s0);
+    ad_tensor **xs = malloc(sizeof *xs * (size_t)n);
+    if (!xs) return ad_tape_fail(t, AD_ERR_NOMEM, "out of memory for %d inputs", n);
+    for (int k = 0; k < n && ad_tape_status(t) == AD_OK; k++)
+        if (!(xs[k] = input(t, s0 + k, ctx)) && ad_tape_status(t) == AD_OK)
+            ad_tape_fail(t, AD_ERR_NULL, "input of step %lld is NULL", (long long)(s0 + k));
+    *lc = (step_loss_ctx){r, s0, first_loss, loss, ctx, ad_tensor_dtype(h->h), 0};
+    nn_unroll_options uo = {.h0 = h, .recompute = o->recompute, .segments = o->segments, .slots = o->slots,
+                            .step_loss = step_loss, .step_loss_ctx = lc, .loss = total};
+    nn_state last;
+    if (ad_tape_status(t) == AD_OK && nn_unroll(t, cell, xs, n, &uo, NULL, &last) == AD_OK) {
+        *h = last;
+        if (!lc->any) *total = NULL;
+    }
+    free(xs);
+    return ad_tape_status(t);
+}
+
 /* One segment: steps [s0, e) from S_{s0}; losses of steps >= first_loss. */
 static ad_status segment(ad_tape *t, const nn_cell *cell, nn_params *ps, const nn_tbptt_options *o,
                          ring *r, int64_t s0, int64_t e, int64_t first_loss,
@@ -57,22 +133,10 @@ static ad_status segment(ad_tape *t, const nn_cell *cell, nn_params *ps, const n
     nn_state h;
     if (load_state(t, cell, r, s0, o->batch, &h) != AD_OK) return tape_err(t, err);
     ad_tensor *total = NULL;
-    for (int64_t s = s0; s < e; s++) {
-        char label[AD_NAME_SIZE + 24];
-        snprintf(label, sizeof label, "%s t=%lld", cell->name, (long long)s);
-        ad_tape_set_label(t, label);
-        nn_state next;
-        ad_tensor *x = input(t, s, ctx);
-        if (!x && ad_tape_status(t) == AD_OK) ad_tape_fail(t, AD_ERR_NULL, "input of step %lld is NULL", (long long)s);
-        if (!x || nn_cell_step(t, cell, x, &h, &next) != AD_OK) return tape_err(t, err);
-        h = next;
-        keep_state(r, s + 1, &h);
-        if (s < first_loss) continue;
-        ad_tensor *l = loss(t, &h, s, ctx);
-        if (ad_tape_status(t) != AD_OK) return tape_err(t, err);
-        if (l) total = total ? ad_add(t, total, l) : l;
-    }
-    ad_tape_set_label(t, NULL);
+    step_loss_ctx lc; /* read by the recomputation during backward below */
+    ad_status st = o->recompute ? steps_recompute(t, cell, o, r, s0, e, first_loss, input, loss, ctx, &lc, &h, &total)
+                                : steps_plain(t, cell, r, s0, e, first_loss, input, loss, ctx, &h, &total);
+    if (st != AD_OK) return tape_err(t, err);
     *value = 0;
     if (!total) return AD_OK; /* no loss in this segment: nothing to backpropagate */
     if (ps) nn_params_zero_grad(ps);
@@ -90,6 +154,12 @@ ad_status nn_tbptt_run(ad_tape *t, const nn_cell *cell, nn_params *ps, const nn_
     if (o->k1 < 1 || o->k2 < o->k1)
         return ad_error_set(err, AD_ERR_ARG, "tbptt: needs k2 >= k1 >= 1");
     if (o->steps < 1) return ad_error_set(err, AD_ERR_EMPTY, "tbptt: empty sequence");
+    if (o->recompute < NN_RECOMPUTE_OFF || o->recompute > NN_RECOMPUTE_SLOTS)
+        return ad_error_set(err, AD_ERR_ARG, "tbptt: recompute = %d is not an nn_recompute_mode", o->recompute);
+    if (o->recompute == NN_RECOMPUTE_SEGMENTS && o->segments < 0)
+        return ad_error_set(err, AD_ERR_ARG, "tbptt: recompute segments = %d is negative", o->segments);
+    if (o->recompute == NN_RECOMPUTE_SLOTS && o->slots < 1)
+        return ad_error_set(err, AD_ERR_ARG, "tbptt: recompute slots = %d, need at least 1", o->slots);
     if (o->batch < 1 || cell->n_w < 1 || !nn_cell_weight(cell, 0))
         return ad_error_set(err, AD_ERR_ARG, "tbptt: batch must be >= 1 and the cell must have weights");
     size_t bh = (size_t)o->batch * (size_t)nn_cell_output_size(cell);

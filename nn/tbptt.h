@@ -54,14 +54,30 @@ typedef struct nn_tbptt_options {
     /** Initial state values in f64, or NULL for zeros: h0 [batch, nn_cell_output_size()], c0 [batch, H]. */
     const double *h0, *c0;
     /**@}*/
+    /**
+     * Recompute each segment's steps in backward (an nn_recompute_mode, as
+     * nn_unroll_options::recompute; 0: store all): the segment is recorded by
+     * nn_unroll() with the loss as its per-step head, so only the states at
+     * the schedule's boundaries stay on the tape. The segment's inputs are
+     * then all made before its first step, and `loss` runs again (with the
+     * same state) when a region is recomputed, so both must be
+     * deterministic. The parameters after each update equal the store-all
+     * run's up to rounding (tested). AD_ERR_ARG for a value outside the modes.
+     */
+    int recompute;
+    /** NN_RECOMPUTE_SEGMENTS: segments per TBPTT segment (0: ceil(sqrt(k2)); < 0: AD_ERR_ARG). */
+    int segments;
+    /** NN_RECOMPUTE_SLOTS: checkpoint slots, >= 1 (AD_ERR_ARG otherwise). */
+    int slots;
 } nn_tbptt_options;
 
 /**
  * Runs TBPTT over the sequence. Before each segment's backward the
  * gradients of `ps` (may be NULL) are zeroed, so `update` sees exactly that
  * segment's gradients. The tape is reset at the start of every segment.
- * Errors: AD_ERR_NULL, AD_ERR_ARG (k1, k2, steps or batch), AD_ERR_NOMEM, the
- * tape's errors (copied to err), and the update's status.
+ * Errors: AD_ERR_NULL, AD_ERR_ARG (k1, k2, steps, batch or the recompute
+ * options), AD_ERR_NOMEM, the tape's errors (copied to err), and the
+ * update's status.
  */
 NN_API ad_status nn_tbptt_run(ad_tape *t, const nn_cell *cell, nn_params *ps, const nn_tbptt_options *o,
                        nn_tbptt_input_fn input, nn_tbptt_loss_fn loss, nn_tbptt_update_fn update,

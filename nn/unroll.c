@@ -5,6 +5,7 @@
 #include "internal.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 
 /* [B, 1] constant: 1 where step `step` is valid for the row, 0 where padded;
  * NULL (and *all_valid set) when every row is valid. */
@@ -23,6 +24,19 @@ static ad_tensor *step_mask(ad_tape *t, ad_dtype dtype, const int64_t *lengths, 
         else ad_tensor_f64(m)[b] = v;
     }
     return m;
+}
+
+ad_status nn__mask_step(ad_tape *t, const int64_t *lengths, int64_t batch, int step, const nn_state *prev,
+                        nn_state *next)
+{
+    if (!lengths) return ad_tape_status(t);
+    int all_valid = 1;
+    ad_tensor *m = step_mask(t, ad_tensor_dtype(next->h), lengths, batch, step, &all_valid);
+    if (!all_valid) {
+        next->h = ad_where(t, m, next->h, prev->h);
+        if (next->c) next->c = ad_where(t, m, next->c, prev->c);
+    }
+    return ad_tape_status(t);
 }
 
 /* The input at step k: xs[k], or the previous layer's state in outs[k].h. */
@@ -93,12 +107,7 @@ static ad_status one_step(ad_tape *t, const nn_cell *cell, ad_tensor *const *xs,
     ad_status st = gx ? nn_cell_step_projected(t, cell, gx, h, &next)
                       : nn_cell_step(t, cell, input_at(xs, outs, step), h, &next);
     if (st != AD_OK) return st;
-    int all_valid = 1;
-    ad_tensor *m = o->lengths ? step_mask(t, ad_tensor_dtype(next.h), o->lengths, batch, step, &all_valid) : NULL;
-    if (!all_valid) {
-        next.h = ad_where(t, m, next.h, h->h);
-        if (next.c) next.c = ad_where(t, m, next.c, h->c);
-    }
+    if (nn__mask_step(t, o->lengths, batch, step, h, &next) != AD_OK) return ad_tape_status(t);
     *h = next;
     if (outs) outs[step] = *h;
     return ad_tape_status(t);
@@ -123,12 +132,7 @@ static ad_status run(ad_tape *t, const nn_cell *cell, ad_tensor *const *xs, int 
     if (o.h0) h = *o.h0;
     else if (nn_cell_zero_state(t, cell, batch, &h) != AD_OK) return ad_tape_status(t);
     /* recomputation, and the per-step loss: unroll_recompute.c */
-    if (o.recompute || o.step_loss || o.loss) {
-        if (!xs)
-            return ad_tape_fail(t, AD_ERR_ARG, "unroll_layers %s: recompute and step_loss are not supported "
-                                               "with stacked layers yet", cell->name);
-        return nn__unroll_recompute(t, cell, xs, T, &o, h, outs, last);
-    }
+    if (o.recompute || o.step_loss || o.loss) return nn__unroll_recompute(t, cell, 1, xs, T, &o, &h, outs, last);
     int hoist = o.hoist_input && cell->kind != NN_CELL_CUSTOM;
     int blk = hoist ? nn__hoist_block(&o, T) : T;
     /* Blocks of processing order k; reversed, a block is steps T-k0-nb..T-k0-1. */
@@ -210,20 +214,41 @@ static void drop_outputs(ad_tape *t, const nn_unroll_options *o, nn_state *outs,
         outs[k].h = mask ? ad_mul(t, outs[k].h, mask) : ad_dropout(t, outs[k].h, o->dropout, 1, o->rng);
 }
 
+/* nn_unroll_layers() with recompute or step_loss: every layer in each
+ * segment (unroll_recompute.c), from opts->h0 or zero states. */
+static ad_status layers_recompute(ad_tape *t, const nn_cell *cells, int n_layers, ad_tensor *const *xs, int T,
+                                  const nn_unroll_options *o, nn_state *outs, nn_state *lasts)
+{
+    if (check_args(t, &cells[0], xs, NULL, T, o) != AD_OK) return ad_tape_status(t);
+    for (int l = 1; l < n_layers; l++)
+        if (cells[l].input_size != nn_cell_output_size(&cells[l - 1]))
+            return ad_tape_fail(t, AD_ERR_SHAPE, "unroll_layers: layer %d (%s) takes %d inputs, layer %d gives %d", l,
+                                cells[l].name, cells[l].input_size, l - 1, nn_cell_output_size(&cells[l - 1]));
+    nn_state *h0 = malloc(sizeof *h0 * (size_t)n_layers);
+    if (!h0) return ad_tape_fail(t, AD_ERR_NOMEM, "unroll_layers: out of memory");
+    int64_t batch = ad_tensor_dim(xs[0], 0);
+    for (int l = 0; l < n_layers; l++) {
+        if (o->h0) h0[l] = o->h0[l];
+        else if (nn_cell_zero_state(t, &cells[l], batch, &h0[l]) != AD_OK) break;
+    }
+    if (ad_tape_status(t) == AD_OK) nn__unroll_recompute(t, cells, n_layers, xs, T, o, h0, outs, lasts);
+    free(h0);
+    return ad_tape_status(t);
+}
+
 ad_status nn_unroll_layers(ad_tape *t, const nn_cell *cells, int n_layers, ad_tensor *const *xs,
                            int T, const nn_unroll_options *opts, nn_state *outs, nn_state *lasts)
 {
     if (!t) return AD_ERR_NULL;
-    if (!cells || !outs || !xs)
+    int rc = opts && (opts->recompute || opts->step_loss || opts->loss); /* outs optional */
+    if (!cells || (!outs && !rc) || !xs)
         return ad_tape_fail(t, AD_ERR_NULL, "unroll_layers: %s is NULL",
-                            !cells ? "cells" : !outs ? "outs" : "xs");
+                            !cells ? "cells" : !xs ? "xs" : "outs");
     if (n_layers < 1) return ad_tape_fail(t, AD_ERR_EMPTY, "unroll_layers: no layers");
     nn_unroll_options o = {0};
     if (opts) o = *opts;
-    if (o.recompute || o.step_loss || o.loss)
-        return ad_tape_fail(t, AD_ERR_ARG, "unroll_layers: recompute and step_loss are not supported with "
-                                           "stacked layers yet");
     if (check_dropout(t, &o) != AD_OK) return ad_tape_status(t);
+    if (o.recompute || o.step_loss || o.loss) return layers_recompute(t, cells, n_layers, xs, T, &o, outs, lasts);
     for (int l = 0; l < n_layers; l++) {
         o.h0 = opts && opts->h0 ? &opts->h0[l] : NULL;
         nn_state last;
@@ -243,9 +268,10 @@ ad_status nn_unroll_bidirectional(ad_tape *t, const nn_cell *fwd, const nn_cell 
         return ad_tape_fail(t, AD_ERR_NULL, "unroll_bidirectional: an output array or xs is NULL");
     nn_unroll_options o = {0};
     if (opts) o = *opts;
-    if (o.recompute || o.step_loss || o.loss)
-        return ad_tape_fail(t, AD_ERR_ARG, "unroll_bidirectional: recompute and step_loss are not supported "
-                                           "with bidirectional layers yet");
+    if (o.step_loss || o.loss)
+        return ad_tape_fail(t, AD_ERR_ARG, "unroll_bidirectional: step_loss is not supported with bidirectional "
+                                           "layers (a step's output needs both directions: put the head after "
+                                           "the layer; recompute works)");
     o.reverse = 0;
     o.h0 = opts && opts->h0 ? &opts->h0[0] : NULL;
     if (run(t, fwd, xs, T, &o, outs_fwd, NULL) != AD_OK) return ad_tape_status(t);

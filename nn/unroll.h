@@ -105,21 +105,29 @@ typedef struct nn_unroll_options {
      */
     int batch_first;
     /**
-     * nn_unroll() only: recompute the steps in backward instead of keeping
-     * their intermediates (an nn_recompute_mode; 0 = store all). The steps
-     * are cut by the schedule of nn_recompute_plan.h; every checkpointed
-     * segment is one ad_checkpoint() region whose inputs are the carried
-     * state (h, c) and the segment's inputs xs, and whose outputs are the
-     * segment's last state, its summed loss (with step_loss) and, only when
-     * nn_unroll() is given `outs`, every step's state (which then stay on
-     * the tape: pass outs = NULL and put the head in step_loss to keep
-     * nothing of size T). With hoist_input the input projection is computed
-     * per segment inside its region. Gradients equal the store-all unroll's
-     * up to rounding (tested). Not supported yet (AD_ERR_ARG naming the
-     * option, never a different result): lengths (masks), reverse,
-     * nn_unroll_layers(), nn_unroll_bidirectional(), nn_unroll_seq() and
-     * nn_unroll_layers_seq(). The cell and step_loss_ctx must stay valid
-     * until backward has run (the regions re-run them).
+     * nn_unroll(), nn_unroll_layers() and nn_unroll_bidirectional():
+     * recompute the steps in backward instead of keeping their intermediates
+     * (an nn_recompute_mode; 0 = store all). The steps are cut by the
+     * schedule of nn_recompute_plan.h; every checkpointed segment is one
+     * ad_checkpoint() region whose inputs are the carried state (h, c) of
+     * every layer and the segment's inputs xs, and whose outputs are the
+     * segment's last states, its summed loss (with step_loss) and, only when
+     * `outs` is given, every step's state of the top layer (which then stay
+     * on the tape: pass outs = NULL and put the head in step_loss to keep
+     * nothing of size T). Stacked layers run together in each segment, so
+     * only the boundary states of every layer are kept; dropout between them
+     * draws the same masks as the store-all unroll (and leaves `rng` in the
+     * same state), redrawn in the recomputation. A bidirectional layer
+     * recomputes each direction on its own. With hoist_input the input
+     * projection is computed per segment inside its region. With lengths
+     * the steps are masked exactly as in the store-all unroll (inside the
+     * regions; the lengths are copied), and with reverse the schedule runs
+     * over the steps in processing order (T-1 down to 0). Gradients equal
+     * the store-all unroll's up to rounding (tested), also through
+     * nn_unroll_seq() and nn_unroll_layers_seq() (whose output needs every
+     * state, so the top layer's states are region outputs there). The
+     * cells and step_loss_ctx must stay valid until backward has run (the
+     * regions re-run them).
      */
     int recompute;
     /** NN_RECOMPUTE_SEGMENTS: the number of segments (0: ceil(sqrt(T)); above T: T; < 0: AD_ERR_ARG). */
@@ -127,12 +135,15 @@ typedef struct nn_unroll_options {
     /** NN_RECOMPUTE_SLOTS: checkpoint slots, >= 1 (AD_ERR_ARG otherwise). */
     int slots;
     /**
-     * nn_unroll() only, with or without recompute: called after every step
-     * (in time order) with the step's state; the terms are summed, in step
-     * order within each segment and then over the segments, into one scalar
-     * written to *loss. Requires `loss` (and `loss` requires step_loss:
-     * AD_ERR_NULL otherwise); not supported with lengths or reverse
-     * (AD_ERR_ARG).
+     * nn_unroll() and nn_unroll_layers() (the top layer's states), with or
+     * without recompute; refused by nn_unroll_bidirectional() (AD_ERR_ARG: a
+     * step's output needs both directions). Called after every step
+     * (in processing order: T-1 down to 0 with reverse) with the step's
+     * state, masked as in outs when lengths are given (padded rows carry
+     * their state: leave them out of the term); the terms are summed, in
+     * processing order within each segment and then over the segments, into
+     * one scalar written to *loss. Requires `loss` (and `loss` requires
+     * step_loss: AD_ERR_NULL otherwise).
      */
     nn_step_loss_fn step_loss;
     /** The ctx passed to step_loss. */
@@ -163,9 +174,14 @@ NN_API ad_status nn_unroll(ad_tape *t, const nn_cell *cell, ad_tensor *const *xs
 
 /**
  * Stacked layers: layer 0 reads xs, layer k reads layer k-1's outputs. outs
- * (T entries, required) ends with the top layer's states; lasts (n_layers
- * entries, may be NULL) gets each layer's final state. opts->h0, when given,
- * holds one state per layer.
+ * (T entries; required unless recompute or step_loss is set) ends with the
+ * top layer's states; lasts (n_layers entries, may be NULL) gets each
+ * layer's final state. opts->h0, when given, holds one state per layer.
+ * With recompute (or step_loss) every segment runs all layers, and
+ * step_loss sees the top layer's state. Errors: those of nn_unroll(),
+ * AD_ERR_EMPTY (no layers), AD_ERR_SHAPE (a layer's input size is not the
+ * previous layer's output size, checked first with recompute), AD_ERR_ARG /
+ * AD_ERR_NULL (dropout outside [0, 1), or training dropout without rng).
  */
 NN_API ad_status nn_unroll_layers(ad_tape *t, const nn_cell *cells, int n_layers, ad_tensor *const *xs,
                            int T, const nn_unroll_options *opts, nn_state *outs, nn_state *lasts);
@@ -174,7 +190,10 @@ NN_API ad_status nn_unroll_layers(ad_tape *t, const nn_cell *cells, int n_layers
  * A bidirectional layer, as PyTorch's bidirectional=True: `fwd` runs forward
  * into outs_fwd, `bwd` runs reversed into outs_bwd (both T entries), and
  * cat[t] = [h_fwd(t), h_bwd(t)] along the last axis ([B, 2H]). opts->h0, when
- * given, holds two states (forward, backward).
+ * given, holds two states (forward, backward). With recompute each direction
+ * is recomputed on its own (its states are outputs of its regions, as cat
+ * needs them); step_loss is refused (AD_ERR_ARG): put the head after the
+ * layer, on cat.
  */
 NN_API ad_status nn_unroll_bidirectional(ad_tape *t, const nn_cell *fwd, const nn_cell *bwd,
                                   ad_tensor *const *xs, int T, const nn_unroll_options *opts,
@@ -199,7 +218,8 @@ NN_API ad_status nn_unroll_seq(ad_tape *t, const nn_cell *cell, ad_tensor *x,
  * nn_unroll_layers() over a sequence tensor: x as in nn_unroll_seq(), *y the
  * top layer's states ([T, B, H] or [B, T, H]), lasts (n_layers entries, may
  * be NULL) each layer's final state; dropout between layers as the options
- * say. Errors: those of nn_unroll_layers() and nn_unroll_seq().
+ * say; recompute as in nn_unroll_layers(). Errors: those of
+ * nn_unroll_layers() and nn_unroll_seq().
  */
 NN_API ad_status nn_unroll_layers_seq(ad_tape *t, const nn_cell *cells, int n_layers, ad_tensor *x,
                                       const nn_unroll_options *opts, ad_tensor **y, nn_state *lasts);

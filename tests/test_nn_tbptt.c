@@ -2,7 +2,8 @@
  * test_nn_tbptt.c - the TBPTT(k1, k2) driver: against a PyTorch trajectory
  * (segment losses and final weights, tests/data/tbptt) for k1 = k2 and
  * k1 < k2, against the hand-derived truncated reference for the textbook
- * case 2, and its bad inputs.
+ * case 2, with recomputation (the same parameters as without), and its bad
+ * inputs.
  */
 #include <criterion/criterion.h>
 #include <math.h>
@@ -254,4 +255,128 @@ Test(nn_tbptt, bad_inputs)
     cr_assert(strstr(err.msg, "gru.l0: x must be [B, 2]"), "%s", err.msg);
     ad_tape_free(t);
     nn_params_free(ps);
+}
+
+/* ---- with recomputation: the same parameters after every update ------------------------- */
+
+enum { RB = 2, RI = 3, RH = 4, RSTEPS = 23 };
+
+typedef struct rc_ctx {
+    nn_params *ps;
+    nn_linear head;
+    nn_optim *opt;
+    double x[RSTEPS * RB * RI];
+    int updates;
+} rc_ctx;
+
+static ad_tensor *rc_input(ad_tape *t, int64_t step, void *vc)
+{
+    rc_ctx *c = vc;
+    return ad_from_data(t, AD_F64, ad_shape2(RB, RI), c->x + step * RB * RI);
+}
+
+/* sum(tanh(head(h))^2) at steps that are not multiples of 3 (no loss there) */
+static ad_tensor *rc_loss(ad_tape *t, const nn_state *h, int64_t step, void *vc)
+{
+    rc_ctx *c = vc;
+    if (step % 3 == 0) return NULL;
+    ad_tensor *y = ad_tanh(t, nn_linear_forward(t, &c->head, h->h));
+    return ad_mul_scalar(t, ad_sum(t, ad_mul(t, y, y), AD_AXIS_ALL, 0), 1.0 + (double)step / 7.0);
+}
+
+static ad_status rc_update(int64_t seg, double loss, void *vc)
+{
+    (void)seg, (void)loss;
+    rc_ctx *c = vc;
+    c->updates++;
+    return nn_optim_step(c->opt, NULL);
+}
+
+/* The parameters after a TBPTT run of the given cell and options. */
+static void rc_train(nn_cell_kind kind, nn_tbptt_options o, double *out, size_t *n, int *updates)
+{
+    rc_ctx c;
+    memset(&c, 0, sizeof c);
+    c.ps = nn_params_new(AD_F64, NULL);
+    nn_cell cell;
+    cr_assert_eq(nn_cell_create(&cell, c.ps, "r", &(nn_cell_options){.kind = kind, .input_size = RI, .hidden_size = RH},
+                                NULL), AD_OK);
+    nn_linear_create(&c.head, c.ps, "head", RH, 3, 1, NULL);
+    ad_rng rng;
+    ad_rng_seed(&rng, 3, 4);
+    nn_params_init_uniform(c.ps, &rng, -0.6, 0.6);
+    ts_fill_uniform(c.x, RSTEPS * RB * RI, 21, -1.0, 1.0);
+    nn_optim_config cfg = nn_optim_defaults(NN_OPTIM_SGD);
+    cfg.lr = 0.2;
+    c.opt = nn_optim_new(c.ps, &cfg, NULL);
+    ad_tape *t = ad_tape_new(NULL);
+    ad_error err;
+    o.steps = RSTEPS, o.batch = RB;
+    cr_assert_eq(nn_tbptt_run(t, &cell, c.ps, &o, rc_input, rc_loss, rc_update, &c, &err), AD_OK, "%s", err.msg);
+    const double *v = nn_params_values(c.ps, n);
+    memcpy(out, v, *n * sizeof *out);
+    *updates = c.updates;
+    ad_tape_free(t);
+    nn_optim_free(c.opt);
+    nn_params_free(c.ps);
+}
+
+static void rc_compare(nn_cell_kind kind, int k1, int k2, int mode, int segments, int slots)
+{
+    static double want[4096], got[4096];
+    size_t n0, n1;
+    int u0, u1;
+    double h0[RB * RH];
+    ts_fill_uniform(h0, RB * RH, 5, -0.5, 0.5);
+    nn_tbptt_options o = {.k1 = k1, .k2 = k2, .h0 = h0, .c0 = h0};
+    rc_train(kind, o, want, &n0, &u0);
+    o.recompute = mode, o.segments = segments, o.slots = slots;
+    rc_train(kind, o, got, &n1, &u1);
+    cr_assert_eq(n0, n1);
+    cr_assert_eq(u0, u1);
+    cr_assert(u0 >= 5, "%d updates", u0);
+    double scale = 0, diff = 0;
+    for (size_t i = 0; i < n0; i++) {
+        scale = fmax(scale, fabs(want[i]));
+        diff = fmax(diff, fabs(want[i] - got[i]));
+    }
+    cr_assert(diff <= 1e-12 * scale, "k1 %d k2 %d mode %d: parameters differ by %.3g (scale %.3g)", k1, k2, mode, diff,
+              scale);
+}
+
+Test(nn_tbptt, recompute_gives_the_same_parameters)
+{
+    long before = ts_live_allocs();
+    const nn_cell_kind kinds[3] = {NN_CELL_RNN_TANH, NN_CELL_LSTM, NN_CELL_GRU};
+    for (int i = 0; i < 3; i++) {
+        rc_compare(kinds[i], 4, 4, NN_RECOMPUTE_SEGMENTS, 0, 0);
+        rc_compare(kinds[i], 3, 7, NN_RECOMPUTE_SEGMENTS, 3, 0);
+        rc_compare(kinds[i], 2, 9, NN_RECOMPUTE_SLOTS, 0, 2);
+        rc_compare(kinds[i], 5, 5, NN_RECOMPUTE_SLOTS, 0, 1);
+    }
+    cr_assert_eq(ts_live_allocs(), before);
+}
+
+Test(nn_tbptt, bad_recompute_options)
+{
+    long before = ts_live_allocs();
+    nn_params *ps = nn_params_new(AD_F64, NULL);
+    nn_cell cell;
+    nn_cell_create(&cell, ps, "gru", &(nn_cell_options){.kind = NN_CELL_GRU, .input_size = RI, .hidden_size = RH}, NULL);
+    ad_tape *t = ad_tape_new(NULL);
+    ad_error err;
+    rc_ctx c;
+    memset(&c, 0, sizeof c);
+    nn_tbptt_options o = {.k1 = 3, .k2 = 3, .steps = 5, .batch = RB, .recompute = 5};
+    cr_assert_eq(nn_tbptt_run(t, &cell, ps, &o, rc_input, rc_loss, NULL, &c, &err), AD_ERR_ARG);
+    cr_assert(strstr(err.msg, "recompute = 5"), "%s", err.msg);
+    o.recompute = NN_RECOMPUTE_SEGMENTS, o.segments = -1;
+    cr_assert_eq(nn_tbptt_run(t, &cell, ps, &o, rc_input, rc_loss, NULL, &c, &err), AD_ERR_ARG);
+    cr_assert(strstr(err.msg, "segments = -1"), "%s", err.msg);
+    o.recompute = NN_RECOMPUTE_SLOTS, o.segments = 0, o.slots = 0;
+    cr_assert_eq(nn_tbptt_run(t, &cell, ps, &o, rc_input, rc_loss, NULL, &c, &err), AD_ERR_ARG);
+    cr_assert(strstr(err.msg, "slots = 0"), "%s", err.msg);
+    ad_tape_free(t);
+    nn_params_free(ps);
+    cr_assert_eq(ts_live_allocs(), before);
 }
