@@ -1,11 +1,12 @@
 /*
  * long_sequence.c - one long unroll two ways: store-all and with
  * recomputation (docs/guide.md, "Long sequences"). An LSTM with a linear
- * head reads T = 3000 steps of a toy stream; the per-step head and loss run
- * inside the unroller (step_loss), so nothing of size T B V is kept.
- * The run prints the peak memory each way and the largest relative
- * difference of their gradients (float64: equal up to rounding), then trains
- * a few steps with recomputation.
+ * head reads T = 10,000 steps of four counting streams and predicts each
+ * next token; the per-step head and loss run inside the unroller
+ * (step_loss), so nothing of size T B V is kept. The run prints the peak
+ * memory each way and the largest relative difference of their gradients
+ * (float64: equal up to rounding), trains a few steps with recomputation,
+ * and prints a summary of the gradient-flow report of the last one.
  *
  * Run: ./build/long_sequence [T]
  */
@@ -43,25 +44,47 @@ static double peak_mib(void)
     return (double)u.ru_maxrss / 1024.0;
 }
 
-/* Forward and backward over the whole sequence; the parameters' gradients
- * stay in m->ps, the mean loss per step is returned (NAN on failure). */
-static double forward_backward(model *m, nn_recompute_mode mode)
+/* |dL/dh_t| and the recurrent weight's ||dL/dW_hh^(t)|| at a few steps. */
+static void print_flow(const nn_grad_flow *f)
 {
-    ad_tape *t = ad_tape_new(&(ad_tape_options){.copy_grads = AD_COPY_GRADS_NONE, .release_grads = 1});
+    printf("gradient flow (|dL/dh_t|, ||dL/d%s^(t)||):\n", f->names[1]);
+    for (int k = 0; k < f->steps; k += f->steps / 5 > 0 ? f->steps / 5 : 1)
+        printf("  t = %5d  %.3e  %.3e\n", k, f->rows[k].h_norm, f->rows[k].w_norm[1]);
+    printf("  t = %5d  %.3e  %.3e\n", f->steps - 1, f->rows[f->steps - 1].h_norm, f->rows[f->steps - 1].w_norm[1]);
+}
+
+/* Forward and backward over the whole sequence; the parameters' gradients
+ * stay in m->ps, the mean loss per step is returned (NAN on failure). With
+ * `flow`, the steps' states are kept and the gradient-flow report of the
+ * run is printed (it needs per-copy norms, and one W_ih copy per step: no
+ * hoisting). */
+static double forward_backward(model *m, nn_recompute_mode mode, int flow)
+{
+    ad_copy_grads keep = flow ? AD_COPY_GRADS_NORMS : AD_COPY_GRADS_NONE;
+    ad_tape *t = ad_tape_new(&(ad_tape_options){.copy_grads = keep, .release_grads = 1});
+    nn_state *outs = flow ? malloc((size_t)m->T * sizeof *outs) : NULL;
     ad_tensor **xs = malloc((size_t)m->T * sizeof *xs);
     double mean = NAN;
-    if (!t || !xs) goto done;
+    if (!t || !xs || (flow && !outs)) goto done;
     nn_params_zero_grad(m->ps);
     for (int s = 0; s < m->T; s++) xs[s] = nn_embedding_forward(t, &m->emb, m->text + (size_t)s * B, B);
     ad_tensor *loss = NULL;
     nn_state last;
-    nn_unroll_options o = {.hoist_input = 1, .recompute = mode, .step_loss = step_loss, .step_loss_ctx = m,
+    nn_unroll_options o = {.hoist_input = !flow, .recompute = mode, .step_loss = step_loss, .step_loss_ctx = m,
                            .loss = &loss};
-    if (nn_unroll(t, &m->lstm, xs, m->T, &o, NULL, &last) == AD_OK && ad_backward(t, loss, NULL) == AD_OK)
+    if (nn_unroll(t, &m->lstm, xs, m->T, &o, outs, &last) == AD_OK && ad_backward(t, loss, NULL) == AD_OK)
         mean = ad_tensor_get(loss, 0) / m->T;
     else
         fprintf(stderr, "long_sequence: %s\n", ad_tape_message(t));
+    nn_grad_flow f;
+    ad_error err;
+    if (flow && !isnan(mean)) {
+        if (nn_grad_flow_collect(t, &m->lstm, outs, m->T, &o, &f, &err) == AD_OK) print_flow(&f);
+        else fprintf(stderr, "long_sequence: %s\n", err.msg), mean = NAN;
+        nn_grad_flow_free(&f);
+    }
 done:
+    free(outs);
     free(xs);
     ad_tape_free(t);
     return mean;
@@ -78,7 +101,7 @@ static double *grads_copy(nn_params *ps, size_t *n)
 
 int main(int argc, char **argv)
 {
-    int T = argc > 1 ? atoi(argv[1]) : 3000;
+    int T = argc > 1 ? atoi(argv[1]) : 10000;
     if (T < 1 || T > 1000000) {
         fprintf(stderr, "long_sequence: T must be in 1..1000000, got '%s'\n", argv[1]);
         return 1;
@@ -106,12 +129,12 @@ int main(int argc, char **argv)
     /* Recomputation first: the process's peak only grows, so each figure is
      * the growth its run added. */
     double before = peak_mib();
-    double l_rc = forward_backward(&m, NN_RECOMPUTE_SEGMENTS);
+    double l_rc = forward_backward(&m, NN_RECOMPUTE_SEGMENTS, 0);
     double rc_mib = peak_mib() - before;
     size_t n;
     double *g_rc = grads_copy(m.ps, &n);
     before = peak_mib();
-    double l_all = forward_backward(&m, NN_RECOMPUTE_OFF);
+    double l_all = forward_backward(&m, NN_RECOMPUTE_OFF, 0);
     double all_mib = peak_mib() - before;
     const double *g_all = nn_params_grads(m.ps, &n);
     double worst = 0, scale = 0;
@@ -128,7 +151,7 @@ int main(int argc, char **argv)
     cfg.lr = 0.01;
     nn_optim *opt = nn_optim_new(m.ps, &cfg, &err);
     for (int it = 0; ok && opt && it < 5; it++) {
-        double l = forward_backward(&m, NN_RECOMPUTE_SEGMENTS);
+        double l = forward_backward(&m, NN_RECOMPUTE_SEGMENTS, it == 4);
         ok = !isnan(l) && nn_optim_step(opt, &err) == AD_OK;
         printf("train step %d  loss %.4f\n", it, l);
     }
