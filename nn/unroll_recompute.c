@@ -101,8 +101,8 @@ static int step_at(const rc_shared *s, int k) { return s->reverse ? s->T - 1 - k
 
 /* Layer l over positions a..b-1 (x[k - a] is position k's input), masked
  * as in the store-all unroll (nn__mask_step); out[k - a] gets the states. */
-static ad_status layer_steps(ad_tape *t, rc_shared *s, int l, ad_tensor *const *x, int a, int b, nn_state *h,
-                             nn_state *out)
+static ad_status layer_steps(ad_tape *t, rc_shared *s, const rc_io *io, int l, ad_tensor *const *x, int a, int b,
+                             nn_state *h, nn_state *out)
 {
     const nn_cell *cell = &s->cells[l];
     int64_t batch = ad_tensor_dim(x[0], 0);
@@ -131,6 +131,12 @@ static ad_status layer_steps(ad_tape *t, rc_shared *s, int l, ad_tensor *const *
             if (st != AD_OK) return st;
             if (nn__mask_step(t, s->lengths, batch, step, h, &next) != AD_OK) return ad_tape_status(t);
             *h = out[k - a] = next;
+            if (l + 1 < s->L) continue;
+            /* The top layer's state and loss term at once: the head's
+             * backward then comes just before the step's, so only one
+             * step's dL/dh is live (all T at once otherwise). */
+            if (io->states) io->states[k - io->base] = next;
+            if (after_step(t, s, step, &next, io->loss) != AD_OK) return ad_tape_status(t);
         }
         ad_tape_set_label(t, NULL);
         if (gx) ad_tape_release(t, gx);
@@ -157,8 +163,8 @@ static void drop_between(ad_tape *t, const rc_shared *s, const rc_io *io, int l,
     }
 }
 
-/* Plain steps at positions a..b-1: every layer in turn over them, then the
- * top layer's states and step_loss terms. */
+/* Plain steps at positions a..b-1: every layer in turn over them, the top
+ * layer with its states and step_loss terms step by step. */
 static ad_status plain_steps(ad_tape *t, rc_shared *s, const rc_io *io, int a, int b)
 {
     if (a >= b) return ad_tape_status(t);
@@ -171,12 +177,8 @@ static ad_status plain_steps(ad_tape *t, rc_shared *s, const rc_io *io, int a, i
         return ad_tape_fail(t, AD_ERR_NOMEM, "unroll %s: out of memory", s->cells[0].name);
     }
     for (int l = 0; l < s->L && ad_tape_status(t) == AD_OK; l++) {
-        if (layer_steps(t, s, l, l == 0 ? io->xin + (a - io->base) : in, a, b, &io->hs[l], out) != AD_OK) break;
+        if (layer_steps(t, s, io, l, l == 0 ? io->xin + (a - io->base) : in, a, b, &io->hs[l], out) != AD_OK) break;
         if (l + 1 < s->L) drop_between(t, s, io, l, a, b, out, in);
-    }
-    for (int k = a; k < b && ad_tape_status(t) == AD_OK; k++) {
-        if (io->states) io->states[k - io->base] = out[k - a];
-        after_step(t, s, step_at(s, k), &out[k - a], io->loss);
     }
     free(in);
     free(out);
