@@ -19,6 +19,7 @@
  * KANN's unrolled cost is the mean over the T steps of the per-step cost
  * (itself a mean over the batch). W3/W4/W4g define that mean; W1 and W2 define
  * a sum over T, so their gradient (and printed loss) is multiplied by T. */
+#define _POSIX_C_SOURCE 199309L /* clock_gettime under -std=c11 */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
