@@ -21,14 +21,20 @@ gemm_ceiling when it is built) the script runs it once and prints each
 W3/W4/W4g figure as a fraction of the ceiling, for every kernel the tool
 timed (builtin; openblas in a build with UNROLL_BENCH_CBLAS=ON).
 
---kann DIR names a KANN checkout as a further peer; the peer driver is not
-written yet, so the option only checks the checkout and says it is skipped.
+--kann DIR names a KANN checkout as a further peer: bench/kann_peer.c is
+compiled against DIR's kann.c + kautodiff.c (cc -O3 -march=native, into a
+temporary folder) twice, "kann-plain" and "kann-openblas" (KANN's HAVE_CBLAS,
+-lopenblas; skipped when it does not build), and both run in every round,
+pinned like the rest. The table then gains their columns and the per-round
+ratios "unroll vs KANN plain" (median and range). KANN runs without PyTorch.
 """
 import argparse
 import os
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -249,6 +255,45 @@ def run(cmd):
     return [line.split(",") for line in out.stdout.splitlines() if line and not line.startswith("workload")]
 
 
+KANN_VARIANTS = [("kann-plain", []),
+                 ("kann-openblas", ["-DHAVE_CBLAS", "-I/usr/include/x86_64-linux-gnu/openblas-pthread", "-lopenblas"])]
+
+
+def build_kann(kann_dir, out_dir):
+    """Compiles bench/kann_peer.c against the checkout kann_dir, one binary
+    per KANN_VARIANTS entry that builds; returns [(variant, path)]."""
+    if not os.path.exists(os.path.join(kann_dir, "kann.h")):
+        print(f"side_by_side: --kann {kann_dir}: no kann.h there; KANN skipped")
+        return []
+    cc = os.environ.get("CC", "cc")
+    built = []
+    for variant, extra in KANN_VARIANTS:
+        exe = os.path.join(out_dir, variant)
+        cmd = [cc, "-O3", "-march=native", "-I" + kann_dir, os.path.join(HERE, "kann_peer.c"),
+               os.path.join(kann_dir, "kann.c"), os.path.join(kann_dir, "kautodiff.c"), "-o", exe] + extra + ["-lm"]
+        out = subprocess.run(cmd, capture_output=True, text=True)
+        if out.returncode != 0:
+            print(f"side_by_side: {variant} does not build; skipped ({out.stderr.strip().splitlines()[-1:]})")
+            continue
+        built.append((variant, exe))
+    if built:
+        print(f"side_by_side: KANN built with {cc} -O3 -march=native: " + ", ".join(v for v, _ in built))
+    return built
+
+
+def print_kann_ratios(results, workloads):
+    """Per round: KANN plain's step time over unroll dense-onehot's (above 1:
+    unroll is faster), median and range over the rounds."""
+    print("\nunroll vs KANN plain, per round (KANN plain step time / unroll dense-onehot step time):\n")
+    print("| workload | median | range | rounds |")
+    print("|---|---:|---:|---:|")
+    for w in workloads:
+        u, k = results.get((w, "dense-onehot"), []), results.get((w, "kann-plain"), [])
+        r = [kt[0] / ut[0] for ut, kt in zip(u, k)]
+        if r:
+            print(f"| {w} | {statistics.median(r):.2f}× | {min(r):.2f}–{max(r):.2f}× | {len(r)} |")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", required=True)
@@ -273,42 +318,64 @@ def main():
         return 0
     if "W6" in a.workloads.split(","):
         return side_by_side_w6(a)
+    kann_dir = tempfile.mkdtemp(prefix="kann_peer.") if a.kann else None
+    try:
+        return side_by_side(a, build_kann(a.kann, kann_dir) if a.kann else [])
+    finally:
+        if kann_dir:
+            shutil.rmtree(kann_dir, ignore_errors=True)
+
+
+def side_by_side(a, kann):
+    """The interleaved rounds of unroll, PyTorch (when installed) and the
+    KANN binaries in kann ([(variant, path)]), then the tables."""
     try:
         import torch  # noqa: F401
+        have_torch = True
     except ImportError:
-        print("side_by_side: PyTorch is not installed (Debian: python3-torch); nothing to compare.")
-        return 0
+        have_torch = False
+        print("side_by_side: PyTorch is not installed (Debian: python3-torch); "
+              + ("PyTorch skipped." if kann else "nothing to compare."))
+        if not kann:
+            return 0
     if not os.path.exists(a.bench):
         print(f"side_by_side: {a.bench} not found; build unroll first (cmake --build build)")
         return 1
-    if a.kann:
-        if not os.path.exists(os.path.join(a.kann, "kann.h")):
-            print(f"side_by_side: --kann {a.kann}: no kann.h there; KANN skipped")
-        else:
-            print(f"side_by_side: --kann {a.kann}: the KANN peer driver is not written yet; KANN skipped")
     results = {}
     for _ in range(a.rounds):
         for w in a.workloads.split(","):
             rows = run([a.bench, "--workload", w, "--data", a.data, "--seconds", str(a.seconds)])
-            variants = ["torch-ops"] + (["torch-nn"] if w not in ("W1",) else [])
+            variants = (["torch-ops"] + (["torch-nn"] if w not in ("W1",) else [])) if have_torch else []
             for v in variants:
                 rows += run([sys.executable, __file__, "--data", a.data, "--seconds", str(a.seconds),
                              "--torch-worker", w, v])
+            for v, exe in kann:
+                rows += run([exe, "--workload", w, "--data", a.data, "--seconds", str(a.seconds), "--label", v])
             for r in rows:
                 results.setdefault((r[0], r[1]), []).append((float(r[4]), float(r[5])))
     med = {k: (statistics.median(x[0] for x in v), statistics.median(x[1] for x in v))
            for k, v in results.items()}
-    import torch
-    import re
-    blas = re.findall(r"BLAS_INFO=\w+", torch.__config__.show())
-    libblas = os.path.realpath("/usr/lib/x86_64-linux-gnu/libblas.so.3")
+    if have_torch:
+        import torch
+        import re
+        blas = re.findall(r"BLAS_INFO=\w+", torch.__config__.show())
+        libblas = os.path.realpath("/usr/lib/x86_64-linux-gnu/libblas.so.3")
+        about = (f"PyTorch {torch.__version__} ({blas[0] if blas else 'BLAS_INFO=?'}, "
+                 f"libblas.so.3 -> {libblas})")
+    else:
+        about = "no PyTorch"
+    if kann:
+        about += f"; KANN {', '.join(v for v, _ in kann)} (cc -O3 -march=native), CPUs {sorted(os.sched_getaffinity(0))}"
     print(f"\n{time.strftime('%Y-%m-%d')}, {a.rounds} rounds, {a.seconds} s per measurement, f32, 1 thread; "
-          f"PyTorch {torch.__version__} ({blas[0] if blas else 'BLAS_INFO=?'}, libblas.so.3 -> {libblas})\n")
+          f"{about}\n")
+    kann_cols = [v for v, _ in kann]
     print("| workload | unroll dense-onehot | unroll gather | unroll best | torch-ops | torch-nn "
-          "| dense / torch-ops | dense / torch-nn | best / torch-ops |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+          "| dense / torch-ops | dense / torch-nn | best / torch-ops |"
+          + "".join(f" {v} | dense / {v} |" for v in kann_cols))
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|" + "---:|---:|" * len(kann_cols))
     for w in a.workloads.split(","):
-        ours = {var: v for (wl, var), v in med.items() if wl == w and not var.startswith("torch")}
+        ours = {var: v for (wl, var), v in med.items()
+                if wl == w and not var.startswith("torch") and not var.startswith("kann")}
         if not ours:
             continue
         best = min(ours.values(), key=lambda x: x[0])
@@ -319,7 +386,11 @@ def main():
         ratio = (lambda u, t: f"{t[0] / u[0]:.2f}×" if u and t else "–")
         cells = [fmt(dense), fmt(gather), fmt(best), fmt(tops), fmt(tnn),
                  ratio(dense, tops), ratio(dense, tnn), ratio(best, tops)]
+        for v in kann_cols:
+            cells += [fmt(med.get((w, v))), ratio(dense, med.get((w, v)))]
         print(f"| {w} ({unit}) | " + " | ".join(cells) + " |")
+    if kann:
+        print_kann_ratios(results, a.workloads.split(","))
     ceiling = {}
     if a.ceiling and os.path.exists(a.ceiling):
         for r in run([a.ceiling, "--seconds", str(a.ceiling_seconds)]):
