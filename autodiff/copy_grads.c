@@ -80,8 +80,6 @@ static double gram_sq(ad_tape *t, ad_dtype dt, const void *a, int ta, const void
                         : dot_double((const double *)(const void *)ga, (const double *)(const void *)gg, m * m);
 }
 
-void ad__gram_reset(ad_tape *t) { t->gram.buf = NULL, t->gram.bytes = 0; /* arena memory */ }
-
 double ad__sum_squares(ad_dtype dtype, const void *data, size_t n)
 {
     return dtype == AD_F32 ? dot_float(data, data, n) : dot_double(data, data, n);

@@ -145,8 +145,6 @@ static ad_status apply_seeds(ad_tape *t, const ad_tangent_seed *seeds, size_t n_
     return AD_OK;
 }
 
-void ad__tangents_reset(ad_tape *t) { t->fwd.at = NULL, t->fwd.n = 0; /* arena memory */ }
-
 ad_status ad_jvp(ad_tape *t, const ad_tangent_seed *seeds, size_t n_seeds, int k)
 {
     if (!t) return AD_ERR_NULL;

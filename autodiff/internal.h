@@ -10,6 +10,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "op_list.h"
 #include "ops.h"
@@ -326,19 +327,26 @@ void ad__arena_reset(ad_tape *t);
 void ad__arena_free(ad_tape *t);
 size_t ad__arena_bytes_used(const ad_tape *t);
 size_t ad__arena_bytes_reserved(const ad_tape *t);
-void ad__nodes_reset(ad_tape *t);
 void ad__nodes_free(ad_tape *t);
 void ad__pool_init(ad_tape *t, int release_grads);
-void ad__pool_reset(ad_tape *t);
 void ad__stack_init(ad_tape *t);
-void ad__stack_reset(ad_tape *t);
 void ad__stack_free(ad_tape *t);
 void ad__packs_init(ad_tape *t);
-void ad__packs_reset(ad_tape *t);
-void ad__gram_reset(ad_tape *t);
-void ad__tangents_reset(ad_tape *t);
-void ad__probe_reset(ad_tape *t);
 void ad__scratch_free(ad_tape *t);
+/* The resets that only forget arena memory are inline: a training loop
+ * resets its tape every step. */
+static inline void ad__nodes_reset(ad_tape *t)
+{
+    t->nodes.n = 0;
+    t->nodes.label[0] = '\0';
+    t->nodes.label_copy = NULL;
+}
+static inline void ad__pool_reset(ad_tape *t) { t->pool.n_lists = 0; }
+static inline void ad__stack_reset(ad_tape *t) { t->stack.buf = NULL, t->stack.bytes = 0; }
+static inline void ad__packs_reset(ad_tape *t) { t->packs.n = 0; /* and the values may change now */ }
+static inline void ad__gram_reset(ad_tape *t) { t->gram.buf = NULL, t->gram.bytes = 0; }
+static inline void ad__tangents_reset(ad_tape *t) { t->fwd.at = NULL, t->fwd.n = 0; }
+static inline void ad__probe_reset(ad_tape *t) { t->probe.seen = 0; }
 
 /* Whether x's data was handed back by ad_tape_release (its own, or that of
  * the tensor it views): nothing may read it any more. */
@@ -372,11 +380,18 @@ static inline void *ad__bump(ad_tape *t, size_t bytes)
     return ad__alloc(t, bytes);
 }
 
-/* A buffer of `bytes` handed back earlier (release.c), or NULL. */
-void *ad__pool_take_listed(ad_tape *t, size_t bytes);
+/* A buffer of `bytes` handed back earlier (release.c), or NULL. Inline:
+ * every op output and gradient of a training step asks. */
 static inline void *ad__pool_take(ad_tape *t, size_t bytes)
 {
-    return t->pool.n_lists ? ad__pool_take_listed(t, bytes) : NULL;
+    ad__buffer_pool *p = &t->pool;
+    for (int i = 0; i < p->n_lists; i++) {
+        if (p->list[i].bytes != bytes) continue;
+        void *g = p->list[i].head;
+        if (g) memcpy(&p->list[i].head, g, sizeof g); /* the buffer's first bytes link to the next */
+        return g;
+    }
+    return NULL;
 }
 /* Whether backward hands intermediate gradients back (release_grads). */
 static inline int ad__tape_releases_grads(const ad_tape *t) { return t->pool.release_grads; }
@@ -522,7 +537,7 @@ int ad__stack_weight_grad(ad_tape *t, ad_tensor *b, const void *a, int ta, ad_te
                           size_t k, size_t n, int tb);
 /* A backward pass starts with no stacked rows, and ends by computing what
  * is stacked (stacked_grads.c). */
-void ad__stack_begin(ad_tape *t);
+static inline void ad__stack_begin(ad_tape *t) { t->stack.n = 0, t->stack.rows = 0; }
 void ad__stack_flush(ad_tape *t);
 /* Steps of fewer than AD__TUNE_STACK_MAX_ROWS rows are stacked, for weights
  * of at least AD__TUNE_STACK_MIN_WEIGHT elements (tuning.h says why). Inline,
@@ -544,7 +559,15 @@ static inline int ad__defer_weight_grad(ad_tape *t, ad_tensor *b, const void *a,
  * product has m rows; NULL where the kernel packs for itself (few rows,
  * small products, CBLAS, a full cache) or after failing the tape.
  */
-const void *ad__packed_for(ad_tape *t, const ad_tensor *w, int trans, size_t n_cols, size_t k_rows, size_t m);
+const void *ad__packed_lookup(ad_tape *t, const ad_tensor *w, int trans, size_t n_cols, size_t k_rows, size_t m);
+/* Inline, so that the common refusal (a plain tape, a non-parameter, a
+ * step's few rows) costs no call. */
+static inline const void *ad__packed_for(ad_tape *t, const ad_tensor *w, int trans, size_t n_cols, size_t k_rows,
+                                         size_t m)
+{
+    if (!t->packs.on || !w->param || m < AD__TUNE_PACK_MIN_ROWS) return NULL;
+    return ad__packed_lookup(t, w, trans, n_cols, k_rows, m);
+}
 
 /*
  * The temporal copies on t in recording order, of parameter p (NULL: of

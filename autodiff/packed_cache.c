@@ -8,13 +8,10 @@
 
 void ad__packs_init(ad_tape *t) { t->packs.on = ad__tape_fast(t, AD_FAST_PACKED_WEIGHTS); }
 
-void ad__packs_reset(ad_tape *t) { t->packs.n = 0; /* arena memory, and the values may change now */ }
-
-const void *ad__packed_for(ad_tape *t, const ad_tensor *w, int trans, size_t n_cols, size_t k_rows, size_t m)
+const void *ad__packed_lookup(ad_tape *t, const ad_tensor *w, int trans, size_t n_cols, size_t k_rows, size_t m)
 {
     ad__packed_cache *pc = &t->packs;
-    if (!pc->on || !w->param || m < AD__TUNE_PACK_MIN_ROWS || ad__is_small_product(m, n_cols, k_rows))
-        return NULL;
+    if (ad__is_small_product(m, n_cols, k_rows)) return NULL;
     size_t count = ad__gemm_packed_count(w->dtype == AD_F64, n_cols, k_rows);
     if (!count) return NULL;
     for (int i = 0; i < pc->n; i++) {

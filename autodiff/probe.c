@@ -6,8 +6,6 @@
 
 #include "internal.h"
 
-void ad__probe_reset(ad_tape *t) { t->probe.seen = 0; }
-
 void ad__tape_set_probe(ad_tape *t, const ad_param *p, size_t copy, size_t index, double delta)
 {
     t->probe.param = p;

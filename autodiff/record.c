@@ -11,13 +11,6 @@
 
 #define ALIGN AD__ALIGN
 
-void ad__nodes_reset(ad_tape *t)
-{
-    t->nodes.n = 0;
-    t->nodes.label[0] = '\0';
-    t->nodes.label_copy = NULL;
-}
-
 void ad__nodes_free(ad_tape *t)
 {
     ad__heap_free(t, t->nodes.at);

@@ -11,8 +11,6 @@
 
 void ad__pool_init(ad_tape *t, int release_grads) { t->pool.release_grads = release_grads; }
 
-void ad__pool_reset(ad_tape *t) { t->pool.n_lists = 0; /* the buffers were arena memory */ }
-
 /* The free list of buffers of `bytes`, or NULL. */
 static void **free_list(ad_tape *t, size_t bytes)
 {
@@ -38,15 +36,6 @@ static int give_back(ad_tape *t, void *buf, size_t bytes)
     memcpy(buf, head, sizeof *head); /* the buffer links to the old head */
     *head = buf;
     return 1;
-}
-
-void *ad__pool_take_listed(ad_tape *t, size_t bytes)
-{
-    void **head = free_list(t, bytes);
-    if (!head || !*head) return NULL;
-    void *g = *head;
-    memcpy(head, g, sizeof *head);
-    return g;
 }
 
 int ad__give_back_grad(ad_tape *t, ad_tensor *x)

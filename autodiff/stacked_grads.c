@@ -24,15 +24,12 @@ struct ad__deferred {
 
 void ad__stack_init(ad_tape *t) { t->stack.on = ad__tape_fast(t, AD_FAST_STACKED_GRADS); }
 
-void ad__stack_reset(ad_tape *t) { t->stack.buf = NULL, t->stack.bytes = 0; /* arena memory */ }
-
 void ad__stack_free(ad_tape *t)
 {
     ad__heap_free(t, t->stack.rec);
     t->stack.rec = NULL;
 }
 
-void ad__stack_begin(ad_tape *t) { t->stack.n = 0, t->stack.rows = 0; }
 
 int ad__stack_weight_grad(ad_tape *t, ad_tensor *b, const void *a, int ta, ad_tensor *out, size_t m,
                           size_t k, size_t n, int tb)
