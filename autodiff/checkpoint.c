@@ -215,7 +215,7 @@ ad_status ad_checkpoint(ad_tape *t, ad_checkpoint_fn fn, void *ctx, ad_tensor *c
         c->out[k] = ad__record(t, AD_OP_CHECKPOINT, inputs, n_in, &a);
         if (!c->out[k]) break;
     }
-    if (ad__status(t) == AD_OK) /* every output recorded: the first one's node speaks for the copies */
+    if (ad__status(t) == AD_OK && c->out[0]) /* every output recorded: the first one's node speaks for the copies */
         for (size_t j = 0; j < c->n_copies; j++) c->copies[j]->node = c->out[0]->node;
     ad_tape_reset(s);
     if (ad__status(t) != AD_OK) return ad__status(t);

@@ -388,7 +388,7 @@ static inline void *ad__pool_take(ad_tape *t, size_t bytes)
     for (int i = 0; i < p->n_lists; i++) {
         if (p->list[i].bytes != bytes) continue;
         void *g = p->list[i].head;
-        if (g) memcpy(&p->list[i].head, g, sizeof g); /* the buffer's first bytes link to the next */
+        if (g) memcpy(&p->list[i].head, g, sizeof(void *)); /* the buffer's first bytes link to the next */
         return g;
     }
     return NULL;

@@ -150,6 +150,7 @@ static ad_status layer_steps(ad_tape *t, rc_shared *s, const rc_io *io, int l, a
 static void drop_between(ad_tape *t, const rc_shared *s, const rc_io *io, int l, int a, int b,
                          const nn_state *out, ad_tensor **next_in)
 {
+    if (!next_in) return; /* one layer: nothing above it */
     for (int k = a; k < b; k++) {
         ad_tensor *h = out[k - a].h;
         if (s->p == 0.0) {
@@ -169,15 +170,16 @@ static ad_status plain_steps(ad_tape *t, rc_shared *s, const rc_io *io, int a, i
 {
     if (a >= b) return ad_tape_status(t);
     int n = b - a;
-    ad_tensor **in = s->L > 1 ? malloc(sizeof *in * (size_t)n) : NULL;
-    nn_state *out = malloc(sizeof *out * (size_t)n);
+    ad_tensor **in = s->L > 1 ? calloc((size_t)n, sizeof *in) : NULL;
+    nn_state *out = calloc((size_t)n, sizeof *out);
     if (!out || (s->L > 1 && !in)) {
         free(in);
         free(out);
         return ad_tape_fail(t, AD_ERR_NOMEM, "unroll %s: out of memory", s->cells[0].name);
     }
     for (int l = 0; l < s->L && ad_tape_status(t) == AD_OK; l++) {
-        if (layer_steps(t, s, io, l, l == 0 ? io->xin + (a - io->base) : in, a, b, &io->hs[l], out) != AD_OK) break;
+        ad_tensor *const *x = l == 0 ? io->xin + (a - io->base) : in; /* in is set whenever l > 0 */
+        if (!x || layer_steps(t, s, io, l, x, a, b, &io->hs[l], out) != AD_OK) break;
         if (l + 1 < s->L) drop_between(t, s, io, l, a, b, out, in);
     }
     free(in);
@@ -220,7 +222,7 @@ static ad_status checkpointed(ad_tape *t, rc_shared *s, const rc_io *io, int j)
             *io->loss = *io->loss ? ad_add(t, *io->loss, rout[o]) : rout[o];
             o++;
         }
-        for (int k = 0; s->want_states && k < L; k++) {
+        for (int k = 0; s->want_states && io->states && k < L; k++) {
             io->states[g->begin + k - io->base].h = rout[o + k * tn];
             io->states[g->begin + k - io->base].c = tn == 2 ? rout[o + k * tn + 1] : NULL;
         }

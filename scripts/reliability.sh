@@ -120,6 +120,7 @@ run_vg char_rnn --steps 12 --hidden 32 --layers 2 --seq 16 --batch 4 --sample 40
   --checkpoint char_rnn_vg.ckpt --csv char_rnn_vg.csv
 run_vg adding_problem --T 20 --steps 30
 run_vg min_char_rnn --steps 40
+run_vg long_sequence 300
 for ex in custom_cell fit_sine sentiment train_lstm; do run_vg "$ex"; done
 summary+=("valgrind: $vg_runs examples, $vg_errors with errors or leaks")
 echo "${summary[-1]}"
