@@ -23,42 +23,99 @@ typedef struct ad__ckpt {
     ad_rng rng_state; /* the RNG's state before the first run */
     char label[AD__LABEL_SIZE];
     unsigned done_pass; /* the backward pass that already ran the recomputation */
-    /* The temporal copies the region uses, in recording order, as tensors of
-     * the tape that hold each copy's gradient norm once backward has re-run
-     * the region (ad_tape_copies, the gradient-flow report). */
-    ad_tensor **copies;
+    /* The temporal copies the region uses, in recording order: their
+     * parameters and, once backward has re-run the region, their gradient
+     * norms (ad_tape_copies, the gradient-flow report). */
+    struct ad__region_copy *copies;
     size_t n_copies;
 } ad__ckpt;
 
-ad_tensor *const *ad__checkpoint_copies(const ad_node *n, size_t *count)
+/* One copy used inside a region: a few words, and a tensor of the tape
+ * standing for it only once someone asks for it (ad_tape_copies). */
+typedef struct ad__region_copy {
+    ad_param *param;
+    ad_tensor *x; /* NULL until asked for */
+    double sq;    /* the copy's squared gradient norm, valid in backward pass `pass` */
+    unsigned pass;
+} ad__region_copy;
+
+size_t ad__checkpoint_n_copies(const ad_node *n)
 {
     const ad__ckpt *c = n->a.custom_ctx;
-    *count = n->a.axis == 0 ? c->n_copies : 0;
-    return c->copies;
+    return n->a.axis == 0 ? c->n_copies : 0; /* listed once, at the first output node */
 }
 
-/* Tensors on t standing for the n copies the first run made on s (their
- * norms arrive in backward). */
+const ad_param *ad__checkpoint_copy_param(const ad_node *n, size_t j)
+{
+    const ad__ckpt *c = n->a.custom_ctx;
+    return c->copies[j].param;
+}
+
+/* The stand-in shows the record's norm as a NORMS tape shows a copy's. */
+static void show_norm(const ad__region_copy *r)
+{
+    r->x->grad = NULL, r->x->grad_sq = r->sq, r->x->grad_pass = r->pass;
+}
+
+ad_tensor *ad__checkpoint_copy(const ad_tape *t, const ad_node *n, size_t j)
+{
+    ad__ckpt *c = n->a.custom_ctx;
+    ad__region_copy *r = &c->copies[j];
+    if (r->x) return r->x;
+    /* made on first request, in the arena that reset clears: a cache of the
+     * record, not a change of what the tape computes */
+    ad_tape *tape = (ad_tape *)(uintptr_t)t;
+    ad_tensor *x = ad__alloc(tape, sizeof *x);
+    if (!x) return NULL;
+    memset(x, 0, sizeof *x);
+    x->dtype = r->param->value.dtype, x->shape = r->param->value.shape, x->numel = r->param->value.numel;
+    x->param = r->param, x->data = r->param->value.data;
+    x->tape = tape, x->node = (ad_node *)(uintptr_t)n, x->requires_grad = 1, x->in_region = 1;
+    r->x = x;
+    show_norm(r);
+    return x;
+}
+
+/* The records of the copies the first run made on s. */
 static ad_status stand_ins(ad_tape *t, ad_tape *s, ad__ckpt *c)
 {
-    /* a NONE tape records nothing per copy: no stand-ins either */
+    /* a NONE tape records nothing per copy: no records either */
     size_t n = ad__tape_copy_grads(t) == AD_COPY_GRADS_NONE ? 0 : ad__tape_copies_of(s, NULL, NULL, 0);
     if (n == 0) return AD_OK;
     ad_tensor **in_s = ad__alloc_array(s, n, sizeof *in_s); /* gone with s's reset */
     c->copies = ad__alloc_array(t, n, sizeof *c->copies);
-    ad_tensor *blk = ad__alloc_array(t, n, sizeof *blk);
     if (!in_s) return ad_tape_fail(t, ad__status(s), "checkpoint: %s", ad_tape_message(s));
-    if (!c->copies || !blk) return ad__status(t);
+    if (!c->copies) return ad__status(t);
     ad__tape_copies_of(s, NULL, in_s, n);
-    memset(blk, 0, n * sizeof *blk);
     for (size_t j = 0; j < n; j++) {
-        ad_tensor *x = &blk[j];
-        x->dtype = in_s[j]->dtype, x->shape = in_s[j]->shape, x->numel = in_s[j]->numel;
-        x->param = in_s[j]->param, x->data = x->param->value.data;
-        x->tape = t, x->requires_grad = 1, x->in_region = 1;
-        c->copies[j] = x;
+        if (!in_s[j]) return ad_tape_fail(t, ad__status(s), "checkpoint: %s", ad_tape_message(s));
+        c->copies[j] = (ad__region_copy){in_s[j]->param, NULL, 0.0, 0};
     }
     c->n_copies = n;
+    return AD_OK;
+}
+
+/* After the region's backward on s: each copy's norm to its record. */
+static ad_status pass_norms(ad_tape *t, ad_tape *s, ad__ckpt *c)
+{
+    if (ad__tape_copy_grads(t) == AD_COPY_GRADS_NONE) return AD_OK;
+    size_t n = ad__tape_copies_of(s, NULL, NULL, 0);
+    if (n != c->n_copies)
+        return ad_tape_fail(t, AD_ERR_MISMATCH,
+                            "checkpoint: the recomputation used %zu temporal copies, the first run %zu "
+                            "(the region must do the same each time)", n, c->n_copies);
+    if (n == 0) return AD_OK;
+    ad_tensor **in_s = ad__alloc_array(s, n, sizeof *in_s); /* gone with s's reset */
+    if (!in_s) return ad_tape_fail(t, ad__status(s), "checkpoint: %s", ad_tape_message(s));
+    ad__tape_copies_of(s, NULL, in_s, n);
+    for (size_t j = 0; j < n; j++) {
+        double norm = 0;
+        if (!in_s[j]) return ad_tape_fail(t, ad__status(s), "checkpoint: %s", ad_tape_message(s));
+        ad_tensor_grad_norm(in_s[j], &norm, NULL);
+        ad__region_copy *r = &c->copies[j];
+        r->sq = norm * norm, r->pass = ad__tape_pass(t);
+        if (r->x) show_norm(r);
+    }
     return AD_OK;
 }
 
@@ -78,28 +135,6 @@ static void whole_output_grads(ad_tape *t, ad_tape *s, ad__ckpt *c)
         if (!g) return;
         memcpy(g, ys->grad, y->numel * ad__dtype_size(y->dtype));
     }
-}
-
-/* After the region's backward on s: each copy's norm to its stand-in. */
-static ad_status pass_norms(ad_tape *t, ad_tape *s, ad__ckpt *c)
-{
-    if (ad__tape_copy_grads(t) == AD_COPY_GRADS_NONE) return AD_OK;
-    size_t n = ad__tape_copies_of(s, NULL, NULL, 0);
-    if (n != c->n_copies)
-        return ad_tape_fail(t, AD_ERR_MISMATCH,
-                            "checkpoint: the recomputation used %zu temporal copies, the first run %zu "
-                            "(the region must do the same each time)", n, c->n_copies);
-    if (n == 0) return AD_OK;
-    ad_tensor **in_s = ad__alloc_array(s, n, sizeof *in_s); /* gone with s's reset */
-    if (!in_s) return ad_tape_fail(t, ad__status(s), "checkpoint: %s", ad_tape_message(s));
-    ad__tape_copies_of(s, NULL, in_s, n);
-    for (size_t j = 0; j < n; j++) {
-        double norm = 0;
-        ad_tensor_grad_norm(in_s[j], &norm, NULL);
-        ad_tensor *x = c->copies[j];
-        x->grad = NULL, x->grad_sq = norm * norm, x->grad_pass = ad__tape_pass(t);
-    }
-    return AD_OK;
 }
 
 void ad__scratch_free(ad_tape *t)
@@ -215,8 +250,6 @@ ad_status ad_checkpoint(ad_tape *t, ad_checkpoint_fn fn, void *ctx, ad_tensor *c
         c->out[k] = ad__record(t, AD_OP_CHECKPOINT, inputs, n_in, &a);
         if (!c->out[k]) break;
     }
-    if (ad__status(t) == AD_OK && c->out[0]) /* every output recorded: the first one's node speaks for the copies */
-        for (size_t j = 0; j < c->n_copies; j++) c->copies[j]->node = c->out[0]->node;
     ad_tape_reset(s);
     if (ad__status(t) != AD_OK) return ad__status(t);
     for (int k = 0; k < n_out; k++) outputs[k] = c->out[k];

@@ -577,8 +577,12 @@ static inline const void *ad__packed_for(ad_tape *t, const ad_tensor *w, int tra
  */
 size_t ad__tape_copies_of(const ad_tape *t, const ad_param *p, ad_tensor **out, size_t cap);
 /* The copies used inside the region whose output node is n (checkpoint.c):
- * *count of them for its first output node, none for the others. */
-ad_tensor *const *ad__checkpoint_copies(const ad_node *n, size_t *count);
+ * how many (for its first output node; none for the others), copy j's
+ * parameter, and a tensor of t standing for copy j (its gradient norm
+ * readable after backward; NULL after failing the tape). */
+size_t ad__checkpoint_n_copies(const ad_node *n);
+const ad_param *ad__checkpoint_copy_param(const ad_node *n, size_t j);
+ad_tensor *ad__checkpoint_copy(const ad_tape *t, const ad_node *n, size_t j);
 
 /* Runs the anomaly check of backward over node n's input gradients. */
 void ad__check_backward_anomaly(ad_tape *t, ad_node *n);

@@ -230,16 +230,17 @@ size_t ad__tape_copies_of(const ad_tape *t, const ad_param *p, ad_tensor **out, 
     size_t count, found = 0;
     ad_node *const *nodes = ad__tape_nodes(t, &count);
     for (size_t i = 0; i < count; i++) {
-        size_t n_in_region = 0;
-        ad_tensor *const *in_region = NULL;
-        if (nodes[i]->op == AD_OP_CHECKPOINT) in_region = ad__checkpoint_copies(nodes[i], &n_in_region);
-        else if (nodes[i]->op != AD_OP_PARAM) continue;
-        size_t n = in_region ? n_in_region : 1;
-        for (size_t j = 0; j < n; j++) {
-            ad_tensor *x = in_region ? in_region[j] : nodes[i]->out;
-            if (p && x->param != p) continue;
-            if (out && found < cap) out[found] = x;
+        ad_node *n = nodes[i];
+        if (n->op == AD_OP_PARAM && (!p || n->out->param == p)) {
+            if (out && found < cap) out[found] = n->out;
             found++;
+        } else if (n->op == AD_OP_CHECKPOINT) {
+            size_t m = ad__checkpoint_n_copies(n);
+            for (size_t j = 0; j < m; j++) {
+                if (p && ad__checkpoint_copy_param(n, j) != p) continue;
+                if (out && found < cap) out[found] = ad__checkpoint_copy(t, n, j);
+                found++;
+            }
         }
     }
     return found;

@@ -310,10 +310,7 @@ Test(checkpoint, segments_keep_fewer_bytes)
     cell_run(NN_CELL_RNN_TANH, 0, MAXT, g[0], &n[0], h[0], &plain);
     cell_run(NN_CELL_RNN_TANH, 1, MAXT, g[1], &n[1], h[1], &ck);
     cr_log_info("T=%d Elman: checkpointed tape %zu bytes, plain %zu", MAXT, ck, plain);
-    /* at these tiny sizes (B = 3, H = 5) the tape's fixed costs dominate: the
-     * checkpointed tape also keeps one tensor record per copy used inside a
-     * region (about 140 bytes, for the copies' norms), 244 kB against 704 kB */
-    cr_assert(5 * ck < 2 * plain, "checkpointed %zu bytes, plain %zu", ck, plain);
+    cr_assert(3 * ck < plain, "checkpointed %zu bytes, plain %zu", ck, plain);
     cr_assert_eq(memcmp(h[0], h[1], sizeof h[0]), 0);
     expect_close(g[0], g[1], n[0], "gradient");
 }
