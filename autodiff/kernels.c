@@ -40,18 +40,20 @@
 #define NR_F32 (2 * VEC_BYTES / 4)
 #define NR_F64 (2 * VEC_BYTES / 8)
 
-/* MR is the micro-kernel's row count. AVX-512 has 32 vector registers: 12
- * rows of 2 accumulators (24) leave room for the two B vectors and the
- * broadcast A value; 16 registers (AVX, SSE) hold 6 rows. MIN_ROWS: products
- * of fewer rows skip the blocked kernel (a plain loop or dot products); it
- * stays at 6 whatever MR is, so every variant takes the same path for a
- * shape. The block sizes are tuning.h's. */
+/* MR is the micro-kernel's row count. With AVX-512 (32 vector registers)
+ * 8 rows of 2 accumulators measured faster than 6 and than 12 (24
+ * accumulators) on every product shape of W3/W4/W4g; 16 registers (AVX,
+ * SSE) hold 6 rows. MIN_ROWS: products of fewer rows skip the blocked kernel
+ * (a plain loop or dot products); it stays at 6 whatever MR is, so every
+ * variant takes the same path for a shape. The block sizes are tuning.h's:
+ * KC rows of B, and as many columns (a multiple of NR) as fit the panel. */
 #if defined(__GNUC__) && defined(__AVX512F__)
-#define MR_ROWS 12
+#define MR_ROWS 8
 #else
 #define MR_ROWS 6
 #endif
-enum { KC = AD__TUNE_GEMM_KC, NC = AD__TUNE_GEMM_NC, MR = MR_ROWS, MIN_ROWS = 6 };
+enum { KC = AD__TUNE_GEMM_KC, MR = MR_ROWS, MIN_ROWS = 6 };
+#define PANEL_COLS(T, NR) (AD__TUNE_GEMM_PANEL_BYTES / (KC * sizeof(T)) / (NR) * (NR))
 
 /*
  * Threads. A large product is split into disjoint rectangles of C, one per
@@ -210,11 +212,10 @@ static c_tile tile_of(size_t m, size_t n, size_t nr, int t, int nth)
 #define ROW_BLOCK_OF(NAME, T, NR, R) ROW_BLOCK(NAME, T, NR, R)
 
 #if defined(__GNUC__)
-/* The rows left after the blocks of MR: vector micro-kernels of 8 (when MR
- * is larger), 4, 2 and 1 rows, so every remainder runs at vector speed. */
+/* The rows left after the blocks of MR (6 or 8): vector micro-kernels of 4,
+ * 2 and 1 rows, so every remainder runs at vector speed. */
 #define REMAINDER_ROWS(NAME, T, NR)                                                           \
     do {                                                                                      \
-        if (MR > 8 && i1 - i >= 8) { ROW_BLOCK(NAME, T, NR, 8); i += 8; }                     \
         if (i1 - i >= 4) { ROW_BLOCK(NAME, T, NR, 4); i += 4; }                               \
         if (i1 - i >= 2) { ROW_BLOCK(NAME, T, NR, 2); i += 2; }                               \
         if (i1 - i >= 1) { ROW_BLOCK(NAME, T, NR, 1); i += 1; }                               \
@@ -288,6 +289,7 @@ static c_tile tile_of(size_t m, size_t n, size_t nr, int t, int nth)
                             size_t ac, const T *b, const T *prepacked, T *c, c_tile g,        \
                             int accumulate)                                                   \
     {                                                                                         \
+        enum { NC = PANEL_COLS(T, NR) };                                                      \
         T panel[KC * NC];                                                                     \
         size_t i1 = g.i1;                                                                     \
         int pack = !prepacked && (trans_b || n > NC || n % NR != 0);                          \
@@ -345,7 +347,6 @@ static c_tile tile_of(size_t m, size_t n, size_t nr, int t, int nth)
  * and half strips. */
 #define DEFINE_MICROS(NAME, T, NR)                                                            \
     DEFINE_VEC(NAME, T, NR)                                                                   \
-    DEFINE_MICRO(NAME, T, NR, 12, 2, micro) DEFINE_MICRO(NAME, T, NR, 12, 1, half)             \
     DEFINE_MICRO(NAME, T, NR, 8, 2, micro) DEFINE_MICRO(NAME, T, NR, 8, 1, half)               \
     DEFINE_MICRO(NAME, T, NR, 6, 2, micro) DEFINE_MICRO(NAME, T, NR, 6, 1, half)               \
     DEFINE_MICRO(NAME, T, NR, 4, 2, micro) DEFINE_MICRO(NAME, T, NR, 4, 1, half)               \
