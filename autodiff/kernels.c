@@ -133,12 +133,16 @@ static c_tile tile_of(size_t m, size_t n, size_t nr, int t, int nth)
 #define DEFINE_MICRO(NAME, T, NR, ROWS, NV, KIND)                                             \
     __attribute__((unused)) /* the row counts MR does not use */                             \
     static void NAME##_##KIND##ROWS(size_t kc, const T *restrict a, size_t ar, size_t ac,     \
-                                    const T *restrict b, size_t ldb, T *restrict c, size_t ldc) \
+                                    const T *restrict b, size_t ldb, T *restrict c, size_t ldc, \
+                                    int zero)                                                 \
     {                                                                                         \
         enum { VL = NR / 2 };                                                                 \
         NAME##_vec acc[ROWS][NV];                                                             \
         for (int r = 0; r < ROWS; r++)                                                        \
-            for (int v = 0; v < NV; v++) __builtin_memcpy(&acc[r][v], c + r * ldc + v * VL, sizeof acc[r][v]); \
+            for (int v = 0; v < NV; v++) {                                                    \
+                if (zero) acc[r][v] = (NAME##_vec){0};                                        \
+                else __builtin_memcpy(&acc[r][v], c + r * ldc + v * VL, sizeof acc[r][v]);    \
+            }                                                                                 \
         for (size_t p = 0; p < kc; p++) {                                                     \
             NAME##_vec bv[NV];                                                                \
             for (int v = 0; v < NV; v++) __builtin_memcpy(&bv[v], b + p * ldb + v * VL, sizeof bv[v]); \
@@ -153,8 +157,10 @@ static c_tile tile_of(size_t m, size_t n, size_t nr, int t, int nth)
 #else
 #define DEFINE_MICRO_PORTABLE(NAME, T, NR)                                                    \
     static void NAME##_micro6(size_t kc, const T *restrict a, size_t ar, size_t ac,            \
-                             const T *restrict b, size_t ldb, T *restrict c, size_t ldc)      \
+                             const T *restrict b, size_t ldb, T *restrict c, size_t ldc,      \
+                             int zero)                                                        \
     {                                                                                         \
+        (void)zero; /* C was zeroed first: KERNEL_ZEROES is 0 */                              \
         T c0[NR], c1[NR], c2[NR], c3[NR], c4[NR], c5[NR];                                     \
         for (int j = 0; j < NR; j++) {                                                        \
             c0[j] = c[j], c1[j] = c[ldc + j], c2[j] = c[2 * ldc + j], c3[j] = c[3 * ldc + j]; \
@@ -194,15 +200,15 @@ static c_tile tile_of(size_t m, size_t n, size_t nr, int t, int nth)
             T *cs = c + i * n + j0 + s * NR;                                                  \
             const T *bs = bp + s * sstep;                                                     \
             if (w == NR) {                                                                    \
-                NAME##_micro##R(kc, ap + i * ar, ar, ac, bs, ldb, cs, n);                     \
+                NAME##_micro##R(kc, ap + i * ar, ar, ac, bs, ldb, cs, n, zero);               \
                 continue;                                                                     \
             }                                                                                 \
             T tile[R * NR];                                                                   \
             size_t tw = w <= NR / 2 ? NR / 2 : NR; /* the columns the kernel reads */         \
-            for (size_t r = 0; r < R; r++)                                                    \
+            for (size_t r = 0; !zero && r < R; r++)                                           \
                 for (size_t j = 0; j < tw; j++) tile[r * NR + j] = j < w ? cs[r * n + j] : 0; \
-            if (tw < NR) NAME##_half##R(kc, ap + i * ar, ar, ac, bs, ldb, tile, NR);          \
-            else NAME##_micro##R(kc, ap + i * ar, ar, ac, bs, ldb, tile, NR);                 \
+            if (tw < NR) NAME##_half##R(kc, ap + i * ar, ar, ac, bs, ldb, tile, NR, zero);    \
+            else NAME##_micro##R(kc, ap + i * ar, ar, ac, bs, ldb, tile, NR, zero);           \
             for (size_t r = 0; r < R; r++)                                                    \
                 for (size_t j = 0; j < w; j++) cs[r * n + j] = tile[r * NR + j];              \
         }                                                                                     \
@@ -222,6 +228,18 @@ static c_tile tile_of(size_t m, size_t n, size_t nr, int t, int nth)
     } while (0)
 #else
 #define REMAINDER_ROWS(NAME, T, NR) ((void)0)
+#endif
+
+/* Whether the micro-kernels start a product that overwrites C (accumulate 0)
+ * from zero in registers at its first block of k, instead of C being zeroed
+ * first and read back: one pass less over C, which is larger than the L2 in
+ * W4's input projection. fma(a, b, +0) rounds as a*b + 0 from memory does,
+ * so the bits are the same. Only where every row goes through a vector
+ * kernel (the remainder kernels exist). */
+#if defined(__GNUC__)
+#define KERNEL_ZEROES 1
+#else
+#define KERNEL_ZEROES 0
 #endif
 
 #define DEFINE_GEMM(NAME, STORAGE, FN, T, NR)                                                              \
@@ -293,7 +311,7 @@ static c_tile tile_of(size_t m, size_t n, size_t nr, int t, int nth)
         T panel[KC * NC];                                                                     \
         size_t i1 = g.i1;                                                                     \
         int pack = !prepacked && (trans_b || n > NC || n % NR != 0);                          \
-        if (!accumulate)                                                                      \
+        if (!accumulate && !KERNEL_ZEROES)                                                    \
             for (size_t r = g.i0; r < g.i1; r++) memset(c + r * n + g.j0, 0, (g.j1 - g.j0) * sizeof(T)); \
         for (size_t j0 = g.j0; j0 < g.j1; j0 += NC) {                                         \
             size_t nc = g.j1 - j0 < NC ? g.j1 - j0 : NC;                                      \
@@ -308,6 +326,7 @@ static c_tile tile_of(size_t m, size_t n, size_t nr, int t, int nth)
                     bp = panel, ldb = NR, sstep = kc * NR;                                    \
                 }                                                                             \
                 const T *ap = a + p0 * ac;                                                    \
+                int zero = KERNEL_ZEROES && !accumulate && p0 == 0;                           \
                 size_t i = g.i0;                                                              \
                 for (; i + MR <= i1; i += MR) ROW_BLOCK_OF(NAME, T, NR, MR_ROWS);                      \
                 REMAINDER_ROWS(NAME, T, NR);                                                  \
