@@ -7,8 +7,9 @@
  *
  * GEMM: C[m,n] (+)= op(A) op(B), blocked so that a panel of B (KC rows by
  * NC columns) stays in cache while every row of A streams past it, with a
- * register micro-kernel of MR = 6 rows by NR columns (two SIMD vectors,
- * written with GCC/Clang vector extensions; a plain-array version elsewhere).
+ * register micro-kernel of MR rows (8 with AVX-512, else 6) by NR columns
+ * (two SIMD vectors, written with GCC/Clang vector extensions; a plain-array
+ * version elsewhere).
  * Built with -O3, -march=native under UNROLL_NATIVE (else the variant's
  * instruction set), and FMA contraction for this file only. B is packed
  * into strips of NR columns ([KC, NR] each, contiguous, on the stack) unless it is row-major with whole strips and
