@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "internal.h"
+#include "kernels.h"
 
 static ad_status check_reduction(ad_tape *t, const ad_node *n)
 {
@@ -83,10 +84,11 @@ ad_status ad__shape_cross_entropy(ad_tape *t, ad_node *n, ad_shape *out)
 }
 
 /*
- * Per row: m = max x, lse = m + log sum e^(x - m), l = lse - x_c. saved keeps
- * softmax(x) per row (p = e^(x - lse)); backward gives dx = g (p - onehot(c)).
+ * Per row: m = max x, e_k = e^(x_k - m) (the vectorised kernel), s = sum e,
+ * lse = m + log s, l = lse - x_c. saved keeps softmax(x) per row (p = e / s);
+ * backward gives dx = g (p - onehot(c)).
  */
-#define DEFINE_CE(T, EXP, LOG)                                                          \
+#define DEFINE_CE(T, EXP_NONPOS, LOG)                                                   \
     static double ce_fwd_##T(const T *x, T *p, const int64_t *tg, int64_t ig,          \
                              size_t rows, size_t cls, T *per_row)                      \
     {                                                                                  \
@@ -96,9 +98,11 @@ ad_status ad__shape_cross_entropy(ad_tape *t, ad_node *n, ad_shape *out)
             T *pr = p + r * cls;                                                       \
             T m = xr[0], s = 0;                                                        \
             for (size_t k = 1; k < cls; k++) if (xr[k] > m) m = xr[k];                 \
-            for (size_t k = 0; k < cls; k++) s += EXP(xr[k] - m);                      \
-            T lse = m + LOG(s);                                                        \
-            for (size_t k = 0; k < cls; k++) pr[k] = EXP(xr[k] - lse);                 \
+            for (size_t k = 0; k < cls; k++) pr[k] = xr[k] - m;                        \
+            EXP_NONPOS(cls, pr, pr);                                                   \
+            for (size_t k = 0; k < cls; k++) s += pr[k];                               \
+            T lse = m + LOG(s), inv = 1 / s;                                           \
+            for (size_t k = 0; k < cls; k++) pr[k] *= inv;                             \
             T l = tg[r] == ig ? 0 : lse - xr[tg[r]];                                   \
             if (per_row) per_row[r] = l;                                               \
             total += l;                                                                \
@@ -108,9 +112,9 @@ ad_status ad__shape_cross_entropy(ad_tape *t, ad_node *n, ad_shape *out)
 
 /* cppcheck takes s = 0 into LOG(s): s holds exp(0) = 1 from the row's maximum. */
 // cppcheck-suppress invalidFunctionArg
-DEFINE_CE(float, expf, logf)
+DEFINE_CE(float, ad__exp_nonpos_f32, logf)
 // cppcheck-suppress invalidFunctionArg
-DEFINE_CE(double, exp, log)
+DEFINE_CE(double, ad__exp_nonpos_f64, log)
 
 ad_status ad__cross_entropy_fwd(ad_tape *t, ad_node *n)
 {
