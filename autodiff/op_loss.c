@@ -228,10 +228,13 @@ typedef struct term {
     double l, dx, dy;
 } term;
 
+/* e = exp(-|x|) serves both branches of the stable sigmoid (exp(-x) for
+ * x >= 0, exp(x) below) and the log1p term: one exp per element. */
 static term bce_logits_term(double x, double y)
 {
-    double s = x >= 0 ? 1.0 / (1.0 + exp(-x)) : exp(x) / (1.0 + exp(x));
-    term r = {fmax(x, 0.0) - x * y + log1p(exp(-fabs(x))), s - y, 0.0};
+    double e = exp(-fabs(x));
+    double s = x >= 0 ? 1.0 / (1.0 + e) : e / (1.0 + e);
+    term r = {fmax(x, 0.0) - x * y + log1p(e), s - y, 0.0};
     return r;
 }
 
