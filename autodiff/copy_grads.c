@@ -39,10 +39,18 @@ static int gram_pays(size_t m, size_t k, size_t n)
 
 /* Dot products in double, in sixteen partial sums in fixed lanes, which the
  * compiler maps onto four vector registers without reordering any sum (four
- * independent chains hide the latency of the multiply-adds). */
+ * independent chains hide the latency of the multiply-adds). Fewer than 16
+ * elements only ever reach lane 0, and the reduction adds zeros to it: the
+ * short loop and one `+ 0.0` (which turns -0 into +0 as the reduction does)
+ * give the same bits without the lanes. */
 #define DEFINE_DOT(T)                                                                     \
     static double dot_##T(const T *x, const T *y, size_t len)                             \
     {                                                                                     \
+        if (len < 16) {                                                                   \
+            double s = 0;                                                                 \
+            for (size_t i = 0; i < len; i++) s += (double)x[i] * (double)y[i];            \
+            return s + 0.0;                                                               \
+        }                                                                                 \
         double l[16] = {0};                                                               \
         size_t i = 0;                                                                     \
         for (; i + 16 <= len; i += 16)                                                    \
@@ -109,29 +117,25 @@ void *ad__weight_grad(ad_tape *t, ad_tensor *b, const void *a, int ta, const voi
     return ad__copy_grad(t, b);
 }
 
+#define DEFINE_ADD_TO(T)                                                        \
+    static void add_to_##T(T *restrict g, const T *restrict gc, size_t len)     \
+    {                                                                           \
+        for (size_t i = 0; i < len; i++) g[i] += gc[i];                         \
+    }
+DEFINE_ADD_TO(float)
+DEFINE_ADD_TO(double)
+
+/* Two passes, each of which vectorises: the sum into the parameter, then the
+ * squares in the sixteen fixed lanes of dot_T (the order KEEP's norms are
+ * summed in, ad__sum_squares). One pass with two running sums was bound by
+ * the latency of their additions. */
 void ad__copy_add(ad_tape *t, ad_tensor *copy)
 {
     if (ad__tape_copy_grads(t) != AD_COPY_GRADS_NORMS || !copy->grad) return;
-    double s0 = 0, s1 = 0;
-    size_t i = 0, len = copy->numel;
-    if (copy->dtype == AD_F32) {
-        float *g = copy->param->grad.data;
-        const float *gc = copy->grad;
-        for (; i + 2 <= len; i += 2) {
-            g[i] += gc[i], g[i + 1] += gc[i + 1];
-            s0 += (double)gc[i] * gc[i], s1 += (double)gc[i + 1] * gc[i + 1];
-        }
-        if (i < len) g[i] += gc[i], s0 += (double)gc[i] * gc[i];
-    } else {
-        double *g = copy->param->grad.data;
-        const double *gc = copy->grad;
-        for (; i + 2 <= len; i += 2) {
-            g[i] += gc[i], g[i + 1] += gc[i + 1];
-            s0 += gc[i] * gc[i], s1 += gc[i + 1] * gc[i + 1];
-        }
-        if (i < len) g[i] += gc[i], s0 += gc[i] * gc[i];
-    }
-    copy->grad_sq = s0 + s1;
+    size_t len = copy->numel;
+    if (copy->dtype == AD_F32) add_to_float(copy->param->grad.data, copy->grad, len);
+    else add_to_double(copy->param->grad.data, copy->grad, len);
+    copy->grad_sq = ad__sum_squares(copy->dtype, copy->grad, len);
     ad__give_back_grad(t, copy); /* no op reads it again: every consumer came later on the tape */
 }
 
