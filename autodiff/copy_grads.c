@@ -117,25 +117,34 @@ void *ad__weight_grad(ad_tape *t, ad_tensor *b, const void *a, int ta, const voi
     return ad__copy_grad(t, b);
 }
 
+/* g += gc, returning ||gc||^2 as dot_T sums it: under 16 elements in one
+ * pass (dot_T's short loop), else a pass that vectorises and dot_T's
+ * sixteen fixed lanes (one pass with running sums was bound by the latency
+ * of their additions). */
 #define DEFINE_ADD_TO(T)                                                        \
-    static void add_to_##T(T *restrict g, const T *restrict gc, size_t len)     \
+    static double add_to_##T(T *restrict g, const T *restrict gc, size_t len)   \
     {                                                                           \
+        if (len < 16) {                                                         \
+            double s = 0;                                                       \
+            for (size_t i = 0; i < len; i++) {                                  \
+                g[i] += gc[i];                                                  \
+                s += (double)gc[i] * (double)gc[i];                             \
+            }                                                                   \
+            return s + 0.0;                                                     \
+        }                                                                       \
         for (size_t i = 0; i < len; i++) g[i] += gc[i];                         \
+        return dot_##T(gc, gc, len);                                            \
     }
 DEFINE_ADD_TO(float)
 DEFINE_ADD_TO(double)
 
-/* Two passes, each of which vectorises: the sum into the parameter, then the
- * squares in the sixteen fixed lanes of dot_T (the order KEEP's norms are
- * summed in, ad__sum_squares). One pass with two running sums was bound by
- * the latency of their additions. */
+/* The copy's norm is summed in the order KEEP's norms are (ad__sum_squares). */
 void ad__copy_add(ad_tape *t, ad_tensor *copy)
 {
     if (ad__tape_copy_grads(t) != AD_COPY_GRADS_NORMS || !copy->grad) return;
     size_t len = copy->numel;
-    if (copy->dtype == AD_F32) add_to_float(copy->param->grad.data, copy->grad, len);
-    else add_to_double(copy->param->grad.data, copy->grad, len);
-    copy->grad_sq = ad__sum_squares(copy->dtype, copy->grad, len);
+    copy->grad_sq = copy->dtype == AD_F32 ? add_to_float(copy->param->grad.data, copy->grad, len)
+                                          : add_to_double(copy->param->grad.data, copy->grad, len);
     ad__give_back_grad(t, copy); /* no op reads it again: every consumer came later on the tape */
 }
 
