@@ -136,3 +136,5 @@ void ad__sigmoid_f32(size_t n, const float *x, float *y) { kernels()->act->sigmo
 void ad__tanh_f32(size_t n, const float *x, float *y) { kernels()->act->tanh_f32(n, x, y); }
 void ad__sigmoid_f64(size_t n, const double *x, double *y) { kernels()->act->sigmoid_f64(n, x, y); }
 void ad__tanh_f64(size_t n, const double *x, double *y) { kernels()->act->tanh_f64(n, x, y); }
+void ad__exp_nonpos_f32(size_t n, const float *x, float *y) { kernels()->act->exp_nonpos_f32(n, x, y); }
+void ad__exp_nonpos_f64(size_t n, const double *x, double *y) { kernels()->act->exp_nonpos_f64(n, x, y); }

@@ -108,6 +108,11 @@ void ad__tanh_f32(size_t n, const float *x, float *y);
 /* The same in f64, within a few ulp of libm's values. */
 void ad__sigmoid_f64(size_t n, const double *x, double *y);
 void ad__tanh_f64(size_t n, const double *x, double *y);
+/* e^x for x <= 0 (softmax's logits less their maximum), y may equal x:
+ * within a few ulp of libm, underflowing to 0 below the denormals as exp
+ * does, NaN preserved. A positive x is outside the contract. */
+void ad__exp_nonpos_f32(size_t n, const float *x, float *y);
+void ad__exp_nonpos_f64(size_t n, const double *x, double *y);
 
 /*
  * The variants. AD__VARIANT(x) names x's copy in the file being compiled:
@@ -143,6 +148,8 @@ typedef struct ad__act_kernels {
     void (*tanh_f32)(size_t n, const float *x, float *y);
     void (*sigmoid_f64)(size_t n, const double *x, double *y);
     void (*tanh_f64)(size_t n, const double *x, double *y);
+    void (*exp_nonpos_f32)(size_t n, const float *x, float *y);
+    void (*exp_nonpos_f64)(size_t n, const double *x, double *y);
 } ad__act_kernels;
 
 /* The variants, best last; AD__CPU_GENERIC is the build's own flags. */

@@ -1,5 +1,6 @@
 /*
- * kernels_act.c - the activations (sigmoid, tanh) over f32 and f64 arrays,
+ * kernels_act.c - the activations (sigmoid, tanh) and softmax's exponential
+ * over f32 and f64 arrays,
  * written without branches or calls so that the loops vectorise.
  *
  * glibc's expf/tanhf are accurate but scalar calls; in the recurrent
@@ -83,6 +84,17 @@ static void tanh_f32(size_t n, const float *x, float *y)
     }
 }
 
+/* e^x for x <= 0 (softmax's shifted logits): the square of e^(x/2), so that
+ * it reaches the denormals and underflows to 0 as expf does. */
+static void exp_nonpos_f32(size_t n, const float *x, float *y)
+{
+    for (size_t i = 0; i < n; i++) {
+        float h = 0.5f * x[i];
+        float q = exp_core(h < -87.3f ? -87.3f : h); /* NaN: the comparison fails, NaN goes on */
+        y[i] = q * q;
+    }
+}
+
 /* ---- f64 ------------------------------------------------------------------------------ */
 
 /*
@@ -147,10 +159,23 @@ static void tanh_f64(size_t n, const double *x, double *y)
     }
 }
 
+/* e^x for x <= 0, as the square of e^(x/2) (underflows as exp does). */
+static void exp_nonpos_f64(size_t n, const double *x, double *y)
+{
+    for (size_t i = 0; i < n; i++) {
+        double h = 0.5 * x[i], scale, q;
+        exp_parts(h < -708.0 ? -708.0 : h, &scale, &q);
+        double e = scale + scale * q;
+        y[i] = e * e;
+    }
+}
+
 /* This variant's entry points; cpu.c picks one variant's table per process. */
 const ad__act_kernels AD__VARIANT(ad__act_kernels) = {
     .sigmoid_f32 = sigmoid_f32,
     .tanh_f32 = tanh_f32,
     .sigmoid_f64 = sigmoid_f64,
     .tanh_f64 = tanh_f64,
+    .exp_nonpos_f32 = exp_nonpos_f32,
+    .exp_nonpos_f64 = exp_nonpos_f64,
 };

@@ -245,3 +245,33 @@ Test(kernels, narrow_strips_of_every_width_in_every_variant)
     cr_assert(ran >= 1, "the generic variant always exists");
     cr_assert_eq(ts_live_allocs(), before);
 }
+
+/* Softmax's exponential of x <= 0: within 4 ulp of libm from 0 down through
+ * the denormals (f32 to -104, f64 to -745), 0 below them and at -inf, NaN
+ * kept; in place too. */
+Test(kernels, exp_of_nonpositive_values_is_accurate)
+{
+    enum { N = 200001 };
+    float *xf = malloc(N * sizeof *xf), *yf = malloc(N * sizeof *yf);
+    double *xd = malloc(N * sizeof *xd), *yd = malloc(N * sizeof *yd);
+    for (int i = 0; i < N; i++) xf[i] = (float)(-104.0 * i / (N - 1)), xd[i] = -745.0 * i / (N - 1);
+    ad__exp_nonpos_f32(N, xf, yf);
+    ad__exp_nonpos_f64(N, xd, yd);
+    double worst = 0;
+    for (int i = 0; i < N; i++) {
+        double u = ulps(yf[i], exp((double)xf[i]));
+        worst = u > worst ? u : worst;
+        cr_assert(u <= 4, "exp(%.9g) = %.9g, exact %.17g (%.1f ulp)", (double)xf[i], (double)yf[i], exp((double)xf[i]), u);
+        long double e = expl((long double)xd[i]);
+        double spacing = fabs((double)e) * DBL_EPSILON;
+        cr_assert(fabsl(yd[i] - e) <= 4 * spacing + 5e-324, "exp(%.17g) = %.17g, exact %.17Lg", xd[i], yd[i], e);
+    }
+    cr_log_info("worst f32: %.2f ulp", worst);
+    float sf[5] = {0.0f, -0.0f, -200.0f, -INFINITY, NAN};
+    double sd[5] = {0.0, -0.0, -2000.0, -INFINITY, NAN};
+    ad__exp_nonpos_f32(5, sf, sf);
+    ad__exp_nonpos_f64(5, sd, sd);
+    cr_assert(sf[0] == 1.0f && sf[1] == 1.0f && sf[2] == 0.0f && sf[3] == 0.0f && isnan(sf[4]));
+    cr_assert(sd[0] == 1.0 && sd[1] == 1.0 && sd[2] == 0.0 && sd[3] == 0.0 && isnan(sd[4]));
+    free(xf), free(yf), free(xd), free(yd);
+}
