@@ -334,7 +334,8 @@ static double ulps(float y, double exact)
     return fabs((double)y - exact) / spacing;
 }
 
-/* Every variant's activations (generic included): within 4 ulp of libm in
+/* Every variant's activations (generic included), and softmax's exponential
+ * of x <= 0: within 4 ulp of libm in
  * double (f32) or long double (f64), limits exact, NaN kept, -0 kept by
  * tanh; and the variants' f32 results within 4 ulp of generic's (measured:
  * avx2 2.5, from its fused multiply-adds). */
@@ -373,6 +374,20 @@ Test(cpu, every_variant_keeps_the_activations_accurate)
                       ks->name, xd[i], dt[i]);
         }
         cr_log_info("%s: f32 activations at most %.2f ulp from generic", ks->name, worst);
+        /* softmax's exponential of x <= 0 (f32 to -104, f64 to -745, through the denormals) */
+        for (int i = 0; i < N; i++) x[i] = (float)(-104.0 * i / (N - 1)), xd[i] = -745.0 * i / (N - 1);
+        ks->act->exp_nonpos_f32(N, x, ys);
+        ks->act->exp_nonpos_f64(N, xd, ds);
+        for (int i = 0; i < N; i++) {
+            double e = exp((double)x[i]);
+            cr_assert(ulps(ys[i], e) <= 4, "%s exp(%.9g) = %.9g, exact %.17g", ks->name, (double)x[i], (double)ys[i], e);
+            long double el = expl((long double)xd[i]);
+            cr_assert(fabsl(ds[i] - el) <= 4 * fabs((double)el) * DBL_EPSILON + 5e-324, "%s exp(%.17g) = %.17g",
+                      ks->name, xd[i], ds[i]);
+        }
+        for (int i = 0; i < N; i++) x[i] = (float)(-40.0 + 80.0 * i / (N - 1)), xd[i] = -45.0 + 90.0 * i / (N - 1);
+        x[0] = 1e-20f, x[1] = -3e-8f, x[2] = 0.6249999f, x[3] = 0.625f, x[4] = -87.5f;
+        xd[0] = 1e-300, xd[1] = -3e-17, xd[2] = 1e-8, xd[3] = 708.5, xd[4] = -708.5;
         float sp[7] = {INFINITY, -INFINITY, NAN, -800.0f, 800.0f, 0.0f, -0.0f}, o[7];
         ks->act->sigmoid_f32(7, sp, o);
         cr_assert(o[0] == 1.0f && o[1] == 0.0f && isnan(o[2]) && o[3] == 0.0f && o[4] == 1.0f && o[5] == 0.5f, "%s", ks->name);
