@@ -142,6 +142,8 @@ DEFINE_ADD_TO(double)
 void ad__copy_add(ad_tape *t, ad_tensor *copy)
 {
     if (ad__tape_copy_grads(t) != AD_COPY_GRADS_NORMS || !copy->grad) return;
+    /* products stacked into this buffer are computed before it is read */
+    if (ad__stack_pending(t)) ad__stack_flush(t);
     size_t len = copy->numel;
     copy->grad_sq = copy->dtype == AD_F32 ? add_to_float(copy->param->grad.data, copy->grad, len)
                                           : add_to_double(copy->param->grad.data, copy->grad, len);

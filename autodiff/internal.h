@@ -530,11 +530,14 @@ static inline int ad__tape_probes(const ad_tape *t, const ad_param *p) { return 
  * dB += G^T op(A)), with op(A) [m, k] (`a` stored [k, m] when ta) and
  * G = out's gradient [m, n]. When m is small (a time step's rows) it is not run now:
  * backward stacks the rows of every step and runs one product at its end,
- * which reads each gradient block once instead of once per step. Returns 1
- * when deferred, 0 when the caller must compute it.
+ * which reads each gradient block once instead of once per step. dst is
+ * the gradient the product adds into: the parameter's (a copy read by one
+ * product), or the buffer of a copy several steps share (NORMS), whose own
+ * backward computes what is stacked first (ad__copy_add). Returns 1 when
+ * deferred, 0 when the caller must compute it.
  */
 int ad__stack_weight_grad(ad_tape *t, ad_tensor *b, const void *a, int ta, ad_tensor *out, size_t m,
-                          size_t k, size_t n, int tb);
+                          size_t k, size_t n, int tb, void *dst);
 /* A backward pass starts with no stacked rows, and ends by computing what
  * is stacked (stacked_grads.c). */
 static inline void ad__stack_begin(ad_tape *t) { t->stack.n = 0, t->stack.rows = 0; }
@@ -543,13 +546,15 @@ void ad__stack_flush(ad_tape *t);
  * of at least AD__TUNE_STACK_MIN_WEIGHT elements (tuning.h says why). Inline,
  * so that the common refusal costs no call. */
 static inline int ad__defer_weight_grad(ad_tape *t, ad_tensor *b, const void *a, int ta, ad_tensor *out,
-                                        size_t m, size_t k, size_t n, int tb)
+                                        size_t m, size_t k, size_t n, int tb, void *dst)
 {
     if (!t->stack.on || !b->param || t->anomaly || m >= AD__TUNE_STACK_MAX_ROWS ||
         k * n < AD__TUNE_STACK_MIN_WEIGHT)
         return 0;
-    return ad__stack_weight_grad(t, b, a, ta, out, m, k, n, tb);
+    return ad__stack_weight_grad(t, b, a, ta, out, m, k, n, tb, dst);
 }
+/* Whether anything is stacked and not yet computed. */
+static inline int ad__stack_pending(const ad_tape *t) { return t->stack.n != 0; }
 
 /*
  * op(w) packed for the kernel (packed_cache.c), made on the first product

@@ -248,6 +248,10 @@ static c_tile tile_of(size_t m, size_t n, size_t nr, int t, int nth)
     static void NAME##_edge(size_t mr, size_t nr, size_t kc, const T *a, size_t ar,           \
                             size_t ac, const T *b, size_t ldb, T *c, size_t ldc)              \
     {                                                                                         \
+        if (kc >= AD__TUNE_ROW_MIN_K) {                                                       \
+            for (size_t r = 0; r < mr; r++) NAME##_row(nr, kc, a + r * ar, ac, b, ldb, c + r * ldc); \
+            return;                                                                           \
+        }                                                                                     \
         for (size_t r = 0; r < mr; r++)                                                       \
             for (size_t p = 0; p < kc; p++) {                                                 \
                 T arp = a[r * ar + p * ac];                                                   \
@@ -256,24 +260,36 @@ static c_tile tile_of(size_t m, size_t n, size_t nr, int t, int nth)
             }                                                                                 \
     }                                                                                         \
     /* Few rows of C and B transposed: each C element a dot product, summed in 8 lanes     \
-     * (a fixed order) so that the loop vectorises without reassociation. */                  \
+     * (a fixed order) so that the loop vectorises without reassociation; eight columns    \
+     * at a time, eight independent chains that share the loads of A's row. */              \
     static void NAME##_dots(size_t m, size_t n, size_t k, const T *a, size_t ar, size_t ac,   \
                             const T *b, T *c)                                                 \
     {                                                                                         \
+        typedef T lanes __attribute__((vector_size(8 * sizeof(T))));                          \
         for (size_t i = 0; i < m; i++)                                                        \
-            for (size_t j = 0; j < n; j++) {                                                  \
-                const T *bj = b + j * k;                                                      \
-                T lane[8] = {0, 0, 0, 0, 0, 0, 0, 0};                                         \
+            for (size_t j = 0; j < n; j += 8) {                                               \
+                size_t nj = n - j < 8 ? n - j : 8;                                            \
+                lanes acc[8] = {{0}};                                                         \
                 size_t p = 0;                                                                 \
                 if (ac == 1) {                                                                \
                     const T *ai = a + i * ar;                                                 \
-                    for (; p + 8 <= k; p += 8)                                                \
-                        for (int l = 0; l < 8; l++) lane[l] += ai[p + l] * bj[p + l];         \
+                    for (; p + 8 <= k; p += 8) {                                              \
+                        lanes x, y;                                                           \
+                        __builtin_memcpy(&x, ai + p, sizeof x);                               \
+                        for (size_t q = 0; q < 8; q++) {                                      \
+                            if (q >= nj) break;                                               \
+                            __builtin_memcpy(&y, b + (j + q) * k + p, sizeof y);              \
+                            acc[q] += x * y;                                                  \
+                        }                                                                     \
+                    }                                                                         \
                 }                                                                             \
-                T s = 0;                                                                      \
-                for (; p < k; p++) s += a[i * ar + p * ac] * bj[p];                           \
-                for (int l = 0; l < 8; l++) s += lane[l];                                     \
-                c[i * n + j] += s;                                                            \
+                for (size_t q = 0; q < nj; q++) {                                             \
+                    const T *bj = b + (j + q) * k;                                            \
+                    T s = 0;                                                                  \
+                    for (size_t r = p; r < k; r++) s += a[i * ar + r * ac] * bj[r];           \
+                    for (int l = 0; l < 8; l++) s += acc[q][l];                               \
+                    c[i * n + j + q] += s;                                                    \
+                }                                                                             \
             }                                                                                 \
     }                                                                                         \
     /* Packs B(p0.., j0..) ([kc, nc] of op(B)) into strips of NR columns, each      \
@@ -374,9 +390,91 @@ static c_tile tile_of(size_t m, size_t n, size_t nr, int t, int nth)
     DEFINE_MICRO(NAME, T, NR, 1, 2, micro) DEFINE_MICRO(NAME, T, NR, 1, 1, half)
 DEFINE_MICROS(ad__gemm_f32, float, NR_F32)
 DEFINE_MICROS(ad__gemm_f64, double, NR_F64)
+
+/*
+ * One row of C, NV >= 1 whole vectors and `tail` (< VL) further columns
+ * wide, against a row-major B: c[j] += sum_p a[p ac] b[p ldb + j]. The
+ * accumulators stay in registers for the whole of k, so each p costs a load
+ * and a multiply-add per vector and no store (the plain loop loaded and
+ * stored the row at every p, a chain through memory). The tail columns ride
+ * in one more vector over the row's last VL columns (overlapping the last
+ * whole vector, so nothing is read past the row). It is written back whole,
+ * after the others: its overlapping lanes went through the same start
+ * values and multiply-adds as the last whole vector's, so they hold the same
+ * bits. Each element is still its start value plus the terms in increasing p.
+ */
+#define DEFINE_ROW(NAME, T, NR, NV)                                                            \
+    static void NAME##_row##NV(size_t k, const T *restrict a, size_t ac, const T *restrict b,  \
+                               size_t ldb, T *restrict c, size_t tail)                         \
+    {                                                                                          \
+        enum { VL = NR / 2 };                                                                  \
+        size_t last = NV * VL + tail - VL; /* the tail vector's first column */                \
+        NAME##_vec acc[NV + 1];                                                                \
+        for (int v = 0; v < NV; v++) __builtin_memcpy(&acc[v], c + v * VL, sizeof acc[v]);     \
+        __builtin_memcpy(&acc[NV], c + last, sizeof acc[NV]);                                  \
+        for (size_t p = 0; p < k; p++) {                                                       \
+            T x = a[p * ac];                                                                   \
+            const T *bp = b + p * ldb;                                                         \
+            for (int v = 0; v < NV; v++) {                                                     \
+                NAME##_vec bv;                                                                 \
+                __builtin_memcpy(&bv, bp + v * VL, sizeof bv);                                 \
+                acc[v] += x * bv;                                                              \
+            }                                                                                  \
+            if (tail) {                                                                        \
+                NAME##_vec bt;                                                                 \
+                __builtin_memcpy(&bt, bp + last, sizeof bt);                                   \
+                acc[NV] += x * bt;                                                             \
+            }                                                                                  \
+        }                                                                                      \
+        for (int v = 0; v < NV; v++) __builtin_memcpy(c + v * VL, &acc[v], sizeof acc[v]);     \
+        if (tail) __builtin_memcpy(c + last, &acc[NV], sizeof acc[NV]);                        \
+    }
+#define DEFINE_ROWS(NAME, T, NR)                                                               \
+    DEFINE_ROW(NAME, T, NR, 1) DEFINE_ROW(NAME, T, NR, 2) DEFINE_ROW(NAME, T, NR, 3)           \
+    DEFINE_ROW(NAME, T, NR, 4) DEFINE_ROW(NAME, T, NR, 5) DEFINE_ROW(NAME, T, NR, 6)           \
+    DEFINE_ROW(NAME, T, NR, 7)                                                                 \
+    /* Columns [0, w) of one row in chunks of 7 vectors and less (8 accumulators  \
+     * with the tail's). */                                                                    \
+    static void NAME##_row(size_t w, size_t k, const T *a, size_t ac, const T *b, size_t ldb,  \
+                           T *c)                                                               \
+    {                                                                                          \
+        enum { VL = NR / 2 };                                                                  \
+        size_t j = 0;                                                                          \
+        for (; j + 8 * VL <= w; j += 7 * VL) NAME##_row7(k, a, ac, b + j, ldb, c + j, 0);      \
+        size_t tail = (w - j) % VL;                                                            \
+        switch ((w - j) / VL) {                                                                \
+        case 7: NAME##_row7(k, a, ac, b + j, ldb, c + j, tail); break;                         \
+        case 6: NAME##_row6(k, a, ac, b + j, ldb, c + j, tail); break;                         \
+        case 5: NAME##_row5(k, a, ac, b + j, ldb, c + j, tail); break;                         \
+        case 4: NAME##_row4(k, a, ac, b + j, ldb, c + j, tail); break;                         \
+        case 3: NAME##_row3(k, a, ac, b + j, ldb, c + j, tail); break;                         \
+        case 2: NAME##_row2(k, a, ac, b + j, ldb, c + j, tail); break;                         \
+        case 1: NAME##_row1(k, a, ac, b + j, ldb, c + j, tail); break;                         \
+        default: /* fewer columns than a vector: the plain loop, a column at a time */         \
+            for (size_t q = j; q < w; q++) {                                                   \
+                T sum = c[q];                                                                  \
+                for (size_t p = 0; p < k; p++) sum += a[p * ac] * b[p * ldb + q];              \
+                c[q] = sum;                                                                    \
+            }                                                                                  \
+        }                                                                                      \
+    }
+DEFINE_ROWS(ad__gemm_f32, float, NR_F32)
+DEFINE_ROWS(ad__gemm_f64, double, NR_F64)
 #else
 DEFINE_MICRO_PORTABLE(ad__gemm_f32, float, NR_F32)
 DEFINE_MICRO_PORTABLE(ad__gemm_f64, double, NR_F64)
+/* One row of C against a row-major B, the plain loop. */
+#define DEFINE_ROWS_PORTABLE(NAME, T)                                                          \
+    static void NAME##_row(size_t w, size_t k, const T *a, size_t ac, const T *b, size_t ldb,  \
+                           T *c)                                                               \
+    {                                                                                          \
+        for (size_t p = 0; p < k; p++) {                                                       \
+            T x = a[p * ac];                                                                   \
+            for (size_t j = 0; j < w; j++) c[j] += x * b[p * ldb + j];                         \
+        }                                                                                      \
+    }
+DEFINE_ROWS_PORTABLE(ad__gemm_f32, float)
+DEFINE_ROWS_PORTABLE(ad__gemm_f64, double)
 /* No narrower kernel here: the last strip runs the whole one. */
 #define ad__gemm_f32_half6 ad__gemm_f32_micro6
 #define ad__gemm_f64_half6 ad__gemm_f64_micro6

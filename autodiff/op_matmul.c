@@ -106,11 +106,12 @@ void ad__matmul_bwd(ad_tape *t, ad_node *n)
         ad__gemm(&p);
     }
     /* a copy's gradient on a tape that does not keep it: see copy_grads.c */
-    int direct = 0;
-    void *gb = b->param && ad__tape_lean_copies(t) && b->requires_grad
-                   ? ad__weight_grad(t, b, a->data, ta, g, (size_t)m, (size_t)k, (size_t)nn, &direct)
-                   : ad__grad(t, b);
-    if (gb && !(direct && ad__defer_weight_grad(t, b, a->data, ta, n->out, (size_t)m, (size_t)k, (size_t)nn, tb))) {
+    int direct = 0, lean = b->param && ad__tape_lean_copies(t) && b->requires_grad;
+    void *gb = lean ? ad__weight_grad(t, b, a->data, ta, g, (size_t)m, (size_t)k, (size_t)nn, &direct)
+                    : ad__grad(t, b);
+    /* On a lean tape the per-step product is stacked whether it goes into the
+     * parameter or into the buffer of a copy the steps share. */
+    if (gb && !(lean && ad__defer_weight_grad(t, b, a->data, ta, n->out, (size_t)m, (size_t)k, (size_t)nn, tb, gb))) {
         ad__product p = !tb ? prod(dt, !ta, 0, k, nn, m, a->data, g, gb, 1)  /* dB[k,n] = op(A)^T[k,m] G[m,n] */
                             : prod(dt, 1, ta, nn, k, m, g, a->data, gb, 1); /* dB[n,k] = G^T[n,m] op(A)[m,k] */
         ad__gemm(&p);

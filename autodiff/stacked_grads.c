@@ -15,6 +15,7 @@
 
 struct ad__deferred {
     ad_param *param;
+    void *dst; /* the gradient added into: the parameter's, or a shared copy's buffer */
     const void *a, *g;
     ad_tensor *out; /* whose gradient g is: released once used (release_grads) */
     size_t m, k, n;
@@ -32,7 +33,7 @@ void ad__stack_free(ad_tape *t)
 
 
 int ad__stack_weight_grad(ad_tape *t, ad_tensor *b, const void *a, int ta, ad_tensor *out, size_t m,
-                          size_t k, size_t n, int tb)
+                          size_t k, size_t n, int tb, void *dst)
 {
     if (t->stack.n == t->stack.cap) { /* grows to its steady size once */
         size_t cap = t->stack.cap ? 2 * t->stack.cap : 256, bytes;
@@ -45,7 +46,7 @@ int ad__stack_weight_grad(ad_tape *t, ad_tensor *b, const void *a, int ta, ad_te
         t->stack.cap = cap;
     }
     ad__deferred *d = &t->stack.rec[t->stack.n++];
-    d->param = b->param, d->a = a, d->g = out->grad, d->out = out;
+    d->param = b->param, d->dst = dst, d->a = a, d->g = out->grad, d->out = out;
     d->was_pinned = out->grad_pinned;
     out->grad_pinned = 1; /* read again when the stack is computed */
     d->m = m, d->k = k, d->n = n, d->ta = ta, d->tb = tb, d->done = 0;
@@ -71,15 +72,14 @@ static void op_a_row(const ad__deferred *d, size_t r, size_t es, char *dst)
  * G^T A when the parameter is used transposed. */
 static void stacked_product(const ad__deferred *d, size_t rows, const void *sa, const void *sg)
 {
-    ad__product p = {d->param->grad.dtype == AD_F64, 1, 0, d->k, d->n, rows, sa, sg, d->param->grad.data, 1,
-                     NULL, NULL};
+    ad__product p = {d->param->grad.dtype == AD_F64, 1, 0, d->k, d->n, rows, sa, sg, d->dst, 1, NULL, NULL};
     if (d->tb) p.m = d->n, p.n = d->k, p.a = sg, p.b = sa;
     ad__gemm(&p);
 }
 
 static int same_group(const ad__deferred *x, const ad__deferred *y)
 {
-    return x->param == y->param && x->tb == y->tb && x->k == y->k && x->n == y->n;
+    return x->dst == y->dst && x->tb == y->tb && x->k == y->k && x->n == y->n;
 }
 
 /* Runs the deferred products: per parameter, the steps' rows stacked in

@@ -42,6 +42,12 @@
 #define AD__TUNE_SMALL_SIDE 64
 #define AD__TUNE_SMALL_WORK 256
 
+/* Rows of C outside the register blocks (few-row products, the edges) run
+ * with each row's accumulators in registers over all of k when k is at least
+ * this; below it the plain loop over memory costs less than the set-up (an
+ * outer product, k = 1, is one pass either way). */
+#define AD__TUNE_ROW_MIN_K 8
+
 /* Blocking of the GEMM: a panel of B, KC rows by as many columns as fit in
  * AD__TUNE_GEMM_PANEL_BYTES (256 x 256 in f32, 256 x 128 in f64), stays in
  * the 1 MiB L2 while every row block of A streams past it, and a strip of it

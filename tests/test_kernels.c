@@ -275,3 +275,42 @@ Test(kernels, exp_of_nonpositive_values_is_accurate)
     cr_assert(sd[0] == 1.0 && sd[1] == 1.0 && sd[2] == 0.0 && sd[3] == 0.0 && isnan(sd[4]));
     free(xf), free(yf), free(xd), free(yd);
 }
+
+/* Products of fewer rows than the register block (single-row steps of an
+ * unroll at B = 1): the row kernels (whole vectors in registers over k, the
+ * columns after the last vector by the plain loop) and the dot products four
+ * columns at a time, at every vector count 1..8 and past one chunk, k on and
+ * off the 8-lane boundary. Small-integer data: every sum is exact, so the
+ * result must equal the plain loop's to the bit in every order. */
+Test(kernels, few_row_products_are_exact_at_every_width)
+{
+    size_t ms[] = {1, 2, 5}, ns[] = {1, 3, 15, 16, 17, 33, 64, 100, 127, 128, 129, 200, 257, 300},
+           ks[] = {1, 5, 8, 9, 17, 100};
+    for (size_t im = 0; im < 3; im++)
+        for (size_t in = 0; in < sizeof ns / sizeof ns[0]; in++)
+            for (size_t ik = 0; ik < sizeof ks / sizeof ks[0]; ik++) {
+                size_t m = ms[im], n = ns[in], k = ks[ik];
+                double *a = malloc(m * k * sizeof *a), *b = malloc(k * n * sizeof *b);
+                double *c0 = malloc(m * n * sizeof *c0), *want = malloc(m * n * sizeof *want);
+                double *got = malloc(m * n * sizeof *got);
+                float *af = malloc(m * k * sizeof *af), *bf = malloc(k * n * sizeof *bf), *cf = malloc(m * n * sizeof *cf);
+                for (size_t i = 0; i < m * k; i++) a[i] = (double)((int)(i * 7 % 11) - 5), af[i] = (float)a[i];
+                for (size_t i = 0; i < k * n; i++) b[i] = (double)((int)(i * 5 % 13) - 6), bf[i] = (float)b[i];
+                for (size_t i = 0; i < m * n; i++) c0[i] = (double)((int)(i % 9) - 4);
+                for (int ta = 0; ta < 2; ta++)
+                    for (int tb = 0; tb < 2; tb++)
+                        for (int acc = 0; acc < 2; acc++) {
+                            plain(ta, tb, m, n, k, a, b, acc ? c0 : NULL, want);
+                            for (size_t i = 0; i < m * n; i++) got[i] = acc ? c0[i] : 12345.0, cf[i] = (float)got[i];
+                            ad__gemm_f64(ta, tb, m, n, k, a, b, got, acc);
+                            ad__gemm_f32(ta, tb, m, n, k, af, bf, cf, acc);
+                            for (size_t i = 0; i < m * n; i++) {
+                                cr_assert(got[i] == want[i], "f64 %zux%zux%zu ta%d tb%d acc%d [%zu]: %.17g vs %.17g", m, n, k,
+                                          ta, tb, acc, i, got[i], want[i]);
+                                cr_assert((double)cf[i] == want[i], "f32 %zux%zux%zu ta%d tb%d acc%d [%zu]: %.9g vs %.17g", m,
+                                          n, k, ta, tb, acc, i, (double)cf[i], want[i]);
+                            }
+                        }
+                free(a), free(b), free(c0), free(want), free(got), free(af), free(bf), free(cf);
+            }
+}

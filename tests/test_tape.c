@@ -265,6 +265,74 @@ Test(tape, lean_tapes_stack_the_steps_weight_gradients)
     cr_assert_eq(ts_live_allocs(), before);
 }
 
+/* The net of stacked_grads_off with one copy of each weight that every step
+ * shares (the copy of U also added, as a bias-like term, to each step's
+ * state: a reader that is not a product). Fills the gradients and each
+ * copy's gradient norm. */
+static void shared_copy_grads(ad_copy_grads mode, unsigned fast_off, ad_param *const *p, const double *x,
+                              double *out, double *norms)
+{
+    enum { T = 40, B = 8, H = 64 };
+    ad_tape_options o = {0};
+    o.copy_grads = mode;
+    o.fast_off = fast_off;
+    ad_tape *t = ad_tape_new(&o);
+    cr_assert_not_null(t);
+    for (int i = 0; i < 3; i++) ad_param_zero_grad(p[i]);
+    ad_tensor *w[3];
+    for (int i = 0; i < 3; i++) w[i] = ad_use(t, p[i]);
+    ad_tensor *h = ad_zeros(t, AD_F64, ad_shape2(B, H)), *loss = NULL;
+    for (int s = 0; s < T; s++) {
+        ad_tensor *xs = ad_from_data(t, AD_F64, ad_shape2(H, B), x + (size_t)s * H * B);
+        ad_tensor *a = ad_matmul(t, xs, w[0], AD_TRANS_A);
+        ad_tensor *b = ad_matmul(t, h, w[1], AD_TRANS_B);
+        ad_tensor *c = ad_matmul(t, ad_tanh(t, h), w[2], 0);
+        ad_tensor *u = ad_sum(t, w[1], AD_AXIS_ALL, 0);
+        h = ad_tanh(t, ad_add(t, ad_add(t, ad_add(t, a, b), ad_mul_scalar(t, c, 0.5)), ad_mul_scalar(t, u, 1e-3)));
+        ad_tensor *l = ad_sum(t, ad_mul(t, h, h), AD_AXIS_ALL, 0);
+        loss = loss ? ad_add(t, loss, l) : l;
+    }
+    cr_assert_eq(ad_backward(t, loss, NULL), AD_OK, "%s", ad_tape_message(t));
+    for (int i = 0; i < 3; i++) {
+        memcpy(out + i * H * H, ad_tensor_f64(ad_param_grad(p[i])), H * H * sizeof *out);
+        cr_assert_eq(ad_tensor_grad_norm(w[i], &norms[i], NULL), AD_OK, "%s", ad_tape_message(t));
+    }
+    ad_tape_free(t);
+}
+
+/* A copy every step shares has its per-step weight gradients stacked too (into
+ * its own buffer, computed before its backward reads it): the gradients and
+ * each copy's norm equal KEEP's within f64 rounding, with stacking on and off. */
+Test(tape, copies_shared_by_the_steps_stack_their_weight_gradients)
+{
+    long before = ts_live_allocs();
+    enum { T = 40, B = 8, H = 64, N = 3 * H * H };
+    double *x = malloc((size_t)T * H * B * sizeof *x), *g[3], norms[3][3];
+    for (int i = 0; i < 3; i++) g[i] = malloc(N * sizeof(double));
+    ts_fill_uniform(x, (size_t)T * H * B, 41, -1, 1);
+    const char *names[3] = {"W", "U", "V"};
+    ad_param *p[3];
+    for (int i = 0; i < 3; i++) {
+        p[i] = ad_param_new(names[i], AD_F64, ad_shape2(H, H), NULL);
+        ts_fill_uniform(ad_tensor_f64(ad_param_value(p[i])), H * H, 42 + (uint64_t)i, -0.15, 0.15);
+    }
+    shared_copy_grads(AD_COPY_GRADS_KEEP, 0, p, x, g[0], norms[0]);
+    shared_copy_grads(AD_COPY_GRADS_NORMS, 0, p, x, g[1], norms[1]);
+    shared_copy_grads(AD_COPY_GRADS_NORMS, AD_FAST_STACKED_GRADS, p, x, g[2], norms[2]);
+    for (int v = 1; v < 3; v++) {
+        for (int i = 0; i < N; i++)
+            cr_assert(fabs(g[v][i] - g[0][i]) <= 1e-12 * fabs(g[0][i]) + 1e-13, "run %d grad %d: %.17g, KEEP %.17g",
+                      v, i, g[v][i], g[0][i]);
+        for (int i = 0; i < 3; i++)
+            cr_assert(fabs(norms[v][i] - norms[0][i]) <= 1e-12 * norms[0][i], "run %d norm %d: %.17g, KEEP %.17g", v,
+                      i, norms[v][i], norms[0][i]);
+    }
+    for (int i = 0; i < 3; i++) ad_param_free(p[i]);
+    free(x);
+    for (int i = 0; i < 3; i++) free(g[i]);
+    cr_assert_eq(ts_live_allocs(), before);
+}
+
 /*
  * Each lean-tape speed path turns off on its own (ad_tape_options.fast_off)
  * and ad_tape_mode() says which are in use: every combination gives the
