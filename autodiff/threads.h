@@ -26,7 +26,8 @@ extern "C" {
 
 /**
  * Sets the number of threads the matrix products may use to `n` (1 by
- * default). Returns AD_ERR_ARG and leaves the count unchanged when `n` < 1.
+ * default); the flat loops of nn/ over a parameter block (nn_optim_step(),
+ * nn_params_accumulate_grads(), nn_params_zero_grad()) use as many. Returns AD_ERR_ARG and leaves the count unchanged when `n` < 1.
  * In a build without OpenMP any `n` >= 1 is accepted and ignored: everything
  * runs on the calling thread and ad_get_num_threads() stays 1. The setting is
  * process-wide, like a BLAS library's thread count, and meant to be made once
