@@ -387,6 +387,31 @@ static size_t trained(ad_dtype dt, int kind, int shards, int threads, const doub
     return k;
 }
 
+typedef struct nested_job {
+    size_t n;
+    unsigned char *hits[2];
+} nested_job;
+
+static void nested_task(void *ctx, int i)
+{
+    nested_job *j = ctx;
+    nn__flat_run(j->n, nn__flat_parts(j->n), count_range, j->hits[i]);
+}
+
+/* A flat loop inside an ad_parallel_run task (a replica zeroed by its
+ * shard) runs on the task's thread and still covers its block once. */
+Test(threads, a_flat_split_inside_a_task_covers_every_element_once)
+{
+    nested_job j = {100003, {calloc(100003, 1), calloc(100003, 1)}};
+    cr_assert_eq(ad_set_num_threads(2), AD_OK);
+    cr_assert_eq(ad_parallel_run(2, nested_task, &j), AD_OK);
+    ad_set_num_threads(1);
+    for (int t = 0; t < 2; t++) {
+        for (size_t i = 0; i < j.n; i++) cr_assert_eq(j.hits[t][i], 1, "task %d: element %zu", t, i);
+        free(j.hits[t]);
+    }
+}
+
 /* Parameters and optimizer state after several steps are the same to the
  * bit on 1, 2 and 3 threads, for the whole batch and for shards, with every
  * optimizer: the split of the update and of the gradient sums changes no
