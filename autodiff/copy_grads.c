@@ -39,10 +39,18 @@ static int gram_pays(size_t m, size_t k, size_t n)
 
 /* Dot products in double, in sixteen partial sums in fixed lanes, which the
  * compiler maps onto four vector registers without reordering any sum (four
- * independent chains hide the latency of the multiply-adds). */
+ * independent chains hide the latency of the multiply-adds). Fewer than 16
+ * elements only ever reach lane 0, and the reduction adds zeros to it: the
+ * short loop and one `+ 0.0` (which turns -0 into +0 as the reduction does)
+ * give the same bits without the lanes. */
 #define DEFINE_DOT(T)                                                                     \
     static double dot_##T(const T *x, const T *y, size_t len)                             \
     {                                                                                     \
+        if (len < 16) {                                                                   \
+            double s = 0;                                                                 \
+            for (size_t i = 0; i < len; i++) s += (double)x[i] * (double)y[i];            \
+            return s + 0.0;                                                               \
+        }                                                                                 \
         double l[16] = {0};                                                               \
         size_t i = 0;                                                                     \
         for (; i + 16 <= len; i += 16)                                                    \
@@ -109,22 +117,34 @@ void *ad__weight_grad(ad_tape *t, ad_tensor *b, const void *a, int ta, const voi
     return ad__copy_grad(t, b);
 }
 
+/* g += gc, returning ||gc||^2 as dot_T sums it: under 16 elements in one
+ * pass (dot_T's short loop), else a pass that vectorises and dot_T's
+ * sixteen fixed lanes (one pass with running sums was bound by the latency
+ * of their additions). */
+#define DEFINE_ADD_TO(T)                                                        \
+    static double add_to_##T(T *restrict g, const T *restrict gc, size_t len)   \
+    {                                                                           \
+        if (len < 16) {                                                         \
+            double s = 0;                                                       \
+            for (size_t i = 0; i < len; i++) {                                  \
+                g[i] += gc[i];                                                  \
+                s += (double)gc[i] * (double)gc[i];                             \
+            }                                                                   \
+            return s + 0.0;                                                     \
+        }                                                                       \
+        for (size_t i = 0; i < len; i++) g[i] += gc[i];                         \
+        return dot_##T(gc, gc, len);                                            \
+    }
+DEFINE_ADD_TO(float)
+DEFINE_ADD_TO(double)
+
+/* The copy's norm is summed in the order KEEP's norms are (ad__sum_squares). */
 void ad__copy_add(ad_tape *t, ad_tensor *copy)
 {
     if (ad__tape_copy_grads(t) != AD_COPY_GRADS_NORMS || !copy->grad) return;
     size_t len = copy->numel;
-    /* Two passes that vectorise (the add, then the squares in dot's lanes)
-     * cost less than one that does not. */
-    if (copy->dtype == AD_F32) {
-        float *restrict g = copy->param->grad.data;
-        const float *restrict gc = copy->grad;
-        for (size_t i = 0; i < len; i++) g[i] += gc[i];
-    } else {
-        double *restrict g = copy->param->grad.data;
-        const double *restrict gc = copy->grad;
-        for (size_t i = 0; i < len; i++) g[i] += gc[i];
-    }
-    copy->grad_sq = ad__sum_squares(copy->dtype, copy->grad, len);
+    copy->grad_sq = copy->dtype == AD_F32 ? add_to_float(copy->param->grad.data, copy->grad, len)
+                                          : add_to_double(copy->param->grad.data, copy->grad, len);
     ad__give_back_grad(t, copy); /* no op reads it again: every consumer came later on the tape */
 }
 

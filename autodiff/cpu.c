@@ -3,10 +3,13 @@
  * the kernel entry points of kernels.h, which forward to the chosen one.
  *
  * A portable build (UNROLL_NATIVE=OFF) on x86-64 compiles kernels.c and
- * kernels_act.c twice: with the build's own flags ("generic": SSE2, two
- * 128-bit vectors per micro-kernel row, no fused multiply-add) and with
+ * kernels_act.c three times: with the build's own flags ("generic": SSE2,
+ * two 128-bit vectors per micro-kernel row, no fused multiply-add), with
  * -mavx2 -mfma ("avx2": 256-bit vectors, fused multiply-adds, what
- * -march=native gives on an AVX2 machine). The first kernel call picks one
+ * -march=native gives on an AVX2 machine) and with -mavx512f -mavx512vl
+ * -mavx512bw -mavx512dq -mfma ("avx512": 512-bit vectors, 8-row
+ * micro-kernel, what -march=native gives on Zen 4/5 or Skylake-SP and
+ * later). The first kernel call picks one
  * variant from the CPU's features and the UNROLL_CPU environment variable,
  * once per process; every later call uses it. The choice depends only on the
  * CPU and the environment, never on timing, so results are deterministic
@@ -14,7 +17,8 @@
  * only "generic" exists (then compiled for the build machine).
  *
  * The variants sum every element in the same order; they differ in the
- * rounding of multiply-adds (fused or not). tests/test_cpu.c holds each
+ * rounding of multiply-adds (fused or not), so avx2 and avx512 give the
+ * same bits. tests/test_cpu.c holds each
  * variant to the generic one.
  */
 #include <stdatomic.h>
@@ -26,12 +30,16 @@
 #include "threads.h"
 
 /* The names UNROLL_CPU takes, whether or not this build has the variant. */
-static const char *const names[AD__CPU_COUNT] = {[AD__CPU_GENERIC] = "generic", [AD__CPU_AVX2] = "avx2"};
+static const char *const names[AD__CPU_COUNT] = {
+    [AD__CPU_GENERIC] = "generic", [AD__CPU_AVX2] = "avx2", [AD__CPU_AVX512] = "avx512"};
 
 static const ad__kernel_set sets[AD__CPU_COUNT] = {
     [AD__CPU_GENERIC] = {"generic", &ad__gemm_kernels_generic, &ad__act_kernels_generic},
 #if defined(UNROLL_CPU_AVX2)
     [AD__CPU_AVX2] = {"avx2", &ad__gemm_kernels_avx2, &ad__act_kernels_avx2},
+#endif
+#if defined(UNROLL_CPU_AVX512)
+    [AD__CPU_AVX512] = {"avx512", &ad__gemm_kernels_avx512, &ad__act_kernels_avx512},
 #endif
 };
 
@@ -44,6 +52,16 @@ static unsigned usable_variants(void)
      * 256-bit registers (XGETBV), not only the CPUID bits. */
     __builtin_cpu_init();
     if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) mask |= 1u << AD__CPU_AVX2;
+#endif
+#if defined(UNROLL_CPU_AVX512)
+    /* The same for AVX-512: libgcc (since GCC 8) and compiler-rt report
+     * avx512* only when XCR0 says the OS saves the opmask and all 512 bits
+     * of the 32 zmm registers. */
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
+        __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq") &&
+        __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+        mask |= 1u << AD__CPU_AVX512;
 #endif
     return mask;
 }

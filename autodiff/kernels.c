@@ -7,8 +7,9 @@
  *
  * GEMM: C[m,n] (+)= op(A) op(B), blocked so that a panel of B (KC rows by
  * NC columns) stays in cache while every row of A streams past it, with a
- * register micro-kernel of MR = 6 rows by NR columns (two SIMD vectors,
- * written with GCC/Clang vector extensions; a plain-array version elsewhere).
+ * register micro-kernel of MR rows (8 with AVX-512, else 6) by NR columns
+ * (two SIMD vectors, written with GCC/Clang vector extensions; a plain-array
+ * version elsewhere).
  * Built with -O3, -march=native under UNROLL_NATIVE (else the variant's
  * instruction set), and FMA contraction for this file only. B is packed
  * into strips of NR columns ([KC, NR] each, contiguous, on the stack) unless it is row-major with whole strips and
@@ -28,9 +29,32 @@
 
 #include "tuning.h"
 
-/* MR is the micro-kernel's row count (the code below is written for it);
- * the block sizes are tuning.h's. */
-enum { KC = AD__TUNE_GEMM_KC, NC = AD__TUNE_GEMM_NC, MR = 6 };
+/* Two vectors per row of the micro-kernel: 512-bit with AVX-512, 256-bit
+ * with AVX, 128-bit otherwise. NR (the strip width) follows in each dtype. */
+#if defined(__AVX512F__)
+#define VEC_BYTES 64
+#elif defined(__AVX__)
+#define VEC_BYTES 32
+#else
+#define VEC_BYTES 16
+#endif
+#define NR_F32 (2 * VEC_BYTES / 4)
+#define NR_F64 (2 * VEC_BYTES / 8)
+
+/* MR is the micro-kernel's row count. With AVX-512 (32 vector registers)
+ * 8 rows of 2 accumulators measured faster than 6 and than 12 (24
+ * accumulators) on every product shape of W3/W4/W4g; 16 registers (AVX,
+ * SSE) hold 6 rows. MIN_ROWS: products of fewer rows skip the blocked kernel
+ * (a plain loop or dot products); it stays at 6 whatever MR is, so every
+ * variant takes the same path for a shape. The block sizes are tuning.h's:
+ * KC rows of B, and as many columns (a multiple of NR) as fit the panel. */
+#if defined(__GNUC__) && defined(__AVX512F__)
+#define MR_ROWS 8
+#else
+#define MR_ROWS 6
+#endif
+enum { KC = AD__TUNE_GEMM_KC, MR = MR_ROWS, MIN_ROWS = 6 };
+#define PANEL_COLS(T, NR) (AD__TUNE_GEMM_PANEL_BYTES / (KC * sizeof(T)) / (NR) * (NR))
 
 /*
  * Threads. A large product is split into disjoint rectangles of C, one per
@@ -102,39 +126,42 @@ static c_tile tile_of(size_t m, size_t n, size_t nr, int t, int nth)
  * The accumulators live in a local array the compiler keeps in registers.
  */
 #if defined(__GNUC__)
-/* GCC/Clang vector extensions: NR = 2 vectors of VL lanes, MR = 6 rows, the
- * 12 accumulators in registers. */
+/* GCC/Clang vector extensions: a vector is half a strip (VL = NR / 2 lanes).
+ * NAME_microROWS covers the whole strip (NV = 2 vectors a row), NAME_halfROWS
+ * its first half (NV = 1), for a last strip of at most NR / 2 columns; the
+ * ROWS x NV accumulators stay in registers. */
 #define DEFINE_VEC(NAME, T, NR) typedef T NAME##_vec __attribute__((vector_size(NR / 2 * sizeof(T))));
-#define DEFINE_MICRO(NAME, T, NR, ROWS)                                                       \
-    static void NAME##_micro##ROWS(size_t kc, const T *restrict a, size_t ar, size_t ac,      \
-                                   const T *restrict b, size_t ldb, T *restrict c, size_t ldc) \
+#define DEFINE_MICRO(NAME, T, NR, ROWS, NV, KIND)                                             \
+    __attribute__((unused)) /* the row counts MR does not use */                             \
+    static void NAME##_##KIND##ROWS(size_t kc, const T *restrict a, size_t ar, size_t ac,     \
+                                    const T *restrict b, size_t ldb, T *restrict c, size_t ldc, \
+                                    int zero)                                                 \
     {                                                                                         \
         enum { VL = NR / 2 };                                                                 \
-        NAME##_vec acc[ROWS][2];                                                              \
-        for (int r = 0; r < ROWS; r++) {                                                      \
-            __builtin_memcpy(&acc[r][0], c + r * ldc, sizeof acc[r][0]);                      \
-            __builtin_memcpy(&acc[r][1], c + r * ldc + VL, sizeof acc[r][1]);                 \
-        }                                                                                     \
+        NAME##_vec acc[ROWS][NV];                                                             \
+        for (int r = 0; r < ROWS; r++)                                                        \
+            for (int v = 0; v < NV; v++) {                                                    \
+                if (zero) acc[r][v] = (NAME##_vec){0};                                        \
+                else __builtin_memcpy(&acc[r][v], c + r * ldc + v * VL, sizeof acc[r][v]);    \
+            }                                                                                 \
         for (size_t p = 0; p < kc; p++) {                                                     \
-            NAME##_vec b0, b1;                                                                \
-            __builtin_memcpy(&b0, b + p * ldb, sizeof b0);                                    \
-            __builtin_memcpy(&b1, b + p * ldb + VL, sizeof b1);                               \
+            NAME##_vec bv[NV];                                                                \
+            for (int v = 0; v < NV; v++) __builtin_memcpy(&bv[v], b + p * ldb + v * VL, sizeof bv[v]); \
             for (int r = 0; r < ROWS; r++) {                                                  \
                 T ar_p = a[r * ar + p * ac];                                                  \
-                acc[r][0] += ar_p * b0;                                                       \
-                acc[r][1] += ar_p * b1;                                                       \
+                for (int v = 0; v < NV; v++) acc[r][v] += ar_p * bv[v];                       \
             }                                                                                 \
         }                                                                                     \
-        for (int r = 0; r < ROWS; r++) {                                                      \
-            __builtin_memcpy(c + r * ldc, &acc[r][0], sizeof acc[r][0]);                      \
-            __builtin_memcpy(c + r * ldc + VL, &acc[r][1], sizeof acc[r][1]);                 \
-        }                                                                                     \
+        for (int r = 0; r < ROWS; r++)                                                        \
+            for (int v = 0; v < NV; v++) __builtin_memcpy(c + r * ldc + v * VL, &acc[r][v], sizeof acc[r][v]); \
     }
 #else
 #define DEFINE_MICRO_PORTABLE(NAME, T, NR)                                                    \
     static void NAME##_micro6(size_t kc, const T *restrict a, size_t ar, size_t ac,            \
-                             const T *restrict b, size_t ldb, T *restrict c, size_t ldc)      \
+                             const T *restrict b, size_t ldb, T *restrict c, size_t ldc,      \
+                             int zero)                                                        \
     {                                                                                         \
+        (void)zero; /* C was zeroed first: KERNEL_ZEROES is 0 */                              \
         T c0[NR], c1[NR], c2[NR], c3[NR], c4[NR], c5[NR];                                     \
         for (int j = 0; j < NR; j++) {                                                        \
             c0[j] = c[j], c1[j] = c[ldc + j], c2[j] = c[2 * ldc + j], c3[j] = c[3 * ldc + j]; \
@@ -162,7 +189,9 @@ static c_tile tile_of(size_t m, size_t n, size_t nr, int t, int nth)
  * columns) starts at bp + s * sstep with row stride ldb. A full strip goes
  * through the micro-kernel on C itself; the last, narrower one through a
  * register tile copied in and out, so the edge runs at the kernel's speed
- * and each C element is still summed in the same order. Used inside
+ * and each C element is still summed in the same order. A last strip of at
+ * most NR / 2 columns (the 1 column left of the head's 65 with NR = 32) runs
+ * the one-vector kernel, half the work of a whole strip. Used inside
  * DEFINE_GEMM.
  */
 #define ROW_BLOCK(NAME, T, NR, R)                                                             \
@@ -172,21 +201,27 @@ static c_tile tile_of(size_t m, size_t n, size_t nr, int t, int nth)
             T *cs = c + i * n + j0 + s * NR;                                                  \
             const T *bs = bp + s * sstep;                                                     \
             if (w == NR) {                                                                    \
-                NAME##_micro##R(kc, ap + i * ar, ar, ac, bs, ldb, cs, n);                     \
+                NAME##_micro##R(kc, ap + i * ar, ar, ac, bs, ldb, cs, n, zero);               \
                 continue;                                                                     \
             }                                                                                 \
             T tile[R * NR];                                                                   \
-            for (size_t r = 0; r < R; r++)                                                    \
-                for (size_t j = 0; j < NR; j++) tile[r * NR + j] = j < w ? cs[r * n + j] : 0; \
-            NAME##_micro##R(kc, ap + i * ar, ar, ac, bs, ldb, tile, NR);                      \
+            size_t tw = w <= NR / 2 ? NR / 2 : NR; /* the columns the kernel reads */         \
+            for (size_t r = 0; !zero && r < R; r++)                                           \
+                for (size_t j = 0; j < tw; j++) tile[r * NR + j] = j < w ? cs[r * n + j] : 0; \
+            if (tw < NR) NAME##_half##R(kc, ap + i * ar, ar, ac, bs, ldb, tile, NR, zero);    \
+            else NAME##_micro##R(kc, ap + i * ar, ar, ac, bs, ldb, tile, NR, zero);           \
             for (size_t r = 0; r < R; r++)                                                    \
                 for (size_t j = 0; j < w; j++) cs[r * n + j] = tile[r * NR + j];              \
         }                                                                                     \
     } while (0)
 
+/* ROW_BLOCK with R a macro (MR_ROWS) expanded first. */
+#define ROW_BLOCK_OF(NAME, T, NR, R) ROW_BLOCK(NAME, T, NR, R)
+
 #if defined(__GNUC__)
-/* The rows left after the blocks of 6: vector micro-kernels of 4, 2 and 1 rows. */
-#define REMAINDER_ROWS(NAME, T, NR)                                                              \
+/* The rows left after the blocks of MR (6 or 8): vector micro-kernels of 4,
+ * 2 and 1 rows, so every remainder runs at vector speed. */
+#define REMAINDER_ROWS(NAME, T, NR)                                                           \
     do {                                                                                      \
         if (i1 - i >= 4) { ROW_BLOCK(NAME, T, NR, 4); i += 4; }                               \
         if (i1 - i >= 2) { ROW_BLOCK(NAME, T, NR, 2); i += 2; }                               \
@@ -194,6 +229,18 @@ static c_tile tile_of(size_t m, size_t n, size_t nr, int t, int nth)
     } while (0)
 #else
 #define REMAINDER_ROWS(NAME, T, NR) ((void)0)
+#endif
+
+/* Whether the micro-kernels start a product that overwrites C (accumulate 0)
+ * from zero in registers at its first block of k, instead of C being zeroed
+ * first and read back: one pass less over C, which is larger than the L2 in
+ * W4's input projection. fma(a, b, +0) rounds as a*b + 0 from memory does,
+ * so the bits are the same. Only where every row goes through a vector
+ * kernel (the remainder kernels exist). */
+#if defined(__GNUC__)
+#define KERNEL_ZEROES 1
+#else
+#define KERNEL_ZEROES 0
 #endif
 
 #define DEFINE_GEMM(NAME, STORAGE, FN, T, NR)                                                              \
@@ -261,10 +308,11 @@ static c_tile tile_of(size_t m, size_t n, size_t nr, int t, int nth)
                             size_t ac, const T *b, const T *prepacked, T *c, c_tile g,        \
                             int accumulate)                                                   \
     {                                                                                         \
+        enum { NC = PANEL_COLS(T, NR) };                                                      \
         T panel[KC * NC];                                                                     \
         size_t i1 = g.i1;                                                                     \
         int pack = !prepacked && (trans_b || n > NC || n % NR != 0);                          \
-        if (!accumulate)                                                                      \
+        if (!accumulate && !KERNEL_ZEROES)                                                    \
             for (size_t r = g.i0; r < g.i1; r++) memset(c + r * n + g.j0, 0, (g.j1 - g.j0) * sizeof(T)); \
         for (size_t j0 = g.j0; j0 < g.j1; j0 += NC) {                                         \
             size_t nc = g.j1 - j0 < NC ? g.j1 - j0 : NC;                                      \
@@ -279,8 +327,9 @@ static c_tile tile_of(size_t m, size_t n, size_t nr, int t, int nth)
                     bp = panel, ldb = NR, sstep = kc * NR;                                    \
                 }                                                                             \
                 const T *ap = a + p0 * ac;                                                    \
+                int zero = KERNEL_ZEROES && !accumulate && p0 == 0;                           \
                 size_t i = g.i0;                                                              \
-                for (; i + MR <= i1; i += MR) ROW_BLOCK(NAME, T, NR, 6);                      \
+                for (; i + MR <= i1; i += MR) ROW_BLOCK_OF(NAME, T, NR, MR_ROWS);                      \
                 REMAINDER_ROWS(NAME, T, NR);                                                  \
                 for (size_t s = 0; i < i1 && s * NR < nc; s++) /* rows left without vectors */ \
                     NAME##_edge(i1 - i, nc - s * NR < NR ? nc - s * NR : NR, kc, ap + i * ar, ar, ac, \
@@ -292,7 +341,7 @@ static c_tile tile_of(size_t m, size_t n, size_t nr, int t, int nth)
                            const T *b, const T *prepacked, T *c, int accumulate)             \
     {                                                                                         \
         size_t ar = trans_a ? 1 : k, ac = trans_a ? m : 1; /* A(i,p) = a[i ar + p ac] */      \
-        if ((trans_b && m < MR) || (!trans_b && (m < MR || k < MR))) {                        \
+        if ((trans_b && m < MIN_ROWS) || (!trans_b && (m < MIN_ROWS || k < MIN_ROWS))) {                        \
             if (!accumulate) memset(c, 0, m * n * sizeof(T));                                 \
             if (trans_b) NAME##_dots(m, n, k, a, ar, ac, b, c);                               \
             else NAME##_edge(m, n, k, a, ar, ac, b, n, c, n); /* vectors, outer products */   \
@@ -313,29 +362,24 @@ static c_tile tile_of(size_t m, size_t n, size_t nr, int t, int nth)
         NAME##_run(trans_a, trans_b, m, n, k, a, b, NULL, c, accumulate);                     \
     }
 
-/* Two vectors per row of the micro-kernel: 256-bit with AVX, 128-bit otherwise. */
-#if defined(__AVX__)
-#define VEC_BYTES 32
-#else
-#define VEC_BYTES 16
-#endif
-#define NR_F32 (2 * VEC_BYTES / 4)
-#define NR_F64 (2 * VEC_BYTES / 8)
-
 #if defined(__GNUC__)
-DEFINE_VEC(ad__gemm_f32, float, NR_F32)
-DEFINE_VEC(ad__gemm_f64, double, NR_F64)
-DEFINE_MICRO(ad__gemm_f32, float, NR_F32, 6)
-DEFINE_MICRO(ad__gemm_f32, float, NR_F32, 4)
-DEFINE_MICRO(ad__gemm_f32, float, NR_F32, 2)
-DEFINE_MICRO(ad__gemm_f32, float, NR_F32, 1)
-DEFINE_MICRO(ad__gemm_f64, double, NR_F64, 6)
-DEFINE_MICRO(ad__gemm_f64, double, NR_F64, 4)
-DEFINE_MICRO(ad__gemm_f64, double, NR_F64, 2)
-DEFINE_MICRO(ad__gemm_f64, double, NR_F64, 1)
+/* Every row count ROW_BLOCK uses (MR_ROWS, and the remainders'), whole strips
+ * and half strips. */
+#define DEFINE_MICROS(NAME, T, NR)                                                            \
+    DEFINE_VEC(NAME, T, NR)                                                                   \
+    DEFINE_MICRO(NAME, T, NR, 8, 2, micro) DEFINE_MICRO(NAME, T, NR, 8, 1, half)               \
+    DEFINE_MICRO(NAME, T, NR, 6, 2, micro) DEFINE_MICRO(NAME, T, NR, 6, 1, half)               \
+    DEFINE_MICRO(NAME, T, NR, 4, 2, micro) DEFINE_MICRO(NAME, T, NR, 4, 1, half)               \
+    DEFINE_MICRO(NAME, T, NR, 2, 2, micro) DEFINE_MICRO(NAME, T, NR, 2, 1, half)               \
+    DEFINE_MICRO(NAME, T, NR, 1, 2, micro) DEFINE_MICRO(NAME, T, NR, 1, 1, half)
+DEFINE_MICROS(ad__gemm_f32, float, NR_F32)
+DEFINE_MICROS(ad__gemm_f64, double, NR_F64)
 #else
 DEFINE_MICRO_PORTABLE(ad__gemm_f32, float, NR_F32)
 DEFINE_MICRO_PORTABLE(ad__gemm_f64, double, NR_F64)
+/* No narrower kernel here: the last strip runs the whole one. */
+#define ad__gemm_f32_half6 ad__gemm_f32_micro6
+#define ad__gemm_f64_half6 ad__gemm_f64_micro6
 #endif
 #if defined(UNROLL_WITH_BLAS)
 /* CBLAS for the products large enough to pay its call overhead; the built-in

@@ -117,7 +117,9 @@ void ad__exp_nonpos_f64(size_t n, const double *x, double *y);
 /*
  * The variants. AD__VARIANT(x) names x's copy in the file being compiled:
  * x_generic by default, x_avx2 when the build compiles the kernels again
- * with -DAD__KERNEL_VARIANT=avx2 -mavx2 -mfma. Each table's functions
+ * with -DAD__KERNEL_VARIANT=avx2 -mavx2 -mfma, x_avx512 with
+ * -DAD__KERNEL_VARIANT=avx512 -mavx512f -mavx512vl -mavx512bw -mavx512dq
+ * -mfma. Each table's functions
  * compute what the entry points above document.
  */
 #if !defined(AD__KERNEL_VARIANT)
@@ -151,7 +153,7 @@ typedef struct ad__act_kernels {
 } ad__act_kernels;
 
 /* The variants, best last; AD__CPU_GENERIC is the build's own flags. */
-typedef enum ad__cpu_variant { AD__CPU_GENERIC, AD__CPU_AVX2, AD__CPU_COUNT } ad__cpu_variant;
+typedef enum ad__cpu_variant { AD__CPU_GENERIC, AD__CPU_AVX2, AD__CPU_AVX512, AD__CPU_COUNT } ad__cpu_variant;
 
 typedef struct ad__kernel_set {
     const char *name; /* as UNROLL_CPU spells it */
@@ -173,7 +175,7 @@ const ad__kernel_set *ad__cpu_kernels(ad__cpu_variant v);
  */
 ad__cpu_variant ad__cpu_pick(const char *request, unsigned usable);
 
-extern const ad__gemm_kernels ad__gemm_kernels_generic, ad__gemm_kernels_avx2;
-extern const ad__act_kernels ad__act_kernels_generic, ad__act_kernels_avx2;
+extern const ad__gemm_kernels ad__gemm_kernels_generic, ad__gemm_kernels_avx2, ad__gemm_kernels_avx512;
+extern const ad__act_kernels ad__act_kernels_generic, ad__act_kernels_avx2, ad__act_kernels_avx512;
 
 #endif

@@ -223,23 +223,31 @@ ad_status ad__shape_pair_loss(ad_tape *t, ad_node *n, ad_shape *out)
     return AD_OK;
 }
 
-/* The loss term and its derivatives with respect to x (and y, for mse). */
+/* The loss term and its derivatives with respect to x (and y, for mse);
+ * with `loss` 0 (backward) the logarithms of l are skipped and l is 0. */
 typedef struct term {
     double l, dx, dy;
 } term;
 
-static term bce_logits_term(double x, double y)
+/* e = exp(-|x|) serves both branches of the stable sigmoid (exp(-x) for
+ * x >= 0, exp(x) below) and the log1p term: one exp per element. */
+static term bce_logits_term(double x, double y, int loss)
 {
-    double s = x >= 0 ? 1.0 / (1.0 + exp(-x)) : exp(x) / (1.0 + exp(x));
-    term r = {fmax(x, 0.0) - x * y + log1p(exp(-fabs(x))), s - y, 0.0};
+    double e = exp(-fabs(x));
+    double s = x >= 0 ? 1.0 / (1.0 + e) : e / (1.0 + e);
+    term r = {loss ? fmax(x, 0.0) - x * y + log1p(e) : 0.0, s - y, 0.0};
     return r;
 }
 
 /* PyTorch clamps each log at -100 and bounds the backward denominator by 1e-12. */
-static term bce_term(double p, double y)
+static term bce_term(double p, double y, int loss)
 {
-    double lp = fmax(log(p), -100.0), l1p = fmax(log1p(-p), -100.0);
-    term r = {-(y * lp + (1.0 - y) * l1p), (p - y) / fmax((1.0 - p) * p, 1e-12), 0.0};
+    double l = 0.0;
+    if (loss) {
+        double lp = fmax(log(p), -100.0), l1p = fmax(log1p(-p), -100.0);
+        l = -(y * lp + (1.0 - y) * l1p);
+    }
+    term r = {l, (p - y) / fmax((1.0 - p) * p, 1e-12), 0.0};
     return r;
 }
 
@@ -249,11 +257,11 @@ static term mse_term(double x, double y)
     return r;
 }
 
-static term pair_term(ad__op op, double x, double y)
+static term pair_term(ad__op op, double x, double y, int loss)
 {
     switch (op) {
-    case AD_OP_BCE_WITH_LOGITS: return bce_logits_term(x, y);
-    case AD_OP_BCE: return bce_term(x, y);
+    case AD_OP_BCE_WITH_LOGITS: return bce_logits_term(x, y, loss);
+    case AD_OP_BCE: return bce_term(x, y, loss);
     default: return mse_term(x, y);
     }
 }
@@ -265,7 +273,7 @@ static ad_status pair_fwd(ad_tape *t, ad_node *n)
     size_t count = n->in[0]->numel;
     double total = 0;
     for (size_t i = 0; i < count; i++) {
-        term r = pair_term(n->op, load(d, n->in[0]->data, i), load(d, n->in[1]->data, i));
+        term r = pair_term(n->op, load(d, n->in[0]->data, i), load(d, n->in[1]->data, i), 1);
         if (n->a.reduction == AD_REDUCE_NONE) store(d, n->out->data, i, r.l);
         total += r.l;
     }
@@ -283,7 +291,7 @@ static void pair_bwd(ad_tape *t, ad_node *n)
     size_t count = n->in[0]->numel;
     double scale = n->a.reduction == AD_REDUCE_MEAN ? 1.0 / (double)count : 1.0;
     for (size_t i = 0; i < count; i++) {
-        term r = pair_term(n->op, load(d, n->in[0]->data, i), load(d, n->in[1]->data, i));
+        term r = pair_term(n->op, load(d, n->in[0]->data, i), load(d, n->in[1]->data, i), 0);
         double g = upstream(n, i, scale);
         if (gx) add_at(d, gx, i, g * r.dx);
         if (gy) add_at(d, gy, i, g * r.dy);

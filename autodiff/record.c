@@ -269,15 +269,12 @@ static AD__COLD void fail_inputs(ad_tape *t, ad__op op, ad_tensor *const *in, in
 
 /* Marks the data n's backward reads (its row's keeps), so that it is never
  * released; a view marks the tensor that owns its data too. */
-static void keep_for_backward(ad_node *n, ad_tensor *const *in, int n_in)
+static inline void keep_for_backward(unsigned keeps, ad_node *n, ad_tensor *const *in, int n_in)
 {
-    unsigned keeps = ad__ops[n->op].keeps;
-    if (!keeps) return;
     if (keeps & AD__KEEPS_OUT) n->out->data_needed = 1;
-    int all = (keeps & AD__KEEPS_ALL_IN) != 0;
-    unsigned mask = keeps & 0x3fu;
-    for (int i = 0; i < n_in && (all || mask >> i); i++)
-        if (all || (mask >> i) & 1u) {
+    unsigned mask = (keeps & AD__KEEPS_ALL_IN) ? ~0u : keeps & 0x3fu;
+    for (int i = 0; mask && i < n_in; i++, mask >>= 1)
+        if (mask & 1u) {
             in[i]->data_needed = 1;
             if (in[i]->view_of) in[i]->view_of->data_needed = 1;
         }
@@ -287,16 +284,21 @@ ad_tensor *ad__record(ad_tape *t, ad__op op, ad_tensor *const *in, int n_in, con
 {
     if (!t || ad__status(t) != AD_OK) return NULL;
     /* The same conditions as check_inputs, tested in one pass that also
-     * collects whether any input needs a gradient. */
-    int arity = ad__ops[op].arity;
+     * collects whether any input needs a gradient and counts the uses of
+     * each (a copy read by one op gets its whole gradient from that op,
+     * copy_grads.c). A failed input list fails the tape, so uses counted
+     * before the bad input are never read. */
+    const ad__op_def *def = &ad__ops[op];
+    int arity = def->arity;
     int ok = in && n_in >= 1 && (arity < 0 || n_in == arity) && in[0], needs_grad = 0;
+    ad_dtype dtype = ok ? in[0]->dtype : AD_F32;
     for (int i = 0; ok && i < n_in; i++) {
-        const ad_tensor *x = in[i];
-        ok = x && x->tape == t && x->dtype == in[0]->dtype && !ad__data_released(x);
-        needs_grad |= ok && x->requires_grad;
+        ad_tensor *x = in[i];
+        ok = x && x->tape == t && x->dtype == dtype && !ad__data_released(x);
+        if (!ok) break;
+        needs_grad |= x->requires_grad;
+        x->uses = x->uses ? 2 : 1;
     }
-    /* a copy read by one op gets its whole gradient from that op (copy_grads.c) */
-    for (int i = 0; ok && i < n_in; i++) in[i]->uses = in[i]->uses ? 2 : 1;
     if (!ok) {
         fail_inputs(t, op, in, n_in, args);
         return NULL;
@@ -304,7 +306,6 @@ ad_tensor *ad__record(ad_tape *t, ad__op op, ad_tensor *const *in, int n_in, con
 
     /* The shape rule sees the node with the caller's inputs; the output's
      * data is allocated once the shape is known. */
-    ad_dtype dtype = in[0]->dtype;
     ad_node *n = node_block(t, op, dtype, args, 0);
     if (!n) return NULL;
     n->n_in = n_in;
@@ -315,7 +316,7 @@ ad_tensor *ad__record(ad_tape *t, ad__op op, ad_tensor *const *in, int n_in, con
     /* The shape rule writes the output's shape in place. */
     ad_tensor *out = n->out;
     size_t numel;
-    if (ad__ops[op].shape(t, n, &out->shape) != AD_OK) return NULL;
+    if (def->shape(t, n, &out->shape) != AD_OK) return NULL;
     if (!shape_numel(t, op, out->shape, &numel)) return NULL;
     out->numel = numel;
     if (!n->a.view) { /* a view's forward points data into input 0 */
@@ -330,8 +331,8 @@ ad_tensor *ad__record(ad_tape *t, ad__op op, ad_tensor *const *in, int n_in, con
         for (int i = 0; i < n_in; i++) n->in[i] = in[i];
     }
     out->requires_grad = (unsigned char)(needs_grad && ad__tape_grad_enabled(t));
-    if (ad__ops[op].forward(t, n) != AD_OK || ad__status(t) != AD_OK) return NULL;
-    keep_for_backward(n, in, n_in);
+    if (def->forward(t, n) != AD_OK || ad__status(t) != AD_OK) return NULL;
+    keep_for_backward(def->keeps, n, in, n_in);
     if (ad__tape_anomaly(t)) {
         ad__check_forward_anomaly(t, n);
         if (ad__status(t) != AD_OK) return NULL;

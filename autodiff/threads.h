@@ -58,10 +58,11 @@ AD_API int ad_get_num_threads(void);
 AD_API ad_status ad_parallel_run(int n_tasks, void (*task)(void *ctx, int i), void *ctx);
 
 /**
- * The name of the kernel variant this process runs: "avx2" (AVX2 and FMA)
- * or "generic" (the build's own flags). A portable x86-64 build
- * (UNROLL_NATIVE=OFF) picks the best variant the CPU supports at the first
- * kernel call; the environment variable UNROLL_CPU=generic (or avx2) set
+ * The name of the kernel variant this process runs: "avx512" (AVX-512 F,
+ * VL, BW, DQ and FMA), "avx2" (AVX2 and FMA) or "generic" (the build's own
+ * flags). A portable x86-64 build (UNROLL_NATIVE=OFF) picks the best variant
+ * the CPU supports at the first kernel call; the environment variable
+ * UNROLL_CPU=generic (or avx2, avx512) set
  * before that call chooses instead, and a name the CPU cannot run means
  * "generic". Other builds have "generic" only. The string is static; the
  * answer never changes within a process (docs/performance.md).

@@ -5,7 +5,8 @@
  * Each one changes only speed or memory, never a value: the paths on either
  * side of it compute the same numbers (their tests compare them). The
  * figures they were set by are those of the machine in docs/performance.md
- * (2-core Zen 3, 1 MiB L2 per core).
+ * (2-core Zen 3, 1 MiB L2 per core; the GEMM's blocking re-measured on Zen 5,
+ * 48 KiB L1d).
  */
 #ifndef UNROLL_AD_TUNING_H
 #define UNROLL_AD_TUNING_H
@@ -41,10 +42,16 @@
 #define AD__TUNE_SMALL_SIDE 64
 #define AD__TUNE_SMALL_WORK 256
 
-/* Blocking of the GEMM: a KC x NC panel of B (128 KiB in f32, 256 KiB in
- * f64) stays in the 1 MiB L2 while every row block of A streams past it. */
-#define AD__TUNE_GEMM_KC 128
-#define AD__TUNE_GEMM_NC 256
+/* Blocking of the GEMM: a panel of B, KC rows by as many columns as fit in
+ * AD__TUNE_GEMM_PANEL_BYTES (256 x 256 in f32, 256 x 128 in f64), stays in
+ * the 1 MiB L2 while every row block of A streams past it, and a strip of it
+ * (KC x NR: 32 KiB with AVX-512) with the A block (8 x KC, 8 KiB) fits the
+ * 48 KiB L1. The panel is on the stack of the thread computing (an OpenMP
+ * thread, an ad_parallel_run task), so it stays at the 256 KiB the f64 panel
+ * always had. On Zen 5 KC = 256 measured a few per cent above KC = 128 and
+ * KC = 192 on the W3/W4/W4g shapes, and k = 256 products run in one block. */
+#define AD__TUNE_GEMM_KC 256
+#define AD__TUNE_GEMM_PANEL_BYTES ((size_t)256 * 1024)
 
 /* The least multiply-adds (m n k) worth a thread: on the 2-core machine
  * 32x64x64 (1.3e5) ran slower on 2 threads than on 1 and 32x128x128

@@ -405,7 +405,8 @@ static int forward_backward(rnet *r, const double *targets_bce)
     } else if (r->bce) {
         ad_tensor *z = ad_addmm(t, ad_use(t, r->by), ad_concat(t, all_h, r->T, 0), ad_use(t, r->Wy), 0);
         ad_tensor *d = ad_from_f64(t, dt, ad_shape2(r->T, 1), targets_bce);
-        loss = ad_bce(t, ad_sigmoid(t, z), d, AD_REDUCE_SUM);
+        /* the sigmoid output and BCE as the one stable fused op (log1p(exp(-|z|))) */
+        loss = ad_bce_with_logits(t, z, d, AD_REDUCE_SUM);
     } else {
         ad_tensor *hcat = ad_concat(t, all_h, r->T, 0); /* [T*B, H], step-major */
         ad_tensor *z = ad_addmm(t, ad_use(t, r->by), hcat, ad_use(t, r->Wy), 0);

@@ -29,7 +29,7 @@
 
 /* ---- the rule of the choice ------------------------------------------------------------- */
 
-enum { GEN = 1u << AD__CPU_GENERIC, AVX2 = 1u << AD__CPU_AVX2 };
+enum { GEN = 1u << AD__CPU_GENERIC, AVX2 = 1u << AD__CPU_AVX2, AVX512 = 1u << AD__CPU_AVX512 };
 
 typedef struct pick_row {
     char request[16]; /* UNROLL_CPU */
@@ -45,6 +45,11 @@ static pick_row pick_rows[] = {
     {"avx2", 0, GEN | AVX2, AD__CPU_AVX2},   {"avx2", 0, GEN, AD__CPU_GENERIC},
     {"AVX2", 0, GEN | AVX2, AD__CPU_GENERIC}, {"avx512", 0, GEN | AVX2, AD__CPU_GENERIC},
     {"off", 0, GEN | AVX2, AD__CPU_GENERIC},  {"avx2 ", 0, GEN | AVX2, AD__CPU_GENERIC},
+    {"", 1, GEN | AVX2 | AVX512, AD__CPU_AVX512},          {"auto", 0, GEN | AVX2 | AVX512, AD__CPU_AVX512},
+    {"avx512", 0, GEN | AVX2 | AVX512, AD__CPU_AVX512},    {"avx2", 0, GEN | AVX2 | AVX512, AD__CPU_AVX2},
+    {"generic", 0, GEN | AVX2 | AVX512, AD__CPU_GENERIC},  {"AVX512", 0, GEN | AVX2 | AVX512, AD__CPU_GENERIC},
+    {"avx512f", 0, GEN | AVX2 | AVX512, AD__CPU_GENERIC},  {"avx512", 0, GEN | AVX512, AD__CPU_AVX512},
+    {"", 1, GEN | AVX512, AD__CPU_AVX512},
 };
 
 ParameterizedTestParameters(cpu, pick_follows_the_rule)
@@ -117,7 +122,10 @@ Test(cpu, unroll_cpu_generic_turns_the_dispatch_off, .init = force_generic)
 
 static const size_t shapes[][3] = {{1, 1, 1},     {1, 100, 100}, {100, 100, 1}, {3, 5, 7},    {4, 16, 64},
                                    {5, 17, 65},   {6, 8, 8},     {7, 9, 130},   {6, 16, 16},  {13, 24, 257},
-                                   {32, 256, 256}, {33, 300, 70}, {7, 1, 300},  {64, 513, 129}};
+                                   {32, 256, 256}, {33, 300, 70}, {7, 1, 300},  {64, 513, 129},
+                                   /* AVX-512's strips: a last one of 1, NR/2 and NR/2 + 1 columns of
+                                    * 32 (f32) or 16 (f64), 8-row blocks with remainders, k off KC */
+                                   {17, 65, 257},  {15, 48, 64},  {9, 49, 300},  {8, 17, 33}, {21, 31, 520}};
 enum { N_SHAPES = sizeof shapes / sizeof shapes[0] };
 
 static void fill_int(double *x, size_t n, uint64_t seed, double lim)
@@ -280,6 +288,42 @@ Test(cpu, every_variant_agrees_with_generic_within_rounding)
     cr_assert_eq(ts_live_allocs(), before);
 }
 
+/* avx2 and avx512 both fuse every multiply-add and sum in the same order, so
+ * on random data they give the same bits, whatever their vector widths,
+ * row blocks and panel shapes. */
+Test(cpu, avx2_and_avx512_give_the_same_bits)
+{
+    const ad__kernel_set *x2 = ad__cpu_kernels(AD__CPU_AVX2), *x5 = ad__cpu_kernels(AD__CPU_AVX512);
+    if (!x2 || !x5) {
+        cr_skip_test("this build or CPU lacks the avx2 or the avx512 variant: nothing to compare");
+        return;
+    }
+    for (size_t s = 0; s < N_SHAPES; s++) {
+        size_t m = shapes[s][0], n = shapes[s][1], k = shapes[s][2];
+        double *a = malloc(m * k * sizeof *a), *b = malloc(k * n * sizeof *b);
+        double *d2 = malloc(m * n * sizeof *d2), *d5 = malloc(m * n * sizeof *d5);
+        float *af = malloc(m * k * sizeof *af), *bf = malloc(k * n * sizeof *bf);
+        float *f2 = malloc(m * n * sizeof *f2), *f5 = malloc(m * n * sizeof *f5);
+        cr_assert(a && b && d2 && d5 && af && bf && f2 && f5);
+        ts_fill_uniform(a, m * k, 41 + s, -1, 1);
+        ts_fill_uniform(b, k * n, 42 + s, -1, 1);
+        for (size_t i = 0; i < m * k; i++) af[i] = (float)a[i];
+        for (size_t i = 0; i < k * n; i++) bf[i] = (float)b[i];
+        for (int ta = 0; ta < 2; ta++)
+            for (int tb = 0; tb < 2; tb++)
+                for (int packed = 0; packed < 2; packed++) {
+                    ts_fill_uniform(d2, m * n, 43 + s, -1, 1);
+                    memcpy(d5, d2, m * n * sizeof *d5);
+                    for (size_t i = 0; i < m * n; i++) f2[i] = f5[i] = (float)d2[i];
+                    run_variant(x2->gemm, packed, ta, tb, m, n, k, a, b, d2, af, bf, f2, 1);
+                    run_variant(x5->gemm, packed, ta, tb, m, n, k, a, b, d5, af, bf, f5, 1);
+                    cr_assert(!memcmp(d2, d5, m * n * sizeof *d5) && !memcmp(f2, f5, m * n * sizeof *f5),
+                              "%zux%zux%zu ta%d tb%d packed%d: avx2 and avx512 differ", m, n, k, ta, tb, packed);
+                }
+        free(a), free(b), free(d2), free(d5), free(af), free(bf), free(f2), free(f5);
+    }
+}
+
 /* ---- activations ------------------------------------------------------------------------ */
 
 /* ulp distance in float between y and the exact value (double). */
@@ -290,7 +334,8 @@ static double ulps(float y, double exact)
     return fabs((double)y - exact) / spacing;
 }
 
-/* Every variant's activations (generic included): within 4 ulp of libm in
+/* Every variant's activations (generic included), and softmax's exponential
+ * of x <= 0: within 4 ulp of libm in
  * double (f32) or long double (f64), limits exact, NaN kept, -0 kept by
  * tanh; and the variants' f32 results within 4 ulp of generic's (measured:
  * avx2 2.5, from its fused multiply-adds). */
@@ -329,6 +374,20 @@ Test(cpu, every_variant_keeps_the_activations_accurate)
                       ks->name, xd[i], dt[i]);
         }
         cr_log_info("%s: f32 activations at most %.2f ulp from generic", ks->name, worst);
+        /* softmax's exponential of x <= 0 (f32 to -104, f64 to -745, through the denormals) */
+        for (int i = 0; i < N; i++) x[i] = (float)(-104.0 * i / (N - 1)), xd[i] = -745.0 * i / (N - 1);
+        ks->act->exp_nonpos_f32(N, x, ys);
+        ks->act->exp_nonpos_f64(N, xd, ds);
+        for (int i = 0; i < N; i++) {
+            double e = exp((double)x[i]);
+            cr_assert(ulps(ys[i], e) <= 4, "%s exp(%.9g) = %.9g, exact %.17g", ks->name, (double)x[i], (double)ys[i], e);
+            long double el = expl((long double)xd[i]);
+            cr_assert(fabsl(ds[i] - el) <= 4 * fabs((double)el) * DBL_EPSILON + 5e-324, "%s exp(%.17g) = %.17g",
+                      ks->name, xd[i], ds[i]);
+        }
+        for (int i = 0; i < N; i++) x[i] = (float)(-40.0 + 80.0 * i / (N - 1)), xd[i] = -45.0 + 90.0 * i / (N - 1);
+        x[0] = 1e-20f, x[1] = -3e-8f, x[2] = 0.6249999f, x[3] = 0.625f, x[4] = -87.5f;
+        xd[0] = 1e-300, xd[1] = -3e-17, xd[2] = 1e-8, xd[3] = 708.5, xd[4] = -708.5;
         float sp[7] = {INFINITY, -INFINITY, NAN, -800.0f, 800.0f, 0.0f, -0.0f}, o[7];
         ks->act->sigmoid_f32(7, sp, o);
         cr_assert(o[0] == 1.0f && o[1] == 0.0f && isnan(o[2]) && o[3] == 0.0f && o[4] == 1.0f && o[5] == 0.5f, "%s", ks->name);

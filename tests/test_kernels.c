@@ -9,6 +9,7 @@
 #include <criterion/logging.h>
 #include <float.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -168,6 +169,81 @@ Test(kernels, f64_activations_are_double_accurate)
     cr_assert(o[0] == 1.0 && o[1] == -1.0 && isnan(o[2]) && o[3] == -1.0 && o[4] == 1.0 && o[5] == 0.0);
     cr_assert(signbit(o[6]), "tanh(-0) = -0");
     free(x), free(ys), free(yt);
+}
+
+/* The products of one shape in variant ks, every transpose case, accumulate
+ * or not, both dtypes, against the plain loop; with B packed first they must
+ * give the unpacked bits. */
+static void check_variant_shape(const ad__kernel_set *ks, size_t m, size_t n, size_t k, uint64_t seed)
+{
+    const ad__gemm_kernels *g = ks->gemm;
+    double *a = malloc(m * k * sizeof *a), *b = malloc(k * n * sizeof *b), *c0 = malloc(m * n * sizeof *c0);
+    double *want = malloc(m * n * sizeof *want), *got = malloc(m * n * sizeof *got), *gp = malloc(m * n * sizeof *gp);
+    float *af = malloc(m * k * sizeof *af), *bf = malloc(k * n * sizeof *bf);
+    float *cf = malloc(m * n * sizeof *cf), *cp = malloc(m * n * sizeof *cp);
+    double *pd = malloc(g->packed_count(1, n, k) * sizeof *pd + 1);
+    float *pf = malloc(g->packed_count(0, n, k) * sizeof *pf + 1);
+    cr_assert(a && b && c0 && want && got && gp && af && bf && cf && cp && pd && pf);
+    ts_fill_uniform(a, m * k, seed, -1, 1);
+    ts_fill_uniform(b, k * n, seed + 1, -1, 1);
+    ts_fill_uniform(c0, m * n, seed + 2, -1, 1);
+    for (size_t i = 0; i < m * k; i++) af[i] = (float)a[i];
+    for (size_t i = 0; i < k * n; i++) bf[i] = (float)b[i];
+    for (int ta = 0; ta < 2; ta++)
+        for (int tb = 0; tb < 2; tb++)
+            for (int acc = 0; acc < 2; acc++) {
+                plain(ta, tb, m, n, k, a, b, acc ? c0 : NULL, want);
+                for (size_t i = 0; i < m * n; i++) got[i] = gp[i] = acc ? c0[i] : 12345.0;
+                for (size_t i = 0; i < m * n; i++) cf[i] = cp[i] = (float)got[i];
+                g->pack_f64(tb, n, k, b, pd);
+                g->pack_f32(tb, n, k, bf, pf);
+                g->f64(ta, tb, m, n, k, a, b, got, acc);
+                g->f32(ta, tb, m, n, k, af, bf, cf, acc);
+                g->prepacked_f64(ta, tb, m, n, k, a, b, pd, gp, acc);
+                g->prepacked_f32(ta, tb, m, n, k, af, bf, pf, cp, acc);
+                cr_assert(!memcmp(got, gp, m * n * sizeof *gp) && !memcmp(cf, cp, m * n * sizeof *cp),
+                          "%s %zux%zux%zu ta%d tb%d acc%d: prepacked B changes bits", ks->name, m, n, k, ta, tb, acc);
+                for (size_t i = 0; i < m * n; i++) {
+                    cr_assert(fabs(got[i] - want[i]) <= 1e-14 * (double)(k + 1) * 2,
+                              "%s f64 %zux%zux%zu ta%d tb%d acc%d [%zu]: %.17g vs %.17g", ks->name, m, n, k, ta, tb,
+                              acc, i, got[i], want[i]);
+                    cr_assert(fabs(cf[i] - want[i]) <= 1e-6 * (double)(k + 1) * 2,
+                              "%s f32 %zux%zux%zu ta%d tb%d acc%d [%zu]: %.9g vs %.9g", ks->name, m, n, k, ta, tb,
+                              acc, i, (double)cf[i], want[i]);
+                }
+            }
+    free(a), free(b), free(c0), free(want), free(got), free(gp), free(af), free(bf), free(cf), free(cp), free(pd),
+        free(pf);
+}
+
+/* Every variant this build and CPU run (the native build has one): a last
+ * strip of every width 1..NR-1 for the widest NR of any variant (32 floats,
+ * 16 doubles with AVX-512), alone and after a whole strip (the one-vector
+ * kernel for widths up to NR/2, the whole one above), with row counts that
+ * leave every remainder of the 6- and 8-row kernels, and k off the 256-row
+ * block (deeper than one block, and shallower); every transpose case,
+ * accumulate or not, B packed or not. */
+Test(kernels, narrow_strips_of_every_width_in_every_variant)
+{
+    static const size_t rows[] = {6, 7, 13, 15, 19, 33};
+    long before = ts_live_allocs();
+    int ran = 0;
+    for (int v = 0; v < AD__CPU_COUNT; v++) {
+        const ad__kernel_set *ks = ad__cpu_kernels((ad__cpu_variant)v);
+        if (!ks) continue;
+        ran++;
+        for (size_t w = 1; w < 32; w++)
+            for (size_t lead = 0; lead <= 32; lead += 32) {
+                size_t m = rows[(w + lead) % (sizeof rows / sizeof rows[0])];
+                size_t k = (w % 3 == 0) ? 257 : (w % 3 == 1) ? 70 : 300;
+                check_variant_shape(ks, m, lead + w, k, 100 + w + lead);
+            }
+        check_variant_shape(ks, 2048 / 32 + 1, 65, 256, 7);   /* the head's shape, rows cut down */
+        check_variant_shape(ks, 17, 300, 513, 8);             /* two k blocks and a partial third */
+        check_variant_shape(ks, 9, 16 * 9 + 5, 129, 9);       /* f64 narrow strip after several */
+    }
+    cr_assert(ran >= 1, "the generic variant always exists");
+    cr_assert_eq(ts_live_allocs(), before);
 }
 
 /* Softmax's exponential of x <= 0: within 4 ulp of libm from 0 down through

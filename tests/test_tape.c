@@ -698,6 +698,48 @@ Test(tape, norms_tapes_record_each_copys_norm)
     cr_assert_eq(ts_live_allocs(), before);
 }
 
+/* The norm a NORMS tape records for a copy read by two ops (a buffer of its
+ * own, added into the parameter) is summed in the order KEEP's norm of the
+ * kept buffer is: the same bits, in f32 and f64, below and above the 16
+ * elements where the sum of squares moves to its sixteen lanes. */
+static void two_use_norms(ad_copy_grads mode, ad_dtype dt, int64_t n, double *norm, double *grad)
+{
+    ad_param *w = ad_param_new("w", dt, ad_shape1(n), NULL);
+    ad_tape *t = ad_tape_new(&(ad_tape_options){.copy_grads = mode});
+    double x[1000];
+    ts_fill_uniform(x, (size_t)n, 61, -1, 1);
+    ad_tensor *wv = ad_param_value(w);
+    for (int64_t i = 0; i < n; i++) {
+        if (dt == AD_F32) ad_tensor_f32(wv)[i] = 0.001f * (float)(i + 1);
+        else ad_tensor_f64(wv)[i] = 0.001 * (double)(i + 1);
+    }
+    ad_tensor *c = ad_use(t, w), *v = ad_from_f64(t, dt, ad_shape1(n), x);
+    ad_tensor *y = ad_add(t, ad_mul(t, ad_tanh(t, ad_mul(t, c, v)), c), ad_sigmoid(t, c)); /* c read three times */
+    cr_assert_eq(ad_backward(t, ad_sum(t, ad_mul(t, y, y), AD_AXIS_ALL, 0), NULL), AD_OK, "%s", ad_tape_message(t));
+    cr_assert_eq(ad_tensor_grad_norm(c, norm, NULL), AD_OK);
+    *grad = ad_tensor_get(ad_param_grad(w), (size_t)n - 1);
+    ad_tape_free(t);
+    ad_param_free(w);
+}
+
+Test(tape, norms_tape_copy_norm_has_keeps_bits)
+{
+    long before = ts_live_allocs();
+    const int64_t sizes[4] = {3, 15, 37, 1000};
+    for (int d = 0; d < 2; d++)
+        for (int k = 0; k < 4; k++) {
+            ad_dtype dt = d ? AD_F64 : AD_F32;
+            double keep, norms, gk, gn;
+            two_use_norms(AD_COPY_GRADS_KEEP, dt, sizes[k], &keep, &gk);
+            two_use_norms(AD_COPY_GRADS_NORMS, dt, sizes[k], &norms, &gn);
+            cr_assert(keep > 0);
+            cr_assert_eq(norms, keep, "%s n = %lld: %.17g recorded, %.17g kept", ad_dtype_name(dt),
+                         (long long)sizes[k], norms, keep);
+            cr_assert_eq(gn, gk, "the parameter's gradient is the same");
+        }
+    cr_assert_eq(ts_live_allocs(), before);
+}
+
 /* release_grads: a released gradient's norm stays readable (the same as
  * kept), reading the gradient itself is AD_ERR_STATE naming release_grads;
  * small gradients (not released), leaves and tensors no gradient reached
