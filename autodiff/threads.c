@@ -41,7 +41,10 @@ ad_status ad_parallel_run(int n_tasks, void (*task)(void *ctx, int i), void *ctx
     if (n_tasks < 0) return AD_ERR_ARG;
     int nth = ad_get_num_threads() < n_tasks ? ad_get_num_threads() : n_tasks;
 #if defined(UNROLL_WITH_OPENMP)
-    if (nth > 1) {
+    /* Inside a task (a parallel region) the tasks run on its thread: a
+     * nested team would only oversubscribe the cores (and does, should the
+     * environment enable nesting). */
+    if (nth > 1 && !omp_in_parallel()) {
 #pragma omp parallel for num_threads(nth) schedule(static)
         for (int i = 0; i < n_tasks; i++) task(ctx, i);
         return AD_OK;

@@ -26,7 +26,8 @@ extern "C" {
 
 /**
  * Sets the number of threads the matrix products may use to `n` (1 by
- * default). Returns AD_ERR_ARG and leaves the count unchanged when `n` < 1.
+ * default); the flat loops of nn/ over a parameter block (nn_optim_step(),
+ * nn_params_accumulate_grads(), nn_params_zero_grad()) use as many. Returns AD_ERR_ARG and leaves the count unchanged when `n` < 1.
  * In a build without OpenMP any `n` >= 1 is accepted and ignored: everything
  * runs on the calling thread and ad_get_num_threads() stays 1. The setting is
  * process-wide, like a BLAS library's thread count, and meant to be made once
@@ -46,9 +47,10 @@ AD_API int ad_get_num_threads(void);
  * Runs task(ctx, i) for i = 0 .. n_tasks-1 on up to ad_get_num_threads()
  * threads (a static schedule), and returns when all are done; in a build
  * without OpenMP, or with one thread, they run in order on the calling
- * thread. Tasks must be independent: each its own tape and, for training,
- * its own parameter replica (nn_params_replica()); products inside a task
- * run on that task's thread. Since no task's arithmetic depends on which
+ * thread, as they do when called from inside a task (so the flat loops of
+ * nn/ called by a task stay on its thread). Tasks must be independent: each
+ * its own tape and, for training, its own parameter replica
+ * (nn_params_replica()); products inside a task run on that task's thread. Since no task's arithmetic depends on which
  * thread runs it, results are the same for any thread count when the work is
  * split into the same tasks. Errors: AD_ERR_NULL (task), AD_ERR_ARG
  * (n_tasks < 0).

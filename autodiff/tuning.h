@@ -64,6 +64,16 @@
  * (5.2e5) faster, so a second thread needs m n k >= 2 * 2^18. */
 #define AD__TUNE_THREAD_MIN_WORK 262144.0
 
+/* Elements of a flat parameter block below which a thread is not worth
+ * waking for the flat loops over it (nn/flat_split.c: the optimizer update,
+ * gradient accumulation from replicas, zeroing): 16384 Adam updates
+ * take ~10 us on one core (bench/serial_tail), waking the team and meeting
+ * at its end a few. Boundaries fall
+ * on multiples of AD__TUNE_FLAT_ALIGN elements, a 64-byte cache line of f32
+ * (two of f64), so no two threads write one line. */
+#define AD__TUNE_FLAT_MIN_PER_THREAD ((size_t)16384)
+#define AD__TUNE_FLAT_ALIGN ((size_t)16)
+
 /* ---- lean copies' weight gradients (stacked_grads.c, copy_grads.c) ---------- */
 
 /* Steps of fewer than this many rows have their weight gradient stacked and

@@ -26,6 +26,25 @@
 ad_status nn__builtin_step_plain(ad_tape *t, const nn_cell *cell, ad_tensor *x, const nn_state *prev,
                                  nn_state *next);
 
+/* ---- flat loops over the threads (flat_split.c) -------------------------------------- */
+
+/* The most parts a flat loop is split into (callers may keep a flag per part). */
+#define NN__FLAT_MAX_PARTS 64
+
+/* fn(ctx, lo, hi, part): the loop's elements [lo, hi), part `part` of the split. */
+typedef void (*nn__flat_fn)(void *ctx, size_t lo, size_t hi, int part);
+
+/* How many parts (threads) a flat loop over n elements uses: 1 up to
+ * NN__FLAT_MAX_PARTS, at most ad_get_num_threads(), and 1 for a block too
+ * small to gain (tuning.h). */
+int nn__flat_parts(size_t n);
+
+/* Runs fn over [0, n) cut into `parts` consecutive ranges (from
+ * nn__flat_parts(n)), each on its own thread, and returns when all are done.
+ * A loop whose every element depends on that element alone gives the same
+ * bits for any split. */
+void nn__flat_run(size_t n, int parts, nn__flat_fn fn, void *ctx);
+
 /* ---- checksums (checkpoint.c) ------------------------------------------------------- */
 
 /* CRC-32 (IEEE 802.3, as zlib's crc32) of `n` bytes, continuing from `crc`

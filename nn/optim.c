@@ -8,6 +8,8 @@
  */
 #include "optim.h"
 
+#include "internal.h"
+
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -153,13 +155,13 @@ double *nn_optim_state(nn_optim *o, int index, size_t *numel, int *count)
  * is widened, updated and rounded back once.
  */
 #define DEFINE_UPDATES(T)                                                                    \
-    static void sgd_##T(nn_optim *o, T *restrict p, const T *restrict g, size_t n, int64_t t)                  \
+    static void sgd_##T(nn_optim *o, T *restrict p, const T *restrict g, size_t n, int64_t t, size_t off)      \
     {                                                                                        \
         const nn_optim_config *c = &o->cfg;                                                  \
         const double lr = c->lr, wd = c->weight_decay, mom = c->momentum;                    \
         const double keep = 1 - c->dampening;                                                \
         const int nesterov = c->nesterov, first = t == 1;                                    \
-        double *restrict buf = o->state[0];                                                  \
+        double *restrict buf = o->state[0] + off;                                            \
         for (size_t i = 0; i < n; i++) {                                                     \
             double pi = p[i], gi = g[i];                                                     \
             if (wd != 0) gi += wd * pi;                                                      \
@@ -170,12 +172,12 @@ double *nn_optim_state(nn_optim *o, int index, size_t *numel, int *count)
             p[i] = (T)(pi - lr * gi);                                                        \
         }                                                                                    \
     }                                                                                        \
-    static void adagrad_##T(nn_optim *o, T *restrict p, const T *restrict g, size_t n, int64_t t)              \
+    static void adagrad_##T(nn_optim *o, T *restrict p, const T *restrict g, size_t n, int64_t t, size_t off)  \
     {                                                                                        \
         const nn_optim_config *c = &o->cfg;                                                  \
         const double wd = c->weight_decay, eps = c->eps;                                     \
         const double clr = c->lr / (1 + (double)(t - 1) * c->lr_decay);                      \
-        double *restrict sum = o->state[0];                                                  \
+        double *restrict sum = o->state[0] + off;                                            \
         for (size_t i = 0; i < n; i++) {                                                     \
             double pi = p[i], gi = g[i];                                                     \
             if (wd != 0) gi += wd * pi;                                                      \
@@ -183,14 +185,14 @@ double *nn_optim_state(nn_optim *o, int index, size_t *numel, int *count)
             p[i] = (T)(pi - clr * (gi / (sqrt(sum[i]) + eps)));                              \
         }                                                                                    \
     }                                                                                        \
-    static void rmsprop_##T(nn_optim *o, T *restrict p, const T *restrict g, size_t n)                         \
+    static void rmsprop_##T(nn_optim *o, T *restrict p, const T *restrict g, size_t n, size_t off)             \
     {                                                                                        \
         const nn_optim_config *c = &o->cfg;                                                  \
         const double lr = c->lr, wd = c->weight_decay, mom = c->momentum;                    \
         const double alpha = c->alpha, eps = c->eps;                                         \
         const int centered = c->centered;                                                    \
-        double *restrict sq = o->state[0], *restrict buf = o->state[1];                      \
-        double *restrict ga = o->state[2];                                                   \
+        double *restrict sq = o->state[0] + off, *restrict buf = o->state[1] + off;          \
+        double *restrict ga = o->state[2] + off;                                             \
         for (size_t i = 0; i < n; i++) {                                                     \
             double pi = p[i], gi = g[i], avg;                                                \
             if (wd != 0) gi += wd * pi;                                                      \
@@ -209,14 +211,14 @@ double *nn_optim_state(nn_optim *o, int index, size_t *numel, int *count)
             }                                                                                \
         }                                                                                    \
     }                                                                                        \
-    static void adam_##T(nn_optim *o, T *restrict p, const T *restrict g, size_t n)                            \
+    static void adam_##T(nn_optim *o, T *restrict p, const T *restrict g, size_t n, size_t off)                \
     {                                                                                        \
         const nn_optim_config *c = &o->cfg;                                                  \
         const double wd = c->weight_decay, b1 = c->beta1, b2 = c->beta2, eps = c->eps;       \
         const double decay = 1 - c->lr * wd, step_size = c->lr / o->bc1;                     \
         const double sqrt_bc2 = sqrt(o->bc2);                                                \
         const int decoupled = c->kind == NN_OPTIM_ADAMW;                                     \
-        double *restrict m = o->state[0], *restrict v = o->state[1];                         \
+        double *restrict m = o->state[0] + off, *restrict v = o->state[1] + off;             \
         for (size_t i = 0; i < n; i++) {                                                     \
             double pi = p[i], gi = g[i];                                                     \
             if (decoupled) pi *= decay;                                                      \
@@ -227,13 +229,13 @@ double *nn_optim_state(nn_optim *o, int index, size_t *numel, int *count)
             p[i] = (T)(pi - step_size * (m[i] / denom));                                     \
         }                                                                                    \
     }                                                                                        \
-    static void update_##T(nn_optim *o, T *restrict p, const T *restrict g, size_t n, int64_t t)               \
+    static void update_##T(nn_optim *o, T *restrict p, const T *restrict g, size_t n, int64_t t, size_t off)   \
     {                                                                                        \
         switch (o->cfg.kind) {                                                               \
-        case NN_OPTIM_SGD: sgd_##T(o, p, g, n, t); break;                                    \
-        case NN_OPTIM_ADAGRAD: adagrad_##T(o, p, g, n, t); break;                            \
-        case NN_OPTIM_RMSPROP: rmsprop_##T(o, p, g, n); break;                               \
-        default: adam_##T(o, p, g, n); break;                                                \
+        case NN_OPTIM_SGD: sgd_##T(o, p, g, n, t, off); break;                               \
+        case NN_OPTIM_ADAGRAD: adagrad_##T(o, p, g, n, t, off); break;                       \
+        case NN_OPTIM_RMSPROP: rmsprop_##T(o, p, g, n, off); break;                          \
+        default: adam_##T(o, p, g, n, off); break;                                           \
         }                                                                                    \
     }                                                                                        \
     /* 1 when no element is NaN or infinite: a branch-free pass that vectorises. */          \
@@ -253,6 +255,30 @@ double *nn_optim_state(nn_optim *o, int index, size_t *numel, int *count)
 DEFINE_UPDATES(float)
 DEFINE_UPDATES(double)
 
+/* One flat loop of a step, over the elements [lo, hi) of part `part`:
+ * first the finite check (a flag per part), then the update. */
+typedef struct step_job {
+    nn_optim *o;
+    void *v;
+    const void *g;
+    int64_t t;
+    int f32, check;
+    unsigned char bad[NN__FLAT_MAX_PARTS];
+} step_job;
+
+static void step_range(void *ctx, size_t lo, size_t hi, int part)
+{
+    step_job *j = ctx;
+    /* The blocks are float or double storage of the set's dtype. */
+    float *vf = j->v;
+    double *vd = j->v;
+    const float *gf = j->g;
+    const double *gd = j->g;
+    if (j->check) j->bad[part] = !(j->f32 ? all_finite_float(gf + lo, hi - lo) : all_finite_double(gd + lo, hi - lo));
+    else if (j->f32) update_float(j->o, vf + lo, gf + lo, hi - lo, j->t, lo);
+    else update_double(j->o, vd + lo, gd + lo, hi - lo, j->t, lo);
+}
+
 ad_status nn_optim_step(nn_optim *o, ad_error *err)
 {
     if (!o) return ad_error_set(err, AD_ERR_NULL, "optim_step: optimizer is NULL");
@@ -261,17 +287,22 @@ ad_status nn_optim_step(nn_optim *o, ad_error *err)
     const void *g = nn_params_grads(o->ps, &n);
     if (n != o->numel)
         return ad_error_set(err, AD_ERR_STATE, "optim_step: parameters were added after the optimizer was made");
-    int f32 = nn_params_dtype(o->ps) == AD_F32;
-    if (!(f32 ? all_finite_float(g, n) : all_finite_double(g, n)))
-        return ad_error_set(err, AD_ERR_NONFINITE, "optim_step: a gradient is NaN or infinite; "
-                       "update refused, parameters and state unchanged");
-    int64_t t = ++o->steps;
+    /* Every element's update reads only its own value, gradient and state:
+     * split over the threads (flat_split.c), the bits are those of one loop. */
+    int parts = nn__flat_parts(n);
+    step_job j = {.o = o, .v = v, .g = g, .f32 = nn_params_dtype(o->ps) == AD_F32, .check = 1};
+    nn__flat_run(n, parts, step_range, &j);
+    for (int i = 0; i < parts; i++)
+        if (j.bad[i])
+            return ad_error_set(err, AD_ERR_NONFINITE, "optim_step: a gradient is NaN or infinite; "
+                                "update refused, parameters and state unchanged");
+    j.t = ++o->steps;
     if (o->cfg.kind == NN_OPTIM_ADAM || o->cfg.kind == NN_OPTIM_ADAMW) {
-        o->bc1 = 1 - pow(o->cfg.beta1, (double)t); /* once per step, not per element */
-        o->bc2 = 1 - pow(o->cfg.beta2, (double)t);
+        o->bc1 = 1 - pow(o->cfg.beta1, (double)j.t); /* once per step, not per element */
+        o->bc2 = 1 - pow(o->cfg.beta2, (double)j.t);
     }
-    if (f32) update_float(o, v, g, n, t);
-    else update_double(o, v, g, n, t);
+    j.check = 0;
+    nn__flat_run(n, parts, step_range, &j);
     return ad_error_set(err, AD_OK, NULL);
 }
 

@@ -89,6 +89,8 @@ NN_API void nn_optim_free(nn_optim *opt);
 /**
  * One update from the gradients in the set. A non-finite gradient refuses
  * the update with AD_ERR_NONFINITE, leaving parameters and state untouched.
+ * With ad_set_num_threads(n > 1) a large set is updated in n ranges on n
+ * threads; every element's arithmetic is the same, so are the results.
  */
 NN_API ad_status nn_optim_step(nn_optim *opt, ad_error *err);
 

@@ -4,6 +4,8 @@
  */
 #include "params.h"
 
+#include "internal.h"
+
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -246,9 +248,17 @@ void *nn_params_grads(nn_params *ps, size_t *numel)
     return ps ? ps->grads : NULL;
 }
 
+static void zero_range(void *ctx, size_t lo, size_t hi, int part)
+{
+    nn_params *ps = ctx;
+    size_t es = ad_dtype_size(ps->dtype);
+    (void)part;
+    memset(ps->grads + lo * es, 0, (hi - lo) * es);
+}
+
 void nn_params_zero_grad(nn_params *ps)
 {
-    if (ps && ps->grads) memset(ps->grads, 0, ps->numel * ad_dtype_size(ps->dtype));
+    if (ps && ps->grads) nn__flat_run(ps->numel, nn__flat_parts(ps->numel), zero_range, ps);
 }
 
 /* ---- initialisation ---------------------------------------------------------------- */
@@ -431,6 +441,24 @@ nn_params *nn_params_replica(nn_params *ps, ad_error *err)
 DEFINE_ADD_INTO(float)
 DEFINE_ADD_INTO(double)
 
+typedef struct add_job {
+    nn_params *dst;
+    const nn_params *src;
+} add_job;
+
+/* dst's gradients [lo, hi) += src's. The blocks are malloc'd storage of the
+ * set's dtype, held as char * for byte offsets; the casts give them back
+ * their type. */
+static void add_range(void *ctx, size_t lo, size_t hi, int part)
+{
+    add_job *j = ctx;
+    (void)part;
+    // cppcheck-suppress invalidPointerCast
+    if (j->dst->dtype == AD_F32) add_into_float(hi - lo, (const float *)j->src->grads + lo, (float *)j->dst->grads + lo);
+    // cppcheck-suppress invalidPointerCast
+    else add_into_double(hi - lo, (const double *)j->src->grads + lo, (double *)j->dst->grads + lo);
+}
+
 ad_status nn_params_accumulate_grads(nn_params *dst, const nn_params *replica, ad_error *err)
 {
     if (!dst || !replica)
@@ -440,11 +468,7 @@ ad_status nn_params_accumulate_grads(nn_params *dst, const nn_params *replica, a
     if (replica->values != dst->values || replica->numel != dst->numel)
         return ad_error_set(err, AD_ERR_STATE, "params_accumulate_grads: parameters were added to the set after "
                             "the replica was made; make the replica again");
-    /* The blocks are malloc'd storage of the set's dtype, held as char * for
-     * byte offsets; the casts give them back their type. */
-    // cppcheck-suppress invalidPointerCast
-    if (dst->dtype == AD_F32) add_into_float(dst->numel, (const float *)replica->grads, (float *)dst->grads);
-    // cppcheck-suppress invalidPointerCast
-    else add_into_double(dst->numel, (const double *)replica->grads, (double *)dst->grads);
+    add_job j = {dst, replica};
+    nn__flat_run(dst->numel, nn__flat_parts(dst->numel), add_range, &j);
     return ad_error_set(err, AD_OK, NULL);
 }

@@ -87,12 +87,13 @@ NN_API nn_params *nn_params_replica(nn_params *ps, ad_error *err);
 
 /**
  * Adds the gradients of `replica` (made by nn_params_replica(dst)) into
- * dst's: one flat loop. Errors: AD_ERR_NULL, AD_ERR_ARG (not a replica of
- * dst), AD_ERR_STATE (dst grew since the replica was made).
+ * dst's: one flat loop (split over the threads of ad_set_num_threads() for
+ * a large set, with the same results). Errors: AD_ERR_NULL, AD_ERR_ARG (not
+ * a replica of dst), AD_ERR_STATE (dst grew since the replica was made).
  */
 NN_API ad_status nn_params_accumulate_grads(nn_params *dst, const nn_params *replica, ad_error *err);
 
-/** Zeroes every gradient. */
+/** Zeroes every gradient (split over the threads as nn_params_accumulate_grads()). */
 NN_API void nn_params_zero_grad(nn_params *ps);
 
 /** Fills every parameter with uniform draws from [lo, hi) in registration order. */

@@ -2,7 +2,9 @@
  * test_threads.c - the thread count of the matrix products: its API contract,
  * and that results are bit-identical for any thread count (each C element is
  * summed in the same order whichever thread computes it), both for single
- * products that are split over a team and for a whole training step.
+ * products that are split over a team and for a whole training step, and
+ * that the flat loops over a parameter set (optimizer, gradient sums,
+ * zeroing) split over threads leave the same parameters after several steps.
  *
  * In a build without OpenMP every count runs one thread, so an identity
  * check would compare one thread with one thread: those tests skip there,
@@ -14,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../nn/internal.h"
 #include "kernels.h"
 #include <unroll/nn/nn.h>
 #include "testsupport.h"
@@ -277,4 +280,186 @@ Test(threads, sharded_step_is_bit_identical_on_1_and_2_threads)
 {
     SKIP_WITHOUT_OPENMP();
     sharded_check(1);
+}
+
+/* ---- flat loops over the parameter block (nn/flat_split.c) -------------------------- */
+
+static void count_range(void *ctx, size_t lo, size_t hi, int part)
+{
+    unsigned char *hits = ctx;
+    (void)part;
+    for (size_t i = lo; i < hi; i++) hits[i]++;
+}
+
+/* Every element is visited once, whatever the count and thread count, and
+ * small blocks are not split. */
+Test(threads, a_flat_split_covers_every_element_once)
+{
+    size_t sizes[] = {0, 1, 16383, 32768, 32769, 49344, 100003};
+    for (int threads = 1; threads <= 3; threads++) {
+        cr_assert_eq(ad_set_num_threads(threads), AD_OK);
+        for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++) {
+            size_t n = sizes[s];
+            int parts = nn__flat_parts(n);
+            cr_assert(parts >= 1 && parts <= MAX_THREADS_USED, "n %zu: %d parts", n, parts);
+            if (n < 32768) cr_assert_eq(parts, 1, "n %zu is too small to split", n);
+            unsigned char *hits = calloc(n ? n : 1, 1);
+            nn__flat_run(n, parts, count_range, hits);
+            for (size_t i = 0; i < n; i++) cr_assert_eq(hits[i], 1, "n %zu, %d threads: element %zu", n, threads, i);
+            free(hits);
+        }
+    }
+    ad_set_num_threads(1);
+}
+
+enum { TRAIN_STEPS = 3, N_KINDS = 6 };
+
+/* Optimizer i of the identity test: every update loop, with its options on. */
+static nn_optim_config kind_config(int i)
+{
+    nn_optim_kind kinds[N_KINDS] = {NN_OPTIM_SGD, NN_OPTIM_SGD, NN_OPTIM_ADAGRAD, NN_OPTIM_RMSPROP, NN_OPTIM_ADAM,
+                                    NN_OPTIM_ADAMW};
+    nn_optim_config c = nn_optim_defaults(kinds[i]);
+    c.lr = 0.01;
+    if (kinds[i] == NN_OPTIM_SGD) c.momentum = 0.9, c.nesterov = i == 1, c.weight_decay = 1e-3;
+    if (kinds[i] == NN_OPTIM_RMSPROP) c.momentum = 0.5, c.centered = 1;
+    if (kinds[i] == NN_OPTIM_ADAM) c.weight_decay = 1e-3;
+    return c;
+}
+
+/* The values and optimizer state after TRAIN_STEPS steps of rnn_rows on
+ * `threads` threads, copied into out as doubles: the whole batch on one tape
+ * (shards 0), or SHARDS shards on replicas run by ad_parallel_run and summed
+ * in shard order. Everything in the step (products, gradient sums, zeroing,
+ * the update) runs with the thread count set. Returns the count copied. */
+static size_t trained(ad_dtype dt, int kind, int shards, int threads, const double *xs, double *out)
+{
+    nn_params *ps = nn_params_new(dt, NULL);
+    ad_shape shapes[3] = {ad_shape2(D, H), ad_shape2(H, H), ad_shape1(H)};
+    const char *names[3] = {"W", "U", "b"};
+    for (int i = 0; i < 3; i++) cr_assert_not_null(nn_params_add(ps, names[i], shapes[i], NULL));
+    ad_rng rng;
+    ad_rng_seed(&rng, 9, 0);
+    nn_params_init_uniform(ps, &rng, -0.15, 0.15);
+    nn_optim_config cfg = kind_config(kind);
+    nn_optim *opt = nn_optim_new(ps, &cfg, NULL);
+    shard_job j = {dt, {NULL}, {NULL}, xs, {AD_OK}};
+    for (int i = 0; i < SHARDS; i++) {
+        j.replica[i] = shards ? nn_params_replica(ps, NULL) : NULL;
+        j.tape[i] = ad_tape_new(NULL);
+    }
+    cr_assert_not_null(opt);
+    cr_assert_eq(ad_set_num_threads(threads), AD_OK);
+    for (int step = 0; step < TRAIN_STEPS; step++) {
+        nn_params_zero_grad(ps);
+        if (!shards) {
+            ad_tape_reset(j.tape[0]);
+            ad_param *p[3] = {nn_params_at(ps, 0), nn_params_at(ps, 1), nn_params_at(ps, 2)};
+            cr_assert_eq(rnn_step(j.tape[0], dt, p, xs), AD_OK, "%s", ad_tape_message(j.tape[0]));
+        } else {
+            for (int i = 0; i < SHARDS; i++) ad_tape_reset(j.tape[i]);
+            cr_assert_eq(ad_parallel_run(SHARDS, shard_task, &j), AD_OK);
+            for (int i = 0; i < SHARDS; i++) {
+                cr_assert_eq(j.st[i], AD_OK, "%s", ad_tape_message(j.tape[i]));
+                cr_assert_eq(nn_params_accumulate_grads(ps, j.replica[i], NULL), AD_OK);
+            }
+        }
+        cr_assert_eq(nn_optim_step(opt, NULL), AD_OK);
+    }
+    ad_set_num_threads(1);
+    size_t n, k = 0;
+    const void *v = nn_params_values(ps, &n);
+    for (size_t i = 0; i < n; i++) out[k++] = dt == AD_F32 ? ((const float *)v)[i] : ((const double *)v)[i];
+    for (int s = 0; s < 3; s++) {
+        size_t m = 0;
+        int count = 0;
+        const double *st = nn_optim_state(opt, s, &m, &count);
+        if (s >= count || !st) break;
+        memcpy(out + k, st, m * sizeof *st);
+        k += m;
+    }
+    for (int i = 0; i < SHARDS; i++) {
+        ad_tape_free(j.tape[i]);
+        nn_params_free(j.replica[i]);
+    }
+    nn_optim_free(opt);
+    nn_params_free(ps);
+    return k;
+}
+
+typedef struct nested_job {
+    size_t n;
+    unsigned char *hits[2];
+} nested_job;
+
+static void nested_task(void *ctx, int i)
+{
+    nested_job *j = ctx;
+    nn__flat_run(j->n, nn__flat_parts(j->n), count_range, j->hits[i]);
+}
+
+/* A flat loop inside an ad_parallel_run task (a replica zeroed by its
+ * shard) runs on the task's thread and still covers its block once. */
+Test(threads, a_flat_split_inside_a_task_covers_every_element_once)
+{
+    nested_job j = {100003, {calloc(100003, 1), calloc(100003, 1)}};
+    cr_assert_eq(ad_set_num_threads(2), AD_OK);
+    cr_assert_eq(ad_parallel_run(2, nested_task, &j), AD_OK);
+    ad_set_num_threads(1);
+    for (int t = 0; t < 2; t++) {
+        for (size_t i = 0; i < j.n; i++) cr_assert_eq(j.hits[t][i], 1, "task %d: element %zu", t, i);
+        free(j.hits[t]);
+    }
+}
+
+/* Parameters and optimizer state after several steps are the same to the
+ * bit on 1, 2 and 3 threads, for the whole batch and for shards, with every
+ * optimizer: the split of the update and of the gradient sums changes no
+ * element's arithmetic. */
+Test(threads, training_steps_leave_bit_identical_parameters_on_1_2_and_3_threads, .timeout = 300)
+{
+    SKIP_WITHOUT_OPENMP();
+    long before = ts_live_allocs();
+    size_t nx = (size_t)STEPS * B * D, ng = (size_t)D * H + (size_t)H * H + H, cap = ng * 4;
+    double *xs = malloc(nx * sizeof *xs), *r[3];
+    for (int t = 0; t < 3; t++) r[t] = malloc(cap * sizeof *r[t]);
+    ts_fill_uniform(xs, nx, 7, -1, 1);
+    ad_dtype dts[2] = {AD_F32, AD_F64};
+    for (int d = 0; d < 2; d++)
+        for (int kind = 0; kind < N_KINDS; kind++)
+            for (int shards = 0; shards < 2; shards++) {
+                size_t n[3];
+                for (int t = 0; t < 3; t++) n[t] = trained(dts[d], kind, shards, t + 1, xs, r[t]);
+                for (int t = 1; t < 3; t++) {
+                    cr_assert_eq(n[t], n[0]);
+                    cr_assert(!memcmp(r[0], r[t], n[0] * sizeof *r[0]), "%s, optimizer %d, %s: %d threads differ",
+                              d ? "f64" : "f32", kind, shards ? "shards" : "whole batch", t + 1);
+                }
+            }
+    free(xs);
+    for (int t = 0; t < 3; t++) free(r[t]);
+    cr_assert_eq(ts_live_allocs(), before);
+}
+
+/* A non-finite gradient in the last part of a split block still refuses the
+ * whole update: nothing changes in any part. */
+Test(threads, a_split_update_refuses_a_non_finite_gradient_in_any_part)
+{
+    nn_params *ps = nn_params_new(AD_F32, NULL);
+    cr_assert_not_null(nn_params_add(ps, "w", ad_shape1(100000), NULL));
+    nn_optim_config cfg = nn_optim_defaults(NN_OPTIM_ADAM);
+    nn_optim *opt = nn_optim_new(ps, &cfg, NULL);
+    size_t n;
+    float *v = nn_params_values(ps, &n), *g = nn_params_grads(ps, &n);
+    for (size_t i = 0; i < n; i++) v[i] = 1, g[i] = 0.5f;
+    g[n - 1] = NAN;
+    cr_assert_eq(ad_set_num_threads(2), AD_OK);
+    ad_error err;
+    cr_assert_eq(nn_optim_step(opt, &err), AD_ERR_NONFINITE);
+    ad_set_num_threads(1);
+    cr_assert(strstr(err.msg, "NaN or infinite"), "%s", err.msg);
+    cr_assert_eq(nn_optim_steps(opt), 0);
+    for (size_t i = 0; i < n; i++) cr_assert_eq(v[i], 1.0f, "element %zu changed", i);
+    nn_optim_free(opt);
+    nn_params_free(ps);
 }
