@@ -542,14 +542,15 @@ int ad__stack_weight_grad(ad_tape *t, ad_tensor *b, const void *a, int ta, ad_te
  * is stacked (stacked_grads.c). */
 static inline void ad__stack_begin(ad_tape *t) { t->stack.n = 0, t->stack.rows = 0; }
 void ad__stack_flush(ad_tape *t);
-/* Steps of fewer than AD__TUNE_STACK_MAX_ROWS rows are stacked, for weights
- * of at least AD__TUNE_STACK_MIN_WEIGHT elements (tuning.h says why). Inline,
+/* Steps of fewer than AD__TUNE_STACK_MAX_ROWS rows are stacked (fewer than
+ * AD__TUNE_STACK_SHARED_MAX_ROWS into a shared copy's buffer: `shared`), for
+ * weights of at least AD__TUNE_STACK_MIN_WEIGHT elements (tuning.h says why). Inline,
  * so that the common refusal costs no call. */
 static inline int ad__defer_weight_grad(ad_tape *t, ad_tensor *b, const void *a, int ta, ad_tensor *out,
-                                        size_t m, size_t k, size_t n, int tb, void *dst)
+                                        size_t m, size_t k, size_t n, int tb, void *dst, int shared)
 {
-    if (!t->stack.on || !b->param || t->anomaly || m >= AD__TUNE_STACK_MAX_ROWS ||
-        k * n < AD__TUNE_STACK_MIN_WEIGHT)
+    size_t max_rows = shared ? AD__TUNE_STACK_SHARED_MAX_ROWS : AD__TUNE_STACK_MAX_ROWS;
+    if (!t->stack.on || !b->param || t->anomaly || m >= max_rows || k * n < AD__TUNE_STACK_MIN_WEIGHT)
         return 0;
     return ad__stack_weight_grad(t, b, a, ta, out, m, k, n, tb, dst);
 }

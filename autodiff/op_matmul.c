@@ -110,8 +110,8 @@ void ad__matmul_bwd(ad_tape *t, ad_node *n)
     void *gb = lean ? ad__weight_grad(t, b, a->data, ta, g, (size_t)m, (size_t)k, (size_t)nn, &direct)
                     : ad__grad(t, b);
     /* On a lean tape the per-step product is stacked whether it goes into the
-     * parameter or into the buffer of a copy the steps share. */
-    if (gb && !(lean && ad__defer_weight_grad(t, b, a->data, ta, n->out, (size_t)m, (size_t)k, (size_t)nn, tb, gb))) {
+     * parameter or (with few rows) into the buffer of a copy the steps share. */
+    if (gb && !(lean && ad__defer_weight_grad(t, b, a->data, ta, n->out, (size_t)m, (size_t)k, (size_t)nn, tb, gb, !direct))) {
         ad__product p = !tb ? prod(dt, !ta, 0, k, nn, m, a->data, g, gb, 1)  /* dB[k,n] = op(A)^T[k,m] G[m,n] */
                             : prod(dt, 1, ta, nn, k, m, g, a->data, gb, 1); /* dB[n,k] = G^T[n,m] op(A)[m,k] */
         ad__gemm(&p);

@@ -84,6 +84,13 @@
  * cache between steps, and their stack would cost more memory than it saves
  * time. */
 #define AD__TUNE_STACK_MIN_WEIGHT 4096
+/* Into the buffer of a copy every step shares (NORMS), only steps of fewer
+ * than this many rows are stacked: their products run as outer products
+ * (W2: one row per step, 25 products of 100x100x1 each reading and writing
+ * the whole gradient block; stacked, W2 ran 1.2x faster), while a 32-row
+ * step's product already runs at the kernel's rate into the buffer and
+ * stacking only added the copying (W3 and W4g 3-9 % slower). */
+#define AD__TUNE_STACK_SHARED_MAX_ROWS 16
 /* Rows of one stacked product. Backward computes what is stacked every
  * 2 x this many rows, so the steps' gradients it pins and the stacking
  * buffer stay below a few MiB in an unroll of any length (1 MiB pinned and
