@@ -238,27 +238,7 @@ static c_tile tile_of(size_t m, size_t n, size_t nr, int t, int nth)
  * so the bits are the same. Only where every row goes through a vector
  * kernel (the remainder kernels exist). */
 #if defined(__GNUC__)
-#define KERNEL_ZEROES 1
-#else
-#define KERNEL_ZEROES 0
-#endif
-
-#define DEFINE_GEMM(NAME, STORAGE, FN, T, NR)                                                              \
-    /* The same for the edges (fewer rows or columns), one row at a time. */                 \
-    static void NAME##_edge(size_t mr, size_t nr, size_t kc, const T *a, size_t ar,           \
-                            size_t ac, const T *b, size_t ldb, T *c, size_t ldc)              \
-    {                                                                                         \
-        if (kc >= AD__TUNE_ROW_MIN_K) {                                                       \
-            for (size_t r = 0; r < mr; r++) NAME##_row(nr, kc, a + r * ar, ac, b, ldb, c + r * ldc); \
-            return;                                                                           \
-        }                                                                                     \
-        for (size_t r = 0; r < mr; r++)                                                       \
-            for (size_t p = 0; p < kc; p++) {                                                 \
-                T arp = a[r * ar + p * ac];                                                   \
-                const T *bp = b + p * ldb;                                                    \
-                for (size_t j = 0; j < nr; j++) c[r * ldc + j] += arp * bp[j];                \
-            }                                                                                 \
-    }                                                                                         \
+#define DEFINE_DOTS(NAME, T)                                                                  \
     /* Few rows of C and B transposed: each C element a dot product, summed in 8 lanes     \
      * (a fixed order) so that the loop vectorises without reassociation; eight columns    \
      * at a time, eight independent chains that share the loads of A's row. */              \
@@ -291,7 +271,53 @@ static c_tile tile_of(size_t m, size_t n, size_t nr, int t, int nth)
                     c[i * n + j + q] += s;                                                    \
                 }                                                                             \
             }                                                                                 \
+    }
+#else
+#define DEFINE_DOTS(NAME, T)                                                                  \
+    /* Few rows of C and B transposed: each C element a dot product, summed in 8 lanes     \
+     * (a fixed order, the GCC/Clang version's). */                                          \
+    static void NAME##_dots(size_t m, size_t n, size_t k, const T *a, size_t ar, size_t ac,   \
+                            const T *b, T *c)                                                 \
+    {                                                                                         \
+        for (size_t i = 0; i < m; i++)                                                        \
+            for (size_t j = 0; j < n; j++) {                                                  \
+                const T *bj = b + j * k;                                                      \
+                T lane[8] = {0, 0, 0, 0, 0, 0, 0, 0};                                         \
+                size_t p = 0;                                                                 \
+                if (ac == 1)                                                                  \
+                    for (; p + 8 <= k; p += 8)                                                \
+                        for (int l = 0; l < 8; l++) lane[l] += a[i * ar + p + l] * bj[p + l]; \
+                T s = 0;                                                                      \
+                for (; p < k; p++) s += a[i * ar + p * ac] * bj[p];                           \
+                for (int l = 0; l < 8; l++) s += lane[l];                                     \
+                c[i * n + j] += s;                                                            \
+            }                                                                                 \
+    }
+#endif
+
+#if defined(__GNUC__)
+#define KERNEL_ZEROES 1
+#else
+#define KERNEL_ZEROES 0
+#endif
+
+#define DEFINE_GEMM(NAME, STORAGE, FN, T, NR)                                                              \
+    /* The same for the edges (fewer rows or columns), one row at a time. */                 \
+    static void NAME##_edge(size_t mr, size_t nr, size_t kc, const T *a, size_t ar,           \
+                            size_t ac, const T *b, size_t ldb, T *c, size_t ldc)              \
+    {                                                                                         \
+        if (kc >= AD__TUNE_ROW_MIN_K) {                                                       \
+            for (size_t r = 0; r < mr; r++) NAME##_row(nr, kc, a + r * ar, ac, b, ldb, c + r * ldc); \
+            return;                                                                           \
+        }                                                                                     \
+        for (size_t r = 0; r < mr; r++)                                                       \
+            for (size_t p = 0; p < kc; p++) {                                                 \
+                T arp = a[r * ar + p * ac];                                                   \
+                const T *bp = b + p * ldb;                                                    \
+                for (size_t j = 0; j < nr; j++) c[r * ldc + j] += arp * bp[j];                \
+            }                                                                                 \
     }                                                                                         \
+    DEFINE_DOTS(NAME, T)                                                                      \
     /* Packs B(p0.., j0..) ([kc, nc] of op(B)) into strips of NR columns, each      \
      * [kc, NR] row-major and contiguous, the last one padded with zeros. */                 \
     static void NAME##_pack(int trans_b, const T *b, size_t n, size_t k, size_t p0, size_t kc, \
