@@ -24,6 +24,7 @@
  */
 #include <math.h>
 
+#include "clones.h"
 #include "internal.h"
 #include "kernels.h"
 
@@ -44,7 +45,7 @@ static int gram_pays(size_t m, size_t k, size_t n)
  * short loop and one `+ 0.0` (which turns -0 into +0 as the reduction does)
  * give the same bits without the lanes. */
 #define DEFINE_DOT(T)                                                                     \
-    static double dot_##T(const T *x, const T *y, size_t len)                             \
+    AD__CLONES static double dot_##T(const T *x, const T *y, size_t len)                  \
     {                                                                                     \
         if (len < 16) {                                                                   \
             double s = 0;                                                                 \

@@ -9,6 +9,7 @@
 #include "optim.h"
 
 #include "internal.h"
+#include "../autodiff/clones.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -229,7 +230,7 @@ double *nn_optim_state(nn_optim *o, int index, size_t *numel, int *count)
             p[i] = (T)(pi - step_size * (m[i] / denom));                                     \
         }                                                                                    \
     }                                                                                        \
-    static void update_##T(nn_optim *o, T *restrict p, const T *restrict g, size_t n, int64_t t, size_t off)   \
+    AD__CLONES static void update_##T(nn_optim *o, T *restrict p, const T *restrict g, size_t n, int64_t t, size_t off)   \
     {                                                                                        \
         switch (o->cfg.kind) {                                                               \
         case NN_OPTIM_SGD: sgd_##T(o, p, g, n, t, off); break;                               \
@@ -239,13 +240,13 @@ double *nn_optim_state(nn_optim *o, int index, size_t *numel, int *count)
         }                                                                                    \
     }                                                                                        \
     /* 1 when no element is NaN or infinite: a branch-free pass that vectorises. */          \
-    static int all_finite_##T(const T *g, size_t n)                                          \
+    AD__CLONES static int all_finite_##T(const T *g, size_t n)                                          \
     {                                                                                        \
         int bad = 0;                                                                         \
         for (size_t i = 0; i < n; i++) bad |= !isfinite(g[i]);                               \
         return !bad;                                                                         \
     }                                                                                        \
-    static int any_nan_##T(const T *g, size_t n)                                             \
+    AD__CLONES static int any_nan_##T(const T *g, size_t n)                                             \
     {                                                                                        \
         int bad = 0;                                                                         \
         for (size_t i = 0; i < n; i++) bad |= isnan(g[i]);                                   \
@@ -378,6 +379,18 @@ ad_status nn_clip_grad_norm(nn_params *ps, double max_norm, double *norm, ad_err
  * lies strictly between clip and its rounding, so the result is the same as
  * clamping in double and rounding.
  */
+/* Each element into [-hi, hi]. */
+#define DEFINE_CLAMP(T)                                                  \
+    AD__CLONES static void clamp_##T(T *g, size_t n, T hi)               \
+    {                                                                    \
+        for (size_t i = 0; i < n; i++) {                                 \
+            T x = g[i] < -hi ? -hi : g[i];                               \
+            g[i] = x > hi ? hi : x;                                      \
+        }                                                                \
+    }
+DEFINE_CLAMP(float)
+DEFINE_CLAMP(double)
+
 ad_status nn_clip_grad_value(nn_params *ps, double clip, ad_error *err)
 {
     if (!ps) return ad_error_set(err, AD_ERR_NULL, "clip_grad_value: parameter set is NULL");
@@ -388,18 +401,7 @@ ad_status nn_clip_grad_value(nn_params *ps, double clip, ad_error *err)
     /* Check first, so that a refusal leaves every gradient as it was. */
     if (f32 ? any_nan_float(g, n) : any_nan_double(g, n))
         return ad_error_set(err, AD_ERR_NONFINITE, "clip_grad_value: a gradient is NaN; gradients left unchanged");
-    if (f32) {
-        float *gf = g, hi = (float)clip, lo = -hi;
-        for (size_t i = 0; i < n; i++) {
-            float x = gf[i] < lo ? lo : gf[i];
-            gf[i] = x > hi ? hi : x;
-        }
-    } else {
-        double *gd = g;
-        for (size_t i = 0; i < n; i++) {
-            double x = gd[i] < -clip ? -clip : gd[i];
-            gd[i] = x > clip ? clip : x;
-        }
-    }
+    if (f32) clamp_float(g, n, (float)clip);
+    else clamp_double(g, n, clip);
     return ad_error_set(err, AD_OK, NULL);
 }

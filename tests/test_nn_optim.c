@@ -341,3 +341,63 @@ Test(nn_optim, f32_clip_value_and_refusals_in_the_tail)
     nn_optim_free(opt);
     nn_params_free(ps);
 }
+
+/* The update of a float parameter, written out as nn/optim.c computes it (in
+ * double, rounded back once): Adagrad (no weight decay) and Adam. */
+static float ref_adagrad(float p, float g, double *sum, double lr, int64_t t, double lr_decay, double eps)
+{
+    double clr = lr / (1 + (double)(t - 1) * lr_decay), gi = g;
+    *sum += gi * gi;
+    return (float)((double)p - clr * (gi / (sqrt(*sum) + eps)));
+}
+
+static float ref_adam(float p, float g, double *m, double *v, const nn_optim_config *c, int64_t t)
+{
+    double bc1 = 1 - pow(c->beta1, (double)t), bc2 = 1 - pow(c->beta2, (double)t), gi = g;
+    *m = c->beta1 * *m + (1 - c->beta1) * gi;
+    *v = c->beta2 * *v + (1 - c->beta2) * gi * gi;
+    double denom = sqrt(*v) / sqrt(bc2) + c->eps;
+    return (float)((double)p - c->lr / bc1 * (*m / denom));
+}
+
+/* Whatever instruction set the update runs on (a portable build picks one
+ * copy of the loops per CPU: autodiff/clones.h), its bits are those of the
+ * plain loop above, over a block long enough for every vector width and
+ * its remainder, for 3 steps; value clipping too. */
+Test(nn_optim, updates_have_the_plain_loops_bits)
+{
+    long before = ts_live_allocs();
+    enum { N = 1003 };
+    for (int kind = 0; kind < 2; kind++) {
+        nn_params *ps = nn_params_new(AD_F32, NULL);
+        nn_params_add(ps, "w", ad_shape1(N), NULL);
+        size_t n;
+        float *p = nn_params_values(ps, &n), *g = nn_params_grads(ps, &n);
+        double r[N], sum[N] = {0}, mom[N] = {0}, var[N] = {0};
+        float want[N];
+        ts_fill_uniform(r, N, 91 + (uint64_t)kind, -1, 1);
+        for (int i = 0; i < N; i++) p[i] = want[i] = (float)r[i];
+        nn_optim_config cfg = nn_optim_defaults(kind ? NN_OPTIM_ADAM : NN_OPTIM_ADAGRAD);
+        cfg.lr = 0.05;
+        ad_error err;
+        nn_optim *opt = nn_optim_new(ps, &cfg, &err);
+        cr_assert_not_null(opt, "%s", err.msg);
+        for (int64_t t = 1; t <= 3; t++) {
+            for (int i = 0; i < N; i++) g[i] = (float)(8.0 * r[(i * 7 + t) % N]);
+            cr_assert_eq(nn_clip_grad_value(ps, 5.0, &err), AD_OK, "%s", err.msg);
+            for (int i = 0; i < N; i++) {
+                float gi = (float)(8.0 * r[(i * 7 + t) % N]);
+                gi = gi < -5.0f ? -5.0f : gi > 5.0f ? 5.0f : gi;
+                cr_assert(g[i] == gi, "clip [%d]: %.9g, want %.9g", i, (double)g[i], (double)gi);
+                want[i] = kind ? ref_adam(want[i], gi, &mom[i], &var[i], &cfg, t)
+                               : ref_adagrad(want[i], gi, &sum[i], cfg.lr, t, cfg.lr_decay, cfg.eps);
+            }
+            cr_assert_eq(nn_optim_step(opt, &err), AD_OK, "%s", err.msg);
+            cr_assert(!memcmp(p, want, sizeof want), "%s step %lld: the update differs from the plain loop",
+                      kind ? "adam" : "adagrad", (long long)t);
+        }
+        nn_optim_free(opt);
+        nn_params_free(ps);
+    }
+    cr_assert_eq(ts_live_allocs(), before);
+}
