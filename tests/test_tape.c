@@ -211,6 +211,17 @@ Test(tape, labels_are_kept_per_node)
  * transposed, and with a transposed left operand; 70 steps of 32 rows take
  * several stacked products.
  */
+/* Three f64 [h, h] weights W, U, V, uniform in [-0.15, 0.15] from seeds
+ * seed, seed + 1, seed + 2. */
+static void hh_params(ad_param **p, int64_t h, uint64_t seed)
+{
+    const char *names[3] = {"W", "U", "V"};
+    for (int i = 0; i < 3; i++) {
+        p[i] = ad_param_new(names[i], AD_F64, ad_shape2(h, h), NULL);
+        ts_fill_uniform(ad_tensor_f64(ad_param_value(p[i])), (size_t)(h * h), seed + (uint64_t)i, -0.15, 0.15);
+    }
+}
+
 static unsigned stacked_grads_off(int lean, unsigned fast_off, ad_param *const *p, const double *x, double *out)
 {
     enum { T = 70, B = 32, H = 64 };
@@ -249,12 +260,8 @@ Test(tape, lean_tapes_stack_the_steps_weight_gradients)
     double *x = malloc((size_t)T * H * B * sizeof *x), *g[2];
     for (int i = 0; i < 2; i++) g[i] = malloc(3 * H * H * sizeof(double));
     ts_fill_uniform(x, (size_t)T * H * B, 21, -1, 1);
-    const char *names[3] = {"W", "U", "V"};
     ad_param *p[3];
-    for (int i = 0; i < 3; i++) {
-        p[i] = ad_param_new(names[i], AD_F64, ad_shape2(H, H), NULL);
-        ts_fill_uniform(ad_tensor_f64(ad_param_value(p[i])), H * H, 22 + (uint64_t)i, -0.15, 0.15);
-    }
+    hh_params(p, H, 22);
     stacked_grads(0, p, x, g[0]);
     stacked_grads(1, p, x, g[1]);
     for (int i = 0; i < 3 * H * H; i++)
@@ -310,12 +317,8 @@ Test(tape, copies_shared_by_the_steps_stack_their_weight_gradients)
     double *x = malloc((size_t)T * H * B * sizeof *x), *g[3], norms[3][3];
     for (int i = 0; i < 3; i++) g[i] = malloc(N * sizeof(double));
     ts_fill_uniform(x, (size_t)T * H * B, 41, -1, 1);
-    const char *names[3] = {"W", "U", "V"};
     ad_param *p[3];
-    for (int i = 0; i < 3; i++) {
-        p[i] = ad_param_new(names[i], AD_F64, ad_shape2(H, H), NULL);
-        ts_fill_uniform(ad_tensor_f64(ad_param_value(p[i])), H * H, 42 + (uint64_t)i, -0.15, 0.15);
-    }
+    hh_params(p, H, 42);
     shared_copy_grads(AD_COPY_GRADS_KEEP, 0, p, x, g[0], norms[0]);
     shared_copy_grads(AD_COPY_GRADS_NORMS, 0, p, x, g[1], norms[1]);
     shared_copy_grads(AD_COPY_GRADS_NORMS, AD_FAST_STACKED_GRADS, p, x, g[2], norms[2]);
@@ -346,12 +349,8 @@ Test(tape, each_fast_path_turns_off_on_its_own)
     double *x = malloc((size_t)T * H * B * sizeof *x), *g[5];
     for (int i = 0; i < 5; i++) g[i] = malloc(N * sizeof(double));
     ts_fill_uniform(x, (size_t)T * H * B, 31, -1, 1);
-    const char *names[3] = {"W", "U", "V"};
     ad_param *p[3];
-    for (int i = 0; i < 3; i++) {
-        p[i] = ad_param_new(names[i], AD_F64, ad_shape2(H, H), NULL);
-        ts_fill_uniform(ad_tensor_f64(ad_param_value(p[i])), H * H, 32 + (uint64_t)i, -0.15, 0.15);
-    }
+    hh_params(p, H, 32);
     const unsigned both = AD_FAST_PACKED_WEIGHTS | AD_FAST_STACKED_GRADS;
     cr_assert_eq(stacked_grads_off(0, 0, p, x, g[0]), 0u, "a KEEP tape has no lean speed path");
     cr_assert_eq(stacked_grads_off(1, 0, p, x, g[1]), both);

@@ -207,9 +207,8 @@ static void shard_task(void *ctx, int i)
     j->st[i] = rnn_rows(j->tape[i], j->dt, p, j->xs, i * (B / SHARDS), B / SHARDS);
 }
 
-/* The set's gradients after a step: sharded over replicas (on `threads`
- * threads) or, with threads 0, the whole batch on one tape. */
-static void sharded_grads(ad_dtype dt, int threads, const double *xs, double *g, size_t *n)
+/* The net's parameters W [D, H], U [H, H], b [H], drawn from one seed. */
+static nn_params *rnn_params(ad_dtype dt)
 {
     nn_params *ps = nn_params_new(dt, NULL);
     ad_shape shapes[3] = {ad_shape2(D, H), ad_shape2(H, H), ad_shape1(H)};
@@ -218,6 +217,14 @@ static void sharded_grads(ad_dtype dt, int threads, const double *xs, double *g,
     ad_rng rng;
     ad_rng_seed(&rng, 9, 0);
     nn_params_init_uniform(ps, &rng, -0.15, 0.15);
+    return ps;
+}
+
+/* The set's gradients after a step: sharded over replicas (on `threads`
+ * threads) or, with threads 0, the whole batch on one tape. */
+static void sharded_grads(ad_dtype dt, int threads, const double *xs, double *g, size_t *n)
+{
+    nn_params *ps = rnn_params(dt);
     nn_params_zero_grad(ps);
     if (threads == 0) {
         ad_tape *t = ad_tape_new(NULL);
@@ -334,13 +341,7 @@ static nn_optim_config kind_config(int i)
  * the update) runs with the thread count set. Returns the count copied. */
 static size_t trained(ad_dtype dt, int kind, int shards, int threads, const double *xs, double *out)
 {
-    nn_params *ps = nn_params_new(dt, NULL);
-    ad_shape shapes[3] = {ad_shape2(D, H), ad_shape2(H, H), ad_shape1(H)};
-    const char *names[3] = {"W", "U", "b"};
-    for (int i = 0; i < 3; i++) cr_assert_not_null(nn_params_add(ps, names[i], shapes[i], NULL));
-    ad_rng rng;
-    ad_rng_seed(&rng, 9, 0);
-    nn_params_init_uniform(ps, &rng, -0.15, 0.15);
+    nn_params *ps = rnn_params(dt);
     nn_optim_config cfg = kind_config(kind);
     nn_optim *opt = nn_optim_new(ps, &cfg, NULL);
     shard_job j = {dt, {NULL}, {NULL}, xs, {AD_OK}};
