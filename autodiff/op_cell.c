@@ -14,6 +14,7 @@
 
 #include "internal.h"
 #include "kernels.h"
+#include "split.h"
 
 /* Activations in place over n elements: the vectorised kernels. */
 static void sigmoid_float(size_t n, float *p) { ad__sigmoid_f32(n, p, p); }
@@ -256,21 +257,58 @@ ad_status ad__shape_rnn_cell(ad_tape *t, ad_node *n, ad_shape *out)
 DEFINE_RNN(float)
 DEFINE_RNN(double)
 
+/*
+ * Every op above computes row b of its output (and of its gradients) from
+ * row b of its inputs alone, so a step's rows can be cut into consecutive
+ * ranges, one per thread (split.h): each element goes through the same
+ * arithmetic as with one thread, and the bits never depend on the thread
+ * count. A range of rows is the op's kernel called on the rows' pointers
+ * with B = the range's length. The rule of when to split is
+ * AD__TUNE_CELL_MIN_PER_THREAD (tuning.h).
+ */
+typedef struct cell_job {
+    const ad_node *n;
+    int bwd;
+    void *gx, *gh, *gs; /* backward: the gradients of gx, gh and the state, any NULL */
+} cell_job;
+
+/* Row b0 of a [B, w] array, NULL staying NULL; plane i of n's saved ones. */
+#define ROW(T, p, b0, w) ((p) ? (T *)(p) + (size_t)(b0) * (size_t)(w) : NULL)
+#define SAVED(T, i) ((T *)n->saved + (size_t)(i) * n->out->numel + b0 * (size_t)H)
+
+#define DEFINE_CELL_ROWS(T)                                                                            static void cell_rows_##T(const cell_job *j, size_t b0, int64_t B)                                 {                                                                                                      const ad_node *n = j->n;                                                                           int64_t H = H_COLS(n), GH = n->in[0]->shape.dim[1];                                                const T *x = ROW(const T, n->in[0]->data, b0, GH), *h = ROW(const T, n->in[1]->data, b0, GH);         const T *s = n->n_in > 2 ? ROW(const T, n->in[2]->data, b0, H) : NULL;                             T *out = ROW(T, n->out->data, b0, H);                                                              const T *g = j->bwd ? ROW(const T, n->out->grad, b0, H) : NULL;                                    T *ggx = ROW(T, j->gx, b0, GH), *ggh = ROW(T, j->gh, b0, GH), *gs = ROW(T, j->gs, b0, H);          switch (n->op) {                                                                                   case AD_OP_RNN_CELL:                                                                                   if (j->bwd) rnn_bwd_##T((size_t)(B * H), n->a.flags == AD_RNN_RELU, out, g, ggx, ggh);             else rnn_fwd_##T((size_t)(B * H), n->a.flags == AD_RNN_RELU, x, h, out);                           break;                                                                                         case AD_OP_LSTM_CELL_STATE:                                                                            if (j->bwd) lstm_state_bwd_##T(B, H, s, SAVED(T, 0), SAVED(T, 1), SAVED(T, 2), g, ggx, ggh, gs);             else lstm_state_fwd_##T(B, H, x, h, s, out, SAVED(T, 0), SAVED(T, 1), SAVED(T, 2));                 break;                                                                                         case AD_OP_LSTM_CELL_OUTPUT:                                                                           if (j->bwd) lstm_output_bwd_##T(B, H, SAVED(T, 0), SAVED(T, 1), g, ggx, ggh, gs);                   else lstm_output_fwd_##T(B, H, x, h, s, out, SAVED(T, 0), SAVED(T, 1));                             break;                                                                                         default:                                                                                               if (j->bwd) gru_bwd_##T(B, H, h, s, SAVED(T, 0), SAVED(T, 1), SAVED(T, 2), g, ggx, ggh, gs);             else gru_fwd_##T(B, H, x, h, s, out, SAVED(T, 0), SAVED(T, 1), SAVED(T, 2));                    }                                                                                              }
+DEFINE_CELL_ROWS(float)
+DEFINE_CELL_ROWS(double)
+
+static void cell_range(void *ctx, size_t lo, size_t hi, int part)
+{
+    const cell_job *j = ctx;
+    (void)part;
+    if (j->n->out->dtype == AD_F32) cell_rows_float(j, lo, (int64_t)(hi - lo));
+    else cell_rows_double(j, lo, (int64_t)(hi - lo));
+}
+
+/* Runs n's forward (bwd = 0) or backward over its rows, split over the
+ * threads when the step is large enough. The work is gx's elements. */
+static void run_cell(const ad_node *n, int bwd, void *gx, void *gh, void *gs)
+{
+    cell_job j = {n, bwd, gx, gh, gs};
+    size_t rows = (size_t)B_ROWS(n);
+    int parts = ad__split_parts(rows, (double)n->in[0]->numel, (double)AD__TUNE_CELL_MIN_PER_THREAD);
+    ad__split_run(rows, parts, 1, cell_range, &j);
+}
+
 ad_status ad__rnn_cell_fwd(ad_tape *t, ad_node *n)
 {
     (void)t;
-    int relu = n->a.flags == AD_RNN_RELU;
-    if (n->out->dtype == AD_F32) rnn_fwd_float(n->out->numel, relu, DATA(float, n, 0), DATA(float, n, 1), n->out->data);
-    else rnn_fwd_double(n->out->numel, relu, DATA(double, n, 0), DATA(double, n, 1), n->out->data);
+    run_cell(n, 0, NULL, NULL, NULL);
     return AD_OK;
 }
 
 void ad__rnn_cell_bwd(ad_tape *t, ad_node *n)
 {
     void *gx = ad__grad(t, n->in[0]), *gh = ad__grad(t, n->in[1]);
-    int relu = n->a.flags == AD_RNN_RELU;
-    if (n->out->dtype == AD_F32) rnn_bwd_float(n->out->numel, relu, n->out->data, n->out->grad, gx, gh);
-    else rnn_bwd_double(n->out->numel, relu, n->out->data, n->out->grad, gx, gh);
+    run_cell(n, 1, gx, gh, NULL);
 }
 
 ad_tensor *ad_rnn_cell(ad_tape *t, ad_tensor *gx, ad_tensor *gh, ad_rnn_activation activation)
@@ -396,72 +434,34 @@ ad_status ad__gru_cell_jvp(ad_tape *t, ad_node *n) { return cell_jvp(t, n); }
 ad_status ad__lstm_cell_state_fwd(ad_tape *t, ad_node *n)
 {
     if (keep_planes(t, n, 3) != AD_OK) return ad_tape_status(t);
-    if (n->out->dtype == AD_F32)
-        lstm_state_fwd_float(B_ROWS(n), H_COLS(n), DATA(float, n, 0), DATA(float, n, 1), DATA(float, n, 2),
-                             n->out->data, PLANE(float, n, 0), PLANE(float, n, 1), PLANE(float, n, 2));
-    else
-        lstm_state_fwd_double(B_ROWS(n), H_COLS(n), DATA(double, n, 0), DATA(double, n, 1),
-                              DATA(double, n, 2), n->out->data, PLANE(double, n, 0), PLANE(double, n, 1),
-                              PLANE(double, n, 2));
+    run_cell(n, 0, NULL, NULL, NULL);
     return AD_OK;
-}
-
-void ad__lstm_cell_state_bwd(ad_tape *t, ad_node *n)
-{
-    void *gx = ad__grad(t, n->in[0]), *gh = ad__grad(t, n->in[1]), *gc = ad__grad(t, n->in[2]);
-    if (n->out->dtype == AD_F32)
-        lstm_state_bwd_float(B_ROWS(n), H_COLS(n), DATA(float, n, 2), PLANE(float, n, 0), PLANE(float, n, 1),
-                             PLANE(float, n, 2), n->out->grad, gx, gh, gc);
-    else
-        lstm_state_bwd_double(B_ROWS(n), H_COLS(n), DATA(double, n, 2), PLANE(double, n, 0),
-                              PLANE(double, n, 1), PLANE(double, n, 2), n->out->grad, gx, gh, gc);
 }
 
 ad_status ad__lstm_cell_output_fwd(ad_tape *t, ad_node *n)
 {
     if (keep_planes(t, n, 2) != AD_OK) return ad_tape_status(t);
-    if (n->out->dtype == AD_F32)
-        lstm_output_fwd_float(B_ROWS(n), H_COLS(n), DATA(float, n, 0), DATA(float, n, 1), DATA(float, n, 2),
-                              n->out->data, PLANE(float, n, 0), PLANE(float, n, 1));
-    else
-        lstm_output_fwd_double(B_ROWS(n), H_COLS(n), DATA(double, n, 0), DATA(double, n, 1),
-                               DATA(double, n, 2), n->out->data, PLANE(double, n, 0), PLANE(double, n, 1));
+    run_cell(n, 0, NULL, NULL, NULL);
     return AD_OK;
-}
-
-void ad__lstm_cell_output_bwd(ad_tape *t, ad_node *n)
-{
-    void *gx = ad__grad(t, n->in[0]), *gh = ad__grad(t, n->in[1]), *gc = ad__grad(t, n->in[2]);
-    if (n->out->dtype == AD_F32)
-        lstm_output_bwd_float(B_ROWS(n), H_COLS(n), PLANE(float, n, 0), PLANE(float, n, 1), n->out->grad,
-                              gx, gh, gc);
-    else
-        lstm_output_bwd_double(B_ROWS(n), H_COLS(n), PLANE(double, n, 0), PLANE(double, n, 1),
-                               n->out->grad, gx, gh, gc);
 }
 
 ad_status ad__gru_cell_fwd(ad_tape *t, ad_node *n)
 {
     if (keep_planes(t, n, 3) != AD_OK) return ad_tape_status(t);
-    if (n->out->dtype == AD_F32)
-        gru_fwd_float(B_ROWS(n), H_COLS(n), DATA(float, n, 0), DATA(float, n, 1), DATA(float, n, 2),
-                      n->out->data, PLANE(float, n, 0), PLANE(float, n, 1), PLANE(float, n, 2));
-    else
-        gru_fwd_double(B_ROWS(n), H_COLS(n), DATA(double, n, 0), DATA(double, n, 1), DATA(double, n, 2),
-                       n->out->data, PLANE(double, n, 0), PLANE(double, n, 1), PLANE(double, n, 2));
+    run_cell(n, 0, NULL, NULL, NULL);
     return AD_OK;
 }
 
-void ad__gru_cell_bwd(ad_tape *t, ad_node *n)
+/* The gradients are had (allocated) here, on the calling thread. */
+static void cell_bwd(ad_tape *t, ad_node *n)
 {
-    void *gx = ad__grad(t, n->in[0]), *gh = ad__grad(t, n->in[1]), *gp = ad__grad(t, n->in[2]);
-    if (n->out->dtype == AD_F32)
-        gru_bwd_float(B_ROWS(n), H_COLS(n), DATA(float, n, 1), DATA(float, n, 2), PLANE(float, n, 0),
-                      PLANE(float, n, 1), PLANE(float, n, 2), n->out->grad, gx, gh, gp);
-    else
-        gru_bwd_double(B_ROWS(n), H_COLS(n), DATA(double, n, 1), DATA(double, n, 2), PLANE(double, n, 0),
-                       PLANE(double, n, 1), PLANE(double, n, 2), n->out->grad, gx, gh, gp);
+    void *gx = ad__grad(t, n->in[0]), *gh = ad__grad(t, n->in[1]), *gs = ad__grad(t, n->in[2]);
+    run_cell(n, 1, gx, gh, gs);
 }
+
+void ad__lstm_cell_state_bwd(ad_tape *t, ad_node *n) { cell_bwd(t, n); }
+void ad__lstm_cell_output_bwd(ad_tape *t, ad_node *n) { cell_bwd(t, n); }
+void ad__gru_cell_bwd(ad_tape *t, ad_node *n) { cell_bwd(t, n); }
 
 static ad_tensor *cell(ad_tape *t, ad__op op, ad_tensor *gx, ad_tensor *gh, ad_tensor *state)
 {

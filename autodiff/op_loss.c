@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "internal.h"
+#include "split.h"
 #include "kernels.h"
 
 static ad_status check_reduction(ad_tape *t, const ad_node *n)
@@ -116,42 +117,85 @@ DEFINE_CE(float, ad__exp_nonpos_f32, logf)
 // cppcheck-suppress invalidFunctionArg
 DEFINE_CE(double, ad__exp_nonpos_f64, log)
 
+/*
+ * Rows are independent: a large batch of them is cut into consecutive
+ * ranges over the threads (split.h, the rule is AD__TUNE_ROWS_MIN_PER_THREAD
+ * over the logits' elements). Split, forward writes each row's loss and the
+ * total is summed over them in row order afterwards, the order of the one
+ * loop, so the bits never depend on the thread count.
+ */
+typedef struct ce_job {
+    const ad_node *n;
+    void *per_row; /* forward: each row's loss, or NULL */
+    void *gx;      /* backward */
+    double scale;
+} ce_job;
+
+static void ce_fwd_range(void *ctx, size_t lo, size_t hi, int part)
+{
+    const ce_job *j = ctx;
+    const ad_node *n = j->n;
+    size_t cls = (size_t)n->in[0]->shape.dim[1];
+    (void)part;
+    if (n->out->dtype == AD_F32)
+        (void)ce_fwd_float((const float *)n->in[0]->data + lo * cls, (float *)n->saved + lo * cls, n->a.idx + lo,
+                           n->a.ignore_index, hi - lo, cls, (float *)j->per_row + lo);
+    else
+        (void)ce_fwd_double((const double *)n->in[0]->data + lo * cls, (double *)n->saved + lo * cls,
+                            n->a.idx + lo, n->a.ignore_index, hi - lo, cls, (double *)j->per_row + lo);
+}
+
+static int ce_parts(const ad_node *n)
+{
+    return ad__split_parts((size_t)n->in[0]->shape.dim[0], (double)n->in[0]->numel,
+                           (double)AD__TUNE_ROWS_MIN_PER_THREAD);
+}
+
 ad_status ad__cross_entropy_fwd(ad_tape *t, ad_node *n)
 {
     if (ad__keep_indices(t, n) != AD_OK) return ad_tape_status(t);
     size_t rows = (size_t)n->in[0]->shape.dim[0], cls = (size_t)n->in[0]->shape.dim[1];
-    int none = n->a.reduction == AD_REDUCE_NONE;
-    n->saved = ad__alloc_array(t, n->in[0]->numel, ad__dtype_size(n->out->dtype));
+    int none = n->a.reduction == AD_REDUCE_NONE, parts = ce_parts(n);
+    ad_dtype d = n->out->dtype;
+    n->saved = ad__alloc_array(t, n->in[0]->numel, ad__dtype_size(d));
     if (!n->saved) return ad_tape_status(t);
-    double total;
-    if (n->out->dtype == AD_F32)
+    double total = 0;
+    if (parts > 1) {
+        ce_job j = {n, none ? n->out->data : ad__alloc_array(t, rows, ad__dtype_size(d)), NULL, 0};
+        if (!j.per_row) return ad_tape_status(t);
+        ad__split_run(rows, parts, 1, ce_fwd_range, &j);
+        for (size_t r = 0; r < rows; r++) total += load(d, j.per_row, r);
+    } else if (d == AD_F32) {
         total = ce_fwd_float(n->in[0]->data, n->saved, n->a.idx, n->a.ignore_index, rows, cls,
                              none ? n->out->data : NULL);
-    else
+    } else {
         total = ce_fwd_double(n->in[0]->data, n->saved, n->a.idx, n->a.ignore_index, rows, cls,
                               none ? n->out->data : NULL);
-    if (!none)
-        store(n->out->dtype, n->out->data, 0,
-              n->a.reduction == AD_REDUCE_MEAN ? total / (double)n->a.len : total);
+    }
+    if (!none) store(d, n->out->data, 0, n->a.reduction == AD_REDUCE_MEAN ? total / (double)n->a.len : total);
     return AD_OK;
+}
+
+/* dx = g (p - onehot(c)) per row, in double and rounded once into gx: the
+ * class c's term is p_c - 1, every other p_k - 0 = p_k. */
+#define DEFINE_CE_BWD(T)                                                                        static void ce_bwd_##T(const ce_job *j, size_t lo, size_t hi)                               {                                                                                               const ad_node *n = j->n;                                                                    size_t cls = (size_t)n->in[0]->shape.dim[1];                                                const T *p = n->saved;                                                                      T *gx = j->gx;                                                                              for (size_t r = lo; r < hi; r++) {                                                              int64_t c = n->a.idx[r];                                                                    if (c == n->a.ignore_index) continue;                                                       double g = upstream(n, r, j->scale);                                                        T *gr = gx + r * cls, old = gr[c];                                                          const T *pr = p + r * cls;                                                                  for (size_t k = 0; k < cls; k++) gr[k] += (T)(g * (double)pr[k]);                           gr[c] = old + (T)(g * ((double)pr[c] - 1.0));                                           }                                                                                       }
+DEFINE_CE_BWD(float)
+DEFINE_CE_BWD(double)
+
+static void ce_bwd_range(void *ctx, size_t lo, size_t hi, int part)
+{
+    const ce_job *j = ctx;
+    (void)part;
+    if (j->n->out->dtype == AD_F32) ce_bwd_float(j, lo, hi);
+    else ce_bwd_double(j, lo, hi);
 }
 
 void ad__cross_entropy_bwd(ad_tape *t, ad_node *n)
 {
     void *gx = ad__grad(t, n->in[0]);
     if (!gx) return;
-    size_t rows = (size_t)n->in[0]->shape.dim[0], cls = (size_t)n->in[0]->shape.dim[1];
-    double scale = n->a.reduction == AD_REDUCE_MEAN ? 1.0 / (double)n->a.len : 1.0;
-    ad_dtype d = n->out->dtype;
-    for (size_t r = 0; r < rows; r++) {
-        int64_t c = n->a.idx[r];
-        if (c == n->a.ignore_index) continue;
-        double g = upstream(n, r, scale);
-        for (size_t k = 0; k < cls; k++) {
-            double p = load(d, n->saved, r * cls + k);
-            add_at(d, gx, r * cls + k, g * (p - ((int64_t)k == c ? 1.0 : 0.0)));
-        }
-    }
+    ce_job j = {n, NULL, gx, n->a.reduction == AD_REDUCE_MEAN ? 1.0 / (double)n->a.len : 1.0};
+    ad__split_run((size_t)n->in[0]->shape.dim[0], ce_parts(n), 1, ce_bwd_range, &j);
 }
 
 /* Writes the reduced tangent of a loss from its per-term tangents dl[0..count). */

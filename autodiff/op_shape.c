@@ -7,9 +7,12 @@
  * gradient (a row gathered twice receives both rows' gradients).
  */
 #include <inttypes.h>
+#include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "internal.h"
+#include "split.h"
 
 /* ---- reshape ---------------------------------------------------------------------- */
 
@@ -82,10 +85,57 @@ static void add_into(ad_dtype d, void *dst, const void *src, size_t n)
     else add_into_double(dst, src, n);
 }
 
+/*
+ * The copies of the shape ops: `rows` runs of `run` elements, run o read
+ * from src + (idx ? idx[o] : o) * ss and copied (add = 0) or added (add = 1,
+ * backward) to dst + o * ds, strides in elements. A large move is cut into
+ * consecutive ranges of elements over the threads (split.h, the rule is
+ * AD__TUNE_COPY_MIN_PER_THREAD); each element is copied or added alone, so
+ * the bits never depend on the split.
+ */
+typedef struct runs {
+    ad_dtype dtype;
+    int add;
+    char *dst;
+    const char *src;
+    size_t ds, ss, run, rows;
+    const int64_t *idx;
+} runs;
+
+static void runs_range(void *ctx, size_t lo, size_t hi, int part)
+{
+    const runs *r = ctx;
+    size_t es = ad__dtype_size(r->dtype), o = lo / r->run, j = lo % r->run;
+    (void)part;
+    for (size_t k = lo; k < hi; o++, j = 0) {
+        size_t w = r->run - j < hi - k ? r->run - j : hi - k, from = r->idx ? (size_t)r->idx[o] : o;
+        char *d = r->dst + (o * r->ds + j) * es;
+        const char *src = r->src + (from * r->ss + j) * es;
+        if (r->add) add_into(r->dtype, d, src, w);
+        else memcpy(d, src, w * es);
+        k += w;
+    }
+}
+
+static void move_runs(const runs *r)
+{
+    size_t n = r->rows * r->run;
+    if (!n) return;
+    int parts = ad__split_parts(n, (double)(n * ad__dtype_size(r->dtype)), AD__TUNE_COPY_MIN_PER_THREAD);
+    ad__split_run(n, parts, AD__TUNE_FLAT_ALIGN, runs_range, (void *)r);
+}
+
+/* One contiguous block of n elements added into dst. */
+static void add_block(ad_dtype d, void *dst, const void *src, size_t n)
+{
+    runs r = {d, 1, dst, src, n, n, n, 1, NULL};
+    move_runs(&r);
+}
+
 void ad__reshape_bwd(ad_tape *t, ad_node *n)
 {
     void *gx = ad__grad(t, n->in[0]);
-    if (gx) add_into(n->out->dtype, gx, n->out->grad, n->out->numel);
+    if (gx) add_block(n->out->dtype, gx, n->out->grad, n->out->numel);
 }
 
 ad_tensor *ad_reshape(ad_tape *t, ad_tensor *x, ad_shape shape)
@@ -258,38 +308,83 @@ ad_status ad__shape_concat(ad_tape *t, ad_node *n, ad_shape *out)
     return AD_OK;
 }
 
-ad_status ad__concat_fwd(ad_tape *t, ad_node *n)
+/* The moves of a concat's inputs, in order (dst NULL: an input without a
+ * gradient). */
+static void pieces_range(void *ctx, size_t lo, size_t hi, int part)
 {
-    (void)t;
-    size_t es = ad__dtype_size(n->out->dtype), outer, inner, off = 0;
+    const runs *r = ctx;
+    for (size_t k = lo; k < hi; k++)
+        if (r[k].dst) runs_range((void *)&r[k], 0, r[k].rows * r[k].run, part);
+}
+
+typedef struct span {
+    uintptr_t lo, hi;
+} span;
+
+static int span_cmp(const void *a, const void *b)
+{
+    uintptr_t x = ((const span *)a)->lo, y = ((const span *)b)->lo;
+    return (x > y) - (x < y);
+}
+
+/* Whether the moves write disjoint bytes: backward's inputs may share a
+ * gradient (concat(x, x), or two copies of one weight whose gradient goes
+ * straight to the parameter), and those additions must not run at once. */
+static int writes_disjoint(ad_tape *t, const runs *r, size_t count)
+{
+    span *sp = ad__alloc_array(t, count, sizeof *sp);
+    if (!sp) return 0;
+    size_t m = 0, es = ad__dtype_size(r[0].dtype);
+    for (size_t k = 0; k < count; k++)
+        if (r[k].dst && r[k].rows && r[k].run) {
+            uintptr_t lo = (uintptr_t)r[k].dst;
+            sp[m].lo = lo;
+            sp[m++].hi = lo + ((r[k].rows - 1) * r[k].ds + r[k].run) * es;
+        }
+    qsort(sp, m, sizeof *sp, span_cmp);
+    for (size_t k = 1; k < m; k++)
+        if (sp[k].lo < sp[k - 1].hi) return 0;
+    return 1;
+}
+
+/*
+ * Forward copies each input into its columns of the output; backward adds
+ * the output gradient's columns into each input's. Many small inputs (the
+ * states of an unroll, joined along axis 0) are split over the threads by
+ * input, a few large ones each by its elements.
+ */
+static ad_status concat_moves(ad_tape *t, ad_node *n, int bwd)
+{
+    size_t es = ad__dtype_size(n->out->dtype), outer, inner, off = 0, bytes = 0;
     outer_inner(n->out->shape, n->a.axis, &outer, &inner);
-    size_t row = (size_t)n->out->shape.dim[n->a.axis] * inner * es;
-    for (int k = 0; k < n->n_in; k++) {
-        size_t piece = (size_t)n->in[k]->shape.dim[n->a.axis] * inner * es;
-        const char *x = n->in[k]->data;
-        char *y = n->out->data;
-        for (size_t o = 0; o < outer; o++) memcpy(y + o * row + off, x + o * piece, piece);
+    size_t row = (size_t)n->out->shape.dim[n->a.axis] * inner, count = (size_t)n->n_in;
+    runs *r = ad__alloc_array(t, count, sizeof *r);
+    if (!r) return ad_tape_status(t);
+    for (size_t k = 0; k < count; k++) {
+        size_t piece = (size_t)n->in[k]->shape.dim[n->a.axis] * inner;
+        runs rk = {n->out->dtype, 0, (char *)n->out->data + off * es, n->in[k]->data, row, piece, piece, outer, NULL};
+        if (bwd) {
+            runs back = {n->out->dtype, 1, ad__grad(t, n->in[k]), (const char *)n->out->grad + off * es, piece, row,
+                         piece, outer, NULL};
+            rk = back;
+        }
+        r[k] = rk;
         off += piece;
+        bytes += piece * outer * es;
     }
+    int parts = ad__split_parts(count, (double)bytes, AD__TUNE_COPY_MIN_PER_THREAD);
+    if (parts > 1 && count >= (size_t)2 * (size_t)parts && (!bwd || writes_disjoint(t, r, count))) {
+        ad__split_run(count, parts, 1, pieces_range, r);
+        return AD_OK;
+    }
+    for (size_t k = 0; k < count; k++)
+        if (r[k].dst) move_runs(&r[k]);
     return AD_OK;
 }
 
-void ad__concat_bwd(ad_tape *t, ad_node *n)
-{
-    size_t es = ad__dtype_size(n->out->dtype), outer, inner, off = 0;
-    outer_inner(n->out->shape, n->a.axis, &outer, &inner);
-    size_t row = (size_t)n->out->shape.dim[n->a.axis] * inner;
-    for (int k = 0; k < n->n_in; k++) {
-        size_t piece = (size_t)n->in[k]->shape.dim[n->a.axis] * inner;
-        char *gx = ad__grad(t, n->in[k]);
-        if (gx) {
-            const char *g = n->out->grad;
-            for (size_t o = 0; o < outer; o++)
-                add_into(n->out->dtype, gx + o * piece * es, g + (o * row + off) * es, piece);
-        }
-        off += piece;
-    }
-}
+ad_status ad__concat_fwd(ad_tape *t, ad_node *n) { return concat_moves(t, n, 0); }
+
+void ad__concat_bwd(ad_tape *t, ad_node *n) { (void)concat_moves(t, n, 1); }
 
 ad_tensor *ad_concat(ad_tape *t, ad_tensor *const *xs, int n, int axis)
 {
@@ -341,11 +436,10 @@ ad_status ad__slice_fwd(ad_tape *t, ad_node *n)
         return AD_OK;
     }
     outer_inner(n->in[0]->shape, n->a.axis, &outer, &inner);
-    size_t row = (size_t)n->in[0]->shape.dim[n->a.axis] * inner * es;
-    size_t piece = (size_t)n->a.len * inner * es, off = (size_t)n->a.start * inner * es;
-    const char *x = n->in[0]->data;
-    char *y = n->out->data;
-    for (size_t o = 0; o < outer; o++) memcpy(y + o * piece, x + o * row + off, piece);
+    size_t row = (size_t)n->in[0]->shape.dim[n->a.axis] * inner;
+    size_t piece = (size_t)n->a.len * inner, off = (size_t)n->a.start * inner;
+    runs r = {n->out->dtype, 0, n->out->data, (const char *)n->in[0]->data + off * es, piece, row, piece, outer, NULL};
+    move_runs(&r);
     return AD_OK;
 }
 
@@ -356,15 +450,14 @@ void ad__slice_bwd(ad_tape *t, ad_node *n)
     size_t es = ad__dtype_size(n->out->dtype), outer, inner;
     if (n->a.view) { /* one block: its gradient adds into one run of gx */
         size_t off = (size_t)n->a.start * view_inner(n);
-        add_into(n->out->dtype, gx + off * es, n->out->grad, n->out->numel);
+        add_block(n->out->dtype, gx + off * es, n->out->grad, n->out->numel);
         return;
     }
     outer_inner(n->in[0]->shape, n->a.axis, &outer, &inner);
     size_t row = (size_t)n->in[0]->shape.dim[n->a.axis] * inner;
     size_t piece = (size_t)n->a.len * inner, off = (size_t)n->a.start * inner;
-    const char *g = n->out->grad;
-    for (size_t o = 0; o < outer; o++)
-        add_into(n->out->dtype, gx + (o * row + off) * es, g + o * piece * es, piece);
+    runs r = {n->out->dtype, 1, gx + off * es, n->out->grad, row, piece, piece, outer, NULL};
+    move_runs(&r);
 }
 
 ad_tensor *ad_slice(ad_tape *t, ad_tensor *x, int axis, int64_t start, int64_t len)
@@ -441,11 +534,9 @@ ad_status ad__keep_indices(ad_tape *t, ad_node *n)
 ad_status ad__gather_rows_fwd(ad_tape *t, ad_node *n)
 {
     if (ad__keep_indices(t, n) != AD_OK) return ad_tape_status(t);
-    size_t row = (size_t)n->out->shape.dim[1] * ad__dtype_size(n->out->dtype);
-    const char *x = n->in[0]->data;
-    char *y = n->out->data;
-    for (int64_t i = 0; i < n->a.n_idx; i++)
-        memcpy(y + (size_t)i * row, x + (size_t)n->a.idx[i] * row, row);
+    size_t row = (size_t)n->out->shape.dim[1];
+    runs r = {n->out->dtype, 0, n->out->data, n->in[0]->data, row, row, row, (size_t)n->a.n_idx, n->a.idx};
+    move_runs(&r);
     return AD_OK;
 }
 
@@ -605,7 +696,7 @@ void ad__dropout_bwd(ad_tape *t, ad_node *n)
     if (!gx) return;
     size_t count = n->out->numel;
     if (!n->saved) {
-        add_into(n->out->dtype, gx, n->out->grad, count);
+        add_block(n->out->dtype, gx, n->out->grad, count);
         return;
     }
     if (n->out->dtype == AD_F32) {

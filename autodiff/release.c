@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "internal.h"
+#include "split.h"
 
 void ad__pool_init(ad_tape *t, int release_grads) { t->pool.release_grads = release_grads; }
 
@@ -80,14 +81,24 @@ ad_status ad_tape_release(ad_tape *t, ad_tensor *x)
 /* The slow half of ad__grad: a new zeroed buffer for this pass. A buffer of
  * up to one alignment unit is a whole 64-byte block, zeroed with a
  * fixed-size store the compiler inlines. */
+static void zero_range(void *ctx, size_t lo, size_t hi, int part)
+{
+    (void)part;
+    memset((char *)ctx + lo, 0, hi - lo);
+}
+
 void *ad__grad_new(ad_tape *t, ad_tensor *x)
 {
     size_t bytes = x->numel * ad__dtype_size(x->dtype);
     void *g = ad__pool_take(t, bytes);
     if (!g) g = ad__bump(t, bytes);
     if (!g) return NULL;
-    if (bytes <= AD__ALIGN) memset(g, 0, AD__ALIGN);
-    else memset(g, 0, bytes);
+    if (bytes <= AD__ALIGN) {
+        memset(g, 0, AD__ALIGN);
+    } else { /* a large one over the threads (split.h), in 64-byte lines */
+        int parts = ad__split_parts(bytes, (double)bytes, AD__TUNE_COPY_MIN_PER_THREAD);
+        ad__split_run(bytes, parts, 64, zero_range, g);
+    }
     x->grad = g;
     x->grad_pass = ad__tape_pass(t);
     x->grad_sq = 0;

@@ -65,7 +65,7 @@
 #define AD__TUNE_THREAD_MIN_WORK 262144.0
 
 /* Elements of a flat parameter block below which a thread is not worth
- * waking for the flat loops over it (nn/flat_split.c: the optimizer update,
+ * waking for the flat loops over it (nn/internal.h over split.c: the optimizer update,
  * gradient accumulation from replicas, zeroing): 16384 Adam updates
  * take ~10 us on one core (bench/serial_tail), waking the team and meeting
  * at its end a few. Boundaries fall
@@ -73,6 +73,26 @@
  * (two of f64), so no two threads write one line. */
 #define AD__TUNE_FLAT_MIN_PER_THREAD ((size_t)16384)
 #define AD__TUNE_FLAT_ALIGN ((size_t)16)
+
+/* ---- elementwise work on the threads (split.h) -------------------------------- */
+
+/* The least work per thread worth a split of the elementwise loops of one
+ * op: waking the team and meeting at its end cost 0.4 us back to back on
+ * the 2-core Zen 5 (a thread that has gone to sleep, more), so each part
+ * should take a few times that on one thread.
+ * Elements of gx ([B, G H]) for a fused cell op (op_cell.c): the GRU cell's
+ * forward takes 0.36 ns per element of gx on one thread (8.8 us for a
+ * [32, 768] step of W4g), so 4096 elements are about 1.5 us. W3, W4 and W4g
+ * on 2 threads ran within noise of each other with all three thresholds a
+ * quarter of these and four times these (bench/README.md, "Two threads"). */
+#define AD__TUNE_CELL_MIN_PER_THREAD 4096.0
+/* Elements of the logits for a loss over rows (op_loss.c: cross-entropy,
+ * an exponential and a few passes per element, about as dear). */
+#define AD__TUNE_ROWS_MIN_PER_THREAD 4096.0
+/* Bytes for a copy of the shape ops (op_shape.c: concat, slice, gather's
+ * rows, their backward's additions) or the zeroing of a new gradient
+ * (release.c): 64 KiB move in 1.5-2 us. */
+#define AD__TUNE_COPY_MIN_PER_THREAD 65536.0
 
 /* ---- lean copies' weight gradients (stacked_grads.c, copy_grads.c) ---------- */
 

@@ -4,7 +4,7 @@
  * order and one Adam update (nn_params_zero_grad, nn_params_accumulate_grads,
  * nn_optim_step), on 1 and on N threads, for the parameter counts of W3, W4
  * and W4g (H = 256, vocabulary 65). These loops are split over the threads of
- * ad_set_num_threads() (nn/flat_split.c); in unroll_bench --shards they are
+ * ad_set_num_threads() (autodiff/split.c); in unroll_bench --shards they are
  * the part of the step outside ad_parallel_run.
  *
  *     ./build-omp/bench/serial_tail            (UNROLL_WITH_OPENMP=ON; 2 threads)

@@ -261,18 +261,23 @@ static ad_tensor *input_proj(rnet *r, const int64_t *ids, int64_t n)
 static nn_state step(rnet *r, ad_tensor *gx, ad_tensor *wh, nn_state s)
 {
     ad_tape *t = r->tape;
-    ad_tensor *gh = ad_matmul(t, s.h, wh, 0);
     nn_state n = {NULL, NULL};
+    if (r->kind == NN_CELL_GRU) {
+        /* b holds b_x of [r z n], bh the b_h of PyTorch's form (b_hn inside
+         * r's product): gh = h W_h + b_h is one addmm, which the GRU's
+         * backward reads. */
+        n.h = ad_gru_cell(t, gx, ad_addmm(t, ad_use(t, r->bh), s.h, wh, 0), s.h);
+        return n;
+    }
+    ad_tensor *gh = ad_matmul(t, s.h, wh, 0);
     if (r->kind == NN_CELL_RNN_TANH) {
         n.h = ad_rnn_cell(t, gx, gh, AD_RNN_TANH);
-    } else if (r->kind == NN_CELL_LSTM) {
+    } else {
         n.c = ad_lstm_cell_state(t, gx, gh, s.c);
         n.h = ad_lstm_cell_output(t, gx, gh, n.c);
-    } else { /* GRU: b holds b_x of [r z n], bh the b_h of PyTorch's form (b_hn inside r's product) */
-        n.h = ad_gru_cell(t, gx, ad_add(t, gh, ad_use(t, r->bh)), s.h);
     }
-    /* No backward reads h W_h (the GRU's reads the sum with b_h): its buffer
-     * goes back to the tape for the next step. */
+    /* No backward reads h W_h: its buffer goes back to the tape for the
+     * next step. */
     if (ad_tape_status(t) == AD_OK) ad_tape_release(t, gh);
     return n;
 }

@@ -23,12 +23,12 @@ endif()
 install(EXPORT unroll_targets NAMESPACE unroll::
         FILE unroll-${UNROLL_LIB_KIND}-targets.cmake DESTINATION ${UNROLL_CMAKE_DIR})
 
-# The public headers; internal.h (of both folders), clones.h, fileio.h, kernels.h, op_list.h and tuning.h are the
+# The public headers; internal.h (of both folders), clones.h, fileio.h, kernels.h, split.h, op_list.h and tuning.h are the
 # libraries' own.
 install(DIRECTORY autodiff/ DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/unroll/autodiff
         FILES_MATCHING PATTERN "*.h" PATTERN "internal.h" EXCLUDE PATTERN "fileio.h" EXCLUDE
         PATTERN "kernels.h" EXCLUDE PATTERN "op_list.h" EXCLUDE PATTERN "tuning.h" EXCLUDE
-        PATTERN "clones.h" EXCLUDE)
+        PATTERN "clones.h" EXCLUDE PATTERN "split.h" EXCLUDE)
 set(UNROLL_NN_HEADER_EXCLUDE)
 if(NOT UNROLL_WITH_MPI) # nn/dist.h only with the library that implements it
   set(UNROLL_NN_HEADER_EXCLUDE PATTERN "dist.h" EXCLUDE)

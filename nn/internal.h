@@ -12,7 +12,9 @@
 #include <stdint.h>
 
 #include "../autodiff/fileio.h"
+#include "../autodiff/split.h"
 #include "../autodiff/status.h"
+#include "../autodiff/tuning.h"
 #include "cell.h"
 
 /* ---- The op-by-op gates (cell.c) ----------------------------------------------------- */
@@ -26,24 +28,30 @@
 ad_status nn__builtin_step_plain(ad_tape *t, const nn_cell *cell, ad_tensor *x, const nn_state *prev,
                                  nn_state *next);
 
-/* ---- flat loops over the threads (flat_split.c) -------------------------------------- */
+/* ---- flat loops over the threads (autodiff/split.c) --------------------------------- */
 
-/* The most parts a flat loop is split into (callers may keep a flag per part). */
-#define NN__FLAT_MAX_PARTS 64
+/* The flat loops over a parameter block (the optimizer update, gradients
+ * summed from replicas, zeroing) are split over the threads by the engine's
+ * split (autodiff/split.h), at most AD__SPLIT_MAX_PARTS parts (callers may
+ * keep a flag per part), a part only per AD__TUNE_FLAT_MIN_PER_THREAD
+ * elements, boundaries on AD__TUNE_FLAT_ALIGN elements (tuning.h). Every
+ * element of these loops depends on that element alone: the bits are those
+ * of one loop for any split. */
+#define NN__FLAT_MAX_PARTS AD__SPLIT_MAX_PARTS
+typedef ad__split_fn nn__flat_fn;
 
-/* fn(ctx, lo, hi, part): the loop's elements [lo, hi), part `part` of the split. */
-typedef void (*nn__flat_fn)(void *ctx, size_t lo, size_t hi, int part);
-
-/* How many parts (threads) a flat loop over n elements uses: 1 up to
- * NN__FLAT_MAX_PARTS, at most ad_get_num_threads(), and 1 for a block too
- * small to gain (tuning.h). */
-int nn__flat_parts(size_t n);
+/* How many parts (threads) a flat loop over n elements uses. */
+static inline int nn__flat_parts(size_t n)
+{
+    return ad__split_parts(n, (double)n, (double)AD__TUNE_FLAT_MIN_PER_THREAD);
+}
 
 /* Runs fn over [0, n) cut into `parts` consecutive ranges (from
- * nn__flat_parts(n)), each on its own thread, and returns when all are done.
- * A loop whose every element depends on that element alone gives the same
- * bits for any split. */
-void nn__flat_run(size_t n, int parts, nn__flat_fn fn, void *ctx);
+ * nn__flat_parts(n)), each on its own thread, and returns when all are done. */
+static inline void nn__flat_run(size_t n, int parts, nn__flat_fn fn, void *ctx)
+{
+    ad__split_run(n, parts, AD__TUNE_FLAT_ALIGN, fn, ctx);
+}
 
 /* ---- checksums (checkpoint.c) ------------------------------------------------------- */
 

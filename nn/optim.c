@@ -289,7 +289,7 @@ ad_status nn_optim_step(nn_optim *o, ad_error *err)
     if (n != o->numel)
         return ad_error_set(err, AD_ERR_STATE, "optim_step: parameters were added after the optimizer was made");
     /* Every element's update reads only its own value, gradient and state:
-     * split over the threads (flat_split.c), the bits are those of one loop. */
+     * split over the threads (autodiff/split.c), the bits are those of one loop. */
     int parts = nn__flat_parts(n);
     step_job j = {.o = o, .v = v, .g = g, .f32 = nn_params_dtype(o->ps) == AD_F32, .check = 1};
     nn__flat_run(n, parts, step_range, &j);

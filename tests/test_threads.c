@@ -289,7 +289,7 @@ Test(threads, sharded_step_is_bit_identical_on_1_and_2_threads)
     sharded_check(1);
 }
 
-/* ---- flat loops over the parameter block (nn/flat_split.c) -------------------------- */
+/* ---- flat loops over the parameter block (autodiff/split.c) ------------------------ */
 
 static void count_range(void *ctx, size_t lo, size_t hi, int part)
 {
@@ -463,4 +463,176 @@ Test(threads, a_split_update_refuses_a_non_finite_gradient_in_any_part)
     for (size_t i = 0; i < n; i++) cr_assert_eq(v[i], 1.0f, "element %zu changed", i);
     nn_optim_free(opt);
     nn_params_free(ps);
+}
+
+/* ---- the elementwise work of one tape over the threads (split.h) --------------------- */
+
+/* A recurrent net whose every op of the step is large enough to be split
+ * over up to 3 threads (checked against the rules of tuning.h below): the
+ * input projection of all steps at once (gathered rows or a product), each
+ * step's rows of it a view, the fused cell, the states joined by concat, the
+ * head and cross-entropy over every token. B is odd so that no split is
+ * even, H = 400 so that rows end inside a vector. */
+enum { NB = 33, NH = 400, NT = 8, NV = 65 };
+
+typedef struct split_net {
+    int kind; /* 0 Elman tanh, 1 Elman relu, 2 LSTM, 3 GRU */
+    int gather;
+    ad_param *p[6]; /* W_x [NV, G NH], W_h [NH, G NH], b [G NH], b_h [G NH], W_y [NH, NV], b_y [NV] */
+} split_net;
+
+static int64_t split_gates(int kind) { return kind == 2 ? 4 : kind == 3 ? 3 : 1; }
+
+static void split_net_init(split_net *s, ad_dtype dt, int kind, int gather)
+{
+    int64_t g = split_gates(kind) * NH;
+    ad_shape shapes[6] = {ad_shape2(NV, g), ad_shape2(NH, g), ad_shape1(g), ad_shape1(g), ad_shape2(NH, NV), ad_shape1(NV)};
+    s->kind = kind, s->gather = gather;
+    for (int i = 0; i < 6; i++) {
+        s->p[i] = ad_param_new("p", dt, shapes[i], NULL);
+        cr_assert_not_null(s->p[i]);
+        ad_tensor *v = ad_param_value(s->p[i]);
+        size_t n = ad_tensor_numel(v);
+        double *x = malloc(n * sizeof *x);
+        ts_fill_uniform(x, n, 11 + (uint64_t)i, -0.15, 0.15);
+        for (size_t j = 0; j < n; j++) {
+            if (dt == AD_F32) ad_tensor_f32(v)[j] = (float)x[j];
+            else ad_tensor_f64(v)[j] = x[j];
+        }
+        free(x);
+    }
+}
+
+/* One forward and backward on `threads` threads; the loss and every
+ * parameter gradient are appended to out as bytes. Returns the bytes. */
+static size_t split_net_run(split_net *s, ad_dtype dt, ad_copy_grads copy, int threads, const int64_t *ids,
+                            unsigned char *out)
+{
+    ad_tape_options o = {0};
+    o.copy_grads = copy, o.release_grads = copy != AD_COPY_GRADS_KEEP;
+    ad_tape *t = ad_tape_new(&o);
+    cr_assert_eq(ad_set_num_threads(threads), AD_OK);
+    for (int i = 0; i < 6; i++) ad_param_zero_grad(s->p[i]);
+    int64_t n = (int64_t)NT * NB;
+    ad_tensor *proj;
+    if (s->gather) {
+        proj = ad_add(t, ad_gather_rows(t, ad_use(t, s->p[0]), ids, n), ad_use(t, s->p[2]));
+    } else {
+        ad_tensor *x = ad_zeros(t, dt, ad_shape2(n, NV));
+        for (int64_t r = 0; r < n; r++) {
+            if (dt == AD_F32) ad_tensor_f32(x)[r * NV + ids[r]] = 1.0f;
+            else ad_tensor_f64(x)[r * NV + ids[r]] = 1.0;
+        }
+        proj = ad_addmm(t, ad_use(t, s->p[2]), x, ad_use(t, s->p[0]), 0);
+    }
+    ad_tensor *wh = ad_use(t, s->p[1]);
+    ad_tensor *h = ad_zeros(t, dt, ad_shape2(NB, NH)), *c = ad_zeros(t, dt, ad_shape2(NB, NH)), *hs[NT];
+    for (int k = 0; k < NT; k++) {
+        ad_tensor *gx = ad_slice(t, proj, 0, (int64_t)k * NB, NB);
+        if (s->kind == 3) {
+            h = ad_gru_cell(t, gx, ad_addmm(t, ad_use(t, s->p[3]), h, wh, 0), h);
+        } else if (s->kind == 2) {
+            ad_tensor *gh = ad_matmul(t, h, wh, 0);
+            c = ad_lstm_cell_state(t, gx, gh, c);
+            h = ad_lstm_cell_output(t, gx, gh, c);
+        } else {
+            h = ad_rnn_cell(t, gx, ad_matmul(t, h, wh, 0), s->kind ? AD_RNN_RELU : AD_RNN_TANH);
+        }
+        hs[k] = h;
+    }
+    ad_tensor *logits = ad_addmm(t, ad_use(t, s->p[5]), ad_concat(t, hs, NT, 0), ad_use(t, s->p[4]), 0);
+    ad_tensor *loss = ad_cross_entropy(t, logits, ids + 1, n, -100, AD_REDUCE_MEAN);
+    cr_assert_not_null(loss, "%s", ad_tape_message(t));
+    cr_assert_eq(ad_backward(t, loss, NULL), AD_OK, "%s", ad_tape_message(t));
+    ad_set_num_threads(1);
+    size_t es = dt == AD_F32 ? sizeof(float) : sizeof(double), off = 0;
+    memcpy(out, dt == AD_F32 ? (void *)ad_tensor_f32(loss) : (void *)ad_tensor_f64(loss), es);
+    off += es;
+    for (int i = 0; i < 6; i++) {
+        if (i == 3 && s->kind != 3) continue;
+        ad_tensor *gi = ad_param_grad(s->p[i]);
+        size_t bytes = ad_tensor_numel(gi) * es;
+        memcpy(out + off, dt == AD_F32 ? (void *)ad_tensor_f32(gi) : (void *)ad_tensor_f64(gi), bytes);
+        off += bytes;
+    }
+    ad_tape_free(t);
+    return off;
+}
+
+/* The sizes above are split by the rules of tuning.h: otherwise the test
+ * below would compare one thread with itself. */
+static void assert_the_net_is_split(int threads, int kind)
+{
+    size_t n = (size_t)NT * NB;
+    cr_assert_eq(ad_set_num_threads(threads), AD_OK);
+    double cell_work = (double)NB * (double)(split_gates(kind) * NH);
+    cr_assert_eq(ad__split_parts(NB, cell_work, AD__TUNE_CELL_MIN_PER_THREAD), threads, "cell ops, kind %d", kind);
+    cr_assert_eq(ad__split_parts(n, (double)n * NV, AD__TUNE_ROWS_MIN_PER_THREAD), threads, "cross-entropy");
+    double state_bytes = (double)NB * NH * sizeof(float) * NT;
+    cr_assert_eq(ad__split_parts(NT, state_bytes, AD__TUNE_COPY_MIN_PER_THREAD), threads, "concat");
+    cr_assert(NT >= 2 * threads, "concat splits by input only with two per thread");
+    ad_set_num_threads(1);
+}
+
+/* Every fused cell, the shape ops' copies and additions, the zeroing of new
+ * gradients and cross-entropy, split over 2 and 3 threads, give the loss and
+ * gradients of one thread to the bit, in f32 and f64, on a tape that keeps
+ * its copies' gradients and on one that keeps norms and releases them. */
+Test(threads, a_tapes_elementwise_work_is_bit_identical_on_1_2_and_3_threads, .timeout = 300)
+{
+    SKIP_WITHOUT_OPENMP();
+    long before = ts_live_allocs();
+    int64_t *ids = malloc(((size_t)NT * NB + 1) * sizeof *ids);
+    for (size_t i = 0; i < (size_t)NT * NB + 1; i++) ids[i] = (int64_t)((i * 37 + 5) % NV);
+    size_t cap = (size_t)4 * NH * NV * 8 + (size_t)2 * 4 * NH * NH * 8;
+    unsigned char *r[3];
+    for (int k = 0; k < 3; k++) r[k] = malloc(cap);
+    ad_dtype dts[2] = {AD_F32, AD_F64};
+    ad_copy_grads copies[2] = {AD_COPY_GRADS_KEEP, AD_COPY_GRADS_NORMS};
+    for (int kind = 0; kind < 4; kind++) {
+        for (int th = 2; th <= 3; th++) assert_the_net_is_split(th, kind);
+        for (int d = 0; d < 2; d++)
+            for (int cg = 0; cg < 2; cg++) {
+                split_net s;
+                split_net_init(&s, dts[d], kind, cg); /* the gather form with the NORMS tape */
+                size_t n[3];
+                for (int th = 0; th < 3; th++) n[th] = split_net_run(&s, dts[d], copies[cg], th + 1, ids, r[th]);
+                for (int th = 1; th < 3; th++) {
+                    cr_assert_eq(n[th], n[0]);
+                    cr_assert(!memcmp(r[0], r[th], n[0]), "cell kind %d, %s, %s: %d threads differ from 1", kind,
+                              d ? "f64" : "f32", cg ? "norms, gather" : "keep, product", th + 1);
+                }
+                for (int i = 0; i < 6; i++) ad_param_free(s.p[i]);
+            }
+    }
+    for (int k = 0; k < 3; k++) free(r[k]);
+    free(ids);
+    cr_assert_eq(ts_live_allocs(), before);
+}
+
+/* A concat of one tensor with itself, large enough to split by input: the
+ * inputs share one gradient, so their additions must not run at once (each
+ * element of the gradient is exactly the number of uses). */
+Test(threads, a_concat_of_one_tensor_with_itself_adds_every_use)
+{
+    SKIP_WITHOUT_OPENMP();
+    long before = ts_live_allocs();
+    ad_param *x = ad_param_new("x", AD_F32, ad_shape2(NB, NH), NULL);
+    cr_assert_not_null(x);
+    for (int threads = 1; threads <= 3; threads++) {
+        ad_param_zero_grad(x);
+        ad_tape *t = ad_tape_new(NULL);
+        cr_assert_eq(ad_set_num_threads(threads), AD_OK);
+        ad_tensor *y = ad_tanh(t, ad_use(t, x)), *ys[NT];
+        for (int k = 0; k < NT; k++) ys[k] = k % 2 ? y : ad_use(t, x);
+        ad_tensor *loss = ad_sum(t, ad_concat(t, ys, NT, 0), AD_AXIS_ALL, 0);
+        cr_assert_eq(ad_backward(t, loss, NULL), AD_OK, "%s", ad_tape_message(t));
+        ad_set_num_threads(1);
+        const float *g = ad_tensor_f32(ad_param_grad(x));
+        for (size_t i = 0; i < (size_t)NB * NH; i++) /* x = 0: tanh' = 1; 4 uses through y, 4 direct */
+            cr_assert_eq(g[i], 8.0f, "%d threads: element %zu is %g", threads, i, (double)g[i]);
+        ad_tape_free(t);
+    }
+    ad_param_free(x);
+    cr_assert_eq(ts_live_allocs(), before);
 }

@@ -1,0 +1,43 @@
+/*
+ * split.h - loops over independent elements (or rows) cut into consecutive
+ * ranges, one per thread of ad_set_num_threads(). Never installed.
+ *
+ * When every element of a loop depends on that element alone, cutting
+ * [0, n) into ranges computes each element by the same arithmetic as one
+ * loop over the whole, so results are bit-identical for any thread count.
+ * The rule of how many parts is here and only here: at most the thread
+ * count, at most AD__SPLIT_MAX_PARTS, at most one per `min_work` of work
+ * (a threshold of tuning.h). Inside an ad_parallel_run task (a shard) the
+ * parts run in order on the task's thread, as ad_parallel_run runs nested
+ * tasks, so the bits are the same there too. With one
+ * thread (the default), or in a build without OpenMP, the loop runs whole
+ * on the calling thread.
+ *
+ * Used by the fused cell ops (op_cell.c) and, through the same file, by the
+ * flat loops of nn/ over a parameter block (the optimizer update, gradients
+ * summed from replicas, zeroing).
+ */
+#ifndef UNROLL_AD_SPLIT_H
+#define UNROLL_AD_SPLIT_H
+
+#include <stddef.h>
+
+/* The most parts a loop is split into (callers may keep a flag per part). */
+#define AD__SPLIT_MAX_PARTS 64
+
+/* fn(ctx, lo, hi, part): the loop's units [lo, hi), part `part` of the split. */
+typedef void (*ad__split_fn)(void *ctx, size_t lo, size_t hi, int part);
+
+/* How many parts a loop over `units` units (elements, rows) doing `work`
+ * in all (elements touched, say) uses: 1 when a part would get less than
+ * `min_work`, or there is one thread. */
+int ad__split_parts(size_t units, double work, double min_work);
+
+/* Runs fn over [0, units) cut into `parts` consecutive ranges (from
+ * ad__split_parts()), each on its own thread, and returns when all are
+ * done. Every boundary but the last is a multiple of `align` units (>= 1),
+ * so that, with align a cache line of elements, no two threads write one
+ * line. */
+void ad__split_run(size_t units, int parts, size_t align, ad__split_fn fn, void *ctx);
+
+#endif
