@@ -27,6 +27,7 @@
 #include "clones.h"
 #include "internal.h"
 #include "kernels.h"
+#include "split.h"
 
 /* The Gram form takes m^2 (k + n) multiply-adds (the kernel fills both
  * halves of each symmetric matrix) against the product's m k n: with
@@ -38,28 +39,77 @@ static int gram_pays(size_t m, size_t k, size_t n)
     return m <= AD__TUNE_GRAM_MAX_ROWS && m * (k + n) <= k * n;
 }
 
-/* Dot products in double, in sixteen partial sums in fixed lanes, which the
+/*
+ * Dot products in double, in sixteen partial sums in fixed lanes, which the
  * compiler maps onto four vector registers without reordering any sum (four
  * independent chains hide the latency of the multiply-adds). Fewer than 16
  * elements only ever reach lane 0, and the reduction adds zeros to it: the
  * short loop and one `+ 0.0` (which turns -0 into +0 as the reduction does)
- * give the same bits without the lanes. */
+ * give the same bits without the lanes.
+ *
+ * A long one (more than DOT_CHUNK elements: the gradient of a whole
+ * unroll's input projection) is cut into chunks that depend on its length
+ * alone, at most DOT_MAX_CHUNKS of them; each chunk's lanes start from zero,
+ * the chunks' lanes are added in chunk order, then reduced. The chunks run
+ * over the threads (split.h) and the order of every sum is the same for any
+ * thread count.
+ */
+enum { LANES = 16, DOT_CHUNK = 16384, DOT_MAX_CHUNKS = 64 };
+
+static double reduce_lanes(double *l)
+{
+    for (int w = LANES / 2; w > 0; w /= 2) /* pairwise, lane j with lane j + w */
+        for (int j = 0; j < w; j++) l[j] += l[j + w];
+    return l[0];
+}
+
+typedef struct dot_job {
+    const void *x, *y;
+    size_t len, chunk;
+    double (*lanes)[LANES];
+} dot_job;
+
 #define DEFINE_DOT(T)                                                                     \
-    AD__CLONES static double dot_##T(const T *x, const T *y, size_t len)                  \
+    AD__CLONES static void lanes_##T(const T *x, const T *y, size_t len, double *l)       \
     {                                                                                     \
-        if (len < 16) {                                                                   \
+        size_t i = 0;                                                                     \
+        for (; i + LANES <= len; i += LANES)                                              \
+            for (int j = 0; j < LANES; j++) l[j] += (double)x[i + j] * (double)y[i + j];  \
+        for (; i < len; i++) l[0] += (double)x[i] * (double)y[i];                         \
+    }                                                                                     \
+    static void chunks_##T(void *ctx, size_t lo, size_t hi, int part)                     \
+    {                                                                                     \
+        const dot_job *j = ctx;                                                           \
+        (void)part;                                                                       \
+        for (size_t c = lo; c < hi; c++) {                                                \
+            size_t at = c * j->chunk, n = j->len - at < j->chunk ? j->len - at : j->chunk; \
+            for (int k = 0; k < LANES; k++) j->lanes[c][k] = 0;                           \
+            lanes_##T((const T *)j->x + at, (const T *)j->y + at, n, j->lanes[c]);       \
+        }                                                                                 \
+    }                                                                                     \
+    static double dot_##T(const T *x, const T *y, size_t len)                             \
+    {                                                                                     \
+        double l[LANES] = {0};                                                            \
+        if (len < LANES) {                                                                \
             double s = 0;                                                                 \
             for (size_t i = 0; i < len; i++) s += (double)x[i] * (double)y[i];            \
             return s + 0.0;                                                               \
         }                                                                                 \
-        double l[16] = {0};                                                               \
-        size_t i = 0;                                                                     \
-        for (; i + 16 <= len; i += 16)                                                    \
-            for (int j = 0; j < 16; j++) l[j] += (double)x[i + j] * (double)y[i + j];     \
-        for (; i < len; i++) l[0] += (double)x[i] * (double)y[i];                         \
-        for (int w = 8; w > 0; w /= 2) /* pairwise, lane j with lane j + w */             \
-            for (int j = 0; j < w; j++) l[j] += l[j + w];                                 \
-        return l[0];                                                                      \
+        if (len <= DOT_CHUNK) {                                                           \
+            lanes_##T(x, y, len, l);                                                      \
+            return reduce_lanes(l);                                                       \
+        }                                                                                 \
+        double lanes[DOT_MAX_CHUNKS][LANES];                                              \
+        size_t chunk = (len + DOT_MAX_CHUNKS - 1) / DOT_MAX_CHUNKS;                       \
+        chunk = chunk < DOT_CHUNK ? DOT_CHUNK : (chunk + LANES - 1) / LANES * LANES;      \
+        size_t count = (len + chunk - 1) / chunk;                                         \
+        dot_job j = {x, y, len, chunk, lanes};                                            \
+        double bytes = (double)len * (double)sizeof(T);                                   \
+        ad__split_run(count, ad__split_parts(count, bytes, AD__TUNE_COPY_MIN_PER_THREAD), 1, \
+                      chunks_##T, &j);                                                    \
+        for (size_t c = 0; c < count; c++)                                                \
+            for (int k = 0; k < LANES; k++) l[k] += lanes[c][k];                          \
+        return reduce_lanes(l);                                                           \
     }
 DEFINE_DOT(float)
 DEFINE_DOT(double)

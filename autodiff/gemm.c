@@ -6,6 +6,8 @@
 #include <stddef.h>
 
 #include "kernels.h"
+#include "split.h"
+#include "tuning.h"
 
 /*
  * Without a transposed B a row of C is updated by a multiple of a row of B
@@ -98,7 +100,8 @@ void ad__small_product(int f64, int ta, int tb, size_t m, size_t nn, size_t k, c
 }
 
 /* Copies the bias into every row (a loop: a memcpy call per short row costs
- * more than the copy). */
+ * more than the copy); many rows (the input projection of a whole unroll)
+ * are split over the threads (split.h). */
 #define DEFINE_FILL_ROWS(T)                                                            \
     static void fill_rows_##T(size_t rows, size_t cols, const T *bias, T *restrict out) \
     {                                                                                  \
@@ -108,12 +111,20 @@ void ad__small_product(int f64, int ta, int tb, size_t m, size_t nn, size_t k, c
 DEFINE_FILL_ROWS(float)
 DEFINE_FILL_ROWS(double)
 
+static void fill_range(void *ctx, size_t lo, size_t hi, int part)
+{
+    const ad__product *p = ctx;
+    (void)part;
+    if (!p->f64) fill_rows_float(hi - lo, p->n, p->bias, (float *)p->c + lo * p->n);
+    else fill_rows_double(hi - lo, p->n, p->bias, (double *)p->c + lo * p->n);
+}
+
 void ad__gemm_blocked(const ad__product *p)
 {
     int accumulate = p->accumulate;
     if (p->bias) {
-        if (!p->f64) fill_rows_float(p->m, p->n, p->bias, p->c);
-        else fill_rows_double(p->m, p->n, p->bias, p->c);
+        double bytes = (double)p->m * (double)p->n * (p->f64 ? 8.0 : 4.0);
+        ad__split_run(p->m, ad__split_parts(p->m, bytes, AD__TUNE_COPY_MIN_PER_THREAD), 1, fill_range, (void *)p);
         accumulate = 1;
     }
     int ta = p->trans_a, tb = p->trans_b;

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "internal.h"
+#include "split.h"
 #include "kernels.h"
 
 static void dims(const ad_tensor *x, int trans, int64_t *rows, int64_t *cols)
@@ -179,14 +180,31 @@ ad_status ad__addmm_fwd(ad_tape *t, ad_node *n)
     return ad__status(t);
 }
 
-#define DEFINE_COLUMN_SUMS(T)                                                        \
-    static void column_sums_##T(size_t rows, size_t cols, const T *g, T *out)        \
-    {                                                                                \
-        for (size_t i = 0; i < rows; i++)                                            \
-            for (size_t j = 0; j < cols; j++) out[j] += g[i * cols + j];             \
+/* out[j] += the sum of column j of g over its rows, for the columns
+ * [j0, j1) of a [rows, cols] g: each column in row order, so a split of the
+ * columns over the threads (split.h) keeps every sum's order. */
+#define DEFINE_COLUMN_SUMS(T)                                                                       \
+    static void column_sums_##T(size_t rows, size_t cols, size_t j0, size_t j1, const T *g, T *out) \
+    {                                                                                               \
+        for (size_t i = 0; i < rows; i++)                                                           \
+            for (size_t j = j0; j < j1; j++) out[j] += g[i * cols + j];                             \
     }
 DEFINE_COLUMN_SUMS(float)
 DEFINE_COLUMN_SUMS(double)
+
+typedef struct sums_job {
+    const ad_node *n;
+    void *gb;
+} sums_job;
+
+static void sums_range(void *ctx, size_t lo, size_t hi, int part)
+{
+    const sums_job *j = ctx;
+    size_t rows = (size_t)j->n->out->shape.dim[0], cols = (size_t)j->n->out->shape.dim[1];
+    (void)part;
+    if (j->n->out->dtype == AD_F32) column_sums_float(rows, cols, lo, hi, j->n->out->grad, j->gb);
+    else column_sums_double(rows, cols, lo, hi, j->n->out->grad, j->gb);
+}
 
 /* d bias = the column sums of G; a and b as for matmul. The bias first:
  * matmul's backward may stack the weight gradient, and the stack, once full,
@@ -195,9 +213,11 @@ void ad__addmm_bwd(ad_tape *t, ad_node *n)
 {
     void *gb = ad__grad(t, n->in[2]);
     if (gb) {
-        size_t rows = (size_t)n->out->shape.dim[0], cols = (size_t)n->out->shape.dim[1];
-        if (n->out->dtype == AD_F32) column_sums_float(rows, cols, n->out->grad, gb);
-        else column_sums_double(rows, cols, n->out->grad, gb);
+        size_t cols = (size_t)n->out->shape.dim[1];
+        double bytes = (double)n->out->numel * (double)ad__dtype_size(n->out->dtype);
+        sums_job j = {n, gb};
+        /* column boundaries on 64-byte lines of the bias gradient */
+        ad__split_run(cols, ad__split_parts(cols, bytes, AD__TUNE_COPY_MIN_PER_THREAD), 16, sums_range, &j);
     } else if (ad__status(t) != AD_OK) {
         return;
     }

@@ -540,7 +540,8 @@ static size_t split_net_run(split_net *s, ad_dtype dt, ad_copy_grads copy, int t
         }
         hs[k] = h;
     }
-    ad_tensor *logits = ad_addmm(t, ad_use(t, s->p[5]), ad_concat(t, hs, NT, 0), ad_use(t, s->p[4]), 0);
+    ad_tensor *states = ad_concat(t, hs, NT, 0);
+    ad_tensor *logits = ad_addmm(t, ad_use(t, s->p[5]), states, ad_use(t, s->p[4]), 0);
     ad_tensor *loss = ad_cross_entropy(t, logits, ids + 1, n, -100, AD_REDUCE_MEAN);
     cr_assert_not_null(loss, "%s", ad_tape_message(t));
     cr_assert_eq(ad_backward(t, loss, NULL), AD_OK, "%s", ad_tape_message(t));
@@ -548,6 +549,15 @@ static size_t split_net_run(split_net *s, ad_dtype dt, ad_copy_grads copy, int t
     size_t es = dt == AD_F32 ? sizeof(float) : sizeof(double), off = 0;
     memcpy(out, dt == AD_F32 ? (void *)ad_tensor_f32(loss) : (void *)ad_tensor_f64(loss), es);
     off += es;
+    /* the norms of large gradients (released ones on the NORMS tape): long
+     * sums of squares, split by chunks */
+    ad_tensor *normed[3] = {proj, states, logits};
+    for (int i = 0; i < 3; i++) {
+        double norm;
+        cr_assert_eq(ad_tensor_grad_norm(normed[i], &norm, NULL), AD_OK);
+        memcpy(out + off, &norm, sizeof norm);
+        off += sizeof norm;
+    }
     for (int i = 0; i < 6; i++) {
         if (i == 3 && s->kind != 3) continue;
         ad_tensor *gi = ad_param_grad(s->p[i]);
@@ -571,6 +581,9 @@ static void assert_the_net_is_split(int threads, int kind)
     double state_bytes = (double)NB * NH * sizeof(float) * NT;
     cr_assert_eq(ad__split_parts(NT, state_bytes, AD__TUNE_COPY_MIN_PER_THREAD), threads, "concat");
     cr_assert(NT >= 2 * threads, "concat splits by input only with two per thread");
+    double proj_bytes = (double)n * (double)(split_gates(kind) * NH) * sizeof(float);
+    cr_assert(proj_bytes / AD__TUNE_COPY_MIN_PER_THREAD >= threads && proj_bytes > 2 * 16384 * sizeof(float),
+              "the projection's gradient norm is summed in chunks over the threads");
     ad_set_num_threads(1);
 }
 
