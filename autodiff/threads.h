@@ -5,11 +5,13 @@
  * instruction-set variant of the kernels runs.
  *
  * A build configured with UNROLL_WITH_OPENMP=ON can split large matrix
- * products (forward and backward) over several threads. Threading is an
+ * products (forward and backward) and the large elementwise loops of a tape
+ * (the fused cells, cross-entropy, copies, new gradients' zeroing, long
+ * norms) over several threads. Threading is an
  * explicit opt-in: the count starts at 1 whatever OMP_NUM_THREADS says, so
- * results and timings never depend on the environment. Every product sums
- * each output element in the same order for any thread count, so results
- * are bit-identical with 1, 2 or 16 threads.
+ * results and timings never depend on the environment. Every product and
+ * loop computes each output element in the same order for any thread count,
+ * so results are bit-identical with 1, 2 or 16 threads.
  *
  *     if (ad_set_num_threads(2) != AD_OK) ...n was below 1
  *     ...                          // train as usual
@@ -26,8 +28,10 @@ extern "C" {
 
 /**
  * Sets the number of threads the matrix products may use to `n` (1 by
- * default); the flat loops of nn/ over a parameter block (nn_optim_step(),
- * nn_params_accumulate_grads(), nn_params_zero_grad()) use as many. Returns AD_ERR_ARG and leaves the count unchanged when `n` < 1.
+ * default); the large elementwise loops of a tape (docs/performance.md,
+ * "Loops over independent elements on threads") and the flat loops of nn/
+ * over a parameter block (nn_optim_step(), nn_params_accumulate_grads(),
+ * nn_params_zero_grad()) use as many. Returns AD_ERR_ARG and leaves the count unchanged when `n` < 1.
  * In a build without OpenMP any `n` >= 1 is accepted and ignored: everything
  * runs on the calling thread and ad_get_num_threads() stays 1. The setting is
  * process-wide, like a BLAS library's thread count, and meant to be made once
