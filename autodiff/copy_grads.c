@@ -89,12 +89,12 @@ typedef struct dot_job {
     }                                                                                     \
     static double dot_##T(const T *x, const T *y, size_t len)                             \
     {                                                                                     \
-        double l[LANES] = {0};                                                            \
         if (len < LANES) {                                                                \
             double s = 0;                                                                 \
             for (size_t i = 0; i < len; i++) s += (double)x[i] * (double)y[i];            \
             return s + 0.0;                                                               \
         }                                                                                 \
+        double l[LANES] = {0};                                                            \
         if (len <= DOT_CHUNK) {                                                           \
             lanes_##T(x, y, len, l);                                                      \
             return reduce_lanes(l);                                                       \
@@ -104,7 +104,7 @@ typedef struct dot_job {
         chunk = chunk < DOT_CHUNK ? DOT_CHUNK : (chunk + LANES - 1) / LANES * LANES;      \
         size_t count = (len + chunk - 1) / chunk;                                         \
         dot_job j = {x, y, len, chunk, lanes};                                            \
-        double bytes = (double)len * (double)sizeof(T);                                   \
+        size_t bytes = len * sizeof(T);                                                   \
         ad__split_run(count, ad__split_parts(count, bytes, AD__TUNE_COPY_MIN_PER_THREAD), 1, \
                       chunks_##T, &j);                                                    \
         for (size_t c = 0; c < count; c++)                                                \

@@ -123,7 +123,7 @@ void ad__gemm_blocked(const ad__product *p)
 {
     int accumulate = p->accumulate;
     if (p->bias) {
-        double bytes = (double)p->m * (double)p->n * (p->f64 ? 8.0 : 4.0);
+        size_t bytes = p->m * p->n * (p->f64 ? sizeof(double) : sizeof(float));
         ad__split_run(p->m, ad__split_parts(p->m, bytes, AD__TUNE_COPY_MIN_PER_THREAD), 1, fill_range, (void *)p);
         accumulate = 1;
     }

@@ -25,6 +25,7 @@
 
 #include <string.h>
 
+#include "split.h"
 #include "threads.h"
 
 #include "tuning.h"
@@ -575,14 +576,39 @@ static size_t packed_count(int f64, size_t n, size_t k)
     return (n + nr - 1) / nr * nr * k;
 }
 /* All of op(B) as NR-column strips of k rows each, strip s at s k NR: one
- * panel of the whole matrix, the layout the kernel reads when prepacked. */
+ * panel of the whole matrix, the layout the kernel reads when prepacked. A
+ * large one (a weight packed once per tape) is packed a range of strips per
+ * thread (split.h); each strip is the same copy either way. */
+typedef struct pack_job {
+    int trans_b, f64;
+    size_t n, k;
+    const void *b;
+    void *packed;
+} pack_job;
+
+static void pack_range(void *ctx, size_t lo, size_t hi, int part)
+{
+    const pack_job *j = ctx;
+    size_t nr = j->f64 ? NR_F64 : NR_F32, j0 = lo * nr, j1 = hi * nr < j->n ? hi * nr : j->n;
+    (void)part;
+    if (j->f64) ad__gemm_f64_pack(j->trans_b, j->b, j->n, j->k, 0, j->k, j0, j1 - j0, (double *)j->packed + j0 * j->k);
+    else ad__gemm_f32_pack(j->trans_b, j->b, j->n, j->k, 0, j->k, j0, j1 - j0, (float *)j->packed + j0 * j->k);
+}
+
+static void pack_all(int f64, int trans_b, size_t n, size_t k, const void *b, void *packed)
+{
+    size_t nr = f64 ? NR_F64 : NR_F32, strips = (n + nr - 1) / nr;
+    pack_job j = {trans_b, f64, n, k, b, packed};
+    size_t bytes = n * k * (f64 ? sizeof(double) : sizeof(float));
+    ad__split_run(strips, ad__split_parts(strips, bytes, AD__TUNE_COPY_MIN_PER_THREAD), 1, pack_range, &j);
+}
 static void pack_f32(int trans_b, size_t n, size_t k, const float *b, float *packed)
 {
-    ad__gemm_f32_pack(trans_b, b, n, k, 0, k, 0, n, packed);
+    pack_all(0, trans_b, n, k, b, packed);
 }
 static void pack_f64(int trans_b, size_t n, size_t k, const double *b, double *packed)
 {
-    ad__gemm_f64_pack(trans_b, b, n, k, 0, k, 0, n, packed);
+    pack_all(1, trans_b, n, k, b, packed);
 }
 static void prepacked_f32(int trans_a, int trans_b, size_t m, size_t n, size_t k, const float *a,
                           const float *b, const float *packed, float *c, int accumulate)

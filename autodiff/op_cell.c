@@ -258,13 +258,14 @@ DEFINE_RNN(float)
 DEFINE_RNN(double)
 
 /*
- * Every op above computes row b of its output (and of its gradients) from
+ * Every op here computes row b of its output (and of its gradients) from
  * row b of its inputs alone, so a step's rows can be cut into consecutive
  * ranges, one per thread (split.h): each element goes through the same
  * arithmetic as with one thread, and the bits never depend on the thread
  * count. A range of rows is the op's kernel called on the rows' pointers
- * with B = the range's length. The rule of when to split is
- * AD__TUNE_CELL_MIN_PER_THREAD (tuning.h).
+ * with B = the range's length (the Elman cell, elementwise, below: a range
+ * of elements). The rule of when to split is AD__TUNE_CELL_MIN_PER_THREAD
+ * (tuning.h).
  */
 typedef struct cell_job {
     const ad_node *n;
@@ -274,18 +275,66 @@ typedef struct cell_job {
 
 /* Row b0 of a [B, w] array, NULL staying NULL; plane i of n's saved ones. */
 #define ROW(T, p, b0, w) ((p) ? (T *)(p) + (size_t)(b0) * (size_t)(w) : NULL)
-#define SAVED(T, i) ((T *)n->saved + (size_t)(i) * n->out->numel + b0 * (size_t)H)
+#define SAVED(T, i) ((T *)n->saved + (size_t)(i) * n->out->numel + at_h)
 
-#define DEFINE_CELL_ROWS(T)                                                                            static void cell_rows_##T(const cell_job *j, size_t b0, int64_t B)                                 {                                                                                                      const ad_node *n = j->n;                                                                           int64_t H = H_COLS(n), GH = n->in[0]->shape.dim[1];                                                const T *x = ROW(const T, n->in[0]->data, b0, GH), *h = ROW(const T, n->in[1]->data, b0, GH);         const T *s = n->n_in > 2 ? ROW(const T, n->in[2]->data, b0, H) : NULL;                             T *out = ROW(T, n->out->data, b0, H);                                                              const T *g = j->bwd ? ROW(const T, n->out->grad, b0, H) : NULL;                                    T *ggx = ROW(T, j->gx, b0, GH), *ggh = ROW(T, j->gh, b0, GH), *gs = ROW(T, j->gs, b0, H);          switch (n->op) {                                                                                   case AD_OP_RNN_CELL:                                                                                   if (j->bwd) rnn_bwd_##T((size_t)(B * H), n->a.flags == AD_RNN_RELU, out, g, ggx, ggh);             else rnn_fwd_##T((size_t)(B * H), n->a.flags == AD_RNN_RELU, x, h, out);                           break;                                                                                         case AD_OP_LSTM_CELL_STATE:                                                                            if (j->bwd) lstm_state_bwd_##T(B, H, s, SAVED(T, 0), SAVED(T, 1), SAVED(T, 2), g, ggx, ggh, gs);             else lstm_state_fwd_##T(B, H, x, h, s, out, SAVED(T, 0), SAVED(T, 1), SAVED(T, 2));                 break;                                                                                         case AD_OP_LSTM_CELL_OUTPUT:                                                                           if (j->bwd) lstm_output_bwd_##T(B, H, SAVED(T, 0), SAVED(T, 1), g, ggx, ggh, gs);                   else lstm_output_fwd_##T(B, H, x, h, s, out, SAVED(T, 0), SAVED(T, 1));                             break;                                                                                         default:                                                                                               if (j->bwd) gru_bwd_##T(B, H, h, s, SAVED(T, 0), SAVED(T, 1), SAVED(T, 2), g, ggx, ggh, gs);             else gru_fwd_##T(B, H, x, h, s, out, SAVED(T, 0), SAVED(T, 1), SAVED(T, 2));                    }                                                                                              }
+/* One function per op and dtype, so that each computes only its own rows'
+ * pointers (the tiny nets call them for a few elements). */
+#define CELL_ROW_PTRS(T)                                                                           \
+    const ad_node *n = j->n;                                                                       \
+    int64_t H = H_COLS(n), GH = n->in[0]->shape.dim[1];                                            \
+    size_t at_g = b0 * (size_t)GH, at_h = b0 * (size_t)H; /* element offsets of row b0 */         \
+    const T *x = (const T *)n->in[0]->data + at_g, *h = (const T *)n->in[1]->data + at_g;         \
+    T *out = (T *)n->out->data + at_h, *ggx = ROW(T, j->gx, b0, GH), *ggh = ROW(T, j->gh, b0, GH); \
+    const T *g = j->bwd ? (const T *)n->out->grad + at_h : NULL;
+#define CELL_STATE_PTRS(T)                                                                         \
+    const T *s = (const T *)n->in[2]->data + at_h;                                                 \
+    T *gs = ROW(T, j->gs, b0, H);
+
+#define DEFINE_CELL_ROWS(T)                                                                        \
+    static void lstm_state_rows_##T(const cell_job *j, size_t b0, int64_t B)                       \
+    {                                                                                              \
+        CELL_ROW_PTRS(T)                                                                           \
+        CELL_STATE_PTRS(T)                                                                         \
+        if (j->bwd) lstm_state_bwd_##T(B, H, s, SAVED(T, 0), SAVED(T, 1), SAVED(T, 2), g, ggx, ggh, gs); \
+        else lstm_state_fwd_##T(B, H, x, h, s, out, SAVED(T, 0), SAVED(T, 1), SAVED(T, 2));         \
+    }                                                                                              \
+    static void lstm_output_rows_##T(const cell_job *j, size_t b0, int64_t B)                      \
+    {                                                                                              \
+        CELL_ROW_PTRS(T)                                                                           \
+        CELL_STATE_PTRS(T)                                                                         \
+        (void)x, (void)h;                                                                          \
+        if (j->bwd) lstm_output_bwd_##T(B, H, SAVED(T, 0), SAVED(T, 1), g, ggx, ggh, gs);           \
+        else lstm_output_fwd_##T(B, H, x, h, s, out, SAVED(T, 0), SAVED(T, 1));                     \
+    }                                                                                              \
+    static void gru_rows_##T(const cell_job *j, size_t b0, int64_t B)                              \
+    {                                                                                              \
+        CELL_ROW_PTRS(T)                                                                           \
+        CELL_STATE_PTRS(T)                                                                         \
+        if (j->bwd) gru_bwd_##T(B, H, h, s, SAVED(T, 0), SAVED(T, 1), SAVED(T, 2), g, ggx, ggh, gs); \
+        else gru_fwd_##T(B, H, x, h, s, out, SAVED(T, 0), SAVED(T, 1), SAVED(T, 2));                \
+    }
 DEFINE_CELL_ROWS(float)
 DEFINE_CELL_ROWS(double)
 
 static void cell_range(void *ctx, size_t lo, size_t hi, int part)
 {
     const cell_job *j = ctx;
+    int64_t B = (int64_t)(hi - lo);
+    int f32 = j->n->out->dtype == AD_F32;
     (void)part;
-    if (j->n->out->dtype == AD_F32) cell_rows_float(j, lo, (int64_t)(hi - lo));
-    else cell_rows_double(j, lo, (int64_t)(hi - lo));
+    switch (j->n->op) {
+    case AD_OP_LSTM_CELL_STATE:
+        if (f32) lstm_state_rows_float(j, lo, B);
+        else lstm_state_rows_double(j, lo, B);
+        break;
+    case AD_OP_LSTM_CELL_OUTPUT:
+        if (f32) lstm_output_rows_float(j, lo, B);
+        else lstm_output_rows_double(j, lo, B);
+        break;
+    default:
+        if (f32) gru_rows_float(j, lo, B);
+        else gru_rows_double(j, lo, B);
+    }
 }
 
 /* Runs n's forward (bwd = 0) or backward over its rows, split over the
@@ -294,21 +343,57 @@ static void run_cell(const ad_node *n, int bwd, void *gx, void *gh, void *gs)
 {
     cell_job j = {n, bwd, gx, gh, gs};
     size_t rows = (size_t)B_ROWS(n);
-    int parts = ad__split_parts(rows, (double)n->in[0]->numel, (double)AD__TUNE_CELL_MIN_PER_THREAD);
+    int parts = ad__split_parts(rows, n->in[0]->numel, AD__TUNE_CELL_MIN_PER_THREAD);
     ad__split_run(rows, parts, 1, cell_range, &j);
+}
+
+/* The Elman cell is elementwise: its split is over elements, on the
+ * pointers themselves (the tiny nets of a few units call it most). */
+typedef struct rnn_job {
+    int f32, relu;
+    const void *x, *h, *g; /* forward: gx, gh; backward: y and g */
+    void *y, *gx, *gh;
+} rnn_job;
+
+static void rnn_fwd_range(void *ctx, size_t lo, size_t hi, int part)
+{
+    const rnn_job *j = ctx;
+    (void)part;
+    if (j->f32) rnn_fwd_float(hi - lo, j->relu, (const float *)j->x + lo, (const float *)j->h + lo, (float *)j->y + lo);
+    else rnn_fwd_double(hi - lo, j->relu, (const double *)j->x + lo, (const double *)j->h + lo, (double *)j->y + lo);
+}
+
+static void rnn_bwd_range(void *ctx, size_t lo, size_t hi, int part)
+{
+    const rnn_job *j = ctx;
+    (void)part;
+    if (j->f32)
+        rnn_bwd_float(hi - lo, j->relu, (const float *)j->y + lo, (const float *)j->g + lo, ROW(float, j->gx, lo, 1),
+                      ROW(float, j->gh, lo, 1));
+    else
+        rnn_bwd_double(hi - lo, j->relu, (const double *)j->y + lo, (const double *)j->g + lo,
+                       ROW(double, j->gx, lo, 1), ROW(double, j->gh, lo, 1));
+}
+
+static int rnn_parts(const ad_node *n)
+{
+    return ad__split_parts(n->out->numel, n->out->numel, AD__TUNE_CELL_MIN_PER_THREAD);
 }
 
 ad_status ad__rnn_cell_fwd(ad_tape *t, ad_node *n)
 {
     (void)t;
-    run_cell(n, 0, NULL, NULL, NULL);
+    rnn_job j = {n->out->dtype == AD_F32, n->a.flags == AD_RNN_RELU, n->in[0]->data, n->in[1]->data, NULL,
+                 n->out->data, NULL, NULL};
+    ad__split_run(n->out->numel, rnn_parts(n), 16, rnn_fwd_range, &j);
     return AD_OK;
 }
 
 void ad__rnn_cell_bwd(ad_tape *t, ad_node *n)
 {
     void *gx = ad__grad(t, n->in[0]), *gh = ad__grad(t, n->in[1]);
-    run_cell(n, 1, gx, gh, NULL);
+    rnn_job j = {n->out->dtype == AD_F32, n->a.flags == AD_RNN_RELU, NULL, NULL, n->out->grad, n->out->data, gx, gh};
+    ad__split_run(n->out->numel, rnn_parts(n), 16, rnn_bwd_range, &j);
 }
 
 ad_tensor *ad_rnn_cell(ad_tape *t, ad_tensor *gx, ad_tensor *gh, ad_rnn_activation activation)

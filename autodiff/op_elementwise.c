@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "internal.h"
+#include "split.h"
 #include "kernels.h"
 
 /* ---- broadcasting ----------------------------------------------------------------- */
@@ -129,7 +130,9 @@ ad_status ad__shape_broadcast(ad_tape *t, ad_node *n, ad_shape *out)
             }                                                                          \
     }                                                                                  \
     /* a of the output's size, b one row of `cols` repeated over `rows` rows: the      \
-     * broadcasting loop's order (rows outer), without its strides. */                 \
+     * broadcasting loop's order (rows outer), without its strides. Rows are `ld`     \
+     * apart, so that backward can take b's gradient a range of columns at a time.    \
+     */                                                                                \
     static void NAME##_row_fwd_##T(size_t rows, size_t cols, const T *a, const T *b, T *out) \
     {                                                                                  \
         for (size_t r = 0; r < rows; r++)                                              \
@@ -138,22 +141,22 @@ ad_status ad__shape_broadcast(ad_tape *t, ad_node *n, ad_shape *out)
                 out[r * cols + j] = (EXPR);                                            \
             }                                                                          \
     }                                                                                  \
-    static void NAME##_row_bwd_##T(size_t rows, size_t cols, const T *a, const T *b,   \
-                                   const T *g, T *ga, T *gb)                           \
+    static void NAME##_row_bwd_##T(size_t rows, size_t cols, size_t ld, const T *a,    \
+                                   const T *b, const T *g, T *ga, T *gb)               \
     {                                                                                  \
         if (ga)                                                                        \
             for (size_t r = 0; r < rows; r++)                                          \
                 for (size_t j = 0; j < cols; j++) {                                    \
-                    T x = a[r * cols + j], y = b[j];                                   \
+                    T x = a[r * ld + j], y = b[j];                                     \
                     (void)x, (void)y;                                                  \
-                    ga[r * cols + j] += g[r * cols + j] * (DA);                        \
+                    ga[r * ld + j] += g[r * ld + j] * (DA);                            \
                 }                                                                      \
         if (gb)                                                                        \
             for (size_t r = 0; r < rows; r++)                                          \
                 for (size_t j = 0; j < cols; j++) {                                    \
-                    T x = a[r * cols + j], y = b[j];                                   \
+                    T x = a[r * ld + j], y = b[j];                                     \
                     (void)x, (void)y;                                                  \
-                    gb[j] += g[r * cols + j] * (DB);                                   \
+                    gb[j] += g[r * ld + j] * (DB);                                     \
                 }                                                                      \
     }
 
@@ -192,27 +195,80 @@ static size_t row_bias(const ad_node *n)
     return (size_t)cols;
 }
 
+/*
+ * The flat and the bias forms run over the threads when large (split.h; the
+ * rule is AD__TUNE_COPY_MIN_PER_THREAD over the output's bytes): the flat
+ * form in ranges of elements, the bias form's forward and a's gradient in
+ * ranges of rows, b's gradient in ranges of columns, each column summed over
+ * the rows in their order. Every element goes through the one loop's
+ * arithmetic, so the bits never depend on the thread count. The general
+ * broadcast stays on one thread.
+ */
+typedef struct binary_job {
+    const ad_node *n;
+    void *ga, *gb; /* backward: the operands' gradients, either NULL */
+    size_t cols;   /* the bias form's row length; 0 for the flat form */
+} binary_job;
+
+static int binary_parts(const ad_node *n, size_t units)
+{
+    return ad__split_parts(units, n->out->numel * ad__dtype_size(n->out->dtype), AD__TUNE_COPY_MIN_PER_THREAD);
+}
+
+/* Offsets into the operands of element (or row) lo. */
+#define AT(T, p, i) ((p) ? (T *)(p) + (i) : NULL)
+
+#define DEFINE_BINARY_RANGES(NAME, T)                                                                \
+    static void NAME##_fwd_range_##T(const binary_job *j, size_t lo, size_t hi)                     \
+    {                                                                                                \
+        const T *a = j->n->in[0]->data, *b = j->n->in[1]->data;                                      \
+        T *out = j->n->out->data;                                                                    \
+        if (!j->cols) NAME##_flat_fwd_##T(hi - lo, a + lo, b + lo, out + lo);                        \
+        else NAME##_row_fwd_##T(hi - lo, j->cols, a + lo * j->cols, b, out + lo * j->cols);          \
+    }                                                                                                \
+    static void NAME##_bwd_range_##T(const binary_job *j, size_t lo, size_t hi)                     \
+    {                                                                                                \
+        const T *a = j->n->in[0]->data, *b = j->n->in[1]->data, *g = j->n->out->grad;                \
+        if (!j->cols) NAME##_flat_bwd_##T(hi - lo, a + lo, b + lo, g + lo, AT(T, j->ga, lo), AT(T, j->gb, lo)); \
+        else NAME##_row_bwd_##T(hi - lo, j->cols, j->cols, a + lo * j->cols, b, g + lo * j->cols,   \
+                                AT(T, j->ga, lo * j->cols), NULL);                                   \
+    }                                                                                                \
+    /* b's gradient, columns [lo, hi) */                                                             \
+    static void NAME##_bias_range_##T(const binary_job *j, size_t lo, size_t hi)                    \
+    {                                                                                                \
+        const T *a = j->n->in[0]->data, *b = j->n->in[1]->data, *g = j->n->out->grad;                \
+        NAME##_row_bwd_##T(j->n->out->numel / j->cols, hi - lo, j->cols, a + lo, b + lo, g + lo, NULL, \
+                           (T *)j->gb + lo);                                                         \
+    }
+
+#define BINARY_RANGE_FN(NAME, WHAT)                                                     \
+    static void NAME##_##WHAT##_range(void *ctx, size_t lo, size_t hi, int part)        \
+    {                                                                                   \
+        const binary_job *j = ctx;                                                      \
+        (void)part;                                                                     \
+        if (j->n->out->dtype == AD_F32) NAME##_##WHAT##_range_float(j, lo, hi);         \
+        else NAME##_##WHAT##_range_double(j, lo, hi);                                   \
+    }
+
 #define BINARY_ENTRY(NAME)                                                              \
+    DEFINE_BINARY_RANGES(NAME, float)                                                   \
+    DEFINE_BINARY_RANGES(NAME, double)                                                  \
+    BINARY_RANGE_FN(NAME, fwd)                                                          \
+    BINARY_RANGE_FN(NAME, bwd)                                                          \
+    BINARY_RANGE_FN(NAME, bias)                                                         \
     ad_status ad__##NAME##_fwd(ad_tape *t, ad_node *n)                                  \
     {                                                                                   \
         (void)t;                                                                        \
         const void *a = n->in[0]->data, *b = n->in[1]->data;                            \
-        int f32 = n->out->dtype == AD_F32;                                              \
-        size_t cols;                                                                    \
-        if (same_size(n)) {                                                             \
-            if (f32) NAME##_flat_fwd_float(n->out->numel, a, b, n->out->data);          \
-            else NAME##_flat_fwd_double(n->out->numel, a, b, n->out->data);             \
-            return AD_OK;                                                               \
-        }                                                                               \
-        if ((cols = row_bias(n)) != 0) {                                                \
-            size_t rows = n->out->numel / cols;                                         \
-            if (f32) NAME##_row_fwd_float(rows, cols, a, b, n->out->data);              \
-            else NAME##_row_fwd_double(rows, cols, a, b, n->out->data);                 \
+        binary_job j = {n, NULL, NULL, same_size(n) ? 0 : row_bias(n)};                 \
+        if (same_size(n) || j.cols) {                                                   \
+            size_t units = j.cols ? n->out->numel / j.cols : n->out->numel;             \
+            ad__split_run(units, binary_parts(n, units), j.cols ? 1 : 16, NAME##_fwd_range, &j); \
             return AD_OK;                                                               \
         }                                                                               \
         bcast bc;                                                                       \
         bcast_make(n->out->shape, n->in[0]->shape, n->in[1]->shape, &bc);               \
-        if (f32) NAME##_fwd_float(&bc, a, b, n->out->data);                             \
+        if (n->out->dtype == AD_F32) NAME##_fwd_float(&bc, a, b, n->out->data);         \
         else NAME##_fwd_double(&bc, a, b, n->out->data);                                \
         return AD_OK;                                                                   \
     }                                                                                   \
@@ -220,22 +276,18 @@ static size_t row_bias(const ad_node *n)
     {                                                                                   \
         const void *a = n->in[0]->data, *b = n->in[1]->data, *g = n->out->grad;         \
         void *ga = ad__grad(t, n->in[0]), *gb = ad__grad(t, n->in[1]);                  \
-        int f32 = n->out->dtype == AD_F32;                                              \
-        size_t cols;                                                                    \
-        if (same_size(n)) {                                                             \
-            if (f32) NAME##_flat_bwd_float(n->out->numel, a, b, g, ga, gb);             \
-            else NAME##_flat_bwd_double(n->out->numel, a, b, g, ga, gb);                \
-            return;                                                                     \
-        }                                                                               \
-        if ((cols = row_bias(n)) != 0) {                                                \
-            size_t rows = n->out->numel / cols;                                         \
-            if (f32) NAME##_row_bwd_float(rows, cols, a, b, g, ga, gb);                 \
-            else NAME##_row_bwd_double(rows, cols, a, b, g, ga, gb);                    \
+        binary_job j = {n, ga, gb, same_size(n) ? 0 : row_bias(n)};                     \
+        if (same_size(n) || j.cols) {                                                   \
+            size_t units = j.cols ? n->out->numel / j.cols : n->out->numel;             \
+            if (ga || !j.cols)                                                          \
+                ad__split_run(units, binary_parts(n, units), j.cols ? 1 : 16, NAME##_bwd_range, &j); \
+            if (gb && j.cols)                                                           \
+                ad__split_run(j.cols, binary_parts(n, j.cols), 16, NAME##_bias_range, &j); \
             return;                                                                     \
         }                                                                               \
         bcast bc;                                                                       \
         bcast_make(n->out->shape, n->in[0]->shape, n->in[1]->shape, &bc);               \
-        if (f32) NAME##_bwd_float(&bc, a, b, g, ga, gb);                                \
+        if (n->out->dtype == AD_F32) NAME##_bwd_float(&bc, a, b, g, ga, gb);            \
         else NAME##_bwd_double(&bc, a, b, g, ga, gb);                                   \
     }                                                                                   \
     ad_tensor *ad_##NAME(ad_tape *t, ad_tensor *a, ad_tensor *b)                        \

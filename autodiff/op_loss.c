@@ -147,8 +147,7 @@ static void ce_fwd_range(void *ctx, size_t lo, size_t hi, int part)
 
 static int ce_parts(const ad_node *n)
 {
-    return ad__split_parts((size_t)n->in[0]->shape.dim[0], (double)n->in[0]->numel,
-                           (double)AD__TUNE_ROWS_MIN_PER_THREAD);
+    return ad__split_parts((size_t)n->in[0]->shape.dim[0], n->in[0]->numel, AD__TUNE_ROWS_MIN_PER_THREAD);
 }
 
 ad_status ad__cross_entropy_fwd(ad_tape *t, ad_node *n)

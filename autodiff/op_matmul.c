@@ -214,7 +214,7 @@ void ad__addmm_bwd(ad_tape *t, ad_node *n)
     void *gb = ad__grad(t, n->in[2]);
     if (gb) {
         size_t cols = (size_t)n->out->shape.dim[1];
-        double bytes = (double)n->out->numel * (double)ad__dtype_size(n->out->dtype);
+        size_t bytes = n->out->numel * ad__dtype_size(n->out->dtype);
         sums_job j = {n, gb};
         /* column boundaries on 64-byte lines of the bias gradient */
         ad__split_run(cols, ad__split_parts(cols, bytes, AD__TUNE_COPY_MIN_PER_THREAD), 16, sums_range, &j);

@@ -105,7 +105,7 @@ typedef struct runs {
 static void runs_range(void *ctx, size_t lo, size_t hi, int part)
 {
     const runs *r = ctx;
-    size_t es = ad__dtype_size(r->dtype), o = lo / r->run, j = lo % r->run;
+    size_t es = ad__dtype_size(r->dtype), o = lo ? lo / r->run : 0, j = lo ? lo % r->run : 0;
     (void)part;
     for (size_t k = lo; k < hi; o++, j = 0) {
         size_t w = r->run - j < hi - k ? r->run - j : hi - k, from = r->idx ? (size_t)r->idx[o] : o;
@@ -117,12 +117,20 @@ static void runs_range(void *ctx, size_t lo, size_t hi, int part)
     }
 }
 
-static void move_runs(const runs *r)
+static inline void move_runs(const runs *r)
 {
-    size_t n = r->rows * r->run;
-    if (!n) return;
-    int parts = ad__split_parts(n, (double)(n * ad__dtype_size(r->dtype)), AD__TUNE_COPY_MIN_PER_THREAD);
-    ad__split_run(n, parts, AD__TUNE_FLAT_ALIGN, runs_range, (void *)r);
+    size_t n = r->rows * r->run, es = ad__dtype_size(r->dtype);
+    int parts = ad__split_parts(n, n * es, AD__TUNE_COPY_MIN_PER_THREAD);
+    if (parts > 1) {
+        ad__split_run(n, parts, AD__TUNE_FLAT_ALIGN, runs_range, (void *)r);
+        return;
+    }
+    for (size_t o = 0; o < r->rows; o++) { /* the tiny nets' short runs: no range arithmetic */
+        char *d = r->dst + o * r->ds * es;
+        const char *src = r->src + (r->idx ? (size_t)r->idx[o] : o) * r->ss * es;
+        if (r->add) add_into(r->dtype, d, src, r->run);
+        else memcpy(d, src, r->run * es);
+    }
 }
 
 /* One contiguous block of n elements added into dst. */
@@ -355,25 +363,24 @@ static int writes_disjoint(ad_tape *t, const runs *r, size_t count)
  */
 static ad_status concat_moves(ad_tape *t, ad_node *n, int bwd)
 {
-    size_t es = ad__dtype_size(n->out->dtype), outer, inner, off = 0, bytes = 0;
+    size_t es = ad__dtype_size(n->out->dtype), outer, inner, off = 0;
     outer_inner(n->out->shape, n->a.axis, &outer, &inner);
     size_t row = (size_t)n->out->shape.dim[n->a.axis] * inner, count = (size_t)n->n_in;
-    runs *r = ad__alloc_array(t, count, sizeof *r);
-    if (!r) return ad_tape_status(t);
+    int parts = ad__split_parts(count, n->out->numel * es, AD__TUNE_COPY_MIN_PER_THREAD);
+    int by_input = parts > 1 && count >= (size_t)2 * (size_t)parts;
+    runs *r = by_input ? ad__alloc_array(t, count, sizeof *r) : NULL;
+    if (by_input && !r) return ad_tape_status(t);
     for (size_t k = 0; k < count; k++) {
         size_t piece = (size_t)n->in[k]->shape.dim[n->a.axis] * inner;
-        runs rk = {n->out->dtype, 0, (char *)n->out->data + off * es, n->in[k]->data, row, piece, piece, outer, NULL};
-        if (bwd) {
-            runs back = {n->out->dtype, 1, ad__grad(t, n->in[k]), (const char *)n->out->grad + off * es, piece, row,
-                         piece, outer, NULL};
-            rk = back;
-        }
-        r[k] = rk;
+        runs rk = {n->out->dtype, bwd, NULL, NULL, bwd ? piece : row, bwd ? row : piece, piece, outer, NULL};
+        if (bwd) rk.dst = ad__grad(t, n->in[k]), rk.src = (const char *)n->out->grad + off * es;
+        else rk.dst = (char *)n->out->data + off * es, rk.src = n->in[k]->data;
         off += piece;
-        bytes += piece * outer * es;
+        if (r) r[k] = rk;
+        else if (rk.dst) move_runs(&rk);
     }
-    int parts = ad__split_parts(count, (double)bytes, AD__TUNE_COPY_MIN_PER_THREAD);
-    if (parts > 1 && count >= (size_t)2 * (size_t)parts && (!bwd || writes_disjoint(t, r, count))) {
+    if (!r) return AD_OK;
+    if (!bwd || writes_disjoint(t, r, count)) {
         ad__split_run(count, parts, 1, pieces_range, r);
         return AD_OK;
     }

@@ -96,7 +96,7 @@ void *ad__grad_new(ad_tape *t, ad_tensor *x)
     if (bytes <= AD__ALIGN) {
         memset(g, 0, AD__ALIGN);
     } else { /* a large one over the threads (split.h), in 64-byte lines */
-        int parts = ad__split_parts(bytes, (double)bytes, AD__TUNE_COPY_MIN_PER_THREAD);
+        int parts = ad__split_parts(bytes, bytes, AD__TUNE_COPY_MIN_PER_THREAD);
         ad__split_run(bytes, parts, 64, zero_range, g);
     }
     x->grad = g;

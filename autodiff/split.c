@@ -6,11 +6,11 @@
 
 #include "threads.h"
 
-int ad__split_parts(size_t units, double work, double min_work)
+int ad__split_parts_threads(size_t units, size_t work, size_t min_work)
 {
-    double want = (double)ad_get_num_threads();
+    size_t want = (size_t)ad_get_num_threads();
     if (min_work > 0 && want > work / min_work) want = work / min_work;
-    if (want > (double)units) want = (double)units;
+    if (want > units) want = units;
     if (want > AD__SPLIT_MAX_PARTS) want = AD__SPLIT_MAX_PARTS;
     return want < 2 ? 1 : (int)want;
 }
@@ -39,12 +39,8 @@ static void split_task(void *ctx, int i)
     if (lo < hi) j->fn(j->ctx, lo, hi, i);
 }
 
-void ad__split_run(size_t units, int parts, size_t align, ad__split_fn fn, void *ctx)
+void ad__split_run_threads(size_t units, int parts, size_t align, ad__split_fn fn, void *ctx)
 {
-    if (parts <= 1) {
-        fn(ctx, 0, units, 0);
-        return;
-    }
     split_job j = {units, align ? align : 1, parts, fn, ctx};
     (void)ad_parallel_run(parts, split_task, &j); /* fn and parts >= 0 are given: it cannot fail */
 }

@@ -28,16 +28,28 @@
 /* fn(ctx, lo, hi, part): the loop's units [lo, hi), part `part` of the split. */
 typedef void (*ad__split_fn)(void *ctx, size_t lo, size_t hi, int part);
 
+int ad__split_parts_threads(size_t units, size_t work, size_t min_work);
+void ad__split_run_threads(size_t units, int parts, size_t align, ad__split_fn fn, void *ctx);
+
 /* How many parts a loop over `units` units (elements, rows) doing `work`
  * in all (elements touched, say) uses: 1 when a part would get less than
- * `min_work`, or there is one thread. */
-int ad__split_parts(size_t units, double work, double min_work);
+ * `min_work`, or there is one thread. Inline, so that the many small ops of
+ * a tiny net decide with one comparison. */
+static inline int ad__split_parts(size_t units, size_t work, size_t min_work)
+{
+    if (work / 2 < min_work || units < 2) return 1;
+    return ad__split_parts_threads(units, work, min_work);
+}
 
 /* Runs fn over [0, units) cut into `parts` consecutive ranges (from
  * ad__split_parts()), each on its own thread, and returns when all are
  * done. Every boundary but the last is a multiple of `align` units (>= 1),
  * so that, with align a cache line of elements, no two threads write one
- * line. */
-void ad__split_run(size_t units, int parts, size_t align, ad__split_fn fn, void *ctx);
+ * line. One part is a direct call of fn. */
+static inline void ad__split_run(size_t units, int parts, size_t align, ad__split_fn fn, void *ctx)
+{
+    if (parts <= 1) fn(ctx, 0, units, 0);
+    else ad__split_run_threads(units, parts, align, fn, ctx);
+}
 
 #endif

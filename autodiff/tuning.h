@@ -85,14 +85,14 @@
  * [32, 768] step of W4g), so 4096 elements are about 1.5 us. W3, W4 and W4g
  * on 2 threads ran within noise of each other with all three thresholds a
  * quarter of these and four times these (bench/README.md, "Two threads"). */
-#define AD__TUNE_CELL_MIN_PER_THREAD 4096.0
+#define AD__TUNE_CELL_MIN_PER_THREAD ((size_t)4096)
 /* Elements of the logits for a loss over rows (op_loss.c: cross-entropy,
  * an exponential and a few passes per element, about as dear). */
-#define AD__TUNE_ROWS_MIN_PER_THREAD 4096.0
+#define AD__TUNE_ROWS_MIN_PER_THREAD ((size_t)4096)
 /* Bytes for a copy of the shape ops (op_shape.c: concat, slice, gather's
  * rows, their backward's additions) or the zeroing of a new gradient
  * (release.c): 64 KiB move in 1.5-2 us. */
-#define AD__TUNE_COPY_MIN_PER_THREAD 65536.0
+#define AD__TUNE_COPY_MIN_PER_THREAD ((size_t)65536)
 
 /* ---- lean copies' weight gradients (stacked_grads.c, copy_grads.c) ---------- */
 

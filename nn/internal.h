@@ -43,7 +43,7 @@ typedef ad__split_fn nn__flat_fn;
 /* How many parts (threads) a flat loop over n elements uses. */
 static inline int nn__flat_parts(size_t n)
 {
-    return ad__split_parts(n, (double)n, (double)AD__TUNE_FLAT_MIN_PER_THREAD);
+    return ad__split_parts(n, n, AD__TUNE_FLAT_MIN_PER_THREAD);
 }
 
 /* Runs fn over [0, n) cut into `parts` consecutive ranges (from

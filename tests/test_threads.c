@@ -469,9 +469,10 @@ Test(threads, a_split_update_refuses_a_non_finite_gradient_in_any_part)
 
 /* A recurrent net whose every op of the step is large enough to be split
  * over up to 3 threads (checked against the rules of tuning.h below): the
- * input projection of all steps at once (gathered rows or a product), each
- * step's rows of it a view, the fused cell, the states joined by concat, the
- * head and cross-entropy over every token. B is odd so that no split is
+ * input projection of all steps at once (gathered rows plus a bias row, or
+ * a product), each step's rows of it a view, the fused cell, the states
+ * joined by concat and gated elementwise, the head and cross-entropy over
+ * every token. B is odd so that no split is
  * even, H = 400 so that rows end inside a vector. */
 enum { NB = 33, NH = 400, NT = 8, NV = 65 };
 
@@ -541,7 +542,8 @@ static size_t split_net_run(split_net *s, ad_dtype dt, ad_copy_grads copy, int t
         hs[k] = h;
     }
     ad_tensor *states = ad_concat(t, hs, NT, 0);
-    ad_tensor *logits = ad_addmm(t, ad_use(t, s->p[5]), states, ad_use(t, s->p[4]), 0);
+    ad_tensor *gated = ad_mul(t, states, ad_sigmoid(t, states)); /* the flat form of a binary op */
+    ad_tensor *logits = ad_addmm(t, ad_use(t, s->p[5]), gated, ad_use(t, s->p[4]), 0);
     ad_tensor *loss = ad_cross_entropy(t, logits, ids + 1, n, -100, AD_REDUCE_MEAN);
     cr_assert_not_null(loss, "%s", ad_tape_message(t));
     cr_assert_eq(ad_backward(t, loss, NULL), AD_OK, "%s", ad_tape_message(t));
@@ -575,14 +577,14 @@ static void assert_the_net_is_split(int threads, int kind)
 {
     size_t n = (size_t)NT * NB;
     cr_assert_eq(ad_set_num_threads(threads), AD_OK);
-    double cell_work = (double)NB * (double)(split_gates(kind) * NH);
+    size_t cell_work = (size_t)NB * (size_t)(split_gates(kind) * NH);
     cr_assert_eq(ad__split_parts(NB, cell_work, AD__TUNE_CELL_MIN_PER_THREAD), threads, "cell ops, kind %d", kind);
-    cr_assert_eq(ad__split_parts(n, (double)n * NV, AD__TUNE_ROWS_MIN_PER_THREAD), threads, "cross-entropy");
-    double state_bytes = (double)NB * NH * sizeof(float) * NT;
+    cr_assert_eq(ad__split_parts(n, n * NV, AD__TUNE_ROWS_MIN_PER_THREAD), threads, "cross-entropy");
+    size_t state_bytes = (size_t)NB * NH * sizeof(float) * NT;
     cr_assert_eq(ad__split_parts(NT, state_bytes, AD__TUNE_COPY_MIN_PER_THREAD), threads, "concat");
     cr_assert(NT >= 2 * threads, "concat splits by input only with two per thread");
-    double proj_bytes = (double)n * (double)(split_gates(kind) * NH) * sizeof(float);
-    cr_assert(proj_bytes / AD__TUNE_COPY_MIN_PER_THREAD >= threads && proj_bytes > 2 * 16384 * sizeof(float),
+    size_t proj_bytes = n * (size_t)(split_gates(kind) * NH) * sizeof(float);
+    cr_assert(proj_bytes / AD__TUNE_COPY_MIN_PER_THREAD >= (size_t)threads && proj_bytes > 2 * 16384 * sizeof(float),
               "the projection's gradient norm is summed in chunks over the threads");
     ad_set_num_threads(1);
 }
