@@ -8,22 +8,25 @@ table of medians and ratios against the first.
 Each NAME=PATH[:ARGS] is one configuration; ARGS (comma-separated) are extra
 options for that binary, e.g. "t2=build-omp/bench/unroll_bench:--threads,2,--shards,2".
 With --chain each ratio is against the previous configuration instead.
+"--env NAME:VAR=VALUE" (repeatable) sets an environment variable for one
+configuration's processes only, e.g. "--env two-active:OMP_WAIT_POLICY=active".
 Every round runs each workload in each configuration, one fresh process per
 measurement, in turn; the table shows the median over rounds of each
 process's median step time. Machines are noisy: compare only figures from
 one run of this script. Needs nothing beyond Python 3's standard library.
 """
 import argparse
+import os
 import statistics
 import subprocess
 import sys
 
 
-def measure(binary, extra, workload, data, seconds):
+def measure(binary, extra, workload, data, seconds, env):
     cmd = [binary, "--workload", workload, "--seconds", str(seconds)] + extra
     if data:
         cmd += ["--data", data]
-    out = subprocess.run(cmd, capture_output=True, text=True)
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if out.returncode != 0:
         sys.stderr.write(f"compare: {' '.join(cmd)} failed:\n{out.stderr}")
         return []
@@ -40,18 +43,30 @@ def main():
     ap.add_argument("--seconds", type=float, default=1.5)
     ap.add_argument("--chain", action="store_true",
                     help="ratios against the previous configuration (a chain of commits) instead of the first")
+    ap.add_argument("--env", action="append", default=[], metavar="NAME:VAR=VALUE",
+                    help="an environment variable for configuration NAME's processes only")
     a = ap.parse_args()
+    envs = {}
+    for e in a.env:
+        name, _, assign = e.partition(":")
+        var, eq, value = assign.partition("=")
+        if not eq or not var:
+            ap.error(f"--env {e}: expected NAME:VAR=VALUE")
+        envs.setdefault(name, dict(os.environ))[var] = value
     configs = []
     for c in a.configs:
         name, _, rest = c.partition("=")
         path, _, args = rest.partition(":")
         configs.append((name, path, [x for x in args.split(",") if x]))
+    unknown = set(envs) - {c[0] for c in configs}
+    if unknown:
+        ap.error(f"--env names no configuration: {', '.join(sorted(unknown))}")
     times = {}  # (workload, variant, config) -> [us per step]
     tokens = {}
     for _ in range(a.rounds):
         for w in a.workloads.split(","):
             for name, path, extra in configs:
-                for wl, var, us, tps, _mib in measure(path, extra, w, a.data, a.seconds):
+                for wl, var, us, tps, _mib in measure(path, extra, w, a.data, a.seconds, envs.get(name)):
                     base = var.split("-shards")[0]  # one row whatever the sharding
                     times.setdefault((wl, base, name), []).append(us)
                     tokens[(wl, base, name)] = tps
