@@ -8,6 +8,8 @@ table of medians and ratios against the first.
 Each NAME=PATH[:ARGS] is one configuration; ARGS (comma-separated) are extra
 options for that binary, e.g. "t2=build-omp/bench/unroll_bench:--threads,2,--shards,2".
 With --chain each ratio is against the previous configuration instead.
+--ranges adds to each ratio the range of the per-round ratios (each round's
+two processes against each other), "1.57× (1.50–1.63)".
 "--env NAME:VAR=VALUE" (repeatable) sets an environment variable for one
 configuration's processes only, e.g. "--env two-active:OMP_WAIT_POLICY=active".
 Every round runs each workload in each configuration, one fresh process per
@@ -43,6 +45,8 @@ def main():
     ap.add_argument("--seconds", type=float, default=1.5)
     ap.add_argument("--chain", action="store_true",
                     help="ratios against the previous configuration (a chain of commits) instead of the first")
+    ap.add_argument("--ranges", action="store_true",
+                    help="print each ratio's range over the rounds beside its median")
     ap.add_argument("--env", action="append", default=[], metavar="NAME:VAR=VALUE",
                     help="an environment variable for configuration NAME's processes only")
     a = ap.parse_args()
@@ -62,13 +66,15 @@ def main():
     if unknown:
         ap.error(f"--env names no configuration: {', '.join(sorted(unknown))}")
     times = {}  # (workload, variant, config) -> [us per step]
+    by_round = {}  # (workload, variant, config) -> {round: us per step}
     tokens = {}
-    for _ in range(a.rounds):
+    for rnd in range(a.rounds):
         for w in a.workloads.split(","):
             for name, path, extra in configs:
                 for wl, var, us, tps, _mib in measure(path, extra, w, a.data, a.seconds, envs.get(name)):
                     base = var.split("-shards")[0]  # one row whatever the sharding
                     times.setdefault((wl, base, name), []).append(us)
+                    by_round.setdefault((wl, base, name), {})[rnd] = us
                     tokens[(wl, base, name)] = tps
     names = [c[0] for c in configs]
     head = " | ".join(f"{n} µs/step" for n in names)
@@ -81,6 +87,12 @@ def main():
         cells = [f"{m:,.1f}" if m is not None else "–" for m in med]
         ref = [med[i] if a.chain else med[0] for i in range(len(med) - 1)]
         speed = [f"{r / m:.2f}×" if m and r else "–" for r, m in zip(ref, med[1:])]
+        if a.ranges:
+            for i, n in enumerate(names[1:]):
+                mine, theirs = by_round.get((w, v, n), {}), by_round.get((w, v, names[i] if a.chain else names[0]), {})
+                per = [theirs[r] / mine[r] for r in mine if r in theirs and mine[r] > 0]
+                if per and speed[i] != "–":
+                    speed[i] += f" ({min(per):.2f}–{max(per):.2f})"
         print(f"| {w} | {v} | " + " | ".join(cells + speed) + " |")
     return 0
 
