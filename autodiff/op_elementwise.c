@@ -260,8 +260,9 @@ static int binary_parts(const ad_node *n, size_t units)
     {                                                                                   \
         (void)t;                                                                        \
         const void *a = n->in[0]->data, *b = n->in[1]->data;                            \
-        binary_job j = {n, NULL, NULL, same_size(n) ? 0 : row_bias(n)};                 \
-        if (same_size(n) || j.cols) {                                                   \
+        int flat = same_size(n);                                                        \
+        binary_job j = {n, NULL, NULL, flat ? 0 : row_bias(n)};                         \
+        if (flat || j.cols) {                                                           \
             size_t units = j.cols ? n->out->numel / j.cols : n->out->numel;             \
             ad__split_run(units, binary_parts(n, units), j.cols ? 1 : 16, NAME##_fwd_range, &j); \
             return AD_OK;                                                               \
@@ -276,8 +277,9 @@ static int binary_parts(const ad_node *n, size_t units)
     {                                                                                   \
         const void *a = n->in[0]->data, *b = n->in[1]->data, *g = n->out->grad;         \
         void *ga = ad__grad(t, n->in[0]), *gb = ad__grad(t, n->in[1]);                  \
-        binary_job j = {n, ga, gb, same_size(n) ? 0 : row_bias(n)};                     \
-        if (same_size(n) || j.cols) {                                                   \
+        int flat = same_size(n);                                                        \
+        binary_job j = {n, ga, gb, flat ? 0 : row_bias(n)};                             \
+        if (flat || j.cols) {                                                           \
             size_t units = j.cols ? n->out->numel / j.cols : n->out->numel;             \
             if (ga || !j.cols)                                                          \
                 ad__split_run(units, binary_parts(n, units), j.cols ? 1 : 16, NAME##_bwd_range, &j); \

@@ -13,9 +13,12 @@
  * thread (the default), or in a build without OpenMP, the loop runs whole
  * on the calling thread.
  *
- * Used by the fused cell ops (op_cell.c) and, through the same file, by the
- * flat loops of nn/ over a parameter block (the optimizer update, gradients
- * summed from replicas, zeroing).
+ * Used by the elementwise loops of a tape (the fused cells, cross-entropy,
+ * the binary ops, the shape ops' copies, new gradients' zeroing, bias rows
+ * and sums, weight packing, long sums of squares: docs/performance.md has
+ * the table) and, through nn/internal.h, by the flat loops of nn/ over a
+ * parameter block (the optimizer update, gradients summed from replicas,
+ * zeroing).
  */
 #ifndef UNROLL_AD_SPLIT_H
 #define UNROLL_AD_SPLIT_H
