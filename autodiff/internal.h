@@ -82,7 +82,8 @@ typedef enum ad__op {
 typedef struct ad__args {
     int axis;
     int keepdim;
-    int flags;     /* matmul transposes; rnn_cell activation */
+    int flags;     /* matmul transposes (also rnn_sequence's) */
+    int activation; /* rnn_cell, rnn_sequence: an ad_rnn_activation */
     int reduction; /* ad_reduction */
     int view;      /* set by a shape rule: the output shares input 0's data (no buffer) */
     union {
@@ -589,6 +590,15 @@ size_t ad__tape_copies_of(const ad_tape *t, const ad_param *p, ad_tensor **out, 
 size_t ad__checkpoint_n_copies(const ad_node *n);
 const ad_param *ad__checkpoint_copy_param(const ad_node *n, size_t j);
 ad_tensor *ad__checkpoint_copy(const ad_tape *t, const ad_node *n, size_t j);
+
+/* The Elman gates of one step over numel elements (op_cell.c), split over
+ * the threads as ad_rnn_cell splits them; ad_rnn_sequence (op_sequence.c)
+ * runs them step by step. Forward: out = act(gx + gh). Backward: adds
+ * act'(y) g into ggx and ggh (either may be NULL). Forward mode:
+ * dy = act'(y) (dx + dh) (dx, dh may be NULL for zero). */
+void ad__rnn_gates_fwd(int f32, int relu, size_t numel, const void *gx, const void *gh, void *out);
+void ad__rnn_gates_bwd(int f32, int relu, size_t numel, const void *y, const void *g, void *ggx, void *ggh);
+void ad__rnn_gates_jvp(int f32, int relu, size_t numel, const void *y, const void *dx, const void *dh, void *dy);
 
 /* Runs the anomaly check of backward over node n's input gradients. */
 void ad__check_backward_anomaly(ad_tape *t, ad_node *n);

@@ -223,8 +223,8 @@ ad_status ad__shape_rnn_cell(ad_tape *t, ad_node *n, ad_shape *out)
 {
     ad_shape x = n->in[0]->shape, h = n->in[1]->shape;
     char sx[AD__SHAPE_BUF], sh[AD__SHAPE_BUF];
-    if (n->a.flags != AD_RNN_TANH && n->a.flags != AD_RNN_RELU)
-        return ad_tape_fail(t, AD_ERR_ARG, "rnn_cell: unknown activation %d", n->a.flags);
+    if (n->a.activation != AD_RNN_TANH && n->a.activation != AD_RNN_RELU)
+        return ad_tape_fail(t, AD_ERR_ARG, "rnn_cell: unknown activation %d", n->a.activation);
     if (x.rank != 2 || h.rank != 2 || x.dim[0] != h.dim[0] || x.dim[1] != h.dim[1])
         return ad_tape_fail(t, AD_ERR_SHAPE, "rnn_cell: gx %s and gh %s must both be [B, H]",
                         ad__shape_str(x, sx), ad__shape_str(h, sh));
@@ -375,31 +375,40 @@ static void rnn_bwd_range(void *ctx, size_t lo, size_t hi, int part)
                        ROW(double, j->gx, lo, 1), ROW(double, j->gh, lo, 1));
 }
 
-static int rnn_parts(const ad_node *n)
+/* Split over elements when the step is large enough (ad__split_parts). */
+static int rnn_parts(size_t numel) { return ad__split_parts(numel, numel, AD__TUNE_CELL_MIN_PER_THREAD); }
+
+void ad__rnn_gates_fwd(int f32, int relu, size_t numel, const void *gx, const void *gh, void *out)
 {
-    return ad__split_parts(n->out->numel, n->out->numel, AD__TUNE_CELL_MIN_PER_THREAD);
+    rnn_job j = {f32, relu, gx, gh, NULL, out, NULL, NULL};
+    ad__split_run(numel, rnn_parts(numel), 16, rnn_fwd_range, &j);
+}
+
+void ad__rnn_gates_bwd(int f32, int relu, size_t numel, const void *y, const void *g, void *ggx, void *ggh)
+{
+    rnn_job j = {f32, relu, NULL, NULL, g, (void *)y, ggx, ggh};
+    ad__split_run(numel, rnn_parts(numel), 16, rnn_bwd_range, &j);
 }
 
 ad_status ad__rnn_cell_fwd(ad_tape *t, ad_node *n)
 {
     (void)t;
-    rnn_job j = {n->out->dtype == AD_F32, n->a.flags == AD_RNN_RELU, n->in[0]->data, n->in[1]->data, NULL,
-                 n->out->data, NULL, NULL};
-    ad__split_run(n->out->numel, rnn_parts(n), 16, rnn_fwd_range, &j);
+    ad__rnn_gates_fwd(n->out->dtype == AD_F32, n->a.activation == AD_RNN_RELU, n->out->numel, n->in[0]->data,
+                      n->in[1]->data, n->out->data);
     return AD_OK;
 }
 
 void ad__rnn_cell_bwd(ad_tape *t, ad_node *n)
 {
     void *gx = ad__grad(t, n->in[0]), *gh = ad__grad(t, n->in[1]);
-    rnn_job j = {n->out->dtype == AD_F32, n->a.flags == AD_RNN_RELU, NULL, NULL, n->out->grad, n->out->data, gx, gh};
-    ad__split_run(n->out->numel, rnn_parts(n), 16, rnn_bwd_range, &j);
+    ad__rnn_gates_bwd(n->out->dtype == AD_F32, n->a.activation == AD_RNN_RELU, n->out->numel, n->out->data,
+                      n->out->grad, gx, gh);
 }
 
 ad_tensor *ad_rnn_cell(ad_tape *t, ad_tensor *gx, ad_tensor *gh, ad_rnn_activation activation)
 {
     ad__args args = {0};
-    args.flags = (int)activation;
+    args.activation = (int)activation;
     ad_tensor *in[2] = {gx, gh};
     return ad__record(t, AD_OP_RNN_CELL, in, 2, &args);
 }
@@ -466,6 +475,12 @@ ad_tensor *ad_rnn_cell(ad_tape *t, ad_tensor *gx, ad_tensor *gh, ad_rnn_activati
 DEFINE_CELL_JVP(float)
 DEFINE_CELL_JVP(double)
 
+void ad__rnn_gates_jvp(int f32, int relu, size_t numel, const void *y, const void *dx, const void *dh, void *dy)
+{
+    if (f32) rnn_jvp_float(numel, relu, y, dx, dh, dy);
+    else rnn_jvp_double(numel, relu, y, dx, dh, dy);
+}
+
 /* Direction k's block of input i's tangents (NULL when it has none). */
 static const void *tan_block(ad_tape *t, const ad_node *n, int i, size_t k)
 {
@@ -478,7 +493,7 @@ static ad_status cell_jvp(ad_tape *t, ad_node *n)
     if (n->op != AD_OP_RNN_CELL && !n->saved) return ad__jvp_need_saved(t, n);
     char *dy = ad__tan_new(t, n);
     if (!dy) return ad_tape_status(t);
-    int f32 = n->out->dtype == AD_F32, relu = n->a.flags == AD_RNN_RELU;
+    int f32 = n->out->dtype == AD_F32, relu = n->a.activation == AD_RNN_RELU;
     size_t ny = n->out->numel, es = ad__dtype_size(n->out->dtype);
     for (size_t k = 0; k < (size_t)ad__tan_k(t); k++) {
         const void *dx = tan_block(t, n, 0, k), *dh = tan_block(t, n, 1, k);
@@ -486,8 +501,7 @@ static ad_status cell_jvp(ad_tape *t, ad_node *n)
         void *yk = dy + k * ny * es;
         switch (n->op) {
         case AD_OP_RNN_CELL:
-            if (f32) rnn_jvp_float(ny, relu, n->out->data, dx, dh, yk);
-            else rnn_jvp_double(ny, relu, n->out->data, dx, dh, yk);
+            ad__rnn_gates_jvp(f32, relu, ny, n->out->data, dx, dh, yk);
             break;
         case AD_OP_LSTM_CELL_STATE:
             if (f32) lstm_state_jvp_float(B_ROWS(n), H_COLS(n), DATA(float, n, 2), PLANE(float, n, 0),

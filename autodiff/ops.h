@@ -233,6 +233,25 @@ typedef enum ad_rnn_activation {
 AD_API ad_tensor *ad_rnn_cell(ad_tape *t, ad_tensor *gx, ad_tensor *gh, ad_rnn_activation activation);
 
 /**
+ * A whole Elman recurrence in one node: with gx [T B, H] holding the input
+ * projections of T steps (step k's B rows at rows k B .. k B + B - 1, the
+ * layout ad_concat of the steps along axis 0 gives), h0 [B, H] and w_hh
+ * [H, H], returns the states h_1..h_T as [T B, H] in the same layout, where
+ * h_k = act(gx_k + h_{k-1} op(w_hh)); op is the transpose when `flags` is
+ * AD_TRANS_B (PyTorch's weight_hh layout), else none. Values and gradients
+ * are those of the T steps ad_rnn_cell(ad_slice(gx, 0, k B, B),
+ * ad_matmul(h, w_hh, flags), act) concatenated, bit for bit, from one node
+ * instead of 3 T + 1 (for tiny nets, recording is most of the cost).
+ * Backward keeps h0, w_hh and the states; gx can be released.
+ * Errors: AD_ERR_SHAPE when the shapes do not fit or gx's rows are not a
+ * whole number of steps of h0's B rows, AD_ERR_EMPTY for an empty h0 or
+ * sequence, AD_ERR_ARG for an unknown activation or flags other than 0 and
+ * AD_TRANS_B, and the gate's NULL / dtype / foreign-tape checks.
+ */
+AD_API ad_tensor *ad_rnn_sequence(ad_tape *t, ad_tensor *gx, ad_tensor *h0, ad_tensor *w_hh,
+                                  ad_rnn_activation activation, int flags);
+
+/**
  * LSTM cell state: with [i f g o] = gx + gh ([B, 4H]) and c [B, H],
  * c' = sigmoid(f) c + sigmoid(i) tanh(g) -> [B, H]. The o block is not read
  * (see ad_lstm_cell_output). Gradients flow to gx, gh and c.

@@ -53,6 +53,7 @@ typedef struct opts {
     long proj_block; /* steps per block of the hoisted input projection (0: the whole sequence) */
     double seconds;
     int w6_recompute_only; /* W6: only the rnn-recompute and lstm-recompute rows */
+    int fused_sequence; /* Elman nets: each block's steps as one ad_rnn_sequence node (1, default) */
 } opts;
 
 /* --mpi: the context, and the time spent averaging gradients (µs). */
@@ -230,6 +231,8 @@ typedef struct rnet {
     double *hcarry; /* W2: the carried state */
     int64_t *ids;
     ad_tensor **all_h; /* the T states of a step, for the output head */
+    int fused_sequence; /* Elman: one ad_rnn_sequence node per block of steps */
+    ad_tensor **blocks; /* with fused_sequence: each block's states [steps B, H] */
     int clip_value, bce;
     double loss_scale;      /* 1, or 1/shards for a shard's share of the mean */
     int n_shards;           /* batched workloads: the batch split over replicas */
@@ -303,8 +306,9 @@ static int rnet_init(rnet *r, nn_cell_kind kind, int V, int H, int T, int B, int
     r->tape = ad_tape_new(&to);
     r->ids = malloc((size_t)(T + 1) * (size_t)B * sizeof *r->ids);
     r->all_h = malloc((size_t)T * sizeof *r->all_h);
+    r->blocks = malloc((size_t)T * sizeof *r->blocks);
     r->loss_scale = 1.0;
-    return r->ps && r->by && r->tape && r->ids && r->all_h;
+    return r->ps && r->by && r->tape && r->ids && r->all_h && r->blocks;
 }
 
 /* Splits r's batch over n replicas (each B/n columns, its own tape). */
@@ -331,7 +335,8 @@ static int rnet_shard(rnet *r, int n)
         sh->tape = ad_tape_new(&to);
         sh->ids = malloc((size_t)(r->T + 1) * (size_t)sh->B * sizeof *sh->ids);
         sh->all_h = malloc((size_t)r->T * sizeof *sh->all_h);
-        if (!sh->ps || !sh->tape || !sh->ids || !sh->all_h) return 0;
+        sh->blocks = malloc((size_t)r->T * sizeof *sh->blocks);
+        if (!sh->ps || !sh->tape || !sh->ids || !sh->all_h || !sh->blocks) return 0;
         sh->Wx = nn_params_get(sh->ps, "W_x"), sh->Wh = nn_params_get(sh->ps, "W_h");
         sh->b = nn_params_get(sh->ps, "b"), sh->bh = nn_params_get(sh->ps, "b_h");
         sh->Wy = nn_params_get(sh->ps, "W_y"), sh->by = nn_params_get(sh->ps, "b_y");
@@ -346,6 +351,7 @@ static void rnet_free(rnet *r)
         nn_params_free(r->shards[i].ps);
         free(r->shards[i].ids);
         free(r->shards[i].all_h);
+        free(r->shards[i].blocks);
     }
     free(r->shards);
     ad_tape_free(r->tape);
@@ -353,7 +359,16 @@ static void rnet_free(rnet *r)
     nn_params_free(r->ps);
     free(r->ids);
     free(r->all_h);
+    free(r->blocks);
     free(r->hcarry);
+}
+
+/* The T states [T B, H], step-major: the fused blocks joined (one block is
+ * itself), or the steps' states. */
+static ad_tensor *all_states(rnet *r, int fused, int n_blocks)
+{
+    if (!fused) return ad_concat(r->tape, r->all_h, r->T, 0);
+    return n_blocks == 1 ? r->blocks[0] : ad_concat(r->tape, r->blocks, n_blocks, 0);
 }
 
 /* Forward over T steps from ids [(T+1) x B] (targets are the next row), backward, update. */
@@ -385,12 +400,20 @@ static int forward_backward(rnet *r, const double *targets_bce)
      * exists in a long unroll. One block of T when proj_block is 0 or >= T. */
     int blk = r->proj_block > 0 && r->proj_block < r->T ? r->proj_block : r->T;
     ad_tensor *block_loss = NULL;
+    int fused = r->fused_sequence && r->kind == NN_CELL_RNN_TANH, n_blocks = 0;
     for (int k0 = 0; k0 < r->T; k0 += blk) {
         int nb = r->T - k0 < blk ? r->T - k0 : blk;
         ad_tensor *gx = input_proj(r, r->ids + (size_t)k0 * r->B, (int64_t)nb * r->B);
-        for (int k = k0; k < k0 + nb; k++) {
-            s = step(r, ad_slice(t, gx, 0, (int64_t)(k - k0) * r->B, r->B), wh, s);
-            all_h[k] = s.h;
+        if (fused) { /* the block's states [nb B, H], step-major */
+            ad_tensor *seq = r->blocks[n_blocks++] = ad_rnn_sequence(t, gx, s.h, wh, AD_RNN_TANH, 0);
+            if (blk < r->T && !r->bce) /* the per-step heads below read each step's rows */
+                for (int k = k0; k < k0 + nb; k++) all_h[k] = ad_slice(t, seq, 0, (int64_t)(k - k0) * r->B, r->B);
+            if (k0 + nb < r->T || r->hcarry) s.h = ad_slice(t, seq, 0, (int64_t)(nb - 1) * r->B, r->B);
+        } else {
+            for (int k = k0; k < k0 + nb; k++) {
+                s = step(r, ad_slice(t, gx, 0, (int64_t)(k - k0) * r->B, r->B), wh, s);
+                all_h[k] = s.h;
+            }
         }
         if (ad_tape_status(t) == AD_OK) ad_tape_release(t, gx); /* read by the steps only */
         /* Several blocks: the head and the loss (summed) of each of the
@@ -408,12 +431,12 @@ static int forward_backward(rnet *r, const double *targets_bce)
     if (block_loss) { /* the mean over the T B tokens, as one block's loss is */
         loss = ad_mul_scalar(t, block_loss, (r->B == 1 ? 1.0 : 1.0 / (double)TB) * r->loss_scale);
     } else if (r->bce) {
-        ad_tensor *z = ad_addmm(t, ad_use(t, r->by), ad_concat(t, all_h, r->T, 0), ad_use(t, r->Wy), 0);
+        ad_tensor *z = ad_addmm(t, ad_use(t, r->by), all_states(r, fused, n_blocks), ad_use(t, r->Wy), 0);
         ad_tensor *d = ad_from_f64(t, dt, ad_shape2(r->T, 1), targets_bce);
         /* the sigmoid output and BCE as the one stable fused op (log1p(exp(-|z|))) */
         loss = ad_bce_with_logits(t, z, d, AD_REDUCE_SUM);
     } else {
-        ad_tensor *hcat = ad_concat(t, all_h, r->T, 0); /* [T*B, H], step-major */
+        ad_tensor *hcat = all_states(r, fused, n_blocks); /* [T*B, H], step-major */
         ad_tensor *z = ad_addmm(t, ad_use(t, r->by), hcat, ad_use(t, r->Wy), 0);
         loss = ad_cross_entropy(t, z, r->ids + r->B, TB, -1, r->B == 1 ? AD_REDUCE_SUM : AD_REDUCE_MEAN);
         /* The loss's backward reads its saved probabilities, not the logits:
@@ -599,6 +622,7 @@ static int run_one(const char *name, const opts *o, const text *tx)
     if (!strcmp(name, "W1")) {
         if (!rnet_init(&r, NN_CELL_RNN_TANH, 3, 3, 3, 1, 1, o->dtype)) return 1;
         r.bce = 1;
+        r.fused_sequence = o->fused_sequence;
         for (int k = 0; k <= 3; k++) r.ids[k] = k % 3; /* inputs 0, 1, 2 */
         cfg = nn_optim_defaults(NN_OPTIM_SGD);
         cfg.lr = 0.1;
@@ -624,6 +648,7 @@ static int run_one(const char *name, const opts *o, const text *tx)
         if (ranks > 1) r.global_B = B, r.b0 = mpi.rank * (B / ranks);
         r.gather = g;
         r.proj_block = (int)o->proj_block;
+        r.fused_sequence = o->fused_sequence;
         r.tx = tx;
         if (w2) {
             r.hcarry = calloc((size_t)H, sizeof *r.hcarry);
@@ -696,12 +721,14 @@ static void usage(void)
                     "                    [--recompute-only 1] (W6: only the rnn-recompute and lstm-recompute rows)\n"
                     "                    [--proj-block N] (steps per block of the hoisted input projection;\n"
                     "                    default 64, 0 for the whole sequence at once)\n"
+                    "                    [--fused-sequence 0|1] (Elman nets: each block's steps as one\n"
+                    "                    ad_rnn_sequence node, default 1, or node by node)\n"
                     "                    [--mpi 1] (a build with UNROLL_WITH_MPI=ON, under mpirun)\n");
 }
 
 int main(int argc, char **argv)
 {
-    opts o = {"all", NULL, AD_F32, 1, 0, 1, 0, 0, 64, 2.0, 0};
+    opts o = {"all", NULL, AD_F32, 1, 0, 1, 0, 0, 64, 2.0, 0, 1};
     for (int i = 1; i < argc; i += 2) { /* --option value pairs */
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!v) {
@@ -716,6 +743,7 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "--repeat")) o.repeat = atoi(v);
         else if (!strcmp(a, "--seconds")) o.seconds = atof(v);
         else if (!strcmp(a, "--mpi")) o.mpi = atoi(v);
+        else if (!strcmp(a, "--fused-sequence")) o.fused_sequence = atoi(v) != 0;
         else if (!strcmp(a, "--recompute-only")) {
             o.w6_recompute_only = atoi(v) != 0;
         } else if (!strcmp(a, "--proj-block")) {

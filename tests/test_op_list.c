@@ -140,6 +140,10 @@ static ad_tensor *g_lstm_cell_output(ad_tape *t, oc_ctx *c)
 static ad_tensor *g_gru_cell(ad_tape *t, oc_ctx *c) { return ad_gru_cell(t, U(0), U(1), U(2)); }
 static ad_tensor *g_addmm(ad_tape *t, oc_ctx *c) { return ad_addmm(t, U(2), U(0), U(1), AD_TRANS_B); }
 static ad_tensor *g_rnn_cell(ad_tape *t, oc_ctx *c) { return ad_rnn_cell(t, U(0), U(1), AD_RNN_TANH); }
+static ad_tensor *g_rnn_sequence(ad_tape *t, oc_ctx *c)
+{
+    return ad_rnn_sequence(t, U(0), U(1), U(2), AD_RNN_TANH, AD_TRANS_B);
+}
 static ad_tensor *g_layer_norm(ad_tape *t, oc_ctx *c) { return ad_layer_norm(t, U(0), 1e-5); }
 static ad_tensor *g_softplus(ad_tape *t, oc_ctx *c) { return ad_softplus(t, U(0)); }
 static ad_status tanh_of_product(ad_tape *t, void *ctx, ad_tensor *const *in, int n_in, ad_tensor **out, int n_out)
@@ -212,6 +216,7 @@ static const op_row rows[AD_OP_COUNT] = {
     [AD_OP_LAYER_NORM] = R(layer_norm, 1, X23, NO, NO, -2, 2),
     [AD_OP_CHECKPOINT] = R(checkpoint, 2, X23, X23, NO, -2, 2),
     [AD_OP_SOFTPLUS] = R(softplus, 1, X23, NO, NO, -4, 4),
+    [AD_OP_RNN_SEQUENCE] = R(rnn_sequence, 3, D(6, 3), X23, D(3, 3), -1, 1),
 };
 
 /* Ops whose forward mode is not written yet: the exact check must refuse

@@ -1,0 +1,164 @@
+/*
+ * op_sequence.c - a whole Elman recurrence in one node (ad_rnn_sequence).
+ *
+ * h_k = act(gx_k + h_{k-1} op(W)) for k = 1..T, gx_k the k-th block of B
+ * rows of gx [T B, H], h_0 [B, H]. The node computes what T steps of
+ * ad_matmul and ad_rnn_cell on slices of gx, concatenated, compute: the same
+ * products (with the same packed weight) and the same gates, in the same
+ * order, so its values and gradients are the step-by-step graph's bit for
+ * bit, from one node instead of 3 T + 1. Tiny nets spend more on recording
+ * nodes than on their arithmetic; this is where that cost goes away.
+ *
+ * Backward keeps h_0, W and the output (the states). n->saved holds two
+ * [B, H] planes of scratch: h_{k-1} op(W) of the step being computed, then
+ * in backward the state's gradient and the pre-activation's.
+ * Derivation: docs/derivations.md, "Elman sequence".
+ */
+#include <string.h>
+
+#include "internal.h"
+#include "kernels.h"
+
+/* The node's sizes: T steps of B rows, H units, element size es. */
+typedef struct seq {
+    int f32, relu, tb;
+    size_t T, B, H, step, es;
+} seq;
+
+static seq seq_of(const ad_node *n)
+{
+    seq s;
+    s.f32 = n->out->dtype == AD_F32;
+    s.relu = n->a.activation == AD_RNN_RELU;
+    s.tb = (n->a.flags & AD_TRANS_B) != 0;
+    s.B = (size_t)n->in[1]->shape.dim[0];
+    s.H = (size_t)n->in[1]->shape.dim[1];
+    s.T = (size_t)n->out->shape.dim[0] / s.B;
+    s.step = s.B * s.H;
+    s.es = ad__dtype_size(n->out->dtype);
+    return s;
+}
+
+/* gx [T B, H], h0 [B, H], w [H, H] -> [T B, H]. */
+ad_status ad__shape_rnn_sequence(ad_tape *t, ad_node *n, ad_shape *out)
+{
+    ad_shape x = n->in[0]->shape, h = n->in[1]->shape, w = n->in[2]->shape;
+    char sx[AD__SHAPE_BUF], sh[AD__SHAPE_BUF], sw[AD__SHAPE_BUF];
+    if (n->a.activation != AD_RNN_TANH && n->a.activation != AD_RNN_RELU)
+        return ad_tape_fail(t, AD_ERR_ARG, "rnn_sequence: unknown activation %d", n->a.activation);
+    if (n->a.flags & ~AD_TRANS_B)
+        return ad_tape_fail(t, AD_ERR_ARG, "rnn_sequence: flags %d: only AD_TRANS_B applies", n->a.flags);
+    if (x.rank != 2 || h.rank != 2 || w.rank != 2 || h.dim[1] != x.dim[1] || w.dim[0] != x.dim[1] ||
+        w.dim[1] != x.dim[1])
+        return ad_tape_fail(t, AD_ERR_SHAPE, "rnn_sequence: gx %s, h0 %s, w_hh %s: gx must be [T B, H], h0 [B, H] "
+                            "and w_hh [H, H]", ad__shape_str(x, sx), ad__shape_str(h, sh), ad__shape_str(w, sw));
+    if (h.dim[0] == 0 || h.dim[1] == 0)
+        return ad_tape_fail(t, AD_ERR_EMPTY, "rnn_sequence: state h0 %s is empty", ad__shape_str(h, sh));
+    if (x.dim[0] == 0)
+        return ad_tape_fail(t, AD_ERR_EMPTY, "rnn_sequence: gx %s is an empty sequence", ad__shape_str(x, sx));
+    if (x.dim[0] % h.dim[0])
+        return ad_tape_fail(t, AD_ERR_SHAPE, "rnn_sequence: gx %s is not a whole number of steps of %lld rows (h0 %s)",
+                            ad__shape_str(x, sx), (long long)h.dim[0], ad__shape_str(h, sh));
+    *out = x;
+    return AD_OK;
+}
+
+/* Row k of T blocks of `step` elements. */
+#define BLOCK(s, p, k) ((p) ? (char *)(p) + (k) * (s).step * (s).es : NULL)
+
+/* c (+)= a op(b) for the [B, H] x [H, H] products of the recurrence, with
+ * op(b)'s packed form or NULL. */
+static void step_product(const seq *s, int tb, const void *a, const void *b, const void *packed, void *c,
+                         int accumulate)
+{
+    ad__product p = {!s->f32, 0, tb, s->B, s->H, s->H, a, b, c, accumulate, NULL, packed};
+    ad__gemm(&p);
+}
+
+ad_status ad__rnn_sequence_fwd(ad_tape *t, ad_node *n)
+{
+    seq s = seq_of(n);
+    const ad_tensor *w = n->in[2];
+    const void *packed = ad__packed_for(t, w, s.tb, s.H, s.H, s.B);
+    n->saved = ad__alloc_array(t, 2 * s.step, s.es);
+    if (!n->saved || ad__status(t) != AD_OK) return ad__status(t);
+    const void *prev = n->in[1]->data;
+    for (size_t k = 0; k < s.T; k++) {
+        step_product(&s, s.tb, prev, w->data, packed, n->saved, 0);
+        ad__rnn_gates_fwd(s.f32, s.relu, s.step, BLOCK(s, n->in[0]->data, k), n->saved, BLOCK(s, n->out->data, k));
+        prev = BLOCK(s, n->out->data, k);
+    }
+    return AD_OK;
+}
+
+/* dst = 0 + src (as adding into a new zeroed gradient makes it: -0 becomes +0). */
+static void start_from(const seq *s, void *dst, const void *src)
+{
+    if (s->f32)
+        for (size_t i = 0; i < s->step; i++) ((float *)dst)[i] = 0.0f + ((const float *)src)[i];
+    else
+        for (size_t i = 0; i < s->step; i++) ((double *)dst)[i] = 0.0 + ((const double *)src)[i];
+}
+
+/*
+ * Backward through time, step T down to 1, as the step-by-step graph runs
+ * it: dh_k = G_k + dz_{k+1} op(W)^T, dz_k = act'(h_k) dh_k (into gx's rows
+ * k), dW += h_{k-1}^T dz_k (or its transpose), and dh_0 = dz_1 op(W)^T.
+ */
+void ad__rnn_sequence_bwd(ad_tape *t, ad_node *n)
+{
+    seq s = seq_of(n);
+    ad_tensor *w = n->in[2];
+    void *ggx = ad__grad(t, n->in[0]), *gh0 = ad__grad(t, n->in[1]), *gw = ad__grad(t, w);
+    const void *packed = ad__packed_for(t, w, !s.tb, s.H, s.H, s.B);
+    if (ad__status(t) != AD_OK) return;
+    char *dh = n->saved, *dz = dh + s.step * s.es;
+    start_from(&s, dh, BLOCK(s, n->out->grad, s.T - 1));
+    for (size_t k = s.T; k-- > 0;) {
+        memset(dz, 0, s.step * s.es);
+        ad__rnn_gates_bwd(s.f32, s.relu, s.step, BLOCK(s, n->out->data, k), dh, BLOCK(s, ggx, k), dz);
+        const void *prev = k ? BLOCK(s, n->out->data, k - 1) : n->in[1]->data;
+        void *gprev = k ? dh : gh0;
+        if (k) start_from(&s, dh, BLOCK(s, n->out->grad, k - 1));
+        if (gprev) step_product(&s, !s.tb, dz, w->data, packed, gprev, 1);
+        if (!gw) continue;
+        ad__product p = {!s.f32, 1, 0, s.H, s.H, s.B, s.tb ? (const void *)dz : prev, s.tb ? prev : (const void *)dz,
+                         gw, 1, NULL, NULL};
+        ad__gemm(&p);
+    }
+}
+
+/* Forward mode, direction by direction and step by step:
+ * dh_k = act'(h_k) (dgx_k + dh_{k-1} op(W) + h_{k-1} op(dW)). */
+ad_status ad__rnn_sequence_jvp(ad_tape *t, ad_node *n)
+{
+    seq s = seq_of(n);
+    const ad_tensor *x = n->in[0], *h0 = n->in[1], *w = n->in[2];
+    char *dy = ad__tan_new(t, n), *acc = ad__alloc_array(t, s.step, s.es);
+    if (!dy || !acc) return ad_tape_status(t);
+    const char *dx = ad__tan(t, x), *dh0 = ad__tan(t, h0), *dw = ad__tan(t, w);
+    for (size_t d = 0; d < (size_t)ad__tan_k(t); d++) {
+        char *yd = dy + d * n->out->numel * s.es;
+        const char *xd = dx ? dx + d * x->numel * s.es : NULL, *wd = dw ? dw + d * w->numel * s.es : NULL;
+        const char *tprev = dh0 ? dh0 + d * h0->numel * s.es : NULL;
+        for (size_t k = 0; k < s.T; k++) {
+            const void *prev = k ? BLOCK(s, n->out->data, k - 1) : h0->data;
+            memset(acc, 0, s.step * s.es);
+            if (tprev) step_product(&s, s.tb, tprev, w->data, NULL, acc, 1);
+            if (wd) step_product(&s, s.tb, prev, wd, NULL, acc, 1);
+            ad__rnn_gates_jvp(s.f32, s.relu, s.step, BLOCK(s, n->out->data, k), BLOCK(s, xd, k), acc, BLOCK(s, yd, k));
+            tprev = BLOCK(s, yd, k);
+        }
+    }
+    return AD_OK;
+}
+
+ad_tensor *ad_rnn_sequence(ad_tape *t, ad_tensor *gx, ad_tensor *h0, ad_tensor *w_hh, ad_rnn_activation activation,
+                           int flags)
+{
+    ad__args args = {0};
+    args.activation = (int)activation;
+    args.flags = flags;
+    ad_tensor *in[3] = {gx, h0, w_hh};
+    return ad__record(t, AD_OP_RNN_SEQUENCE, in, 3, &args);
+}
