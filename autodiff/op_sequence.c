@@ -5,13 +5,18 @@
  * rows of gx [T B, H], h_0 [B, H]. The node computes what T steps of
  * ad_matmul and ad_rnn_cell on slices of gx, concatenated, compute: the same
  * products (with the same packed weight) and the same gates, in the same
- * order, so its values and gradients are the step-by-step graph's bit for
- * bit, from one node instead of 3 T + 1. Tiny nets spend more on recording
+ * order, so its states and the gradients of gx and h_0 are the step-by-step
+ * graph's bit for bit, from one node instead of 3 T + 1. Tiny nets spend more on recording
  * nodes than on their arithmetic; this is where that cost goes away.
  *
- * Backward keeps h_0, W and the output (the states). n->saved holds two
- * [B, H] planes of scratch: h_{k-1} op(W) of the step being computed, then
- * in backward the state's gradient and the pre-activation's.
+ * One difference: backward sums the weight's gradient over all steps in
+ * one product instead of one per step, so that gradient agrees with the
+ * step-by-step graph's to rounding, not to the bit.
+ *
+ * Backward keeps h_0, W and the output (the states). n->saved holds a
+ * [B, H] plane of scratch: h_{k-1} op(W) of the step being computed, then
+ * in backward the state's gradient; backward takes [T B, H] more for the
+ * pre-activations' gradients the weight's needs.
  * Derivation: docs/derivations.md, "Elman sequence".
  */
 #include <string.h>
@@ -80,7 +85,7 @@ ad_status ad__rnn_sequence_fwd(ad_tape *t, ad_node *n)
     seq s = seq_of(n);
     const ad_tensor *w = n->in[2];
     const void *packed = ad__packed_for(t, w, s.tb, s.H, s.H, s.B);
-    n->saved = ad__alloc_array(t, 2 * s.step, s.es);
+    n->saved = ad__alloc_array(t, s.step, s.es);
     if (!n->saved || ad__status(t) != AD_OK) return ad__status(t);
     const void *prev = n->in[1]->data;
     for (size_t k = 0; k < s.T; k++) {
@@ -100,10 +105,29 @@ static void start_from(const seq *s, void *dst, const void *src)
         for (size_t i = 0; i < s->step; i++) ((double *)dst)[i] = 0.0 + ((const double *)src)[i];
 }
 
+/* dW += h_{k-1}^T dz_k summed over the steps, as two products over all of
+ * them (h_0's rows, then the states' first T - 1 blocks, which are
+ * contiguous): far faster than T products of B rows each. With op the
+ * transpose, dW += dz_k^T h_{k-1}. */
+static void weight_grad(const seq *s, const ad_node *n, const char *dz, void *gw)
+{
+    const char *h0 = n->in[1]->data, *states = n->out->data;
+    size_t rest = (s->T - 1) * s->B;
+    ad__product p = {!s->f32, 1, 0, s->H, s->H, s->B, s->tb ? (const void *)dz : h0, s->tb ? (const void *)h0 : dz,
+                     gw, 1, NULL, NULL};
+    ad__gemm(&p);
+    if (!rest) return;
+    const char *dz1 = dz + s->step * s->es;
+    p.k = rest;
+    p.a = s->tb ? (const void *)dz1 : states;
+    p.b = s->tb ? (const void *)states : dz1;
+    ad__gemm(&p);
+}
+
 /*
  * Backward through time, step T down to 1, as the step-by-step graph runs
  * it: dh_k = G_k + dz_{k+1} op(W)^T, dz_k = act'(h_k) dh_k (into gx's rows
- * k), dW += h_{k-1}^T dz_k (or its transpose), and dh_0 = dz_1 op(W)^T.
+ * k), dh_0 = dz_1 op(W)^T; then dW from every step's dz_k at once.
  */
 void ad__rnn_sequence_bwd(ad_tape *t, ad_node *n)
 {
@@ -111,21 +135,20 @@ void ad__rnn_sequence_bwd(ad_tape *t, ad_node *n)
     ad_tensor *w = n->in[2];
     void *ggx = ad__grad(t, n->in[0]), *gh0 = ad__grad(t, n->in[1]), *gw = ad__grad(t, w);
     const void *packed = ad__packed_for(t, w, !s.tb, s.H, s.H, s.B);
+    /* every step's dz when dW needs them, else one step's */
+    char *dzs = ad__alloc_array(t, gw ? s.T * s.step : s.step, s.es);
     if (ad__status(t) != AD_OK) return;
-    char *dh = n->saved, *dz = dh + s.step * s.es;
+    char *dh = n->saved;
     start_from(&s, dh, BLOCK(s, n->out->grad, s.T - 1));
     for (size_t k = s.T; k-- > 0;) {
+        char *dz = gw ? BLOCK(s, dzs, k) : dzs;
         memset(dz, 0, s.step * s.es);
         ad__rnn_gates_bwd(s.f32, s.relu, s.step, BLOCK(s, n->out->data, k), dh, BLOCK(s, ggx, k), dz);
-        const void *prev = k ? BLOCK(s, n->out->data, k - 1) : n->in[1]->data;
         void *gprev = k ? dh : gh0;
         if (k) start_from(&s, dh, BLOCK(s, n->out->grad, k - 1));
         if (gprev) step_product(&s, !s.tb, dz, w->data, packed, gprev, 1);
-        if (!gw) continue;
-        ad__product p = {!s.f32, 1, 0, s.H, s.H, s.B, s.tb ? (const void *)dz : prev, s.tb ? prev : (const void *)dz,
-                         gw, 1, NULL, NULL};
-        ad__gemm(&p);
     }
+    if (gw) weight_grad(&s, n, dzs, gw);
 }
 
 /* Forward mode, direction by direction and step by step:

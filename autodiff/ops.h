@@ -238,10 +238,11 @@ AD_API ad_tensor *ad_rnn_cell(ad_tape *t, ad_tensor *gx, ad_tensor *gh, ad_rnn_a
  * layout ad_concat of the steps along axis 0 gives), h0 [B, H] and w_hh
  * [H, H], returns the states h_1..h_T as [T B, H] in the same layout, where
  * h_k = act(gx_k + h_{k-1} op(w_hh)); op is the transpose when `flags` is
- * AD_TRANS_B (PyTorch's weight_hh layout), else none. Values and gradients
- * are those of the T steps ad_rnn_cell(ad_slice(gx, 0, k B, B),
- * ad_matmul(h, w_hh, flags), act) concatenated, bit for bit, from one node
- * instead of 3 T + 1 (for tiny nets, recording is most of the cost).
+ * AD_TRANS_B (PyTorch's weight_hh layout), else none. The states and the
+ * gradients of gx and h0 are those of the T steps ad_rnn_cell(ad_slice(gx,
+ * 0, k B, B), ad_matmul(h, w_hh, flags), act) concatenated, bit for bit, and
+ * w_hh's gradient (summed over the steps in one product) agrees to rounding;
+ * one node instead of 3 T + 1 (for tiny nets recording is most of the cost).
  * Backward keeps h0, w_hh and the states; gx can be released.
  * Errors: AD_ERR_SHAPE when the shapes do not fit or gx's rows are not a
  * whole number of steps of h0's B rows, AD_ERR_EMPTY for an empty h0 or

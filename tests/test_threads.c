@@ -477,7 +477,7 @@ Test(threads, a_split_update_refuses_a_non_finite_gradient_in_any_part)
 enum { NB = 33, NH = 400, NT = 8, NV = 65 };
 
 typedef struct split_net {
-    int kind; /* 0 Elman tanh, 1 Elman relu, 2 LSTM, 3 GRU */
+    int kind; /* 0 Elman tanh, 1 Elman relu, 2 LSTM, 3 GRU, 4 Elman tanh as one ad_rnn_sequence node */
     int gather;
     ad_param *p[6]; /* W_x [NV, G NH], W_h [NH, G NH], b [G NH], b_h [G NH], W_y [NH, NV], b_y [NV] */
 } split_net;
@@ -528,7 +528,7 @@ static size_t split_net_run(split_net *s, ad_dtype dt, ad_copy_grads copy, int t
     }
     ad_tensor *wh = ad_use(t, s->p[1]);
     ad_tensor *h = ad_zeros(t, dt, ad_shape2(NB, NH)), *c = ad_zeros(t, dt, ad_shape2(NB, NH)), *hs[NT];
-    for (int k = 0; k < NT; k++) {
+    for (int k = 0; k < NT && s->kind < 4; k++) {
         ad_tensor *gx = ad_slice(t, proj, 0, (int64_t)k * NB, NB);
         if (s->kind == 3) {
             h = ad_gru_cell(t, gx, ad_addmm(t, ad_use(t, s->p[3]), h, wh, 0), h);
@@ -541,7 +541,7 @@ static size_t split_net_run(split_net *s, ad_dtype dt, ad_copy_grads copy, int t
         }
         hs[k] = h;
     }
-    ad_tensor *states = ad_concat(t, hs, NT, 0);
+    ad_tensor *states = s->kind == 4 ? ad_rnn_sequence(t, proj, h, wh, AD_RNN_TANH, 0) : ad_concat(t, hs, NT, 0);
     ad_tensor *gated = ad_mul(t, states, ad_sigmoid(t, states)); /* the flat form of a binary op */
     ad_tensor *logits = ad_addmm(t, ad_use(t, s->p[5]), gated, ad_use(t, s->p[4]), 0);
     ad_tensor *loss = ad_cross_entropy(t, logits, ids + 1, n, -100, AD_REDUCE_MEAN);
@@ -589,10 +589,11 @@ static void assert_the_net_is_split(int threads, int kind)
     ad_set_num_threads(1);
 }
 
-/* Every fused cell, the shape ops' copies and additions, the zeroing of new
- * gradients and cross-entropy, split over 2 and 3 threads, give the loss and
- * gradients of one thread to the bit, in f32 and f64, on a tape that keeps
- * its copies' gradients and on one that keeps norms and releases them. */
+/* Every fused cell and the Elman sequence op, the shape ops' copies and
+ * additions, the zeroing of new gradients and cross-entropy, split over 2
+ * and 3 threads, give the loss and gradients of one thread to the bit, in
+ * f32 and f64, on a tape that keeps its copies' gradients and on one that
+ * keeps norms and releases them. */
 Test(threads, a_tapes_elementwise_work_is_bit_identical_on_1_2_and_3_threads, .timeout = 300)
 {
     SKIP_WITHOUT_OPENMP();
@@ -604,7 +605,7 @@ Test(threads, a_tapes_elementwise_work_is_bit_identical_on_1_2_and_3_threads, .t
     for (int k = 0; k < 3; k++) r[k] = malloc(cap);
     ad_dtype dts[2] = {AD_F32, AD_F64};
     ad_copy_grads copies[2] = {AD_COPY_GRADS_KEEP, AD_COPY_GRADS_NORMS};
-    for (int kind = 0; kind < 4; kind++) {
+    for (int kind = 0; kind < 5; kind++) {
         for (int th = 2; th <= 3; th++) assert_the_net_is_split(th, kind);
         for (int d = 0; d < 2; d++)
             for (int cg = 0; cg < 2; cg++) {
