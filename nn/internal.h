@@ -28,6 +28,21 @@
 ad_status nn__builtin_step_plain(ad_tape *t, const nn_cell *cell, ad_tensor *x, const nn_state *prev,
                                  nn_state *next);
 
+/* ---- fused Elman blocks (unroll_fused.c) -------------------------------------------- */
+
+struct nn_unroll_options;
+
+/* Whether nn_unroll_options.fuse_steps applies to cell under o: AD_OK, or
+ * AD_ERR_ARG on the tape naming what it needs. The rule lives here only. */
+ad_status nn__fuse_check(ad_tape *t, const nn_cell *cell, const struct nn_unroll_options *o);
+
+/* Steps first..first+nb-1 of an Elman layer as one ad_rnn_sequence node from
+ * gx, the block's hoisted input projection ([nb B, H], which the caller
+ * releases), and the state *h, which becomes the last step's; each step's
+ * state (a view) goes to outs[first + k] when outs is not NULL. */
+ad_status nn__fused_block(ad_tape *t, const nn_cell *cell, ad_tensor *gx, int first, int nb, int64_t batch,
+                          nn_state *outs, nn_state *h);
+
 /* ---- flat loops over the threads (autodiff/split.c) --------------------------------- */
 
 /* The flat loops over a parameter block (the optimizer update, gradients

@@ -128,6 +128,7 @@ static ad_status run(ad_tape *t, const nn_cell *cell, ad_tensor *const *xs, int 
     if (o.hoist_block < 0)
         return ad_tape_fail(t, AD_ERR_ARG, "unroll %s: hoist_block = %d is negative", cell->name, o.hoist_block);
     int64_t batch = ad_tensor_dim(input_at(xs, outs, 0), 0);
+    if (o.fuse_steps && nn__fuse_check(t, cell, &o) != AD_OK) return ad_tape_status(t);
     nn_state h;
     if (o.h0) h = *o.h0;
     else if (nn_cell_zero_state(t, cell, batch, &h) != AD_OK) return ad_tape_status(t);
@@ -141,7 +142,8 @@ static ad_status run(ad_tape *t, const nn_cell *cell, ad_tensor *const *xs, int 
         /* Stacked layers read outs[lo..].h here, before this block's steps overwrite them. */
         ad_tensor *gx = hoist ? nn__project_block(t, cell, xs ? xs + lo : NULL, xs ? NULL : outs + lo, lo, nb, batch)
                               : NULL;
-        for (int k = k0; k < k0 + nb && ad_tape_status(t) == AD_OK; k++) {
+        if (o.fuse_steps) nn__fused_block(t, cell, gx, lo, nb, batch, outs, &h); /* unroll_fused.c */
+        for (int k = k0; k < k0 + nb && !o.fuse_steps && ad_tape_status(t) == AD_OK; k++) {
             int step = o.reverse ? T - 1 - k : k;
             ad_tensor *g = gx ? ad_slice(t, gx, 0, (int64_t)(step - lo) * batch, batch) : NULL;
             one_step(t, cell, xs, outs, &o, g, step, batch, &h);
@@ -272,6 +274,9 @@ ad_status nn_unroll_bidirectional(ad_tape *t, const nn_cell *fwd, const nn_cell 
         return ad_tape_fail(t, AD_ERR_ARG, "unroll_bidirectional: step_loss is not supported with bidirectional "
                                            "layers (a step's output needs both directions: put the head after "
                                            "the layer; recompute works)");
+    if (o.fuse_steps)
+        return ad_tape_fail(t, AD_ERR_ARG, "unroll_bidirectional: fuse_steps needs the forward direction (the "
+                                           "backward one runs in reverse)");
     o.reverse = 0;
     o.h0 = opts && opts->h0 ? &opts->h0[0] : NULL;
     if (run(t, fwd, xs, T, &o, outs_fwd, NULL) != AD_OK) return ad_tape_status(t);

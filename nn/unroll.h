@@ -83,6 +83,21 @@ typedef struct nn_unroll_options {
      */
     int hoist_block;
     /**
+     * With hoist_input, for a built-in Elman cell (NN_CELL_RNN_TANH or
+     * NN_CELL_RNN_RELU): each block's steps as one ad_rnn_sequence node
+     * instead of a product and a gate node per step, b_hh added to the
+     * block's projection once. For small nets, where recording costs more
+     * than the arithmetic. outs[k].h are views of the block's states. W_hh
+     * and b_hh get one temporal copy per block, as W_ih and b_ih do, so
+     * nn_grad_flow() refuses a run of blocks longer than one step
+     * (AD_ERR_MISMATCH: hoist_block = 1 keeps per-step copies). The states
+     * and gradients equal the step-by-step unroll's up to rounding (tested).
+     * AD_ERR_ARG, naming what is missing, for another cell or a replaced
+     * step, without hoist_input, with lengths, reverse (so also in
+     * nn_unroll_bidirectional()), recompute or step_loss.
+     */
+    int fuse_steps;
+    /**
      * nn_unroll_layers() and nn_unroll_layers_seq(): dropout with probability
      * `dropout` (in [0, 1)) on the outputs of every layer but the last, as
      * PyTorch's nn.LSTM(dropout=...): inverted scaling (kept elements are

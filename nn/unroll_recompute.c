@@ -396,6 +396,7 @@ ad_status nn__unroll_recompute(ad_tape *t, const nn_cell *cells, int L, ad_tenso
                                const nn_unroll_options *o, const nn_state *h0, nn_state *outs, nn_state *lasts)
 {
     if (check_options(t, &cells[L - 1], o) != AD_OK) return ad_tape_status(t);
+    if (o->fuse_steps && nn__fuse_check(t, &cells[0], o) != AD_OK) return ad_tape_status(t); /* refused here */
     if (o->loss) *o->loss = NULL;
     nn_recompute_plan plan = {0};
     ad_error err;
