@@ -600,6 +600,21 @@ void ad__rnn_gates_fwd(int f32, int relu, size_t numel, const void *gx, const vo
 void ad__rnn_gates_bwd(int f32, int relu, size_t numel, const void *y, const void *g, void *ggx, void *ggh);
 void ad__rnn_gates_jvp(int f32, int relu, size_t numel, const void *y, const void *dx, const void *dh, void *dy);
 
+/* out[j] += the sum of column j of g [rows, cols], each column in row order,
+ * the columns split over the threads (op_matmul.c: addmm's bias gradient). */
+void ad__column_sums(int f32, size_t rows, size_t cols, const void *g, void *out);
+
+/* The GRU gates of one step of B rows (op_cell.c), split over the threads as
+ * ad_gru_cell splits them, for ad_gru_sequence: gx, gh [B, 3H], h the
+ * previous state, saved the step's three [B, H] planes (r, z, n). Forward
+ * (bwd = 0) writes out and the planes; backward adds into ggx, ggh and
+ * gh_prev (any may be NULL) from g. Forward mode: dy from the tangents dx,
+ * dh of gx, gh and dp of h (any NULL for zero). */
+void ad__gru_gates(int f32, int bwd, int64_t B, int64_t H, const void *gx, const void *gh, const void *h, void *out,
+                   void *saved, const void *g, void *ggx, void *ggh, void *gh_prev);
+void ad__gru_gates_jvp(int f32, int64_t B, int64_t H, const void *gh, const void *h, const void *saved,
+                       const void *dx, const void *dh, const void *dp, void *dy);
+
 /* Runs the anomaly check of backward over node n's input gradients. */
 void ad__check_backward_anomaly(ad_tape *t, ad_node *n);
 

@@ -268,26 +268,30 @@ DEFINE_RNN(double)
  * (tuning.h).
  */
 typedef struct cell_job {
-    const ad_node *n;
-    int bwd;
-    void *gx, *gh, *gs; /* backward: the gradients of gx, gh and the state, any NULL */
+    ad__op op;
+    int f32, bwd;
+    int64_t H, GH;         /* units, and the width of gx and gh (G H) */
+    const void *x, *h, *s; /* gx, gh and the state ([B, G H], [B, G H], [B, H]) */
+    void *out, *saved;     /* [B, H], and the saved planes */
+    size_t plane;          /* elements of one saved plane (B H of the whole step) */
+    const void *g;         /* backward: the gradient of out */
+    void *gx, *gh, *gs;    /* backward: the gradients of gx, gh and the state, any NULL */
 } cell_job;
 
-/* Row b0 of a [B, w] array, NULL staying NULL; plane i of n's saved ones. */
+/* Row b0 of a [B, w] array, NULL staying NULL; plane i of the saved ones. */
 #define ROW(T, p, b0, w) ((p) ? (T *)(p) + (size_t)(b0) * (size_t)(w) : NULL)
-#define SAVED(T, i) ((T *)n->saved + (size_t)(i) * n->out->numel + at_h)
+#define SAVED(T, i) ((T *)j->saved + (size_t)(i) * j->plane + at_h)
 
 /* One function per op and dtype, so that each computes only its own rows'
  * pointers (the tiny nets call them for a few elements). */
 #define CELL_ROW_PTRS(T)                                                                           \
-    const ad_node *n = j->n;                                                                       \
-    int64_t H = H_COLS(n), GH = n->in[0]->shape.dim[1];                                            \
+    int64_t H = j->H, GH = j->GH;                                                                  \
     size_t at_g = b0 * (size_t)GH, at_h = b0 * (size_t)H; /* element offsets of row b0 */         \
-    const T *x = (const T *)n->in[0]->data + at_g, *h = (const T *)n->in[1]->data + at_g;         \
-    T *out = (T *)n->out->data + at_h, *ggx = ROW(T, j->gx, b0, GH), *ggh = ROW(T, j->gh, b0, GH); \
-    const T *g = j->bwd ? (const T *)n->out->grad + at_h : NULL;
+    const T *x = (const T *)j->x + at_g, *h = (const T *)j->h + at_g;                              \
+    T *out = (T *)j->out + at_h, *ggx = ROW(T, j->gx, b0, GH), *ggh = ROW(T, j->gh, b0, GH);       \
+    const T *g = j->bwd ? (const T *)j->g + at_h : NULL;
 #define CELL_STATE_PTRS(T)                                                                         \
-    const T *s = (const T *)n->in[2]->data + at_h;                                                 \
+    const T *s = (const T *)j->s + at_h;                                                           \
     T *gs = ROW(T, j->gs, b0, H);
 
 #define DEFINE_CELL_ROWS(T)                                                                        \
@@ -320,31 +324,44 @@ static void cell_range(void *ctx, size_t lo, size_t hi, int part)
 {
     const cell_job *j = ctx;
     int64_t B = (int64_t)(hi - lo);
-    int f32 = j->n->out->dtype == AD_F32;
     (void)part;
-    switch (j->n->op) {
+    switch (j->op) {
     case AD_OP_LSTM_CELL_STATE:
-        if (f32) lstm_state_rows_float(j, lo, B);
+        if (j->f32) lstm_state_rows_float(j, lo, B);
         else lstm_state_rows_double(j, lo, B);
         break;
     case AD_OP_LSTM_CELL_OUTPUT:
-        if (f32) lstm_output_rows_float(j, lo, B);
+        if (j->f32) lstm_output_rows_float(j, lo, B);
         else lstm_output_rows_double(j, lo, B);
         break;
     default:
-        if (f32) gru_rows_float(j, lo, B);
+        if (j->f32) gru_rows_float(j, lo, B);
         else gru_rows_double(j, lo, B);
     }
 }
 
-/* Runs n's forward (bwd = 0) or backward over its rows, split over the
- * threads when the step is large enough. The work is gx's elements. */
+/* Runs a job over its B rows, split over the threads when the step is large
+ * enough. The work is gx's elements. */
+static void run_rows(const cell_job *j, size_t rows)
+{
+    int parts = ad__split_parts(rows, rows * (size_t)j->GH, AD__TUNE_CELL_MIN_PER_THREAD);
+    ad__split_run(rows, parts, 1, cell_range, (void *)j);
+}
+
+/* n's forward (bwd = 0) or backward. */
 static void run_cell(const ad_node *n, int bwd, void *gx, void *gh, void *gs)
 {
-    cell_job j = {n, bwd, gx, gh, gs};
-    size_t rows = (size_t)B_ROWS(n);
-    int parts = ad__split_parts(rows, n->in[0]->numel, AD__TUNE_CELL_MIN_PER_THREAD);
-    ad__split_run(rows, parts, 1, cell_range, &j);
+    cell_job j = {n->op, n->out->dtype == AD_F32, bwd, H_COLS(n), n->in[0]->shape.dim[1], n->in[0]->data,
+                  n->in[1]->data, n->in[2]->data, n->out->data, n->saved, n->out->numel,
+                  bwd ? n->out->grad : NULL, gx, gh, gs};
+    run_rows(&j, (size_t)B_ROWS(n));
+}
+
+void ad__gru_gates(int f32, int bwd, int64_t B, int64_t H, const void *gx, const void *gh, const void *h, void *out,
+                   void *saved, const void *g, void *ggx, void *ggh, void *gh_prev)
+{
+    cell_job j = {AD_OP_GRU_CELL, f32, bwd, H, 3 * H, gx, gh, h, out, saved, (size_t)(B * H), g, ggx, ggh, gh_prev};
+    run_rows(&j, (size_t)B);
 }
 
 /* The Elman cell is elementwise: its split is over elements, on the
@@ -479,6 +496,19 @@ void ad__rnn_gates_jvp(int f32, int relu, size_t numel, const void *y, const voi
 {
     if (f32) rnn_jvp_float(numel, relu, y, dx, dh, dy);
     else rnn_jvp_double(numel, relu, y, dx, dh, dy);
+}
+
+void ad__gru_gates_jvp(int f32, int64_t B, int64_t H, const void *gh, const void *h, const void *saved,
+                       const void *dx, const void *dh, const void *dp, void *dy)
+{
+    size_t bh = (size_t)(B * H);
+    if (f32) {
+        const float *p = saved;
+        gru_jvp_float(B, H, gh, h, p, p + bh, p + 2 * bh, dx, dh, dp, dy);
+    } else {
+        const double *p = saved;
+        gru_jvp_double(B, H, gh, h, p, p + bh, p + 2 * bh, dx, dh, dp, dy);
+    }
 }
 
 /* Direction k's block of input i's tangents (NULL when it has none). */

@@ -67,7 +67,8 @@
     X(LAYER_NORM,       layer_norm,       1,  layer_norm,    layer_norm,       0,              KEEPS_OUT) \
     X(CHECKPOINT,       checkpoint,       -1, checkpoint,    checkpoint,       0,              KEEPS_ALL_IN) \
     X(SOFTPLUS,         softplus,         1,  same,          softplus,         0,              KEEPS_IN(0)) \
-    X(RNN_SEQUENCE,     rnn_sequence,     3,  rnn_sequence,  rnn_sequence,     0,              KEEPS_IN(1) | KEEPS_IN(2) | KEEPS_OUT)
+    X(RNN_SEQUENCE,     rnn_sequence,     3,  rnn_sequence,  rnn_sequence,     0,              KEEPS_IN(1) | KEEPS_IN(2) | KEEPS_OUT) \
+    X(GRU_SEQUENCE,     gru_sequence,     4,  gru_sequence,  gru_sequence,     0,              KEEPS_IN(1) | KEEPS_IN(2) | KEEPS_OUT)
 /* clang-format on */
 
 #endif

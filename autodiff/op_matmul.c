@@ -193,17 +193,26 @@ DEFINE_COLUMN_SUMS(float)
 DEFINE_COLUMN_SUMS(double)
 
 typedef struct sums_job {
-    const ad_node *n;
-    void *gb;
+    int f32;
+    size_t rows, cols;
+    const void *g;
+    void *out;
 } sums_job;
 
 static void sums_range(void *ctx, size_t lo, size_t hi, int part)
 {
     const sums_job *j = ctx;
-    size_t rows = (size_t)j->n->out->shape.dim[0], cols = (size_t)j->n->out->shape.dim[1];
     (void)part;
-    if (j->n->out->dtype == AD_F32) column_sums_float(rows, cols, lo, hi, j->n->out->grad, j->gb);
-    else column_sums_double(rows, cols, lo, hi, j->n->out->grad, j->gb);
+    if (j->f32) column_sums_float(j->rows, j->cols, lo, hi, j->g, j->out);
+    else column_sums_double(j->rows, j->cols, lo, hi, j->g, j->out);
+}
+
+void ad__column_sums(int f32, size_t rows, size_t cols, const void *g, void *out)
+{
+    sums_job j = {f32, rows, cols, g, out};
+    size_t bytes = rows * cols * (f32 ? sizeof(float) : sizeof(double));
+    /* column boundaries on 64-byte lines of out */
+    ad__split_run(cols, ad__split_parts(cols, bytes, AD__TUNE_COPY_MIN_PER_THREAD), 16, sums_range, &j);
 }
 
 /* d bias = the column sums of G; a and b as for matmul. The bias first:
@@ -213,11 +222,8 @@ void ad__addmm_bwd(ad_tape *t, ad_node *n)
 {
     void *gb = ad__grad(t, n->in[2]);
     if (gb) {
-        size_t cols = (size_t)n->out->shape.dim[1];
-        size_t bytes = n->out->numel * ad__dtype_size(n->out->dtype);
-        sums_job j = {n, gb};
-        /* column boundaries on 64-byte lines of the bias gradient */
-        ad__split_run(cols, ad__split_parts(cols, bytes, AD__TUNE_COPY_MIN_PER_THREAD), 16, sums_range, &j);
+        ad__column_sums(n->out->dtype == AD_F32, (size_t)n->out->shape.dim[0], (size_t)n->out->shape.dim[1],
+                        n->out->grad, gb);
     } else if (ad__status(t) != AD_OK) {
         return;
     }

@@ -253,6 +253,25 @@ AD_API ad_tensor *ad_rnn_sequence(ad_tape *t, ad_tensor *gx, ad_tensor *h0, ad_t
                                   ad_rnn_activation activation, int flags);
 
 /**
+ * A whole GRU recurrence in one node, PyTorch's equations: with gx [T B, 3H]
+ * the input projections of T steps (gx = x W_ih^T + b_ih, gates r z n,
+ * step k's B rows at k B), h0 [B, H], w_hh [H, 3H] ([3H, H], PyTorch's
+ * weight_hh layout, with `flags` AD_TRANS_B) and b_hh [3H] (or [1, 3H]),
+ * returns the states [T B, H], h_k = ad_gru_cell(gx_k, gh_k, h_{k-1}) with
+ * gh_k = h_{k-1} op(w_hh) + b_hh. The states and the gradients of gx, h0
+ * and b_hh are those of the T steps (ad_addmm and ad_gru_cell on slices of
+ * gx, concatenated) bit for bit, and w_hh's (summed over the steps in one
+ * product) agrees to rounding; one node instead of 3 T + 1. Backward
+ * keeps h0, w_hh, the states and every step's gh and gates (6 T B H numbers).
+ * Errors: AD_ERR_SHAPE when the shapes do not fit or gx's rows are not a
+ * whole number of steps, AD_ERR_EMPTY for an empty h0 or sequence,
+ * AD_ERR_ARG for flags other than 0 and AD_TRANS_B, and the gate's NULL /
+ * dtype / foreign-tape checks.
+ */
+AD_API ad_tensor *ad_gru_sequence(ad_tape *t, ad_tensor *gx, ad_tensor *h0, ad_tensor *w_hh, ad_tensor *b_hh,
+                                  int flags);
+
+/**
  * LSTM cell state: with [i f g o] = gx + gh ([B, 4H]) and c [B, H],
  * c' = sigmoid(f) c + sigmoid(i) tanh(g) -> [B, H]. The o block is not read
  * (see ad_lstm_cell_output). Gradients flow to gx, gh and c.

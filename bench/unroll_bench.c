@@ -53,7 +53,7 @@ typedef struct opts {
     long proj_block; /* steps per block of the hoisted input projection (0: the whole sequence) */
     double seconds;
     int w6_recompute_only; /* W6: only the rnn-recompute and lstm-recompute rows */
-    int fused_sequence; /* Elman nets: each block's steps as one ad_rnn_sequence node (1, default) */
+    int fused_sequence; /* Elman and GRU nets: each block's steps as one sequence node (1, default) */
 } opts;
 
 /* --mpi: the context, and the time spent averaging gradients (µs). */
@@ -231,7 +231,7 @@ typedef struct rnet {
     double *hcarry; /* W2: the carried state */
     int64_t *ids;
     ad_tensor **all_h; /* the T states of a step, for the output head */
-    int fused_sequence; /* Elman: one ad_rnn_sequence node per block of steps */
+    int fused_sequence; /* Elman, GRU: one ad_rnn_sequence / ad_gru_sequence node per block of steps */
     ad_tensor **blocks; /* with fused_sequence: each block's states [steps B, H] */
     int clip_value, bce;
     double loss_scale;      /* 1, or 1/shards for a shard's share of the mean */
@@ -400,12 +400,14 @@ static int forward_backward(rnet *r, const double *targets_bce)
      * exists in a long unroll. One block of T when proj_block is 0 or >= T. */
     int blk = r->proj_block > 0 && r->proj_block < r->T ? r->proj_block : r->T;
     ad_tensor *block_loss = NULL;
-    int fused = r->fused_sequence && r->kind == NN_CELL_RNN_TANH, n_blocks = 0;
+    int fused = r->fused_sequence && (r->kind == NN_CELL_RNN_TANH || r->kind == NN_CELL_GRU), n_blocks = 0;
     for (int k0 = 0; k0 < r->T; k0 += blk) {
         int nb = r->T - k0 < blk ? r->T - k0 : blk;
         ad_tensor *gx = input_proj(r, r->ids + (size_t)k0 * r->B, (int64_t)nb * r->B);
         if (fused) { /* the block's states [nb B, H], step-major */
-            ad_tensor *seq = r->blocks[n_blocks++] = ad_rnn_sequence(t, gx, s.h, wh, AD_RNN_TANH, 0);
+            ad_tensor *seq = r->blocks[n_blocks++] = r->kind == NN_CELL_GRU
+                                                         ? ad_gru_sequence(t, gx, s.h, wh, ad_use(t, r->bh), 0)
+                                                         : ad_rnn_sequence(t, gx, s.h, wh, AD_RNN_TANH, 0);
             if (blk < r->T && !r->bce) /* the per-step heads below read each step's rows */
                 for (int k = k0; k < k0 + nb; k++) all_h[k] = ad_slice(t, seq, 0, (int64_t)(k - k0) * r->B, r->B);
             if (k0 + nb < r->T || r->hcarry) s.h = ad_slice(t, seq, 0, (int64_t)(nb - 1) * r->B, r->B);
@@ -721,8 +723,8 @@ static void usage(void)
                     "                    [--recompute-only 1] (W6: only the rnn-recompute and lstm-recompute rows)\n"
                     "                    [--proj-block N] (steps per block of the hoisted input projection;\n"
                     "                    default 64, 0 for the whole sequence at once)\n"
-                    "                    [--fused-sequence 0|1] (Elman nets: each block's steps as one\n"
-                    "                    ad_rnn_sequence node, default 1, or node by node)\n"
+                    "                    [--fused-sequence 0|1] (Elman and GRU nets: each block's steps as one\n"
+                    "                    ad_rnn_sequence / ad_gru_sequence node, default 1, or node by node)\n"
                     "                    [--mpi 1] (a build with UNROLL_WITH_MPI=ON, under mpirun)\n");
 }
 

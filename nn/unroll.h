@@ -83,10 +83,10 @@ typedef struct nn_unroll_options {
      */
     int hoist_block;
     /**
-     * With hoist_input, for a built-in Elman cell (NN_CELL_RNN_TANH or
-     * NN_CELL_RNN_RELU): each block's steps as one ad_rnn_sequence node
-     * instead of a product and a gate node per step, b_hh added to the
-     * block's projection once. For small nets, where recording costs more
+     * With hoist_input, for a built-in Elman cell (NN_CELL_RNN_TANH,
+     * NN_CELL_RNN_RELU) or GRU: each block's steps as one ad_rnn_sequence
+     * (b_hh added to the block's projection once) or ad_gru_sequence node
+     * instead of a product and a gate node per step. For small nets, where recording costs more
      * than the arithmetic. outs[k].h are views of the block's states. W_hh
      * and b_hh get one temporal copy per block, as W_ih and b_ih do, so
      * nn_grad_flow() refuses a run of blocks longer than one step

@@ -1,15 +1,16 @@
 /*
  * unroll_fused.c - nn_unroll_options.fuse_steps: each hoisted block of an
- * Elman layer's steps as one ad_rnn_sequence node.
+ * Elman or GRU layer's steps as one ad_rnn_sequence / ad_gru_sequence node.
  *
- * Step by step, a block of nb Elman steps records a slice of the block's
+ * Step by step, a block of nb steps records a slice of the block's
  * projection, copies of W_hh and b_hh, h W_hh^T + b_hh and the gates: 5 nb
  * nodes, whose recording costs more than their arithmetic in a small net.
- * Fused, it records the copies once, b_hh added to the block's projection
- * once, the sequence node, and one view per step for outs: nb + 4. The
- * states and gradients equal the step-by-step unroll's up to rounding (b_hh
- * joins gx before h W_hh^T, and W_hh's gradient is one product over the
- * block): tests/test_nn_fuse_steps.c.
+ * Fused, it records the copies once, the sequence node, and one view per
+ * step for outs: about nb + 4 (the Elman cell adds b_hh to the block's
+ * projection once; the GRU's node takes it, as r multiplies it). The states
+ * and gradients equal the step-by-step unroll's up to rounding (the Elman
+ * b_hh joins gx before h W_hh^T, and W_hh's gradient is one product over
+ * the block): tests/test_nn_fuse_steps.c.
  */
 #include <stdio.h>
 
@@ -19,7 +20,8 @@
 ad_status nn__fuse_check(ad_tape *t, const nn_cell *cell, const nn_unroll_options *o)
 {
     const char *why = NULL;
-    if (cell->kind != NN_CELL_RNN_TANH && cell->kind != NN_CELL_RNN_RELU) why = "a built-in Elman cell";
+    if (cell->kind != NN_CELL_RNN_TANH && cell->kind != NN_CELL_RNN_RELU && cell->kind != NN_CELL_GRU)
+        why = "a built-in Elman or GRU cell";
     else if (cell->step != nn_builtin_step) why = "the built-in step (the cell's step is replaced)";
     else if (!o->hoist_input) why = "hoist_input";
     else if (o->lengths) why = "no lengths (masked steps run one by one)";
@@ -36,9 +38,15 @@ ad_status nn__fused_block(ad_tape *t, const nn_cell *cell, ad_tensor *gx, int fi
     snprintf(label, sizeof label, "%s t=%d..%d", cell->name, first, first + nb - 1);
     ad_tape_set_label(t, label);
     ad_tensor *w = ad_use(t, cell->w[1]); /* W_hh, then b_hh: the order of the step-by-step copies */
-    ad_tensor *pre = cell->has_bias ? ad_add(t, gx, ad_use(t, cell->w[3])) : gx;
-    ad_rnn_activation act = cell->kind == NN_CELL_RNN_RELU ? AD_RNN_RELU : AD_RNN_TANH;
-    ad_tensor *states = ad_rnn_sequence(t, pre, h->h, w, act, AD_TRANS_B);
+    ad_tensor *b = cell->has_bias ? ad_use(t, cell->w[3]) : NULL, *pre = gx, *states;
+    if (cell->kind == NN_CELL_GRU) {
+        if (!b) b = ad_zeros(t, ad_tensor_dtype(gx), ad_shape1(3 * (int64_t)cell->hidden_size));
+        states = ad_gru_sequence(t, gx, h->h, w, b, AD_TRANS_B);
+    } else {
+        if (b) pre = ad_add(t, gx, b);
+        states = ad_rnn_sequence(t, pre, h->h, w, cell->kind == NN_CELL_RNN_RELU ? AD_RNN_RELU : AD_RNN_TANH,
+                                 AD_TRANS_B);
+    }
     /* the sequence keeps its states, not its input: b_hh's sum goes back */
     if (pre != gx && ad_tape_status(t) == AD_OK) ad_tape_release(t, pre);
     for (int k = 0; k < nb && ad_tape_status(t) == AD_OK; k++) {

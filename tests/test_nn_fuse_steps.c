@@ -1,6 +1,6 @@
 /*
- * test_nn_fuse_steps.c - nn_unroll_options.fuse_steps: an Elman layer's
- * hoisted blocks as ad_rnn_sequence nodes give the states and gradients of
+ * test_nn_fuse_steps.c - nn_unroll_options.fuse_steps: an Elman or GRU
+ * layer's hoisted blocks as sequence nodes give the states and gradients of
  * the step-by-step unroll (f64 rounding), in one layer and stacked, with and
  * without biases, in one block or several, from fewer nodes; the
  * gradient-flow report keeps per-step norms only with one-step blocks and
@@ -74,6 +74,7 @@ Test(nn_fuse_steps, equals_the_step_by_step_unroll_from_fewer_nodes)
     static const fuse_case cases[] = {
         {NN_CELL_RNN_TANH, 1, 0, 0}, {NN_CELL_RNN_TANH, 1, 1, 0}, {NN_CELL_RNN_RELU, 1, 0, 3},
         {NN_CELL_RNN_TANH, 2, 0, 3}, {NN_CELL_RNN_RELU, 2, 1, 0}, {NN_CELL_RNN_TANH, 1, 0, 1},
+        {NN_CELL_GRU, 1, 0, 0},      {NN_CELL_GRU, 2, 1, 3},      {NN_CELL_GRU, 1, 0, 1},
     };
     long before = ts_live_allocs();
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -165,7 +166,7 @@ Test(nn_fuse_steps, refuses_what_it_does_not_apply_to)
         nn_unroll_options o;
         const char *want;
     } rows[] = {
-        {&lstm, hoisted, "fuse_steps needs a built-in Elman cell"},
+        {&lstm, hoisted, "fuse_steps needs a built-in Elman or GRU cell"},
         {&plain, hoisted, "fuse_steps needs the built-in step"},
         {&elman, {.fuse_steps = 1}, "fuse_steps needs hoist_input"},
         {&elman, {.hoist_input = 1, .fuse_steps = 1, .lengths = lengths}, "fuse_steps needs no lengths"},

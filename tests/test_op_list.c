@@ -144,6 +144,11 @@ static ad_tensor *g_rnn_sequence(ad_tape *t, oc_ctx *c)
 {
     return ad_rnn_sequence(t, U(0), U(1), U(2), AD_RNN_TANH, AD_TRANS_B);
 }
+static const double k9[9] = {0.1, -0.2, 0.3, 0.05, -0.15, 0.25, -0.1, 0.2, 0.0};
+static ad_tensor *g_gru_sequence(ad_tape *t, oc_ctx *c)
+{
+    return ad_gru_sequence(t, U(0), U(1), U(2), ad_from_f64(t, AD_F64, ad_shape1(9), k9), 0);
+}
 static ad_tensor *g_layer_norm(ad_tape *t, oc_ctx *c) { return ad_layer_norm(t, U(0), 1e-5); }
 static ad_tensor *g_softplus(ad_tape *t, oc_ctx *c) { return ad_softplus(t, U(0)); }
 static ad_status tanh_of_product(ad_tape *t, void *ctx, ad_tensor *const *in, int n_in, ad_tensor **out, int n_out)
@@ -217,6 +222,7 @@ static const op_row rows[AD_OP_COUNT] = {
     [AD_OP_CHECKPOINT] = R(checkpoint, 2, X23, X23, NO, -2, 2),
     [AD_OP_SOFTPLUS] = R(softplus, 1, X23, NO, NO, -4, 4),
     [AD_OP_RNN_SEQUENCE] = R(rnn_sequence, 3, D(6, 3), X23, D(3, 3), -1, 1),
+    [AD_OP_GRU_SEQUENCE] = R(gru_sequence, 3, D(6, 9), X23, D(3, 9), -1, 1),
 };
 
 /* Ops whose forward mode is not written yet: the exact check must refuse

@@ -477,12 +477,12 @@ Test(threads, a_split_update_refuses_a_non_finite_gradient_in_any_part)
 enum { NB = 33, NH = 400, NT = 8, NV = 65 };
 
 typedef struct split_net {
-    int kind; /* 0 Elman tanh, 1 Elman relu, 2 LSTM, 3 GRU, 4 Elman tanh as one ad_rnn_sequence node */
+    int kind; /* 0 Elman tanh, 1 Elman relu, 2 LSTM, 3 GRU, 4 Elman tanh, 5 GRU as one sequence node */
     int gather;
     ad_param *p[6]; /* W_x [NV, G NH], W_h [NH, G NH], b [G NH], b_h [G NH], W_y [NH, NV], b_y [NV] */
 } split_net;
 
-static int64_t split_gates(int kind) { return kind == 2 ? 4 : kind == 3 ? 3 : 1; }
+static int64_t split_gates(int kind) { return kind == 2 ? 4 : kind == 3 || kind == 5 ? 3 : 1; }
 
 static void split_net_init(split_net *s, ad_dtype dt, int kind, int gather)
 {
@@ -541,7 +541,9 @@ static size_t split_net_run(split_net *s, ad_dtype dt, ad_copy_grads copy, int t
         }
         hs[k] = h;
     }
-    ad_tensor *states = s->kind == 4 ? ad_rnn_sequence(t, proj, h, wh, AD_RNN_TANH, 0) : ad_concat(t, hs, NT, 0);
+    ad_tensor *states = s->kind == 4   ? ad_rnn_sequence(t, proj, h, wh, AD_RNN_TANH, 0)
+                        : s->kind == 5 ? ad_gru_sequence(t, proj, h, wh, ad_use(t, s->p[3]), 0)
+                                       : ad_concat(t, hs, NT, 0);
     ad_tensor *gated = ad_mul(t, states, ad_sigmoid(t, states)); /* the flat form of a binary op */
     ad_tensor *logits = ad_addmm(t, ad_use(t, s->p[5]), gated, ad_use(t, s->p[4]), 0);
     ad_tensor *loss = ad_cross_entropy(t, logits, ids + 1, n, -100, AD_REDUCE_MEAN);
@@ -561,7 +563,7 @@ static size_t split_net_run(split_net *s, ad_dtype dt, ad_copy_grads copy, int t
         off += sizeof norm;
     }
     for (int i = 0; i < 6; i++) {
-        if (i == 3 && s->kind != 3) continue;
+        if (i == 3 && s->kind != 3 && s->kind != 5) continue;
         ad_tensor *gi = ad_param_grad(s->p[i]);
         size_t bytes = ad_tensor_numel(gi) * es;
         memcpy(out + off, dt == AD_F32 ? (void *)ad_tensor_f32(gi) : (void *)ad_tensor_f64(gi), bytes);
@@ -605,7 +607,7 @@ Test(threads, a_tapes_elementwise_work_is_bit_identical_on_1_2_and_3_threads, .t
     for (int k = 0; k < 3; k++) r[k] = malloc(cap);
     ad_dtype dts[2] = {AD_F32, AD_F64};
     ad_copy_grads copies[2] = {AD_COPY_GRADS_KEEP, AD_COPY_GRADS_NORMS};
-    for (int kind = 0; kind < 5; kind++) {
+    for (int kind = 0; kind < 6; kind++) {
         for (int th = 2; th <= 3; th++) assert_the_net_is_split(th, kind);
         for (int d = 0; d < 2; d++)
             for (int cg = 0; cg < 2; cg++) {
