@@ -46,6 +46,21 @@ static seq seq_of(const ad_node *n)
     return s;
 }
 
+/* gx's rows a whole, non-zero number of steps of h0's B rows, h0 not empty. */
+static ad_status check_steps(ad_tape *t, const ad_node *n, ad_shape x, ad_shape h)
+{
+    const char *name = ad__ops[n->op].name;
+    char sx[AD__SHAPE_BUF], sh[AD__SHAPE_BUF];
+    if (h.dim[0] == 0 || h.dim[1] == 0)
+        return ad_tape_fail(t, AD_ERR_EMPTY, "%s: state h0 %s is empty", name, ad__shape_str(h, sh));
+    if (x.dim[0] == 0)
+        return ad_tape_fail(t, AD_ERR_EMPTY, "%s: gx %s is an empty sequence", name, ad__shape_str(x, sx));
+    if (x.dim[0] % h.dim[0])
+        return ad_tape_fail(t, AD_ERR_SHAPE, "%s: gx %s is not a whole number of steps of %lld rows (h0 %s)", name,
+                            ad__shape_str(x, sx), (long long)h.dim[0], ad__shape_str(h, sh));
+    return AD_OK;
+}
+
 /* gx [T B, H], h0 [B, H], w [H, H] -> [T B, H]. */
 ad_status ad__shape_rnn_sequence(ad_tape *t, ad_node *n, ad_shape *out)
 {
@@ -59,13 +74,7 @@ ad_status ad__shape_rnn_sequence(ad_tape *t, ad_node *n, ad_shape *out)
         w.dim[1] != x.dim[1])
         return ad_tape_fail(t, AD_ERR_SHAPE, "rnn_sequence: gx %s, h0 %s, w_hh %s: gx must be [T B, H], h0 [B, H] "
                             "and w_hh [H, H]", ad__shape_str(x, sx), ad__shape_str(h, sh), ad__shape_str(w, sw));
-    if (h.dim[0] == 0 || h.dim[1] == 0)
-        return ad_tape_fail(t, AD_ERR_EMPTY, "rnn_sequence: state h0 %s is empty", ad__shape_str(h, sh));
-    if (x.dim[0] == 0)
-        return ad_tape_fail(t, AD_ERR_EMPTY, "rnn_sequence: gx %s is an empty sequence", ad__shape_str(x, sx));
-    if (x.dim[0] % h.dim[0])
-        return ad_tape_fail(t, AD_ERR_SHAPE, "rnn_sequence: gx %s is not a whole number of steps of %lld rows (h0 %s)",
-                            ad__shape_str(x, sx), (long long)h.dim[0], ad__shape_str(h, sh));
+    if (check_steps(t, n, x, h) != AD_OK) return ad_tape_status(t);
     *out = x;
     return AD_OK;
 }
@@ -212,13 +221,7 @@ ad_status ad__shape_gru_sequence(ad_tape *t, ad_node *n, ad_shape *out)
         return ad_tape_fail(t, AD_ERR_SHAPE, "gru_sequence: gx %s, h0 %s, w_hh %s, b_hh %s: gx must be [T B, 3H], "
                             "h0 [B, H], w_hh [H, 3H] ([3H, H] with AD_TRANS_B) and b_hh [3H]", ad__shape_str(x, sx),
                             ad__shape_str(h, sh), ad__shape_str(w, sw), ad__shape_str(b, sb));
-    if (h.dim[0] == 0 || h.dim[1] == 0)
-        return ad_tape_fail(t, AD_ERR_EMPTY, "gru_sequence: state h0 %s is empty", ad__shape_str(h, sh));
-    if (x.dim[0] == 0)
-        return ad_tape_fail(t, AD_ERR_EMPTY, "gru_sequence: gx %s is an empty sequence", ad__shape_str(x, sx));
-    if (x.dim[0] % h.dim[0])
-        return ad_tape_fail(t, AD_ERR_SHAPE, "gru_sequence: gx %s is not a whole number of steps of %lld rows (h0 %s)",
-                            ad__shape_str(x, sx), (long long)h.dim[0], ad__shape_str(h, sh));
+    if (check_steps(t, n, x, h) != AD_OK) return ad_tape_status(t);
     *out = ad_shape2(x.dim[0], H);
     return AD_OK;
 }
