@@ -53,7 +53,7 @@ typedef struct opts {
     long proj_block; /* steps per block of the hoisted input projection (0: the whole sequence) */
     double seconds;
     int w6_recompute_only; /* W6: only the rnn-recompute and lstm-recompute rows */
-    int fused_sequence; /* Elman and GRU nets: each block's steps as one sequence node (1, default) */
+    int fused_sequence; /* each block's steps as one sequence node: 0 none, 1 Elman (default), 2 Elman and GRU */
 } opts;
 
 /* --mpi: the context, and the time spent averaging gradients (µs). */
@@ -231,7 +231,7 @@ typedef struct rnet {
     double *hcarry; /* W2: the carried state */
     int64_t *ids;
     ad_tensor **all_h; /* the T states of a step, for the output head */
-    int fused_sequence; /* Elman, GRU: one ad_rnn_sequence / ad_gru_sequence node per block of steps */
+    int fused_sequence; /* as opts: one ad_rnn_sequence (1, 2) / ad_gru_sequence (2) node per block of steps */
     ad_tensor **blocks; /* with fused_sequence: each block's states [steps B, H] */
     int clip_value, bce;
     double loss_scale;      /* 1, or 1/shards for a shard's share of the mean */
@@ -400,7 +400,9 @@ static int forward_backward(rnet *r, const double *targets_bce)
      * exists in a long unroll. One block of T when proj_block is 0 or >= T. */
     int blk = r->proj_block > 0 && r->proj_block < r->T ? r->proj_block : r->T;
     ad_tensor *block_loss = NULL;
-    int fused = r->fused_sequence && (r->kind == NN_CELL_RNN_TANH || r->kind == NN_CELL_GRU), n_blocks = 0;
+    int fused = (r->fused_sequence >= 1 && r->kind == NN_CELL_RNN_TANH) ||
+                (r->fused_sequence >= 2 && r->kind == NN_CELL_GRU);
+    int n_blocks = 0;
     for (int k0 = 0; k0 < r->T; k0 += blk) {
         int nb = r->T - k0 < blk ? r->T - k0 : blk;
         ad_tensor *gx = input_proj(r, r->ids + (size_t)k0 * r->B, (int64_t)nb * r->B);
@@ -723,8 +725,8 @@ static void usage(void)
                     "                    [--recompute-only 1] (W6: only the rnn-recompute and lstm-recompute rows)\n"
                     "                    [--proj-block N] (steps per block of the hoisted input projection;\n"
                     "                    default 64, 0 for the whole sequence at once)\n"
-                    "                    [--fused-sequence 0|1] (Elman and GRU nets: each block's steps as one\n"
-                    "                    ad_rnn_sequence / ad_gru_sequence node, default 1, or node by node)\n"
+                    "                    [--fused-sequence 0|1|2] (each block's steps as one sequence node:\n"
+                    "                    0 none, 1 Elman nets (default), 2 Elman and GRU nets)\n"
                     "                    [--mpi 1] (a build with UNROLL_WITH_MPI=ON, under mpirun)\n");
 }
 
@@ -745,7 +747,7 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "--repeat")) o.repeat = atoi(v);
         else if (!strcmp(a, "--seconds")) o.seconds = atof(v);
         else if (!strcmp(a, "--mpi")) o.mpi = atoi(v);
-        else if (!strcmp(a, "--fused-sequence")) o.fused_sequence = atoi(v) != 0;
+        else if (!strcmp(a, "--fused-sequence") && atoi(v) >= 0 && atoi(v) <= 2) o.fused_sequence = atoi(v);
         else if (!strcmp(a, "--recompute-only")) {
             o.w6_recompute_only = atoi(v) != 0;
         } else if (!strcmp(a, "--proj-block")) {
