@@ -116,19 +116,19 @@ static void start_from(const seq *s, void *dst, const void *src)
         for (size_t i = 0; i < s->step; i++) ((double *)dst)[i] = 0.0 + ((const double *)src)[i];
 }
 
-/* dW += h_{k-1}^T dz_k summed over the steps, as two products over all of
- * them (h_0's rows, then the states' first T - 1 blocks, which are
- * contiguous): far faster than T products of B rows each. With op the
- * transpose, dW += dz_k^T h_{k-1}. */
-static void weight_grad(const seq *s, const ad_node *n, const char *dz, void *gw)
+/* dW += h_{k-1}^T dz_k summed over the steps, dz_k [B, G H] for G gates,
+ * as two products over all of them (h_0's rows, then the states' first
+ * T - 1 blocks, which are contiguous): far faster than T products of B rows
+ * each. With op the transpose, dW += dz_k^T h_{k-1}. */
+static void weight_grad(const seq *s, const ad_node *n, size_t gates, const char *dz, void *gw)
 {
     const char *h0 = n->in[1]->data, *states = n->out->data;
-    size_t rest = (s->T - 1) * s->B;
-    ad__product p = {!s->f32, 1, 0, s->H, s->H, s->B, s->tb ? (const void *)dz : h0, s->tb ? (const void *)h0 : dz,
-                     gw, 1, NULL, NULL};
+    size_t rest = (s->T - 1) * s->B, wide = gates * s->H;
+    ad__product p = {!s->f32, 1, 0, s->tb ? wide : s->H, s->tb ? s->H : wide, s->B, s->tb ? (const void *)dz : h0,
+                     s->tb ? (const void *)h0 : dz, gw, 1, NULL, NULL};
     ad__gemm(&p);
     if (!rest) return;
-    const char *dz1 = dz + s->step * s->es;
+    const char *dz1 = dz + gates * s->step * s->es;
     p.k = rest;
     p.a = s->tb ? (const void *)dz1 : states;
     p.b = s->tb ? (const void *)states : dz1;
@@ -159,7 +159,7 @@ void ad__rnn_sequence_bwd(ad_tape *t, ad_node *n)
         if (k) start_from(&s, dh, BLOCK(s, n->out->grad, k - 1));
         if (gprev) step_product(&s, !s.tb, dz, w->data, packed, gprev, 1);
     }
-    if (gw) weight_grad(&s, n, dzs, gw);
+    if (gw) weight_grad(&s, n, 1, dzs, gw);
 }
 
 /* Forward mode, direction by direction and step by step:
@@ -295,18 +295,7 @@ void ad__gru_sequence_bwd(ad_tape *t, ad_node *n)
         char *swap = cur;
         cur = next, next = swap;
     }
-    if (!gw) return;
-    /* dW += [h_0; h_1 .. h_{T-1}]^T dGH (or its transpose), two products */
-    const char *h0 = n->in[1]->data, *states = n->out->data;
-    ad__product p = {!s.f32, 1, 0, s.tb ? 3 * s.H : s.H, s.tb ? s.H : 3 * s.H, s.B, s.tb ? (const void *)dgh : h0,
-                     s.tb ? (const void *)h0 : dgh, gw, 1, NULL, NULL};
-    ad__gemm(&p);
-    if (s.T == 1) return;
-    const char *dgh1 = dgh + 3 * s.step * s.es;
-    p.k = (s.T - 1) * s.B;
-    p.a = s.tb ? (const void *)dgh1 : states;
-    p.b = s.tb ? (const void *)states : dgh1;
-    ad__gemm(&p);
+    if (gw) weight_grad(&s, n, 3, dgh, gw);
 }
 
 /* Forward mode: dgh_k = dh_{k-1} op(W) + h_{k-1} op(dW) + db, then the
