@@ -79,8 +79,9 @@ ad_status ad__shape_rnn_sequence(ad_tape *t, ad_node *n, ad_shape *out)
     return AD_OK;
 }
 
-/* Row k of T blocks of `step` elements. */
-#define BLOCK(s, p, k) ((p) ? (char *)(p) + (k) * (s).step * (s).es : NULL)
+/* Block k of T blocks of `step` elements; BLOCK keeps a NULL p NULL. */
+#define AT(s, p, k) ((char *)(p) + (k) * (s).step * (s).es)
+#define BLOCK(s, p, k) ((p) ? AT(s, p, k) : NULL) /* p may be NULL */
 
 /* c (+)= a op(b) for the [B, H] x [H, H] products of the recurrence, with
  * op(b)'s packed form or NULL. */
@@ -101,8 +102,8 @@ ad_status ad__rnn_sequence_fwd(ad_tape *t, ad_node *n)
     const void *prev = n->in[1]->data;
     for (size_t k = 0; k < s.T; k++) {
         step_product(&s, s.tb, prev, w->data, packed, n->saved, 0);
-        ad__rnn_gates_fwd(s.f32, s.relu, s.step, BLOCK(s, n->in[0]->data, k), n->saved, BLOCK(s, n->out->data, k));
-        prev = BLOCK(s, n->out->data, k);
+        ad__rnn_gates_fwd(s.f32, s.relu, s.step, AT(s, n->in[0]->data, k), n->saved, AT(s, n->out->data, k));
+        prev = AT(s, n->out->data, k);
     }
     return AD_OK;
 }
@@ -150,13 +151,13 @@ void ad__rnn_sequence_bwd(ad_tape *t, ad_node *n)
     char *dzs = ad__alloc_array(t, gw ? s.T * s.step : s.step, s.es);
     if (ad__status(t) != AD_OK) return;
     char *dh = n->saved;
-    start_from(&s, dh, BLOCK(s, n->out->grad, s.T - 1));
+    start_from(&s, dh, AT(s, n->out->grad, s.T - 1));
     for (size_t k = s.T; k-- > 0;) {
-        char *dz = gw ? BLOCK(s, dzs, k) : dzs;
+        char *dz = gw ? AT(s, dzs, k) : dzs;
         memset(dz, 0, s.step * s.es);
-        ad__rnn_gates_bwd(s.f32, s.relu, s.step, BLOCK(s, n->out->data, k), dh, BLOCK(s, ggx, k), dz);
+        ad__rnn_gates_bwd(s.f32, s.relu, s.step, AT(s, n->out->data, k), dh, BLOCK(s, ggx, k), dz);
         void *gprev = k ? dh : gh0;
-        if (k) start_from(&s, dh, BLOCK(s, n->out->grad, k - 1));
+        if (k) start_from(&s, dh, AT(s, n->out->grad, k - 1));
         if (gprev) step_product(&s, !s.tb, dz, w->data, packed, gprev, 1);
     }
     if (gw) weight_grad(&s, n, 1, dzs, gw);
@@ -176,12 +177,12 @@ ad_status ad__rnn_sequence_jvp(ad_tape *t, ad_node *n)
         const char *xd = dx ? dx + d * x->numel * s.es : NULL, *wd = dw ? dw + d * w->numel * s.es : NULL;
         const char *tprev = dh0 ? dh0 + d * h0->numel * s.es : NULL;
         for (size_t k = 0; k < s.T; k++) {
-            const void *prev = k ? BLOCK(s, n->out->data, k - 1) : h0->data;
+            const void *prev = k ? AT(s, n->out->data, k - 1) : h0->data;
             memset(acc, 0, s.step * s.es);
             if (tprev) step_product(&s, s.tb, tprev, w->data, NULL, acc, 1);
             if (wd) step_product(&s, s.tb, prev, wd, NULL, acc, 1);
-            ad__rnn_gates_jvp(s.f32, s.relu, s.step, BLOCK(s, n->out->data, k), BLOCK(s, xd, k), acc, BLOCK(s, yd, k));
-            tprev = BLOCK(s, yd, k);
+            ad__rnn_gates_jvp(s.f32, s.relu, s.step, AT(s, n->out->data, k), BLOCK(s, xd, k), acc, AT(s, yd, k));
+            tprev = AT(s, yd, k);
         }
     }
     return AD_OK;
@@ -243,7 +244,7 @@ ad_status ad__gru_sequence_fwd(ad_tape *t, ad_node *n)
     if (!n->saved || ad__status(t) != AD_OK) return ad__status(t);
     const void *prev = n->in[1]->data;
     for (size_t k = 0; k < s.T; k++) {
-        char *gh = GRU_GH(s, n, k), *y = BLOCK(s, n->out->data, k);
+        char *gh = GRU_GH(s, n, k), *y = AT(s, n->out->data, k);
         gru_product(&s, s.tb, prev, w->data, packed, n->in[3]->data, gh, 0);
         ad__gru_gates(s.f32, 0, (int64_t)s.B, (int64_t)s.H, (const char *)n->in[0]->data + k * 3 * s.step * s.es, gh,
                       prev, y, GRU_PLANES(s, n, k), NULL, NULL, NULL, NULL);
@@ -270,20 +271,20 @@ void ad__gru_sequence_bwd(ad_tape *t, ad_node *n)
     char *dgh = ad__alloc_array(t, 3 * s.T * s.step, s.es), *dh = ad__alloc_array(t, 5 * s.step, s.es);
     if (ad__status(t) != AD_OK) return;
     char *cur = dh, *next = dh + s.step * s.es, *dgx = dh + 2 * s.step * s.es;
-    start_from(&s, cur, BLOCK(s, n->out->grad, s.T - 1));
+    start_from(&s, cur, AT(s, n->out->grad, s.T - 1));
     for (size_t k = s.T; k-- > 0;) {
-        const void *prev = k ? BLOCK(s, n->out->data, k - 1) : n->in[1]->data;
+        const void *prev = k ? AT(s, n->out->data, k - 1) : n->in[1]->data;
         void *gprev = k ? next : gh0;
         char *dghk = dgh + k * 3 * s.step * s.es;
         memset(dghk, 0, 3 * s.step * s.es); /* here, not all at once: the step's rows stay in cache */
-        if (k) start_from(&s, next, BLOCK(s, n->out->grad, k - 1));
+        if (k) start_from(&s, next, AT(s, n->out->grad, k - 1));
         /* The gates add into a zeroed [B, 3H] that stays in cache, then it
          * goes into gx's rows in one pass (a slice's backward in the
          * step-by-step graph: the same bits). Adding into gx's large
          * gradient itself, long since zeroed and evicted, stalls the gates. */
         if (ggx) memset(dgx, 0, 3 * s.step * s.es);
         ad__gru_gates(s.f32, 1, (int64_t)s.B, (int64_t)s.H, (const char *)n->in[0]->data + k * 3 * s.step * s.es,
-                      GRU_GH(s, n, k), prev, BLOCK(s, n->out->data, k), GRU_PLANES(s, n, k), cur, ggx ? dgx : NULL,
+                      GRU_GH(s, n, k), prev, AT(s, n->out->data, k), GRU_PLANES(s, n, k), cur, ggx ? dgx : NULL,
                       dghk, gprev);
         if (ggx) add_into(&s, 3 * s.step, ggx + k * 3 * s.step * s.es, dgx);
         /* b's gradient step by step, as addmm's: the same sums in the same order */
@@ -313,7 +314,7 @@ ad_status ad__gru_sequence_jvp(ad_tape *t, ad_node *n)
         const char *xd = dx ? dx + d * x->numel * s.es : NULL, *wd = dw ? dw + d * w->numel * s.es : NULL;
         const char *bd = db ? db + d * G * s.es : NULL, *tprev = dh0 ? dh0 + d * h0->numel * s.es : NULL;
         for (size_t k = 0; k < s.T; k++) {
-            const void *prev = k ? BLOCK(s, n->out->data, k - 1) : h0->data;
+            const void *prev = k ? AT(s, n->out->data, k - 1) : h0->data;
             memset(acc, 0, 3 * s.step * s.es);
             if (tprev) gru_product(&s, s.tb, tprev, w->data, NULL, NULL, acc, 1);
             if (wd) gru_product(&s, s.tb, prev, wd, NULL, NULL, acc, 1);
@@ -323,8 +324,8 @@ ad_status ad__gru_sequence_jvp(ad_tape *t, ad_node *n)
                     else ((double *)(void *)acc)[r * G + j] += ((const double *)(const void *)bd)[j];
                 }
             ad__gru_gates_jvp(s.f32, (int64_t)s.B, (int64_t)s.H, GRU_GH(s, n, k), prev, GRU_PLANES(s, n, k),
-                              xd ? xd + k * 3 * s.step * s.es : NULL, acc, tprev, BLOCK(s, yd, k));
-            tprev = BLOCK(s, yd, k);
+                              xd ? xd + k * 3 * s.step * s.es : NULL, acc, tprev, AT(s, yd, k));
+            tprev = AT(s, yd, k);
         }
     }
     return AD_OK;
