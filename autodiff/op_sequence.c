@@ -83,12 +83,14 @@ ad_status ad__shape_rnn_sequence(ad_tape *t, ad_node *n, ad_shape *out)
 #define AT(s, p, k) ((char *)(p) + (k) * (s).step * (s).es)
 #define BLOCK(s, p, k) ((p) ? AT(s, p, k) : NULL) /* p may be NULL */
 
-/* c (+)= a op(b) for the [B, H] x [H, H] products of the recurrence, with
- * op(b)'s packed form or NULL. */
-static void step_product(const seq *s, int tb, const void *a, const void *b, const void *packed, void *c,
-                         int accumulate)
+/* c (+)= a op(b) (+ a bias row) for a step's product with the weight: a
+ * [B, H] state times [H, G H] for G gates (G = 1 Elman, 3 GRU; tb: the
+ * transposed weight), or in backward a [B, G H] gradient times op(b)^T
+ * (G = 1 only, tb flipped). packed and bias may be NULL. */
+static void step_product(const seq *s, size_t gates, int tb, const void *a, const void *b, const void *packed,
+                         const void *bias, void *c, int accumulate)
 {
-    ad__product p = {!s->f32, 0, tb, s->B, s->H, s->H, a, b, c, accumulate, NULL, packed};
+    ad__product p = {!s->f32, 0, tb, s->B, gates * s->H, s->H, a, b, c, accumulate, bias, packed};
     ad__gemm(&p);
 }
 
@@ -101,7 +103,7 @@ ad_status ad__rnn_sequence_fwd(ad_tape *t, ad_node *n)
     if (!n->saved || ad__status(t) != AD_OK) return ad__status(t);
     const void *prev = n->in[1]->data;
     for (size_t k = 0; k < s.T; k++) {
-        step_product(&s, s.tb, prev, w->data, packed, n->saved, 0);
+        step_product(&s, 1, s.tb, prev, w->data, packed, NULL, n->saved, 0);
         ad__rnn_gates_fwd(s.f32, s.relu, s.step, AT(s, n->in[0]->data, k), n->saved, AT(s, n->out->data, k));
         prev = AT(s, n->out->data, k);
     }
@@ -158,7 +160,7 @@ void ad__rnn_sequence_bwd(ad_tape *t, ad_node *n)
         ad__rnn_gates_bwd(s.f32, s.relu, s.step, AT(s, n->out->data, k), dh, BLOCK(s, ggx, k), dz);
         void *gprev = k ? dh : gh0;
         if (k) start_from(&s, dh, AT(s, n->out->grad, k - 1));
-        if (gprev) step_product(&s, !s.tb, dz, w->data, packed, gprev, 1);
+        if (gprev) step_product(&s, 1, !s.tb, dz, w->data, packed, NULL, gprev, 1);
     }
     if (gw) weight_grad(&s, n, 1, dzs, gw);
 }
@@ -179,8 +181,8 @@ ad_status ad__rnn_sequence_jvp(ad_tape *t, ad_node *n)
         for (size_t k = 0; k < s.T; k++) {
             const void *prev = k ? AT(s, n->out->data, k - 1) : h0->data;
             memset(acc, 0, s.step * s.es);
-            if (tprev) step_product(&s, s.tb, tprev, w->data, NULL, acc, 1);
-            if (wd) step_product(&s, s.tb, prev, wd, NULL, acc, 1);
+            if (tprev) step_product(&s, 1, s.tb, tprev, w->data, NULL, NULL, acc, 1);
+            if (wd) step_product(&s, 1, s.tb, prev, wd, NULL, NULL, acc, 1);
             ad__rnn_gates_jvp(s.f32, s.relu, s.step, AT(s, n->out->data, k), BLOCK(s, xd, k), acc, AT(s, yd, k));
             tprev = AT(s, yd, k);
         }
@@ -227,14 +229,6 @@ ad_status ad__shape_gru_sequence(ad_tape *t, ad_node *n, ad_shape *out)
     return AD_OK;
 }
 
-/* The product h op(W) of one GRU step, [B, 3H], (+)= into c, with a bias row or NULL. */
-static void gru_product(const seq *s, int tb, const void *a, const void *b, const void *packed, const void *bias,
-                        void *c, int accumulate)
-{
-    ad__product p = {!s->f32, 0, tb, s->B, 3 * s->H, s->H, a, b, c, accumulate, bias, packed};
-    ad__gemm(&p);
-}
-
 ad_status ad__gru_sequence_fwd(ad_tape *t, ad_node *n)
 {
     seq s = seq_of(n);
@@ -245,7 +239,7 @@ ad_status ad__gru_sequence_fwd(ad_tape *t, ad_node *n)
     const void *prev = n->in[1]->data;
     for (size_t k = 0; k < s.T; k++) {
         char *gh = GRU_GH(s, n, k), *y = AT(s, n->out->data, k);
-        gru_product(&s, s.tb, prev, w->data, packed, n->in[3]->data, gh, 0);
+        step_product(&s, 3, s.tb, prev, w->data, packed, n->in[3]->data, gh, 0);
         ad__gru_gates(s.f32, 0, (int64_t)s.B, (int64_t)s.H, (const char *)n->in[0]->data + k * 3 * s.step * s.es, gh,
                       prev, y, GRU_PLANES(s, n, k), NULL, NULL, NULL, NULL);
         prev = y;
@@ -316,8 +310,8 @@ ad_status ad__gru_sequence_jvp(ad_tape *t, ad_node *n)
         for (size_t k = 0; k < s.T; k++) {
             const void *prev = k ? AT(s, n->out->data, k - 1) : h0->data;
             memset(acc, 0, 3 * s.step * s.es);
-            if (tprev) gru_product(&s, s.tb, tprev, w->data, NULL, NULL, acc, 1);
-            if (wd) gru_product(&s, s.tb, prev, wd, NULL, NULL, acc, 1);
+            if (tprev) step_product(&s, 3, s.tb, tprev, w->data, NULL, NULL, acc, 1);
+            if (wd) step_product(&s, 3, s.tb, prev, wd, NULL, NULL, acc, 1);
             for (size_t r = 0; bd && r < s.B; r++)
                 for (size_t j = 0; j < G; j++) {
                     if (s.f32) ((float *)(void *)acc)[r * G + j] += ((const float *)(const void *)bd)[j];
