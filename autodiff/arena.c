@@ -53,6 +53,28 @@ void ad__arena_reset(ad_tape *t)
     a->used_before_cur = 0;
 }
 
+ad__arena_mark ad__arena_where(const ad_tape *t)
+{
+    const ad__arena *a = &t->arena;
+    ad__arena_mark m = {a->cur, a->cur ? a->cur->used : 0, a->used_before_cur};
+    return m;
+}
+
+void ad__arena_rewind(ad_tape *t, const ad__arena_mark *m)
+{
+    ad__arena *a = &t->arena;
+    if (!m->cur) { /* the mark was taken before the first chunk */
+        ad__arena_reset(t);
+        return;
+    }
+    /* Chunks after the mark's stay on the list, emptied, for the same path
+     * through them again (as after a reset). */
+    for (ad__chunk *c = m->cur->next; c; c = c->next) c->used = 0;
+    a->cur = m->cur;
+    a->cur->used = m->used;
+    a->used_before_cur = m->used_before;
+}
+
 void ad__arena_free(ad_tape *t)
 {
     ad__chunk *c = t->arena.first;

@@ -43,6 +43,7 @@ ad_status ad_backward(ad_tape *t, ad_tensor *root, const ad_tensor *upstream)
     if (!t) return AD_ERR_NULL;
     if (check_root(t, root, upstream) != AD_OK) return ad_tape_status(t);
 
+    ad__replay_mark(t); /* where a replay of this tape returns the arena to */
     ad__tape_next_pass(t);
     ad__stack_begin(t);
     if (root->param && ad__tape_lean_copies(t)) { /* the loss is a copy itself: add into p */

@@ -204,6 +204,24 @@ typedef struct ad__arena {
     size_t used_before_cur; /* bytes used in chunks before cur */
 } ad__arena;
 
+/* A place in the arena (arena.c) that ad__arena_rewind returns to,
+ * forgetting what was handed out after it. */
+typedef struct ad__arena_mark {
+    ad__chunk *cur;
+    size_t used;
+    size_t used_before;
+} ad__arena_mark;
+
+/* Where a replay returns the arena to (replay.c): the place the first
+ * backward after the last recorded node started from. `nodes` is the node
+ * count then; `checked` says the nodes were found replayable. */
+typedef struct ad__replay_point {
+    int marked;
+    int checked;
+    size_t nodes;
+    ad__arena_mark arena;
+} ad__replay_point;
+
 /* The node list and the label new nodes carry (record.c). */
 typedef struct ad__node_list {
     ad_node **at;
@@ -282,6 +300,7 @@ struct ad_tape {
     ad__packed_cache packs; /* packed_cache.c */
     ad__tangents fwd;       /* forward.c */
     ad__probe probe;        /* probe.c */
+    ad__replay_point replay; /* replay.c */
     struct {
         void *buf; /* arena scratch for the Gram form of copies' norms */
         size_t bytes;
@@ -326,6 +345,8 @@ void ad__arena_options(const ad_tape *t, ad_tape_options *o);
 void ad__arena_init(ad_tape *t, const ad_tape_options *o);
 void ad__arena_reset(ad_tape *t);
 void ad__arena_free(ad_tape *t);
+ad__arena_mark ad__arena_where(const ad_tape *t);
+void ad__arena_rewind(ad_tape *t, const ad__arena_mark *m);
 size_t ad__arena_bytes_used(const ad_tape *t);
 size_t ad__arena_bytes_reserved(const ad_tape *t);
 void ad__nodes_free(ad_tape *t);
@@ -348,6 +369,10 @@ static inline void ad__packs_reset(ad_tape *t) { t->packs.n = 0; /* and the valu
 static inline void ad__gram_reset(ad_tape *t) { t->gram.buf = NULL, t->gram.bytes = 0; }
 static inline void ad__tangents_reset(ad_tape *t) { t->fwd.at = NULL, t->fwd.n = 0; }
 static inline void ad__probe_reset(ad_tape *t) { t->probe.seen = 0; }
+static inline void ad__replay_reset(ad_tape *t) { t->replay.marked = 0; }
+/* Where a replay will return to, taken by each backward whose tape gained
+ * nodes since the last one (replay.c). */
+void ad__replay_mark(ad_tape *t);
 
 /* Whether x's data was handed back by ad_tape_release (its own, or that of
  * the tensor it views): nothing may read it any more. */
@@ -457,6 +482,12 @@ void ad__format_message(char *msg, size_t cap, const char *fmt, va_list ap);
 void *ad__alloc_zero(ad_tape *t, size_t bytes);
 /* count * size with overflow check; fails the tape on overflow. */
 void *ad__alloc_array(ad_tape *t, size_t count, size_t size);
+/* What a forward saves for backward: a new arena array, or on a replay
+ * (replay.c) the one the node's first forward made, which has its size. */
+static inline void *ad__saved_array(ad_tape *t, ad_node *n, size_t count, size_t size)
+{
+    return n->saved ? n->saved : ad__alloc_array(t, count, size);
+}
 
 
 /* Whether x's gradient is valid for the latest backward pass of its tape. */
@@ -524,6 +555,11 @@ void ad__tape_set_probe(ad_tape *t, const ad_param *p, size_t copy, size_t index
 void *ad__tape_probe(ad_tape *t, const ad_param *p);
 /* Whether uses of p on t are being probed. */
 static inline int ad__tape_probes(const ad_tape *t, const ad_param *p) { return t->probe.param == p; }
+/* Whether dropout node n draws a mask (training, p > 0; op_shape.c). Its
+ * generator is forgotten once drawn, so a replay cannot draw again. */
+int ad__dropout_draws(const ad_node *n);
+/* Whether some parameter's uses are probed (a gradient check's tape). */
+static inline int ad__tape_probing(const ad_tape *t) { return t->probe.param != NULL; }
 
 /*
  * The gradient of a parameter used as the right operand of a product, for a

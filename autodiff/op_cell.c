@@ -46,7 +46,7 @@ ad_status ad__shape_cell(ad_tape *t, ad_node *n, ad_shape *out)
 /* Saved planes of n, each B*H elements of the node's dtype. */
 static ad_status keep_planes(ad_tape *t, ad_node *n, size_t planes)
 {
-    n->saved = ad__alloc_array(t, planes * n->out->numel, ad_dtype_size(n->out->dtype));
+    n->saved = ad__saved_array(t, n, planes * n->out->numel, ad_dtype_size(n->out->dtype));
     return n->saved ? AD_OK : ad_tape_status(t);
 }
 

@@ -156,7 +156,7 @@ ad_status ad__cross_entropy_fwd(ad_tape *t, ad_node *n)
     size_t rows = (size_t)n->in[0]->shape.dim[0], cls = (size_t)n->in[0]->shape.dim[1];
     int none = n->a.reduction == AD_REDUCE_NONE, parts = ce_parts(n);
     ad_dtype d = n->out->dtype;
-    n->saved = ad__alloc_array(t, n->in[0]->numel, ad__dtype_size(d));
+    n->saved = ad__saved_array(t, n, n->in[0]->numel, ad__dtype_size(d));
     if (!n->saved) return ad_tape_status(t);
     double total = 0;
     if (parts > 1) {

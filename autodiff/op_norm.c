@@ -91,7 +91,7 @@ static size_t last_len(const ad_tensor *x) { return (size_t)x->shape.dim[x->shap
 ad_status ad__layer_norm_fwd(ad_tape *t, ad_node *n)
 {
     size_t len = last_len(n->in[0]), rows = n->out->numel / len;
-    n->saved = ad__alloc_array(t, rows ? rows : 1, ad__dtype_size(n->out->dtype));
+    n->saved = ad__saved_array(t, n, rows ? rows : 1, ad__dtype_size(n->out->dtype));
     if (!n->saved) return ad_tape_status(t);
     if (n->out->dtype == AD_F32)
         layer_norm_fwd_float(rows, len, n->in[0]->data, n->out->data, n->saved, n->a.scalar);

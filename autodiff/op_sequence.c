@@ -99,7 +99,7 @@ ad_status ad__rnn_sequence_fwd(ad_tape *t, ad_node *n)
     seq s = seq_of(n);
     const ad_tensor *w = n->in[2];
     const void *packed = ad__packed_for(t, w, s.tb, s.H, s.H, s.B);
-    n->saved = ad__alloc_array(t, s.step, s.es);
+    n->saved = ad__saved_array(t, n, s.step, s.es);
     if (!n->saved || ad__status(t) != AD_OK) return ad__status(t);
     const void *prev = n->in[1]->data;
     for (size_t k = 0; k < s.T; k++) {
@@ -234,7 +234,7 @@ ad_status ad__gru_sequence_fwd(ad_tape *t, ad_node *n)
     seq s = seq_of(n);
     const ad_tensor *w = n->in[2];
     const void *packed = ad__packed_for(t, w, s.tb, 3 * s.H, s.H, s.B);
-    n->saved = ad__alloc_array(t, 6 * s.T * s.step, s.es);
+    n->saved = ad__saved_array(t, n, 6 * s.T * s.step, s.es);
     if (!n->saved || ad__status(t) != AD_OK) return ad__status(t);
     const void *prev = n->in[1]->data;
     for (size_t k = 0; k < s.T; k++) {

@@ -669,11 +669,11 @@ static ad_status dropout_draw(ad_tape *t, ad_node *n)
 {
     size_t count = n->out->numel;
     double p = n->a.scalar;
-    if (!n->a.flags || p == 0.0) {
+    if (!ad__dropout_draws(n)) {
         memcpy(n->out->data, n->in[0]->data, count * ad__dtype_size(n->out->dtype));
         return AD_OK;
     }
-    n->saved = ad__alloc_array(t, count, ad__dtype_size(n->out->dtype));
+    n->saved = ad__saved_array(t, n, count, ad__dtype_size(n->out->dtype));
     if (!n->saved) return ad_tape_status(t);
     double keep = 1.0 / (1.0 - p);
     for (size_t i = 0; i < count; i++) {
@@ -688,6 +688,8 @@ static ad_status dropout_draw(ad_tape *t, ad_node *n)
     }
     return AD_OK;
 }
+
+int ad__dropout_draws(const ad_node *n) { return n->a.flags && n->a.scalar != 0.0; }
 
 /* Only forward may draw: the node forgets the rng once its mask is made. */
 ad_status ad__dropout_fwd(ad_tape *t, ad_node *n)

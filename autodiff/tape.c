@@ -62,6 +62,7 @@ void ad_tape_reset(ad_tape *t)
     ad__gram_reset(t);
     ad__tangents_reset(t);
     ad__probe_reset(t);
+    ad__replay_reset(t);
     t->status = AD_OK;
     t->msg[0] = '\0';
     t->pass++; /* invalidates every gradient of the old tensors */

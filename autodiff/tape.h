@@ -144,6 +144,32 @@ AD_API void ad_tape_free(ad_tape *t);
  */
 AD_API void ad_tape_reset(ad_tape *t);
 
+/**
+ * Runs the forward of every op recorded on t again, in order, from the
+ * present values of its leaves and parameters, and leaves the tape ready for
+ * another ad_backward(). For a loop whose graph is the same every step:
+ * record it once, then per step replay, backward, update. Recording's input
+ * checks, shape rules, node building and allocations are skipped; the
+ * results are the ones recording again would give, to the bit.
+ *
+ * What a replay reads anew: parameters' values (an optimizer's update) and the
+ * data of variables and constants written in place through ad_tensor_f32() /
+ * ad_tensor_f64(). What stays as recorded: shapes, scalars, integer
+ * indices (gather_rows, cross_entropy's targets), which tensors require
+ * gradients.
+ *
+ * Memory: the arena goes back to where it stood when the first backward after
+ * the last recorded op began, so a loop of replays runs in constant memory;
+ * every gradient of a tape tensor from before is stale (the parameters'
+ * gradients are theirs and accumulate as always). Errors, each a tape error:
+ * AD_ERR_EMPTY (no nodes), AD_ERR_STATE for a tape holding a checkpointed
+ * region (ad_checkpoint) or a dropout in training (neither keeps what its
+ * next run needs), or under a gradient check's probe, and whatever an
+ * op's forward reports (AD_ERR_NONFINITE in anomaly mode). A tape already in
+ * error returns its status; NULL returns AD_ERR_NULL.
+ */
+AD_API ad_status ad_tape_replay(ad_tape *t);
+
 /** The first error recorded since the last reset (AD_OK if none; AD_ERR_NULL for NULL). */
 AD_API ad_status ad_tape_status(const ad_tape *t);
 

@@ -54,6 +54,7 @@ typedef struct opts {
     double seconds;
     int w6_recompute_only; /* W6: only the rnn-recompute and lstm-recompute rows */
     int fused_sequence; /* each block's steps as one sequence node: 0 none, 1 Elman (default), 2 Elman and GRU */
+    int replay; /* W1: record the step once and replay it (ad_tape_replay): 1 (default) or 0 */
 } opts;
 
 /* --mpi: the context, and the time spent averaging gradients (µs). */
@@ -233,6 +234,8 @@ typedef struct rnet {
     ad_tensor **all_h; /* the T states of a step, for the output head */
     int fused_sequence; /* as opts: one ad_rnn_sequence (1, 2) / ad_gru_sequence (2) node per block of steps */
     ad_tensor **blocks; /* with fused_sequence: each block's states [steps B, H] */
+    int replay;         /* W1: the step's graph is recorded once, then replayed */
+    ad_tensor *recorded_loss; /* with replay: the loss of the recorded step */
     int clip_value, bce;
     double loss_scale;      /* 1, or 1/shards for a shard's share of the mean */
     int n_shards;           /* batched workloads: the batch split over replicas */
@@ -385,6 +388,14 @@ static int forward_backward(rnet *r, const double *targets_bce)
     if (r->via_unroll) return forward_backward_unroll(r);
     ad_tape *t = r->tape;
     ad_dtype dt = nn_params_dtype(r->ps);
+    if (r->recorded_loss) { /* W1's inputs and targets are the same every step */
+        nn_params_zero_grad(r->ps);
+        if (ad_tape_replay(t) != AD_OK || ad_backward(t, r->recorded_loss, NULL) != AD_OK) {
+            fprintf(stderr, "unroll_bench: %s\n", ad_tape_message(t));
+            return 1;
+        }
+        return 0;
+    }
     ad_tape_reset(t);
     nn_params_zero_grad(r->ps);
     ad_shape hs = ad_shape2(r->B, r->H);
@@ -454,6 +465,7 @@ static int forward_backward(rnet *r, const double *targets_bce)
     }
     if (r->hcarry)
         for (size_t i = 0; i < (size_t)r->H; i++) r->hcarry[i] = ad_tensor_get(s.h, i);
+    if (r->replay) r->recorded_loss = loss;
     return 0;
 }
 
@@ -627,6 +639,7 @@ static int run_one(const char *name, const opts *o, const text *tx)
         if (!rnet_init(&r, NN_CELL_RNN_TANH, 3, 3, 3, 1, 1, o->dtype)) return 1;
         r.bce = 1;
         r.fused_sequence = o->fused_sequence;
+        r.replay = o->replay;
         for (int k = 0; k <= 3; k++) r.ids[k] = k % 3; /* inputs 0, 1, 2 */
         cfg = nn_optim_defaults(NN_OPTIM_SGD);
         cfg.lr = 0.1;
@@ -727,12 +740,14 @@ static void usage(void)
                     "                    default 64, 0 for the whole sequence at once)\n"
                     "                    [--fused-sequence 0|1|2] (each block's steps as one sequence node:\n"
                     "                    0 none, 1 Elman nets (default), 2 Elman and GRU nets)\n"
+                    "                    [--replay 0|1] (W1: record the step once and replay it, 1 (default),\n"
+                    "                    or record every step, 0)\n"
                     "                    [--mpi 1] (a build with UNROLL_WITH_MPI=ON, under mpirun)\n");
 }
 
 int main(int argc, char **argv)
 {
-    opts o = {"all", NULL, AD_F32, 1, 0, 1, 0, 0, 64, 2.0, 0, 1};
+    opts o = {"all", NULL, AD_F32, 1, 0, 1, 0, 0, 64, 2.0, 0, 1, 1};
     for (int i = 1; i < argc; i += 2) { /* --option value pairs */
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!v) {
@@ -748,6 +763,7 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "--seconds")) o.seconds = atof(v);
         else if (!strcmp(a, "--mpi")) o.mpi = atoi(v);
         else if (!strcmp(a, "--fused-sequence") && atoi(v) >= 0 && atoi(v) <= 2) o.fused_sequence = atoi(v);
+        else if (!strcmp(a, "--replay") && (!strcmp(v, "0") || !strcmp(v, "1"))) o.replay = atoi(v);
         else if (!strcmp(a, "--recompute-only")) {
             o.w6_recompute_only = atoi(v) != 0;
         } else if (!strcmp(a, "--proj-block")) {

@@ -1,7 +1,8 @@
 /*
  * fit_sine.c - the engine on its own: fit y = sin(x) with a one-hidden-layer
- * net, training with plain gradient descent, then check the gradients
- * against finite differences.
+ * net, training with plain gradient descent (the step recorded once and
+ * replayed, ad_tape_replay), then check the gradients against finite
+ * differences.
  *
  *     ./fit_sine            # prints the loss falling and a gradcheck report
  */
@@ -62,21 +63,26 @@ int main(void)
     ad_param *all[4] = {m.w1, m.b1, m.w2, m.b2};
     ad_tape *t = ad_tape_new(NULL);
     double lr = 0.1, loss = NAN;
-    for (int step = 0; ok && t && step <= 3000; step++) {
-        ad_tape_reset(t);
-        ad_tensor *l = loss_graph(t, &m);
-        if (ad_backward(t, l, NULL) != AD_OK) {
+    if (!ok || !t) ok = 0;
+    else {
+        /* guide-snippet begin replay */
+        ad_tensor *l = loss_graph(t, &m); /* recorded once: every step runs the same ops */
+        for (int step = 0; step <= 3000; step++) {
+            if (step > 0 && ad_tape_replay(t) != AD_OK) break; /* the ops again, on the new values */
+            if (ad_backward(t, l, NULL) != AD_OK) break;
+            loss = ad_tensor_item(l);
+            if (step % 500 == 0) printf("step %4d  loss %.6f\n", step, loss);
+            for (int p = 0; p < 4; p++) { /* plain gradient descent, in place */
+                double *v = ad_tensor_f64(ad_param_value(all[p]));
+                double *g = ad_tensor_f64(ad_param_grad(all[p]));
+                for (size_t i = 0; i < ad_tensor_numel(ad_param_value(all[p])); i++) v[i] -= lr * g[i];
+                ad_param_zero_grad(all[p]);
+            }
+        }
+        /* guide-snippet end */
+        if (ad_tape_status(t) != AD_OK) {
             fprintf(stderr, "fit_sine: %s\n", ad_tape_message(t));
             ok = 0;
-            break;
-        }
-        loss = ad_tensor_item(l);
-        if (step % 500 == 0) printf("step %4d  loss %.6f\n", step, loss);
-        for (int p = 0; p < 4; p++) { /* plain gradient descent */
-            double *v = ad_tensor_f64(ad_param_value(all[p]));
-            double *g = ad_tensor_f64(ad_param_grad(all[p]));
-            for (size_t i = 0; i < ad_tensor_numel(ad_param_value(all[p])); i++) v[i] -= lr * g[i];
-            ad_param_zero_grad(all[p]);
         }
     }
     if (ok) {

@@ -17,6 +17,7 @@ parts=(
   "probe probe.c"
   "gram copy_grads.c"
   "scratch checkpoint.c"
+  "replay replay.c"
 )
 for entry in "${parts[@]}"; do
   set -- $entry
