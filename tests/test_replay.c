@@ -188,7 +188,7 @@ Test(replay, equals_recording_with_weights_packed_anew_each_pass)
     cr_assert_eq(ts_live_allocs(), before);
 }
 
-/* ---- the ops that save data, list many inputs, view, draw, are released ----------------- */
+/* ---- ops that save data, view, list many inputs or are released ------------------------- */
 
 static void make_mixed(net *n, ad_dtype dt)
 {
