@@ -3,9 +3,9 @@
  * and replays it gives, to the bit, the losses and parameters of the loop
  * that records every step (an Elman net on each copy_grads / release_grads
  * mode, a graph of ops that save data, view, list many inputs or are
- * released, an LSTM
- * unrolled by nn_unroll); new leaf data is read; the memory stays constant;
- * gradients of the old pass are stale; bad uses are refused.
+ * released, a custom op, an LSTM unrolled by nn_unroll); new leaf data is
+ * read; the memory stays constant; gradients of the old pass are stale; a
+ * gradient check passes through a graph that replays; bad uses are refused.
  */
 #include <criterion/criterion.h>
 #include <math.h>
@@ -236,6 +236,70 @@ Test(replay, equals_recording_with_saved_data_views_released_and_new_inputs)
     cr_assert_eq(ts_live_allocs(), before);
 }
 
+/* ---- a user's op ---------------------------------------------------------------------- */
+
+/* y = c x^2, c from the op's context: a custom op's forward runs again on replay. */
+static ad_status square_shape(void *ctx, ad_tensor *const *in, int n, ad_shape *out, char *msg, size_t size)
+{
+    (void)ctx, (void)n, (void)msg, (void)size;
+    *out = ad_tensor_shape(in[0]);
+    return AD_OK;
+}
+
+static void set_element(ad_tensor *x, size_t i, double v)
+{
+    if (ad_tensor_dtype(x) == AD_F32) ad_tensor_f32(x)[i] = (float)v;
+    else ad_tensor_f64(x)[i] = v;
+}
+
+static void square_forward(void *ctx, ad_tensor *const *in, int n, ad_tensor *out)
+{
+    (void)n;
+    double c = *(const double *)ctx;
+    for (size_t i = 0; i < ad_tensor_numel(out); i++) {
+        double v = ad_tensor_get(in[0], i);
+        set_element(out, i, c * v * v);
+    }
+}
+
+static void square_backward(void *ctx, ad_tensor *const *in, int n, ad_tensor *out, ad_tensor *gout,
+                            ad_tensor *const *gin)
+{
+    (void)n, (void)out;
+    double c = *(const double *)ctx;
+    if (!gin[0]) return;
+    for (size_t i = 0; i < ad_tensor_numel(gout); i++)
+        set_element(gin[0], i, ad_tensor_get(gin[0], i) + 2 * c * ad_tensor_get(in[0], i) * ad_tensor_get(gout, i));
+}
+
+static const ad_custom_op square_op = {"scaled_square", 1, square_shape, square_forward, square_backward, NULL};
+static double square_scale = 0.75;
+
+static void make_custom(net *n, ad_dtype dt)
+{
+    net_init(n, dt);
+    nn_params_add(n->ps, "w", ad_shape2(4, 3), NULL);
+    net_fill(n);
+}
+
+/* mean(c (x W)^2 * x W), x [5,4] a constant rewritten by feed. */
+static ad_tensor *build_custom(ad_tape *t, net *n)
+{
+    ad_tensor *x = n->xv = ad_from_f64(t, n->dt, ad_shape2(5, 4), n->x);
+    ad_tensor *v = ad_matmul(t, x, ad_use(t, nn_params_get(n->ps, "w")), 0);
+    ad_tensor *sq = ad_custom(t, &square_op, &square_scale, &v, 1);
+    return ad_mean(t, ad_mul(t, sq, v), AD_AXIS_ALL, 0);
+}
+
+Test(replay, equals_recording_through_a_custom_op)
+{
+    long before = ts_live_allocs();
+    ad_tape_options lean = {.copy_grads = AD_COPY_GRADS_NORMS, .release_grads = 1};
+    expect_replay_equal(make_custom, build_custom, AD_F64, &(ad_tape_options){0}, "custom f64, keep");
+    expect_replay_equal(make_custom, build_custom, AD_F32, &lean, "custom f32, norms + release");
+    cr_assert_eq(ts_live_allocs(), before);
+}
+
 /* ---- an LSTM through nn_unroll ----------------------------------------------------------- */
 
 static void make_lstm(net *n, ad_dtype dt)
@@ -408,6 +472,33 @@ Test(replay, refuses_null_empty_errored_checkpointed_and_dropout_tapes)
     y = ad_tanh(t, x);
     cr_assert_eq(ad_tape_replay(t), AD_OK, "%s", ad_tape_message(t));
     ad_tape_free(t);
+    cr_assert_eq(ts_live_allocs(), before);
+}
+
+/* sum(tanh(x W)), recorded and then replayed before it is returned. */
+static ad_tensor *replaying_graph(ad_tape *t, void *ctx)
+{
+    static const double x[6] = {0.3, -0.8, 1.1, 0.4, -0.2, 0.9};
+    ad_tensor *y = ad_sum(t, ad_tanh(t, ad_matmul(t, ad_from_f64(t, AD_F64, ad_shape2(2, 3), x),
+                                                  ad_use(t, ctx), 0)), AD_AXIS_ALL, 0);
+    return y && ad_tape_replay(t) == AD_OK ? y : NULL;
+}
+
+Test(replay, gradcheck_passes_through_it_and_a_per_copy_probe_is_refused)
+{
+    long before = ts_live_allocs();
+    ad_param *w = ad_param_new("w", AD_F64, ad_shape2(3, 2), NULL);
+    cr_assert_not_null(w);
+    static const double wd[6] = {0.5, -0.4, 0.3, 0.7, -0.6, 0.2};
+    memcpy(ad_tensor_f64(ad_param_value(w)), wd, sizeof wd);
+    ad_gradcheck_report rep;
+    ad_error err;
+    cr_assert_eq(ad_gradcheck(replaying_graph, w, &w, 1, NULL, &rep, &err), AD_OK, "%s", err.msg);
+    cr_assert(rep.passed && rep.evaluations > 0);
+    ad_gradcheck_entry e;
+    cr_assert_eq(ad_gradcheck_copy(replaying_graph, w, w, 0, NULL, &e, &err), AD_ERR_STATE);
+    cr_assert(strstr(err.msg, "tape_replay: a gradient check probes this tape's parameter copies"), "%s", err.msg);
+    ad_param_free(w);
     cr_assert_eq(ts_live_allocs(), before);
 }
 
