@@ -7,7 +7,8 @@ set -e
 bench=$1
 check() { # $1 rows wanted, $2 dtype wanted, the rest the options
     want=$1 dtype=$2; shift 2
-    "$bench" --repeat 3 --seconds 0.05 --seq 12 "$@" 2>/dev/null | awk -F, -v want="$want" -v dtype="$dtype" -v opts="$*" '
+    out=$("$bench" --repeat 3 --seconds 0.05 --seq 12 "$@" 2>/dev/null) || { echo "$*: exit status $?"; exit 1; }
+    printf '%s\n' "$out" | awk -F, -v want="$want" -v dtype="$dtype" -v opts="$*" '
       NR == 1 { if ($0 != "workload,variant,dtype,threads,median_us_per_step,tokens_per_s,peak_mib") bad++; next }
       { n++; if (NF != 7 || $3 != dtype || !($5 > 0) || !($6 > 0) || !($7 >= 0)) { print "bad row: " $0; bad++ } }
       END { if (n != want || bad) { printf "%s: %d rows (want %d), %d bad\n", opts, n, want, bad; exit 1 } }'
